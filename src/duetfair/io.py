@@ -1,0 +1,79 @@
+"""Atomic file output and safe path resolution.
+
+Nothing duetfair writes is ever left half-written: content goes to a temporary file in the
+destination folder and is renamed over the target (atomic on POSIX and Windows).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+from duetfair.errors import DuetfairError
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; rename it onto ``path`` if the block succeeds.
+
+    Example::
+
+        with atomic_path("out/table.parquet") as tmp:
+            df.to_parquet(tmp)
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_text(path: str | os.PathLike[str], text: str) -> Path:
+    """Atomically write ``text`` (UTF-8) to ``path``; return the path."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return Path(path)
+
+
+def write_json(path: str | os.PathLike[str], obj: Any) -> Path:
+    """Atomically write ``obj`` as indented JSON (NaN/inf written as null)."""
+    return write_text(path, json.dumps(_json_safe(obj), indent=2) + "\n")
+
+
+def _json_safe(obj: Any) -> Any:
+    """Replace non-finite floats by ``None`` so the output is strict JSON."""
+    if isinstance(obj, float):
+        return obj if obj == obj and obj not in (float("inf"), float("-inf")) else None
+    if isinstance(obj, dict):
+        return {str(k): _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    if hasattr(obj, "item") and callable(obj.item) and getattr(obj, "ndim", 1) == 0:
+        return _json_safe(obj.item())
+    return obj
+
+
+def resolve_inside(root: str | os.PathLike[str], relative: str | os.PathLike[str], what: str) -> Path:
+    """Resolve ``relative`` against ``root`` and refuse paths that escape ``root``.
+
+    Absolute paths are refused as well, so a manifest or config cannot point anywhere on the
+    machine. ``what`` names the source of the path in the error (e.g. ``"manifest.csv row 3"``).
+    """
+    base = Path(root).resolve()
+    rel = Path(relative)
+    if rel.is_absolute():
+        raise DuetfairError(f"{what}: path '{relative}' is absolute; expected a path relative to {base}")
+    full = (base / rel).resolve()
+    if full != base and base not in full.parents:
+        raise DuetfairError(f"{what}: path '{relative}' escapes {base}; expected a path inside it")
+    return full
