@@ -25,6 +25,11 @@ console = Console()
 err_console = Console(stderr=True)
 
 
+@app.callback()
+def _root() -> None:
+    """Fair medical image segmentation: audit subgroup performance, train fair models."""
+
+
 # ---- commands -------------------------------------------------------------------------------
 # Each command lives in its own section below; keep sections independent.
 
@@ -46,23 +51,17 @@ err_console = Console(stderr=True)
 
 
 def main(argv: Optional[list[str]] = None) -> None:
-    """Entry point of the ``duetfair`` console script."""
+    """Entry point of the ``duetfair`` console script (usage errors exit 2, as do input errors)."""
     try:
-        app(args=argv, standalone_mode=False)
+        app(args=argv)
     except DuetfairError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True, markup=True)
         sys.exit(2)
-    except (typer.Abort, KeyboardInterrupt):
-        err_console.print("aborted")
-        sys.exit(130)
-    except SystemExit:
-        raise
-    except Exception as exc:  # click usage errors
-        import click
 
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            sys.exit(2)
-        if isinstance(exc, click.exceptions.Exit):
-            sys.exit(exc.exit_code)
-        raise
+
+@app.command("version")
+def version() -> None:
+    """Print the duetfair version."""
+    from duetfair import __version__
+
+    console.print(f"duetfair {__version__}")
