@@ -1,0 +1,345 @@
+"""Mixture-of-experts layers: plain MoE and distribution-aware MoE (dMoE).
+
+The dMoE layer holds ``E`` two-layer MLP experts shared by all subgroups and one noisy top-k router
+per attribute value. A sample is routed by the router of its own attribute value; every token of
+the sample (a ViT patch or a voxel) is sent to its ``top_k`` experts and the gated expert outputs
+are summed. The caller adds the output as a residual: ``h = h + dmoe(h, group)``.
+
+Dispatch is vectorised: the ``B * N * top_k`` token-expert assignments are sorted by expert once
+(``argsort``), the sorted tokens go through the experts as one grouped GEMM (or one matmul per
+expert on CPU, see ``dispatch``), and the outputs are brought back with the inverse permutation and
+gated. There is no Python loop over samples or groups, and the ``grouped_mm`` path has only static
+shapes (no ``.item()``, ``.any()`` or ``nonzero()``), so it does not synchronise a GPU and compiles
+under ``torch.compile`` without graph breaks.
+
+Differences from the public reference, all named parameters:
+
+* ``eval_noise=False``: router noise only in training mode (the reference keeps it at evaluation,
+  which makes predictions random; ``eval_noise=True`` reproduces that).
+* ``load_balance_weight=0.0``: optional Switch-style load-balancing loss (the reference has none),
+  exposed through :meth:`DistributionAwareMoE.aux_loss`.
+* Unknown group (code ``-1`` or ``group=None``): the sample uses the *mean router* of the
+  attribute, i.e. the router whose weights are the mean of that attribute's routers. Its clean
+  logits are exactly the mean of the clean logits of all group routers (the router is linear).
+* Several attributes (``num_groups=[G1, G2, ...]``): ``multi_attribute="sum"`` (default) keeps one
+  router set per attribute and sums their logits (weights are summed before the matmul, so the
+  cost does not grow with the number of attributes; an unknown attribute contributes its mean
+  router while known ones still count); ``multi_attribute="intersection"`` keeps one router per
+  combination of values (``prod(G)`` routers; any unknown code -> mean of all routers).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from duetfair.errors import DuetfairError, require
+
+__all__ = ["DistributionAwareMoE", "MoE", "MoEExperts", "GroupRouter", "normalize_num_groups"]
+
+Dispatch = Literal["auto", "grouped_mm", "split"]
+MultiAttribute = Literal["sum", "intersection"]
+
+
+def normalize_num_groups(num_groups: int | Sequence[int]) -> list[int]:
+    """Return ``num_groups`` as a list of per-attribute cardinalities (each >= 1)."""
+    cards = [int(num_groups)] if isinstance(num_groups, int) else [int(g) for g in num_groups]
+    require(len(cards) >= 1, "num_groups: expected an int or a non-empty list of ints")
+    require(all(g >= 1 for g in cards), f"num_groups: expected cardinalities >= 1, got {cards}")
+    return cards
+
+
+def _uniform_(tensor: torch.Tensor, fan_in: int) -> torch.Tensor:
+    """``nn.Linear`` default initialisation: U(-1/sqrt(fan_in), 1/sqrt(fan_in))."""
+    bound = 1.0 / math.sqrt(fan_in)
+    return nn.init.uniform_(tensor, -bound, bound)
+
+
+class _Permute(torch.autograd.Function):
+    """Row permutation ``x[perm]`` whose backward is the inverse permutation (no scatter-add)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, perm: torch.Tensor, inv: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        ctx.save_for_backward(inv)
+        return x.index_select(0, perm)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
+        (inv,) = ctx.saved_tensors
+        return grad.index_select(0, inv), None, None
+
+
+class _Dispatch(torch.autograd.Function):
+    """Copy token rows to their sorted assignment slots: ``x[order // k]`` -> ``[T * k, C]``.
+
+    Backward: bring the slot gradients back in assignment order with the inverse permutation and
+    sum the ``k`` copies of each token (a gather and a reduction, no atomic scatter-add).
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, src: torch.Tensor, inv: torch.Tensor, k: int) -> torch.Tensor:  # type: ignore[override]
+        ctx.save_for_backward(inv)
+        ctx.k = k
+        return x.index_select(0, src)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
+        (inv,) = ctx.saved_tensors
+        g = grad.index_select(0, inv)
+        return g.view(-1, ctx.k, g.shape[-1]).sum(1), None, None, None
+
+
+class MoEExperts(nn.Module):
+    """``E`` experts ``Linear(C, H) -> ReLU -> Linear(H, C) -> Dropout`` with stacked weights.
+
+    Weights: ``w1 [E, C, H]``, ``b1 [E, H]``, ``w2 [E, H, C]``, ``b2 [E, C]`` (``H = hidden_mult * C``),
+    initialised like ``nn.Linear``.
+    """
+
+    def __init__(self, dim: int, num_experts: int, hidden_mult: int = 4, dropout: float = 0.1) -> None:
+        super().__init__()
+        require(dim >= 1 and num_experts >= 1 and hidden_mult >= 1, "MoEExperts: dim, num_experts, hidden_mult must be >= 1")
+        require(0.0 <= dropout < 1.0, f"MoEExperts: dropout must be in [0, 1), got {dropout}")
+        hidden = hidden_mult * dim
+        self.dim, self.hidden, self.num_experts, self.dropout = dim, hidden, num_experts, dropout
+        self.w1 = nn.Parameter(_uniform_(torch.empty(num_experts, dim, hidden), dim))
+        self.b1 = nn.Parameter(_uniform_(torch.empty(num_experts, hidden), dim))
+        self.w2 = nn.Parameter(_uniform_(torch.empty(num_experts, hidden, dim), hidden))
+        self.b2 = nn.Parameter(_uniform_(torch.empty(num_experts, dim), hidden))
+
+    def expert(self, e: int, x: torch.Tensor) -> torch.Tensor:
+        """Apply expert ``e`` to rows ``x [M, C]`` -> ``[M, C]`` (no dropout; for references/tests)."""
+        return torch.addmm(self.b2[e], torch.relu(torch.addmm(self.b1[e], x, self.w1[e])), self.w2[e])
+
+    def grouped_mm_ok(self, x: torch.Tensor) -> bool:
+        """Whether ``torch.nn.functional.grouped_mm`` can run on ``x`` (16-byte aligned rows)."""
+        size = x.element_size()
+        return hasattr(F, "grouped_mm") and (self.dim * size) % 16 == 0 and (self.hidden * size) % 16 == 0
+
+    def forward(self, xs: torch.Tensor, expert_ids: torch.Tensor, counts: torch.Tensor, dispatch: str) -> torch.Tensor:
+        """Run sorted assignments through their experts.
+
+        Args:
+            xs: ``[M, C]`` token rows sorted by expert (expert 0 first).
+            expert_ids: ``[M]`` expert of each row (non-decreasing).
+            counts: ``[E]`` number of rows per expert.
+            dispatch: ``"grouped_mm"`` (static shapes, sync-free) or ``"split"`` (one matmul per
+                expert; reads ``counts`` on the host).
+
+        Returns:
+            ``[M, C]`` expert outputs (dropout applied in training mode).
+        """
+        if dispatch == "grouped_mm":
+            offs = counts.cumsum(0).to(torch.int32)
+            h = F.grouped_mm(xs, self.w1, offs=offs) + self.b1.index_select(0, expert_ids)
+            y = F.grouped_mm(torch.relu(h), self.w2, offs=offs) + self.b2.index_select(0, expert_ids)
+        else:
+            # unbind once: indexing w[e] per expert would allocate a zero [E, ...] gradient per select
+            params = zip(self.w1.unbind(0), self.b1.unbind(0), self.w2.unbind(0), self.b2.unbind(0))
+            chunks = xs.split(counts.tolist())
+            y = torch.cat([torch.addmm(b2, torch.relu(torch.addmm(b1, c, w1)), w2) for (w1, b1, w2, b2), c in zip(params, chunks)])
+        return F.dropout(y, self.dropout, self.training)
+
+
+class GroupRouter(nn.Module):
+    """Noisy top-k routers, one per attribute value (see the module docstring for the fallbacks).
+
+    Parameters: ``weight [R, C, 2E]`` and ``bias [R, 2E]`` (clean logits in the first ``E`` columns,
+    pre-softplus noise scale in the last ``E``), ``R`` = total number of routers.
+    """
+
+    def __init__(self, dim: int, num_groups: int | Sequence[int], num_experts: int, multi_attribute: MultiAttribute = "sum") -> None:
+        super().__init__()
+        require(multi_attribute in ("sum", "intersection"), f"multi_attribute: expected 'sum' or 'intersection', got {multi_attribute!r}")
+        self.cards = normalize_num_groups(num_groups)
+        self.num_experts = num_experts
+        self.multi_attribute = multi_attribute
+        # attribute-blind: a single router set of a single value ignores the group entirely
+        self.blind = self.cards == [1]
+        sizes = [math.prod(self.cards)] if multi_attribute == "intersection" else self.cards
+        self.sizes = sizes
+        total = sum(sizes)
+        self.weight = nn.Parameter(_uniform_(torch.empty(total, dim, 2 * num_experts), dim))
+        self.bias = nn.Parameter(_uniform_(torch.empty(total, 2 * num_experts), dim))
+        self._starts = [sum(sizes[:a]) for a in range(len(sizes))]
+        self.register_buffer("starts", torch.tensor(self._starts, dtype=torch.long), persistent=False)
+        radix = [math.prod(self.cards[a + 1 :]) for a in range(len(self.cards))]
+        self.register_buffer("radix", torch.tensor(radix, dtype=torch.long), persistent=False)
+        self.register_buffer("cards_t", torch.tensor(self.cards, dtype=torch.long), persistent=False)
+
+    @property
+    def num_attributes(self) -> int:
+        return len(self.cards)
+
+    def _codes(self, group: torch.Tensor | None, batch: int, device: torch.device) -> torch.Tensor:
+        """Validate and return codes ``[B, A]`` (``-1`` unknown)."""
+        A = self.num_attributes
+        if group is None or self.blind:
+            return torch.full((batch, A), -1 if not self.blind else 0, dtype=torch.long, device=device)
+        g = torch.as_tensor(group, device=device).long()
+        if g.dim() == 1:
+            g = g.unsqueeze(1)
+        if g.dim() != 2 or g.shape[0] != batch or g.shape[1] != A:
+            raise DuetfairError(f"group: expected shape [{batch}] or [{batch}, {A}] (one code per attribute), got {list(g.shape)}")
+        if g.device.type == "cpu" and not torch.compiler.is_compiling():
+            bad = (g >= self.cards_t) | (g < -1)
+            if bool(bad.any()):
+                raise DuetfairError(f"group: codes must be -1 (unknown) or in [0, cardinality) for cardinalities {self.cards}, got {g[bad.any(1)][0].tolist()}")
+        return g
+
+    def effective_params(self, group: torch.Tensor | None, batch: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-sample router parameters ``(W [B, C, 2E], b [B, 2E])`` after fallback and summing."""
+        g = self._codes(group, batch, device)
+        means_w, means_b = [], []
+        for start, size in zip(self._starts, self.sizes):
+            means_w.append(self.weight[start : start + size].mean(0))
+            means_b.append(self.bias[start : start + size].mean(0))
+        table_w = torch.cat([self.weight, torch.stack(means_w)])  # [R + S, C, 2E]
+        table_b = torch.cat([self.bias, torch.stack(means_b)])
+        total = self.weight.shape[0]
+        if self.multi_attribute == "intersection":
+            unknown = (g < 0).any(1)
+            idx = torch.where(unknown, torch.full_like(unknown, total, dtype=torch.long), (g.clamp_min(0) * self.radix).sum(1))
+            return table_w.index_select(0, idx), table_b.index_select(0, idx)
+        mean_idx = total + torch.arange(self.num_attributes, device=device)
+        idx = torch.where(g < 0, mean_idx.expand_as(g), g + self.starts)  # [B, A]
+        w = table_w.index_select(0, idx.reshape(-1)).view(batch, -1, *table_w.shape[1:]).sum(1)
+        b = table_b.index_select(0, idx.reshape(-1)).view(batch, -1, table_b.shape[-1]).sum(1)
+        return w, b
+
+    def forward(self, x: torch.Tensor, group: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Router logits for tokens ``x [B, N, C]``: ``(clean [B, N, E], noise_scale [B, N, E])``."""
+        w, b = self.effective_params(group, x.shape[0], x.device)
+        logits = torch.baddbmm(b.unsqueeze(1).to(x.dtype), x, w.to(x.dtype))
+        clean, raw_noise = logits.split(self.num_experts, dim=-1)
+        return clean, F.softplus(raw_noise)
+
+
+class DistributionAwareMoE(nn.Module):
+    """Distribution-aware mixture of experts: ``[B, N, C]`` tokens + group codes -> ``[B, N, C]``.
+
+    Args:
+        dim: token width ``C``.
+        num_groups: cardinality of the routing attribute, or a list for several attributes.
+            ``1`` is the attribute-blind MoE ablation (the group is ignored).
+        num_experts: ``E`` shared experts (paper: 8).
+        top_k: experts per token (paper: 2).
+        hidden_mult: expert hidden width ``H = hidden_mult * C`` (paper: 4).
+        dropout: dropout after each expert (paper: 0.1).
+        noisy_gating: add ``N(0, 1) * softplus(W_n x + b_n)`` to the router logits (paper: on).
+        eval_noise: keep the router noise in eval mode (the reference does; default off so that
+            predictions are deterministic).
+        load_balance_weight: weight of the Switch-style load-balancing loss
+            ``E * sum_e f_e P_e`` (``f_e`` fraction of assignments to expert ``e``, ``P_e`` mean
+            router probability); ``0`` (default, as in the reference) disables it.
+        multi_attribute: ``"sum"`` or ``"intersection"`` routers for several attributes.
+        dispatch: ``"grouped_mm"`` (one grouped GEMM, static shapes, no host sync), ``"split"``
+            (one matmul per expert, sizes read on the host; fastest on CPU) or ``"auto"``
+            (``grouped_mm`` on accelerators and under ``torch.compile``, ``split`` on CPU).
+
+    ``forward(x, group)``: ``x [B, N, C]``, ``group`` LongTensor ``[B]`` or ``[B, A]`` (``-1``
+    unknown) or ``None`` (all unknown). Returns the MoE output ``[B, N, C]`` without the residual.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        num_groups: int | Sequence[int] = 1,
+        num_experts: int = 8,
+        top_k: int = 2,
+        hidden_mult: int = 4,
+        dropout: float = 0.1,
+        noisy_gating: bool = True,
+        *,
+        eval_noise: bool = False,
+        load_balance_weight: float = 0.0,
+        multi_attribute: MultiAttribute = "sum",
+        dispatch: Dispatch = "auto",
+    ) -> None:
+        super().__init__()
+        require(dim >= 1, f"dim: expected >= 1, got {dim}")
+        require(num_experts >= 1, f"num_experts: expected >= 1, got {num_experts}")
+        require(1 <= top_k <= num_experts, f"top_k: expected 1 <= top_k <= num_experts={num_experts}, got {top_k}")
+        require(load_balance_weight >= 0.0, f"load_balance_weight: expected >= 0, got {load_balance_weight}")
+        require(dispatch in ("auto", "grouped_mm", "split"), f"dispatch: expected 'auto', 'grouped_mm' or 'split', got {dispatch!r}")
+        self.dim, self.num_experts, self.top_k = dim, num_experts, top_k
+        self.noisy_gating, self.eval_noise = noisy_gating, eval_noise
+        self.load_balance_weight = float(load_balance_weight)
+        self.dispatch = dispatch
+        self.router = GroupRouter(dim, num_groups, num_experts, multi_attribute)
+        self.experts = MoEExperts(dim, num_experts, hidden_mult, dropout)
+        self._aux: torch.Tensor | None = None
+
+    @property
+    def num_groups(self) -> list[int]:
+        return list(self.router.cards)
+
+    def extra_repr(self) -> str:
+        return (f"dim={self.dim}, num_groups={self.router.cards}, num_experts={self.num_experts}, top_k={self.top_k}, "
+                f"noisy_gating={self.noisy_gating}, eval_noise={self.eval_noise}, multi_attribute={self.router.multi_attribute!r}, "
+                f"dispatch={self.dispatch!r}")
+
+    def _resolve_dispatch(self, x: torch.Tensor) -> str:
+        if self.dispatch == "split":
+            return "split"
+        can_gmm = self.experts.grouped_mm_ok(x)
+        if self.dispatch == "grouped_mm":
+            require(can_gmm, f"dispatch='grouped_mm' needs dim and hidden width rows aligned to 16 bytes (dim={self.dim}, dtype={x.dtype})")
+            return "grouped_mm"
+        on_host = x.device.type == "cpu" and not torch.compiler.is_compiling()
+        return "grouped_mm" if can_gmm and not on_host else "split"
+
+    def route(self, x: torch.Tensor, group: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Noisy top-k routing of ``x [B, N, C]``.
+
+        Returns ``(gates [B, N, k], experts [B, N, k] long, logits [B, N, E])`` where ``gates`` is the
+        softmax over the kept logits and ``logits`` the (noisy when active) router logits.
+        """
+        clean, scale = self.router(x, group)
+        use_noise = self.noisy_gating and (self.training or self.eval_noise)
+        logits = clean + torch.randn_like(clean) * scale if use_noise else clean
+        top_vals, top_idx = logits.topk(self.top_k, dim=-1)
+        return torch.softmax(top_vals, dim=-1), top_idx, logits
+
+    def forward(self, x: torch.Tensor, group: torch.Tensor | None = None) -> torch.Tensor:
+        if x.dim() != 3 or x.shape[-1] != self.dim:
+            raise DuetfairError(f"DistributionAwareMoE: expected tokens [B, N, {self.dim}], got {list(x.shape)}")
+        B, N, C = x.shape
+        T, k, E = B * N, self.top_k, self.num_experts
+        gates, top_idx, logits = self.route(x, group)
+        flat = top_idx.reshape(T * k)
+        order = torch.argsort(flat, stable=True)  # assignment slots sorted by expert
+        inv = torch.empty_like(order).scatter_(0, order, torch.arange(T * k, device=x.device))
+        sorted_ids = flat.index_select(0, order)
+        ends = torch.searchsorted(sorted_ids, torch.arange(E, device=x.device, dtype=sorted_ids.dtype), right=True)
+        counts = torch.diff(ends, prepend=ends.new_zeros(1))  # [E], static shape, no host sync
+        xs = _Dispatch.apply(x.reshape(T, C), torch.div(order, k, rounding_mode="floor"), inv, k)
+        ys = self.experts(xs, sorted_ids, counts, self._resolve_dispatch(x))
+        y = _Permute.apply(ys, inv, order).view(T, k, C)
+        out = (y * gates.reshape(T, k, 1).to(y.dtype)).sum(1).view(B, N, C)
+        self._aux = self._balance_loss(logits, counts, T * k) if self.load_balance_weight > 0 and self.training else None
+        return out
+
+    def _balance_loss(self, logits: torch.Tensor, counts: torch.Tensor, assignments: int) -> torch.Tensor:
+        """Switch-style ``E * sum_e f_e P_e`` (1 when perfectly balanced) times the weight."""
+        frac = counts.to(logits.dtype) / assignments
+        prob = torch.softmax(logits.float(), dim=-1).reshape(-1, self.num_experts).mean(0)
+        return self.load_balance_weight * self.num_experts * (frac.float() * prob).sum()
+
+    def aux_loss(self) -> torch.Tensor:
+        """Weighted load-balancing loss of the last training forward (scalar; 0 when off or in eval)."""
+        if self._aux is None:
+            return self.experts.w1.new_zeros(())
+        return self._aux
+
+
+class MoE(DistributionAwareMoE):
+    """Attribute-blind MoE (the ablation): a single router, the group is ignored."""
+
+    def __init__(self, dim: int, num_experts: int = 8, top_k: int = 2, hidden_mult: int = 4, dropout: float = 0.1,
+                 noisy_gating: bool = True, **kwargs) -> None:
+        super().__init__(dim, 1, num_experts, top_k, hidden_mult, dropout, noisy_gating, **kwargs)
