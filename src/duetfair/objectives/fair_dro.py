@@ -1,0 +1,219 @@
+"""FairDRO: subgroup-conditioned distributionally robust loss (the DuetFair loss).
+
+Inside each group ``g`` of the (global) batch the per-case losses are aggregated robustly instead of
+averaged, so hard cases cannot hide behind a group mean ("intra-group hidden failure"); the group
+values are then aggregated across groups. Everything is expressed as detached composite per-case
+weights ``w_i = A_{g(i)} * W_i`` (across-group weight x within-group weight), so the loss is one
+weighted sum ``sum_i w_i l_i`` whose gradient flows through every selected ``l_i``.
+
+Within a group (``within``):
+
+* ``"cvar"``: CVaR_alpha, the mean of the worst ``k_g = ceil(alpha * n_g)`` losses
+  (``W_i = 1 / k_g`` on them; cases tied at the threshold share the remaining mass equally, so the
+  result does not depend on case order). ``alpha = 1`` is the group mean.
+* ``"kl"``: KL-DRO, ``W_i = softmax(l_i / tau)`` over the group's cases; ``tau -> inf`` is the mean.
+* ``"mean"``: the group mean.
+
+Across groups (``across``), over the groups present in the batch:
+
+* ``"uniform"``: ``A_g = 1 / G_present`` (with ``within="mean"`` / ``alpha = 1`` this is exactly
+  ERM-by-group, the mean of group means);
+* ``"size"``: ``A_g = n_g / n_known`` (with ``alpha = 1``: ERM over the known cases);
+* ``"dro"``: GroupDRO weights ``q`` updated online from the within-group robust values ``R_g``
+  (``q_g <- q_g exp(step_size R_g)``, train mode only), renormalised over present groups.
+
+Unknown attribute (``-1``): counted in ERM terms, excluded from group terms. Unknown cases get the
+ERM weight ``1/N`` and the group aggregate gets the share ``n_known / N``. Rationale: an unknown
+attribute is not a subgroup (pooling unknowns into a pseudo-group would let the missingness pattern
+steer the weights), yet those cases are still training data.
+
+DDP: group counts, CVaR thresholds (from the gathered detached losses), softmax normalisers and
+``q`` are global, so every rank computes identical weights and state.
+
+Defaults (``within="cvar"``, ``alpha=0.5``, ``across="uniform"``) are this toolkit's choice; the
+DuetFair paper does not publish its hyper-parameters.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from duetfair.errors import require
+from duetfair.objectives.base import Objective, check_batch, mix_unknown, weighted_loss
+from duetfair.objectives.distributed import all_gather_cat, all_reduce_max, group_sums
+
+__all__ = ["FairDRO", "fair_dro_weights", "within_group_weights", "across_group_weights"]
+
+WITHIN = ("cvar", "kl", "mean")
+ACROSS = ("uniform", "size", "dro")
+
+
+def within_group_weights(
+    losses: torch.Tensor, group: torch.Tensor, num_groups: int, *, within: str = "cvar",
+    alpha: float = 0.5, tau: float = 1.0,
+) -> torch.Tensor:
+    """Detached within-group weights ``W [B]``: over each group's global cases they sum to 1.
+
+    Unknown-attribute cases (``group == -1``) get 0.
+    """
+    _check_options(within, "uniform", alpha, tau)
+    l = losses.detach()
+    if within == "cvar":
+        return _cvar_weights(l, group, num_groups, alpha)
+    if within == "kl":
+        return _kl_weights(l, group, num_groups, tau)
+    _, counts = group_sums(l, group, num_groups)
+    return _on_known(1.0 / counts.clamp_min(1), group)
+
+
+def across_group_weights(counts: torch.Tensor, *, across: str = "uniform", q: torch.Tensor | None = None) -> torch.Tensor:
+    """Across-group weights ``A [G]`` from global group counts ``[G]``; 0 for absent groups, sum 1."""
+    present = (counts > 0).to(counts.dtype)
+    if across == "uniform":
+        a = present
+    elif across == "size":
+        a = counts
+    else:
+        require(q is not None, "fair_dro: across='dro' needs the GroupDRO weights q")
+        a = q.to(counts) * present
+    return a / a.sum().clamp_min(torch.finfo(a.dtype).tiny)
+
+
+def fair_dro_weights(
+    losses: torch.Tensor,
+    group: torch.Tensor,
+    num_groups: int,
+    *,
+    within: str = "cvar",
+    alpha: float = 0.5,
+    tau: float = 1.0,
+    across: str = "uniform",
+    q: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Detached composite FairDRO weights ``w [B]`` (sum 1 over the global batch).
+
+    ``w_i = (n_known / N) * A_{g(i)} * W_i`` for known cases and ``1 / N`` for unknown ones, so the
+    FairDRO loss is ``sum_i w_i l_i``. ``q [G]`` is required for ``across="dro"``.
+
+    Example::
+
+        w = fair_dro_weights(losses, group, 3, within="cvar", alpha=0.5)
+        loss = (w * losses).sum()
+    """
+    check_batch(losses, group, num_groups)
+    _check_options(within, across, alpha, tau)
+    within_w = within_group_weights(losses, group, num_groups, within=within, alpha=alpha, tau=tau)
+    _, counts = group_sums(losses, group, num_groups)
+    across_w = across_group_weights(counts, across=across, q=q)
+    return mix_unknown(_on_known(across_w, group) * within_w, group)
+
+
+class FairDRO(Objective):
+    """Subgroup-conditioned DRO loss (DuetFair). See the module docstring for the definition.
+
+    Args:
+        num_groups: number of groups ``G``.
+        within: ``"cvar"`` | ``"kl"`` | ``"mean"`` within-group aggregate.
+        alpha: CVaR level in ``(0, 1]`` (fraction of worst cases per group).
+        tau: KL-DRO temperature ``> 0``.
+        across: ``"uniform"`` | ``"size"`` | ``"dro"`` across-group aggregate.
+        step_size: exponentiated-gradient step of ``q`` for ``across="dro"``.
+
+    Example::
+
+        objective = FairDRO(num_groups=3, within="cvar", alpha=0.5, across="uniform")
+        loss = objective(per_case_losses, group)
+    """
+
+    def __init__(
+        self, num_groups: int, *, within: str = "cvar", alpha: float = 0.5, tau: float = 1.0,
+        across: str = "uniform", step_size: float = 0.01,
+    ) -> None:
+        super().__init__(num_groups)
+        _check_options(within, across, alpha, tau)
+        require(step_size >= 0, f"fair_dro: step_size must be >= 0, got {step_size}")
+        self.within, self.across = within, across
+        self.alpha, self.tau, self.step_size = float(alpha), float(tau), float(step_size)
+        self.register_buffer("q", torch.full((num_groups,), 1.0 / num_groups))
+        self.register_buffer("group_value", torch.zeros(num_groups))
+
+    def compute(self, losses: torch.Tensor, group: torch.Tensor) -> torch.Tensor:
+        """FairDRO loss of ``losses [B]`` (updates ``q`` in train mode when ``across="dro"``)."""
+        within_w = within_group_weights(losses, group, self.num_groups, within=self.within,
+                                        alpha=self.alpha, tau=self.tau)
+        values, counts = group_sums(within_w * losses.detach(), group, self.num_groups)
+        self.group_value.copy_(values.to(self.group_value))
+        if self.across == "dro" and self.training:
+            q = self.q * torch.exp(self.step_size * values.to(self.q))
+            self.q.copy_(q / q.sum())
+        across_w = across_group_weights(counts, across=self.across, q=self.q)
+        weights = mix_unknown(_on_known(across_w, group) * within_w, group)
+        return weighted_loss(losses, weights)
+
+    def log_values(self) -> dict[str, float]:
+        """Robust value ``R_g`` of each group in the last batch, and ``q_g`` for ``across="dro"``."""
+        out = {f"group_value_{g}": float(v) for g, v in enumerate(self.group_value)}
+        if self.across == "dro":
+            out.update({f"q_{g}": float(v) for g, v in enumerate(self.q)})
+        return out
+
+
+def _check_options(within: str, across: str, alpha: float, tau: float) -> None:
+    require(within in WITHIN, f"fair_dro: within must be one of {WITHIN}, got {within!r}")
+    require(across in ACROSS, f"fair_dro: across must be one of {ACROSS}, got {across!r}")
+    require(0 < alpha <= 1, f"fair_dro: alpha must be in (0, 1], got {alpha}")
+    require(tau > 0, f"fair_dro: tau must be > 0, got {tau}")
+
+
+def _on_known(per_group: torch.Tensor, group: torch.Tensor) -> torch.Tensor:
+    """Per-case value ``per_group[group]`` with 0 at unknown (-1) cases. Shape ``[B]``."""
+    vals = per_group[group.clamp_min(0)]
+    return torch.where(group >= 0, vals, torch.zeros_like(vals))
+
+
+def _cvar_weights(losses: torch.Tensor, group: torch.Tensor, num_groups: int, alpha: float) -> torch.Tensor:
+    """CVaR_alpha weights within each group, from the losses of all ranks (ties share mass)."""
+    all_l, offset = all_gather_cat(losses)
+    all_g, _ = all_gather_cat(group)
+    known = all_g >= 0
+    weights = torch.zeros_like(all_l)
+    if bool(known.any()):
+        weights[known] = _cvar_weights_local(all_l[known], all_g[known], num_groups, alpha)
+    return weights[offset: offset + losses.numel()]
+
+
+def _cvar_weights_local(losses: torch.Tensor, group: torch.Tensor, num_groups: int, alpha: float) -> torch.Tensor:
+    counts = torch.bincount(group, minlength=num_groups)
+    k = torch.ceil(alpha * counts.double() - 1e-9).clamp_min(1).long()
+    # sort by group, then loss descending: position of each case inside its group's ranking
+    order = torch.argsort(losses, descending=True, stable=True)
+    order = order[torch.argsort(group[order], stable=True)]
+    starts = torch.cumsum(counts, 0) - counts
+    threshold = torch.zeros(num_groups, dtype=losses.dtype, device=losses.device)
+    present = counts > 0
+    threshold[present] = losses[order[(starts + k - 1)[present]]]
+    thr = threshold[group]
+    greater = losses > thr
+    equal = losses == thr
+    n_greater = torch.bincount(group[greater], minlength=num_groups).to(losses.dtype)
+    n_equal = torch.bincount(group[equal], minlength=num_groups).to(losses.dtype)
+    kf = k.to(losses.dtype)
+    tie_share = (kf - n_greater) / (n_equal.clamp_min(1) * kf)
+    w = torch.where(greater, 1.0 / kf[group], torch.zeros_like(losses))
+    return torch.where(equal, tie_share[group], w)
+
+
+def _kl_weights(losses: torch.Tensor, group: torch.Tensor, num_groups: int, tau: float) -> torch.Tensor:
+    """``softmax(l / tau)`` within each group (global max and normaliser)."""
+    z = losses / tau
+    known = group >= 0
+    idx = group.clamp_min(0)
+    local_max = torch.full((num_groups,), -math.inf, dtype=z.dtype, device=z.device)
+    local_max = local_max.scatter_reduce(0, idx[known], z[known], reduce="amax")
+    gmax = all_reduce_max(local_max)
+    gmax = torch.where(torch.isfinite(gmax), gmax, torch.zeros_like(gmax))
+    e = torch.where(known, torch.exp(z - gmax[idx]), torch.zeros_like(z))
+    norm, _ = group_sums(e, group, num_groups)
+    return torch.where(known, e / norm[idx].clamp_min(torch.finfo(z.dtype).tiny), torch.zeros_like(z))

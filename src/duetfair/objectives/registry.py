@@ -1,0 +1,68 @@
+"""Objective registry: ``build_objective(name, num_groups=..., **options)``.
+
+Names: ``erm``, ``group_dro``, ``febs``, ``adversarial``, ``fair_dro`` (DuetFair), ``divergence``
+(FairMedSeg), ``cvar`` and ``focal`` (sample-level baselines). A new objective is one module plus
+one entry in :data:`OBJECTIVES`.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+from duetfair.errors import require
+from duetfair.objectives.adversarial import Adversarial
+from duetfair.objectives.base import Objective
+from duetfair.objectives.divergence import DivergenceReweighting
+from duetfair.objectives.erm import ERM
+from duetfair.objectives.fair_dro import FairDRO
+from duetfair.objectives.febs import FEBS
+from duetfair.objectives.group_dro import GroupDRO
+from duetfair.objectives.sample_robust import FocalWeighting, SampleCVaR
+
+__all__ = ["OBJECTIVES", "build_objective", "available_objectives", "objective_options"]
+
+OBJECTIVES: dict[str, type[Objective]] = {
+    "erm": ERM,
+    "group_dro": GroupDRO,
+    "febs": FEBS,
+    "adversarial": Adversarial,
+    "fair_dro": FairDRO,
+    "divergence": DivergenceReweighting,
+    "cvar": SampleCVaR,
+    "focal": FocalWeighting,
+}
+
+
+def available_objectives() -> list[str]:
+    """Registered objective names, sorted."""
+    return sorted(OBJECTIVES)
+
+
+def objective_options(name: str) -> dict[str, Any]:
+    """Keyword options of objective ``name`` and their defaults (``inspect.Parameter.empty`` if required)."""
+    cls = _lookup(name)
+    params = inspect.signature(cls.__init__).parameters
+    return {p.name: p.default for p in params.values() if p.kind is inspect.Parameter.KEYWORD_ONLY}
+
+
+def build_objective(name: str, *, num_groups: int, **kwargs: Any) -> Objective:
+    """Instantiate objective ``name`` for ``num_groups`` group ids with its keyword ``kwargs``.
+
+    Example::
+
+        objective = build_objective("fair_dro", num_groups=3, within="cvar", alpha=0.5)
+        objective = build_objective("adversarial", num_groups=3, feature_dim=model.feature_dim)
+    """
+    cls = _lookup(name)
+    options = objective_options(name)
+    unknown = sorted(set(kwargs) - set(options))
+    require(not unknown, f"objective '{name}': unknown option(s) {unknown}; expected some of {sorted(options)}")
+    missing = sorted(k for k, v in options.items() if v is inspect.Parameter.empty and k not in kwargs)
+    require(not missing, f"objective '{name}': missing required option(s) {missing}")
+    return cls(num_groups, **kwargs)
+
+
+def _lookup(name: str) -> type[Objective]:
+    require(name in OBJECTIVES, f"unknown objective '{name}'; expected one of {available_objectives()}")
+    return OBJECTIVES[name]
