@@ -1,0 +1,185 @@
+"""Feeding cases to the model without starving it.
+
+Two sources of batches, same interface:
+
+* :class:`CachedCases`: every case decoded once and stacked into contiguous tensors
+  (``image [N, C, *S]``, ``label [N, 1, *S]``, ``codes [N, A]``); a batch is one ``index_select``.
+  Used for synthetic and small data (``data.cache: true``), it costs nothing per step.
+* :class:`LoaderCases`: a ``torch.utils.data.DataLoader`` over the dataset (workers, pinned memory)
+  for data that does not fit in memory or has cases of different sizes.
+
+Both iterate a given epoch order (a permutation made by the trainer from ``seed`` and the epoch,
+so an interrupted run can resume at the exact batch). Augmentation (:func:`augment_batch`) runs on
+batched tensors on the training device with a seeded generator.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterator, Optional, Protocol, Sequence
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from duetfair.errors import DuetfairError
+
+
+@dataclass
+class Batch:
+    """A batch: ``image [B, C, *S]`` float32, ``label [B, 1, *S]`` int64, ``codes [B, A]`` int64
+    attribute codes (-1 unknown), ``case_ids`` (B strings), ``index [B]`` positions in the split."""
+
+    image: torch.Tensor
+    label: torch.Tensor
+    codes: torch.Tensor
+    case_ids: list[str]
+    index: torch.Tensor
+
+    def to(self, device: torch.device, non_blocking: bool = True) -> "Batch":
+        return Batch(
+            self.image.to(device, non_blocking=non_blocking),
+            self.label.to(device, non_blocking=non_blocking),
+            self.codes.to(device, non_blocking=non_blocking),
+            self.case_ids,
+            self.index,
+        )
+
+
+class BatchSource(Protocol):
+    """Anything that yields :class:`Batch` objects for a given order of case indices."""
+
+    def __len__(self) -> int: ...
+
+    def batches(self, order: torch.Tensor, batch_size: int, drop_last: bool = False) -> Iterator[Batch]: ...
+
+
+def _case_codes(case: dict[str, Any], n_attr: int) -> torch.Tensor:
+    group = case.get("group")
+    if group is None:
+        return torch.full((n_attr,), -1, dtype=torch.long)
+    return torch.as_tensor(group, dtype=torch.long).reshape(-1)
+
+
+def collate_cases(cases: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Stack case dicts into ``image``, ``label``, ``codes``, ``case_ids`` (shapes must agree)."""
+    shapes = {tuple(c["image"].shape) for c in cases}
+    if len(shapes) > 1:
+        raise DuetfairError(
+            f"cases {[c['case_id'] for c in cases[:4]]} have different image shapes {sorted(shapes)[:3]}; "
+            "expected one size per batch (add a resize/crop transform to the data config)"
+        )
+    n_attr = max((len(c.get("group", [])) for c in cases), default=0)
+    return {
+        "image": torch.stack([torch.as_tensor(c["image"], dtype=torch.float32) for c in cases]),
+        "label": torch.stack([torch.as_tensor(c["label"]).long().reshape(1, *c["image"].shape[1:]) for c in cases]),
+        "codes": torch.stack([_case_codes(c, n_attr) for c in cases]) if n_attr else torch.empty(len(cases), 0, dtype=torch.long),
+        "case_ids": [str(c["case_id"]) for c in cases],
+    }
+
+
+class CachedCases:
+    """All cases of a split decoded once and held as stacked tensors (see module docstring)."""
+
+    def __init__(self, dataset: Dataset, progress: Optional[Any] = None, description: str = "caching") -> None:
+        n = len(dataset)  # type: ignore[arg-type]
+        if n == 0:
+            raise DuetfairError(f"{description}: the split has no cases")
+        cases = []
+        task = progress.add_task(description, total=n) if progress is not None else None
+        for i in range(n):
+            cases.append(dataset[i])
+            if task is not None:
+                progress.advance(task)
+        if task is not None:
+            progress.remove_task(task)
+        stacked = collate_cases(cases)
+        self.image: torch.Tensor = stacked["image"].contiguous()
+        self.label: torch.Tensor = stacked["label"].contiguous()
+        self.codes: torch.Tensor = stacked["codes"]
+        self.case_ids: list[str] = stacked["case_ids"]
+
+    def __len__(self) -> int:
+        return self.image.shape[0]
+
+    def pin(self) -> "CachedCases":
+        """Pin host memory for faster host-to-GPU copies (no-op without CUDA)."""
+        if torch.cuda.is_available():
+            self.image, self.label = self.image.pin_memory(), self.label.pin_memory()
+        return self
+
+    def batches(self, order: torch.Tensor, batch_size: int, drop_last: bool = False) -> Iterator[Batch]:
+        """Yield batches following ``order`` (indices into the split)."""
+        for start in range(0, order.numel(), batch_size):
+            idx = order[start : start + batch_size]
+            if drop_last and idx.numel() < batch_size:
+                return
+            yield Batch(
+                self.image.index_select(0, idx),
+                self.label.index_select(0, idx),
+                self.codes.index_select(0, idx),
+                [self.case_ids[i] for i in idx.tolist()],
+                idx,
+            )
+
+
+class LoaderCases:
+    """Batches through a ``DataLoader`` (workers decode cases in parallel)."""
+
+    def __init__(self, dataset: Dataset, num_workers: int = 0, pin_memory: bool = False) -> None:
+        self.dataset = dataset
+        self.num_workers = num_workers
+        self.pin_memory = pin_memory
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def batches(self, order: torch.Tensor, batch_size: int, drop_last: bool = False) -> Iterator[Batch]:
+        chunks = [order[i : i + batch_size].tolist() for i in range(0, order.numel(), batch_size)]
+        if drop_last and chunks and len(chunks[-1]) < batch_size:
+            chunks = chunks[:-1]
+        loader = DataLoader(
+            self.dataset,
+            batch_sampler=chunks,
+            num_workers=self.num_workers,
+            collate_fn=collate_cases,
+            pin_memory=self.pin_memory,
+            persistent_workers=False,
+        )
+        for chunk, b in zip(chunks, loader):
+            yield Batch(b["image"], b["label"], b["codes"], b["case_ids"], torch.as_tensor(chunk))
+
+
+def make_source(dataset: Dataset, cache: bool, num_workers: int = 0, progress: Optional[Any] = None,
+                description: str = "caching") -> BatchSource:
+    """:class:`CachedCases` when ``cache`` else :class:`LoaderCases`."""
+    if cache:
+        return CachedCases(dataset, progress=progress, description=description)
+    return LoaderCases(dataset, num_workers=num_workers, pin_memory=torch.cuda.is_available())
+
+
+def augment_batch(
+    image: torch.Tensor,
+    label: torch.Tensor,
+    generator: torch.Generator,
+    flip_prob: float = 0.5,
+    rot90_prob: float = 0.5,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random per-sample flips along each spatial axis and a 90-degree turn in the first spatial
+    plane (when square), applied identically to ``image [B, C, *S]`` and ``label [B, 1, *S]``.
+
+    Random draws come from ``generator`` (CPU), so augmentation is reproducible and resumable.
+    """
+    b = image.shape[0]
+    spatial = image.ndim - 2
+    view = (b,) + (1,) * (image.ndim - 1)
+    draws = torch.rand(b, spatial + 1, generator=generator)
+    for axis in range(spatial):
+        mask = (draws[:, axis] < flip_prob).to(image.device).view(view)
+        dim = 2 + axis
+        image = torch.where(mask, image.flip(dim), image)
+        label = torch.where(mask, label.flip(dim), label)
+    if spatial >= 2 and image.shape[2] == image.shape[3] and rot90_prob > 0:
+        mask = (draws[:, spatial] < rot90_prob).to(image.device).view(view)
+        image = torch.where(mask, image.rot90(1, (2, 3)), image)
+        label = torch.where(mask, label.rot90(1, (2, 3)), label)
+    return image, label

@@ -1,0 +1,385 @@
+"""Typed experiment configuration: YAML in, validated, ``--set`` overrides, resolved copy saved.
+
+An experiment is one YAML file (loaded with ``yaml.safe_load``)::
+
+    extends: fundus2d.yaml          # optional: a base file (relative to this file, or a packaged name)
+    method: dmoe                    # optional shortcut that sets model variant + objective
+    seed: 0
+    data:   {kind: synthetic, args: {task: fundus2d, n_train: 240}, group_attribute: race}
+    model:  {name: vit_seg, args: {img_size: 64}}
+    objective: {name: erm, args: {}}
+    optim:  {name: adamw, lr: 1.0e-3}
+    schedule: {name: poly, power: 0.9, warmup_epochs: 0}
+    train:  {epochs: 10, batch_size: 16, select: worst_group}
+
+Validation errors name the key and the allowed values, e.g.
+``config train.select: 'best' is not one of 'overall', 'worst_group', 'es'``.
+
+The ``method`` shortcut (see :data:`METHODS`) fills ``model`` variant and ``objective`` the way the
+papers pair them: ``fair_dro`` = dMoE model + subgroup-conditioned DRO loss (DuetFair), ``moe`` =
+attribute-blind MoE, ``divergence`` = FairMedSeg reweighting, and so on. The shortcut appends the
+variant suffix to a bare backbone name (``vit_seg`` -> ``vit_seg_dmoe``) and sets ``objective.name``
+only when the config does not name one: an explicit ``objective.name`` or a full registry
+``model.name`` (``vit_seg_moe``) wins over the shortcut.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from duetfair.errors import DuetfairError
+
+#: method shortcut -> (model variant suffix, objective name, default selection rule)
+METHODS: dict[str, tuple[str, str, str]] = {
+    "erm": ("", "erm", "overall"),
+    "group_dro": ("", "group_dro", "worst_group"),
+    "febs": ("", "febs", "worst_group"),
+    "adversarial": ("", "adversarial", "worst_group"),
+    "cvar": ("", "cvar", "worst_group"),
+    "focal": ("", "focal", "worst_group"),
+    "moe": ("_moe", "erm", "overall"),
+    "dmoe": ("_dmoe", "erm", "worst_group"),
+    "fair_dro": ("_dmoe", "fair_dro", "worst_group"),
+    "divergence": ("", "divergence", "worst_group"),
+}
+#: backbones that have ``_moe`` / ``_dmoe`` registry variants
+MOE_BACKBONES = ("vit_seg", "resunet3d")
+SELECT_RULES = ("overall", "worst_group", "es")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(_Section):
+    """Where cases come from and which attribute defines the training groups."""
+
+    kind: Literal["synthetic", "manifest", "fairseg", "ham10000", "mamamia"] = "synthetic"
+    args: dict[str, Any] = Field(default_factory=dict)
+    """Keyword arguments of ``duetfair.data.build_datasets(kind, **args)``."""
+    group_attribute: Optional[str] = None
+    """Attribute whose codes are the group ids of objective and model; ``None`` = intersection of
+    all configured attributes."""
+    audit_attributes: Optional[list[str]] = None
+    """Attributes reported in audits (default: all configured attributes)."""
+    cache: bool = True
+    """Decode every case once and keep it in memory (small and synthetic data)."""
+    num_workers: int = Field(0, ge=0)
+    """DataLoader workers when cases are not cached."""
+
+
+class AugmentConfig(_Section):
+    """Batch augmentation on tensors (applied on the device, seeded): flips and 90-degree turns."""
+
+    flip_prob: float = Field(0.5, ge=0.0, le=1.0)
+    rot90_prob: float = Field(0.5, ge=0.0, le=1.0)
+    enabled: bool = True
+
+
+class ModelConfig(_Section):
+    """A registry model (``duetfair.models.registry.build_model``)."""
+
+    name: str = "vit_seg"
+    args: dict[str, Any] = Field(default_factory=dict)
+    aux_loss_weight: float = Field(0.0, ge=0.0)
+    """Weight of ``model.aux_loss()`` (MoE load balancing) added to the objective; 0 = off."""
+
+
+class ObjectiveConfig(_Section):
+    """A fairness objective (``duetfair.objectives.build_objective``) on per-case Dice+CE losses."""
+
+    name: str = "erm"
+    args: dict[str, Any] = Field(default_factory=dict)
+    loss: dict[str, Any] = Field(default_factory=dict)
+    """Keyword arguments of ``PerCaseDiceCE`` (e.g. ``include_background``)."""
+
+
+class OptimConfig(_Section):
+    """Optimiser. ``lr_scale_batch``: if set, lr is multiplied by batch_size / lr_scale_batch (dMoE
+    reference: 0.01 x batch / 24)."""
+
+    name: Literal["adamw", "sgd"] = "adamw"
+    lr: float = Field(1e-3, gt=0.0)
+    weight_decay: float = Field(1e-4, ge=0.0)
+    momentum: float = Field(0.9, ge=0.0, lt=1.0)
+    lr_scale_batch: Optional[int] = Field(None, gt=0)
+    grad_clip: Optional[float] = Field(None, gt=0.0)
+
+
+class ScheduleConfig(_Section):
+    """Learning-rate schedule stepped every iteration: linear warm-up then poly / cosine / constant."""
+
+    name: Literal["poly", "cosine", "constant"] = "poly"
+    power: float = Field(0.9, gt=0.0)
+    warmup_epochs: float = Field(0.0, ge=0.0)
+    min_lr_ratio: float = Field(0.0, ge=0.0, le=1.0)
+
+
+class TrainConfig(_Section):
+    """Loop settings. ``select``: model-selection rule on validation (higher is better):
+    ``overall`` Dice, ``worst_group`` Dice or ``es`` (equity-scaled Dice)."""
+
+    epochs: int = Field(10, ge=1)
+    batch_size: int = Field(16, ge=1)
+    eval_batch_size: Optional[int] = Field(None, ge=1)
+    select: Optional[Literal["overall", "worst_group", "es"]] = None
+    amp: Literal["auto", "off", "bf16", "fp16"] = "auto"
+    channels_last: bool = True
+    deterministic: bool = True
+    val_every: int = Field(1, ge=1)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+    @field_validator("amp", mode="before")
+    @classmethod
+    def _amp_bool(cls, value: Any) -> Any:
+        # ``amp: off`` in YAML 1.1 is the boolean False
+        return {False: "off", True: "auto"}.get(value, value) if isinstance(value, bool) else value
+    progress: bool = True
+    tensorboard: bool = True
+
+
+class EvalConfig(_Section):
+    """Metrics of ``duetfair evaluate`` (validation during training always uses Dice and IoU)."""
+
+    split: str = "test"
+    metrics: list[Literal["dice", "iou", "hd95", "nsd"]] = Field(
+        default_factory=lambda: ["dice", "iou", "hd95", "nsd"]
+    )
+    empty: Literal["nan", "fairseg", "mamamia"] = "nan"
+    n_boot: int = Field(1000, ge=0)
+    es_variant: Literal["sum_abs", "std"] = "sum_abs"
+
+
+class ExperimentConfig(_Section):
+    """A complete experiment (see the module docstring for the YAML layout)."""
+
+    name: str = "experiment"
+    method: Optional[str] = None
+    seed: int = 0
+    output_dir: str = "runs/experiment"
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    objective: ObjectiveConfig = Field(default_factory=ObjectiveConfig)
+    optim: OptimConfig = Field(default_factory=OptimConfig)
+    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
+    augment: AugmentConfig = Field(default_factory=AugmentConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+
+    @model_validator(mode="after")
+    def _check_method(self) -> "ExperimentConfig":
+        if self.method is not None and self.method not in METHODS:
+            allowed = ", ".join(repr(m) for m in METHODS)
+            raise ValueError(f"method '{self.method}' is not one of {allowed}")
+        return self
+
+    # -- derived values ---------------------------------------------------------------------
+    @property
+    def select_rule(self) -> str:
+        """Model-selection rule: explicit ``train.select`` or the method's default."""
+        if self.train.select is not None:
+            return self.train.select
+        if self.method is not None:
+            return METHODS[self.method][2]
+        return "overall" if self.objective.name == "erm" and "moe" not in self.model.name else "worst_group"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON/YAML-safe dict of the resolved config."""
+        return self.model_dump(mode="json")
+
+    def config_hash(self) -> str:
+        """Hash of everything that changes the training trajectory (output paths excluded)."""
+        d = self.to_dict()
+        for k in ("output_dir", "name"):
+            d.pop(k, None)
+        d["train"] = {k: v for k, v in d["train"].items() if k not in ("progress", "tensorboard")}
+        d.pop("eval", None)
+        blob = json.dumps(d, sort_keys=True, default=str).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+
+# ---- loading ---------------------------------------------------------------------------------
+
+
+def packaged_config_dir() -> Path:
+    """Folder of the configs shipped inside the package (``duetfair/configs``)."""
+    return Path(str(resources.files("duetfair") / "configs"))
+
+
+def list_packaged_configs() -> list[str]:
+    """Names (without ``.yaml``) of the packaged configs."""
+    return sorted(p.stem for p in packaged_config_dir().glob("*.yaml"))
+
+
+def find_config(spec: str | Path) -> Path:
+    """Resolve a config path or a packaged config name (``fundus2d_dmoe``) to a file."""
+    path = Path(spec)
+    if path.is_file():
+        return path
+    name = path.name if path.suffix in (".yaml", ".yml") else f"{path.name}.yaml"
+    packaged = packaged_config_dir() / name
+    if str(spec) == path.name or str(spec) == path.stem:
+        if packaged.is_file():
+            return packaged
+    if packaged.is_file() and not path.parent.exists():
+        return packaged
+    names = ", ".join(list_packaged_configs()[:12])
+    raise DuetfairError(f"config '{spec}' not found; expected a YAML file or a packaged config name ({names}, ...)")
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        raise DuetfairError(f"config {path}{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    except OSError as exc:
+        raise DuetfairError(f"config {path}: cannot read ({exc.strerror})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise DuetfairError(f"config {path}: expected a mapping of sections at top level, got {type(data).__name__}")
+    return data
+
+
+def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """Recursive dict merge; ``over`` wins; nested dicts are merged, everything else replaced."""
+    out = copy.deepcopy(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def load_raw(spec: str | Path, _seen: Optional[set[Path]] = None) -> dict[str, Any]:
+    """Read a config file following ``extends:`` chains (relative to the file, else packaged)."""
+    path = find_config(spec).resolve()
+    seen = set() if _seen is None else _seen
+    if path in seen:
+        raise DuetfairError(f"config {path}: 'extends' forms a cycle")
+    seen.add(path)
+    data = _read_yaml(path)
+    parent = data.pop("extends", None)
+    if parent is None:
+        return data
+    if not isinstance(parent, str):
+        raise DuetfairError(f"config {path} extends: expected a file name, got {parent!r}")
+    local = path.parent / parent
+    base = load_raw(local if local.is_file() else parent, seen)
+    return deep_merge(base, data)
+
+
+def parse_override(item: str) -> tuple[list[str], Any]:
+    """Parse ``a.b.c=value`` (value read as YAML: numbers, booleans, lists, null)."""
+    if "=" not in item:
+        raise DuetfairError(f"--set '{item}': expected KEY=VALUE, e.g. train.epochs=5")
+    key, raw = item.split("=", 1)
+    parts = [p for p in key.strip().split(".")]
+    if not key.strip() or any(not p for p in parts):
+        raise DuetfairError(f"--set '{item}': expected a dotted key such as optim.lr")
+    try:
+        # YAML 1.1 reads on/off/yes/no as booleans; keep them as words (e.g. train.amp=off)
+        keep = raw.strip().lower() in ("on", "off", "yes", "no", "y", "n")
+        value = raw.strip() if keep else (yaml.safe_load(raw) if raw.strip() else "")
+    except yaml.YAMLError:
+        value = raw
+    if isinstance(value, str):  # YAML 1.1 reads '3e-4' as a string
+        try:
+            value = float(value) if value.strip().lower() not in ("nan", "inf", "-inf", "infinity") else value
+        except ValueError:
+            pass
+    return parts, value
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``--set`` overrides to a raw config dict (creating nested keys as needed)."""
+    out = copy.deepcopy(raw)
+    for item in overrides:
+        parts, value = parse_override(item)
+        node = out
+        for i, part in enumerate(parts[:-1]):
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                where = ".".join(parts[: i + 1])
+                raise DuetfairError(f"--set '{item}': '{where}' is a value, not a section")
+            node = child
+        node[parts[-1]] = value
+    return out
+
+
+def _apply_method(raw: dict[str, Any]) -> dict[str, Any]:
+    """Expand the ``method`` shortcut into model variant, objective and selection defaults."""
+    method = raw.get("method")
+    if method is None or method not in METHODS:
+        return raw
+    suffix, objective, _ = METHODS[method]
+    out = copy.deepcopy(raw)
+    model = out.setdefault("model", {})
+    if not isinstance(model, dict):
+        return out
+    name = str(model.get("name", ModelConfig().name))
+    if name in MOE_BACKBONES:
+        model["name"] = name + suffix
+    elif suffix and not name.endswith(("_moe", "_dmoe")):
+        raise DuetfairError(
+            f"config method '{method}' needs a backbone with MoE variants ({', '.join(MOE_BACKBONES)}); model.name is '{name}'"
+        )
+    obj = out.setdefault("objective", {})
+    if isinstance(obj, dict) and "name" not in obj:
+        obj["name"] = objective
+    return out
+
+
+def _format_error(exc: ValidationError) -> str:
+    """One line naming the key and the allowed values of the first validation problem."""
+    err = exc.errors()[0]
+    key = ".".join(str(p) for p in err["loc"]) or "config"
+    value = err.get("input")
+    kind = err["type"]
+    ctx = err.get("ctx") or {}
+    if kind == "literal_error":
+        return f"config {key}: {value!r} is not one of {ctx.get('expected')}"
+    if kind == "extra_forbidden":
+        return f"config {key}: unknown key; check the spelling (see the section's documented keys)"
+    if kind == "value_error":
+        return f"config {key}: {err['msg'].removeprefix('Value error, ')}"
+    return f"config {key}: {err['msg'].lower()} (got {value!r})"
+
+
+def validate(raw: dict[str, Any]) -> ExperimentConfig:
+    """Validate a raw dict (after ``method`` expansion) into an :class:`ExperimentConfig`."""
+    try:
+        return ExperimentConfig.model_validate(_apply_method(raw))
+    except ValidationError as exc:
+        raise DuetfairError(_format_error(exc)) from None
+
+
+def load_config(spec: str | Path, overrides: Optional[list[str]] = None) -> ExperimentConfig:
+    """Load, merge ``extends``, apply ``--set`` overrides, expand ``method`` and validate.
+
+    Example::
+
+        cfg = load_config("fundus2d_dmoe", ["train.epochs=2", "optim.lr=3e-4"])
+    """
+    raw = apply_overrides(load_raw(spec), list(overrides or []))
+    return validate(raw)
+
+
+def save_config(cfg: ExperimentConfig, path: str | Path) -> Path:
+    """Write the resolved config as YAML (atomic)."""
+    from duetfair.io import write_text
+
+    return write_text(path, yaml.safe_dump(cfg.to_dict(), sort_keys=False))

@@ -1,0 +1,540 @@
+"""Training loop: train / validate every epoch / select / checkpoint / resume; DDP-aware.
+
+Run directory written by :class:`Trainer` (DESIGN.md)::
+
+    config.yaml          resolved config          group_spec.json   attribute encoding of the run
+    run.json             status, best epoch/score, data shapes (what ``predict`` needs)
+    history.csv          one row per epoch: lr, train loss, val Dice overall / worst group / ES-Dice,
+                         selection score, objective log values (e.g. GroupDRO weights)
+    checkpoints/last.pt  full state (exact resume)      checkpoints/best.pt  best by the rule
+    tensorboard/         the same scalars as history.csv
+
+Model selection uses validation per-case Dice (mean over foreground classes of each case) and the
+rule ``train.select``: ``overall`` (mean Dice), ``worst_group`` (lowest group mean; default of the
+fairness methods) or ``es`` (equity-scaled Dice). Groups are those of ``data.group_attribute`` (or
+the intersection of all attributes).
+
+Reproducibility: every epoch's order is a permutation drawn from ``seed`` and the epoch number, the
+augmentation generator and all RNG states are checkpointed, and a checkpoint taken mid-epoch (Ctrl-C)
+records the step, so ``--resume`` continues on exactly the batches an uninterrupted run would see.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Literal, Optional
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from duetfair.engine import adapters
+from duetfair.engine.batching import BatchSource, augment_batch, make_source
+from duetfair.engine.checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
+from duetfair.engine.config import ExperimentConfig, save_config
+from duetfair.engine.distributed import (
+    DistInfo,
+    all_reduce_mean,
+    barrier,
+    gather_objects,
+    init_from_env,
+    train_shard,
+)
+from duetfair.engine.evaluate import (
+    attach_metadata,
+    attribute_labels,
+    autocast_context,
+    case_scores,
+    group_stats,
+    metrics_table,
+)
+from duetfair.errors import DuetfairError, require
+from duetfair.io import atomic_path, write_json
+
+Hook = Callable[["Trainer", str], None]
+
+
+class NonFiniteLossError(DuetfairError):
+    """Training produced a NaN/inf loss; the last good checkpoint is left untouched."""
+
+
+@dataclass
+class TrainResult:
+    """Outcome of :meth:`Trainer.fit`."""
+
+    run_dir: Path
+    status: Literal["completed", "interrupted"]
+    epochs_done: int
+    global_step: int
+    best_epoch: int
+    best_score: float
+    history: pd.DataFrame = field(repr=False)
+
+
+def seed_everything(seed: int, deterministic: bool = True) -> None:
+    """Seed python, numpy and torch; deterministic kernels on CPU (and cuDNN) when asked."""
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+    if deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+    else:
+        torch.backends.cudnn.benchmark = torch.cuda.is_available()
+
+
+def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
+    """Permutation of ``n`` cases for ``epoch``; a pure function of ``(seed, epoch)``."""
+    gen = torch.Generator().manual_seed(int(seed) * 1_000_003 + int(epoch))
+    return torch.randperm(n, generator=gen)
+
+
+def lr_factor(step: int, total: int, warmup: int, name: str, power: float, min_ratio: float) -> float:
+    """Multiplier of the base lr at iteration ``step`` (linear warm-up, then poly/cosine/constant)."""
+    if warmup > 0 and step < warmup:
+        return (step + 1) / warmup
+    if name == "constant":
+        return 1.0
+    progress = min(max(step - warmup, 0) / max(total - warmup, 1), 1.0)
+    if name == "poly":
+        value = (1.0 - progress) ** power
+    else:
+        value = 0.5 * (1.0 + math.cos(math.pi * progress))
+    return min_ratio + (1.0 - min_ratio) * value
+
+
+class _StepModule(nn.Module):
+    """Model + per-case loss + objective in one module, so DDP synchronises every trainable part
+    (also the adversarial head of an objective). ``forward`` returns (total loss, objective loss)."""
+
+    def __init__(self, model: nn.Module, loss_fn: nn.Module, objective: nn.Module, aux_weight: float) -> None:
+        super().__init__()
+        self.model = model
+        self.loss_fn = loss_fn
+        self.objective = objective
+        self.aux_weight = aux_weight
+        self.requires = frozenset(getattr(objective, "requires", frozenset()))
+
+    def forward(self, image: torch.Tensor, label: torch.Tensor, group: torch.Tensor,
+                case_ids: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        features = None
+        if "features" in self.requires:
+            logits, features = self.model.forward_features(image, group=group)
+        else:
+            logits = self.model(image, group=group)
+        losses = self.loss_fn(logits.float(), label)
+        extras: dict[str, Any] = {}
+        if "logits" in self.requires:
+            extras["logits"] = logits.float()
+        if "target" in self.requires:
+            extras["target"] = label
+        if "features" in self.requires:
+            extras["features"] = features.float()
+        if "case_ids" in self.requires:
+            extras["case_ids"] = case_ids
+        loss = self.objective(losses, group, **extras)
+        total = loss
+        if self.aux_weight > 0 and hasattr(self.model, "aux_loss"):
+            total = total + self.aux_weight * self.model.aux_loss()
+        return total, loss.detach()
+
+
+class Trainer:
+    """Config-driven trainer (see the module docstring).
+
+    Args:
+        cfg: validated experiment config.
+        run_dir: output folder (default ``cfg.output_dir``).
+        resume: continue from ``run_dir/checkpoints/last.pt`` (refused if the config hash differs).
+        hooks: callables ``hook(trainer, event)`` with ``event`` in ``"step"`` (after every
+            optimiser step) and ``"epoch"`` (after validation and checkpointing); they may call
+            :meth:`request_stop`.
+        datasets: pre-built ``{"train", "val", ...}`` datasets (skips ``build_datasets``).
+    """
+
+    def __init__(self, cfg: ExperimentConfig, run_dir: Optional[str | Path] = None, *, resume: bool = False,
+                 hooks: Optional[list[Hook]] = None, datasets: Optional[dict[str, Any]] = None) -> None:
+        self.cfg = cfg
+        self.run_dir = Path(run_dir if run_dir is not None else cfg.output_dir)
+        self.ckpt_dir = self.run_dir / "checkpoints"
+        self.resume = resume
+        self.hooks = list(hooks or [])
+        self._stop = False
+        self.info, self.device = init_from_env(cfg.train.device)
+        seed_everything(cfg.seed + self.info.rank, cfg.train.deterministic)
+        self.generator = torch.Generator().manual_seed(cfg.seed * 7919 + self.info.rank)
+        self._check_run_dir()
+        self._build_data(datasets)
+        self._build_model()
+        self._build_optim()
+        self.epoch = 0
+        self.epoch_step = 0
+        self.global_step = 0
+        self.best_score = -math.inf
+        self.best_epoch = -1
+        self.history: list[dict[str, Any]] = []
+        if resume:
+            self._load_last()
+
+    # ---- setup -----------------------------------------------------------------------------
+    def _check_run_dir(self) -> None:
+        last = self.ckpt_dir / "last.pt"
+        if self.resume:
+            require(last.is_file(), f"--resume: no checkpoint at {last}; train without --resume first")
+        else:
+            require(not last.exists(),
+                    f"output folder {self.run_dir} already holds a run ({last}); use --resume to continue it or another --out")
+
+    def _build_data(self, datasets: Optional[dict[str, Any]]) -> None:
+        cfg = self.cfg
+        self.datasets = datasets if datasets is not None else adapters.build_datasets(cfg.data.kind, cfg.data.args)
+        for split in ("train", "val"):
+            require(split in self.datasets, f"data: loader '{cfg.data.kind}' gave splits {sorted(self.datasets)}; "
+                                            f"training needs 'train' and 'val'")
+        train = self.datasets["train"]
+        self.spec = train.group_spec
+        self.group_fn, self.num_groups, self.group_names = adapters.group_mapping(self.spec, cfg.data.group_attribute)
+        self.num_classes = int(train.num_classes)
+        self.in_channels = int(train.in_channels)
+        self.spatial_dims = int(train.spatial_dims)
+        progress = None
+        self.train_source: BatchSource = make_source(train, cfg.data.cache, cfg.data.num_workers, progress, "caching train")
+        self.val_source: BatchSource = make_source(self.datasets["val"], cfg.data.cache, cfg.data.num_workers,
+                                                   progress, "caching val")
+        first = self.datasets["train"][0]
+        self.image_shape = list(first["image"].shape)
+        self.val_labels = attribute_labels(self.datasets["val"].meta, self.spec, self.audit_attributes)
+        self.train_labels = attribute_labels(train.meta, self.spec, self.audit_attributes)
+
+    @property
+    def audit_attributes(self) -> list[str]:
+        attrs = self.cfg.data.audit_attributes or list(self.spec.attributes)
+        for a in attrs:
+            require(a in self.spec.attributes,
+                    f"config data.audit_attributes: '{a}' is not one of {self.spec.attributes}")
+        return attrs
+
+    @property
+    def amp_dtype(self) -> Optional[torch.dtype]:
+        amp = self.cfg.train.amp
+        if self.device.type != "cuda" or amp == "off":
+            return None
+        if amp == "fp16" or (amp == "auto" and not torch.cuda.is_bf16_supported()):
+            return torch.float16
+        return torch.bfloat16
+
+    def _build_model(self) -> None:
+        cfg = self.cfg
+        self.model = adapters.build_model(cfg.model.name, cfg.model.args, in_channels=self.in_channels,
+                                          num_classes=self.num_classes, num_groups=self.num_groups,
+                                          image_shape=self.image_shape[1:]).to(self.device)
+        self.channels_last = bool(cfg.train.channels_last and self.device.type == "cuda" and self.spatial_dims == 2)
+        if self.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.objective = adapters.build_objective(cfg.objective.name, cfg.objective.args, num_groups=self.num_groups,
+                                                  train_dataset=self.datasets["train"], group_fn=self.group_fn,
+                                                  feature_dim=getattr(self.model, "feature_dim", None),
+                                                  loss_args=cfg.objective.loss).to(self.device)
+        self.loss_fn = adapters.build_loss(cfg.objective.loss).to(self.device)
+        self.step_module = _StepModule(self.model, self.loss_fn, self.objective, cfg.model.aux_loss_weight)
+        self.ddp: nn.Module = self.step_module
+        if self.info.enabled:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            kwargs = {"device_ids": [self.device.index]} if self.device.type == "cuda" else {}
+            self.ddp = DDP(self.step_module, find_unused_parameters=True, **kwargs)
+
+    def _build_optim(self) -> None:
+        cfg = self.cfg
+        params = [p for p in self.step_module.parameters() if p.requires_grad]
+        lr = cfg.optim.lr
+        if cfg.optim.lr_scale_batch:
+            lr = lr * cfg.train.batch_size * self.info.world_size / cfg.optim.lr_scale_batch
+        if cfg.optim.name == "sgd":
+            self.optimizer: torch.optim.Optimizer = torch.optim.SGD(params, lr=lr, momentum=cfg.optim.momentum,
+                                                                    weight_decay=cfg.optim.weight_decay)
+        else:
+            self.optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=cfg.optim.weight_decay)
+        n_local = len(train_shard(torch.arange(len(self.train_source)), self.info))
+        bs = cfg.train.batch_size
+        self.drop_last = n_local > bs
+        self.steps_per_epoch = n_local // bs if self.drop_last else 1
+        total = self.steps_per_epoch * cfg.train.epochs
+        warmup = int(round(cfg.schedule.warmup_epochs * self.steps_per_epoch))
+        sch = cfg.schedule
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda s: lr_factor(s, total, warmup, sch.name, sch.power, sch.min_lr_ratio))
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
+
+    # ---- checkpoints -----------------------------------------------------------------------
+    def _state(self) -> dict[str, Any]:
+        rng = gather_objects(capture_rng(self.generator), self.info)
+        return {
+            "model": self.model.state_dict(),
+            "objective": self.objective.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "rng": rng,
+            "epoch": self.epoch,
+            "epoch_step": self.epoch_step,
+            "global_step": self.global_step,
+            "best_score": self.best_score,
+            "best_epoch": self.best_epoch,
+            "history": [{k: (float(v) if isinstance(v, (int, float)) else str(v)) for k, v in row.items()}
+                        for row in self.history],
+            "config_hash": self.cfg.config_hash(),
+            "select": self.cfg.select_rule,
+        }
+
+    def _save(self, name: str, state: Optional[dict[str, Any]] = None) -> None:
+        state = state if state is not None else self._state()
+        if self.info.is_main:
+            save_checkpoint(self.ckpt_dir / name, state)
+        barrier()
+
+    def _load_last(self) -> None:
+        state = load_checkpoint(self.ckpt_dir / "last.pt", map_location=self.device)
+        require(state.get("config_hash") == self.cfg.config_hash(),
+                f"--resume: {self.ckpt_dir / 'last.pt'} was trained with a different config "
+                f"(hash {state.get('config_hash')} vs {self.cfg.config_hash()}); resume with the run's config.yaml")
+        self.model.load_state_dict(state["model"])
+        self.objective.load_state_dict(state["objective"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        rng = state["rng"]
+        restore_rng(rng[self.info.rank] if len(rng) == self.info.world_size else rng[0], self.generator)
+        self.epoch = int(state["epoch"])
+        self.epoch_step = int(state["epoch_step"])
+        self.global_step = int(state["global_step"])
+        self.best_score = float(state["best_score"])
+        self.best_epoch = int(state["best_epoch"])
+        self.history = [dict(r) for r in state["history"]]
+
+    # ---- public ----------------------------------------------------------------------------
+    def request_stop(self) -> None:
+        """Stop at the next step boundary, keeping a resumable checkpoint (what Ctrl-C does)."""
+        self._stop = True
+
+    def fit(self) -> TrainResult:
+        """Train until ``train.epochs`` or a stop request; returns the outcome."""
+        self._write_run_files(status="running")
+        old = self._install_sigint()
+        status: Literal["completed", "interrupted"] = "completed"
+        writer = self._tensorboard()
+        try:
+            with self._progress() as progress:
+                task = progress.add_task("epoch", total=self.cfg.train.epochs * self.steps_per_epoch,
+                                         completed=self.global_step)
+                while self.epoch < self.cfg.train.epochs:
+                    if not self._train_epoch(progress, task):
+                        status = "interrupted"
+                        break
+                    self._end_epoch(writer)
+                    if self._stop:
+                        status = "interrupted"
+                        break
+        finally:
+            if old is not None:
+                signal.signal(signal.SIGINT, old)
+            if writer is not None:
+                writer.close()
+        self._write_run_files(status=status)
+        return TrainResult(self.run_dir, status, self.epoch, self.global_step, self.best_epoch, self.best_score,
+                           pd.DataFrame(self.history))
+
+    # ---- loop ------------------------------------------------------------------------------
+    def _train_epoch(self, progress: Any, task: Any) -> bool:
+        """Train the rest of the current epoch; False if stopped (checkpoint written)."""
+        cfg = self.cfg
+        self.ddp.train()
+        order = train_shard(epoch_order(len(self.train_source), cfg.seed, self.epoch), self.info)
+        bs = cfg.train.batch_size
+        limit = self.steps_per_epoch * bs if self.drop_last else order.numel()
+        order = order[self.epoch_step * bs : limit]
+        self._loss_sum = getattr(self, "_loss_sum", 0.0) if self.epoch_step else 0.0
+        self._loss_n = getattr(self, "_loss_n", 0) if self.epoch_step else 0
+        t0 = time.perf_counter()
+        for batch in self.train_source.batches(order, bs, drop_last=self.drop_last):
+            loss = self._step(batch)
+            self._loss_sum += loss
+            self._loss_n += 1
+            self.epoch_step += 1
+            self.global_step += 1
+            progress.update(task, advance=1, description=f"epoch {self.epoch + 1}/{cfg.train.epochs} loss {loss:.4f}")
+            for hook in self.hooks:
+                hook(self, "step")
+            if self._stop_requested() and self.epoch_step < self.steps_per_epoch:
+                self._save("last.pt")
+                return False
+        self._epoch_time = time.perf_counter() - t0
+        return True
+
+    def _stop_requested(self) -> bool:
+        flag = torch.tensor([1.0 if self._stop else 0.0])
+        if self.info.enabled:
+            flag = all_reduce_mean(flag.to(self.device) if self.device.type == "cuda" else flag).cpu()
+        self._stop = bool(flag.item() > 0)
+        return self._stop
+
+    def _step(self, batch: Any) -> float:
+        cfg = self.cfg
+        image, label = batch.image.to(self.device, non_blocking=True), batch.label.to(self.device, non_blocking=True)
+        if cfg.augment.enabled:
+            image, label = augment_batch(image, label, self.generator, cfg.augment.flip_prob, cfg.augment.rot90_prob)
+        if self.channels_last:
+            image = image.contiguous(memory_format=torch.channels_last)
+        group = self.group_fn(batch.codes).to(self.device)
+        with autocast_context(self.device, self.amp_dtype):
+            total, obj_loss = self.ddp(image, label, group, batch.case_ids)
+        value = float(all_reduce_mean(total.detach(), self.info).item())
+        if not math.isfinite(value):
+            raise NonFiniteLossError(
+                f"training loss is {value} at epoch {self.epoch + 1} step {self.epoch_step + 1}; stopped. "
+                f"Last good checkpoint: {self._last_good()}. Try a lower optim.lr, optim.grad_clip or train.amp=off")
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(total).backward()
+        if cfg.optim.grad_clip:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.step_module.parameters(), cfg.optim.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        return value
+
+    def _last_good(self) -> str:
+        last = self.ckpt_dir / "last.pt"
+        return f"{last} (epoch {self.epoch})" if last.is_file() else "none (failed in the first epoch)"
+
+    def _end_epoch(self, writer: Any) -> None:
+        row: dict[str, Any] = {
+            "epoch": self.epoch + 1,
+            "step": self.global_step,
+            "lr": float(self.optimizer.param_groups[0]["lr"]),
+            "train_loss": self._loss_sum / max(self._loss_n, 1),
+            "epoch_seconds": getattr(self, "_epoch_time", float("nan")),
+        }
+        if (self.epoch + 1) % self.cfg.train.val_every == 0 or self.epoch + 1 == self.cfg.train.epochs:
+            row.update(self._validate())
+        row.update({f"obj/{k}": float(v) for k, v in self.objective.log_values().items()})
+        self.epoch += 1
+        self.epoch_step = 0
+        improved = "score" in row and math.isfinite(row["score"]) and row["score"] > self.best_score
+        if improved:
+            self.best_score, self.best_epoch = float(row["score"]), self.epoch
+        row["best_epoch"] = self.best_epoch
+        self.history.append(row)
+        state = self._state()
+        if improved:
+            self._save("best.pt", {"model": state["model"], "epoch": self.epoch, "score": self.best_score,
+                                   "select": self.cfg.select_rule, "config_hash": state["config_hash"]})
+        self._save("last.pt", state)
+        if self.info.is_main:
+            self._write_history()
+            if writer is not None:
+                for k, v in row.items():
+                    if k not in ("epoch",) and isinstance(v, (int, float)) and math.isfinite(v):
+                        writer.add_scalar(k.replace("val_", "val/").replace("train_", "train/"), v, self.epoch)
+                writer.flush()
+        for hook in self.hooks:
+            hook(self, "epoch")
+
+    def _validate(self) -> dict[str, Any]:
+        """Validation per-case Dice/IoU -> overall, worst-group and ES-Dice, selection score."""
+        ebs = self.cfg.train.eval_batch_size or self.cfg.train.batch_size
+        table = metrics_table(self.model, self.val_source, num_classes=self.num_classes, device=self.device,
+                              batch_size=ebs, group_fn=self.group_fn, metrics=("dice", "iou"), info=self.info,
+                              amp_dtype=self.amp_dtype, channels_last=self.channels_last)
+        dice = case_scores(table, "dice").merge(case_scores(table, "iou"), on="case_id")
+        labels = self._group_labels(self.datasets["val"])
+        dice = dice.merge(labels, on="case_id", how="left")
+        d = group_stats(dice["dice"], dice["_group"], self.cfg.eval.es_variant)
+        iou = group_stats(dice["iou"], dice["_group"], self.cfg.eval.es_variant)
+        rule = self.cfg.select_rule
+        score = {"overall": d["overall"], "worst_group": d["worst"], "es": d["es"]}[rule]
+        row: dict[str, Any] = {"val_dice": d["overall"], "val_worst_dice": d["worst"], "val_es_dice": d["es"],
+                               "val_iou": iou["overall"], "val_worst_group": d["worst_group"], "score": score}
+        row.update({f"val_dice/{g}": v for g, v in d["groups"].items()})
+        if hasattr(self.objective, "update"):
+            self._update_objective(table)
+        return row
+
+    def _group_labels(self, dataset: Any) -> pd.DataFrame:
+        """``case_id`` -> name of the case's training group (``unknown`` for -1)."""
+        ids = self.group_fn(dataset.codes).numpy()
+        names = np.asarray(list(self.group_names) + ["unknown"], dtype=object)
+        return pd.DataFrame({"case_id": dataset.meta["case_id"].astype(str).to_numpy(),
+                             "_group": names[np.where(ids < 0, len(names) - 1, ids)]})
+
+    def _update_objective(self, table: pd.DataFrame) -> None:
+        """Divergence-aware objective: mine divergent subgroups of validation Dice, refresh weights."""
+        from duetfair.audit.discovery import find_divergent_subgroups
+
+        cases = case_scores(table, "dice").merge(self.val_labels, on="case_id", how="left")
+        kwargs = adapters.discovery_kwargs(self.objective)
+        subgroups = find_divergent_subgroups(cases, "dice", self.audit_attributes, **kwargs)
+        self.objective.update(subgroups, self.train_labels)
+
+    # ---- output ----------------------------------------------------------------------------
+    def _write_history(self) -> None:
+        with atomic_path(self.run_dir / "history.csv") as tmp:
+            pd.DataFrame(self.history).to_csv(tmp, index=False)
+
+    def _write_run_files(self, status: str) -> None:
+        if not self.info.is_main:
+            return
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        save_config(self.cfg, self.run_dir / "config.yaml")
+        self.spec.save(self.run_dir / "group_spec.json")
+        write_json(self.run_dir / "run.json", {
+            "status": status, "name": self.cfg.name, "method": self.cfg.method, "model": self.cfg.model.name,
+            "objective": self.cfg.objective.name, "select": self.cfg.select_rule, "epochs_done": self.epoch,
+            "global_step": self.global_step, "best_epoch": self.best_epoch,
+            "best_score": self.best_score if math.isfinite(self.best_score) else None,
+            "num_classes": self.num_classes, "in_channels": self.in_channels, "spatial_dims": self.spatial_dims,
+            "image_shape": self.image_shape, "group_attribute": self.cfg.data.group_attribute,
+            "group_names": list(self.group_names), "num_groups": self.num_groups,
+            "world_size": self.info.world_size, "device": str(self.device), "config_hash": self.cfg.config_hash(),
+        })
+
+    def _tensorboard(self) -> Any:
+        if not (self.cfg.train.tensorboard and self.info.is_main):
+            return None
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:  # tensorboard not installed: CSV history only
+            return None
+        return SummaryWriter(log_dir=str(self.run_dir / "tensorboard"))
+
+    def _progress(self) -> Any:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                        disable=not (self.cfg.train.progress and self.info.is_main), transient=True)
+
+    def _install_sigint(self) -> Any:
+        """First Ctrl-C: stop at the next step with a checkpoint; second: abort immediately."""
+        import threading
+
+        if threading.current_thread() is not threading.main_thread():
+            return None
+
+        def handler(signum: int, frame: Any) -> None:
+            if self._stop:
+                raise KeyboardInterrupt
+            self._stop = True
+
+        return signal.signal(signal.SIGINT, handler)
+
+
+def train(cfg: ExperimentConfig, run_dir: Optional[str | Path] = None, *, resume: bool = False,
+          hooks: Optional[list[Hook]] = None) -> TrainResult:
+    """Build a :class:`Trainer` and run it (``duetfair train``)."""
+    return Trainer(cfg, run_dir, resume=resume, hooks=hooks).fit()

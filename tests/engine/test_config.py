@@ -1,0 +1,110 @@
+"""Config loading: validation messages, --set overrides, extends, method shortcut, packaged configs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from duetfair.engine.config import (
+    ExperimentConfig,
+    apply_overrides,
+    list_packaged_configs,
+    load_config,
+    parse_override,
+    save_config,
+    validate,
+)
+from duetfair.errors import DuetfairError
+
+
+def _write(path: Path, data: dict) -> Path:
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_defaults_validate() -> None:
+    cfg = validate({})
+    assert isinstance(cfg, ExperimentConfig)
+    assert cfg.train.epochs >= 1 and cfg.select_rule == "overall"
+
+
+def test_literal_error_names_key_and_allowed_values() -> None:
+    with pytest.raises(DuetfairError) as err:
+        validate({"train": {"select": "best"}})
+    msg = str(err.value)
+    assert "train.select" in msg and "'best'" in msg
+    assert "overall" in msg and "worst_group" in msg and "es" in msg
+    assert "\n" not in msg
+
+
+def test_unknown_key_and_bad_number() -> None:
+    with pytest.raises(DuetfairError, match=r"optim\.lrr: unknown key"):
+        validate({"optim": {"lrr": 0.1}})
+    with pytest.raises(DuetfairError, match=r"train\.epochs"):
+        validate({"train": {"epochs": 0}})
+    with pytest.raises(DuetfairError, match=r"method 'dmo' is not one of .*'dmoe'"):
+        validate({"method": "dmo"})
+
+
+def test_overrides_parse_yaml_values() -> None:
+    assert parse_override("optim.lr=3e-4") == (["optim", "lr"], 3e-4)
+    assert parse_override("train.amp=off") == (["train", "amp"], "off")
+    assert parse_override("data.args.n_train=12")[1] == 12
+    raw = apply_overrides({"train": {"epochs": 3}}, ["train.epochs=5", "model.args.depth=2", "seed=7"])
+    assert raw == {"train": {"epochs": 5}, "model": {"args": {"depth": 2}}, "seed": 7}
+    with pytest.raises(DuetfairError, match="KEY=VALUE"):
+        parse_override("train.epochs")
+    with pytest.raises(DuetfairError, match="'train.epochs' is a value"):
+        apply_overrides({"train": {"epochs": 3}}, ["train.epochs.x=1"])
+
+
+def test_method_shortcut_sets_model_variant_and_objective() -> None:
+    cfg = validate({"method": "fair_dro", "model": {"name": "vit_seg"}})
+    assert cfg.model.name == "vit_seg_dmoe" and cfg.objective.name == "fair_dro"
+    assert cfg.select_rule == "worst_group"
+    cfg = validate({"method": "moe", "model": {"name": "resunet3d"}, "objective": {"name": "group_dro"}})
+    assert cfg.model.name == "resunet3d_moe" and cfg.objective.name == "group_dro"  # explicit objective wins
+    with pytest.raises(DuetfairError, match="needs a backbone with MoE variants"):
+        validate({"method": "dmoe", "model": {"name": "unet"}})
+
+
+def test_extends_and_overrides_from_file(tmp_path: Path) -> None:
+    _write(tmp_path / "base.yaml", {"seed": 1, "train": {"epochs": 4, "batch_size": 8}, "model": {"name": "vit_seg"}})
+    child = _write(tmp_path / "child.yaml", {"extends": "base.yaml", "method": "dmoe", "train": {"epochs": 2}})
+    cfg = load_config(child, ["train.batch_size=4"])
+    assert (cfg.seed, cfg.train.epochs, cfg.train.batch_size, cfg.model.name) == (1, 2, 4, "vit_seg_dmoe")
+    out = save_config(cfg, tmp_path / "run" / "config.yaml")
+    again = load_config(out)
+    assert again.to_dict() == cfg.to_dict()
+    assert again.config_hash() == cfg.config_hash()
+    assert load_config(out, ["optim.lr=0.5"]).config_hash() != cfg.config_hash()
+
+
+def test_bad_files(tmp_path: Path) -> None:
+    with pytest.raises(DuetfairError, match="not found"):
+        load_config(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train: [1, 2\n")
+    with pytest.raises(DuetfairError, match="not valid YAML"):
+        load_config(bad)
+    scalar = tmp_path / "scalar.yaml"
+    scalar.write_text("3\n")
+    with pytest.raises(DuetfairError, match="mapping"):
+        load_config(scalar)
+    loop = _write(tmp_path / "loop.yaml", {"extends": "loop.yaml"})
+    with pytest.raises(DuetfairError, match="cycle"):
+        load_config(loop)
+
+
+def test_packaged_configs_all_validate() -> None:
+    names = list_packaged_configs()
+    for task in ("fundus2d", "lesion2d", "tumor3d"):
+        for method in ("erm", "group_dro", "febs", "adversarial", "moe", "dmoe", "fair_dro", "divergence"):
+            assert f"{task}_{method}" in names
+    for real in ("fairseg", "ham10000", "mamamia"):
+        assert real in names
+    for name in names:
+        cfg = load_config(name)
+        assert cfg.name and cfg.output_dir
