@@ -1,0 +1,445 @@
+"""Attribute encoding: raw patient attributes -> integer group codes.
+
+A :class:`GroupSpec` says which attributes define subgroups and how each raw value becomes a code:
+
+* **categorical** attributes: a fixed list of group names; raw values are matched after an
+  optional ``value_map`` (raw value -> group name, e.g. FairSeg ``race`` 0/1/2 ->
+  Asian/Black/White, or MAMA-MIA free-text ``menopause`` -> pre/post by prefix);
+* **binned** attributes: continuous values (age) cut at ``edges`` into labelled intervals.
+
+Missing or unseen values become ``-1`` (unknown) and are counted (:meth:`GroupSpec.unknown_counts`),
+never a crash and never a silent merge into another group. Several attributes combine into one
+intersection id (mixed radix, :meth:`GroupSpec.intersection`). The spec is plain data
+(:meth:`GroupSpec.to_dict` / :meth:`GroupSpec.from_dict`, :meth:`GroupSpec.save` /
+:meth:`GroupSpec.load`), saved with every run so inference encodes attributes the same way.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Literal, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from duetfair.errors import DuetfairError, require
+from duetfair.io import write_json
+
+UNKNOWN = -1
+"""Code of a missing or unseen attribute value."""
+
+# Standard binnings used by the papers (REFERENCE.md section 1).
+FAIRSEG_AGE_EDGES = (60.0,)
+FAIRSEG_AGE_LABELS = ("<60", ">=60")
+HAM_AGE_EDGES = (20.0, 40.0, 60.0, 80.0)
+HAM_AGE_LABELS = ("<20", "20-39", "40-59", "60-79", ">=80")
+MAMAMIA_AGE_EDGES = (40.0, 50.0, 60.0, 70.0)
+MAMAMIA_AGE_LABELS = ("0-40", "41-50", "51-60", "61-70", "71+")
+
+
+def is_missing(value: Any) -> bool:
+    """True for ``None``, NaN, ``pd.NA``/``NaT`` and empty / whitespace-only strings."""
+    if value is None:
+        return True
+    if isinstance(value, str):
+        return value.strip() == ""
+    try:
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def canonical(value: Any) -> str:
+    """Canonical string of a raw categorical value: ``1``, ``1.0``, ``"1"`` and ``" 1 "`` -> ``"1"``.
+
+    Numbers with an integral value lose their decimal part; strings are stripped (case kept).
+    """
+    if isinstance(value, (bool, np.bool_)):
+        return str(bool(value))
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    if isinstance(value, (float, np.floating)):
+        f = float(value)
+        return str(int(f)) if f.is_integer() else repr(f)
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        return canonical(value.item())
+    return str(value).strip()
+
+
+@dataclass
+class AttributeSpec:
+    """How one attribute becomes a code.
+
+    Args:
+        name: attribute name (the key in a case's ``attrs`` and the metadata column).
+        values: group names, in code order (code ``k`` = ``values[k]``). For binned attributes
+            these are the interval labels (``len(edges) + 1`` of them).
+        edges: bin edges for a continuous attribute (e.g. age in years); ``None`` = categorical.
+        right: binned only; ``False`` (default) -> intervals ``[e_k, e_{k+1})`` (``age < 60`` vs
+            ``age >= 60``); ``True`` -> ``(e_k, e_{k+1}]`` (MAMA-MIA ``(40, 50]`` = ``41-50``).
+        value_map: categorical only; raw value (canonical string) -> group name, applied before
+            matching. Keys are compared case-insensitively.
+        match: how ``value_map`` keys match a raw string: ``"exact"`` (default) or ``"prefix"``
+            (the raw value starts with the key, e.g. ``"peri"`` matches ``"perimenopausal"``).
+        missing: group name given to *missing* raw values; ``None`` (default) -> unknown (-1).
+            MAMA-MIA treats missing menopause as its own ``"unknown"`` group.
+        case_sensitive: categorical only; compare raw strings to ``values`` case-sensitively
+            (default ``False``).
+    """
+
+    name: str
+    values: list[str]
+    edges: list[float] | None = None
+    right: bool = False
+    value_map: dict[str, str] | None = None
+    match: Literal["exact", "prefix"] = "exact"
+    missing: str | None = None
+    case_sensitive: bool = False
+    _lookup: dict[str, int] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self.values = [str(v) for v in self.values]
+        require(len(self.values) >= 1, f"attribute '{self.name}': needs at least one group value")
+        require(len(set(self.values)) == len(self.values),
+                f"attribute '{self.name}': duplicate group values {self.values}")
+        require(self.match in ("exact", "prefix"),
+                f"attribute '{self.name}': match must be 'exact' or 'prefix', got '{self.match}'")
+        if self.edges is not None:
+            self.edges = [float(e) for e in self.edges]
+            require(all(a < b for a, b in zip(self.edges, self.edges[1:])),
+                    f"attribute '{self.name}': bin edges must increase strictly, got {self.edges}")
+            require(len(self.values) == len(self.edges) + 1,
+                    f"attribute '{self.name}': {len(self.edges)} edges need {len(self.edges) + 1} "
+                    f"labels, got {len(self.values)}")
+        if self.value_map is not None:
+            self.value_map = {self._key(canonical(k)): str(v) for k, v in self.value_map.items()}
+            bad = sorted(set(self.value_map.values()) - set(self.values))
+            require(not bad, f"attribute '{self.name}': value_map targets {bad} are not in values "
+                             f"{self.values}")
+        require(self.missing is None or self.missing in self.values,
+                f"attribute '{self.name}': missing group '{self.missing}' is not in values {self.values}")
+        self._lookup = {self._key(v): i for i, v in enumerate(self.values)}
+
+    @property
+    def binned(self) -> bool:
+        """True when the attribute is continuous and cut into bins."""
+        return self.edges is not None
+
+    @property
+    def cardinality(self) -> int:
+        """Number of groups (codes ``0 .. cardinality - 1``)."""
+        return len(self.values)
+
+    def _key(self, s: str) -> str:
+        return s if self.case_sensitive else s.lower()
+
+    def encode(self, value: Any) -> int:
+        """Code of one raw value; ``-1`` when missing (unless ``missing`` names a group) or unseen."""
+        if is_missing(value):
+            return self._lookup[self._key(self.missing)] if self.missing is not None else UNKNOWN
+        if self.binned:
+            try:
+                x = float(value)
+            except (TypeError, ValueError):
+                return UNKNOWN
+            if not math.isfinite(x):
+                return UNKNOWN
+            return int(np.digitize([x], self.edges, right=self.right)[0])
+        key = self._key(canonical(value))
+        if self.value_map is not None:
+            mapped = self._map(key)
+            if mapped is not None:
+                key = self._key(mapped)
+        return self._lookup.get(key, UNKNOWN)
+
+    def _map(self, key: str) -> str | None:
+        assert self.value_map is not None
+        if key in self.value_map:
+            return self.value_map[key]
+        if self.match == "prefix":
+            for k in sorted(self.value_map, key=len, reverse=True):
+                if key.startswith(k):
+                    return self.value_map[k]
+        return None
+
+    def encode_series(self, values: pd.Series | Sequence[Any]) -> np.ndarray:
+        """Codes of many raw values -> int64 array (vectorised for binned attributes)."""
+        s = pd.Series(values) if not isinstance(values, pd.Series) else values
+        if self.binned:
+            x = pd.to_numeric(s, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+            codes = np.digitize(np.nan_to_num(x, nan=0.0), self.edges, right=self.right).astype(np.int64)
+            bad = ~np.isfinite(x)
+            if self.missing is not None:
+                miss = s.map(is_missing).to_numpy(dtype=bool)
+                codes[bad & ~miss] = UNKNOWN
+                codes[miss] = self._lookup[self._key(self.missing)]
+            else:
+                codes[bad] = UNKNOWN
+            return codes
+        uniq = {canonical(v) if not is_missing(v) else None for v in s.tolist()}
+        table = {u: self.encode(u) for u in uniq}
+        return np.array([table[canonical(v) if not is_missing(v) else None] for v in s.tolist()],
+                        dtype=np.int64)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON/YAML-safe description."""
+        d: dict[str, Any] = {"name": self.name, "values": list(self.values)}
+        if self.edges is not None:
+            d["edges"] = list(self.edges)
+            d["right"] = self.right
+        if self.value_map is not None:
+            d["value_map"] = dict(self.value_map)
+            d["match"] = self.match
+        if self.missing is not None:
+            d["missing"] = self.missing
+        if self.case_sensitive:
+            d["case_sensitive"] = True
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "AttributeSpec":
+        """Inverse of :meth:`to_dict`."""
+        require(isinstance(d, Mapping) and "name" in d and "values" in d,
+                f"attribute spec must be a mapping with 'name' and 'values', got {d!r}")
+        allowed = {"name", "values", "edges", "right", "value_map", "match", "missing", "case_sensitive"}
+        extra = sorted(set(d) - allowed)
+        require(not extra, f"attribute spec '{d['name']}': unknown keys {extra}; expected {sorted(allowed)}")
+        return cls(**dict(d))
+
+
+def binned(name: str, edges: Sequence[float], labels: Sequence[str] | None = None, *,
+           right: bool = False) -> AttributeSpec:
+    """Spec of a continuous attribute cut at ``edges``; default labels are the interval strings."""
+    edges = [float(e) for e in edges]
+    if labels is None:
+        fmt = lambda x: f"{x:g}"  # noqa: E731
+        labels = [f"<{fmt(edges[0])}" if not right else f"<={fmt(edges[0])}"]
+        labels += [f"{fmt(a)}-{fmt(b)}" for a, b in zip(edges, edges[1:])]
+        labels += [f">={fmt(edges[-1])}" if not right else f">{fmt(edges[-1])}"]
+    return AttributeSpec(name=name, values=list(labels), edges=edges, right=right)
+
+
+def categorical(name: str, values: Sequence[Any], *, value_map: Mapping[Any, str] | None = None,
+                match: Literal["exact", "prefix"] = "exact", missing: str | None = None) -> AttributeSpec:
+    """Spec of a categorical attribute with group names ``values`` (code order)."""
+    vm = {canonical(k): str(v) for k, v in value_map.items()} if value_map is not None else None
+    return AttributeSpec(name=name, values=[canonical(v) for v in values], value_map=vm, match=match,
+                         missing=missing)
+
+
+class GroupSpec:
+    """Which attributes define subgroups and how raw values become codes.
+
+    Args:
+        attributes: one :class:`AttributeSpec` per attribute, in code order (also accepted: their
+            ``to_dict()`` mappings).
+
+    Example::
+
+        spec = GroupSpec([categorical("race", ["Asian", "Black", "White"],
+                                      value_map={0: "Asian", 1: "Black", 2: "White"}),
+                          binned("age", [60], ["<60", ">=60"])])
+        spec.encode({"race": 2, "age": 71.5})         # [2, 1]
+        spec.intersection(torch.tensor([[2, 1]]))      # tensor([5])
+    """
+
+    def __init__(self, attributes: Iterable[AttributeSpec | Mapping[str, Any]]) -> None:
+        specs = [a if isinstance(a, AttributeSpec) else AttributeSpec.from_dict(a) for a in attributes]
+        names = [a.name for a in specs]
+        require(len(set(names)) == len(names), f"GroupSpec: duplicate attribute names {names}")
+        self.specs: list[AttributeSpec] = specs
+        self._by_name = {a.name: a for a in specs}
+
+    # ---- description ------------------------------------------------------------------------
+    @property
+    def attributes(self) -> list[str]:
+        """Attribute names in code order."""
+        return [a.name for a in self.specs]
+
+    @property
+    def cardinalities(self) -> list[int]:
+        """Number of groups of each attribute."""
+        return [a.cardinality for a in self.specs]
+
+    @property
+    def num_intersections(self) -> int:
+        """Number of attribute combinations (product of cardinalities; 1 for no attributes)."""
+        return int(np.prod(self.cardinalities)) if self.specs else 1
+
+    def __getitem__(self, attr: str) -> AttributeSpec:
+        require(attr in self._by_name, f"unknown attribute '{attr}'; expected one of {self.attributes}")
+        return self._by_name[attr]
+
+    def __len__(self) -> int:
+        return len(self.specs)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, GroupSpec) and self.to_dict() == other.to_dict()
+
+    def __repr__(self) -> str:
+        parts = ", ".join(f"{a.name}[{a.cardinality}]" for a in self.specs)
+        return f"GroupSpec({parts})"
+
+    def group_names(self, attr: str) -> list[str]:
+        """Group names of ``attr`` in code order."""
+        return list(self[attr].values)
+
+    def intersection_names(self) -> list[str]:
+        """Names of intersection ids, e.g. ``"race=White|age=>=60"`` (id order)."""
+        names = [""]
+        for a in self.specs:
+            names = [f"{p}|{a.name}={v}" if p else f"{a.name}={v}" for p in names for v in a.values]
+        return names
+
+    def select(self, attributes: Sequence[str]) -> "GroupSpec":
+        """A spec with only ``attributes`` (in the given order)."""
+        return GroupSpec([self[a] for a in attributes])
+
+    # ---- encoding ---------------------------------------------------------------------------
+    def encode(self, attrs: Mapping[str, Any]) -> list[int]:
+        """Codes of one case's raw attributes (absent keys -> -1)."""
+        return [a.encode(attrs.get(a.name)) for a in self.specs]
+
+    def encode_frame(self, df: pd.DataFrame, *, require_columns: bool = True) -> np.ndarray:
+        """Codes of every row -> int64 array ``[N, A]`` (-1 unknown).
+
+        Args:
+            df: one row per case with one raw column per attribute.
+            require_columns: raise if an attribute column is absent (default); ``False`` encodes
+                an absent column as all-unknown.
+        """
+        out = np.full((len(df), len(self.specs)), UNKNOWN, dtype=np.int64)
+        for j, a in enumerate(self.specs):
+            if a.name not in df.columns:
+                require(not require_columns, f"attribute column '{a.name}' is missing; columns are "
+                                             f"{list(df.columns)}")
+                continue
+            out[:, j] = a.encode_series(df[a.name].reset_index(drop=True))
+        return out
+
+    def unknown_counts(self, df: pd.DataFrame) -> dict[str, int]:
+        """Number of rows whose code is unknown (-1), per attribute."""
+        codes = self.encode_frame(df, require_columns=False)
+        return {a: int((codes[:, j] == UNKNOWN).sum()) for j, a in enumerate(self.attributes)}
+
+    def unseen_values(self, df: pd.DataFrame) -> dict[str, list[str]]:
+        """Distinct non-missing raw values that encode to unknown, per attribute (for reports)."""
+        out: dict[str, list[str]] = {}
+        for a in self.specs:
+            if a.name not in df.columns:
+                continue
+            vals = sorted({canonical(v) for v in df[a.name].tolist()
+                           if not is_missing(v) and a.encode(v) == UNKNOWN})
+            if vals:
+                out[a.name] = vals
+        return out
+
+    def counts(self, df: pd.DataFrame) -> dict[str, dict[str, int]]:
+        """Cases per group name (plus ``"unknown"``) of every attribute."""
+        codes = self.encode_frame(df, require_columns=False)
+        out: dict[str, dict[str, int]] = {}
+        for j, a in enumerate(self.specs):
+            c = {v: int((codes[:, j] == k).sum()) for k, v in enumerate(a.values)}
+            c["unknown"] = int((codes[:, j] == UNKNOWN).sum())
+            out[a.name] = c
+        return out
+
+    def intersection(self, codes: torch.Tensor | np.ndarray) -> torch.Tensor:
+        """One id per attribute combination (mixed radix, first attribute most significant).
+
+        Args:
+            codes: LongTensor ``[..., A]`` of codes (-1 unknown).
+
+        Returns:
+            LongTensor ``[...]`` in ``0 .. num_intersections - 1``; -1 if any code is unknown.
+        """
+        c = torch.as_tensor(codes, dtype=torch.long)
+        require(c.shape[-1:] == (len(self.specs),),
+                f"intersection: codes must end with {len(self.specs)} attributes, got shape {tuple(c.shape)}")
+        card = torch.tensor(self.cardinalities, dtype=torch.long, device=c.device)
+        require(bool(((c < card) | (c == UNKNOWN)).all()) and bool((c >= UNKNOWN).all()),
+                f"intersection: codes out of range for cardinalities {self.cardinalities}")
+        radix = torch.ones_like(card)
+        if len(card) > 1:
+            radix[:-1] = torch.flip(torch.cumprod(torch.flip(card[1:], [0]), 0), [0])
+        ids = (c.clamp(min=0) * radix).sum(-1)
+        return torch.where((c == UNKNOWN).any(-1), torch.full_like(ids, UNKNOWN), ids)
+
+    # ---- construction -----------------------------------------------------------------------
+    @classmethod
+    def infer(cls, df: pd.DataFrame, attributes: Sequence[str], *,
+              bins: Mapping[str, Sequence[float] | Mapping[str, Any]] | None = None,
+              max_categories: int = 50) -> "GroupSpec":
+        """Build a spec from data: categorical attributes get their observed values (sorted).
+
+        Args:
+            df: metadata table with one column per attribute.
+            attributes: attribute columns to use, in code order.
+            bins: ``{attr: edges}`` or ``{attr: {"edges": [...], "labels": [...], "right": bool}}``
+                for continuous attributes (e.g. ``{"age": [60]}``).
+            max_categories: refuse categorical columns with more distinct values (default 50),
+                which are almost always a continuous column that needs ``bins``.
+        """
+        bins = dict(bins or {})
+        specs: list[AttributeSpec] = []
+        for name in attributes:
+            require(name in df.columns, f"attribute column '{name}' is missing; columns are {list(df.columns)}")
+            if name in bins:
+                b = bins[name]
+                if isinstance(b, Mapping):
+                    specs.append(binned(name, b["edges"], b.get("labels"), right=bool(b.get("right", False))))
+                else:
+                    specs.append(binned(name, list(b)))
+                continue
+            vals = sorted({canonical(v) for v in df[name].tolist() if not is_missing(v)}, key=_natural_key)
+            require(len(vals) > 0, f"attribute column '{name}' has no non-missing values")
+            require(len(vals) <= max_categories,
+                    f"attribute column '{name}' has {len(vals)} distinct values (> {max_categories}); "
+                    f"give bins for a continuous attribute, e.g. bins={{'{name}': [60]}}")
+            specs.append(AttributeSpec(name=name, values=vals))
+        return cls(specs)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON/YAML-safe description (``{"attributes": [...]}``)."""
+        return {"attributes": [a.to_dict() for a in self.specs]}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "GroupSpec":
+        """Inverse of :meth:`to_dict`."""
+        require(isinstance(d, Mapping) and isinstance(d.get("attributes"), list),
+                "group spec must be a mapping with an 'attributes' list")
+        return cls(d["attributes"])
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write the spec as JSON (atomically)."""
+        return write_json(path, self.to_dict())
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> "GroupSpec":
+        """Read a spec written by :meth:`save` (JSON, or YAML by suffix)."""
+        p = Path(path)
+        require(p.is_file(), f"group spec file '{p}' does not exist")
+        text = p.read_text(encoding="utf-8")
+        try:
+            if p.suffix.lower() in (".yaml", ".yml"):
+                import yaml
+
+                data = yaml.safe_load(text)
+            else:
+                data = json.loads(text)
+        except Exception as exc:  # noqa: BLE001 - any parse failure is bad input
+            raise DuetfairError(f"group spec file '{p}' cannot be parsed: {exc}".replace("\n", " ")) from exc
+        return cls.from_dict(data)
+
+
+def _natural_key(s: str) -> tuple[int, float, str]:
+    """Sort numbers numerically before strings: ``"2" < "10" < "a"``."""
+    try:
+        return (0, float(s), s)
+    except ValueError:
+        return (1, 0.0, s)

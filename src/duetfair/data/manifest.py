@@ -1,0 +1,237 @@
+"""Generic CSV manifest: the path for a user's own 2D or 3D data.
+
+Columns: ``image`` (one path, or several joined with ``;`` stacked as channels, e.g. MRI phases),
+``label``, ``case_id``, attribute columns, optional ``split`` (train/val/test), optional
+``hidden_subtype`` (analysis only) and any other columns (kept in ``meta``). Paths are relative to
+the manifest's folder and refused if absolute or escaping it. Files: PNG/JPG/NPY/NPZ (2D) and NIfTI
+(3D), read through MONAI ``LoadImaged``.
+
+An optional ``<manifest>.json`` beside the CSV (written by ``duetfair synth``) may give
+``num_classes``, ``spatial_dims`` and ``group_spec``; explicit arguments win.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import pandas as pd
+
+from duetfair.data.dataset import CaseDataset, drop_bad_cases
+from duetfair.data.groups import GroupSpec, is_missing
+from duetfair.data.splits import SPLITS, assign_group_splits
+from duetfair.data.transforms import CaseReader, Normalize
+from duetfair.errors import DuetfairError, require
+from duetfair.io import resolve_inside
+
+SUFFIXES_2D = (".png", ".jpg", ".jpeg", ".npy", ".npz", ".bmp", ".tif", ".tiff")
+SUFFIXES_3D = (".nii", ".nii.gz", ".mha", ".nrrd")
+RESERVED = ("image", "label", "case_id", "split")
+
+
+def read_table(path: str | os.PathLike[str], *, sheet: str | int | None = None) -> pd.DataFrame:
+    """Read a CSV/TSV/XLSX/Parquet table; a clear error if it is missing or unreadable."""
+    p = Path(path)
+    require(p.is_file(), f"table '{p}' does not exist")
+    try:
+        suffix = p.suffix.lower()
+        if suffix in (".xlsx", ".xls"):
+            return pd.read_excel(p, sheet_name=sheet if sheet is not None else 0, engine="openpyxl")
+        if suffix == ".parquet":
+            return pd.read_parquet(p)
+        return pd.read_csv(p, sep="\t" if suffix == ".tsv" else ",")
+    except Exception as exc:  # noqa: BLE001 - any parse failure is bad input
+        raise DuetfairError(f"table '{p}' cannot be read: {' '.join(str(exc).split())[:300]}") from exc
+
+
+def spatial_dims_of(path: str) -> int:
+    """2 or 3 from a file suffix (``;``-joined lists: the first path)."""
+    first = path.split(";")[0].strip().lower()
+    if first.endswith(SUFFIXES_3D):
+        return 3
+    if first.endswith(SUFFIXES_2D):
+        return 2
+    raise DuetfairError(f"file '{first}' has an unsupported type; expected one of "
+                        f"{list(SUFFIXES_2D + SUFFIXES_3D)}")
+
+
+def manifest_datasets(path: str | os.PathLike[str], *, attributes: Sequence[str] | None = None,
+                      group_spec: GroupSpec | Mapping[str, Any] | None = None,
+                      bins: Mapping[str, Any] | None = None, num_classes: int | None = None,
+                      label_map: Mapping[int, int] | None = None, image_size: Sequence[int] | int | None = None,
+                      pixdim: Sequence[float] | None = None, normalize: Normalize = "auto",
+                      channels: int | None = None, fractions: Sequence[float] = (0.8, 0.1, 0.1),
+                      group_by: str | None = None, seed: int = 0, on_error: str = "raise",
+                      cache: bool = False) -> dict[str, CaseDataset]:
+    """Datasets of a CSV manifest, keyed by split.
+
+    Args:
+        path: the manifest CSV (or XLSX / Parquet).
+        attributes: attribute columns (default: the sidecar's group spec, else every column that
+            is not ``image``/``label``/``case_id``/``split``/``hidden_subtype`` or ``group_by``).
+        group_spec: explicit spec (object or ``to_dict()`` mapping); default: sidecar or inferred.
+        bins: continuous attributes for an inferred spec, e.g. ``{"age": [60]}``.
+        num_classes: classes incl. background (default: sidecar, else max label value + 1 from
+            reading every label once).
+        label_map: raw label value -> class, e.g. ``{255: 1}`` for 0/255 masks (default none).
+        image_size: resize to this spatial size (default: keep; batches need one shape).
+        pixdim: resample 3D images to this spacing (default: keep).
+        normalize: intensity normalisation (see :class:`~duetfair.data.transforms.CaseReader`).
+        channels: repeat single-channel images to this many channels (default: keep).
+        fractions: train/val/test fractions when the manifest has no ``split`` (default 0.8/0.1/0.1).
+        group_by: patient id column for splitting (no patient in two splits; default none).
+        seed: split seed (default 0).
+        on_error: ``"raise"`` (default) or ``"skip"``: read every case now, leave out bad ones and
+            report them in each dataset's ``.skipped`` table.
+        cache: keep read cases in memory (default ``False``).
+    """
+    path = Path(path)
+    df = read_table(path)
+    sidecar = _sidecar(path)
+    for col in ("image", "label", "case_id"):
+        require(col in df.columns, f"manifest '{path}': column '{col}' is missing; columns are {list(df.columns)}")
+    df = df.copy()
+    df["case_id"] = df["case_id"].astype(str)
+    dup = df["case_id"][df["case_id"].duplicated()].tolist()
+    require(not dup, f"manifest '{path}': duplicate case_id values {dup[:5]}")
+    spec = _spec(df, path, sidecar, attributes, group_spec, bins, group_by)
+    _report_unknown(spec, df, path)
+    root = path.parent
+    skipped_rows: list[dict[str, str]] = []
+    df["image_path"], df["label_path"], keep = _resolve(df, root, path, on_error, skipped_rows)
+    df = df[keep].reset_index(drop=True)
+    require(len(df) > 0, f"manifest '{path}': no usable cases")
+    dims = int(sidecar.get("spatial_dims") or spatial_dims_of(str(df["image"].iloc[0])))
+    if "split" not in df.columns or df["split"].isna().all():
+        df["split"] = assign_group_splits(df, spec, fractions=fractions, group_by=group_by, seed=seed)
+    else:
+        bad = sorted(set(df["split"].dropna().astype(str)) - set(SPLITS))
+        require(not bad and not df["split"].isna().any(),
+                f"manifest '{path}': column 'split' holds {bad or ['missing values']}; expected {list(SPLITS)}")
+    if num_classes is None:
+        num_classes = sidecar.get("num_classes") or _infer_num_classes(df, dims, label_map)
+    reader = CaseReader(num_classes=int(num_classes), spatial_dims=dims, label_map=label_map, normalize=normalize,
+                        image_size=image_size, pixdim=pixdim, channels=channels)
+    in_channels = _probe_channels(df, reader, on_error)
+    skipped = pd.DataFrame(skipped_rows, columns=["case_id", "file", "reason"])
+    out: dict[str, CaseDataset] = {}
+    for split in SPLITS:
+        part = df[df["split"].astype(str) == split].reset_index(drop=True)
+        if len(part) == 0:
+            continue
+        read = _row_reader(part, reader)
+        ds = CaseDataset(part, spec, read, num_classes=int(num_classes), in_channels=in_channels,
+                         spatial_dims=dims, cache=cache, skipped=skipped.copy())
+        out[split] = drop_bad_cases(ds, on_error=on_error)
+    return out
+
+
+def _probe_channels(df: pd.DataFrame, reader: CaseReader, on_error: str) -> int:
+    """Channels of the first readable case (the first case must read unless skipping)."""
+    for i in range(len(df)):
+        try:
+            image, _ = reader(df.at[i, "image_path"], df.at[i, "label_path"], df.at[i, "case_id"])
+            return int(image.shape[0])
+        except DuetfairError:
+            if on_error == "raise":
+                raise
+    raise DuetfairError("manifest: no case could be read")
+
+
+def _row_reader(part: pd.DataFrame, reader: CaseReader):  # noqa: ANN202 - closure
+    images, labels, ids = part["image_path"].tolist(), part["label_path"].tolist(), part["case_id"].tolist()
+    return lambda i: reader(images[i], labels[i], ids[i])
+
+
+def _sidecar(path: Path) -> dict[str, Any]:
+    side = path.with_suffix(".json")
+    if not side.is_file():
+        return {}
+    try:
+        data = json.loads(side.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise DuetfairError(f"manifest sidecar '{side}' is not valid JSON: {exc}") from exc
+    require(isinstance(data, dict), f"manifest sidecar '{side}' must hold a JSON object")
+    return data
+
+
+def _spec(df: pd.DataFrame, path: Path, sidecar: Mapping[str, Any], attributes: Sequence[str] | None,
+          group_spec: GroupSpec | Mapping[str, Any] | None, bins: Mapping[str, Any] | None,
+          group_by: str | None) -> GroupSpec:
+    if group_spec is not None:
+        spec = group_spec if isinstance(group_spec, GroupSpec) else GroupSpec.from_dict(group_spec)
+    elif "group_spec" in sidecar and not bins:
+        spec = GroupSpec.from_dict(sidecar["group_spec"])
+    else:
+        if attributes is None:
+            skip = set(RESERVED) | {"hidden_subtype", group_by}
+            attributes = [c for c in df.columns if c not in skip]
+        spec = GroupSpec.infer(df, list(attributes), bins=bins)
+    if attributes is not None:
+        spec = spec.select(list(attributes))
+    for a in spec.attributes:
+        require(a in df.columns, f"manifest '{path}': attribute column '{a}' is missing; columns are {list(df.columns)}")
+    return spec
+
+
+def _report_unknown(spec: GroupSpec, df: pd.DataFrame, path: Path) -> None:
+    """Log how many cases have an unknown attribute (they stay in, coded -1)."""
+    import logging
+
+    counts = {a: n for a, n in spec.unknown_counts(df).items() if n}
+    if counts:
+        unseen = spec.unseen_values(df)
+        logging.getLogger("duetfair.data").warning(
+            "manifest '%s': cases with unknown attribute values (coded -1): %s; unseen values: %s", path, counts, unseen)
+
+
+def _resolve(df: pd.DataFrame, root: Path, path: Path, on_error: str,
+             skipped: list[dict[str, str]]) -> tuple[list[Any], list[str], list[bool]]:
+    """Resolve image/label paths inside ``root``; missing files raise or are skipped."""
+    require(on_error in ("raise", "skip"), f"on_error must be 'raise' or 'skip', got '{on_error}'")
+    images: list[Any] = []
+    labels: list[str] = []
+    keep: list[bool] = []
+    for i, row in enumerate(df.itertuples(index=False)):
+        what = f"manifest '{path.name}' row {i + 2} (case '{row.case_id}')"
+        try:
+            require(not is_missing(row.image) and not is_missing(row.label), f"{what}: empty image or label path")
+            parts = [s.strip() for s in str(row.image).split(";") if s.strip()]
+            imgs = [str(resolve_inside(root, s, what)) for s in parts]
+            lab = str(resolve_inside(root, str(row.label).strip(), what))
+            for f in [*imgs, lab]:
+                require(Path(f).is_file(), f"{what}: file '{f}' does not exist")
+        except DuetfairError as exc:
+            if on_error == "raise":
+                raise
+            skipped.append({"case_id": str(row.case_id), "file": str(row.image), "reason": str(exc)})
+            images.append(None)
+            labels.append("")
+            keep.append(False)
+            continue
+        images.append(imgs[0] if len(imgs) == 1 else imgs)
+        labels.append(lab)
+        keep.append(True)
+    return images, labels, keep
+
+
+def _infer_num_classes(df: pd.DataFrame, dims: int, label_map: Mapping[int, int] | None) -> int:
+    """Max label value + 1 over all labels (after ``label_map``)."""
+    from duetfair.data.transforms import make_loader
+
+    import numpy as np
+
+    loader = make_loader()
+    top = 0
+    for f, cid in zip(df["label_path"], df["case_id"]):
+        try:
+            arr = np.asarray(loader(f))
+        except Exception as exc:  # noqa: BLE001
+            raise DuetfairError(f"case '{cid}': cannot read label file '{f}': {' '.join(str(exc).split())[:200]}") from exc
+        vals = np.unique(arr)
+        if label_map:
+            vals = np.array([label_map.get(int(v), int(v)) for v in vals])
+        top = max(top, int(vals.max()))
+    return max(2, top + 1)

@@ -1,0 +1,598 @@
+"""Built-in synthetic fairness benchmark (2D fundus, 2D skin lesion, 3D tumour).
+
+It reproduces the *structure* of the papers' problems so that fairness methods can differ on it:
+
+* **inter-group effects** - appearance (contrast, polarity, brightness, noise, texture) and anatomy
+  (target size / shape distributions) depend on the attributes, so an attribute-aware model has
+  something to adapt to, and minority groups are genuinely harder;
+* **intra-group hidden failures** - inside every group a minority subtype (``hidden_prob``, default
+  15 %), drawn independently of the attributes and absent from the metadata a model sees, is much
+  harder but learnable: low contrast, an artefact (band, hair, motion ghost) and small irregular
+  targets. It is recorded in the analysis-only column ``hidden_subtype``.
+
+Generation is vectorised over cases with torch (float32, CPU), seeded and deterministic: the same
+task, size, parameters and seed give the same cases bit for bit. Every effect size and proportion
+is a field of the task's parameter dataclass (:class:`FundusParams`, :class:`LesionParams`,
+:class:`TumorParams`) with a documented default; pass overrides as keyword arguments.
+
+Tasks:
+
+* ``fundus2d`` - Harvard-FairSeg-like grayscale SLO fundus, classes 0 background / 1 rim / 2 cup;
+  attributes ``race`` (Asian/Black/White, 9/15/76 %), ``age`` (years; spec bins <60 / >=60),
+  ``sex``.
+* ``lesion2d`` - HAM10000-like RGB skin with one lesion, classes 0 / 1; attributes ``age`` (years;
+  spec bins <20, 20-39, 40-59, 60-79, >=80), ``sex``, ``site``.
+* ``tumor3d`` - radiotherapy / MAMA-MIA-like multi-phase 3D volume (default 3 channels: pre-contrast
+  and two post-contrast phases, z-scored over phases), classes 0 / 1; attributes ``stage``
+  (T1-T4; T1 rare and small) and ``institution`` (4 sites, imbalanced).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from duetfair.data.dataset import HIDDEN_COLUMN
+from duetfair.data.groups import (FAIRSEG_AGE_EDGES, FAIRSEG_AGE_LABELS, HAM_AGE_EDGES, HAM_AGE_LABELS,
+                                  AttributeSpec, GroupSpec)
+from duetfair.errors import require
+
+if TYPE_CHECKING:
+    from duetfair.data.dataset import CaseDataset
+
+TASKS = ("fundus2d", "lesion2d", "tumor3d")
+CHUNK = 256  # cases generated at once (bounds peak memory, keeps tensors cache-friendly)
+
+
+@dataclass(frozen=True)
+class FundusParams:
+    """Parameters of ``fundus2d`` (per-race tuples are in the order of ``race_values``).
+
+    Intensities are in [0, 1] before noise; sizes are fractions of the image side.
+    """
+
+    image_size: int = 64  #: image side in pixels (default 64; the paper protocol uses 224)
+    race_values: tuple[str, ...] = ("Asian", "Black", "White")  #: race group names
+    race_probs: tuple[float, ...] = (0.09, 0.15, 0.76)  #: race proportions (Harvard-FairSeg-like)
+    brightness: tuple[float, ...] = (0.45, 0.62, 0.35)  #: background level per race
+    contrast: tuple[float, ...] = (0.55, 0.75, 1.0)  #: disc/cup vs background contrast per race
+    polarity: tuple[float, ...] = (1.0, -1.0, 1.0)  #: +1 bright disc, -1 inverted (dark) disc
+    noise: tuple[float, ...] = (0.09, 0.07, 0.05)  #: Gaussian noise std per race
+    texture: tuple[float, ...] = (0.08, 0.12, 0.04)  #: amplitude of smooth background texture
+    disc_radius: tuple[float, ...] = (0.15, 0.22, 0.19)  #: mean disc radius per race
+    cup_ratio: tuple[float, ...] = (0.55, 0.5, 0.45)  #: mean cup-to-disc radius ratio per race
+    size_jitter: float = 0.15  #: relative std of disc radius within a group
+    age_mean: float = 61.0  #: age mean in years
+    age_std: float = 13.0  #: age std in years (clipped to 18-95)
+    age_contrast: float = 0.3  #: contrast lost linearly from age 40 (0) to 90 (this fraction)
+    age_cup: float = 0.1  #: cup ratio added linearly from age 40 (0) to 90 (this much)
+    male_prob: float = 0.45  #: probability of sex Male
+    male_disc_scale: float = 1.05  #: disc radius factor of Male cases
+    irregularity: float = 0.06  #: border irregularity of ordinary cases
+    edge: float = 0.05  #: softness of the image edges (labels stay hard)
+    hidden_prob: float = 0.15  #: proportion of the hidden hard subtype inside every group
+    hidden_contrast: float = 0.45  #: contrast factor of the hidden subtype
+    hidden_artifact: float = 0.35  #: amplitude of the artefact band across the disc (hidden)
+    hidden_cup_scale: float = 0.65  #: cup ratio factor of the hidden subtype (small cups)
+    hidden_irregularity: float = 0.3  #: border irregularity of the hidden subtype
+
+
+@dataclass(frozen=True)
+class LesionParams:
+    """Parameters of ``lesion2d`` (per-site tuples are in the order of ``site_values``)."""
+
+    image_size: int = 64  #: image side in pixels
+    age_mean: float = 51.0  #: age mean in years (HAM10000-like)
+    age_std: float = 17.0  #: age std (clipped to 1-95)
+    male_prob: float = 0.54  #: probability of sex male
+    site_values: tuple[str, ...] = ("trunk", "lower extremity", "upper extremity", "face", "acral")
+    site_probs: tuple[float, ...] = (0.45, 0.22, 0.15, 0.12, 0.06)  #: site proportions
+    site_texture: tuple[float, ...] = (0.03, 0.04, 0.04, 0.08, 0.10)  #: skin texture amplitude
+    site_stripes: tuple[float, ...] = (0.0, 0.0, 0.0, 0.0, 0.10)  #: ridge pattern amplitude (acral)
+    site_contrast: tuple[float, ...] = (1.0, 1.0, 1.0, 0.8, 0.6)  #: lesion contrast factor per site
+    lesion_radius: float = 0.22  #: mean lesion radius (fraction of side) at age 40-59
+    young_radius_scale: float = 0.6  #: radius factor below age 20 (small naevi)
+    old_contrast_loss: float = 0.35  #: contrast lost linearly from age 50 (0) to 90 (this fraction)
+    old_texture: float = 0.05  #: extra skin texture amplitude at age 90 (linear from 50)
+    male_hair_prob: float = 0.3  #: probability of a few hairs in male cases (female: a third)
+    noise: float = 0.04  #: Gaussian noise std
+    irregularity: float = 0.1  #: lesion border irregularity of ordinary cases
+    edge: float = 0.04  #: softness of the image edges
+    hidden_prob: float = 0.15  #: proportion of the hidden hard subtype inside every group
+    hidden_contrast: float = 0.45  #: contrast factor of the hidden subtype
+    hidden_hairs: int = 6  #: dense hairs occluding the hidden subtype
+    hidden_radius_scale: float = 0.6  #: lesion radius factor of the hidden subtype
+    hidden_irregularity: float = 0.35  #: border irregularity of the hidden subtype
+
+
+@dataclass(frozen=True)
+class TumorParams:
+    """Parameters of ``tumor3d`` (per-stage / per-institution tuples follow the value orders)."""
+
+    image_size: int = 32  #: volume side in voxels
+    channels: int = 3  #: phases: pre-contrast + (channels - 1) post-contrast
+    stage_values: tuple[str, ...] = ("T1", "T2", "T3", "T4")
+    stage_probs: tuple[float, ...] = (0.05, 0.45, 0.40, 0.10)  #: T-stage proportions (T1 rare)
+    stage_radius: tuple[float, ...] = (0.08, 0.13, 0.18, 0.24)  #: mean tumour radius per stage
+    stage_irregularity: tuple[float, ...] = (0.05, 0.08, 0.12, 0.25)  #: shape irregularity per stage
+    institution_values: tuple[str, ...] = ("A", "B", "C", "D")
+    institution_probs: tuple[float, ...] = (0.5, 0.25, 0.15, 0.10)  #: site proportions
+    enhancement: tuple[float, ...] = (1.0, 0.8, 0.6, 0.7)  #: contrast uptake per institution
+    noise: tuple[float, ...] = (0.05, 0.08, 0.12, 0.10)  #: noise std per institution
+    bias_field: tuple[float, ...] = (0.05, 0.15, 0.10, 0.30)  #: smooth bias field amplitude
+    tissue: tuple[float, ...] = (0.10, 0.10, 0.18, 0.12)  #: fibroglandular texture amplitude
+    edge: float = 0.05  #: softness of the image edges
+    hidden_prob: float = 0.15  #: proportion of the hidden hard subtype inside every group
+    hidden_enhancement: float = 0.3  #: contrast uptake factor of the hidden (non-mass) subtype
+    hidden_ghost: float = 0.25  #: amplitude of a motion ghost stripe in the hidden subtype
+    hidden_radius_scale: float = 0.75  #: radius factor of the hidden subtype
+    hidden_irregularity: float = 0.3  #: extra shape irregularity of the hidden subtype
+
+
+PARAMS: dict[str, type] = {"fundus2d": FundusParams, "lesion2d": LesionParams, "tumor3d": TumorParams}
+NUM_CLASSES = {"fundus2d": 3, "lesion2d": 2, "tumor3d": 2}
+SPATIAL_DIMS = {"fundus2d": 2, "lesion2d": 2, "tumor3d": 3}
+
+
+@dataclass
+class SyntheticData:
+    """Generated cases: ``images [N, C, *S]`` float32, ``labels [N, 1, *S]`` int64 and ``meta``
+    (``case_id``, attribute columns, ``hidden_subtype``)."""
+
+    task: str
+    images: torch.Tensor
+    labels: torch.Tensor
+    meta: pd.DataFrame
+    params: Any = field(repr=False, default=None)
+
+
+def make_params(task: str, image_size: int | None = None, **overrides: Any) -> Any:
+    """The parameter dataclass of ``task`` with ``overrides`` (unknown names are refused)."""
+    require(task in PARAMS, f"unknown synthetic task '{task}'; expected one of {list(TASKS)}")
+    cls = PARAMS[task]
+    names = {f.name for f in fields(cls)}
+    bad = sorted(set(overrides) - names)
+    require(not bad, f"synthetic task '{task}': unknown parameters {bad}; expected some of {sorted(names)}")
+    p = cls()
+    if image_size is not None:
+        overrides["image_size"] = int(image_size)
+    p = replace(p, **{k: (tuple(v) if isinstance(v, list) else v) for k, v in overrides.items()})
+    _validate(task, p)
+    return p
+
+
+def _validate(task: str, p: Any) -> None:
+    require(p.image_size >= 16, f"{task}: image_size must be >= 16, got {p.image_size}")
+    require(0.0 <= p.hidden_prob <= 1.0, f"{task}: hidden_prob must be in [0, 1], got {p.hidden_prob}")
+    pairs = {"fundus2d": [("race_values", ["race_probs", "brightness", "contrast", "polarity", "noise",
+                                           "texture", "disc_radius", "cup_ratio"])],
+             "lesion2d": [("site_values", ["site_probs", "site_texture", "site_stripes", "site_contrast"])],
+             "tumor3d": [("stage_values", ["stage_probs", "stage_radius", "stage_irregularity"]),
+                         ("institution_values", ["institution_probs", "enhancement", "noise", "bias_field",
+                                                 "tissue"])]}[task]
+    for values, per_group in pairs:
+        k = len(getattr(p, values))
+        for name in per_group:
+            require(len(getattr(p, name)) == k,
+                    f"{task}: '{name}' has {len(getattr(p, name))} entries; expected {k} (one per {values})")
+        probs = getattr(p, per_group[0])
+        require(all(x >= 0 for x in probs) and sum(probs) > 0, f"{task}: '{per_group[0]}' must be >= 0 with a positive sum")
+
+
+def group_spec(task: str, params: Any | None = None, attributes: Sequence[str] | None = None) -> GroupSpec:
+    """Group spec of a synthetic task (age bins: FairSeg <60/>=60 for fundus, HAM10000 5 bins for
+    lesions); ``attributes`` selects and orders them (default: all of the task's)."""
+    p = params if params is not None else make_params(task)
+    if task == "fundus2d":
+        specs = [AttributeSpec("race", list(p.race_values)),
+                 AttributeSpec("age", list(FAIRSEG_AGE_LABELS), edges=list(FAIRSEG_AGE_EDGES)),
+                 AttributeSpec("sex", ["Female", "Male"])]
+    elif task == "lesion2d":
+        specs = [AttributeSpec("age", list(HAM_AGE_LABELS), edges=list(HAM_AGE_EDGES)),
+                 AttributeSpec("sex", ["female", "male"]),
+                 AttributeSpec("site", list(p.site_values))]
+    else:
+        specs = [AttributeSpec("stage", list(p.stage_values)),
+                 AttributeSpec("institution", list(p.institution_values))]
+    spec = GroupSpec(specs)
+    return spec.select(list(attributes)) if attributes is not None else spec
+
+
+def generate(task: str, n: int, *, seed: int = 0, image_size: int | None = None, id_prefix: str | None = None,
+             **params: Any) -> SyntheticData:
+    """Generate ``n`` cases of ``task`` in memory.
+
+    Args:
+        task: ``"fundus2d"``, ``"lesion2d"`` or ``"tumor3d"``.
+        n: number of cases (>= 1).
+        seed: random seed (default 0); same arguments -> identical output.
+        image_size: image side (default: the task's, 64 for 2D and 32 for 3D).
+        id_prefix: case id prefix (default: the task name); ids are ``<prefix>_00000`` ...
+        **params: overrides of the task's parameter dataclass fields.
+
+    Returns:
+        :class:`SyntheticData` with ``images [n, C, *S]``, ``labels [n, 1, *S]`` and ``meta``.
+
+    Example::
+
+        data = generate("fundus2d", 200, seed=1, hidden_prob=0.2)
+    """
+    require(int(n) >= 1, f"number of cases must be >= 1, got {n}")
+    p = make_params(task, image_size, **params)
+    gen = torch.Generator().manual_seed(int(np.random.SeedSequence([int(seed), TASKS.index(task)])
+                                            .generate_state(1)[0]))
+    maker = {"fundus2d": _fundus, "lesion2d": _lesion, "tumor3d": _tumor}[task]
+    images, labels, metas = [], [], []
+    for start in range(0, int(n), CHUNK):
+        img, lab, meta = maker(p, min(CHUNK, int(n) - start), gen)
+        images.append(img)
+        labels.append(lab)
+        metas.append(meta)
+    meta = pd.concat(metas, ignore_index=True)
+    prefix = id_prefix or task
+    meta.insert(0, "case_id", [f"{prefix}_{i:05d}" for i in range(len(meta))])
+    return SyntheticData(task, torch.cat(images), torch.cat(labels), meta, p)
+
+
+# ---- shared building blocks --------------------------------------------------------------------
+def _choice(gen: torch.Generator, probs: Sequence[float], n: int) -> torch.Tensor:
+    return torch.multinomial(torch.tensor(probs, dtype=torch.float64), n, replacement=True, generator=gen)
+
+
+def _uniform(gen: torch.Generator, n: int, lo: float, hi: float, *shape: int) -> torch.Tensor:
+    return lo + (hi - lo) * torch.rand((n, *shape), generator=gen)
+
+
+def _grid(size: int, dims: int) -> list[torch.Tensor]:
+    """Coordinates in [-1, 1], each of shape ``[1, size, ...]`` broadcastable over cases."""
+    ax = torch.linspace(-1.0, 1.0, size)
+    return [g.unsqueeze(0) for g in torch.meshgrid(*([ax] * dims), indexing="ij")]
+
+
+def _smooth(gen: torch.Generator, n: int, size: int, dims: int, coarse: int = 6) -> torch.Tensor:
+    """Smooth random field ``[n, *S]`` with values about N(0, 1) (upsampled coarse noise)."""
+    z = torch.randn((n, 1, *([coarse] * dims)), generator=gen)
+    mode = "bicubic" if dims == 2 else "trilinear"
+    return F.interpolate(z, size=(size,) * dims, mode=mode, align_corners=True)[:, 0]
+
+
+def _level(coords: list[torch.Tensor], centre: torch.Tensor, radii: torch.Tensor,
+           angle: torch.Tensor | None, irregular: torch.Tensor | None) -> torch.Tensor:
+    """Signed shape level ``[n, *S]``: > 0 inside an ellipse(-oid) with a perturbed border.
+
+    ``centre`` / ``radii``: ``[n, dims]`` in grid units; ``angle`` ``[n]`` (2D rotation);
+    ``irregular``: ``[n, *S]`` perturbation added to the level (border irregularity).
+    """
+    dims = len(coords)
+    expand = (slice(None),) + (None,) * dims
+    d = [coords[k] - centre[:, k][expand] for k in range(dims)]
+    if angle is not None:
+        c, s = torch.cos(angle)[expand], torch.sin(angle)[expand]
+        d = [c * d[0] + s * d[1], -s * d[0] + c * d[1]]
+    rho = torch.sqrt(sum((d[k] / radii[:, k][expand]) ** 2 for k in range(dims)) + 1e-12)
+    level = 1.0 - rho
+    return level + irregular if irregular is not None else level
+
+
+def _soft(level: torch.Tensor, edge: float) -> torch.Tensor:
+    return torch.sigmoid(level / max(edge, 1e-4))
+
+
+def _col(x: torch.Tensor, dims: int) -> torch.Tensor:
+    """``[n]`` -> ``[n, 1, ...]`` for broadcasting over ``dims`` spatial axes."""
+    return x.reshape(-1, *([1] * dims))
+
+
+def _take(values: Sequence[float], idx: torch.Tensor) -> torch.Tensor:
+    return torch.tensor(values, dtype=torch.float32)[idx]
+
+
+def _band(coords: list[torch.Tensor], gen: torch.Generator, n: int, width: float) -> torch.Tensor:
+    """Soft straight band through the centre region (random angle and offset) ``[n, H, W]``."""
+    theta = _uniform(gen, n, 0.0, math.pi)
+    off = _uniform(gen, n, -0.25, 0.25)
+    dist = (torch.cos(theta)[:, None, None] * coords[0] + torch.sin(theta)[:, None, None] * coords[1]
+            - off[:, None, None])
+    return torch.exp(-((dist / width) ** 2))
+
+
+def _hairs(coords: list[torch.Tensor], gen: torch.Generator, counts: torch.Tensor, width: float) -> torch.Tensor:
+    """Occlusion mask in [0, 1] of ``counts[i]`` thin random lines per case ``[n, H, W]``."""
+    n = len(counts)
+    kmax = int(counts.max()) if n else 0
+    out = torch.zeros((n, *coords[0].shape[1:]))
+    for k in range(kmax):  # loop over hair index, vectorised over cases
+        active = (counts > k).float()[:, None, None]
+        theta = _uniform(gen, n, 0.0, math.pi)[:, None, None]
+        off = _uniform(gen, n, -0.9, 0.9)[:, None, None]
+        bend = _uniform(gen, n, -0.4, 0.4)[:, None, None]
+        along = -torch.sin(theta) * coords[0] + torch.cos(theta) * coords[1]
+        dist = torch.cos(theta) * coords[0] + torch.sin(theta) * coords[1] - off - bend * along ** 2
+        out = torch.maximum(out, active * torch.exp(-((dist / width) ** 2)))
+    return out
+
+
+def _ages(gen: torch.Generator, n: int, mean: float, std: float, lo: float, hi: float) -> torch.Tensor:
+    return (mean + std * torch.randn(n, generator=gen)).clamp(lo, hi).round()
+
+
+# ---- fundus2d ---------------------------------------------------------------------------------
+def _fundus(p: FundusParams, n: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, pd.DataFrame]:
+    S = p.image_size
+    race = _choice(gen, p.race_probs, n)
+    age = _ages(gen, n, p.age_mean, p.age_std, 18, 95)
+    male = torch.rand(n, generator=gen) < p.male_prob
+    hidden = torch.rand(n, generator=gen) < p.hidden_prob
+    old = ((age - 40.0) / 50.0).clamp(0, 1)
+
+    contrast = _take(p.contrast, race) * (1 - p.age_contrast * old)
+    contrast = torch.where(hidden, contrast * p.hidden_contrast, contrast)
+    disc_r = 2 * _take(p.disc_radius, race) * (1 + p.size_jitter * torch.randn(n, generator=gen)).clamp(0.6, 1.5)
+    disc_r = torch.where(male, disc_r * p.male_disc_scale, disc_r)
+    cup = (_take(p.cup_ratio, race) + p.age_cup * old + 0.06 * torch.randn(n, generator=gen)).clamp(0.25, 0.85)
+    cup = torch.where(hidden, cup * p.hidden_cup_scale, cup)
+    irr_amp = torch.where(hidden, torch.full((n,), p.hidden_irregularity), torch.full((n,), p.irregularity))
+
+    coords = _grid(S, 2)
+    centre = 0.15 * torch.randn((n, 2), generator=gen).clamp(-2, 2)
+    aspect = _uniform(gen, n, 0.9, 1.12)
+    radii = torch.stack([disc_r * aspect, disc_r / aspect], 1)
+    angle = _uniform(gen, n, 0.0, math.pi)
+    irr = _col(irr_amp, 2) * _smooth(gen, n, S, 2, coarse=5).clamp(-2.5, 2.5) / 2.5
+    disc_level = _level(coords, centre, radii, angle, irr)
+    cup_centre = centre + 0.25 * radii * (torch.rand((n, 2), generator=gen) - 0.5)
+    cup_level = _level(coords, cup_centre, radii * cup[:, None], angle, 0.5 * irr)
+
+    disc_hard, cup_hard = disc_level > 0, (cup_level > 0) & (disc_level > 0)
+    label = disc_hard.long() + cup_hard.long()
+
+    pol, col = _take(p.polarity, race), lambda x: _col(x, 2)
+    img = col(_take(p.brightness, race)) - 0.08 * (coords[0] ** 2 + coords[1] ** 2)  # vignetting
+    img = img + col(_take(p.texture, race)) * _smooth(gen, n, S, 2, coarse=9)
+    step = col(pol * contrast)
+    img = img + step * (0.30 * _soft(disc_level, p.edge) + 0.25 * _soft(cup_level, p.edge) * _soft(disc_level, p.edge))
+    band = _band(coords, gen, n, width=0.12) * col(hidden.float() * p.hidden_artifact)
+    sign = torch.where(torch.rand(n, generator=gen) < 0.5, -1.0, 1.0)
+    img = img + col(sign) * band
+    img = img + col(_take(p.noise, race)) * torch.randn((n, S, S), generator=gen)
+    img = img.clamp(0.0, 1.0)
+
+    meta = pd.DataFrame({
+        "race": [p.race_values[i] for i in race.tolist()],
+        "age": age.numpy().astype(np.float64),
+        "sex": np.where(male.numpy(), "Male", "Female"),
+        HIDDEN_COLUMN: hidden.numpy().astype(np.int64),
+    })
+    return img.unsqueeze(1).float(), label.unsqueeze(1), meta
+
+
+# ---- lesion2d ---------------------------------------------------------------------------------
+def _lesion(p: LesionParams, n: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, pd.DataFrame]:
+    S = p.image_size
+    age = _ages(gen, n, p.age_mean, p.age_std, 1, 95)
+    male = torch.rand(n, generator=gen) < p.male_prob
+    site = _choice(gen, p.site_probs, n)
+    hidden = torch.rand(n, generator=gen) < p.hidden_prob
+    old = ((age - 50.0) / 40.0).clamp(0, 1)
+
+    radius = 2 * p.lesion_radius * (1 + 0.2 * torch.randn(n, generator=gen)).clamp(0.5, 1.6)
+    radius = torch.where(age < 20, radius * p.young_radius_scale, radius)
+    radius = torch.where(hidden, radius * p.hidden_radius_scale, radius)
+    contrast = _take(p.site_contrast, site) * (1 - p.old_contrast_loss * old)
+    contrast = torch.where(hidden, contrast * p.hidden_contrast, contrast)
+    irr_amp = torch.where(hidden, torch.full((n,), p.hidden_irregularity), torch.full((n,), p.irregularity))
+
+    coords = _grid(S, 2)
+    centre = 0.2 * torch.randn((n, 2), generator=gen).clamp(-2, 2)
+    aspect = _uniform(gen, n, 0.8, 1.25)
+    radii = torch.stack([radius * aspect, radius / aspect], 1)
+    irr = _col(irr_amp, 2) * _smooth(gen, n, S, 2, coarse=7).clamp(-2.5, 2.5) / 2.5
+    level = _level(coords, centre, radii, _uniform(gen, n, 0.0, math.pi), irr)
+    label = (level > 0).long()
+
+    col = lambda x: _col(x, 2)  # noqa: E731
+    tone = _uniform(gen, n, 0.0, 1.0)  # skin tone: light (0) .. dark (1)
+    skin = torch.stack([0.85 - 0.35 * tone, 0.68 - 0.33 * tone, 0.60 - 0.32 * tone], 1)  # [n, 3]
+    texture_amp = _take(p.site_texture, site) + p.old_texture * old
+    base = col(texture_amp) * _smooth(gen, n, S, 2, coarse=12)
+    stripes = col(_take(p.site_stripes, site)) * torch.sin(
+        28.0 * (col(_uniform(gen, n, 0.5, 1.0)) * coords[0] + col(_uniform(gen, n, -0.5, 0.5)) * coords[1]))
+    lesion_rgb = torch.tensor([-0.45, -0.42, -0.35])  # brown: darker, a little more in R and G
+    mottle = 1.0 + 0.25 * _smooth(gen, n, S, 2, coarse=10)
+    soft = _soft(level, p.edge) * mottle
+    img = skin[:, :, None, None] + (base + stripes).unsqueeze(1)
+    img = img + (col(contrast) * soft).unsqueeze(1) * lesion_rgb[None, :, None, None]
+    hair_n = torch.where(torch.rand(n, generator=gen) < torch.where(male, p.male_hair_prob, p.male_hair_prob / 3),
+                         torch.randint(1, 4, (n,), generator=gen), torch.zeros(n, dtype=torch.long))
+    hair_n = torch.where(hidden, hair_n + p.hidden_hairs, hair_n)
+    hair = _hairs(coords, gen, hair_n, width=0.025)
+    img = img * (1 - 0.85 * hair.unsqueeze(1))
+    img = img + p.noise * torch.randn((n, 3, S, S), generator=gen)
+    img = img.clamp(0.0, 1.0)
+
+    meta = pd.DataFrame({
+        "age": age.numpy().astype(np.float64),
+        "sex": np.where(male.numpy(), "male", "female"),
+        "site": [p.site_values[i] for i in site.tolist()],
+        HIDDEN_COLUMN: hidden.numpy().astype(np.int64),
+    })
+    return img.float(), label.unsqueeze(1), meta
+
+
+# ---- tumor3d ----------------------------------------------------------------------------------
+def _tumor(p: TumorParams, n: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, pd.DataFrame]:
+    S, C = p.image_size, p.channels
+    require(C >= 2, f"tumor3d: channels must be >= 2 (pre + post contrast), got {C}")
+    stage = _choice(gen, p.stage_probs, n)
+    inst = _choice(gen, p.institution_probs, n)
+    hidden = torch.rand(n, generator=gen) < p.hidden_prob
+
+    radius = 2 * _take(p.stage_radius, stage) * (1 + 0.15 * torch.randn(n, generator=gen)).clamp(0.6, 1.5)
+    radius = torch.where(hidden, radius * p.hidden_radius_scale, radius)
+    irr_amp = _take(p.stage_irregularity, stage) + hidden.float() * p.hidden_irregularity
+    coords = _grid(S, 3)
+    centre = 0.25 * torch.randn((n, 3), generator=gen).clamp(-2, 2)
+    radii = radius[:, None] * _uniform(gen, n, 0.8, 1.25, 3)
+    irr = _col(irr_amp, 3) * _smooth(gen, n, S, 3, coarse=5).clamp(-2.5, 2.5) / 2.5
+    level = _level(coords, centre, radii, None, irr)
+    label = (level > 0).long()
+
+    col = lambda x: _col(x, 3)  # noqa: E731
+    tissue = 0.4 + col(_take(p.tissue, inst)) * _smooth(gen, n, S, 3, coarse=6)
+    bias = 1.0 + col(_take(p.bias_field, inst)) * _smooth(gen, n, S, 3, coarse=3)
+    uptake = _take(p.enhancement, inst) * torch.where(hidden, p.hidden_enhancement, 1.0)
+    soft = _soft(level, p.edge)
+    phases = []
+    for k in range(C):  # pre-contrast (k = 0) then wash-in over the post-contrast phases
+        curve = 0.0 if k == 0 else 0.6 * (1 - math.exp(-1.5 * k))
+        vol = tissue + col(uptake * curve) * soft + (0.05 * soft if k == 0 else 0.0)
+        phases.append(vol)
+    img = torch.stack(phases, 1) * bias.unsqueeze(1)
+    img = img + _ghost(coords, gen, hidden, p.hidden_ghost).unsqueeze(1)
+    img = img + col(_take(p.noise, inst)).unsqueeze(1) * torch.randn((n, C, S, S, S), generator=gen)
+    img = _zscore(img)
+
+    meta = pd.DataFrame({
+        "stage": [p.stage_values[i] for i in stage.tolist()],
+        "institution": [p.institution_values[i] for i in inst.tolist()],
+        HIDDEN_COLUMN: hidden.numpy().astype(np.int64),
+    })
+    return img.float(), label.unsqueeze(1), meta
+
+
+def _ghost(coords: list[torch.Tensor], gen: torch.Generator, hidden: torch.Tensor, amp: float) -> torch.Tensor:
+    """Motion ghost: periodic stripes along the phase-encoding axis in hidden cases ``[n, *S]``."""
+    n = len(hidden)
+    freq = _uniform(gen, n, 6.0, 10.0)[:, None, None, None]
+    phase = _uniform(gen, n, 0.0, 2 * math.pi)[:, None, None, None]
+    return amp * hidden.float()[:, None, None, None] * torch.sin(freq * math.pi * coords[1] + phase)
+
+
+def _zscore(img: torch.Tensor) -> torch.Tensor:
+    """Z-score each case over all phases and voxels (the MAMA-MIA convention)."""
+    dims = tuple(range(1, img.ndim))
+    mean = img.mean(dim=dims, keepdim=True)
+    std = img.std(dim=dims, keepdim=True).clamp_min(1e-6)
+    return (img - mean) / std
+
+
+# ---- datasets and files -----------------------------------------------------------------------
+def synthetic_datasets(task: str = "fundus2d", *, n_train: int = 512, n_val: int = 128, n_test: int = 256,
+                       image_size: int | None = None, seed: int = 0, attributes: Sequence[str] | None = None,
+                       **params: Any) -> dict[str, "CaseDataset"]:
+    """In-memory train/val/test datasets of a synthetic task (no disk; tensors cached).
+
+    Each split is generated from its own seed derived from ``seed``, so the test set does not
+    change when ``n_train`` does.
+
+    Args:
+        task: ``"fundus2d"`` (default), ``"lesion2d"`` or ``"tumor3d"``.
+        n_train / n_val / n_test: cases per split (defaults 512 / 128 / 256; 0 leaves a split out).
+        image_size: image side (default: 64 for 2D, 32 for 3D).
+        seed: random seed (default 0).
+        attributes: attributes of the group spec, in code order (default: all of the task's).
+        **params: overrides of the task's parameter dataclass (effect sizes, proportions).
+    """
+    from duetfair.data.dataset import CaseDataset
+
+    p = make_params(task, image_size, **params)
+    spec = group_spec(task, p, attributes)
+    out: dict[str, CaseDataset] = {}
+    for k, (split, n) in enumerate((("train", n_train), ("val", n_val), ("test", n_test))):
+        if int(n) <= 0:
+            continue
+        split_seed = int(np.random.SeedSequence([int(seed), 7919, k]).generate_state(1)[0])
+        data = generate(task, int(n), seed=split_seed, id_prefix=f"{task}_{split}",
+                        **{f.name: getattr(p, f.name) for f in fields(p)})
+        meta = data.meta.assign(split=split)
+        images, labels = data.images, data.labels
+        out[split] = CaseDataset(meta, spec, lambda i, im=images, lb=labels: (im[i], lb[i]),
+                                 num_classes=NUM_CLASSES[task], in_channels=int(images.shape[1]),
+                                 spatial_dims=SPATIAL_DIMS[task])
+    require(len(out) > 0, "synthetic dataset: all of n_train, n_val, n_test are 0")
+    return out
+
+
+def write_synthetic(task: str, n: int, out_dir: str, *, seed: int = 0, image_size: int | None = None,
+                    fractions: Sequence[float] = (0.8, 0.1, 0.1), overwrite: bool = False,
+                    **params: Any) -> Path:
+    """Write ``n`` synthetic cases as a user dataset: ``manifest.csv`` + image/label files.
+
+    2D tasks write 8-bit PNGs (``images/<id>.png``, ``labels/<id>.png`` holding class ids);
+    ``tumor3d`` writes one NIfTI per phase (``images/<id>_000k.nii.gz``, joined with ``;`` in the
+    manifest's ``image`` column) and ``labels/<id>.nii.gz``. The manifest has columns ``image``,
+    ``label``, ``case_id``, the attributes, ``split`` (stratified by the first attribute and the
+    hidden subtype) and ``hidden_subtype``; ``manifest.json`` beside it records ``num_classes``,
+    ``spatial_dims`` and the group spec, so ``build_datasets("manifest", path=...)`` needs nothing
+    else. Returns the manifest path.
+    """
+    from duetfair.data.splits import assign_group_splits
+    from duetfair.io import atomic_path, write_json
+
+    root = Path(out_dir)
+    manifest = root / "manifest.csv"
+    require(overwrite or not manifest.exists(),
+            f"'{manifest}' already exists; choose another --out folder or pass --overwrite")
+    data = generate(task, n, seed=seed, image_size=image_size, **params)
+    spec = group_spec(task, data.params)
+    meta = data.meta.copy()
+    meta["split"] = assign_group_splits(meta, spec, extra=[HIDDEN_COLUMN], fractions=fractions, seed=seed)
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    (root / "labels").mkdir(parents=True, exist_ok=True)
+    writer = _write_case_2d if SPATIAL_DIMS[task] == 2 else _write_case_3d
+    img_col, lab_col = [], []
+    for i, cid in enumerate(meta["case_id"]):
+        im, lb = writer(root, cid, data.images[i], data.labels[i])
+        img_col.append(im)
+        lab_col.append(lb)
+    meta.insert(0, "label", lab_col)
+    meta.insert(0, "image", img_col)
+    cols = ["image", "label", "case_id", *spec.attributes, "split", HIDDEN_COLUMN]
+    with atomic_path(manifest) as tmp:
+        meta[cols].to_csv(tmp, index=False)
+    write_json(manifest.with_suffix(".json"), {"task": task, "num_classes": NUM_CLASSES[task],
+                                                "spatial_dims": SPATIAL_DIMS[task], "seed": seed,
+                                                "group_spec": spec.to_dict()})
+    return manifest
+
+
+def _write_case_2d(root: Any, cid: str, image: torch.Tensor, label: torch.Tensor) -> tuple[str, str]:
+    from PIL import Image
+
+    from duetfair.io import atomic_path
+
+    arr = (image.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+    arr = arr[0] if arr.shape[0] == 1 else np.moveaxis(arr, 0, -1)
+    im_rel, lb_rel = f"images/{cid}.png", f"labels/{cid}.png"
+    with atomic_path(root / im_rel) as tmp:
+        Image.fromarray(arr).save(tmp, format="PNG")
+    with atomic_path(root / lb_rel) as tmp:
+        Image.fromarray(label[0].to(torch.uint8).numpy()).save(tmp, format="PNG")
+    return im_rel, lb_rel
+
+
+def _write_case_3d(root: Any, cid: str, image: torch.Tensor, label: torch.Tensor) -> tuple[str, str]:
+    import nibabel as nib
+
+    from duetfair.io import atomic_path
+
+    paths = []
+    for k in range(image.shape[0]):
+        rel = f"images/{cid}_{k:04d}.nii.gz"
+        with atomic_path(root / rel) as tmp:
+            nib.save(nib.Nifti1Image(image[k].numpy().astype(np.float32), np.eye(4)), str(tmp) + ".nii.gz")
+            os.replace(str(tmp) + ".nii.gz", tmp)  # nibabel needs the suffix
+        paths.append(rel)
+    lb_rel = f"labels/{cid}.nii.gz"
+    with atomic_path(root / lb_rel) as tmp:
+        nib.save(nib.Nifti1Image(label[0].numpy().astype(np.uint8), np.eye(4)), str(tmp) + ".nii.gz")
+        os.replace(str(tmp) + ".nii.gz", tmp)  # nibabel needs the suffix
+    return ";".join(paths), lb_rel
