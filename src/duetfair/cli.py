@@ -36,6 +36,30 @@ def _root() -> None:
 # @@ audit @@
 
 # @@ synth @@
+@app.command("synth")
+def synth(
+    kind: str = typer.Argument(..., help="Synthetic task: fundus2d, lesion2d or tumor3d."),
+    n: int = typer.Option(200, "--n", help="Number of cases."),
+    out: str = typer.Option(..., "--out", help="Output folder (manifest.csv, images/, labels/)."),
+    seed: int = typer.Option(0, "--seed", help="Random seed (same seed -> same files)."),
+    size: Optional[int] = typer.Option(None, "--size", help="Image side in pixels/voxels (default 64 2D, 32 3D)."),
+    hidden_prob: Optional[float] = typer.Option(None, "--hidden-prob", help="Hidden hard subtype share (default 0.15)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing manifest in --out."),
+) -> None:
+    """Write a synthetic fairness benchmark as a CSV manifest with PNG / NIfTI files.
+
+    The result loads like a user's own data (build_datasets("manifest", path=OUT/manifest.csv)).
+
+    Example: duetfair synth fundus2d --n 500 --out data/fundus --seed 0 --size 96
+    """
+    from duetfair.data.synthetic import TASKS, write_synthetic
+
+    if kind not in TASKS:
+        raise DuetfairError(f"unknown synthetic task '{kind}'; expected one of {list(TASKS)}")
+    params = {} if hidden_prob is None else {"hidden_prob": hidden_prob}
+    path = write_synthetic(kind, n, out, seed=seed, image_size=size, overwrite=overwrite, **params)
+    console.print(f"wrote {n} {kind} cases: {path}")
+
 
 # @@ train @@
 
