@@ -62,12 +62,103 @@ def synth(
 
 
 # @@ train @@
+@app.command("train")
+def train_cmd(
+    config: str = typer.Argument(..., help="Experiment YAML, a packaged config name (e.g. fundus2d_dmoe), or a run folder (with --resume)."),
+    set_: Optional[list[str]] = typer.Option(None, "--set", help="Override a config value, e.g. --set train.epochs=5 (repeatable)."),
+    out: Optional[str] = typer.Option(None, "--out", help="Run folder (default: output_dir of the config)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in the run folder from checkpoints/last.pt."),
+) -> None:
+    """Train a segmentation model with a fairness objective; validate, select and checkpoint every epoch.
+
+    Writes config.yaml, history.csv, checkpoints/{last,best}.pt, run.json and TensorBoard logs.
+    Ctrl-C stops at the next step with a resumable checkpoint. Multi-GPU / multi-process:
+    torchrun --nproc_per_node 2 -m duetfair train CONFIG
+
+    Examples:
+      duetfair train fundus2d_fair_dro --set train.epochs=5 --out runs/fair_dro
+      duetfair train runs/fair_dro --resume
+    """
+    from pathlib import Path
+
+    from duetfair.engine.config import load_config
+    from duetfair.engine.trainer import train
+
+    source = Path(config)
+    if source.is_dir():
+        if not (source / "config.yaml").is_file():
+            raise DuetfairError(f"{source} is a folder without config.yaml; expected a config file or a run folder")
+        out = out or str(source)
+        source = source / "config.yaml"
+    cfg = load_config(source if source.exists() else config, list(set_ or []))
+    run_dir = out or cfg.output_dir
+    result = train(cfg, run_dir, resume=resume)
+    if result.status == "interrupted":
+        err_console.print(f"interrupted at epoch {result.epochs_done + 1}; checkpoint kept. "
+                          f"Resume with: duetfair train {run_dir} --resume", highlight=False)
+        raise typer.Exit(130)
+    console.print(f"done: {result.epochs_done} epochs, best epoch {result.best_epoch} "
+                  f"({cfg.select_rule} Dice {result.best_score:.4f}); run folder {run_dir}", highlight=False)
+    console.print(f"next: duetfair evaluate {run_dir}", highlight=False)
 
 # @@ evaluate @@
+@app.command("evaluate")
+def evaluate_cmd(
+    run_dir: str = typer.Argument(..., help="Run folder written by 'duetfair train'."),
+    split: Optional[str] = typer.Option(None, "--split", help="Split to evaluate (default: eval.split of the run, 'test')."),
+    data: Optional[str] = typer.Option(None, "--data", help="Evaluate on the data section of this config instead (external test set)."),
+    checkpoint: str = typer.Option("best", "--checkpoint", help="'best' (selected on validation) or 'last'."),
+    bootstrap: Optional[int] = typer.Option(None, "--bootstrap", help="Bootstrap resamples for the intervals (default eval.n_boot, 1000)."),
+    no_report: bool = typer.Option(False, "--no-report", help="Skip report.html."),
+) -> None:
+    """Predict a split and audit it: cases.csv, summary.json, audit.json and report.html in RUN_DIR.
+
+    cases.csv has one row per case and class (case_id, class, dice, iou, hd95, nsd, n_ref, n_pred,
+    attribute columns, hidden_subtype when the data knows it).
+
+    Examples:
+      duetfair evaluate runs/fair_dro
+      duetfair evaluate runs/fair_dro --split val --bootstrap 200
+    """
+    from duetfair.engine.evaluate import evaluate_run
+
+    summary = evaluate_run(run_dir, split=split, data_config=data, checkpoint=checkpoint, n_boot=bootstrap,
+                           report=not no_report)
+    attr = summary.get("group_attribute")
+    line = f"{summary['name']} [{summary['split']}, {summary['n_cases']} cases]: Dice {summary['dice']:.4f}"
+    dice = summary["audit"]["metrics"]["dice"]["attributes"]
+    if attr in dice:
+        a = dice[attr]
+        line += f", ES-Dice ({attr}) {a['es']:.4f}, worst group {a['worst_group']} {a['worst_mean']:.4f}"
+    console.print(line, highlight=False)
+    console.print(f"wrote cases.csv, summary.json, audit.json{'' if no_report else ', report.html'} in {run_dir}",
+                  highlight=False)
 
 # @@ predict @@
 
 # @@ compare @@
+@app.command("compare")
+def compare_cmd(
+    run_dirs: list[str] = typer.Argument(..., help="Evaluated run folders (one per method)."),
+    fmt: str = typer.Option("md", "--format", help="md, csv, json or latex."),
+    by: Optional[str] = typer.Option(None, "--by", help="Attribute of the groups (default: the runs' training attribute)."),
+    name: Optional[list[str]] = typer.Option(None, "--name", help="Display name per run, in order (repeatable)."),
+    out: Optional[str] = typer.Option(None, "--out", help="Also write the table to this file."),
+) -> None:
+    """Comparison table of evaluated runs: ES-Dice, Dice, ES-IoU, IoU with bootstrap intervals,
+    per-group Dice/IoU, worst group, worst-group CVaR10 (hidden failures); best per column marked.
+
+    Examples:
+      duetfair compare runs/erm runs/dmoe runs/fair_dro
+      duetfair compare runs/* --format latex --out table.tex
+    """
+    from duetfair.engine.compare import compare_runs, format_table
+    from duetfair.io import write_text
+
+    table = format_table(compare_runs(run_dirs, attribute=by, names=name or None), fmt)
+    if out:
+        write_text(out, table)
+    typer.echo(table, nl=False)
 
 # @@ benchmark @@
 

@@ -62,8 +62,7 @@ def build_model(name: str, args: dict[str, Any], *, in_channels: int, num_classe
     from duetfair.models.registry import build_model as _build
 
     kwargs = dict(args)
-    if "img_size" not in kwargs and name.startswith(("vit_seg", "swinunetr")):
-        kwargs["img_size"] = tuple(int(s) for s in image_shape) if len(set(image_shape)) > 1 else int(image_shape[0])
+    kwargs.setdefault("img_size", [int(s) for s in image_shape])
     try:
         return _build(name, in_channels=in_channels, num_classes=num_classes, num_groups=num_groups, **kwargs)
     except TypeError as exc:
@@ -100,13 +99,3 @@ def build_loss(args: dict[str, Any]) -> nn.Module:
         return PerCaseDiceCE(**args)
     except TypeError as exc:
         raise DuetfairError(f"config objective.loss: {exc}") from None
-
-
-def discovery_kwargs(objective: nn.Module) -> dict[str, Any]:
-    """Options for subgroup mining requested by the objective (``min_support``, ``max_length``)."""
-    out: dict[str, Any] = {}
-    for key in ("min_support", "max_length"):
-        value = getattr(objective, key, None)
-        if value is not None:
-            out[key] = value
-    return out

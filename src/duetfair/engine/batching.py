@@ -129,6 +129,8 @@ class LoaderCases:
         self.dataset = dataset
         self.num_workers = num_workers
         self.pin_memory = pin_memory
+        self.codes: Optional[torch.Tensor] = None
+        """Optional ``[N, A]`` attribute codes replacing the cases' own ``group`` (re-encoding)."""
 
     def __len__(self) -> int:
         return len(self.dataset)  # type: ignore[arg-type]
@@ -146,7 +148,9 @@ class LoaderCases:
             persistent_workers=False,
         )
         for chunk, b in zip(chunks, loader):
-            yield Batch(b["image"], b["label"], b["codes"], b["case_ids"], torch.as_tensor(chunk))
+            idx = torch.as_tensor(chunk, dtype=torch.long)
+            codes = self.codes.index_select(0, idx) if self.codes is not None else b["codes"]
+            yield Batch(b["image"], b["label"], codes, b["case_ids"], idx)
 
 
 def make_source(dataset: Dataset, cache: bool, num_workers: int = 0, progress: Optional[Any] = None,

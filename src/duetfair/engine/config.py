@@ -89,8 +89,9 @@ class ModelConfig(_Section):
 
     name: str = "vit_seg"
     args: dict[str, Any] = Field(default_factory=dict)
-    aux_loss_weight: float = Field(0.0, ge=0.0)
-    """Weight of ``model.aux_loss()`` (MoE load balancing) added to the objective; 0 = off."""
+    aux_loss_weight: float = Field(1.0, ge=0.0)
+    """Factor on ``model.aux_loss()`` added to the objective (MoE load balancing; the loss itself
+    is 0 unless enabled in the model, e.g. ``args.moe_kwargs.load_balance_weight``); 0 = never."""
 
 
 class ObjectiveConfig(_Section):
@@ -100,6 +101,9 @@ class ObjectiveConfig(_Section):
     args: dict[str, Any] = Field(default_factory=dict)
     loss: dict[str, Any] = Field(default_factory=dict)
     """Keyword arguments of ``PerCaseDiceCE`` (e.g. ``include_background``)."""
+    discovery: dict[str, Any] = Field(default_factory=dict)
+    """Options of the per-epoch subgroup mining of the ``divergence`` objective
+    (``find_divergent_subgroups``: ``min_support``, ``max_length``)."""
 
 
 class OptimConfig(_Section):

@@ -141,32 +141,183 @@ def case_scores(table: pd.DataFrame, metric: str = "dice", classes: Optional[Seq
 
 
 def group_stats(values: pd.Series, groups: pd.Series, es_variant: str = "sum_abs") -> dict[str, Any]:
-    """Overall mean (all cases, unknown group included), per-group means (known groups), worst group,
-    gap and equity-scaled value of one case-level metric. NaN values are left out.
+    """Point estimates of one case-level metric by group, via
+    :class:`~duetfair.metrics.frame.GroupMetricFrame` (no bootstrap): overall mean (all cases,
+    unknown group included), per-group means, worst group, gap and equity-scaled value.
 
-    ``es_variant``: ``sum_abs`` -> ``M / (1 + sum_g |M - M_g|)`` (FairSeg/dMoE/DuetFair);
-    ``std`` -> ``M / (1 + std_g(M_g))`` (FairMedFM, population std).
+    With fewer than two known groups (tiny validation sets) the disparity is not measurable: the
+    worst group is the only group and the equity-scaled value equals the overall mean.
     """
-    ok = values.notna().to_numpy()
-    v = values.to_numpy(dtype=float)[ok]
-    g = groups.to_numpy()[ok]
-    overall = float(v.mean()) if v.size else float("nan")
-    known = g != UNKNOWN_LABEL
-    means = pd.Series(v[known]).groupby(g[known]).mean()
-    counts = pd.Series(v[known]).groupby(g[known]).size()
-    if len(means) == 0:
-        return {"overall": overall, "groups": {}, "n": {}, "worst_group": None, "worst": float("nan"),
-                "gap": float("nan"), "es": float("nan")}
-    if es_variant == "std":
-        es = overall / (1.0 + float(np.std(means.to_numpy())))
-    else:
-        es = overall / (1.0 + float(np.abs(overall - means.to_numpy()).sum()))
+    from duetfair.metrics.frame import GroupMetricFrame
+
+    df = pd.DataFrame({"m": values.to_numpy(dtype=float), "g": groups.to_numpy()})
+    finite = np.isfinite(df["m"].to_numpy())
+    overall = float(df["m"][finite].mean()) if finite.any() else float("nan")
+    try:
+        frame = GroupMetricFrame(df, "m", "g", es_variant=es_variant, n_boot=0, higher_better=True)
+    except DuetfairError:
+        known = df[finite & (df["g"] != UNKNOWN_LABEL).to_numpy()]
+        means = known.groupby("g")["m"].mean()
+        name = str(means.index[0]) if len(means) else None
+        worst = float(means.iloc[0]) if len(means) else overall
+        return {"overall": overall, "groups": {str(k): float(v) for k, v in means.items()}, "worst_group": name,
+                "worst": worst, "gap": 0.0, "es": overall}
     return {
-        "overall": overall,
-        "groups": {str(k): float(x) for k, x in means.items()},
-        "n": {str(k): int(x) for k, x in counts.items()},
-        "worst_group": str(means.idxmin()),
-        "worst": float(means.min()),
-        "gap": float(means.max() - means.min()),
-        "es": float(es),
+        "overall": frame.overall,
+        "groups": {str(n): float(m) for n, m in zip(frame.group_names, frame.group_means)},
+        "worst_group": frame.worst_group,
+        "worst": frame.worst_mean,
+        "gap": frame.gap,
+        "es": frame.es,
     }
+
+
+# ---- duetfair evaluate ---------------------------------------------------------------------------
+
+
+def load_run(run_dir: str | Path) -> tuple[Any, dict[str, Any], Any]:
+    """``(config, run.json, GroupSpec)`` of a training run directory, with clear errors."""
+    import json
+
+    from duetfair.data.groups import GroupSpec
+    from duetfair.engine.config import load_config
+
+    root = Path(run_dir)
+    require(root.is_dir(), f"run directory {root} not found; expected the --out folder of 'duetfair train'")
+    for name in ("config.yaml", "run.json", "group_spec.json"):
+        require((root / name).is_file(), f"run directory {root}: missing {name}; expected a folder written by 'duetfair train'")
+    cfg = load_config(root / "config.yaml")
+    run = json.loads((root / "run.json").read_text(encoding="utf-8"))
+    spec = GroupSpec.from_dict(json.loads((root / "group_spec.json").read_text(encoding="utf-8")))
+    return cfg, run, spec
+
+
+def load_model(run_dir: str | Path, checkpoint: str = "best", device: torch.device | str = "cpu") -> tuple[nn.Module, Any, dict[str, Any], Any]:
+    """Model of a run with the weights of ``checkpoints/{checkpoint}.pt`` (``best`` falls back to
+    ``last`` when no validation ever improved). Returns ``(model, config, run.json, GroupSpec)``."""
+    from duetfair.engine import adapters
+    from duetfair.engine.checkpoint import load_checkpoint, model_state
+
+    cfg, run, spec = load_run(run_dir)
+    require(checkpoint in ("best", "last"), f"--checkpoint '{checkpoint}': expected 'best' or 'last'")
+    path = Path(run_dir) / "checkpoints" / f"{checkpoint}.pt"
+    if checkpoint == "best" and not path.is_file():
+        path = path.with_name("last.pt")
+    state = load_checkpoint(path, map_location="cpu")
+    model = adapters.build_model(cfg.model.name, cfg.model.args, in_channels=int(run["in_channels"]),
+                                 num_classes=int(run["num_classes"]), num_groups=int(run["num_groups"]),
+                                 image_shape=list(run["image_shape"])[1:])
+    model.load_state_dict(model_state(state))
+    return model.to(device).eval(), cfg, run, spec
+
+
+def case_frame(table: pd.DataFrame, meta: pd.DataFrame, spec: Any, attributes: Sequence[str]) -> pd.DataFrame:
+    """Case-level table for audits: ``case_id``, mean Dice / IoU over classes, discrete attribute
+    labels (bins, ``unknown``) and ``hidden_subtype`` when known."""
+    scores = case_scores(table, "dice")
+    if "iou" in table.columns:
+        scores = scores.merge(case_scores(table, "iou"), on="case_id")
+    labels = attribute_labels(meta.assign(case_id=meta["case_id"].astype(str)), spec, attributes)
+    out = scores.merge(labels, on="case_id", how="left")
+    if HIDDEN_COLUMN in meta.columns:
+        hidden = meta[["case_id", HIDDEN_COLUMN]].assign(case_id=meta["case_id"].astype(str))
+        out = out.merge(hidden, on="case_id", how="left")
+    return out
+
+
+def recode(dataset: Any, spec: Any) -> torch.Tensor:
+    """Attribute codes ``[N, A]`` of a dataset's cases under the run's ``spec`` (so a run encodes
+    attributes the way it was trained, whatever data config is used for evaluation)."""
+    return torch.as_tensor(spec.encode_frame(dataset.meta, require_columns=False), dtype=torch.long)
+
+
+def evaluate_run(
+    run_dir: str | Path,
+    *,
+    split: Optional[str] = None,
+    data_config: Optional[str | Path] = None,
+    checkpoint: str = "best",
+    n_boot: Optional[int] = None,
+    device: str = "auto",
+    report: bool = True,
+) -> dict[str, Any]:
+    """``duetfair evaluate``: predict a split, write ``cases.csv``, ``summary.json``, ``audit.json``
+    and ``report.html`` into the run directory; return the summary.
+
+    Args:
+        run_dir: folder written by ``duetfair train``.
+        split: split to evaluate (default ``eval.split`` of the run's config, ``test``).
+        data_config: evaluate on the data section of another config (external test set).
+        checkpoint: ``best`` (default) or ``last``.
+        n_boot: bootstrap resamples of the audit (default ``eval.n_boot``).
+        device: ``auto``, ``cpu`` or ``cuda``.
+        report: also render ``report.html``.
+    """
+    from duetfair.audit import audit_table
+    from duetfair.engine import adapters
+    from duetfair.engine.batching import make_source
+    from duetfair.engine.config import load_config
+    from duetfair.io import atomic_path, write_json
+
+    root = Path(run_dir)
+    dev = torch.device("cuda" if device in ("auto", "cuda") and torch.cuda.is_available() else "cpu")
+    model, cfg, run, spec = load_model(root, checkpoint, dev)
+    data_cfg = load_config(data_config).data if data_config is not None else cfg.data
+    split = split or cfg.eval.split
+    datasets = adapters.build_datasets(data_cfg.kind, data_cfg.args)
+    require(split in datasets, f"--split '{split}': the data has splits {sorted(datasets)}")
+    ds = datasets[split]
+    require(int(ds.num_classes) == int(run["num_classes"]),
+            f"data has {ds.num_classes} classes but the run was trained with {run['num_classes']}")
+    source = make_source(ds, data_cfg.cache, data_cfg.num_workers)
+    codes = recode(ds, spec)
+    group_fn, _, _ = adapters.group_mapping(spec, cfg.data.group_attribute)
+    if hasattr(source, "codes"):
+        source.codes = codes  # type: ignore[attr-defined]
+    table = metrics_table(model, source, num_classes=int(run["num_classes"]), device=dev,
+                          batch_size=cfg.train.eval_batch_size or cfg.train.batch_size,
+                          group_fn=group_fn, metrics=cfg.eval.metrics, empty=cfg.eval.empty)
+    cases = attach_metadata(table, ds.meta, spec)
+    with atomic_path(root / "cases.csv") as tmp:
+        cases.to_csv(tmp, index=False)
+    attributes = cfg.data.audit_attributes or list(spec.attributes)
+    frame = case_frame(table, ds.meta, spec, attributes)
+    boot = cfg.eval.n_boot if n_boot is None else int(n_boot)
+    audit = audit_table(frame, by=attributes, metrics=("dice", "iou"), es_variant=cfg.eval.es_variant,
+                        n_boot=boot, seed=cfg.seed)
+    write_json(root / "audit.json", audit)
+    summary = _summary(root, run, cfg, split, checkpoint, table, frame, audit)
+    write_json(root / "summary.json", summary)
+    if report:
+        from duetfair.audit.report import render_html
+
+        from duetfair.io import write_text
+
+        write_text(root / "report.html", render_html(audit, title=f"duetfair evaluation: {run.get('name', root.name)} ({split})"))
+    return summary
+
+
+def _summary(root: Path, run: dict[str, Any], cfg: Any, split: str, checkpoint: str, table: pd.DataFrame,
+             frame: pd.DataFrame, audit: dict[str, Any]) -> dict[str, Any]:
+    metric_cols = [c for c in ("dice", "iou", "hd95", "normhd", "nsd") if c in table.columns]
+    per_class = {str(int(k)): {m: _finite_mean(part[m]) for m in metric_cols} for k, part in table.groupby("class")}
+    out: dict[str, Any] = {
+        "run": str(root), "name": run.get("name"), "method": run.get("method"), "model": run.get("model"),
+        "objective": run.get("objective"), "split": split, "checkpoint": checkpoint,
+        "n_cases": int(frame.shape[0]), "group_attribute": cfg.data.group_attribute,
+        "per_class": per_class,
+        "dice": _finite_mean(frame["dice"]), "iou": _finite_mean(frame["iou"]) if "iou" in frame else None,
+        "audit": audit,
+    }
+    if HIDDEN_COLUMN in frame.columns:
+        out["hidden_subtype"] = {
+            str(int(h)): {"n": int(len(part)), "dice": _finite_mean(part["dice"])}
+            for h, part in frame.dropna(subset=[HIDDEN_COLUMN]).groupby(HIDDEN_COLUMN)
+        }
+    return out
+
+
+def _finite_mean(values: pd.Series) -> float:
+    v = pd.to_numeric(values, errors="coerce").to_numpy(dtype=float)
+    v = v[np.isfinite(v)]
+    return float(v.mean()) if v.size else float("nan")

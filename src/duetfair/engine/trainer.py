@@ -478,8 +478,7 @@ class Trainer:
         from duetfair.audit.discovery import find_divergent_subgroups
 
         cases = case_scores(table, "dice").merge(self.val_labels, on="case_id", how="left")
-        kwargs = adapters.discovery_kwargs(self.objective)
-        subgroups = find_divergent_subgroups(cases, "dice", self.audit_attributes, **kwargs)
+        subgroups = find_divergent_subgroups(cases, "dice", self.audit_attributes, **self.cfg.objective.discovery)
         self.objective.update(subgroups, self.train_labels)
 
     # ---- output ----------------------------------------------------------------------------
