@@ -1,1 +1,33 @@
-"""duetfair.metrics"""
+"""duetfair.metrics: predictions -> per-case table -> fairness numbers.
+
+* :func:`~duetfair.metrics.per_case.per_case_metrics`: Dice, IoU, HD95, NormHD, NSD per case/class;
+* :class:`~duetfair.metrics.frame.GroupMetricFrame`: overall / per group / worst / gap /
+  equity-scaled values with bootstrap intervals;
+* :mod:`~duetfair.metrics.hidden`: intra-group tail (CVaR, failure rate);
+* :func:`~duetfair.metrics.challenge.mamamia_scores`: MAMA-MIA performance / fairness / total.
+
+Pure functions of tensors and tables: this layer never imports models.
+"""
+
+from duetfair.metrics.bootstrap import bootstrap_means, equity_scaled, percentile_ci, stratified_bootstrap_means
+from duetfair.metrics.challenge import mamamia_scores
+from duetfair.metrics.frame import GroupMetricFrame, bin_labels, group_labels, parse_bins
+from duetfair.metrics.hidden import cvar, hidden_failure_table, tail_stats
+from duetfair.metrics.per_case import EMPTY_POLICIES, per_case_metrics
+
+__all__ = [
+    "EMPTY_POLICIES",
+    "GroupMetricFrame",
+    "bin_labels",
+    "bootstrap_means",
+    "cvar",
+    "equity_scaled",
+    "group_labels",
+    "hidden_failure_table",
+    "mamamia_scores",
+    "parse_bins",
+    "per_case_metrics",
+    "percentile_ci",
+    "stratified_bootstrap_means",
+    "tail_stats",
+]

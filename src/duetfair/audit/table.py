@@ -1,0 +1,223 @@
+"""Audit of a per-case results table: the ``duetfair audit`` JSON.
+
+The per-case table (CSV or Parquet, one row per case and class) is the interface between
+evaluation and audit, so a model from any toolkit can be audited. :func:`audit_table` returns a
+JSON-ready dict; its shape (schema version 1) is::
+
+    {"schema": "duetfair.audit/1", "n_rows", "by", "bins", "settings": {...},
+     "metrics": {"dice": {
+        "n_cases", "n_missing", "higher_is_better",
+        "overall": {"mean", "ci"},
+        "attributes": {"race": {
+            "groups": [{"value", "n", "mean", "ci", "cvar10", "p10", "std", "failure_rate"}],
+            "n_unknown", "worst_group", "worst_mean", "best_group", "best_mean", "gap",
+            "es", "es_ci", "es_std", "es_sum_abs", "skewness", "worst_cvar10"}},
+        "subgroups": [{"itemset": {attr: value}, "support", "n", "mean", "divergence", "t"}],
+        "hidden_subtype": {"n", "mean", "mean_rest", "share_in_worst_decile"}   # when known
+     }}}
+
+``es`` uses the chosen variant, ``es_std`` / ``es_sum_abs`` are both variants' point estimates;
+intervals are ``[low, high]`` percentile bootstrap intervals. When the table holds several classes
+(a ``class`` column) and none is selected, every metric is audited per class under the key
+``"<metric>[<class>]"`` (e.g. ``dice[1]`` = rim, ``dice[2]`` = cup for FairSeg).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from duetfair.errors import DuetfairError, require
+from duetfair.metrics.frame import INTERSECTION_SEP, GroupMetricFrame
+from duetfair.metrics.hidden import higher_is_better
+
+SCHEMA = "duetfair.audit/1"
+"""Identifier of the audit JSON schema written by :func:`audit_table`."""
+
+HIDDEN_COLUMN = "hidden_subtype"
+"""Analysis-only column marking synthetic hidden hard cases (1) in per-case tables."""
+
+
+def load_case_table(path: str | os.PathLike[str]) -> pd.DataFrame:
+    """Read a per-case table (``.csv``, ``.tsv``, ``.parquet``/``.pq``) with one-line errors."""
+    p = Path(path)
+    require(p.exists(), f"{p}: file not found; expected a per-case table (CSV or Parquet)")
+    require(p.is_file(), f"{p}: not a file; expected a per-case table (CSV or Parquet)")
+    suffix = p.suffix.lower()
+    try:
+        if suffix in (".parquet", ".pq"):
+            df = pd.read_parquet(p)
+        elif suffix in (".csv", ".tsv", ".txt"):
+            df = pd.read_csv(p, sep="\t" if suffix == ".tsv" else ",")
+        else:
+            raise DuetfairError(f"{p}: unsupported table format '{suffix}'; expected .csv, .tsv or .parquet")
+    except DuetfairError:
+        raise
+    except pd.errors.EmptyDataError:
+        raise DuetfairError(f"{p}: the table is empty; expected a header and one row per case") from None
+    except Exception as exc:  # noqa: BLE001 - any reader failure is bad input here
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DuetfairError(f"{p}: cannot read the table ({first})") from None
+    require(len(df.columns) > 0 and len(df) > 0, f"{p}: the table is empty; expected one row per case")
+    return df
+
+
+def _finite(x: Any) -> float | None:
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+def _hidden_summary(df: pd.DataFrame, metric: str) -> dict[str, Any] | None:
+    if HIDDEN_COLUMN not in df.columns:
+        return None
+    values = pd.to_numeric(df[metric], errors="coerce").to_numpy(dtype=np.float64)
+    hidden = pd.to_numeric(df[HIDDEN_COLUMN], errors="coerce").fillna(0).to_numpy() > 0
+    ok = np.isfinite(values)
+    values, hidden = values[ok], hidden[ok]
+    if not hidden.any() or hidden.all():
+        return None
+    k = max(1, math.ceil(0.1 * values.size))
+    order = np.argsort(values if higher_is_better(metric) else -values, kind="stable")[:k]
+    return {
+        "n": int(hidden.sum()),
+        "mean": float(values[hidden].mean()),
+        "mean_rest": float(values[~hidden].mean()),
+        "share_in_worst_decile": float(hidden[order].mean()),
+    }
+
+
+def _class_views(df: pd.DataFrame, metrics: Sequence[str], class_: Any | None) -> list[tuple[str, str, pd.DataFrame]]:
+    """``(key, metric, table)`` triples: one per metric, or per metric and class."""
+    if "class" not in df.columns:
+        require(class_ is None, f"--class {class_}: the table has no 'class' column")
+        return [(m, m, df) for m in metrics]
+    classes = pd.unique(df["class"].dropna())
+    if class_ is not None:
+        sel = df[df["class"].astype(str) == str(class_)]
+        require(len(sel) > 0, f"--class {class_}: no row with that class; classes present: {', '.join(map(str, classes))}")
+        return [(m, m, sel) for m in metrics]
+    if len(classes) <= 1:
+        return [(m, m, df) for m in metrics]
+    return [(f"{m}[{c}]", m, df[df["class"] == c]) for m in metrics for c in sorted(classes, key=str)]
+
+
+def audit_table(
+    df: pd.DataFrame,
+    by: Sequence[str],
+    metrics: Sequence[str] = ("dice",),
+    bins: Mapping[str, Sequence[float]] | None = None,
+    es_variant: str = "sum_abs",
+    n_boot: int = 1000,
+    seed: int = 0,
+    min_support: float = 0.05,
+    *,
+    max_length: int | None = 3,
+    level: float = 0.95,
+    cvar_alpha: float = 0.1,
+    failure_threshold: float | None = 0.5,
+    discovery: bool = True,
+    max_subgroups: int | None = 20,
+    redundancy_threshold: float | None = None,
+    class_: Any | None = None,
+) -> dict[str, Any]:
+    """Audit a per-case table: overall, per-group, fairness and tail numbers, divergent subgroups.
+
+    Args:
+        df: per-case table (one row per case, or per case and class with a ``class`` column).
+        by: attributes to audit; each a column or an intersection ``"race+sex"``.
+        metrics: per-case metric columns (default ``("dice",)``).
+        bins: edges per continuous attribute, e.g. ``{"age": [20, 40, 60, 80]}``.
+        es_variant: ``"sum_abs"`` (default; FairSeg/dMoE/DuetFair) or ``"std"`` (FairMedFM).
+        n_boot: bootstrap resamples for the intervals (0: none).
+        seed: bootstrap seed.
+        min_support: minimum subgroup support of the discovery (fraction of cases).
+        max_length: longest attribute conjunction of the discovery.
+        level: confidence level of the intervals.
+        cvar_alpha: CVaR fraction of the per-group tail (``cvar10`` = worst 10 %).
+        failure_threshold: per-case failure cut-off for the failure rate.
+        discovery: run divergent-subgroup discovery (DivExplorer).
+        max_subgroups: keep at most this many subgroups per metric (worst first; None: all).
+        redundancy_threshold: DivExplorer redundancy pruning threshold (None: no pruning).
+        class_: audit only this class of a multi-class table.
+
+    Returns:
+        The audit dict (see the module docstring), JSON-ready except for NaN, which
+        :func:`duetfair.io.write_json` writes as null.
+    """
+    require(len(df) > 0, "the per-case table is empty; expected at least one case")
+    require(len(by) >= 1, "expected at least one attribute (--by)")
+    require(len(metrics) >= 1, "expected at least one metric (--metric)")
+    require(0.0 < min_support <= 1.0, f"--min-support {min_support}: expected a fraction in (0, 1]")
+    bins = dict(bins or {})
+    for attr in bins:
+        require(attr in df.columns, f"--bins: column '{attr}' not in the table; available columns: {', '.join(map(str, df.columns))}")
+    out_metrics: dict[str, Any] = {}
+    for key, metric, table in _class_views(df, metrics, class_):
+        out_metrics[key] = _audit_metric(
+            table, metric, by, bins, es_variant=es_variant, n_boot=n_boot, seed=seed, min_support=min_support,
+            max_length=max_length, level=level, cvar_alpha=cvar_alpha, failure_threshold=failure_threshold,
+            discovery=discovery, max_subgroups=max_subgroups, redundancy_threshold=redundancy_threshold,
+        )
+    return {
+        "schema": SCHEMA,
+        "n_rows": int(len(df)),
+        "by": list(by),
+        "bins": {k: [float(e) for e in v] for k, v in bins.items()},
+        "settings": {
+            "es_variant": es_variant, "n_boot": int(n_boot), "seed": int(seed), "level": float(level),
+            "cvar_alpha": float(cvar_alpha), "failure_threshold": failure_threshold, "min_support": float(min_support),
+            "max_length": max_length, "class": None if class_ is None else str(class_),
+        },
+        "metrics": out_metrics,
+    }
+
+
+def _audit_metric(df: pd.DataFrame, metric: str, by: Sequence[str], bins: Mapping[str, Sequence[float]], **kw: Any) -> dict[str, Any]:
+    frames = [
+        GroupMetricFrame(df, metric, attr, bins=bins.get(attr), es_variant=kw["es_variant"], n_boot=kw["n_boot"], seed=kw["seed"],
+                         level=kw["level"], cvar_alpha=kw["cvar_alpha"], failure_threshold=kw["failure_threshold"])
+        for attr in by
+    ]
+    first = frames[0]
+    result: dict[str, Any] = {
+        "n_cases": first.n_cases,
+        "n_missing": first.n_missing,
+        "higher_is_better": bool(first.higher_better),
+        "overall": {"mean": first.overall, "ci": list(first.overall_ci)},
+        "attributes": {attr: frame.to_dict() for attr, frame in zip(by, frames)},
+        "subgroups": [],
+    }
+    if kw["discovery"]:
+        result["subgroups"] = _subgroups(df, metric, by, bins, kw)
+    hidden = _hidden_summary(df, metric)
+    if hidden is not None:
+        result["hidden_subtype"] = hidden
+    return result
+
+
+def _subgroups(df: pd.DataFrame, metric: str, by: Sequence[str], bins: Mapping[str, Sequence[float]], kw: Mapping[str, Any]) -> list[dict[str, Any]]:
+    from duetfair.audit.discovery import find_divergent_subgroups
+
+    columns: list[str] = []
+    for attr in by:
+        for part in attr.split(INTERSECTION_SEP):
+            if part.strip() not in columns:
+                columns.append(part.strip())
+    found = find_divergent_subgroups(
+        df, metric, columns, min_support=kw["min_support"], max_length=kw["max_length"], bins=bins,
+        redundancy_threshold=kw["redundancy_threshold"],
+    )
+    if not higher_is_better(metric):
+        found = found.iloc[::-1].reset_index(drop=True)
+    if kw["max_subgroups"] is not None:
+        found = found.head(kw["max_subgroups"])
+    return [
+        {"itemset": dict(r.itemset), "support": float(r.support), "n": int(r.n), "mean": float(r.mean),
+         "divergence": float(r.divergence), "t": _finite(r.t)}
+        for r in found.itertuples(index=False)
+    ]

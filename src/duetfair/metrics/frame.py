@@ -1,0 +1,383 @@
+"""GroupMetricFrame: overall, per-group and fairness summaries of one per-case metric.
+
+Input is a per-case table (pandas, one row per case) with a metric column (e.g. ``dice``) and
+attribute columns. Conventions (REFERENCE.md section 3):
+
+* unknown attribute values (NaN, empty, ``"unknown"``, ``-1``) count in the overall mean M_all and
+  in no group, as the papers do;
+* cases whose metric is NaN or infinite (undefined under the empty-mask policy) are left out of
+  that metric entirely and counted in ``n_missing``;
+* ``equity-scaled`` value: ``variant="sum_abs"`` (default; FairSeg / dMoE / DuetFair)
+  ``M_all / (1 + sum_g |M_all - M_g|)``, or ``"std"`` (FairMedFM) ``M_all / (1 + std_g M_g)``;
+* worst group = lowest mean (highest for distances), gap = max - min of group means, skewness =
+  ``(1 - worst) / (1 - best)`` for metrics in [0, 1];
+* bootstrap: percentile intervals from ``n_boot`` resamples (1000 by default, seeded); the overall
+  interval resamples all cases, group and equity-scaled intervals resample each group separately.
+
+Attributes are a column name, an intersection ``"race+sex"`` (labels joined with ``" & "``), and
+continuous columns can be binned with ``bins=[20, 40, 60, 80]`` -> ``<20, 20-39, ..., >=80``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from duetfair.errors import DuetfairError, require
+from duetfair.metrics.bootstrap import (
+    ES_VARIANTS,
+    bootstrap_means,
+    equity_scaled,
+    percentile_ci,
+    percentile_ci_columns,
+    stratified_bootstrap_means,
+)
+from duetfair.metrics.hidden import higher_is_better, tail_stats
+
+UNKNOWN_TOKENS = frozenset({"", "unknown", "nan", "none", "na", "n/a", "-1", "missing"})
+"""Raw values (case-insensitive, stripped) read as an unknown attribute."""
+
+INTERSECTION_SEP = "+"
+"""Separator of attributes in an intersection spec (``"race+sex"``)."""
+
+LABEL_JOIN = " & "
+"""Separator of the labels of an intersection group (``"Black & F"``)."""
+
+BOUNDED_METRICS = frozenset({"dice", "iou", "nsd", "sensitivity", "specificity", "precision", "recall"})
+"""Metrics that must lie in [0, 1]."""
+
+
+# ---- attribute labels ---------------------------------------------------------------------------
+
+
+def parse_bins(spec: str) -> tuple[str, list[float]]:
+    """Parse ``"age=20,40,60,80"`` -> ``("age", [20.0, 40.0, 60.0, 80.0])`` (strictly increasing)."""
+    require("=" in spec, f"--bins '{spec}': expected ATTR=EDGE,EDGE,... such as age=20,40,60,80")
+    name, _, edges_txt = spec.partition("=")
+    name = name.strip()
+    require(name != "", f"--bins '{spec}': missing attribute name before '='")
+    try:
+        edges = [float(e) for e in edges_txt.split(",") if e.strip() != ""]
+    except ValueError:
+        raise DuetfairError(f"--bins '{spec}': edges must be numbers separated by commas, such as age=20,40,60,80") from None
+    require(len(edges) >= 1, f"--bins '{spec}': expected at least one edge")
+    require(all(b > a for a, b in zip(edges, edges[1:])), f"--bins '{spec}': edges must be strictly increasing")
+    require(all(math.isfinite(e) for e in edges), f"--bins '{spec}': edges must be finite")
+    return name, edges
+
+
+def _fmt(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else f"{x:g}"
+
+
+def bin_labels(edges: Sequence[float]) -> list[str]:
+    """Labels of the intervals cut at ``edges``: ``[20, 40]`` -> ``["<20", "20-39", ">=40"]``.
+
+    Integer edges give inclusive integer ranges (``20-39`` = [20, 40)); other edges give
+    half-open intervals (``[2.5, 4)``).
+    """
+    edges = [float(e) for e in edges]
+    integral = all(e.is_integer() for e in edges)
+    labels = [f"<{_fmt(edges[0])}"]
+    for lo, hi in zip(edges, edges[1:]):
+        labels.append(f"{_fmt(lo)}-{_fmt(hi - 1)}" if integral and hi - lo > 1 else (f"{_fmt(lo)}" if integral else f"[{_fmt(lo)}, {_fmt(hi)})"))
+    labels.append(f">={_fmt(edges[-1])}")
+    return labels
+
+
+def _is_unknown(series: pd.Series) -> np.ndarray:
+    missing = series.isna().to_numpy()
+    as_text = series.astype("string").str.strip().str.lower()
+    return missing | as_text.isin(UNKNOWN_TOKENS).fillna(True).to_numpy()
+
+
+def _natural_order(values: Sequence[Any]) -> list[Any]:
+    try:
+        return sorted(values, key=lambda v: float(v))
+    except (TypeError, ValueError):
+        return sorted(values, key=str)
+
+
+def _canonical_text(series: pd.Series) -> pd.Series:
+    """Raw values -> canonical strings (``1``, ``1.0`` -> ``"1"``), unknown -> NA."""
+    unknown = _is_unknown(series)
+    numeric = pd.to_numeric(series, errors="coerce")
+    integral = numeric.notna() & (numeric % 1 == 0)
+    text = series.astype("string").str.strip()
+    text = text.where(~integral.to_numpy(), numeric.round().astype("Int64").astype("string"))
+    return text.mask(unknown)
+
+
+def group_labels(df: pd.DataFrame, attribute: str, *, bins: Sequence[float] | None = None) -> pd.Series:
+    """Group label of every row for ``attribute`` (categorical Series, NaN = unknown).
+
+    Args:
+        df: per-case table.
+        attribute: a column, or an intersection ``"a+b"`` of columns (labels joined by ``" & "``;
+            unknown if any part is unknown).
+        bins: edges to bin a continuous column (only for a single column).
+
+    Returns:
+        ``pd.Categorical`` Series aligned with ``df``; categories in natural order (bin order for
+        binned columns, numeric order for numeric codes, else alphabetical).
+    """
+    parts = [p.strip() for p in attribute.split(INTERSECTION_SEP)] if INTERSECTION_SEP in attribute else [attribute]
+    for p in parts:
+        require(p in df.columns, f"attribute column '{p}' not in the table; available columns: {', '.join(map(str, df.columns))}")
+    if len(parts) > 1:
+        require(bins is None, f"attribute '{attribute}': bin the columns of an intersection one by one, not the intersection")
+        labels = [group_labels(df, p) for p in parts]
+        joined = labels[0].astype("string")
+        for lab in labels[1:]:
+            joined = joined + LABEL_JOIN + lab.astype("string")
+        cats = [LABEL_JOIN.join(combo) for combo in _product([list(lab.cat.categories) for lab in labels])]
+        present = set(joined.dropna().unique())
+        return pd.Series(pd.Categorical(joined, categories=[c for c in cats if c in present]), index=df.index, name=attribute)
+    col = df[attribute]
+    if bins is not None:
+        values = pd.to_numeric(col.mask(_is_unknown(col)), errors="coerce")
+        bad = col[values.isna() & ~_is_unknown(col)]
+        require(bad.empty, f"column '{attribute}': value '{bad.iloc[0] if not bad.empty else ''}' is not numeric; expected numbers to bin")
+        labels = bin_labels(bins)
+        codes = np.searchsorted(np.asarray(bins, dtype=np.float64), values.to_numpy(dtype=np.float64), side="right")
+        out = pd.Categorical.from_codes(np.where(values.isna(), -1, codes), categories=labels)
+        return pd.Series(out, index=df.index, name=attribute)
+    text = _canonical_text(col)
+    cats = _natural_order(list(text.dropna().unique()))
+    return pd.Series(pd.Categorical(text, categories=[str(c) for c in cats]), index=df.index, name=attribute)
+
+
+def _product(lists: list[list[str]]) -> list[tuple[str, ...]]:
+    out: list[tuple[str, ...]] = [()]
+    for values in lists:
+        out = [prev + (v,) for prev in out for v in values]
+    return out
+
+
+# ---- metric column --------------------------------------------------------------------------
+
+
+def metric_values(df: pd.DataFrame, metric: str) -> np.ndarray:
+    """Validated float64 values of ``df[metric]`` [n]; NaN/inf are kept (callers mask them)."""
+    require(metric in df.columns, f"metric column '{metric}' not in the table; available columns: {', '.join(map(str, df.columns))}")
+    col = df[metric]
+    numeric = pd.to_numeric(col, errors="coerce")
+    bad = col[numeric.isna() & col.notna() & (col.astype("string").str.strip().str.lower().isin({"", "nan", "inf", "-inf", "none"}) == False)]  # noqa: E712
+    require(bad.empty, f"metric column '{metric}': value '{bad.iloc[0] if not bad.empty else ''}' is not numeric")
+    values = numeric.to_numpy(dtype=np.float64)
+    if metric.lower() in BOUNDED_METRICS:
+        finite = values[np.isfinite(values)]
+        out = finite[(finite < 0) | (finite > 1)]
+        require(out.size == 0, f"metric column '{metric}': value {out[0] if out.size else 0:g} is outside [0, 1]; expected a {metric} score in [0, 1]")
+    return values
+
+
+# ---- the frame ------------------------------------------------------------------------------
+
+
+@dataclass
+class GroupMetricFrame:
+    """Fairness summary of one per-case metric over the groups of one attribute.
+
+    Args:
+        df: per-case table, one row per case.
+        metric: numeric column (e.g. ``"dice"``).
+        by: attribute column or intersection ``"race+sex"``.
+        bins: edges to bin a continuous ``by`` column (e.g. ``[20, 40, 60, 80]``).
+        es_variant: ``"sum_abs"`` (default, FairSeg/dMoE/DuetFair) or ``"std"`` (FairMedFM).
+        n_boot: bootstrap resamples (0 disables intervals).
+        seed: seed of the bootstrap generator.
+        level: confidence level of the percentile intervals.
+        cvar_alpha: CVaR fraction of the per-group tail (0.1 = worst 10 %).
+        failure_threshold: per-case failure cut-off (Dice < 0.5); None disables the rate.
+        higher_better: metric direction; inferred from the name when None.
+
+    Example::
+
+        frame = GroupMetricFrame(cases, "dice", "race", n_boot=1000)
+        frame.by_group            # DataFrame: n, mean, ci_low, ci_high, cvar, p10, std, failure_rate
+        frame.worst_group, frame.gap, frame.es, frame.es_ci
+    """
+
+    df: pd.DataFrame
+    metric: str
+    by: str
+    bins: Sequence[float] | None = None
+    es_variant: str = "sum_abs"
+    n_boot: int = 1000
+    seed: int = 0
+    level: float = 0.95
+    cvar_alpha: float = 0.1
+    failure_threshold: float | None = 0.5
+    higher_better: bool | None = None
+    _cache: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        require(self.es_variant in ES_VARIANTS, f"es_variant={self.es_variant!r}; expected one of {', '.join(ES_VARIANTS)}")
+        require(isinstance(self.n_boot, int) and self.n_boot >= 0, f"bootstrap: n_boot={self.n_boot!r}; expected an integer >= 0")
+        require(0.0 < self.level < 1.0, f"level={self.level!r}; expected a confidence level in (0, 1)")
+        require(len(self.df) > 0, "the per-case table is empty; expected at least one case")
+        values = metric_values(self.df, self.metric)
+        labels = group_labels(self.df, self.by, bins=self.bins)
+        valid = np.isfinite(values)
+        require(valid.any(), f"metric column '{self.metric}': no finite value; expected per-case scores")
+        self.values = values[valid]
+        self.labels = labels[valid].reset_index(drop=True)
+        self.n_missing = int((~valid).sum())
+        self.codes = self.labels.cat.codes.to_numpy().astype(np.int64)
+        present = np.unique(self.codes[self.codes >= 0])
+        self.group_names = [str(self.labels.cat.categories[c]) for c in present]
+        remap = np.full(len(self.labels.cat.categories) + 1, -1, dtype=np.int64)
+        remap[present] = np.arange(len(present))
+        self.codes = np.where(self.codes >= 0, remap[self.codes], -1)
+        require(len(present) >= 2, f"attribute '{self.by}': only {len(present)} group with a known value ({', '.join(self.group_names) or 'none'}); expected at least 2 groups to compare")
+        if self.higher_better is None:
+            self.higher_better = higher_is_better(self.metric)
+
+    # -- point estimates --
+    @property
+    def n_cases(self) -> int:
+        """Number of cases with a finite metric value (unknown attribute included)."""
+        return int(self.values.size)
+
+    @property
+    def n_unknown(self) -> int:
+        """Cases with a finite metric whose attribute value is unknown."""
+        return int((self.codes < 0).sum())
+
+    @property
+    def overall(self) -> float:
+        """M_all: mean over all cases, including those with an unknown attribute."""
+        return float(self.values.mean())
+
+    @property
+    def group_means(self) -> np.ndarray:
+        """M_g per group [G] (order of :attr:`group_names`)."""
+        sums = np.bincount(self.codes[self.codes >= 0], weights=self.values[self.codes >= 0], minlength=len(self.group_names))
+        return sums / self.group_sizes
+
+    @property
+    def group_sizes(self) -> np.ndarray:
+        """Number of cases per group [G]."""
+        return np.bincount(self.codes[self.codes >= 0], minlength=len(self.group_names)).astype(np.int64)
+
+    def _pick(self, worst: bool) -> int:
+        means = self.group_means
+        lowest = bool(worst) == bool(self.higher_better)
+        return int(np.argmin(means) if lowest else np.argmax(means))
+
+    @property
+    def worst_group(self) -> str:
+        """Label of the group with the worst mean."""
+        return self.group_names[self._pick(True)]
+
+    @property
+    def worst_mean(self) -> float:
+        return float(self.group_means[self._pick(True)])
+
+    @property
+    def best_group(self) -> str:
+        return self.group_names[self._pick(False)]
+
+    @property
+    def best_mean(self) -> float:
+        return float(self.group_means[self._pick(False)])
+
+    @property
+    def gap(self) -> float:
+        """max_g M_g - min_g M_g."""
+        return float(np.ptp(self.group_means))
+
+    @property
+    def skewness(self) -> float | None:
+        """``(1 - worst) / (1 - best)`` for metrics bounded in [0, 1] (None otherwise or if best = 1)."""
+        if self.metric.lower() not in BOUNDED_METRICS or self.best_mean >= 1.0:
+            return None
+        return (1.0 - self.worst_mean) / (1.0 - self.best_mean)
+
+    def equity_scaled(self, variant: str | None = None) -> float:
+        """Equity-scaled value (point estimate) with ``variant`` (default: the frame's)."""
+        return float(equity_scaled(self.overall, self.group_means, variant or self.es_variant))
+
+    @property
+    def es(self) -> float:
+        return self.equity_scaled()
+
+    # -- bootstrap --
+    def _boot(self) -> dict[str, Any]:
+        """Stratified bootstrap (each group and the unknown cases resampled separately)."""
+        if "boot" not in self._cache:
+            if self.n_boot == 0:
+                nan = (float("nan"), float("nan"))
+                self._cache["boot"] = {"groups": [nan] * len(self.group_names), "es": nan, "es_samples": None}
+            else:
+                rng = np.random.default_rng((self.seed, 1))
+                groups, strat_overall = stratified_bootstrap_means(self.values, self.codes, len(self.group_names), self.n_boot, rng)
+                es_samples = equity_scaled(strat_overall, groups, self.es_variant)
+                self._cache["boot"] = {
+                    "groups": percentile_ci_columns(groups, self.level),
+                    "es": percentile_ci(es_samples, self.level),
+                    "es_samples": es_samples,
+                }
+        return self._cache["boot"]
+
+    @property
+    def overall_ci(self) -> tuple[float, float]:
+        """Percentile interval of M_all (all cases resampled together)."""
+        if "overall" not in self._cache:
+            if self.n_boot == 0:
+                self._cache["overall"] = (float("nan"), float("nan"))
+            else:
+                samples = bootstrap_means(self.values, self.n_boot, np.random.default_rng((self.seed, 0)))
+                self._cache["overall"] = percentile_ci(samples, self.level)
+        return self._cache["overall"]
+
+    @property
+    def es_ci(self) -> tuple[float, float]:
+        """Percentile interval of the equity-scaled value (each group resampled separately)."""
+        return self._boot()["es"]
+
+    @property
+    def es_bootstrap_mean(self) -> float:
+        """Mean of the bootstrap equity-scaled values (biased low for small groups; what some
+        published tables print instead of the point estimate). NaN without bootstrap."""
+        samples = self._boot()["es_samples"]
+        return float("nan") if samples is None else float(np.mean(samples))
+
+    @property
+    def by_group(self) -> pd.DataFrame:
+        """Per-group table indexed by label: ``n, mean, ci_low, ci_high, std, cvar, p10, failure_rate``."""
+        cis = self._boot()["groups"]
+        rows = []
+        for g, name in enumerate(self.group_names):
+            stats = tail_stats(self.values[self.codes == g], alpha=self.cvar_alpha, failure_threshold=self.failure_threshold, higher_better=bool(self.higher_better))
+            rows.append({"group": name, "n": stats["n"], "mean": stats["mean"], "ci_low": cis[g][0], "ci_high": cis[g][1], "std": stats["std"], "cvar": stats["cvar"], "p10": stats["p10"], "failure_rate": stats["failure_rate"]})
+        return pd.DataFrame(rows).set_index("group")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready summary of the attribute (the ``attributes[<by>]`` entry of the audit JSON)."""
+        table = self.by_group
+        groups = [
+            {"value": str(name), "n": int(r["n"]), "mean": float(r["mean"]), "ci": [float(r["ci_low"]), float(r["ci_high"])],
+             "cvar10": float(r["cvar"]), "p10": float(r["p10"]), "std": float(r["std"]), "failure_rate": float(r["failure_rate"])}
+            for name, r in table.iterrows()
+        ]
+        return {
+            "groups": groups,
+            "n_unknown": self.n_unknown,
+            "worst_group": self.worst_group,
+            "worst_mean": self.worst_mean,
+            "best_group": self.best_group,
+            "best_mean": self.best_mean,
+            "gap": self.gap,
+            "es": self.es,
+            "es_ci": list(self.es_ci),
+            "es_std": self.equity_scaled("std"),
+            "es_sum_abs": self.equity_scaled("sum_abs"),
+            "skewness": self.skewness,
+            "worst_cvar10": float(table["cvar"].min() if self.higher_better else table["cvar"].max()),
+        }
