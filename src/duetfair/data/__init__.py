@@ -40,7 +40,7 @@ def _builder(kind: str) -> Callable[..., dict[str, CaseDataset]]:
     return mamamia_datasets
 
 
-def build_datasets(kind: str, **kwargs: Any) -> dict[str, CaseDataset]:
+def build_datasets(kind: str, /, **kwargs: Any) -> dict[str, CaseDataset]:
     """Datasets of one source keyed by split (``"train"``, ``"val"``, ``"test"``).
 
     Args:

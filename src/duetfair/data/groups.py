@@ -55,7 +55,7 @@ def is_missing(value: Any) -> bool:
 
 
 def canonical(value: Any) -> str:
-    """Canonical string of a raw categorical value: ``1``, ``1.0``, ``"1"`` and ``" 1 "`` -> ``"1"``.
+    """Canonical string of a raw categorical value: ``1``, ``1.0``, ``"1.0"`` and ``" 1 "`` -> ``"1"``.
 
     Numbers with an integral value lose their decimal part; strings are stripped (case kept).
     """
@@ -68,7 +68,14 @@ def canonical(value: Any) -> str:
         return str(int(f)) if f.is_integer() else repr(f)
     if isinstance(value, torch.Tensor) and value.numel() == 1:
         return canonical(value.item())
-    return str(value).strip()
+    s = str(value).strip()
+    try:  # numeric strings from text tables: "1.0" -> "1"
+        f = float(s)
+        if f.is_integer() and s.lower() not in ("inf", "-inf", "nan"):
+            return str(int(f))
+    except ValueError:
+        pass
+    return s
 
 
 @dataclass

@@ -1,0 +1,96 @@
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+import torch
+import torch.nn.functional as F
+
+from duetfair.data import build_datasets, collate_cases
+from duetfair.data.synthetic import generate, group_spec
+from duetfair.errors import DuetfairError
+
+
+def _dice(pred: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+    dims = tuple(range(1, pred.ndim))
+    return 2 * (pred & ref).sum(dims).float() / (pred.sum(dims) + ref.sum(dims)).clamp(min=1).float()
+
+
+def test_shapes_classes_and_meta():
+    for task, shape, k in (("fundus2d", (1, 32, 32), 3), ("lesion2d", (3, 32, 32), 2), ("tumor3d", (3, 16, 16, 16), 2)):
+        d = generate(task, 5, seed=1, image_size=shape[-1])
+        assert d.images.shape == (5, *shape) and d.images.dtype == torch.float32
+        assert d.labels.shape == (5, 1, *shape[1:]) and d.labels.dtype == torch.int64
+        assert set(torch.unique(d.labels).tolist()) <= set(range(k))
+        assert torch.isfinite(d.images).all()
+        assert list(d.meta.columns)[0] == "case_id" and "hidden_subtype" in d.meta.columns
+        assert (group_spec(task).encode_frame(d.meta) >= 0).all()
+
+
+def test_deterministic_and_seed_dependent():
+    a = generate("fundus2d", 20, seed=3, image_size=32)
+    b = generate("fundus2d", 20, seed=3, image_size=32)
+    c = generate("fundus2d", 20, seed=4, image_size=32)
+    assert torch.equal(a.images, b.images) and torch.equal(a.labels, b.labels)
+    pd.testing.assert_frame_equal(a.meta, b.meta)
+    assert not torch.equal(a.images, c.images)
+
+
+def test_proportions_follow_parameters():
+    d = generate("fundus2d", 1500, seed=0, image_size=16)
+    share = d.meta["race"].value_counts(normalize=True)
+    assert abs(share["Asian"] - 0.09) < 0.025 and abs(share["Black"] - 0.15) < 0.03
+    hid = d.meta.groupby("race")["hidden_subtype"].mean()
+    assert ((hid > 0.07) & (hid < 0.25)).all()  # the hidden subtype lives inside every group
+    d2 = generate("fundus2d", 300, seed=0, image_size=16, hidden_prob=0.0, race_probs=(0.5, 0.5, 0.0))
+    assert d2.meta["hidden_subtype"].sum() == 0 and set(d2.meta["race"]) == {"Asian", "Black"}
+
+
+def test_bad_parameters_are_refused():
+    with pytest.raises(DuetfairError, match="unknown parameters"):
+        generate("fundus2d", 2, colour=1)
+    with pytest.raises(DuetfairError, match="race_probs"):
+        generate("fundus2d", 2, race_probs=(0.5, 0.5))
+    with pytest.raises(DuetfairError, match="unknown synthetic task"):
+        generate("xray", 2)
+
+
+def test_fixed_threshold_scores_lower_on_minorities_and_much_lower_on_hidden():
+    d = generate("fundus2d", 400, seed=0, image_size=48)
+    smooth = F.avg_pool2d(d.images, 5, stride=1, padding=2)
+    dice = _dice(smooth > 0.5, d.labels >= 1)  # disc = rim + cup
+    m = d.meta.assign(dice=dice.numpy())
+    visible = m[m["hidden_subtype"] == 0]
+    by_race = visible.groupby("race")["dice"].mean()
+    assert by_race["Asian"] < by_race["White"] - 0.1 and by_race["Black"] < by_race["White"] - 0.1
+    by_hidden = m[m["race"] == "White"].groupby("hidden_subtype")["dice"].mean()
+    assert by_hidden[1] < by_hidden[0] - 0.3
+
+
+def test_tumor_stage_and_hidden_difficulty():
+    d = generate("tumor3d", 120, seed=0, image_size=24)
+    smooth = F.avg_pool3d(d.images[:, -1:], 3, stride=1, padding=1)
+    m = d.meta.assign(dice=_dice(smooth > 1.5, d.labels >= 1).numpy())
+    by_stage = m[m["hidden_subtype"] == 0].groupby("stage")["dice"].mean()
+    assert by_stage["T1"] < by_stage["T3"]
+    by_hidden = m.groupby("hidden_subtype")["dice"].mean()
+    assert by_hidden[1] < by_hidden[0] - 0.3
+
+
+def test_build_datasets_in_memory_contract():
+    ds = build_datasets("synthetic", task="fundus2d", n_train=12, n_val=4, n_test=6, image_size=32, seed=0)
+    assert set(ds) == {"train", "val", "test"} and [len(ds[s]) for s in ("train", "val", "test")] == [12, 4, 6]
+    tr = ds["train"]
+    assert (tr.num_classes, tr.in_channels, tr.spatial_dims) == (3, 1, 2)
+    assert tr.group_spec.attributes == ["race", "age", "sex"]
+    case = tr[0]
+    assert set(case) == {"image", "label", "case_id", "attrs", "group", "hidden"}
+    assert case["group"].dtype == torch.long and case["group"].shape == (3,)
+    assert list(tr.meta.columns[:1]) == ["case_id"] and (tr.meta["split"] == "train").all()
+    assert not set(tr.case_ids) & set(ds["test"].case_ids)
+    # the test split does not change with n_train
+    other = build_datasets("synthetic", kind="fundus2d", n_train=3, n_val=0, n_test=6, image_size=32, seed=0)
+    assert torch.equal(other["test"][5]["image"], ds["test"][5]["image"]) and "val" not in other
+    batch = collate_cases([tr[i] for i in range(4)])
+    assert batch["image"].shape == (4, 1, 32, 32) and batch["group"].shape == (4, 3) and batch["hidden"].shape == (4,)
+    one = build_datasets("synthetic", task="tumor3d", n_train=2, n_val=0, n_test=0, image_size=16, attributes=["institution"])
+    assert one["train"].group_spec.attributes == ["institution"] and one["train"][0]["image"].shape == (3, 16, 16, 16)
