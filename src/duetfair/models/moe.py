@@ -6,10 +6,10 @@ the sample (a ViT patch or a voxel) is sent to its ``top_k`` experts and the gat
 are summed. The caller adds the output as a residual: ``h = h + dmoe(h, group)``.
 
 Dispatch is vectorised: the ``B * N * top_k`` token-expert assignments are sorted by expert once
-(``argsort``), the sorted tokens go through the experts as one grouped GEMM (or one matmul per
-expert on CPU, see ``dispatch``), and the outputs are brought back with the inverse permutation and
-gated. There is no Python loop over samples or groups, and the ``grouped_mm`` path has only static
-shapes (no ``.item()``, ``.any()`` or ``nonzero()``), so it does not synchronise a GPU and compiles
+(``argsort``), the sorted tokens go through the experts as one grouped GEMM (or padded blocks and
+one ``bmm`` per layer, or one matmul per expert on CPU; see ``dispatch``), and the outputs are brought back with the inverse permutation and
+gated. There is no Python loop over samples or groups, and the ``grouped_mm`` and ``blocked``
+paths (chosen automatically on GPU and under ``torch.compile``) have only static shapes (no ``.item()``, ``.any()`` or ``nonzero()``), so it does not synchronise a GPU and compiles
 under ``torch.compile`` without graph breaks.
 
 Differences from the public reference, all named parameters:
@@ -41,7 +41,7 @@ from duetfair.errors import DuetfairError, require
 
 __all__ = ["DistributionAwareMoE", "MoE", "MoEExperts", "GroupRouter", "normalize_num_groups"]
 
-Dispatch = Literal["auto", "grouped_mm", "split"]
+Dispatch = Literal["auto", "grouped_mm", "blocked", "split"]
 MultiAttribute = Literal["sum", "intersection"]
 
 
@@ -116,9 +116,38 @@ class MoEExperts(nn.Module):
         return torch.addmm(self.b2[e], torch.relu(torch.addmm(self.b1[e], x, self.w1[e])), self.w2[e])
 
     def grouped_mm_ok(self, x: torch.Tensor) -> bool:
-        """Whether ``torch.nn.functional.grouped_mm`` can run on ``x`` (16-byte aligned rows)."""
+        """Whether ``torch.nn.functional.grouped_mm`` can run on ``x``.
+
+        Needs 16-byte aligned rows, and bfloat16 except in eager mode on CPU (the CUDA kernels and
+        the compiler's shape function accept only bfloat16).
+        """
         size = x.element_size()
-        return hasattr(F, "grouped_mm") and (self.dim * size) % 16 == 0 and (self.hidden * size) % 16 == 0
+        aligned = (self.dim * size) % 16 == 0 and (self.hidden * size) % 16 == 0
+        eager_cpu = x.device.type == "cpu" and not torch.compiler.is_compiling()
+        return hasattr(F, "grouped_mm") and aligned and (x.dtype == torch.bfloat16 or eager_cpu)
+
+    def _blocked(self, xs: torch.Tensor, expert_ids: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+        """Static-shape grouped matmul for any dtype: per-expert segments padded to blocks + ``bmm``.
+
+        Each expert's rows are padded to a multiple of ``block`` rows; the ``nb`` blocks (an upper
+        bound that depends only on shapes) are multiplied by their expert's weights with one
+        ``baddbmm`` per layer. Padding rows are zeros and are dropped afterwards.
+        """
+        M, C = xs.shape
+        E = self.num_experts
+        block = int(min(256, max(16, 2 ** math.ceil(math.log2(max(1, M // (4 * E)))))))
+        nb = (M + E * (block - 1)) // block + 1
+        ends = counts.cumsum(0)
+        padded = (counts + block - 1) // block * block
+        padded_ends = padded.cumsum(0)
+        rank = torch.arange(M, device=xs.device) - (ends - counts).index_select(0, expert_ids)
+        dest = (padded_ends - padded).index_select(0, expert_ids) + rank  # [M] row in the padded buffer
+        xp = xs.new_zeros(nb * block, C).index_copy(0, dest, xs).view(nb, block, C)
+        starts = torch.arange(nb, device=xs.device) * block
+        block_expert = torch.searchsorted(padded_ends, starts, right=True).clamp_max(E - 1)  # [nb]
+        h = torch.baddbmm(self.b1.index_select(0, block_expert).unsqueeze(1), xp, self.w1.index_select(0, block_expert))
+        y = torch.baddbmm(self.b2.index_select(0, block_expert).unsqueeze(1), torch.relu(h), self.w2.index_select(0, block_expert))
+        return y.view(nb * block, C).index_select(0, dest)
 
     def forward(self, xs: torch.Tensor, expert_ids: torch.Tensor, counts: torch.Tensor, dispatch: str) -> torch.Tensor:
         """Run sorted assignments through their experts.
@@ -127,8 +156,9 @@ class MoEExperts(nn.Module):
             xs: ``[M, C]`` token rows sorted by expert (expert 0 first).
             expert_ids: ``[M]`` expert of each row (non-decreasing).
             counts: ``[E]`` number of rows per expert.
-            dispatch: ``"grouped_mm"`` (static shapes, sync-free) or ``"split"`` (one matmul per
-                expert; reads ``counts`` on the host).
+            dispatch: ``"grouped_mm"`` (one grouped GEMM), ``"blocked"`` (padded blocks + bmm;
+                both static shapes, sync-free) or ``"split"`` (one matmul per expert; reads
+                ``counts`` on the host).
 
         Returns:
             ``[M, C]`` expert outputs (dropout applied in training mode).
@@ -137,6 +167,8 @@ class MoEExperts(nn.Module):
             offs = counts.cumsum(0).to(torch.int32)
             h = F.grouped_mm(xs, self.w1, offs=offs) + self.b1.index_select(0, expert_ids)
             y = F.grouped_mm(torch.relu(h), self.w2, offs=offs) + self.b2.index_select(0, expert_ids)
+        elif dispatch == "blocked":
+            y = self._blocked(xs, expert_ids, counts)
         else:
             # unbind once: indexing w[e] per expert would allocate a zero [E, ...] gradient per select
             params = zip(self.w1.unbind(0), self.b1.unbind(0), self.w2.unbind(0), self.b2.unbind(0))
@@ -237,9 +269,12 @@ class DistributionAwareMoE(nn.Module):
             ``E * sum_e f_e P_e`` (``f_e`` fraction of assignments to expert ``e``, ``P_e`` mean
             router probability); ``0`` (default, as in the reference) disables it.
         multi_attribute: ``"sum"`` or ``"intersection"`` routers for several attributes.
-        dispatch: ``"grouped_mm"`` (one grouped GEMM, static shapes, no host sync), ``"split"``
+        dispatch: ``"grouped_mm"`` (one grouped GEMM; static shapes, no host sync; bfloat16
+            only on GPU and under ``torch.compile``), ``"blocked"`` (expert segments padded to
+            blocks and one ``bmm`` per layer; static shapes, no host sync, any dtype), ``"split"``
             (one matmul per expert, sizes read on the host; fastest on CPU) or ``"auto"``
-            (``grouped_mm`` on accelerators and under ``torch.compile``, ``split`` on CPU).
+            (eager CPU: ``split``; GPU or ``torch.compile``: ``grouped_mm`` for bfloat16,
+            ``blocked`` otherwise).
 
     ``forward(x, group)``: ``x [B, N, C]``, ``group`` LongTensor ``[B]`` or ``[B, A]`` (``-1``
     unknown) or ``None`` (all unknown). Returns the MoE output ``[B, N, C]`` without the residual.
@@ -265,7 +300,8 @@ class DistributionAwareMoE(nn.Module):
         require(num_experts >= 1, f"num_experts: expected >= 1, got {num_experts}")
         require(1 <= top_k <= num_experts, f"top_k: expected 1 <= top_k <= num_experts={num_experts}, got {top_k}")
         require(load_balance_weight >= 0.0, f"load_balance_weight: expected >= 0, got {load_balance_weight}")
-        require(dispatch in ("auto", "grouped_mm", "split"), f"dispatch: expected 'auto', 'grouped_mm' or 'split', got {dispatch!r}")
+        require(dispatch in ("auto", "grouped_mm", "blocked", "split"),
+                f"dispatch: expected 'auto', 'grouped_mm', 'blocked' or 'split', got {dispatch!r}")
         self.dim, self.num_experts, self.top_k = dim, num_experts, top_k
         self.noisy_gating, self.eval_noise = noisy_gating, eval_noise
         self.load_balance_weight = float(load_balance_weight)
@@ -284,14 +320,16 @@ class DistributionAwareMoE(nn.Module):
                 f"dispatch={self.dispatch!r}")
 
     def _resolve_dispatch(self, x: torch.Tensor) -> str:
-        if self.dispatch == "split":
-            return "split"
+        if self.dispatch in ("split", "blocked"):
+            return self.dispatch
         can_gmm = self.experts.grouped_mm_ok(x)
         if self.dispatch == "grouped_mm":
-            require(can_gmm, f"dispatch='grouped_mm' needs dim and hidden width rows aligned to 16 bytes (dim={self.dim}, dtype={x.dtype})")
+            require(can_gmm, f"dispatch='grouped_mm' needs rows aligned to 16 bytes and bfloat16 outside eager CPU "
+                             f"(dim={self.dim}, dtype={x.dtype}, device={x.device.type}); use 'blocked'")
             return "grouped_mm"
-        on_host = x.device.type == "cpu" and not torch.compiler.is_compiling()
-        return "grouped_mm" if can_gmm and not on_host else "split"
+        if x.device.type == "cpu" and not torch.compiler.is_compiling():
+            return "split"
+        return "grouped_mm" if can_gmm else "blocked"
 
     def route(self, x: torch.Tensor, group: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Noisy top-k routing of ``x [B, N, C]``.
