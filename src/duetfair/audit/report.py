@@ -303,3 +303,24 @@ def render_html(
         title=title, audit=audit, settings=audit.get("settings", {}), images=images, comparison_rows=comp_rows, comparison_columns=comp_cols
     )
     return write_text(out_path, html)
+
+
+# ---- console summary ------------------------------------------------------------------------
+
+
+def render_summary(audit: Mapping[str, Any], *, top_subgroups: int = 3) -> str:
+    """A short plain-text summary of an audit (what a console prints)."""
+    lines: list[str] = []
+    for key, m in audit["metrics"].items():
+        lines.append(f"{key}: overall {fmt_ci(m['overall']['mean'], m['overall']['ci'])} over {m['n_cases']} cases")
+        for attr, a in m["attributes"].items():
+            lines.append(
+                f"  by {attr:<10} worst {a['worst_group']} {fmt(a['worst_mean'])}, gap {fmt(a['gap'])}, "
+                f"ES {fmt_ci(a['es'], a['es_ci'])}, worst-group CVaR10 {fmt(a['worst_cvar10'])}"
+            )
+        for sg in m.get("subgroups", [])[:top_subgroups]:
+            lines.append(f"  subgroup {itemset_label(sg['itemset'])}: n={sg['n']}, mean {fmt(sg['mean'])} ({float(sg['divergence']):+.3f}, t={fmt(sg['t'], 1)})")
+        if m.get("hidden_subtype"):
+            h = m["hidden_subtype"]
+            lines.append(f"  hidden hard subtype: {h['n']} cases, mean {fmt(h['mean'])} vs {fmt(h['mean_rest'])}; {_pct(h['share_in_worst_decile'])} of the worst 10% of cases")
+    return "\n".join(lines) + "\n"
