@@ -102,14 +102,15 @@ class Adversarial(Objective):
         known = group >= 0
         logits = self.head(self.reverse(features))
         ce = F.cross_entropy(logits, group.clamp_min(0), reduction="none")
-        stats = torch.stack([known.sum(), (known & (logits.argmax(1) == group)).sum()]).to(ce.dtype)
-        n_known, n_correct = all_reduce_sum(stats).unbind()
+        correct = (known & (logits.argmax(1) == group)).sum()
+        stats = torch.stack([known.sum().to(ce.dtype), correct.to(ce.dtype), (ce.detach() * known).sum()])
+        n_known, n_correct, ce_sum = all_reduce_sum(stats).unbind()
         ce_weights = torch.where(known, torch.ones_like(ce), torch.zeros_like(ce)) / n_known.clamp_min(1)
         adv = weighted_loss(ce, ce_weights)
-        self.last_ce.copy_((ce.detach() * known).sum() / known.sum().clamp_min(1))
+        self.last_ce.copy_(ce_sum / n_known.clamp_min(1))
         self.last_accuracy.copy_(n_correct / n_known.clamp_min(1))
         return seg + self.weight * adv
 
     def log_values(self) -> dict[str, float]:
-        """Adversary's CE on this rank's last batch and its global accuracy."""
+        """Adversary's mean CE and accuracy on the last global batch (known-attribute cases)."""
         return {"adversary_ce": float(self.last_ce), "adversary_accuracy": float(self.last_accuracy)}

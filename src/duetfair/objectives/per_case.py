@@ -134,13 +134,14 @@ class PerCaseDiceCE(nn.Module):
 
     def _ce(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         b = logits.shape[0]
+        weight = None if self.weight is None else self.weight.to(logits)
         if logits.shape[1] == 1:
             voxel = F.binary_cross_entropy_with_logits(
-                logits, target.to(logits.dtype), pos_weight=self.weight, reduction="none")
+                logits, target.to(logits.dtype), pos_weight=weight, reduction="none")
             return voxel.reshape(b, -1).mean(dim=1)
         labels = target[:, 0]
-        voxel = F.cross_entropy(logits, labels, weight=self.weight, reduction="none").reshape(b, -1)
-        if self.weight is None:
+        voxel = F.cross_entropy(logits, labels, weight=weight, reduction="none").reshape(b, -1)
+        if weight is None:
             return voxel.mean(dim=1)
-        norm = self.weight.to(logits.dtype)[labels].reshape(b, -1).sum(dim=1)
+        norm = weight[labels].reshape(b, -1).sum(dim=1)
         return voxel.sum(dim=1) / norm.clamp_min(torch.finfo(logits.dtype).tiny)

@@ -1,0 +1,109 @@
+"""FairDRO (DuetFair loss): composite weights, reductions to ERM-by-group, unknowns, state."""
+
+import math
+
+import pytest
+import torch
+
+from duetfair.errors import DuetfairError
+from duetfair.objectives.fair_dro import FairDRO, fair_dro_weights, within_group_weights
+
+
+def _mean_of_group_means(losses, group):
+    return torch.stack([losses[group == g].mean() for g in torch.unique(group) if g >= 0]).mean()
+
+
+@pytest.fixture
+def random_batch():
+    g = torch.Generator().manual_seed(0)
+    return torch.rand(11, generator=g, dtype=torch.float64), torch.tensor([0, 0, 1, 2, 2, 2, 0, 1, 2, 0, 0])
+
+
+@pytest.mark.parametrize("options", [dict(within="cvar", alpha=1.0), dict(within="kl", tau=1e12), dict(within="mean")])
+def test_reduces_to_erm_by_group(random_batch, options):
+    losses, group = random_batch
+    loss = FairDRO(4, across="uniform", **options)(losses, group)
+    torch.testing.assert_close(loss, _mean_of_group_means(losses, group), rtol=1e-9, atol=1e-12)
+
+
+def test_size_weighted_alpha_one_is_erm(random_batch):
+    losses, group = random_batch
+    torch.testing.assert_close(FairDRO(3, alpha=1.0, across="size")(losses, group), losses.mean())
+
+
+def test_cvar_hand_example():
+    losses = torch.tensor([1.0, 2.0, 3.0, 4.0, 5.0, 6.0], dtype=torch.float64)
+    group = torch.tensor([0, 0, 0, 1, 1, 1])
+    w = fair_dro_weights(losses, group, 2, within="cvar", alpha=0.5)  # k = ceil(1.5) = 2 per group
+    torch.testing.assert_close(w, torch.tensor([0, 0.25, 0.25, 0, 0.25, 0.25], dtype=torch.float64))
+    assert float(FairDRO(2, alpha=0.5)(losses, group)) == pytest.approx(4.0)
+
+
+def test_cvar_ties_share_mass_order_free():
+    losses = torch.tensor([2.0, 1.0, 2.0, 2.0], dtype=torch.float64)
+    group = torch.zeros(4, dtype=torch.long)
+    w = within_group_weights(losses, group, 1, within="cvar", alpha=0.5)
+    torch.testing.assert_close(w, torch.tensor([1 / 3, 0, 1 / 3, 1 / 3], dtype=torch.float64))
+
+
+def test_kl_hand_example():
+    losses = torch.tensor([0.0, math.log(3.0), 5.0], dtype=torch.float64)
+    group = torch.tensor([0, 0, 1])
+    w = fair_dro_weights(losses, group, 2, within="kl", tau=1.0)
+    torch.testing.assert_close(w, torch.tensor([0.125, 0.375, 0.5], dtype=torch.float64))
+
+
+def test_size_across_weights():
+    losses = torch.tensor([1.0, 2.0, 3.0, 7.0], dtype=torch.float64)
+    group = torch.tensor([0, 0, 0, 1])
+    w = fair_dro_weights(losses, group, 2, within="mean", across="size")
+    torch.testing.assert_close(w, torch.full((4,), 0.25, dtype=torch.float64))
+
+
+def test_unknown_cases_get_erm_weight():
+    losses = torch.tensor([1.0, 2.0, 3.0, 9.0], dtype=torch.float64)
+    group = torch.tensor([0, 0, 1, -1])
+    w = fair_dro_weights(losses, group, 2, within="cvar", alpha=0.5)
+    # known share 3/4: group 0 -> worst 1 of 2, group 1 -> its one case; uniform 1/2 each
+    torch.testing.assert_close(w, torch.tensor([0, 0.375, 0.375, 0.25], dtype=torch.float64))
+    only_unknown = fair_dro_weights(losses, torch.full((4,), -1), 2)
+    torch.testing.assert_close(only_unknown, torch.full((4,), 0.25, dtype=torch.float64))
+
+
+def test_absent_and_single_group(random_batch):
+    losses, _ = random_batch
+    single = torch.zeros_like(losses, dtype=torch.long)
+    w = fair_dro_weights(losses, single, 5, within="cvar", alpha=0.3)
+    assert float(w.sum()) == pytest.approx(1.0)
+    k = math.ceil(0.3 * losses.numel())
+    assert int((w > 0).sum()) == k
+    assert float(losses[w > 0].min()) >= float(losses[w == 0].max())
+
+
+def test_gradient_equals_weights(random_batch):
+    losses, group = random_batch
+    losses = losses.clone().requires_grad_(True)
+    FairDRO(3, within="kl", tau=0.3)(losses, group).backward()
+    torch.testing.assert_close(losses.grad, fair_dro_weights(losses, group, 3, within="kl", tau=0.3))
+
+
+def test_dro_across_updates_q_and_resume(random_batch):
+    losses, group = random_batch
+    obj = FairDRO(3, across="dro", step_size=1.0, alpha=1.0)
+    obj(losses, group)
+    means = torch.stack([losses[group == g].mean() for g in range(3)]).float()
+    q = torch.exp(means) / torch.exp(means).sum()
+    torch.testing.assert_close(obj.q, q)
+    resumed = FairDRO(3, across="dro", step_size=1.0, alpha=1.0)
+    resumed.load_state_dict(obj.state_dict())
+    assert float(resumed(losses, group)) == float(obj(losses, group))
+    assert "q_0" in obj.log_values() and "group_value_2" in obj.log_values()
+    frozen = FairDRO(3, across="dro", step_size=1.0).eval()
+    frozen(losses, group)
+    assert frozen.q.tolist() == pytest.approx([1 / 3] * 3)
+
+
+@pytest.mark.parametrize("bad", [dict(within="top"), dict(across="max"), dict(alpha=0.0), dict(alpha=1.5), dict(tau=0)])
+def test_bad_options_rejected(bad):
+    with pytest.raises(DuetfairError, match="fair_dro"):
+        FairDRO(2, **bad)
