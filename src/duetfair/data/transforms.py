@@ -134,7 +134,7 @@ class CaseReader:
         except Exception as exc:  # noqa: BLE001 - corrupt / unreadable file
             raise DuetfairError(f"case '{case_id}': cannot read {what} file {_describe(path)}: "
                                 f"{_one_line(exc)}") from exc
-        t = torch.as_tensor(np.asarray(arr))
+        t = arr if isinstance(arr, torch.Tensor) else torch.as_tensor(np.asarray(arr))  # keep MetaTensor affine
         if t.ndim != self.spatial_dims + 1:
             raise DuetfairError(f"case '{case_id}': {what} file {_describe(path)} has shape "
                                 f"{tuple(t.shape)} (channel first); expected {self.spatial_dims} spatial dims")
