@@ -1,0 +1,59 @@
+"""audit_table: JSON shape, classes, hidden subtype, table loading."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from duetfair.audit import SCHEMA, audit_table, load_case_table
+from duetfair.errors import DuetfairError
+from duetfair.io import write_json
+
+GROUP_KEYS = {"value", "n", "mean", "ci", "cvar10", "failure_rate"}
+ATTR_KEYS = {"groups", "worst_group", "worst_mean", "gap", "es", "es_ci", "es_std", "skewness"}
+
+
+def test_json_shape(cases, tmp_path):
+    audit = audit_table(cases, ["race", "age", "race+sex"], metrics=("dice", "iou"), bins={"age": [40, 60]}, n_boot=50)
+    assert audit["schema"] == SCHEMA and set(audit["metrics"]) == {"dice", "iou"}
+    m = audit["metrics"]["dice"]
+    assert m["n_cases"] == len(cases) and len(m["overall"]["ci"]) == 2
+    for attr in ("race", "age", "race+sex"):
+        a = m["attributes"][attr]
+        assert ATTR_KEYS <= set(a)
+        assert all(GROUP_KEYS <= set(g) for g in a["groups"])
+    assert [g["value"] for g in m["attributes"]["age"]["groups"]] == ["<40", "40-59", ">=60"]
+    assert sum(g["n"] for g in m["attributes"]["race"]["groups"]) + m["attributes"]["race"]["n_unknown"] == len(cases)
+    sub = m["subgroups"][0]
+    assert set(sub) == {"itemset", "support", "n", "mean", "divergence", "t"}
+    assert m["subgroups"] == sorted(m["subgroups"], key=lambda s: s["divergence"])
+    assert m["hidden_subtype"]["mean"] < m["hidden_subtype"]["mean_rest"]
+    path = write_json(tmp_path / "a.json", audit)
+    assert json.loads(path.read_text())["metrics"]["dice"]["attributes"]["race"]["worst_group"] == m["attributes"]["race"]["worst_group"]
+
+
+def test_multi_class_tables_are_audited_per_class():
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame({"case_id": np.repeat(np.arange(40), 2), "class": [1, 2] * 40, "sex": np.repeat(rng.choice(["F", "M"], 40), 2), "dice": rng.random(80)})
+    audit = audit_table(df, ["sex"], n_boot=0, discovery=False)
+    assert set(audit["metrics"]) == {"dice[1]", "dice[2]"}
+    assert audit["metrics"]["dice[1]"]["n_cases"] == 40
+    one = audit_table(df, ["sex"], n_boot=0, discovery=False, class_=2)
+    assert set(one["metrics"]) == {"dice"}
+    assert one["metrics"]["dice"]["overall"]["mean"] == pytest.approx(df[df["class"] == 2]["dice"].mean())
+    with pytest.raises(DuetfairError, match="--class 3"):
+        audit_table(df, ["sex"], n_boot=0, discovery=False, class_=3)
+
+
+def test_load_case_table_formats_and_errors(cases, tmp_path):
+    cases.to_parquet(tmp_path / "c.parquet")
+    cases.to_csv(tmp_path / "c.csv", index=False)
+    assert len(load_case_table(tmp_path / "c.parquet")) == len(cases)
+    assert len(load_case_table(tmp_path / "c.csv")) == len(cases)
+    (tmp_path / "empty.csv").write_text("")
+    (tmp_path / "bad.parquet").write_bytes(b"not parquet")
+    (tmp_path / "x.xlsx").write_text("x")
+    for name, match in [("missing.csv", "not found"), ("empty.csv", "empty"), ("bad.parquet", "cannot read"), ("x.xlsx", "unsupported")]:
+        with pytest.raises(DuetfairError, match=match):
+            load_case_table(tmp_path / name)
