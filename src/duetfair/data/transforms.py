@@ -106,7 +106,17 @@ class CaseReader:
         """Read one case; any problem raises :class:`DuetfairError` naming the case and file."""
         image = self._load(self._image_loader, image_path, case_id, "image")
         label = self._load(self._label_loader, label_path, case_id, "label")
-        label = self._check(image, label, image_path, label_path, case_id)
+        return self.process(image, label, image_path, label_path, case_id)
+
+    def load(self, path: str | Sequence[str], case_id: str, what: Literal["image", "label"]) -> torch.Tensor:
+        """Load an image (several paths: stacked channels) or a label, channel first, unchecked."""
+        return self._load(self._image_loader if what == "image" else self._label_loader, path, case_id, what)
+
+    def process(self, image: torch.Tensor, label: torch.Tensor, image_path: Any, label_path: Any,
+                case_id: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """Check and preprocess an already loaded ``image [C, *S]`` / ``label [1, *S]`` pair
+        (paths only name the source in errors)."""
+        label = self._check(image, label, image_path, str(label_path), case_id)
         raw_dtype = image.dtype
         data = {"image": image.float(), "label": label}
         try:
