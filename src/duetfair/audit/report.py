@@ -200,17 +200,20 @@ def plot_comparison(comparison: pd.DataFrame, columns: Sequence[str]) -> Any:
         lo = np.array([float(row.get(f"{c}_low", np.nan)) for c in columns])
         hi = np.array([float(row.get(f"{c}_high", np.nan)) for c in columns])
         pos = x - 0.4 + width * (j + 0.5)
-        ax.bar(pos, vals, width=width * 0.95, label=method)
-        if np.isfinite(lo).any():
-            ax.errorbar(pos, vals, yerr=np.vstack([np.nan_to_num(vals - lo), np.nan_to_num(hi - vals)]), fmt="none", ecolor="black", capsize=3, lw=1)
+        bars = ax.bar(pos, vals, width=width * 0.95, label=method)
+        ax.bar_label(bars, labels=[fmt(v) for v in vals], fontsize=7, padding=2)
+        has_ci = np.isfinite(lo) & np.isfinite(hi)
+        if has_ci.any():
+            ax.errorbar(pos[has_ci], vals[has_ci], yerr=np.vstack([vals[has_ci] - lo[has_ci], hi[has_ci] - vals[has_ci]]), fmt="none", ecolor="black", capsize=3, lw=1)
     ax.set_xticks(x, list(columns))
     finite = comparison[list(columns)].to_numpy(dtype=float)
     finite = finite[np.isfinite(finite)]
     if finite.size:
-        ax.set_ylim(max(0.0, float(finite.min()) - 0.1), min(1.05, float(finite.max()) + 0.05) if finite.max() <= 1 else float(finite.max()) * 1.05)
+        top = float(finite.max())
+        ax.set_ylim(max(0.0, float(finite.min()) - 0.1), top + 0.15 if top <= 1 else top * 1.2)
     ax.set_ylabel("score (higher is better)")
-    ax.set_title("method comparison")
-    ax.legend(fontsize=8, ncol=min(4, len(methods)), loc="lower right")
+    ax.legend(fontsize=8, ncol=min(6, len(methods)), loc="upper right")
+    ax.set_title("method comparison (error bars: 95% CI where given)")
     ax.grid(axis="y", alpha=0.3)
     return fig
 
