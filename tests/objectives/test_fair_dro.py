@@ -107,3 +107,28 @@ def test_dro_across_updates_q_and_resume(random_batch):
 def test_bad_options_rejected(bad):
     with pytest.raises(DuetfairError, match="fair_dro"):
         FairDRO(2, **bad)
+
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    data=st.lists(st.tuples(st.floats(0, 10), st.integers(-1, 3)), min_size=1, max_size=20),
+    within=st.sampled_from(["cvar", "kl", "mean"]),
+    across=st.sampled_from(["uniform", "size", "dro"]),
+    alpha=st.floats(0.05, 1.0),
+)
+def test_weights_are_a_distribution_and_robust_value_dominates_mean(data, within, across, alpha):
+    losses = torch.tensor([d[0] for d in data], dtype=torch.float64)
+    group = torch.tensor([d[1] for d in data])
+    q = torch.full((4,), 0.25, dtype=torch.float64)
+    w = fair_dro_weights(losses, group, 4, within=within, alpha=alpha, tau=0.7, across=across, q=q)
+    assert bool((w >= 0).all()) and float(w.sum()) == pytest.approx(1.0)
+    inside = within_group_weights(losses, group, 4, within=within, alpha=alpha, tau=0.7)
+    for g in group[group >= 0].unique():
+        members = group == g
+        assert float(inside[members].sum()) == pytest.approx(1.0)
+        # a robust aggregate is never below the group mean
+        assert float((inside[members] * losses[members]).sum()) >= float(losses[members].mean()) - 1e-9
