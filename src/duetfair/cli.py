@@ -188,11 +188,42 @@ def evaluate_cmd(
     if attr in dice:
         a = dice[attr]
         line += f", ES-Dice ({attr}) {a['es']:.4f}, worst group {a['worst_group']} {a['worst_mean']:.4f}"
-    console.print(line, highlight=False)
+    console.print(line, highlight=False, markup=False)
     console.print(f"wrote cases.csv, summary.json, audit.json{'' if no_report else ', report.html'} in {run_dir}",
                   highlight=False)
 
 # @@ predict @@
+@app.command("predict")
+def predict_cmd(
+    run_dir: str = typer.Argument(..., help="Run folder written by 'duetfair train'."),
+    inputs: list[str] = typer.Argument(..., help="Image files: PNG/JPG/NPY/NPZ (2D) or NIfTI (3D)."),
+    out: str = typer.Option(..., "--out", help="Output folder for the masks and predictions.csv."),
+    attr: Optional[list[str]] = typer.Option(None, "--attr", help="Patient attribute NAME=VALUE for attribute-aware models (repeatable)."),
+    checkpoint: str = typer.Option("best", "--checkpoint", help="'best' or 'last'."),
+    normalize: str = typer.Option("auto", "--normalize", help="auto, scale, zscore or none (match the training data)."),
+) -> None:
+    """Segment images with a trained run; masks keep the input's size (PNG) or geometry (NIfTI affine).
+
+    Without --attr, attribute-aware models (dMoE) use their attribute-free fallback, and say so.
+
+    Examples:
+      duetfair predict runs/fair_dro scan1.png scan2.png --out masks --attr race=Black
+      duetfair predict runs/tumour case.nii.gz --out masks
+    """
+    from duetfair.engine.predict import predict_files
+
+    attrs: dict[str, str] = {}
+    for item in attr or []:
+        if "=" not in item:
+            raise DuetfairError(f"--attr '{item}': expected NAME=VALUE, e.g. --attr race=Black")
+        key, value = item.split("=", 1)
+        attrs[key.strip()] = value.strip()
+    table = predict_files(run_dir, inputs, out, attrs=attrs, checkpoint=checkpoint, normalize=normalize)
+    if not attrs:
+        err_console.print("note: no --attr given; attribute-aware models used their attribute-free fallback "
+                          "(group unknown)", highlight=False)
+    for _, row in table.iterrows():
+        console.print(f"{row['input']} -> {row['mask']} (group: {row['group']})", highlight=False, markup=False)
 
 # @@ compare @@
 @app.command("compare")
@@ -219,32 +250,67 @@ def compare_cmd(
     typer.echo(table, nl=False)
 
 # @@ benchmark @@
+@app.command("benchmark")
+def benchmark_cmd(
+    out: str = typer.Option("runs/benchmark", "--out", help="Output folder (one sub-folder per seed and method)."),
+    task: str = typer.Option("fundus2d", "--task", help="Synthetic task: fundus2d, lesion2d or tumor3d."),
+    method: Optional[list[str]] = typer.Option(None, "--method", help="Method to include (repeatable; default: the demo's six)."),
+    seeds: int = typer.Option(3, "--seeds", help="Number of seeds (0..N-1): data and training both change."),
+    size: str = typer.Option("quick", "--size", help="quick or default (see duetfair.engine.demo.DEMO_SIZES)."),
+    set_: Optional[list[str]] = typer.Option(None, "--set", help="Extra config override for every run (repeatable)."),
+) -> None:
+    """Synthetic method comparison over several seeds: mean and bootstrap interval across seeds,
+    paired difference to ERM and a verdict per method; writes methods.md and methods.json.
+
+    Examples:
+      duetfair benchmark --seeds 3
+      duetfair benchmark --task lesion2d --method erm --method fair_dro --seeds 5 --size default
+    """
+    from duetfair.engine.demo import DEMO_METHODS, run_benchmark
+
+    if seeds < 1:
+        raise DuetfairError(f"--seeds {seeds}: expected at least 1")
+    result = run_benchmark(out, task=task, methods=method or list(DEMO_METHODS), seeds=list(range(seeds)), size=size,
+                           extra=list(set_ or []), log=lambda s: console.print(s, highlight=False, markup=False))
+    typer.echo(result["markdown"], nl=False)
+    console.print(f"wrote {out}/methods.md and {out}/methods.json", highlight=False, markup=False)
 
 # @@ demo @@
 @app.command("demo")
 def demo_cmd(
-    out: str = typer.Option("demo_output", "--out", help="Output folder (cases.csv, audit.json, audit.md, report.html)."),
-    n: int = typer.Option(2000, "--n", help="Number of synthetic cases."),
+    out: str = typer.Option("runs/demo", "--out", help="Output folder (one run per method, comparison.md/json/csv, report.html)."),
+    quick: bool = typer.Option(False, "--quick", help="Small sizes: about 3 minutes on 2 CPU cores (default size: about 15)."),
+    table_only: bool = typer.Option(False, "--table-only", help="No training: simulate a per-case results table and audit it (seconds)."),
+    n: Optional[int] = typer.Option(None, "--n", help="Number of simulated cases of the table demo (implies --table-only; default 2000)."),
     seed: int = typer.Option(0, "--seed", help="Random seed."),
-    bootstrap: int = typer.Option(1000, "--bootstrap", help="Bootstrap resamples for the intervals."),
+    bootstrap: int = typer.Option(1000, "--bootstrap", help="--table-only: bootstrap resamples for the intervals."),
 ) -> None:
-    """Simulate a realistic per-case results table and audit it.
+    """Train ERM, GroupDRO, FEBS, MoE, dMoE and FairDRO on the synthetic fundus benchmark (race
+    groups, hidden hard subtype), evaluate them, print the comparison table and write the report.
 
-    The table has imbalanced race groups, sex, continuous age, four sites and a hidden hard subtype
-    inside the groups; the audit shows how group means, CVaR10 and divergent subgroups expose it.
-
-    Example: duetfair demo --out demo_output --n 2000
+    Examples:
+      duetfair demo --quick
+      duetfair demo --out runs/demo
+      duetfair demo --table-only --out demo_table
     """
-    from duetfair.audit.report import render_summary
-    from duetfair.audit.simulate import run_table_demo
+    if table_only or n is not None:
+        from duetfair.audit.report import render_summary
+        from duetfair.audit.simulate import run_table_demo
 
-    if n < 10:
-        raise DuetfairError(f"--n {n}: expected at least 10 cases")
-    result = run_table_demo(out, n=n, seed=seed, n_boot=bootstrap)
-    typer.echo(render_summary(result["audit"]), nl=False)
-    for name, path in result["paths"].items():
-        console.print(f"wrote {name}: {path}")
+        n = 2000 if n is None else n
+        if n < 10:
+            raise DuetfairError(f"--n {n}: expected at least 10 cases")
+        result = run_table_demo(out, n=n, seed=seed, n_boot=bootstrap)
+        typer.echo(render_summary(result["audit"]), nl=False)
+        for name, path in result["paths"].items():
+            console.print(f"wrote {name}: {path}")
+        return
+    from duetfair.engine.demo import run_demo
 
+    table = run_demo(out, quick=quick, seed=seed, log=lambda s: console.print(s, highlight=False, markup=False))
+    typer.echo(table, nl=False)
+    console.print(f"wrote {out}/comparison.md, comparison.json, comparison.csv and report.html "
+                  f"(per-method runs in {out}/<method>/)", highlight=False, markup=False)
 
 
 def main(argv: Optional[list[str]] = None) -> None:

@@ -291,9 +291,8 @@ def evaluate_run(
     if report:
         from duetfair.audit.report import render_html
 
-        from duetfair.io import write_text
-
-        write_text(root / "report.html", render_html(audit, title=f"duetfair evaluation: {run.get('name', root.name)} ({split})"))
+        render_html(audit, root / "report.html", cases=frame,
+                    title=f"duetfair evaluation: {run.get('name', root.name)} ({split})")
     return summary
 
 

@@ -1,0 +1,236 @@
+"""``duetfair demo`` and ``duetfair benchmark``: train, evaluate and compare fairness methods on the
+synthetic benchmark.
+
+The demo trains ERM, GroupDRO, FEBS, MoE, dMoE and FairDRO (dMoE + subgroup-conditioned DRO, the
+DuetFair pairing) on the synthetic fundus task (race groups, hidden hard subtype) with a CPU-sized
+ViT, evaluates every run on the test split, prints the comparison table and writes
+``comparison.{md,json,csv}`` and ``report.html``. Sizes: :data:`DEMO_SIZES` (``quick`` for tests and
+a first look, ``default`` for a comparison that means something).
+
+The benchmark repeats the comparison over several seeds (data and training) and reports, per method,
+the mean over seeds with a percentile bootstrap interval across seeds, and the paired difference to
+ERM. Nothing is tuned per method: every method gets the same data, model size, epochs and optimiser.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence
+
+import numpy as np
+import pandas as pd
+
+from duetfair.errors import DuetfairError, require
+
+DEMO_METHODS: tuple[str, ...] = ("erm", "group_dro", "febs", "moe", "dmoe", "fair_dro")
+
+_TINY_VIT = ["model.args.preset=tiny", "model.args.dim=64", "model.args.depth=2", "model.args.heads=2",
+             "model.args.patch_size=4", "model.args.head_channels=32", "model.args.decoder_channels=[16,16]"]
+
+#: ``--set`` overrides of the demo sizes (applied on top of ``<task>_<method>`` configs)
+DEMO_SIZES: dict[str, list[str]] = {
+    "quick": _TINY_VIT + ["data.args.n_train=128", "data.args.n_val=48", "data.args.n_test=96",
+                          "data.args.image_size=32", "train.epochs=4", "train.batch_size=16",
+                          "train.eval_batch_size=48", "optim.lr=3e-3", "eval.metrics=[dice,iou]",
+                          "schedule.warmup_epochs=0"],
+    "default": _TINY_VIT + ["data.args.n_train=384", "data.args.n_val=96", "data.args.n_test=256",
+                            "data.args.image_size=48", "train.epochs=12", "train.batch_size=16",
+                            "train.eval_batch_size=64", "optim.lr=3e-3", "eval.metrics=[dice,iou,hd95]"],
+}
+DISPLAY = {"erm": "ERM", "group_dro": "GroupDRO", "febs": "FEBS", "adversarial": "Adversarial", "moe": "MoE",
+           "dmoe": "dMoE", "fair_dro": "FairDRO (dMoE + DRO)", "divergence": "Divergence (FairMedSeg)",
+           "cvar": "CVaR", "focal": "Focal"}
+
+Log = Callable[[str], None]
+
+
+def _run_completed(run_dir: Path, config_hash: str) -> bool:
+    """A finished run of the same config (re-running the demo reuses it)."""
+    info = run_dir / "run.json"
+    if not info.is_file() or not (run_dir / "summary.json").is_file():
+        return False
+    run = json.loads(info.read_text(encoding="utf-8"))
+    return run.get("status") == "completed" and run.get("config_hash") == config_hash
+
+
+def train_and_evaluate(task: str, method: str, run_dir: Path, overrides: Sequence[str], *, n_boot: int,
+                       log: Log = print) -> Path:
+    """Train ``<task>_<method>`` with ``overrides`` into ``run_dir`` and evaluate it (test split)."""
+    from duetfair.engine.config import load_config
+    from duetfair.engine.evaluate import evaluate_run
+    from duetfair.engine.trainer import train
+
+    cfg = load_config(f"{task}_{method}", [*overrides, f"output_dir={run_dir}", "train.progress=false"])
+    if _run_completed(run_dir, cfg.config_hash()):
+        log(f"  {DISPLAY.get(method, method)}: reusing finished run {run_dir}")
+        return run_dir
+    if (run_dir / "checkpoints" / "last.pt").exists():
+        raise DuetfairError(f"{run_dir} holds an unfinished or different run; remove it or choose another --out")
+    result = train(cfg, run_dir)
+    if result.status != "completed":
+        raise KeyboardInterrupt
+    summary = evaluate_run(run_dir, n_boot=n_boot)
+    log(f"  {DISPLAY.get(method, method)}: test Dice {summary['dice']:.3f} (best epoch {result.best_epoch})")
+    return run_dir
+
+
+def run_methods(out: str | Path, *, task: str = "fundus2d", methods: Sequence[str] = DEMO_METHODS,
+                size: str = "quick", seed: int = 0, extra: Sequence[str] = (), n_boot: int = 1000,
+                log: Log = print) -> list[Path]:
+    """Train and evaluate every method into ``out/<method>``; returns the run folders."""
+    from duetfair.engine.config import list_packaged_configs
+
+    require(size in DEMO_SIZES, f"size '{size}': expected one of {sorted(DEMO_SIZES)}")
+    available = set(list_packaged_configs())
+    for m in methods:
+        require(f"{task}_{m}" in available, f"method '{m}' has no packaged config for task '{task}' ({task}_{m}.yaml)")
+    overrides = [*DEMO_SIZES[size], f"seed={seed}", f"data.args.seed={seed}", *extra]
+    root = Path(out)
+    return [train_and_evaluate(task, m, root / m, overrides, n_boot=n_boot, log=log) for m in methods]
+
+
+def comparison_frame(df: pd.DataFrame) -> pd.DataFrame:
+    """Compare table -> the report's comparison frame (``method``, scores, ``_low``/``_high``)."""
+    out = pd.DataFrame({"method": df["method"]})
+    for col, name in (("dice", "dice"), ("es_dice", "es_dice"), ("iou", "iou"), ("es_iou", "es_iou")):
+        out[name] = df[col]
+        out[f"{name}_low"] = [ci[0] for ci in df[f"{col}_ci"]]
+        out[f"{name}_high"] = [ci[1] for ci in df[f"{col}_ci"]]
+    out["worst_group_dice"] = df["worst_dice"]
+    out["cvar10"] = df["worst_cvar10"]
+    return out
+
+
+def run_demo(out: str | Path = "runs/demo", *, quick: bool = False, methods: Sequence[str] = DEMO_METHODS,
+             seed: int = 0, log: Log = print) -> str:
+    """The full demo (see the module docstring); returns the Markdown comparison table."""
+    from duetfair.audit.report import render_html
+    from duetfair.engine.compare import compare_runs, format_table
+    from duetfair.io import write_text
+
+    root = Path(out)
+    size = "quick" if quick else "default"
+    log(f"training {len(methods)} methods on the synthetic fundus benchmark ({size} size) into {root}")
+    runs = run_methods(root, methods=methods, size=size, seed=seed, n_boot=200 if quick else 1000, log=log)
+    names = [DISPLAY.get(m, m) for m in methods]
+    table = compare_runs(runs, names=names)
+    md = format_table(table, "md")
+    write_text(root / "comparison.md", md)
+    write_text(root / "comparison.json", format_table(table, "json"))
+    write_text(root / "comparison.csv", format_table(table, "csv"))
+    best_run = runs[-1]
+    audit = json.loads((best_run / "audit.json").read_text(encoding="utf-8"))
+    cases = pd.read_csv(best_run / "cases.csv")
+    render_html(audit, root / "report.html", comparison=comparison_frame(table),
+                cases=_case_level(cases),
+                title=f"duetfair demo: method comparison (audit shown: {names[-1]})")
+    return md
+
+
+def _case_level(cases: pd.DataFrame) -> pd.DataFrame:
+    """Mean over classes per case, keeping attribute and hidden-subtype columns."""
+    keep = [c for c in cases.columns if c not in ("class", "dice", "iou", "hd95", "normhd", "nsd", "n_ref", "n_pred")]
+    scores = cases.groupby("case_id", sort=False)[[c for c in ("dice", "iou") if c in cases]].mean().reset_index()
+    return scores.merge(cases[keep].drop_duplicates("case_id"), on="case_id", how="left")
+
+
+# ---- multi-seed benchmark -------------------------------------------------------------------------
+
+BENCH_COLUMNS = ("es_dice", "dice", "es_iou", "iou", "worst_dice", "worst_cvar10", "hidden_dice")
+
+
+def seed_ci(values: np.ndarray, n_boot: int = 2000, seed: int = 0, level: float = 0.95) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean of per-seed ``values`` (resampling seeds)."""
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    if v.size < 2:
+        return (float("nan"), float("nan"))
+    rng = np.random.default_rng(seed)
+    means = v[rng.integers(0, v.size, size=(n_boot, v.size))].mean(axis=1)
+    lo, hi = np.percentile(means, [100 * (1 - level) / 2, 100 * (1 + level) / 2])
+    return float(lo), float(hi)
+
+
+def aggregate_seeds(per_seed: pd.DataFrame, baseline: str = "erm") -> pd.DataFrame:
+    """Per method: mean over seeds and bootstrap interval across seeds of every headline column,
+    and the paired difference to ``baseline`` (same seed) with its interval."""
+    rows = []
+    base = per_seed[per_seed["key"] == baseline].set_index("seed")
+    for key, part in per_seed.groupby("key", sort=False):
+        row: dict[str, Any] = {"method": part["method"].iloc[0], "key": key, "n_seeds": int(len(part))}
+        for col in BENCH_COLUMNS:
+            if col not in part:
+                continue
+            vals = part[col].to_numpy(dtype=float)
+            row[col] = float(np.nanmean(vals)) if np.isfinite(vals).any() else float("nan")
+            row[f"{col}_ci"] = list(seed_ci(vals))
+            if len(base) and col in base:
+                diff = part.set_index("seed")[col] - base[col].reindex(part["seed"]).to_numpy()
+                d = diff.to_numpy(dtype=float)
+                row[f"{col}_vs_{baseline}"] = float(np.nanmean(d)) if np.isfinite(d).any() else float("nan")
+                row[f"{col}_vs_{baseline}_ci"] = list(seed_ci(d))
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _fmt(v: float, ci: Sequence[float] | None, signed: bool = False) -> str:
+    if v is None or not math.isfinite(v):
+        return "-"
+    s = f"{v:+.3f}" if signed else f"{v:.3f}"
+    if ci and all(math.isfinite(c) for c in ci):
+        s += f" ({ci[0]:+.3f} to {ci[1]:+.3f})" if signed else f" ({ci[0]:.3f}-{ci[1]:.3f})"
+    return s
+
+
+def benchmark_markdown(agg: pd.DataFrame, baseline: str = "erm") -> str:
+    """Markdown table of :func:`aggregate_seeds`: best mean per column in bold, and a verdict column
+    saying whether the method beat the baseline on ES-Dice and worst-group Dice (interval above 0)."""
+    cols = [c for c in BENCH_COLUMNS if c in agg.columns]
+    best = {c: agg[c].max() for c in cols if agg[c].notna().any()}
+    header = ["Method", "seeds"] + [c for c in cols] + [f"ES-Dice vs {baseline}", f"worst-group Dice vs {baseline}", "verdict"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    for _, r in agg.iterrows():
+        cells = [str(r["method"]), str(r["n_seeds"])]
+        for c in cols:
+            text = _fmt(r[c], r.get(f"{c}_ci"))
+            cells.append(f"**{text}**" if c in best and r[c] == best[c] else text)
+        verdict = []
+        for c in ("es_dice", "worst_dice"):
+            d, ci = r.get(f"{c}_vs_{baseline}"), r.get(f"{c}_vs_{baseline}_ci")
+            cells.append(_fmt(d, ci, signed=True) if r["key"] != baseline else "-")
+            if r["key"] != baseline and ci is not None and all(math.isfinite(x) for x in ci):
+                verdict.append(f"{c}: " + ("better" if ci[0] > 0 else "worse" if ci[1] < 0 else "no clear difference"))
+        cells.append("; ".join(verdict) if verdict else ("baseline" if r["key"] == baseline else "n/a (1 seed)"))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def run_benchmark(out: str | Path, *, task: str = "fundus2d", methods: Sequence[str] = DEMO_METHODS,
+                  seeds: Sequence[int] = (0, 1, 2), size: str = "quick", extra: Sequence[str] = (),
+                  n_boot: int = 200, log: Log = print) -> dict[str, Any]:
+    """Method comparison over ``seeds``; writes ``methods.md`` / ``methods.json`` into ``out``."""
+    from duetfair.engine.compare import run_row
+    from duetfair.io import write_json, write_text
+
+    require(len(seeds) >= 1, "benchmark: give at least one seed")
+    root = Path(out)
+    rows = []
+    for s in seeds:
+        log(f"seed {s}")
+        runs = run_methods(root / f"seed{s}", task=task, methods=methods, size=size, seed=int(s), extra=extra,
+                           n_boot=n_boot, log=log)
+        for m, run in zip(methods, runs):
+            row = run_row(run, name=DISPLAY.get(m, m))
+            rows.append({"key": m, "seed": int(s), **{k: v for k, v in row.items() if not k.endswith("_ci")}})
+    per_seed = pd.DataFrame(rows)
+    baseline = "erm" if "erm" in methods else methods[0]
+    agg = aggregate_seeds(per_seed, baseline)
+    md = benchmark_markdown(agg, baseline)
+    write_text(root / "methods.md", md)
+    result = {"task": task, "size": size, "seeds": list(map(int, seeds)), "methods": list(methods),
+              "baseline": baseline, "aggregate": agg.to_dict(orient="records"),
+              "per_seed": per_seed.to_dict(orient="records")}
+    write_json(root / "methods.json", result)
+    return {"markdown": md, **result}
