@@ -88,16 +88,18 @@ class DenseEquivalent(nn.Module):
         return self.mlp(rep).view(B, N, self.top_k, C).sum(2)
 
 
-def time_fn(fn: Callable[[], None], repeats: int, warmup: int = 2) -> float:
-    """Median wall time of ``fn`` in milliseconds."""
+def time_interleaved(fns: dict[str, Callable[[], None]], repeats: int, warmup: int = 2) -> dict[str, float]:
+    """Median wall time (ms) of each function, run round-robin so machine load hits all alike."""
     for _ in range(warmup):
-        fn()
-    times = []
+        for fn in fns.values():
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times)
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append((time.perf_counter() - t0) * 1e3)
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def fwd_bwd(module: nn.Module, x: torch.Tensor, group: torch.Tensor, grad: torch.Tensor) -> Callable[[], None]:
@@ -121,7 +123,7 @@ def bench_layers(repeats: int) -> list[dict]:
             "loop_reference": LoopReferenceMoE(C, NUM_GROUPS, NUM_EXPERTS, TOP_K).train(),
             "dense_equivalent": DenseEquivalent(C, TOP_K).train(),
         }
-        ms = {k: time_fn(fwd_bwd(m, x, group, grad), repeats) for k, m in impls.items()}
+        ms = time_interleaved({k: fwd_bwd(m, x, group, grad) for k, m in impls.items()}, repeats)
         rows.append({
             "shape": name, "B": B, "N": N, "C": C, **{f"{k}_ms": round(v, 3) for k, v in ms.items()},
             "ours_over_dense": round(ms["ours"] / ms["dense_equivalent"], 3),
@@ -135,11 +137,11 @@ def bench_models(repeats: int) -> list[dict]:
 
     setups = [
         ("vit_seg tiny 2D", "vit_seg", "vit_seg_dmoe", dict(in_channels=3, num_classes=3, img_size=64, preset="tiny"), (4, 3, 64, 64)),
-        ("resunet3d f=8 3D", "resunet3d", "resunet3d_dmoe", dict(in_channels=1, num_classes=2, img_size=32, feature_size=8), (1, 1, 32, 32, 32)),
+        ("resunet3d f=4 3D", "resunet3d", "resunet3d_dmoe", dict(in_channels=1, num_classes=2, img_size=(64, 64, 64), feature_size=4), (1, 1, 64, 64, 64)),
     ]
     rows = []
     for label, base, dmoe, kwargs, shape in setups:
-        times, flops = {}, {}
+        steps, flops = {}, {}
         for variant in (base, dmoe):
             torch.manual_seed(0)
             model = build_model(variant, num_groups=NUM_GROUPS, **kwargs).train()
@@ -154,8 +156,9 @@ def bench_models(repeats: int) -> list[dict]:
                 loss.backward()
                 opt.step()
 
-            times[variant] = time_fn(step, max(3, repeats // 4))
-            flops[variant] = count_params_flops(model.eval(), shape, group=group)
+            steps[variant] = step
+            flops[variant] = count_params_flops(model, shape, group=group)
+        times = time_interleaved(steps, max(3, repeats // 4), warmup=1)
         rows.append({
             "model": label, "input": list(shape),
             "step_ms": round(times[base], 2), "step_ms_dmoe": round(times[dmoe], 2),
