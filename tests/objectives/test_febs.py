@@ -29,7 +29,7 @@ def test_loss_matches_manual_composition():
     logits, target = _batch()
     group = torch.tensor([0, 1, 0, -1, 1])
     obj = FEBS(3)
-    loss = obj(torch.zeros(5, dtype=torch.float64), group, logits=logits, target=target)
+    loss = obj(PerCaseDiceCE()(logits, target), group, logits=logits, target=target)
     probs = torch.softmax(logits, 1)
     onehot = torch.nn.functional.one_hot(target[:, 0], 3).movedim(-1, 1).double()
     group_loss = []
@@ -60,10 +60,40 @@ def test_worse_group_gets_more_gradient_pressure():
 def test_single_group_and_all_unknown():
     logits, target = _batch(2)
     obj = FEBS(2)
-    obj(torch.zeros(5, dtype=torch.float64), torch.ones(5, dtype=torch.long), logits=logits, target=target)
+    losses = PerCaseDiceCE()(logits, target)
+    obj(losses, torch.ones(5, dtype=torch.long), logits=logits, target=target)
     assert obj.scale.tolist() == pytest.approx([TANH1, TANH1])
-    loss = obj(torch.zeros(5, dtype=torch.float64), torch.full((5,), -1), logits=logits, target=target)
+    loss = obj(losses, torch.full((5,), -1), logits=logits, target=target)
     dice, ce = PerCaseDiceCE().components(logits, target, prob_scale=torch.full((5,), TANH1))
+    torch.testing.assert_close(loss, (0.5 * dice + 0.5 * ce).mean())
+
+
+@pytest.mark.parametrize("options", [dict(include_background=False), dict(weight=[0.5, 1.0, 2.0]),
+                                     dict(weight=[0.5, 1.0, 2.0], include_background=False)])
+def test_matches_scaled_per_case_loss_with_options(options):
+    logits, target = _batch(3)
+    logits.requires_grad_(True)
+    group = torch.tensor([0, 1, 1, 0, 1])
+    loss_fn = PerCaseDiceCE(**options)
+    obj = FEBS(2, **options)
+    loss = obj(loss_fn(logits, target), group, logits=logits, target=target)
+    scale = obj.scale[group].double()
+    dice, ce = loss_fn.components(logits, target, prob_scale=scale)
+    expected = (0.5 * dice + 0.5 * ce).mean()
+    torch.testing.assert_close(loss, expected)
+    g1, = torch.autograd.grad(loss, logits)
+    g2, = torch.autograd.grad(expected, logits)
+    torch.testing.assert_close(g1, g2)
+
+
+def test_binary_single_channel():
+    g = torch.Generator().manual_seed(4)
+    logits = torch.randn(4, 1, 5, 5, generator=g, dtype=torch.float64)
+    target = torch.randint(0, 2, (4, 1, 5, 5), generator=g)
+    group = torch.tensor([0, 0, 1, 1])
+    obj = FEBS(2)
+    loss = obj(PerCaseDiceCE()(logits, target), group, logits=logits, target=target)
+    dice, ce = PerCaseDiceCE().components(logits, target, prob_scale=obj.scale[group].double())
     torch.testing.assert_close(loss, (0.5 * dice + 0.5 * ce).mean())
 
 

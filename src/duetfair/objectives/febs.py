@@ -14,8 +14,12 @@ neutral ratio 1 (scale ``tanh(1)``, the scale of the best group). Scales are det
 term is per case (MONAI's default) so the loss is exactly a mean of per-case terms under DDP; the
 group statistics ``L_g`` are all-reduced.
 
-FEBS needs ``logits`` and ``target``: it recomputes its per-case Dice + CE with its own options (give
-it the same options as the per-case loss); the ``losses`` argument is only validated.
+FEBS needs ``logits`` and ``target``. It does not recompute the whole loss: from one pass of per-case,
+per-class soft-Dice statistics (intersection ``I``, prediction sum ``P``, reference sum ``T``) it gets
+both the group losses and the scaled Dice in closed form (``I -> w I``, ``P -> w P``), and returns
+``mean_i [l_i + lambda_dice * (Dice_i(w p_i) - Dice_i(p_i))]``. With ``losses`` from
+:class:`~duetfair.objectives.per_case.PerCaseDiceCE` with the same Dice options this is exactly
+``mean_i [lambda_ce CE_i + lambda_dice Dice_i(w p_i)]``, at the cost of one extra statistics pass.
 """
 
 from __future__ import annotations
@@ -29,7 +33,6 @@ import torch.nn.functional as F
 from duetfair.errors import require
 from duetfair.objectives.base import Objective, erm_weights, weighted_loss
 from duetfair.objectives.distributed import group_sums
-from duetfair.objectives.per_case import PerCaseDiceCE
 
 __all__ = ["FEBS", "febs_group_scales", "TANH1"]
 
@@ -63,8 +66,9 @@ class FEBS(Objective):
     Args:
         num_groups: number of groups ``G``.
         gamma: exponent of the error-bound ratio (reference: 1).
-        lambda_dice, lambda_ce, include_background, weight, smooth_nr, smooth_dr: options of the
-            per-case Dice + CE (see :class:`~duetfair.objectives.per_case.PerCaseDiceCE`).
+        lambda_dice: weight of the Dice term in the per-case loss (reference: 0.5).
+        include_background, weight, smooth_nr, smooth_dr: Dice options, as given to
+            :class:`~duetfair.objectives.per_case.PerCaseDiceCE` for ``losses``.
 
     Example::
 
@@ -75,54 +79,66 @@ class FEBS(Objective):
     requires = frozenset({"logits", "target"})
 
     def __init__(
-        self, num_groups: int, *, gamma: float = 1.0, lambda_dice: float = 0.5, lambda_ce: float = 0.5,
-        include_background: bool = True, weight: Sequence[float] | None = None,
-        smooth_nr: float = 1e-5, smooth_dr: float = 1e-5,
+        self, num_groups: int, *, gamma: float = 1.0, lambda_dice: float = 0.5, include_background: bool = True,
+        weight: Sequence[float] | None = None, smooth_nr: float = 1e-5, smooth_dr: float = 1e-5,
     ) -> None:
         super().__init__(num_groups)
         require(gamma > 0, f"febs: gamma must be > 0, got {gamma}")
-        self.gamma = float(gamma)
+        require(lambda_dice >= 0, f"febs: lambda_dice must be >= 0, got {lambda_dice}")
+        self.gamma, self.lambda_dice = float(gamma), float(lambda_dice)
         self.smooth_nr, self.smooth_dr = float(smooth_nr), float(smooth_dr)
         self.include_background = include_background
-        self.per_case = PerCaseDiceCE(include_background=include_background, lambda_dice=lambda_dice,
-                                      lambda_ce=lambda_ce, weight=weight, smooth_nr=smooth_nr, smooth_dr=smooth_dr)
+        w = None if weight is None else torch.as_tensor(weight, dtype=torch.float32).reshape(-1)
+        self.register_buffer("class_weight", w, persistent=False)
         self.register_buffer("scale", torch.full((num_groups,), TANH1))
         self.register_buffer("group_dice_loss", torch.zeros(num_groups))
 
     def compute(self, losses: torch.Tensor, group: torch.Tensor, *, logits: torch.Tensor,
                 target: torch.Tensor) -> torch.Tensor:
-        """Mean over cases of the FEBS-scaled Dice + CE (``logits [B, K, *sp]``, ``target [B, 1, *sp]``)."""
+        """Mean over cases of ``l_i`` with its Dice term replaced by the FEBS-scaled Dice."""
         require(logits.shape[0] == losses.shape[0],
                 f"febs: logits batch {logits.shape[0]} does not match losses batch {losses.shape[0]}")
-        group_loss, counts = self._group_dice_loss(logits, target, group)
+        inter, pred, ref = self._dice_stats(logits, target)  # [B, C] each, differentiable
+        sums, counts = group_sums(torch.stack([inter, pred, ref], dim=1), group, self.num_groups)
+        group_loss = (1 - self._dice(*sums.unbind(1))).sum(dim=1)
         scale = febs_group_scales(group_loss, counts, self.gamma)
         self.scale.copy_(scale.to(self.scale))
         self.group_dice_loss.copy_(group_loss.to(self.group_dice_loss))
-        per_case_scale = torch.where(group >= 0, scale[group.clamp_min(0)], torch.full_like(scale[:1], TANH1))
-        dice, ce = self.per_case.components(logits, target, prob_scale=per_case_scale.detach())
-        per_case = self.per_case.lambda_dice * dice + self.per_case.lambda_ce * ce
+        case_scale = torch.where(group >= 0, scale[group.clamp_min(0)], torch.full_like(scale[:1], TANH1))
+        w = case_scale.detach().to(inter.dtype)[:, None]
+        shift = self._class_mean(self._dice(inter, pred, ref) - self._dice(w * inter, w * pred, ref))
+        per_case = losses + self.lambda_dice * shift
         return weighted_loss(per_case, erm_weights(per_case))
 
-    def _group_dice_loss(self, logits: torch.Tensor, target: torch.Tensor,
-                         group: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Pooled soft Dice loss ``[G]`` (summed over classes) and global counts ``[G]`` (detached)."""
-        with torch.no_grad():
-            tgt = target if target.ndim == logits.ndim else target.unsqueeze(1)
-            k = logits.shape[1]
-            if k == 1:
-                probs = torch.sigmoid(logits.float())
-                onehot = tgt.float()
-            else:
-                probs = torch.softmax(logits.float(), dim=1)
-                onehot = F.one_hot(tgt[:, 0].long(), k).movedim(-1, 1).float()
-                if not self.include_background:
-                    probs, onehot = probs[:, 1:], onehot[:, 1:]
-            dims = tuple(range(2, probs.ndim))
-            stats = torch.stack([(probs * onehot).sum(dims), probs.sum(dims), onehot.sum(dims)], dim=1)
-            sums, counts = group_sums(stats, group, self.num_groups)  # [G, 3, C]
-            inter, pred, ref = sums.unbind(1)
-            dice = (2 * inter + self.smooth_nr) / (pred + ref + self.smooth_dr)
-            return (1 - dice).sum(dim=1), counts
+    def _dice(self, inter: torch.Tensor, pred: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+        """Soft Dice coefficient from its sums (MONAI's smoothing)."""
+        return (2 * inter + self.smooth_nr) / (pred + ref + self.smooth_dr)
+
+    def _class_mean(self, values: torch.Tensor) -> torch.Tensor:
+        """Mean over classes ``[B, C] -> [B]``, class-weighted like MONAI ``DiceLoss``."""
+        if self.class_weight is not None and values.shape[1] > 1:
+            cw = self.class_weight if self.include_background else self.class_weight[1:]
+            require(cw.numel() == values.shape[1],
+                    f"febs: {self.class_weight.numel()} class weights for {values.shape[1] + (not self.include_background)} classes")
+            values = values * cw.to(values)
+        return values.mean(dim=1)
+
+    def _dice_stats(self, logits: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Per-case, per-class soft-Dice sums ``(I, P, T)``, each ``[B, C]``."""
+        tgt = target if target.ndim == logits.ndim else target.unsqueeze(1)
+        require(tgt.shape[0] == logits.shape[0] and tgt.shape[2:] == logits.shape[2:] and tgt.shape[1] == 1,
+                f"febs: target must be a class map [B, 1, *spatial] matching logits {tuple(logits.shape)}, "
+                f"got {tuple(target.shape)}")
+        k = logits.shape[1]
+        if k == 1:
+            probs, onehot = torch.sigmoid(logits), tgt.to(logits.dtype)
+        else:
+            probs = torch.softmax(logits, dim=1)
+            onehot = F.one_hot(tgt[:, 0].long(), k).movedim(-1, 1).to(logits.dtype)
+            if not self.include_background:
+                probs, onehot = probs[:, 1:], onehot[:, 1:]
+        dims = tuple(range(2, probs.ndim))
+        return (probs * onehot).sum(dims), probs.sum(dims), onehot.sum(dims)
 
     def log_values(self) -> dict[str, float]:
         """Last batch's group scales ``w_g`` and pooled group Dice losses ``L_g``."""
