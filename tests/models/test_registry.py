@@ -175,3 +175,14 @@ def test_input_errors() -> None:
     unet3 = _build("resunet3d")
     with pytest.raises(DuetfairError, match="divisible"):
         unet3(torch.randn(1, 1, 48, 40))
+
+
+def test_resunet_small_inputs_switch_norm() -> None:
+    torch.manual_seed(0)
+    model = build_model("resunet3d_dmoe", in_channels=1, num_classes=2, num_groups=2, img_size=[32, 32, 32],
+                        feature_size=2, moe_kwargs=dict(num_experts=2)).train()
+    logits = model(torch.randn(1, 1, 32, 32, 32), torch.tensor([1]))
+    assert logits.shape == (1, 2, 32, 32, 32) and torch.isfinite(logits).all()
+    plain = build_model("resunet3d", in_channels=1, num_classes=2, spatial_dims=3, feature_size=2).train()
+    with pytest.raises(DuetfairError, match=">= 64"):
+        plain(torch.randn(1, 1, 32, 32, 32))

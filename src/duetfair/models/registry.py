@@ -90,7 +90,7 @@ def _vit(moe: str) -> Callable[..., nn.Module]:
 def _resunet(moe: str) -> Callable[..., nn.Module]:
     def build(*, in_channels: int, num_classes: int, num_groups, img_size=None, spatial_dims=None, **kw) -> nn.Module:
         sd = _spatial_dims(img_size, spatial_dims, 3)
-        return ResUNet(in_channels, num_classes, num_groups, spatial_dims=sd, moe=moe, **kw)
+        return ResUNet(in_channels, num_classes, num_groups, spatial_dims=sd, moe=moe, img_size=img_size, **kw)
 
     return build
 

@@ -5,7 +5,7 @@ channels) followed by five stride-2 residual encoder stages with ``f, f, 2f, 4f,
 After every stage, when MoE is on, a separate MoE treats every voxel as a token and is added as a
 residual (``h = h + moe(h, group)``). The decoder has five MONAI ``UnetrUpBlock`` s (transposed
 conv x2, concatenation with the skip, residual block) back to full resolution, then a 1x1 conv
-head. Input sizes must be divisible by 32 (and >= 64 in training with instance norm).
+head. Input sizes must be divisible by 32 (see ``img_size`` for inputs smaller than 64).
 """
 
 from __future__ import annotations
@@ -36,7 +36,10 @@ class ResUNet(SegmentationModel):
         feature_size: ``f`` (paper: 24 or 48).
         spatial_dims: 3 (default) or 2.
         moe: ``"none"``, ``"moe"`` (attribute-blind) or ``"dmoe"``.
-        norm_name: MONAI norm of the residual blocks (default instance norm).
+        norm_name: MONAI norm of the residual blocks (default instance norm, as the reference).
+        img_size: expected input size (optional). When given with instance norm and smaller than
+            64, the deepest stage would hold a single voxel, on which instance norm is undefined:
+            the blocks then use a one-group GroupNorm (normalises over channels and voxels).
         moe_kwargs: passed to :class:`DistributionAwareMoE`.
 
     ``forward(image [B, C, *S], group)`` -> logits ``[B, num_classes, *S]``; features are the
@@ -53,6 +56,7 @@ class ResUNet(SegmentationModel):
         spatial_dims: int = 3,
         moe: Literal["none", "moe", "dmoe"] = "none",
         norm_name: str | tuple = "instance",
+        img_size: int | Sequence[int] | None = None,
         moe_kwargs: dict | None = None,
     ) -> None:
         super().__init__()
@@ -61,6 +65,10 @@ class ResUNet(SegmentationModel):
         require(spatial_dims in (2, 3), f"spatial_dims: expected 2 or 3, got {spatial_dims}")
         require(moe in ("none", "moe", "dmoe"), f"moe: expected 'none', 'moe' or 'dmoe', got {moe!r}")
         self.in_channels, self.num_classes, self.spatial_dims, self.moe_mode = in_channels, num_classes, spatial_dims, moe
+        if img_size is not None and "instance" in str(norm_name).lower():
+            sizes = [img_size] * spatial_dims if isinstance(img_size, int) else list(img_size)
+            if min(sizes) < 2 ** (len(STAGE_MULTIPLIERS) + 1):
+                norm_name = ("group", {"num_groups": 1})
         self._instance_norm = "instance" in str(norm_name).lower()
         f, sd = feature_size, spatial_dims
         chans = [f * m for m in STAGE_MULTIPLIERS]
