@@ -104,8 +104,11 @@ def comparison_frame(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def run_demo(out: str | Path = "runs/demo", *, quick: bool = False, methods: Sequence[str] = DEMO_METHODS,
-             seed: int = 0, log: Log = print) -> str:
-    """The full demo (see the module docstring); returns the Markdown comparison table."""
+             seed: int = 0, extra: Sequence[str] = (), log: Log = print) -> str:
+    """The full demo (see the module docstring); returns the Markdown comparison table.
+
+    ``extra``: further ``--set`` overrides applied to every run (after the demo size).
+    """
     from duetfair.audit.report import render_html
     from duetfair.engine.compare import compare_runs, format_table
     from duetfair.io import write_text
@@ -113,7 +116,8 @@ def run_demo(out: str | Path = "runs/demo", *, quick: bool = False, methods: Seq
     root = Path(out)
     size = "quick" if quick else "default"
     log(f"training {len(methods)} methods on the synthetic fundus benchmark ({size} size) into {root}")
-    runs = run_methods(root, methods=methods, size=size, seed=seed, n_boot=200 if quick else 1000, log=log)
+    runs = run_methods(root, methods=methods, size=size, seed=seed, extra=extra, n_boot=200 if quick else 1000,
+                       log=log)
     names = [DISPLAY.get(m, m) for m in methods]
     table = compare_runs(runs, names=names)
     md = format_table(table, "md")

@@ -123,3 +123,15 @@ def all_reduce_mean(value: torch.Tensor, info: Optional[DistInfo] = None) -> tor
     out = value.detach().clone()
     dist.all_reduce(out, op=dist.ReduceOp.SUM)
     return out / info.world_size
+
+
+def average_buffers(module: torch.nn.Module, info: Optional[DistInfo] = None) -> None:
+    """Average floating-point buffers (BatchNorm running statistics) over ranks in place, so every
+    rank validates and checkpoints the same model (DDP only broadcasts buffers before a forward)."""
+    info = info or current_info()
+    if not info.enabled:
+        return
+    for buf in module.buffers():
+        if buf.is_floating_point():
+            dist.all_reduce(buf.data, op=dist.ReduceOp.SUM)
+            buf.data /= info.world_size

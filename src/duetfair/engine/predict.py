@@ -48,7 +48,7 @@ def read_image(path: Path, spatial_dims: int, in_channels: int, normalize: str =
         arr = np.asarray(make_loader()(str(path)))
     except Exception as exc:  # unreadable / corrupt file
         raise DuetfairError(f"input '{path}': cannot read image ({str(exc).splitlines()[0][:120]})") from None
-    img = torch.as_tensor(arr)
+    img = torch.as_tensor(np.array(arr))
     require(img.ndim == spatial_dims + 1,
             f"input '{path}': image has shape {tuple(img.shape)} (channel first); the run expects {spatial_dims}D images")
     raw_dtype = img.dtype
@@ -84,8 +84,8 @@ def encode_attributes(spec: Any, attrs: Optional[Mapping[str, Any]]) -> tuple[li
     """Codes ``[A]`` of ``attrs`` under the run's spec and a note on where the group came from."""
     if not attrs:
         return [-1] * len(spec.attributes), "none given (attribute-free fallback)"
-    unknown = sorted(set(attrs) - set(spec.attributes))
-    require(not unknown, f"--attr {unknown[0]}: not an attribute of this run; expected one of {spec.attributes}")
+    for name in attrs:
+        require(name in spec.attributes, f"--attr {name}: not an attribute of this run; expected one of {spec.attributes}")
     codes = spec.encode(dict(attrs))
     for attr, code in zip(spec.attributes, codes):
         if attr in attrs and code < 0:
@@ -99,6 +99,7 @@ def write_mask(mask: np.ndarray, source: Path, out_dir: Path) -> Path:
     """Write a class map next to the other outputs: PNG for 2D, NIfTI with the input's affine for 3D."""
     from duetfair.io import atomic_path
 
+    out_dir.mkdir(parents=True, exist_ok=True)
     if mask.ndim == 3:
         import nibabel as nib
 

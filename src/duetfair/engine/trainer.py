@@ -41,6 +41,7 @@ from duetfair.engine.config import ExperimentConfig, save_config
 from duetfair.engine.distributed import (
     DistInfo,
     all_reduce_mean,
+    average_buffers,
     barrier,
     gather_objects,
     init_from_env,
@@ -248,7 +249,9 @@ class Trainer:
             from torch.nn.parallel import DistributedDataParallel as DDP
 
             kwargs = {"device_ids": [self.device.index]} if self.device.type == "cuda" else {}
-            self.ddp = DDP(self.step_module, find_unused_parameters=True, **kwargs)
+            # MoE layers leave unselected experts without gradient in a step
+            unused = "moe" in cfg.model.name or any(True for _ in self.objective.parameters())
+            self.ddp = DDP(self.step_module, find_unused_parameters=unused, **kwargs)
 
     def _build_optim(self) -> None:
         cfg = self.cfg
@@ -414,6 +417,7 @@ class Trainer:
         return f"{last} (epoch {self.epoch})" if last.is_file() else "none (failed in the first epoch)"
 
     def _end_epoch(self, writer: Any) -> None:
+        average_buffers(self.model, self.info)
         row: dict[str, Any] = {
             "epoch": self.epoch + 1,
             "step": self.global_step,

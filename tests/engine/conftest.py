@@ -1,0 +1,44 @@
+"""Shared fixtures of the engine tests: tiny synthetic fundus runs (seconds on a CPU)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from duetfair.engine.config import ExperimentConfig, load_config
+
+TINY = [
+    "data.args.n_train=24", "data.args.n_val=12", "data.args.n_test=12", "data.args.image_size=32",
+    "model.args.dim=32", "model.args.depth=1", "model.args.heads=2", "model.args.patch_size=8",
+    "model.args.head_channels=16", "model.args.decoder_channels=[8,8,8]",
+    "train.epochs=2", "train.batch_size=8", "train.eval_batch_size=12", "train.progress=false",
+    "train.tensorboard=false", "eval.metrics=[dice,iou]", "eval.n_boot=20", "schedule.warmup_epochs=0",
+]
+
+
+def tiny_config(method: str = "erm", *extra: str) -> ExperimentConfig:
+    """``fundus2d_<method>`` at a size that trains in a few seconds."""
+    return load_config(f"fundus2d_{method}", [*TINY, *extra])
+
+
+@pytest.fixture()
+def tiny():
+    """The :func:`tiny_config` factory."""
+    return tiny_config
+
+
+@pytest.fixture(scope="session")
+def evaluated_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Two trained and evaluated tiny runs (ERM and FairDRO)."""
+    from duetfair.engine.evaluate import evaluate_run
+    from duetfair.engine.trainer import train
+
+    root = tmp_path_factory.mktemp("runs")
+    runs = {}
+    for method in ("erm", "fair_dro"):
+        run = root / method
+        train(tiny_config(method), run)
+        evaluate_run(run)
+        runs[method] = run
+    return runs
