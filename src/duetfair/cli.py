@@ -241,9 +241,11 @@ def compare_cmd(
       duetfair compare runs/erm runs/dmoe runs/fair_dro
       duetfair compare runs/* --format latex --out table.tex
     """
-    from duetfair.engine.compare import compare_runs, format_table
+    from duetfair.engine.compare import FORMATS, compare_runs, format_table
     from duetfair.io import write_text
 
+    if fmt not in FORMATS:
+        raise DuetfairError(f"--format '{fmt}': expected one of {', '.join(FORMATS)}")
     table = format_table(compare_runs(run_dirs, attribute=by, names=name or None), fmt)
     if out:
         write_text(out, table)

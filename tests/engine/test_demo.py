@@ -1,0 +1,72 @@
+"""Demo and multi-seed benchmark: a fast smoke run in the default suite, the real
+``duetfair demo --quick`` as a slow test, and the across-seed aggregation."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from duetfair.engine.demo import aggregate_seeds, benchmark_markdown, run_benchmark, run_demo, seed_ci
+
+TINY_DEMO = [
+    "data.args.n_train=16", "data.args.n_val=8", "data.args.n_test=8", "model.args.dim=32", "model.args.depth=1",
+    "model.args.patch_size=8", "model.args.head_channels=16", "model.args.decoder_channels=[8,8,8]",
+    "train.epochs=1", "train.batch_size=8",
+]
+
+
+def test_demo_smoke(tmp_path: Path) -> None:
+    logs: list[str] = []
+    md = run_demo(tmp_path / "demo", quick=True, methods=("erm", "fair_dro"), extra=TINY_DEMO, log=logs.append)
+    assert md.startswith("| Method | ES-Dice") and "FairDRO (dMoE + DRO)" in md
+    for name in ("comparison.md", "comparison.json", "comparison.csv", "report.html"):
+        assert (tmp_path / "demo" / name).is_file(), name
+    assert json.loads((tmp_path / "demo" / "comparison.json").read_text())["attribute"] == "race"
+    # a second call reuses the finished runs instead of training again
+    logs.clear()
+    run_demo(tmp_path / "demo", quick=True, methods=("erm", "fair_dro"), extra=TINY_DEMO, log=logs.append)
+    assert sum("reusing finished run" in line for line in logs) == 2
+
+
+def test_benchmark_smoke_two_seeds(tmp_path: Path) -> None:
+    result = run_benchmark(tmp_path / "b", methods=("erm", "dmoe"), seeds=(0, 1), extra=TINY_DEMO, n_boot=10,
+                           log=lambda s: None)
+    agg = pd.DataFrame(result["aggregate"])
+    assert list(agg["key"]) == ["erm", "dmoe"] and (agg["n_seeds"] == 2).all()
+    assert agg.loc[agg["key"] == "erm", "dice_vs_erm"].iloc[0] == pytest.approx(0.0)
+    assert (tmp_path / "b" / "methods.md").is_file() and (tmp_path / "b" / "methods.json").is_file()
+    assert "verdict" in result["markdown"]
+
+
+def test_aggregate_seeds_paired_differences() -> None:
+    rows = []
+    for seed, (a, b) in enumerate([(0.70, 0.75), (0.60, 0.66), (0.80, 0.84)]):
+        rows.append({"key": "erm", "method": "ERM", "seed": seed, "es_dice": a, "dice": a})
+        rows.append({"key": "x", "method": "X", "seed": seed, "es_dice": b, "dice": b})
+    agg = aggregate_seeds(pd.DataFrame(rows))
+    x = agg[agg["key"] == "x"].iloc[0]
+    assert x["es_dice"] == pytest.approx(np.mean([0.75, 0.66, 0.84]))
+    assert x["es_dice_vs_erm"] == pytest.approx(np.mean([0.05, 0.06, 0.04]))
+    lo, hi = x["es_dice_vs_erm_ci"]
+    assert 0.04 - 1e-9 <= lo <= hi <= 0.06 + 1e-9
+    md = benchmark_markdown(agg)
+    assert "es_dice: better" in md  # every seed improved: the interval excludes 0
+    assert np.isnan(seed_ci(np.array([0.5]))[0])  # one seed: no interval
+
+
+@pytest.mark.slow
+def test_cli_demo_quick_end_to_end(tmp_path: Path) -> None:
+    from duetfair.cli import main
+
+    try:
+        main(["demo", "--quick", "--out", str(tmp_path / "demo")])
+    except SystemExit as exc:
+        assert not exc.code
+    table = (tmp_path / "demo" / "comparison.md").read_text()
+    for name in ("ERM", "GroupDRO", "FEBS", "MoE", "dMoE", "FairDRO"):
+        assert f"| {name}" in table
+    assert (tmp_path / "demo" / "report.html").stat().st_size > 1000
