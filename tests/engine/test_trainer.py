@@ -58,7 +58,8 @@ def test_interrupted_and_resumed_run_matches_uninterrupted(tmp_path: Path, tiny)
     for key in a:
         assert torch.equal(a[key], b[key]), key
     h1, h2 = pd.read_csv(tmp_path / "full" / "history.csv"), pd.read_csv(tmp_path / "resumed" / "history.csv")
-    pd.testing.assert_series_equal(h1["val_dice"], h2["val_dice"])
+    for col in ("val_dice", "train_loss", "lr"):
+        pd.testing.assert_series_equal(h1[col], h2[col])
 
 
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path: Path, tiny) -> None:

@@ -179,6 +179,8 @@ class Trainer:
         self.global_step = 0
         self.best_score = -math.inf
         self.best_epoch = -1
+        self._loss_sum, self._loss_n = 0.0, 0
+        self._epoch_time = float("nan")
         self.history: list[dict[str, Any]] = []
         if resume:
             self._load_last()
@@ -287,6 +289,7 @@ class Trainer:
             "rng": rng,
             "epoch": self.epoch,
             "epoch_step": self.epoch_step,
+            "epoch_loss": [float(self._loss_sum), int(self._loss_n)],
             "global_step": self.global_step,
             "best_score": self.best_score,
             "best_epoch": self.best_epoch,
@@ -316,6 +319,7 @@ class Trainer:
         restore_rng(rng[self.info.rank] if len(rng) == self.info.world_size else rng[0], self.generator)
         self.epoch = int(state["epoch"])
         self.epoch_step = int(state["epoch_step"])
+        self._loss_sum, self._loss_n = float(state["epoch_loss"][0]), int(state["epoch_loss"][1])
         self.global_step = int(state["global_step"])
         self.best_score = float(state["best_score"])
         self.best_epoch = int(state["best_epoch"])
@@ -362,8 +366,8 @@ class Trainer:
         bs = cfg.train.batch_size
         limit = self.steps_per_epoch * bs if self.drop_last else order.numel()
         order = order[self.epoch_step * bs : limit]
-        self._loss_sum = getattr(self, "_loss_sum", 0.0) if self.epoch_step else 0.0
-        self._loss_n = getattr(self, "_loss_n", 0) if self.epoch_step else 0
+        if self.epoch_step == 0:
+            self._loss_sum, self._loss_n = 0.0, 0
         t0 = time.perf_counter()
         for batch in self.train_source.batches(order, bs, drop_last=self.drop_last):
             loss = self._step(batch)
@@ -423,7 +427,7 @@ class Trainer:
             "step": self.global_step,
             "lr": float(self.optimizer.param_groups[0]["lr"]),
             "train_loss": self._loss_sum / max(self._loss_n, 1),
-            "epoch_seconds": getattr(self, "_epoch_time", float("nan")),
+            "epoch_seconds": self._epoch_time,
         }
         if (self.epoch + 1) % self.cfg.train.val_every == 0 or self.epoch + 1 == self.cfg.train.epochs:
             row.update(self._validate())
