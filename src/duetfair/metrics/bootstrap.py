@@ -3,8 +3,8 @@
 The dMoE analysis reports 95 % percentile intervals from 1000 bootstrap resamples, and resamples
 each group separately for the equity-scaled value. A straightforward implementation draws one
 resample per Python iteration; here every resample of a block is drawn in one call
-(``Generator.integers`` into an int32 index matrix), gathered with one ``np.take`` and summed along
-the case axis, so the cost is the random indices themselves plus one gather. Blocks keep the index
+(``Generator.integers`` into an int32 index matrix), gathered with one ``np.take`` (float32) and
+summed along the case axis (float64 accumulator), so the cost is the random indices themselves plus one gather. Blocks keep the index
 matrix around 1 M entries so it stays in cache and memory stays flat for any table size.
 
 All functions are pure NumPy; ``rng`` is a :class:`numpy.random.Generator` so results are
@@ -49,15 +49,19 @@ def resample_sums(values: np.ndarray, n_boot: int, rng: np.random.Generator) -> 
     require(n >= 1, "bootstrap: cannot resample an empty array; expected at least one value")
     if n == 1:
         return np.full(n_boot, values[0], dtype=np.float64)
+    # Gather in float32 (half the memory traffic of float64; the gather, not the arithmetic, is
+    # the cost) and accumulate in float64: the only error is rounding each value to float32,
+    # a relative 6e-8, far below the Monte-Carlo error of any bootstrap.
+    compact = values.astype(np.float32)
     out = np.empty(n_boot, dtype=np.float64)
     block = max(1, min(n_boot, BLOCK_ELEMENTS // n))
-    gathered = np.empty((block, n), dtype=np.float64)
+    gathered = np.empty((block, n), dtype=np.float32)
     for start in range(0, n_boot, block):
         stop = min(n_boot, start + block)
         idx = rng.integers(0, n, size=(stop - start, n), dtype=np.int32)
         buf = gathered[: stop - start]
-        np.take(values, idx, out=buf)
-        buf.sum(axis=1, out=out[start:stop])
+        np.take(compact, idx, out=buf)
+        buf.sum(axis=1, dtype=np.float64, out=out[start:stop])
     return out
 
 
