@@ -194,7 +194,11 @@ def benchmark_markdown(agg: pd.DataFrame, baseline: str = "erm") -> str:
     saying whether the method beat the baseline on ES-Dice and worst-group Dice (interval above 0)."""
     cols = [c for c in BENCH_COLUMNS if c in agg.columns]
     best = {c: agg[c].max() for c in cols if agg[c].notna().any()}
-    header = ["Method", "seeds"] + [c for c in cols] + [f"ES-Dice vs {baseline}", f"worst-group Dice vs {baseline}", "verdict"]
+    from duetfair.engine.compare import LABELS
+
+    name = DISPLAY.get(baseline, baseline)
+    header = (["Method", "seeds"] + [LABELS.get(c, c) for c in cols]
+              + [f"ES-Dice vs {name}", f"Worst-group Dice vs {name}", "verdict"])
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     for _, r in agg.iterrows():
         cells = [str(r["method"]), str(r["n_seeds"])]
