@@ -110,3 +110,12 @@ def test_epoch_order_and_schedule() -> None:
     assert lr_factor(100, 100, 10, "poly", 0.9, 0.0) == pytest.approx(0.0)
     assert lr_factor(55, 100, 10, "cosine", 1.0, 0.1) == pytest.approx(0.1 + 0.9 * 0.5)
     assert lr_factor(99, 100, 0, "constant", 1.0, 0.0) == 1.0
+
+
+def test_dataloader_path_matches_cached_path(tmp_path: Path, tiny) -> None:
+    cached = train(tiny("erm", "train.epochs=1"), tmp_path / "cached")
+    loader = train(tiny("erm", "train.epochs=1", "data.cache=false"), tmp_path / "loader")
+    assert cached.global_step == loader.global_step
+    a, b = _final_weights(tmp_path / "cached"), _final_weights(tmp_path / "loader")
+    for key in a:
+        assert torch.equal(a[key], b[key]), key

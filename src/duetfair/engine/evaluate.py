@@ -12,6 +12,7 @@ the chosen split, and writes ``cases.csv``, ``summary.json``, ``audit.json`` and
 from __future__ import annotations
 
 import contextlib
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional, Sequence
 
@@ -291,8 +292,12 @@ def evaluate_run(
     if report:
         from duetfair.audit.report import render_html
 
-        render_html(audit, root / "report.html", cases=frame,
-                    title=f"duetfair evaluation: {run.get('name', root.name)} ({split})")
+        try:
+            render_html(audit, root / "report.html", cases=frame,
+                        title=f"duetfair evaluation: {run.get('name', root.name)} ({split})")
+        except ValueError as exc:  # a plotting problem must not lose the evaluation already written
+            warnings.warn(f"report.html not written ({exc}); cases.csv, summary.json and audit.json are complete",
+                          RuntimeWarning, stacklevel=2)
     return summary
 
 
