@@ -206,10 +206,8 @@ class Trainer:
         self.num_classes = int(train.num_classes)
         self.in_channels = int(train.in_channels)
         self.spatial_dims = int(train.spatial_dims)
-        progress = None
-        self.train_source: BatchSource = make_source(train, cfg.data.cache, cfg.data.num_workers, progress, "caching train")
-        self.val_source: BatchSource = make_source(self.datasets["val"], cfg.data.cache, cfg.data.num_workers,
-                                                   progress, "caching val")
+        self.train_source: BatchSource = make_source(train, cfg.data.cache, cfg.data.num_workers)
+        self.val_source: BatchSource = make_source(self.datasets["val"], cfg.data.cache, cfg.data.num_workers)
         first = self.datasets["train"][0]
         self.image_shape = list(first["image"].shape)
         self.val_labels = attribute_labels(self.datasets["val"].meta, self.spec, self.audit_attributes)
