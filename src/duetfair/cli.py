@@ -234,8 +234,10 @@ def compare_cmd(
     name: Optional[list[str]] = typer.Option(None, "--name", help="Display name per run, in order (repeatable)."),
     out: Optional[str] = typer.Option(None, "--out", help="Also write the table to this file."),
 ) -> None:
-    """Comparison table of evaluated runs: ES-Dice, Dice, ES-IoU, IoU with bootstrap intervals,
-    per-group Dice/IoU, worst group, worst-group CVaR10 (hidden failures); best per column marked.
+    """Compare evaluated runs in the papers' table format; best value per column marked.
+
+    Columns: ES-Dice, Dice, ES-IoU, IoU with bootstrap intervals, per-group Dice / IoU, worst group,
+    worst-group CVaR10 (hidden failures) and the hidden-subtype Dice when the data knows it.
 
     Examples:
       duetfair compare runs/erm runs/dmoe runs/fair_dro
@@ -261,8 +263,10 @@ def benchmark_cmd(
     size: str = typer.Option("quick", "--size", help="quick or default (see duetfair.engine.demo.DEMO_SIZES)."),
     set_: Optional[list[str]] = typer.Option(None, "--set", help="Extra config override for every run (repeatable)."),
 ) -> None:
-    """Synthetic method comparison over several seeds: mean and bootstrap interval across seeds,
-    paired difference to ERM and a verdict per method; writes methods.md and methods.json.
+    """Compare fairness methods on the synthetic benchmark over several seeds.
+
+    Per method: mean and bootstrap interval across seeds, paired difference to ERM and a verdict
+    (better / worse / no clear difference); writes methods.md and methods.json.
 
     Examples:
       duetfair benchmark --seeds 3
@@ -287,8 +291,10 @@ def demo_cmd(
     seed: int = typer.Option(0, "--seed", help="Random seed."),
     bootstrap: int = typer.Option(1000, "--bootstrap", help="--table-only: bootstrap resamples for the intervals."),
 ) -> None:
-    """Train ERM, GroupDRO, FEBS, MoE, dMoE and FairDRO on the synthetic fundus benchmark (race
-    groups, hidden hard subtype), evaluate them, print the comparison table and write the report.
+    """Train six methods on the synthetic benchmark, compare them and write the report.
+
+    ERM, GroupDRO, FEBS, MoE, dMoE and FairDRO (dMoE + subgroup-conditioned DRO) on the synthetic
+    fundus task (race groups, hidden hard subtype), CPU-sized; prints the comparison table.
 
     Examples:
       duetfair demo --quick
