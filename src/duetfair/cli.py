@@ -140,6 +140,7 @@ def train_cmd(
     from pathlib import Path
 
     from duetfair.engine.config import load_config
+    from duetfair.engine.distributed import cleanup, env_info
     from duetfair.engine.trainer import train
 
     source = Path(config)
@@ -150,7 +151,12 @@ def train_cmd(
         source = source / "config.yaml"
     cfg = load_config(source if source.exists() else config, list(set_ or []))
     run_dir = out or cfg.output_dir
-    result = train(cfg, run_dir, resume=resume)
+    try:
+        result = train(cfg, run_dir, resume=resume)
+    finally:
+        cleanup()
+    if env_info().rank != 0:  # torchrun: only rank 0 reports
+        return
     if result.status == "interrupted":
         err_console.print(f"interrupted at epoch {result.epochs_done + 1}; checkpoint kept. "
                           f"Resume with: duetfair train {run_dir} --resume", highlight=False)
