@@ -116,3 +116,13 @@ def test_bad_bins():
         parse_bins("age=a,b")
     with pytest.raises(DuetfairError, match="not numeric"):
         group_labels(pd.DataFrame({"age": ["old", 30]}), "age", bins=[50])
+
+
+def test_equity_scaled_is_undefined_for_distances():
+    """ES of HD95 would reward a larger spread (dividing a distance); it must be null, not a number."""
+    df = pd.DataFrame({"hd95": [1.0, 2.0, 10.0, 12.0], "dice": [0.9, 0.8, 0.5, 0.4], "g": ["a", "a", "b", "b"]})
+    hd = GroupMetricFrame(df, "hd95", "g", n_boot=20)
+    assert not hd.es_defined and np.isnan(hd.es) and all(np.isnan(hd.es_ci))
+    assert hd.worst_group == "b"
+    dice = GroupMetricFrame(df, "dice", "g", n_boot=20)
+    assert dice.es_defined and dice.es == pytest.approx(0.65 / (1 + 0.2 + 0.2))

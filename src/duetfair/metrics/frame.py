@@ -299,8 +299,18 @@ class GroupMetricFrame:
             return None
         return (1.0 - self.worst_mean) / (1.0 - self.best_mean)
 
+    @property
+    def es_defined(self) -> bool:
+        """The equity-scaled value is defined for metrics bounded in [0, 1], higher better
+        (Dice, IoU, NSD ...). For a distance such as HD95 dividing by ``1 + spread`` would make
+        a less equitable model look *better*, so it is reported as undefined (NaN / null)."""
+        return self.metric.lower() in BOUNDED_METRICS and bool(self.higher_better)
+
     def equity_scaled(self, variant: str | None = None) -> float:
-        """Equity-scaled value (point estimate) with ``variant`` (default: the frame's)."""
+        """Equity-scaled value (point estimate) with ``variant`` (default: the frame's); NaN when
+        not :attr:`es_defined`."""
+        if not self.es_defined:
+            return float("nan")
         return float(equity_scaled(self.overall, self.group_means, variant or self.es_variant))
 
     @property
@@ -317,10 +327,10 @@ class GroupMetricFrame:
             else:
                 rng = np.random.default_rng((self.seed, 1))
                 groups, strat_overall = stratified_bootstrap_means(self.values, self.codes, len(self.group_names), self.n_boot, rng)
-                es_samples = equity_scaled(strat_overall, groups, self.es_variant)
+                es_samples = equity_scaled(strat_overall, groups, self.es_variant) if self.es_defined else None
                 self._cache["boot"] = {
                     "groups": percentile_ci_columns(groups, self.level),
-                    "es": percentile_ci(es_samples, self.level),
+                    "es": percentile_ci(es_samples, self.level) if es_samples is not None else (float("nan"), float("nan")),
                     "es_samples": es_samples,
                 }
         return self._cache["boot"]
