@@ -141,7 +141,7 @@ def case_scores(table: pd.DataFrame, metric: str = "dice", classes: Optional[Seq
     return out
 
 
-def group_stats(values: pd.Series, groups: pd.Series, es_variant: str = "sum_abs") -> dict[str, Any]:
+def group_stats(values: pd.Series, groups: pd.Series, es_variant: str = "sum_abs", metric: str = "dice") -> dict[str, Any]:
     """Point estimates of one case-level metric by group, via
     :class:`~duetfair.metrics.frame.GroupMetricFrame` (no bootstrap): overall mean (all cases,
     unknown group included), per-group means, worst group, gap and equity-scaled value.
@@ -151,14 +151,14 @@ def group_stats(values: pd.Series, groups: pd.Series, es_variant: str = "sum_abs
     """
     from duetfair.metrics.frame import GroupMetricFrame
 
-    df = pd.DataFrame({"m": values.to_numpy(dtype=float), "g": groups.to_numpy()})
-    finite = np.isfinite(df["m"].to_numpy())
-    overall = float(df["m"][finite].mean()) if finite.any() else float("nan")
+    df = pd.DataFrame({metric: values.to_numpy(dtype=float), "g": groups.to_numpy()})
+    finite = np.isfinite(df[metric].to_numpy())
+    overall = float(df[metric][finite].mean()) if finite.any() else float("nan")
     try:
-        frame = GroupMetricFrame(df, "m", "g", es_variant=es_variant, n_boot=0, higher_better=True)
+        frame = GroupMetricFrame(df, metric, "g", es_variant=es_variant, n_boot=0, higher_better=True)
     except DuetfairError:
         known = df[finite & (df["g"] != UNKNOWN_LABEL).to_numpy()]
-        means = known.groupby("g")["m"].mean()
+        means = known.groupby("g")[metric].mean()
         name = str(means.index[0]) if len(means) else None
         worst = float(means.iloc[0]) if len(means) else overall
         return {"overall": overall, "groups": {str(k): float(v) for k, v in means.items()}, "worst_group": name,

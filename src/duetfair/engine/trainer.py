@@ -462,7 +462,7 @@ class Trainer:
         labels = self._group_labels(self.datasets["val"])
         dice = dice.merge(labels, on="case_id", how="left")
         d = group_stats(dice["dice"], dice["_group"], self.cfg.eval.es_variant)
-        iou = group_stats(dice["iou"], dice["_group"], self.cfg.eval.es_variant)
+        iou = group_stats(dice["iou"], dice["_group"], self.cfg.eval.es_variant, metric="iou")
         rule = self.cfg.select_rule
         score = {"overall": d["overall"], "worst_group": d["worst"], "es": d["es"]}[rule]
         row: dict[str, Any] = {"val_dice": d["overall"], "val_worst_dice": d["worst"], "val_es_dice": d["es"],
