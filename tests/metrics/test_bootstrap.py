@@ -60,3 +60,10 @@ def test_bad_arguments():
         bs.bootstrap_means(np.ones(3), 0)
     with pytest.raises(DuetfairError):
         bs.percentile_ci(np.ones(3), level=1.5)
+
+
+def test_constant_values_resample_exactly():
+    """A constant group (e.g. every case Dice 0.7) has a degenerate interval equal to its mean."""
+    values = np.full(50, 0.7)
+    means = bs.bootstrap_means(values, 100, np.random.default_rng(0))
+    assert np.all(means == 0.7)

@@ -139,7 +139,8 @@ def plot_group_means(metric_key: str, attr: str, summary: Mapping[str, Any], ove
     x = np.arange(len(groups))
     worst = summary["worst_group"]
     colors = ["#c0392b" if str(g["value"]) == str(worst) else "#2c7fb8" for g in groups]
-    err = np.vstack([np.nan_to_num(means - lo), np.nan_to_num(hi - means)])
+    # a percentile interval need not contain the point estimate (tiny, skewed groups)
+    err = np.clip(np.vstack([np.nan_to_num(means - lo), np.nan_to_num(hi - means)]), 0.0, None)
     ax.bar(x, means, color=colors, alpha=0.85, width=0.6)
     ax.errorbar(x, means, yerr=err, fmt="none", ecolor="black", capsize=4, lw=1.2)
     ax.axhline(overall["mean"], color="gray", ls="--", lw=1, label=f"overall {overall['mean']:.3f}")
