@@ -30,10 +30,7 @@ def _root() -> None:
     """Fair medical image segmentation: audit subgroup performance, train fair models."""
 
 
-# ---- commands -------------------------------------------------------------------------------
-# Each command lives in its own section below; keep sections independent.
-
-# @@ audit @@
+# ---- audit -------------------------------------------------------------------------------------
 @app.command("audit")
 def audit_cmd(
     cases: str = typer.Argument(..., help="Per-case table (CSV, TSV or Parquet): one row per case (and class), metric and attribute columns."),
@@ -57,10 +54,8 @@ def audit_cmd(
 
     Example: duetfair audit cases.csv --by race --by sex --bins age=20,40,60,80 --by age --metric dice --format md
     """
-    import json
-
     from duetfair.audit import audit_table, load_case_table
-    from duetfair.io import _json_safe, write_json, write_text
+    from duetfair.io import to_json_text, write_text
     from duetfair.metrics.frame import parse_bins
 
     if fmt not in ("json", "md", "html"):
@@ -85,15 +80,15 @@ def audit_cmd(
 
         text = render_markdown(result, title=f"duetfair audit of {cases}")
     else:
-        text = json.dumps(_json_safe(result), indent=2) + "\n"
+        text = to_json_text(result)
     if out is None:
         typer.echo(text, nl=False)
     else:
-        (write_json(out, result) if fmt == "json" else write_text(out, text))
+        write_text(out, text)
         console.print(f"wrote {out}")
 
 
-# @@ synth @@
+# ---- synth -------------------------------------------------------------------------------------
 @app.command("synth")
 def synth(
     kind: str = typer.Argument(..., help="Synthetic task: fundus2d, lesion2d or tumor3d."),
@@ -119,7 +114,7 @@ def synth(
     console.print(f"wrote {n} {kind} cases: {path}")
 
 
-# @@ train @@
+# ---- train -------------------------------------------------------------------------------------
 @app.command("train")
 def train_cmd(
     config: str = typer.Argument(..., help="Experiment YAML, a packaged config name (e.g. fundus2d_dmoe), or a run folder (with --resume)."),
@@ -165,7 +160,7 @@ def train_cmd(
                   f"({cfg.select_rule} Dice {result.best_score:.4f}); run folder {run_dir}", highlight=False)
     console.print(f"next: duetfair evaluate {run_dir}", highlight=False)
 
-# @@ evaluate @@
+# ---- evaluate ----------------------------------------------------------------------------------
 @app.command("evaluate")
 def evaluate_cmd(
     run_dir: str = typer.Argument(..., help="Run folder written by 'duetfair train'."),
@@ -198,7 +193,7 @@ def evaluate_cmd(
     console.print(f"wrote cases.csv, summary.json, audit.json{'' if no_report else ', report.html'} in {run_dir}",
                   highlight=False)
 
-# @@ predict @@
+# ---- predict -----------------------------------------------------------------------------------
 @app.command("predict")
 def predict_cmd(
     run_dir: str = typer.Argument(..., help="Run folder written by 'duetfair train'."),
@@ -231,7 +226,7 @@ def predict_cmd(
     for _, row in table.iterrows():
         console.print(f"{row['input']} -> {row['mask']} (group: {row['group']})", highlight=False, markup=False)
 
-# @@ compare @@
+# ---- compare -----------------------------------------------------------------------------------
 @app.command("compare")
 def compare_cmd(
     run_dirs: list[str] = typer.Argument(..., help="Evaluated run folders (one per method)."),
@@ -259,7 +254,7 @@ def compare_cmd(
         write_text(out, table)
     typer.echo(table, nl=False)
 
-# @@ benchmark @@
+# ---- benchmark ---------------------------------------------------------------------------------
 @app.command("benchmark")
 def benchmark_cmd(
     out: str = typer.Option("runs/benchmark", "--out", help="Output folder (one sub-folder per seed and method)."),
@@ -287,7 +282,7 @@ def benchmark_cmd(
     typer.echo(result["markdown"], nl=False)
     console.print(f"wrote {out}/methods.md and {out}/methods.json", highlight=False, markup=False)
 
-# @@ demo @@
+# ---- demo --------------------------------------------------------------------------------------
 @app.command("demo")
 def demo_cmd(
     out: str = typer.Option("runs/demo", "--out", help="Output folder (one run per method, comparison.md/json/csv, report.html)."),

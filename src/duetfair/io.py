@@ -45,9 +45,14 @@ def write_text(path: str | os.PathLike[str], text: str) -> Path:
     return Path(path)
 
 
+def to_json_text(obj: Any) -> str:
+    """``obj`` as indented, strict JSON text (NaN/inf -> null, NumPy scalars -> numbers)."""
+    return json.dumps(_json_safe(obj), indent=2) + "\n"
+
+
 def write_json(path: str | os.PathLike[str], obj: Any) -> Path:
     """Atomically write ``obj`` as indented JSON (NaN/inf written as null)."""
-    return write_text(path, json.dumps(_json_safe(obj), indent=2) + "\n")
+    return write_text(path, to_json_text(obj))
 
 
 def _json_safe(obj: Any) -> Any:
