@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 
 import pytest
 import torch
@@ -28,8 +27,6 @@ def _family(name: str) -> str:
 
 
 def _build(name: str, **extra) -> torch.nn.Module:
-    if name == "swinunetr" and importlib.util.find_spec("einops") is None:
-        pytest.skip("MONAI SwinUNETR needs einops")
     torch.manual_seed(0)
     kwargs = dict(SMALL[_family(name)])
     if name.endswith("moe"):

@@ -126,11 +126,8 @@ def _segresnet(*, in_channels: int, num_classes: int, num_groups, img_size=None,
 
 def _swinunetr(*, in_channels: int, num_classes: int, num_groups, img_size=None, spatial_dims=None,
                feature_size: int = 24, **kw) -> nn.Module:
-    import importlib.util
-
     from monai.networks.nets import SwinUNETR
 
-    require(importlib.util.find_spec("einops") is not None, "swinunetr: MONAI's SwinUNETR needs the package 'einops' (pip install einops)")
     sd = _spatial_dims(img_size, spatial_dims, 2)
     require(feature_size % 12 == 0, f"swinunetr: feature_size must be divisible by 12, got {feature_size}")
     net = SwinUNETR(in_channels, num_classes, feature_size=feature_size, spatial_dims=sd, **kw)
