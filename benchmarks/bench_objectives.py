@@ -46,7 +46,7 @@ OBJECTIVES: dict[str, tuple[str, dict]] = {
     "group_dro": ("group_dro", {"step_size": 0.01}),
     "febs": ("febs", {}),
     "adversarial": ("adversarial", {"weight": 0.1}),
-    "fair_dro (cvar, uniform)": ("fair_dro", {"within": "cvar", "alpha": 0.5}),
+    "fair_dro (cvar, uniform)": ("fair_dro", {"within": "cvar", "alpha": 0.5, "across": "uniform"}),
     "fair_dro (kl, dro)": ("fair_dro", {"within": "kl", "tau": 1.0, "across": "dro"}),
     "divergence": ("divergence", {"alpha": 0.2}),
     "cvar": ("cvar", {"alpha": 0.5}),

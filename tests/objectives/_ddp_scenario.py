@@ -21,7 +21,7 @@ RANK_SLICES = (slice(0, 6), slice(6, 10))  # unequal per-rank batches on purpose
 CONFIGS = {
     "erm": ("erm", {}),
     "group_dro": ("group_dro", {"step_size": 1.0}),
-    "fair_dro_cvar": ("fair_dro", {"within": "cvar", "alpha": 0.5}),
+    "fair_dro_cvar": ("fair_dro", {"within": "cvar", "alpha": 0.5, "across": "uniform"}),
     "fair_dro_kl_dro": ("fair_dro", {"within": "kl", "tau": 0.5, "across": "dro", "step_size": 1.0}),
     "fair_dro_size": ("fair_dro", {"within": "cvar", "alpha": 0.3, "across": "size"}),
     "febs": ("febs", {}),

@@ -28,7 +28,7 @@ def test_reduces_to_erm_by_group(random_batch, options):
 
 def test_size_weighted_alpha_one_is_erm(random_batch):
     losses, group = random_batch
-    torch.testing.assert_close(FairDRO(3, alpha=1.0, across="size")(losses, group), losses.mean())
+    torch.testing.assert_close(FairDRO(3, within="cvar", alpha=1.0, across="size")(losses, group), losses.mean())
 
 
 def test_cvar_hand_example():
@@ -36,7 +36,7 @@ def test_cvar_hand_example():
     group = torch.tensor([0, 0, 0, 1, 1, 1])
     w = fair_dro_weights(losses, group, 2, within="cvar", alpha=0.5)  # k = ceil(1.5) = 2 per group
     torch.testing.assert_close(w, torch.tensor([0, 0.25, 0.25, 0, 0.25, 0.25], dtype=torch.float64))
-    assert float(FairDRO(2, alpha=0.5)(losses, group)) == pytest.approx(4.0)
+    assert float(FairDRO(2, within="cvar", alpha=0.5, across="uniform")(losses, group)) == pytest.approx(4.0)
 
 
 def test_cvar_ties_share_mass_order_free():
@@ -49,8 +49,17 @@ def test_cvar_ties_share_mass_order_free():
 def test_kl_hand_example():
     losses = torch.tensor([0.0, math.log(3.0), 5.0], dtype=torch.float64)
     group = torch.tensor([0, 0, 1])
-    w = fair_dro_weights(losses, group, 2, within="kl", tau=1.0)
+    w = fair_dro_weights(losses, group, 2, within="kl", tau=1.0, across="uniform")
     torch.testing.assert_close(w, torch.tensor([0.125, 0.375, 0.5], dtype=torch.float64))
+
+
+def test_default_is_kl_tau_one_size_weighted():
+    losses = torch.tensor([0.0, math.log(3.0), 5.0], dtype=torch.float64)
+    group = torch.tensor([0, 0, 1])
+    # group 0: softmax -> 1/4, 3/4 of its size share 2/3; group 1: its one case, share 1/3
+    expected = torch.tensor([1 / 6, 1 / 2, 1 / 3], dtype=torch.float64)
+    torch.testing.assert_close(fair_dro_weights(losses, group, 2), expected)
+    assert float(FairDRO(2)(losses, group)) == pytest.approx(float((expected * losses).sum()))
 
 
 def test_size_across_weights():
@@ -63,7 +72,7 @@ def test_size_across_weights():
 def test_unknown_cases_get_erm_weight():
     losses = torch.tensor([1.0, 2.0, 3.0, 9.0], dtype=torch.float64)
     group = torch.tensor([0, 0, 1, -1])
-    w = fair_dro_weights(losses, group, 2, within="cvar", alpha=0.5)
+    w = fair_dro_weights(losses, group, 2, within="cvar", alpha=0.5, across="uniform")
     # known share 3/4: group 0 -> worst 1 of 2, group 1 -> its one case; uniform 1/2 each
     torch.testing.assert_close(w, torch.tensor([0, 0.375, 0.375, 0.25], dtype=torch.float64))
     only_unknown = fair_dro_weights(losses, torch.full((4,), -1), 2)
@@ -89,12 +98,12 @@ def test_gradient_equals_weights(random_batch):
 
 def test_dro_across_updates_q_and_resume(random_batch):
     losses, group = random_batch
-    obj = FairDRO(3, across="dro", step_size=1.0, alpha=1.0)
+    obj = FairDRO(3, within="cvar", across="dro", step_size=1.0, alpha=1.0)
     obj(losses, group)
     means = torch.stack([losses[group == g].mean() for g in range(3)]).float()
     q = torch.exp(means) / torch.exp(means).sum()
     torch.testing.assert_close(obj.q, q)
-    resumed = FairDRO(3, across="dro", step_size=1.0, alpha=1.0)
+    resumed = FairDRO(3, within="cvar", across="dro", step_size=1.0, alpha=1.0)
     resumed.load_state_dict(obj.state_dict())
     assert float(resumed(losses, group)) == float(obj(losses, group))
     assert "q_0" in obj.log_values() and "group_value_2" in obj.log_values()

@@ -57,5 +57,5 @@ def test_errors_are_one_line_and_name_the_problem():
 
 def test_options_listing():
     opts = objective_options("fair_dro")
-    assert opts["within"] == "cvar" and opts["across"] == "uniform"
+    assert opts["within"] == "kl" and opts["tau"] == 1.0 and opts["across"] == "size"
     assert objective_options("adversarial")["feature_dim"] is inspect.Parameter.empty
