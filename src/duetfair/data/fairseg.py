@@ -1,4 +1,4 @@
-"""Harvard-FairSeg loader: a folder of ``data_XXXXX.npz`` (2D SLO fundus, optic disc and cup).
+"""Harvard-FairSeg loader: a folder of ``data_00001.npz`` ... ``data_10000.npz`` (2D SLO fundus, optic disc and cup).
 
 Keys of the public release: ``slo_fundus`` (image), ``disc_cup_mask`` (0 background, -1 rim,
 -2 cup), ``age``, ``gender``, ``race``, ``ethnicity``, ``language``, ``maritalstatus``; older copies
