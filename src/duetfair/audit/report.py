@@ -201,17 +201,21 @@ def plot_comparison(comparison: pd.DataFrame, columns: Sequence[str]) -> Any:
         lo = np.array([float(row.get(f"{c}_low", np.nan)) for c in columns])
         hi = np.array([float(row.get(f"{c}_high", np.nan)) for c in columns])
         pos = x - 0.4 + width * (j + 0.5)
-        bars = ax.bar(pos, vals, width=width * 0.95, label=method)
-        ax.bar_label(bars, labels=[fmt(v) for v in vals], fontsize=7, padding=2)
+        ax.bar(pos, vals, width=width * 0.95, label=method)
         has_ci = np.isfinite(lo) & np.isfinite(hi)
         if has_ci.any():
-            ax.errorbar(pos[has_ci], vals[has_ci], yerr=np.vstack([vals[has_ci] - lo[has_ci], hi[has_ci] - vals[has_ci]]), fmt="none", ecolor="black", capsize=3, lw=1)
+            err = np.clip(np.vstack([vals[has_ci] - lo[has_ci], hi[has_ci] - vals[has_ci]]), 0.0, None)
+            ax.errorbar(pos[has_ci], vals[has_ci], yerr=err, fmt="none", ecolor="black", capsize=3, lw=1)
+        # value labels above the interval (or the bar), vertical so neighbours never overlap
+        tops = np.where(has_ci, np.fmax(hi, vals), vals)
+        for px, top, v in zip(pos, tops, vals):
+            ax.text(px, top, f" {fmt(v)}", ha="center", va="bottom", rotation=90, fontsize=7)
     ax.set_xticks(x, list(columns))
     finite = comparison[list(columns)].to_numpy(dtype=float)
     finite = finite[np.isfinite(finite)]
     if finite.size:
         top = float(finite.max())
-        ax.set_ylim(max(0.0, float(finite.min()) - 0.1), top + 0.15 if top <= 1 else top * 1.2)
+        ax.set_ylim(max(0.0, float(finite.min()) - 0.1), top + 0.22 if top <= 1 else top * 1.3)
     ax.set_ylabel("score (higher is better)")
     ax.legend(fontsize=8, ncol=min(6, len(methods)), loc="upper right")
     ax.set_title("method comparison (error bars: 95% CI where given)")
