@@ -119,3 +119,19 @@ def test_manifest_structure_errors(tmp_path, png_manifest):
     _rewrite(png_manifest, "c1,B", "c0,B")
     with pytest.raises(DuetfairError, match="duplicate case_id"):
         build_datasets("manifest", path=str(png_manifest), attributes=["race"])
+
+
+def test_png_loads_into_writable_memory(tmp_path: Path) -> None:
+    """PIL's read-only buffers are copied: in-place edits are safe and torch does not warn."""
+    import warnings
+
+    from duetfair.data.transforms import make_loader
+
+    path = tmp_path / "x.png"
+    Image.fromarray(np.arange(12, dtype=np.uint8).reshape(3, 4)).save(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        image = make_loader()(str(path))
+    assert tuple(image.shape) == (1, 3, 4)
+    image += 1  # must not touch a read-only buffer
+    assert int(image.max()) == 12

@@ -35,9 +35,17 @@ def make_loader(npz_key: str | None = None) -> Callable[[Any], torch.Tensor]:
     from monai.data import NumpyReader, PILReader
     from monai.transforms import LoadImage
 
+    class WritablePILReader(PILReader):
+        """PIL hands out read-only buffers; copy them so the tensors built on top own writable
+        memory (in-place transforms are then safe, and torch does not warn)."""
+
+        def get_data(self, img: Any) -> tuple[np.ndarray, dict]:
+            data, meta = super().get_data(img)
+            return (data if data.flags.writeable else data.copy()), meta
+
     loader = LoadImage(image_only=True, dtype=None, ensure_channel_first=True)
     loader.register(NumpyReader(npz_keys=[npz_key] if npz_key else None))
-    loader.register(PILReader(reverse_indexing=False))  # (H, W) like numpy, not PIL's (W, H)
+    loader.register(WritablePILReader(reverse_indexing=False))  # (H, W) like numpy, not PIL's (W, H)
     return loader
 
 
