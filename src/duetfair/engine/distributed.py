@@ -16,6 +16,8 @@ from typing import Any, Optional
 import torch
 import torch.distributed as dist
 
+from duetfair.objectives.distributed import all_reduce_sum
+
 
 @dataclass(frozen=True)
 class DistInfo:
@@ -120,9 +122,7 @@ def all_reduce_mean(value: torch.Tensor, info: Optional[DistInfo] = None) -> tor
     info = info or current_info()
     if not info.enabled:
         return value
-    out = value.detach().clone()
-    dist.all_reduce(out, op=dist.ReduceOp.SUM)
-    return out / info.world_size
+    return all_reduce_sum(value) / info.world_size
 
 
 def average_buffers(module: torch.nn.Module, info: Optional[DistInfo] = None) -> None:
