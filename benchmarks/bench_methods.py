@@ -23,7 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from duetfair.engine.demo import DEMO_METHODS, run_benchmark  # noqa: E402
+from duetfair.experiments.methods import DEMO_METHODS, run_benchmark  # noqa: E402
 from duetfair.io import write_json  # noqa: E402
 
 

@@ -56,7 +56,7 @@ def audit_cmd(
     """
     from duetfair.audit import audit_table, load_case_table
     from duetfair.io import to_json_text, write_text
-    from duetfair.metrics.frame import parse_bins
+    from duetfair.data.groups import parse_bins
 
     if fmt not in ("json", "md", "html"):
         raise DuetfairError(f"--format {fmt}: expected json, md or html")
@@ -86,6 +86,161 @@ def audit_cmd(
     else:
         write_text(out, text)
         console.print(f"wrote {out}")
+
+
+# ---- score -------------------------------------------------------------------------------------
+@app.command("score")
+def score_cmd(
+    pred_dir: Optional[str] = typer.Argument(
+        None, help="Folder of predicted masks, one label map per case (PNG/NPY/NPZ 2D; NIfTI, NRRD, MHA 3D)."),
+    ref_dir: Optional[str] = typer.Argument(
+        None, help="Folder of reference masks, matched to the predictions by case id."),
+    meta: str = typer.Option(
+        ..., "--meta", help="Metadata table (CSV, TSV, XLSX, Parquet): one row per case, an id column, attributes."),
+    out: str = typer.Option(..., "--out", help="Output folder: cases.csv, audit.json, audit.md, report.html."),
+    id_column: Optional[str] = typer.Option(
+        None, "--id-column", help="Id column of --meta (default: case_id if present, else the first column)."),
+    by: Optional[list[str]] = typer.Option(
+        None, "--by", help="Attribute to audit (repeatable; 'race+sex' = intersection). Default: every metadata "
+                           "column except the id."),
+    bins: Optional[list[str]] = typer.Option(
+        None, "--bins", help="Bin a continuous attribute, e.g. age=40,60,80 (repeatable); required for numeric "
+                             "columns with more than 10 distinct values."),
+    metric: Optional[list[str]] = typer.Option(
+        None, "--metric", help="dice, iou, hd95 or nsd (repeatable). Default: all four for folders, those present "
+                               "for --nnunet / --monai-csv."),
+    labels: Optional[str] = typer.Option(
+        None, "--labels", help="Label ids to score, e.g. 1,2 (default: every label in the references; only the "
+                               "regions when --region is given). Other non-zero values are then errors."),
+    label_names: Optional[str] = typer.Option(
+        None, "--label-names", help="Names of the labels, e.g. rim,cup (in --labels order) or 1=rim,2=cup."),
+    region: Optional[list[str]] = typer.Option(
+        None, "--region", help="Union of labels scored as one structure, e.g. disc=1+2 or tc=1+3,wt=1+2+3 "
+                               "(repeatable)."),
+    pattern: Optional[str] = typer.Option(
+        None, "--pattern", help="Case-id rule for file names: '{case}_seg.nii.gz' ({case} = the id, * = anything) "
+                                "or 're:REGEX' with a group (?P<case>...). Default: the name without its extension."),
+    pred_pattern: Optional[str] = typer.Option(None, "--pred-pattern", help="--pattern for the predictions only."),
+    ref_pattern: Optional[str] = typer.Option(None, "--ref-pattern", help="--pattern for the references only."),
+    allow_missing: bool = typer.Option(
+        False, "--allow-missing", help="Score a reference without prediction as an empty prediction (as challenges "
+                                       "do) instead of failing."),
+    empty: str = typer.Option("nan", "--empty", help="Empty-mask policy: nan (MONAI/nnU-Net), fairseg or mamamia."),
+    nsd_tolerance: float = typer.Option(
+        1.0, "--nsd-tolerance", help="NSD tolerance in the reference's unit (mm for NIfTI, pixels for PNG)."),
+    workers: Optional[int] = typer.Option(
+        None, "--workers", help="Worker processes for scoring (default: min(CPU cores, 8))."),
+    nnunet: Optional[str] = typer.Option(
+        None, "--nnunet", help="Instead of folders: nnU-Net v2 summary.json (per-case Dice / IoU per label or "
+                               "region)."),
+    monai_csv: Optional[list[str]] = typer.Option(
+        None, "--monai-csv", help="Instead of folders: MONAI per-case CSV, e.g. mean_dice_raw.csv or dice=FILE "
+                                  "(repeatable, one per metric)."),
+    es_variant: str = typer.Option(
+        "sum_abs", "--es-variant", help="Equity-scaled variant: sum_abs (FairSeg/dMoE/DuetFair) or std (FairMedFM)."),
+    bootstrap: int = typer.Option(1000, "--bootstrap", help="Bootstrap resamples for the 95% intervals (0: none)."),
+    seed: int = typer.Option(0, "--seed", help="Bootstrap seed."),
+    no_discovery: bool = typer.Option(False, "--no-discovery", help="Skip divergent subgroup discovery."),
+) -> None:
+    """Score predicted masks against reference masks and audit them by patient group, in one go.
+
+    Matching: a file's case id is its name without the extension (.nii.gz counts as one), so
+    preds/case_01.nii.gz pairs with labels/case_01.nii.gz; other files (json, pkl, csv) are ignored.
+    --pattern / --pred-pattern / --ref-pattern change the rule, e.g. --ref-pattern '{case}-seg.nii.gz'.
+    Metadata ids are compared as text (an extension is stripped); metadata rows without a case are
+    ignored with a warning; cases without a metadata row get unknown attributes (counted, reported).
+
+    HD95 and NSD use the voxel spacing of the reference (mm); Dice, IoU, HD95, NSD come from MONAI.
+    Missing or extra files, shape or spacing mismatches and unexpected label values are errors.
+    Instead of two folders, --nnunet summary.json or --monai-csv FILE audits scores already computed.
+
+    Examples:
+
+      duetfair score preds/ labelsTs/ --meta patients.csv --out audit --bins age=40,60,80
+
+      duetfair score preds/ refs/ --meta fairseg.csv --out audit --labels 1,2 --label-names rim,cup --region disc=1+2
+
+      duetfair score --nnunet fold_0/validation/summary.json --meta patients.csv --out audit
+    """
+    from duetfair.audit.inputs import choose_attributes, join_metadata, read_metadata, write_audit
+    from duetfair.audit.report import render_summary
+    from duetfair.data.groups import parse_bins
+    from duetfair.metrics.folders import SCORE_METRICS, parse_label_names, parse_labels, parse_regions
+
+    given = {"PRED_DIR REF_DIR": pred_dir is not None, "--nnunet": nnunet is not None, "--monai-csv": bool(monai_csv)}
+    sources = [name for name, on in given.items() if on]
+    if len(sources) != 1:
+        raise DuetfairError("expected one input: PRED_DIR REF_DIR, --nnunet FILE or --monai-csv FILE "
+                            f"(got {', '.join(sources) or 'none'})")
+    if pred_dir is not None and ref_dir is None:
+        raise DuetfairError("expected REF_DIR after PRED_DIR: duetfair score PRED_DIR REF_DIR --meta FILE --out DIR")
+    if bootstrap < 0:
+        raise DuetfairError(f"--bootstrap {bootstrap}: expected a number of resamples >= 0")
+    meta_df = read_metadata(meta, id_column)
+    edges = dict(parse_bins(spec) for spec in (bins or []))
+    label_list, regions = parse_labels(labels), parse_regions(region)
+    names = parse_label_names(label_names, label_list)
+    if pred_dir is not None:
+        table, source = _score_folders(pred_dir, str(ref_dir), label_list, regions, names, metric, empty,
+                                       nsd_tolerance, pred_pattern or pattern, ref_pattern or pattern, allow_missing,
+                                       workers)
+    else:
+        table, source = _read_scores(nnunet, list(monai_csv or []), pred_pattern or pattern, label_list, regions, names)
+    cases, report = join_metadata(table, meta_df)
+    attributes, notes = choose_attributes(cases, meta_df, by, edges)
+    for line in report.messages() + notes:
+        err_console.print(f"warning: {line}", highlight=False, markup=False, soft_wrap=True)
+    metrics = list(metric or [m for m in SCORE_METRICS if m in cases.columns])
+    title = f"duetfair audit of {pred_dir or nnunet or (monai_csv or [''])[0]}"
+    audit, paths = write_audit(cases, out, by=attributes, metrics=metrics, bins=edges, es_variant=es_variant,
+                               n_boot=bootstrap, seed=seed, discovery=not no_discovery, title=title,
+                               inputs={**source, "metadata": meta, "join": report.to_dict()})
+    typer.echo(render_summary(audit), nl=False)
+    console.print(f"wrote {', '.join(p.name for p in paths.values())} in {out}", highlight=False, markup=False)
+
+
+def _read_scores(nnunet: Optional[str], monai_csv: list[str], pattern: Optional[str], labels: Optional[list[int]],
+                 regions: list, names: dict[int, str]) -> tuple[object, dict[str, object]]:
+    """``duetfair score --nnunet`` / ``--monai-csv``: the per-case table of another tool's output."""
+    from duetfair.audit.inputs import read_monai_csv, read_nnunet_summary
+
+    if nnunet is not None:
+        table = read_nnunet_summary(nnunet, pattern=pattern, label_names=names,
+                                    regions={r.ids: r.name for r in regions})
+        return table, {"kind": "nnunet", "summary": nnunet}
+    table = read_monai_csv(monai_csv, pattern=pattern, labels=labels, label_names=names)
+    return table, {"kind": "monai_csv", "files": monai_csv}
+
+
+def _score_folders(pred_dir: str, ref_dir: str, labels: Optional[list[int]], regions: list, names: dict[int, str],
+                   metric: Optional[list[str]], empty: str, nsd_tolerance: float, pred_pattern: Optional[str],
+                   ref_pattern: Optional[str], allow_missing: bool,
+                   workers: Optional[int]) -> tuple[object, dict[str, object]]:
+    """``duetfair score`` on two folders: match, score in parallel with a progress bar on a terminal."""
+    from contextlib import nullcontext
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from duetfair.metrics.folders import SCORE_METRICS, ScoreSpec, default_workers, match_folders, score_pairs
+
+    pairs = match_folders(pred_dir, ref_dir, pred_pattern=pred_pattern, ref_pattern=ref_pattern,
+                          allow_missing=allow_missing)
+    missing = [p.case_id for p in pairs if p.pred is None]
+    if missing:
+        err_console.print(f"warning: {len(missing)} references have no prediction; scored as empty predictions "
+                          f"(--empty {empty})", highlight=False, markup=False)
+    spec = ScoreSpec(tuple(labels) if labels is not None else None, tuple(regions), tuple(metric or SCORE_METRICS),
+                     empty, float(nsd_tolerance))
+    bar = Progress(TextColumn("scoring"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=console,
+                   transient=True) if console.is_terminal else None
+    with bar or nullcontext():
+        task = bar.add_task("scoring", total=len(pairs)) if bar is not None else None
+        step = (lambda k: bar.advance(task, k)) if bar is not None and task is not None else None
+        table = score_pairs(pairs, spec, workers=default_workers() if workers is None else workers,
+                            label_names=names, progress=step)
+    source = {"kind": "folders", "predictions": pred_dir, "references": ref_dir, "n_missing_predictions": len(missing),
+              "missing_predictions": missing[:20], "empty": empty, "nsd_tolerance": float(nsd_tolerance)}
+    return table, source
 
 
 # ---- synth -------------------------------------------------------------------------------------
@@ -244,7 +399,7 @@ def compare_cmd(
       duetfair compare runs/erm runs/dmoe runs/fair_dro
       duetfair compare runs/* --format latex --out table.tex
     """
-    from duetfair.engine.compare import FORMATS, compare_runs, format_table
+    from duetfair.audit.compare import FORMATS, compare_runs, format_table
     from duetfair.io import write_text
 
     if fmt not in FORMATS:
@@ -261,7 +416,7 @@ def benchmark_cmd(
     task: str = typer.Option("fundus2d", "--task", help="Synthetic task: fundus2d, lesion2d or tumor3d."),
     method: Optional[list[str]] = typer.Option(None, "--method", help="Method to include (repeatable; default: the demo's six)."),
     seeds: int = typer.Option(3, "--seeds", help="Number of seeds (0..N-1): data and training both change."),
-    size: str = typer.Option("quick", "--size", help="quick or default (see duetfair.engine.demo.DEMO_SIZES)."),
+    size: str = typer.Option("quick", "--size", help="quick or default (see duetfair.experiments.methods.DEMO_SIZES)."),
     set_: Optional[list[str]] = typer.Option(None, "--set", help="Extra config override for every run (repeatable)."),
 ) -> None:
     """Compare fairness methods on the synthetic benchmark over several seeds.
@@ -273,7 +428,7 @@ def benchmark_cmd(
       duetfair benchmark --seeds 3
       duetfair benchmark --task lesion2d --method erm --method fair_dro --seeds 5 --size default
     """
-    from duetfair.engine.demo import DEMO_METHODS, run_benchmark
+    from duetfair.experiments.methods import DEMO_METHODS, run_benchmark
 
     if seeds < 1:
         raise DuetfairError(f"--seeds {seeds}: expected at least 1")
@@ -314,7 +469,7 @@ def demo_cmd(
         for name, path in result["paths"].items():
             console.print(f"wrote {name}: {path}")
         return
-    from duetfair.engine.demo import run_demo
+    from duetfair.experiments.methods import run_demo
 
     table = run_demo(out, quick=quick, seed=seed, log=lambda s: console.print(s, highlight=False, markup=False))
     typer.echo(table, nl=False)

@@ -112,7 +112,7 @@ def test_manifest_structure_errors(tmp_path, png_manifest):
     (tmp_path / "x.csv").write_text("image,case_id\na.png,a\n")
     with pytest.raises(DuetfairError, match="column 'label' is missing"):
         build_datasets("manifest", path=str(tmp_path / "x.csv"))
-    with pytest.raises(DuetfairError, match="attribute column 'sex' is missing"):
+    with pytest.raises(DuetfairError, match="attribute column 'sex' not in the table"):
         build_datasets("manifest", path=str(png_manifest), attributes=["sex"])
     with pytest.raises(DuetfairError, match="does not exist"):
         build_datasets("manifest", path=str(tmp_path / "none.csv"))

@@ -83,14 +83,14 @@ def test_build_datasets_in_memory_contract():
     assert (tr.num_classes, tr.in_channels, tr.spatial_dims) == (3, 1, 2)
     assert tr.group_spec.attributes == ["race", "age", "sex"]
     case = tr[0]
-    assert set(case) == {"image", "label", "case_id", "attrs", "group", "hidden"}
-    assert case["group"].dtype == torch.long and case["group"].shape == (3,)
+    assert set(case) == {"image", "label", "case_id", "attrs", "codes", "hidden"}
+    assert case["codes"].dtype == torch.long and case["codes"].shape == (3,)
     assert list(tr.meta.columns[:1]) == ["case_id"] and (tr.meta["split"] == "train").all()
     assert not set(tr.case_ids) & set(ds["test"].case_ids)
     # the test split does not change with n_train
     other = build_datasets("synthetic", kind="fundus2d", n_train=3, n_val=0, n_test=6, image_size=32, seed=0)
     assert torch.equal(other["test"][5]["image"], ds["test"][5]["image"]) and "val" not in other
     batch = collate_cases([tr[i] for i in range(4)])
-    assert batch["image"].shape == (4, 1, 32, 32) and batch["group"].shape == (4, 3) and batch["hidden"].shape == (4,)
+    assert batch["image"].shape == (4, 1, 32, 32) and batch["codes"].shape == (4, 3) and batch["hidden"].shape == (4,)
     one = build_datasets("synthetic", task="tumor3d", n_train=2, n_val=0, n_test=0, image_size=16, attributes=["institution"])
     assert one["train"].group_spec.attributes == ["institution"] and one["train"][0]["image"].shape == (3, 16, 16, 16)

@@ -44,7 +44,7 @@ def test_unknown_key_and_bad_number() -> None:
         validate({"optim": {"lrr": 0.1}})
     with pytest.raises(DuetfairError, match=r"train\.epochs"):
         validate({"train": {"epochs": 0}})
-    with pytest.raises(DuetfairError, match=r"method 'dmo' is not one of .*'dmoe'"):
+    with pytest.raises(DuetfairError, match=r"method: 'dmo' is not one of .*'dmoe'"):
         validate({"method": "dmo"})
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from duetfair.engine.demo import aggregate_seeds, benchmark_markdown, run_benchmark, run_demo, seed_ci
+from duetfair.experiments.methods import aggregate_seeds, benchmark_markdown, run_benchmark, run_demo, seed_ci
 
 TINY_DEMO = [
     "data.args.n_train=16", "data.args.n_val=8", "data.args.n_test=8", "model.args.dim=32", "model.args.depth=1",

@@ -12,8 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from duetfair.engine.compare import compare_runs, format_table
-from duetfair.engine.evaluate import group_stats
+from duetfair.audit.compare import compare_runs, format_table
 from duetfair.engine.predict import predict_files
 from duetfair.errors import DuetfairError
 
@@ -63,18 +62,6 @@ def test_compare_needs_evaluated_runs(tmp_path: Path) -> None:
     (tmp_path / "run").mkdir()
     with pytest.raises(DuetfairError, match="run 'duetfair evaluate"):
         compare_runs([tmp_path / "run"])
-
-
-def test_group_stats_matches_equity_scaled_definition() -> None:
-    values = pd.Series([0.9, 0.7, 0.8, 0.6, 0.5])
-    groups = pd.Series(["a", "a", "b", "b", "unknown"])
-    s = group_stats(values, groups)
-    overall = values.mean()
-    es = overall / (1 + abs(overall - 0.8) + abs(overall - 0.7))
-    assert s["overall"] == pytest.approx(overall) and s["es"] == pytest.approx(es)
-    assert s["worst_group"] == "b" and s["worst"] == pytest.approx(0.7)
-    single = group_stats(pd.Series([0.5, 0.7]), pd.Series(["a", "a"]))
-    assert single["worst"] == pytest.approx(0.6) and single["es"] == pytest.approx(0.6)
 
 
 def test_predict_png_keeps_size_and_reports_fallback(evaluated_runs: dict[str, Path], tmp_path: Path) -> None:

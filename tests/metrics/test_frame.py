@@ -5,7 +5,8 @@ import pandas as pd
 import pytest
 
 from duetfair.errors import DuetfairError
-from duetfair.metrics.frame import GroupMetricFrame, bin_labels, group_labels, parse_bins
+from duetfair.data.groups import bin_labels, group_labels, parse_bins
+from duetfair.metrics.frame import GroupMetricFrame, point_summary
 
 
 def table_with_group_means(groups, sizes, attr="race"):
@@ -69,14 +70,16 @@ def test_lower_is_better_metric_direction():
 
 def test_bins_and_intersections():
     assert bin_labels([20, 40, 60, 80]) == ["<20", "20-39", "40-59", "60-79", ">=80"]
-    assert parse_bins("age=20,40") == ("age", [20.0, 40.0])
+    assert parse_bins("age=20,40") == ("age", {"edges": [20.0, 40.0], "right": False})
+    assert parse_bins("age=40,50:right") == ("age", {"edges": [40.0, 50.0], "right": True})
+    assert bin_labels([40, 50, 60, 70], right=True) == ["<=40", "41-50", "51-60", "61-70", ">70"]
     df = pd.DataFrame({"age": [10, 20, 39.5, 85, None], "sex": ["F", "M", "F", "M", "F"], "race": [0, 1, 1.0, "1", 0]})
     labels = group_labels(df, "age", bins=[20, 40, 60, 80])
     assert labels.astype(object).tolist()[:4] == ["<20", "20-39", "20-39", ">=80"] and pd.isna(labels.iloc[4])
     assert group_labels(df, "race").astype(str).tolist() == ["0", "1", "1", "1", "0"]
     inter = group_labels(df, "race+sex")
     assert inter.astype(object).tolist() == ["0 & F", "1 & M", "1 & F", "1 & M", "0 & F"]
-    assert list(inter.cat.categories) == ["0 & F", "1 & F", "1 & M"]
+    assert list(inter.cat.categories) == ["0 & F", "0 & M", "1 & F", "1 & M"]  # every combination, code order
 
 
 def test_bootstrap_intervals_cover_point_estimates_and_are_seeded():
@@ -126,3 +129,14 @@ def test_equity_scaled_is_undefined_for_distances():
     assert hd.worst_group == "b"
     dice = GroupMetricFrame(df, "dice", "g", n_boot=20)
     assert dice.es_defined and dice.es == pytest.approx(0.65 / (1 + 0.2 + 0.2))
+
+
+def test_point_summary_matches_equity_scaled_definition():
+    df = pd.DataFrame({"dice": [0.9, 0.7, 0.8, 0.6, 0.5], "g": ["a", "a", "b", "b", "unknown"]})
+    s = point_summary(df, "dice", "g")
+    overall = df["dice"].mean()
+    es = overall / (1 + abs(overall - 0.8) + abs(overall - 0.7))
+    assert s["overall"] == pytest.approx(overall) and s["es"] == pytest.approx(es)
+    assert s["worst_group"] == "b" and s["worst"] == pytest.approx(0.7)
+    single = point_summary(pd.DataFrame({"dice": [0.5, 0.7], "g": ["a", "a"]}), "dice", "g")
+    assert single["worst"] == pytest.approx(0.6) and single["es"] == pytest.approx(0.6)

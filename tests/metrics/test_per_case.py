@@ -58,10 +58,11 @@ def _pair(ref_empty, pred_empty):
     return pred, target
 
 
-# (ref_empty, pred_empty) -> expected (dice, iou, hd95, nsd, normhd) per policy
+# (ref_empty, pred_empty) -> expected (dice, iou, hd95, nsd, normhd) per policy; the "fairseg" row is
+# calculate_metric_percase of the FairSeg code (Dice, HD95, Jaccard) plus MONAI's own NSD convention
 EXPECTED = {
     "nan": {(True, True): (np.nan,) * 5, (True, False): (np.nan,) * 5, (False, True): (0, 0, np.inf, 0, 1)},
-    "fairseg": {(True, True): (0, 0, np.nan, np.nan, np.nan), (True, False): (1, 1, np.nan, np.nan, np.nan), (False, True): (0, 0, np.inf, 0, 1)},
+    "fairseg": {(True, True): (0, 0, 0, np.nan, 0), (True, False): (1, 1, 0, 0, 0), (False, True): (0, 0, 0, 0, 0)},
     "mamamia": {(True, True): (0, 0, 0, 0, 0), (True, False): (0, 0, np.inf, 0, 1), (False, True): (0, 0, np.inf, 0, 1)},
 }
 
@@ -78,6 +79,63 @@ def test_empty_policies(empty, ref_empty, pred_empty):
         assert np.isfinite(row["hd95"]) and 0 < row["nsd"] <= 1
         return
     np.testing.assert_array_equal(np.array(got, dtype=float), np.array(EXPECTED[empty][(ref_empty, pred_empty)], dtype=float))
+
+
+def _blob_maps(shape, seed):
+    """Two maps of smooth random blobs with classes 1 (ring) and 2 (core), both non-empty."""
+    from scipy.ndimage import gaussian_filter
+
+    rng = np.random.default_rng(seed)
+    maps = []
+    for _ in range(2):
+        f = np.stack([gaussian_filter(x, 2.5) for x in rng.random(shape)])
+        lo, hi = (np.quantile(f.reshape(shape[0], -1), q, axis=1)[:, None, None] for q in (0.6, 0.85))
+        maps.append(torch.as_tensor((f > lo).astype(np.int64) + (f > hi)))
+    return maps[0], maps[1]
+
+
+def _surface_points(mask, spacing):
+    """Surface pixels (a 4-neighbour outside the mask or the image) as physical coordinates."""
+    padded = np.pad(mask, 1)
+    inner = padded[1:-1, 1:-1] & padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:]
+    return np.argwhere(mask & ~inner) * np.asarray(spacing)
+
+
+def _brute_pooled_hd95(a, b, spacing=(1.0, 1.0)):
+    """Pooled 95th percentile of both directed surface distances, by brute force."""
+    pa, pb = _surface_points(a, spacing), _surface_points(b, spacing)
+    d = np.sqrt(((pa[:, None, :] - pb[None, :, :]) ** 2).sum(-1))
+    return np.percentile(np.concatenate([d.min(1), d.min(0)]), 95)
+
+
+@pytest.mark.parametrize("spacing", [None, (0.5, 2.0)])
+def test_fairseg_hd95_is_pooled_like_the_fairseg_code(spacing):
+    pred, target = _blob_maps((4, 30, 26), seed=7)
+    pred[1, 10:20, 5:15] = 1  # a filled square among blobs: unequal directed distances
+    df = per_case_metrics(pred, target, num_classes=3, metrics=("dice", "iou", "hd95"), empty="fairseg", spacing=spacing)
+    ref = [_brute_pooled_hd95((pred[b] == c).numpy(), (target[b] == c).numpy(), spacing or (1.0, 1.0))
+           for b in range(4) for c in (1, 2)]
+    np.testing.assert_allclose(df["hd95"], ref, rtol=0, atol=1e-9)
+    monai = per_case_metrics(pred, target, num_classes=3, metrics=("dice", "iou", "hd95"), spacing=spacing)
+    assert (df["hd95"] != monai["hd95"]).any()  # MONAI: max of the two directed percentiles
+    np.testing.assert_array_equal(df[["dice", "iou"]], monai[["dice", "iou"]])  # same counts-based Dice / IoU
+
+
+def test_fairseg_policy_mixed_batch_cells():
+    """Every empty cell of the FairSeg table in one batch, next to a scored pair."""
+    pred = torch.zeros(4, 12, 12, dtype=torch.long)
+    target = torch.zeros(4, 12, 12, dtype=torch.long)
+    pred[0, 2:6, 2:6] = 1  # only the reference empty
+    target[1, 2:6, 2:6] = 1  # only the prediction empty
+    pred[3, 2:8, 2:8] = 1  # both present
+    target[3, 3:8, 3:8] = 1
+    df = per_case_metrics(pred, target, num_classes=2, empty="fairseg", nsd_tolerance=5.0)
+    np.testing.assert_array_equal(df["dice"][:3], [1, 0, 0])
+    np.testing.assert_array_equal(df["iou"][:3], [1, 0, 0])
+    np.testing.assert_array_equal(df["hd95"][:3], [0, 0, 0])
+    np.testing.assert_array_equal(df["nsd"][:3], [0, 0, np.nan])
+    assert df["dice"][3] == pytest.approx(2 * 25 / 61) and df["iou"][3] == pytest.approx(25 / 36)
+    assert df["hd95"][3] == pytest.approx(_brute_pooled_hd95((pred[3] == 1).numpy(), (target[3] == 1).numpy()))
 
 
 def test_spacing_scales_distances_and_case_ids():

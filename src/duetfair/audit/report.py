@@ -242,10 +242,10 @@ def build_figures(audit: Mapping[str, Any], cases: pd.DataFrame | None = None, c
     """All report figures (matplotlib ``Figure`` objects) keyed ``means/<metric>/<attr>``,
     ``dist/<metric>/<attr>`` and ``comparison``."""
     from duetfair.audit.table import HIDDEN_COLUMN
-    from duetfair.metrics.frame import group_labels
+    from duetfair.data.groups import GroupSpec
 
     figs: dict[str, Any] = {}
-    bins = audit.get("bins", {})
+    spec = GroupSpec.from_dict(audit["group_spec"]) if "group_spec" in audit else None
     for key, m in audit["metrics"].items():
         for attr, summary in m["attributes"].items():
             figs[f"means/{key}/{attr}"] = plot_group_means(key, attr, summary, m["overall"])
@@ -255,7 +255,7 @@ def build_figures(audit: Mapping[str, Any], cases: pd.DataFrame | None = None, c
             if base not in view.columns or len(view) == 0:
                 continue
             values = pd.to_numeric(view[base], errors="coerce").to_numpy(dtype=float)
-            labels = group_labels(view, attr, bins=bins.get(attr))
+            labels = GroupSpec.for_table(view, [attr], base=spec).labels(view, attr)
             ok = np.isfinite(values) & labels.notna().to_numpy()
             hidden = None
             if HIDDEN_COLUMN in view.columns:

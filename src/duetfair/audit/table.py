@@ -4,7 +4,7 @@ The per-case table (CSV or Parquet, one row per case and class) is the interface
 evaluation and audit, so a model from any toolkit can be audited. :func:`audit_table` returns a
 JSON-ready dict; its shape (schema version 1) is::
 
-    {"schema": "duetfair.audit/1", "n_rows", "by", "bins", "settings": {...},
+    {"schema": "duetfair.audit/1", "n_rows", "by", "bins", "group_spec", "settings": {...},
      "metrics": {"dice": {
         "n_cases", "n_missing", "higher_is_better",
         "overall": {"mean", "ci"},
@@ -16,7 +16,9 @@ JSON-ready dict; its shape (schema version 1) is::
         "hidden_subtype": {"n", "mean", "mean_rest", "share_in_worst_decile"}   # when known
      }}}
 
-``es`` uses the chosen variant, ``es_std`` / ``es_sum_abs`` are both variants' point estimates;
+``group_spec`` is the :class:`~duetfair.data.groups.GroupSpec` that turned the table's raw values
+into groups (a run's saved spec where it defines an attribute, else inferred from the table), so
+every consumer of the audit labels cases the same way. ``es`` uses the chosen variant, ``es_std`` / ``es_sum_abs`` are both variants' point estimates;
 intervals are ``[low, high]`` percentile bootstrap intervals. When the table holds several classes
 (a ``class`` column) and none is selected, every metric is audited per class under the key
 ``"<metric>[<class>]"`` (e.g. ``dice[1]`` = rim, ``dice[2]`` = cup for FairSeg).
@@ -32,8 +34,9 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from duetfair.data.groups import GroupSpec
 from duetfair.errors import DuetfairError, require
-from duetfair.metrics.frame import INTERSECTION_SEP, GroupMetricFrame
+from duetfair.metrics.frame import GroupMetricFrame
 from duetfair.metrics.hidden import higher_is_better
 
 SCHEMA = "duetfair.audit/1"
@@ -110,7 +113,7 @@ def audit_table(
     df: pd.DataFrame,
     by: Sequence[str],
     metrics: Sequence[str] = ("dice",),
-    bins: Mapping[str, Sequence[float]] | None = None,
+    bins: Mapping[str, Sequence[float] | Mapping[str, Any]] | None = None,
     es_variant: str = "sum_abs",
     n_boot: int = 1000,
     seed: int = 0,
@@ -124,6 +127,7 @@ def audit_table(
     max_subgroups: int | None = 20,
     redundancy_threshold: float | None = None,
     class_: Any | None = None,
+    spec: GroupSpec | None = None,
 ) -> dict[str, Any]:
     """Audit a per-case table: overall, per-group, fairness and tail numbers, divergent subgroups.
 
@@ -131,7 +135,8 @@ def audit_table(
         df: per-case table (one row per case, or per case and class with a ``class`` column).
         by: attributes to audit; each a column or an intersection ``"race+sex"``.
         metrics: per-case metric columns (default ``("dice",)``).
-        bins: edges per continuous attribute, e.g. ``{"age": [20, 40, 60, 80]}``.
+        bins: edges per continuous attribute, e.g. ``{"age": [20, 40, 60, 80]}`` (left-closed) or
+            ``{"age": {"edges": [40, 50, 60, 70], "right": True}}``.
         es_variant: ``"sum_abs"`` (default; FairSeg/dMoE/DuetFair) or ``"std"`` (FairMedFM).
         n_boot: bootstrap resamples for the intervals (0: none).
         seed: bootstrap seed.
@@ -144,6 +149,8 @@ def audit_table(
         max_subgroups: keep at most this many subgroups per metric (worst first; None: all).
         redundancy_threshold: DivExplorer redundancy pruning threshold (None: no pruning).
         class_: audit only this class of a multi-class table.
+        spec: group spec of the table's attributes (e.g. the ``group_spec.json`` of the run that
+            wrote it); attributes it lacks are inferred from the table.
 
     Returns:
         The audit dict (see the module docstring), JSON-ready except for NaN, which
@@ -153,13 +160,11 @@ def audit_table(
     require(len(by) >= 1, "expected at least one attribute (--by)")
     require(len(metrics) >= 1, "expected at least one metric (--metric)")
     require(0.0 < min_support <= 1.0, f"--min-support {min_support}: expected a fraction in (0, 1]")
-    bins = dict(bins or {})
-    for attr in bins:
-        require(attr in df.columns, f"--bins: column '{attr}' not in the table; available columns: {', '.join(map(str, df.columns))}")
+    groups = GroupSpec.for_table(df, by, bins=bins, base=spec)
     out_metrics: dict[str, Any] = {}
     for key, metric, table in _class_views(df, metrics, class_):
         out_metrics[key] = _audit_metric(
-            table, metric, by, bins, es_variant=es_variant, n_boot=n_boot, seed=seed, min_support=min_support,
+            table, metric, by, groups, es_variant=es_variant, n_boot=n_boot, seed=seed, min_support=min_support,
             max_length=max_length, level=level, cvar_alpha=cvar_alpha, failure_threshold=failure_threshold,
             discovery=discovery, max_subgroups=max_subgroups, redundancy_threshold=redundancy_threshold,
         )
@@ -167,7 +172,8 @@ def audit_table(
         "schema": SCHEMA,
         "n_rows": int(len(df)),
         "by": list(by),
-        "bins": {k: [float(e) for e in v] for k, v in bins.items()},
+        "bins": {a.name: {"edges": list(a.edges), "right": a.right} for a in groups.specs if a.edges is not None},
+        "group_spec": groups.to_dict(),
         "settings": {
             "es_variant": es_variant, "n_boot": int(n_boot), "seed": int(seed), "level": float(level),
             "cvar_alpha": float(cvar_alpha), "failure_threshold": failure_threshold, "min_support": float(min_support),
@@ -177,9 +183,9 @@ def audit_table(
     }
 
 
-def _audit_metric(df: pd.DataFrame, metric: str, by: Sequence[str], bins: Mapping[str, Sequence[float]], **kw: Any) -> dict[str, Any]:
+def _audit_metric(df: pd.DataFrame, metric: str, by: Sequence[str], spec: GroupSpec, **kw: Any) -> dict[str, Any]:
     frames = [
-        GroupMetricFrame(df, metric, attr, bins=bins.get(attr), es_variant=kw["es_variant"], n_boot=kw["n_boot"], seed=kw["seed"],
+        GroupMetricFrame(df, metric, attr, spec=spec, es_variant=kw["es_variant"], n_boot=kw["n_boot"], seed=kw["seed"],
                          level=kw["level"], cvar_alpha=kw["cvar_alpha"], failure_threshold=kw["failure_threshold"])
         for attr in by
     ]
@@ -193,23 +199,18 @@ def _audit_metric(df: pd.DataFrame, metric: str, by: Sequence[str], bins: Mappin
         "subgroups": [],
     }
     if kw["discovery"]:
-        result["subgroups"] = _subgroups(df, metric, by, bins, kw)
+        result["subgroups"] = _subgroups(df, metric, spec, kw)
     hidden = _hidden_summary(df, metric)
     if hidden is not None:
         result["hidden_subtype"] = hidden
     return result
 
 
-def _subgroups(df: pd.DataFrame, metric: str, by: Sequence[str], bins: Mapping[str, Sequence[float]], kw: Mapping[str, Any]) -> list[dict[str, Any]]:
+def _subgroups(df: pd.DataFrame, metric: str, spec: GroupSpec, kw: Mapping[str, Any]) -> list[dict[str, Any]]:
     from duetfair.audit.discovery import find_divergent_subgroups
 
-    columns: list[str] = []
-    for attr in by:
-        for part in attr.split(INTERSECTION_SEP):
-            if part.strip() not in columns:
-                columns.append(part.strip())
     found = find_divergent_subgroups(
-        df, metric, columns, min_support=kw["min_support"], max_length=kw["max_length"], bins=bins,
+        df, metric, spec.attributes, min_support=kw["min_support"], max_length=kw["max_length"], spec=spec,
         redundancy_threshold=kw["redundancy_threshold"],
     )
     if not higher_is_better(metric):

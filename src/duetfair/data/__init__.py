@@ -8,14 +8,12 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from duetfair.data.dataset import HIDDEN_COLUMN, CaseDataset, collate_cases
+from duetfair.data.dataset import CaseDataset, collate_cases
 from duetfair.data.groups import UNKNOWN, AttributeSpec, GroupSpec
 from duetfair.errors import require
+from duetfair.options import DatasetKind, parse
 
-KINDS = ("synthetic", "manifest", "fairseg", "ham10000", "mamamia")
-
-__all__ = ["build_datasets", "CaseDataset", "GroupSpec", "AttributeSpec", "collate_cases", "HIDDEN_COLUMN",
-           "UNKNOWN", "KINDS"]
+__all__ = ["build_datasets", "CaseDataset", "GroupSpec", "AttributeSpec", "collate_cases", "UNKNOWN"]
 
 
 def _builder(kind: str) -> Callable[..., dict[str, CaseDataset]]:
@@ -54,9 +52,9 @@ def build_datasets(kind: str, /, **kwargs: Any) -> dict[str, CaseDataset]:
     Example::
 
         ds = build_datasets("synthetic", task="fundus2d", n_train=256, n_val=64, n_test=128, seed=0)
-        case = ds["train"][0]   # {"image", "label", "case_id", "attrs", "group", "hidden"}
+        case = ds["train"][0]   # {"image", "label", "case_id", "attrs", "codes", "hidden"}
     """
-    require(kind in KINDS, f"unknown dataset kind '{kind}'; expected one of {list(KINDS)}")
+    kind = parse(DatasetKind, kind, "dataset kind")
     if kind == "synthetic" and "kind" in kwargs:
         require("task" not in kwargs, "synthetic dataset: give 'task' or 'kind', not both")
         kwargs["task"] = kwargs.pop("kind")

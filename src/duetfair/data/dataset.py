@@ -1,10 +1,13 @@
 """``CaseDataset``: a torch ``Dataset`` of case dicts with metadata and a group spec.
 
-A case (DESIGN.md) is a dict::
+A case (docs/architecture.md) is a dict::
 
     {"image": FloatTensor [C, H, W(, D)], "label": LongTensor [1, H, W(, D)],
-     "case_id": str, "attrs": {attribute: raw value}, "group": LongTensor [A] (-1 unknown),
+     "case_id": str, "attrs": {attribute: raw value}, "codes": LongTensor [A] (-1 unknown),
      "hidden": int}   # only when the analysis-only hidden subtype is known
+
+``codes`` holds one code per attribute of the dataset's group spec; the group ids an objective
+or a router uses are derived from them (:meth:`GroupSpec.group_ids`), never stored twice.
 
 Every loader builds one ``CaseDataset`` per split. The metadata table ``meta`` has one row per case
 (``case_id``, raw attribute columns, ``split``, ``hidden_subtype`` when known, plus loader columns
@@ -22,9 +25,7 @@ from torch.utils.data import Dataset
 
 from duetfair.data.groups import GroupSpec, is_missing
 from duetfair.errors import DuetfairError, require
-
-HIDDEN_COLUMN = "hidden_subtype"
-"""Analysis-only column of the synthetic hidden hard subtype (1) vs the rest (0)."""
+from duetfair.options import HIDDEN_COLUMN
 
 ReadFn = Callable[[int], tuple[torch.Tensor, torch.Tensor]]
 
@@ -87,7 +88,7 @@ class CaseDataset(Dataset):
             case["label"] = torch.as_tensor(np.asarray(case["label"])).long()
         case["case_id"] = self.meta.at[i, "case_id"]
         case["attrs"] = dict(self._attrs[i])
-        case["group"] = self.codes[i].clone()
+        case["codes"] = self.codes[i].clone()
         h = self._hidden[i]
         if h is not None and not is_missing(h):
             case["hidden"] = int(h)
@@ -111,10 +112,7 @@ class CaseDataset(Dataset):
     def group_ids(self, attribute: str | None = None) -> torch.Tensor:
         """One group id per case ``[N]``: the code of ``attribute``, or the intersection id of all
         attributes when ``attribute`` is ``None`` (-1 unknown)."""
-        if attribute is None:
-            return self.group_spec.intersection(self.codes)
-        j = self.group_spec.attributes.index(self.group_spec[attribute].name)
-        return self.codes[:, j].clone()
+        return self.group_spec.group_ids(self.codes, attribute)
 
     def unknown_counts(self) -> dict[str, int]:
         """Cases with an unknown (-1) code, per attribute."""
@@ -180,23 +178,24 @@ def _py(v: Any) -> Any:
 
 
 def collate_cases(cases: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """Batch case dicts (use as ``DataLoader(collate_fn=collate_cases)``).
+    """Batch case dicts (the one collate; use as ``DataLoader(collate_fn=collate_cases)``).
 
-    Returns ``image [B, C, *S]``, ``label [B, 1, *S]``, ``group [B, A]`` (stacked tensors),
-    ``case_id`` (list of str), ``attrs`` (list of dicts; raw values may be ``None`` or mixed types,
-    which the default collate cannot batch) and ``hidden [B]`` (-1 where unknown) when any case
-    has it. All images of a batch must share one shape.
+    Returns ``image [B, C, *S]`` float32, ``label [B, 1, *S]`` int64, ``codes [B, A]`` int64
+    (stacked tensors), ``case_ids`` (list of str), ``attrs`` (list of dicts; raw values may be
+    ``None`` or mixed types, which the default collate cannot batch) and ``hidden [B]`` (-1 where
+    unknown) when any case has it. All images of a batch must share one shape.
     """
     require(len(cases) > 0, "collate_cases: empty batch")
     shapes = {tuple(c["image"].shape) for c in cases}
-    require(len(shapes) == 1, f"collate_cases: images of different shapes {sorted(shapes)} in one batch; "
-                              f"set an image_size / spatial_size so all cases share one shape")
+    require(len(shapes) == 1, f"cases {[c['case_id'] for c in cases[:4]]} have different image shapes "
+                              f"{sorted(shapes)[:3]} in one batch; set an image_size / spatial_size so all "
+                              f"cases share one shape")
     batch: dict[str, Any] = {
-        "image": torch.stack([c["image"] for c in cases]),
-        "label": torch.stack([c["label"] for c in cases]),
-        "group": torch.stack([c["group"] for c in cases]),
-        "case_id": [c["case_id"] for c in cases],
-        "attrs": [c["attrs"] for c in cases],
+        "image": torch.stack([torch.as_tensor(c["image"], dtype=torch.float32) for c in cases]),
+        "label": torch.stack([torch.as_tensor(c["label"]).long() for c in cases]),
+        "codes": torch.stack([torch.as_tensor(c["codes"], dtype=torch.long).reshape(-1) for c in cases]),
+        "case_ids": [str(c["case_id"]) for c in cases],
+        "attrs": [c.get("attrs", {}) for c in cases],
     }
     if any("hidden" in c for c in cases):
         batch["hidden"] = torch.tensor([int(c.get("hidden", -1)) for c in cases], dtype=torch.long)

@@ -7,8 +7,16 @@ A :class:`GroupSpec` says which attributes define subgroups and how each raw val
   Asian/Black/White, or MAMA-MIA free-text ``menopause`` -> pre/post by prefix);
 * **binned** attributes: continuous values (age) cut at ``edges`` into labelled intervals.
 
-Missing or unseen values become ``-1`` (unknown) and are counted (:meth:`GroupSpec.unknown_counts`),
-never a crash and never a silent merge into another group. Several attributes combine into one
+Missing values (:data:`MISSING_TOKENS`: empty, NaN, ``unknown``, ``-1``, ...) and unseen values
+become ``-1`` (unknown) and are counted (:meth:`GroupSpec.unknown_counts`), never a crash and never
+a silent merge into another group, unless the attribute names a ``missing`` group (MAMA-MIA counts
+missing menopause as its own ``unknown`` group).
+
+This module is the only place where a raw attribute value becomes a group: training codes
+(:meth:`GroupSpec.encode_frame`), training group ids (:meth:`GroupSpec.group_ids`) and the audit's
+labels (:meth:`GroupSpec.labels`) all come from the same spec, so training, model selection and
+audit agree on every group. Bins state their closure (``right``) and get their labels from
+:func:`bin_labels`; intersections are named by joining labels with :data:`LABEL_JOIN`. Several attributes combine into one
 intersection id (mixed radix, :meth:`GroupSpec.intersection`). The spec is plain data
 (:meth:`GroupSpec.to_dict` / :meth:`GroupSpec.from_dict`, :meth:`GroupSpec.save` /
 :meth:`GroupSpec.load`), saved with every run so inference encodes attributes the same way.
@@ -16,6 +24,7 @@ intersection id (mixed radix, :meth:`GroupSpec.intersection`). The spec is plain
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -33,7 +42,16 @@ from duetfair.io import write_json
 UNKNOWN = -1
 """Code of a missing or unseen attribute value."""
 
-# Standard binnings used by the papers (REFERENCE.md section 1).
+MISSING_TOKENS = frozenset({"", "nan", "none", "null", "na", "n/a", "-1", "missing", "unknown"})
+"""Raw strings (stripped, case-insensitive) read as a missing attribute value."""
+
+INTERSECTION_SEP = "+"
+"""Separator of attributes in an intersection spec (``"race+sex"``)."""
+
+LABEL_JOIN = " & "
+"""Separator of the labels of an intersection group (``"Black & F"``)."""
+
+# Standard binnings used by the papers (docs/conventions.md).
 FAIRSEG_AGE_EDGES = (60.0,)
 FAIRSEG_AGE_LABELS = ("<60", ">=60")
 HAM_AGE_EDGES = (20.0, 40.0, 60.0, 80.0)
@@ -43,11 +61,15 @@ MAMAMIA_AGE_LABELS = ("0-40", "41-50", "51-60", "61-70", "71+")
 
 
 def is_missing(value: Any) -> bool:
-    """True for ``None``, NaN, ``pd.NA``/``NaT`` and empty / whitespace-only strings."""
+    """True for ``None``, NaN, ``pd.NA``/``NaT``, the number -1 and the strings of
+    :data:`MISSING_TOKENS` (empty, ``unknown``, ``NA``, ...)."""
     if value is None:
         return True
     if isinstance(value, str):
-        return value.strip() == ""
+        return value.strip().lower() in MISSING_TOKENS
+    if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_)) \
+            and value == -1:
+        return True
     try:
         return bool(pd.isna(value))
     except (TypeError, ValueError):
@@ -175,23 +197,27 @@ class AttributeSpec:
         return None
 
     def encode_series(self, values: pd.Series | Sequence[Any]) -> np.ndarray:
-        """Codes of many raw values -> int64 array (vectorised for binned attributes)."""
-        s = pd.Series(values) if not isinstance(values, pd.Series) else values
+        """Codes of many raw values -> int64 array ``[N]`` (each distinct value encoded once)."""
+        s = (values if isinstance(values, pd.Series) else pd.Series(list(values), dtype=object)).reset_index(drop=True)
         if self.binned:
-            x = pd.to_numeric(s, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
-            codes = np.digitize(np.nan_to_num(x, nan=0.0), self.edges, right=self.right).astype(np.int64)
-            bad = ~np.isfinite(x)
-            if self.missing is not None:
-                miss = s.map(is_missing).to_numpy(dtype=bool)
-                codes[bad & ~miss] = UNKNOWN
-                codes[miss] = self._lookup[self._key(self.missing)]
-            else:
-                codes[bad] = UNKNOWN
-            return codes
-        uniq = {canonical(v) if not is_missing(v) else None for v in s.tolist()}
-        table = {u: self.encode(u) for u in uniq}
-        return np.array([table[canonical(v) if not is_missing(v) else None] for v in s.tolist()],
-                        dtype=np.int64)
+            return self._encode_numeric(s)
+        codes, uniques = pd.factorize(s, use_na_sentinel=True)
+        table = np.array([self.encode(u) for u in uniques] + [self.encode(None)], dtype=np.int64)
+        return table[codes]  # code -1 (NaN) takes the last entry, the code of a missing value
+
+    def _encode_numeric(self, s: pd.Series) -> np.ndarray:
+        assert self.edges is not None
+        x = pd.to_numeric(s, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+        codes = np.digitize(np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0), self.edges,
+                            right=self.right).astype(np.int64)
+        missing = s.map(is_missing).to_numpy(dtype=bool)
+        codes[~np.isfinite(x)] = UNKNOWN
+        codes[missing] = self.encode(None)
+        return codes
+
+    def labels(self, values: pd.Series | Sequence[Any]) -> pd.Categorical:
+        """Group label of every raw value (categories = :attr:`values` in code order, NaN = unknown)."""
+        return pd.Categorical.from_codes(self.encode_series(values), categories=list(self.values))
 
     def to_dict(self) -> dict[str, Any]:
         """JSON/YAML-safe description."""
@@ -219,15 +245,56 @@ class AttributeSpec:
         return cls(**dict(d))
 
 
+def _fmt(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else f"{x:g}"
+
+
+def bin_labels(edges: Sequence[float], right: bool = False) -> list[str]:
+    """Labels of the intervals cut at ``edges`` (the one definition of bin labels).
+
+    ``right=False`` (left-closed, ``[a, b)``): ``[20, 40]`` -> ``<20, 20-39, >=40``;
+    ``right=True`` (right-closed, ``(a, b]``): ``[40, 50]`` -> ``<=40, 41-50, >50``.
+    Integer edges give inclusive integer ranges; other edges give interval notation.
+    """
+    e = [float(x) for x in edges]
+    integral = all(x.is_integer() for x in e)
+    labels = [f"<={_fmt(e[0])}" if right else f"<{_fmt(e[0])}"]
+    for lo, hi in zip(e, e[1:]):
+        if not integral:
+            labels.append(f"({_fmt(lo)}, {_fmt(hi)}]" if right else f"[{_fmt(lo)}, {_fmt(hi)})")
+        elif hi - lo == 1:
+            labels.append(_fmt(hi) if right else _fmt(lo))
+        else:
+            labels.append(f"{_fmt(lo + 1)}-{_fmt(hi)}" if right else f"{_fmt(lo)}-{_fmt(hi - 1)}")
+    labels.append(f">{_fmt(e[-1])}" if right else f">={_fmt(e[-1])}")
+    return labels
+
+
+def parse_bins(text: str) -> tuple[str, dict[str, Any]]:
+    """Parse ``"age=20,40,60,80"`` (left-closed) or ``"age=40,50,60,70:right"`` (right-closed)
+    -> ``("age", {"edges": [...], "right": bool})``, the ``bins`` entry of :meth:`GroupSpec.infer`."""
+    require("=" in text, f"--bins '{text}': expected ATTR=EDGE,EDGE,... such as age=20,40,60,80")
+    name, _, rest = text.partition("=")
+    name = name.strip()
+    require(name != "", f"--bins '{text}': missing attribute name before '='")
+    edges_txt, _, closed = rest.partition(":")
+    closed = closed.strip().lower() or "left"
+    require(closed in ("left", "right"), f"--bins '{text}': closure '{closed}' must be 'left' or 'right'")
+    try:
+        edges = [float(x) for x in edges_txt.split(",") if x.strip() != ""]
+    except ValueError:
+        raise DuetfairError(f"--bins '{text}': edges must be numbers separated by commas, such as age=20,40,60,80") from None
+    require(len(edges) >= 1, f"--bins '{text}': expected at least one edge")
+    require(all(math.isfinite(x) for x in edges), f"--bins '{text}': edges must be finite")
+    require(all(b > a for a, b in zip(edges, edges[1:])), f"--bins '{text}': edges must be strictly increasing")
+    return name, {"edges": edges, "right": closed == "right"}
+
+
 def binned(name: str, edges: Sequence[float], labels: Sequence[str] | None = None, *,
            right: bool = False) -> AttributeSpec:
-    """Spec of a continuous attribute cut at ``edges``; default labels are the interval strings."""
+    """Spec of a continuous attribute cut at ``edges``; default labels from :func:`bin_labels`."""
     edges = [float(e) for e in edges]
-    if labels is None:
-        fmt = lambda x: f"{x:g}"  # noqa: E731
-        labels = [f"<{fmt(edges[0])}" if not right else f"<={fmt(edges[0])}"]
-        labels += [f"{fmt(a)}-{fmt(b)}" for a, b in zip(edges, edges[1:])]
-        labels += [f">={fmt(edges[-1])}" if not right else f">{fmt(edges[-1])}"]
+    labels = bin_labels(edges, right) if labels is None else labels
     return AttributeSpec(name=name, values=list(labels), edges=edges, right=right)
 
 
@@ -292,20 +359,49 @@ class GroupSpec:
         parts = ", ".join(f"{a.name}[{a.cardinality}]" for a in self.specs)
         return f"GroupSpec({parts})"
 
-    def group_names(self, attr: str) -> list[str]:
-        """Group names of ``attr`` in code order."""
+    def group_names(self, attr: str | None = None) -> list[str]:
+        """Group names of ``attr`` in code order; of the intersection ids when ``attr`` is None."""
+        if attr is None:
+            return self.intersection_names()
         return list(self[attr].values)
 
     def intersection_names(self) -> list[str]:
-        """Names of intersection ids, e.g. ``"race=White|age=>=60"`` (id order)."""
-        names = [""]
-        for a in self.specs:
-            names = [f"{p}|{a.name}={v}" if p else f"{a.name}={v}" for p in names for v in a.values]
-        return names
+        """Names of intersection ids, labels joined by :data:`LABEL_JOIN` (``"White & >=60"``, id order)."""
+        return [LABEL_JOIN.join(combo) for combo in itertools.product(*(a.values for a in self.specs))]
+
+    def num_groups(self, attr: str | None = None) -> int:
+        """Number of group ids of ``attr`` (of the intersection when None)."""
+        return self[attr].cardinality if attr is not None else self.num_intersections
+
+    def group_ids(self, codes: torch.Tensor | np.ndarray, attr: str | None = None) -> torch.Tensor:
+        """Group id per case from codes ``[..., A]``: the code of ``attr``, or the intersection id
+        of all attributes when ``attr`` is None. Returns LongTensor ``[...]`` (-1 unknown)."""
+        if attr is None:
+            return self.intersection(codes)
+        c = torch.as_tensor(codes, dtype=torch.long)
+        return c[..., self.attributes.index(self[attr].name)].clone()
 
     def select(self, attributes: Sequence[str]) -> "GroupSpec":
         """A spec with only ``attributes`` (in the given order)."""
         return GroupSpec([self[a] for a in attributes])
+
+    def labels(self, df: pd.DataFrame, by: str) -> pd.Series:
+        """Group label of every row for ``by`` (categorical Series aligned with ``df``, NaN = unknown).
+
+        Args:
+            df: one row per case with the raw attribute columns.
+            by: an attribute, or an intersection ``"a+b"`` (labels joined by :data:`LABEL_JOIN`;
+                unknown when any part is unknown).
+        """
+        parts = split_intersection(by)
+        for p in parts:
+            require(p in df.columns, f"attribute column '{p}' not in the table; available columns: "
+                                     f"{', '.join(map(str, df.columns))}")
+        sub = self.select(parts)
+        codes = sub.encode_frame(df)
+        ids = sub.intersection(codes).numpy() if len(parts) > 1 else codes[:, 0]
+        cat = pd.Categorical.from_codes(ids, categories=sub.intersection_names())
+        return pd.Series(cat, index=df.index, name=by)
 
     # ---- encoding ---------------------------------------------------------------------------
     def encode(self, attrs: Mapping[str, Any]) -> list[int]:
@@ -387,29 +483,51 @@ class GroupSpec:
         Args:
             df: metadata table with one column per attribute.
             attributes: attribute columns to use, in code order.
-            bins: ``{attr: edges}`` or ``{attr: {"edges": [...], "labels": [...], "right": bool}}``
-                for continuous attributes (e.g. ``{"age": [60]}``).
+            bins: ``{attr: edges}``, ``{attr: {"edges": [...], "labels": [...], "right": bool}}`` or
+                ``{attr: AttributeSpec}`` for continuous attributes (e.g. ``{"age": [60]}``).
             max_categories: refuse categorical columns with more distinct values (default 50),
                 which are almost always a continuous column that needs ``bins``.
         """
         bins = dict(bins or {})
         specs: list[AttributeSpec] = []
         for name in attributes:
-            require(name in df.columns, f"attribute column '{name}' is missing; columns are {list(df.columns)}")
+            require(name in df.columns, f"attribute column '{name}' not in the table; available columns: "
+                                        f"{', '.join(map(str, df.columns))}")
             if name in bins:
                 b = bins[name]
+                if not isinstance(b, AttributeSpec) or b.binned:
+                    _require_numeric(df[name], name)
                 if isinstance(b, Mapping):
                     specs.append(binned(name, b["edges"], b.get("labels"), right=bool(b.get("right", False))))
+                elif isinstance(b, AttributeSpec):
+                    specs.append(b)
                 else:
                     specs.append(binned(name, list(b)))
                 continue
-            vals = sorted({canonical(v) for v in df[name].tolist() if not is_missing(v)}, key=_natural_key)
+            distinct = df[name].drop_duplicates().tolist()
+            vals = sorted({canonical(v) for v in distinct if not is_missing(v)}, key=_natural_key)
             require(len(vals) > 0, f"attribute column '{name}' has no non-missing values")
             require(len(vals) <= max_categories,
                     f"attribute column '{name}' has {len(vals)} distinct values (> {max_categories}); "
                     f"give bins for a continuous attribute, e.g. bins={{'{name}': [60]}}")
             specs.append(AttributeSpec(name=name, values=vals))
         return cls(specs)
+
+    @classmethod
+    def for_table(cls, df: pd.DataFrame, by: Sequence[str], *,
+                  bins: Mapping[str, Sequence[float] | Mapping[str, Any]] | None = None,
+                  base: "GroupSpec | None" = None) -> "GroupSpec":
+        """The spec an audit of ``df`` by ``by`` uses: every attribute named in ``by`` (intersections
+        split into their columns) from ``base`` (a run's saved spec) when it has it, unless ``bins``
+        gives it explicitly; otherwise inferred from the data (:meth:`infer`)."""
+        bins = dict(bins or {})
+        columns = list(dict.fromkeys(p for attr in by for p in split_intersection(attr)))
+        for attr in bins:
+            require(attr in df.columns, f"--bins: column '{attr}' not in the table; available columns: "
+                                        f"{', '.join(map(str, df.columns))}")
+        known = {a.name: a for a in base.specs} if base is not None else {}
+        fixed = {c: known[c] for c in columns if c in known and c not in bins}
+        return cls.infer(df, columns, bins={**bins, **fixed})
 
     def to_dict(self) -> dict[str, Any]:
         """JSON/YAML-safe description (``{"attributes": [...]}``)."""
@@ -444,9 +562,35 @@ class GroupSpec:
         return cls.from_dict(data)
 
 
+def _require_numeric(col: pd.Series, name: str) -> None:
+    """Refuse a column to bin that holds non-numeric, non-missing values (names the first one)."""
+    numeric = pd.to_numeric(col, errors="coerce")
+    bad = col[numeric.isna() & ~col.map(is_missing)]
+    require(bad.empty, f"column '{name}': value '{bad.iloc[0] if not bad.empty else ''}' is not numeric; "
+                       f"expected numbers to bin")
+
+
+def split_intersection(by: str) -> list[str]:
+    """``"race+sex"`` -> ``["race", "sex"]``; a single attribute -> ``[by]``."""
+    parts = [p.strip() for p in str(by).split(INTERSECTION_SEP)]
+    require(all(parts), f"attribute '{by}': expected a column or columns joined by '{INTERSECTION_SEP}'")
+    return parts
+
+
 def _natural_key(s: str) -> tuple[int, float, str]:
     """Sort numbers numerically before strings: ``"2" < "10" < "a"``."""
     try:
         return (0, float(s), s)
     except ValueError:
         return (1, 0.0, s)
+
+
+def group_labels(df: pd.DataFrame, by: str, *, bins: Sequence[float] | Mapping[str, Any] | None = None,
+                 spec: GroupSpec | None = None) -> pd.Series:
+    """Labels of ``df`` for one attribute or intersection ``by`` (categorical Series, NaN = unknown),
+    under ``spec`` where it defines the attribute, else a spec inferred from the data (with ``bins``
+    for a single continuous column: edges, or ``{"edges", "right", "labels"}``)."""
+    parts = split_intersection(by)
+    require(bins is None or len(parts) == 1,
+            f"attribute '{by}': bin the columns of an intersection one by one, not the intersection")
+    return GroupSpec.for_table(df, [by], bins={by: bins} if bins is not None else None, base=spec).labels(df, by)

@@ -1,34 +1,52 @@
-"""HAM10000 loader: dermoscopy JPGs, ``_segmentation.png`` masks (0/255) and the metadata CSV.
+"""HAM10000 loader: dermoscopy JPGs, lesion masks (0/255 PNG) and the metadata table.
 
-Layout (names configurable)::
+Layout of the Harvard Dataverse release (doi:10.7910/DVN/DBW86T), read as downloaded and unzipped::
 
-    root/HAM10000_images/ISIC_xxxxxxx.jpg
-    root/HAM10000_segmentations/ISIC_xxxxxxx_segmentation.png
-    root/HAM10000_metadata.csv       (lesion_id, image_id, dx, dx_type, age, sex, localization)
+    root/HAM10000_images_part_1/ISIC_xxxxxxx.jpg     root/HAM10000_images_part_2/ISIC_xxxxxxx.jpg
+    root/HAM10000_segmentations_lesion_tschandl/ISIC_xxxxxxx_segmentation.png
+    root/HAM10000_metadata.tab   (Dataverse's tab-separated export; the original ``.csv`` also works)
+    root/split/                  (optional paper splits, see ``split``)
 
-Rows with missing age or sex are kept with an unknown (-1) code (the MEDFAIR convention drops
-them). Without a split file the split is 80/10/10 by ``lesion_id`` (no lesion in two splits),
-stratified by the first attribute.
+Columns used: ``lesion_id``, ``image_id``, ``age``, ``sex``, ``localization`` (also present:
+``dx``, ``dx_type``, ``dataset``). Folder names are matched case-insensitively, a folder unzipped
+into a same-named folder is found, and the older names ``HAM10000_images`` /
+``HAM10000_segmentations`` are accepted. Rows with missing age or sex are kept with an unknown (-1)
+code (MEDFAIR's split files leave them out).
+
+This module also holds the missing-file and skip-share checks shared with the MAMA-MIA loader.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import pandas as pd
+import torch
 
 from duetfair.data.dataset import CaseDataset, drop_bad_cases
 from duetfair.data.groups import HAM_AGE_EDGES, HAM_AGE_LABELS, AttributeSpec, GroupSpec, is_missing
 from duetfair.data.manifest import read_table
 from duetfair.data.splits import SPLITS, assign_group_splits
 from duetfair.data.transforms import CaseReader, Normalize
-from duetfair.errors import require
+from duetfair.errors import DuetfairError, require
+
+log = logging.getLogger("duetfair.data")
 
 SEXES = ("female", "male")
 SITES = ("abdomen", "acral", "back", "chest", "ear", "face", "foot", "genital", "hand", "lower extremity",
          "neck", "scalp", "trunk", "upper extremity")
+METADATA_NAMES = ("HAM10000_metadata.tab", "HAM10000_metadata.csv", "HAM10000_metadata.tsv", "HAM10000_metadata")
+IMAGE_DIRS = ("HAM10000_images_part_1", "HAM10000_images_part_2", "HAM10000_images")
+MASK_DIRS = ("HAM10000_segmentations_lesion_tschandl", "HAM10000_segmentations")
+SPLIT_CHOICES = ("auto", "lesion", "medfair", "dmoe")
+PAPER_SPLITS = {
+    "medfair": {"train": "new_train.csv", "val": "new_val.csv", "test": "new_test.csv"},  # MEDFAIR notebook
+    "dmoe": {"train": "train.csv", "val": "val.csv", "test": "test.csv"},  # dMoE reads train.csv, test.csv
+}
+OPTIONAL_SPLIT_FILES = {"dmoe": ("val",)}
 
 
 def ham10000_spec(attributes: Sequence[str] = ("age", "sex")) -> GroupSpec:
@@ -42,51 +60,298 @@ def ham10000_spec(attributes: Sequence[str] = ("age", "sex")) -> GroupSpec:
 
 
 def ham10000_datasets(root: str | os.PathLike[str], *, attributes: Sequence[str] = ("age", "sex"),
-                      metadata: str = "HAM10000_metadata.csv", images_dir: str = "HAM10000_images",
-                      masks_dir: str = "HAM10000_segmentations", split_file: str | None = None,
+                      metadata: str | None = None, images_dirs: Sequence[str] | str | None = None,
+                      masks_dir: str | None = None, split: str = "auto", split_dir: str | None = None,
+                      split_files: Mapping[str, str] | None = None, split_file: str | None = None,
                       image_size: int | None = 224, normalize: Normalize = "auto",
-                      fractions: Sequence[float] = (0.8, 0.1, 0.1), seed: int = 0, on_error: str = "raise",
+                      fractions: Sequence[float] = (0.8, 0.1, 0.1), val_fraction: float = 0.1, seed: int = 0,
+                      on_error: str = "raise", max_skip_fraction: float = 0.05,
                       cache: bool = False) -> dict[str, CaseDataset]:
     """HAM10000 datasets keyed by split.
 
     Args:
-        root: dataset folder.
+        root: the folder holding the unzipped release.
         attributes: group attributes (default ``("age", "sex")``; also ``localization``).
-        metadata / images_dir / masks_dir: names inside ``root`` (defaults: the release's).
-        split_file: CSV with ``image_id`` and ``split`` columns (default: split by lesion).
+        metadata: metadata file inside ``root`` (default: the first of ``HAM10000_metadata.tab``,
+            ``.csv``, ``.tsv`` found; ``.tab``/``.tsv`` are tab-separated).
+        images_dirs: image folders inside ``root`` (default: those of ``HAM10000_images_part_1``,
+            ``HAM10000_images_part_2``, ``HAM10000_images`` that exist).
+        masks_dir: mask folder (default ``HAM10000_segmentations_lesion_tschandl``, else
+            ``HAM10000_segmentations``); masks are ``<image_id>_segmentation.png``.
+        split: ``"auto"`` (default: the paper split files found in ``split_dir``, else
+            ``"lesion"``), ``"lesion"`` (own split: ``fractions`` by ``lesion_id``, stratified by the
+            first attribute), ``"medfair"`` (``new_train.csv``, ``new_val.csv``, ``new_test.csv``)
+            or ``"dmoe"`` (``train.csv``, ``test.csv``, optional ``val.csv``).
+        split_dir: folder of the paper split files (default ``root/split``).
+        split_files: ``{split: CSV with an image_id column}``, overrides ``split``.
+        split_file: one CSV with ``image_id`` and ``split`` columns, overrides ``split``.
         image_size: resize to a square of this side (default 224, the dMoE protocol); ``None`` keeps.
         normalize: intensity normalisation (default ``"auto"``: 8-bit -> [0, 1]).
-        fractions: train/val/test fractions (default 0.8/0.1/0.1, MEDFAIR).
-        seed: split seed. on_error: ``"raise"`` or ``"skip"`` (report in ``.skipped``).
+        fractions: train/val/test fractions of the lesion split (default 0.8/0.1/0.1, MEDFAIR).
+        val_fraction: share of the train lesions used for validation when the split files have no
+            validation part (dMoE; default 0.1).
+        seed: split seed (default 0).
+        on_error: ``"raise"`` (default; missing files are reported before any reading) or
+            ``"skip"`` (bad cases left out, reported in ``.skipped``).
+        max_skip_fraction: with ``"skip"``, refuse when more than this share of the cases is left
+            out (default 0.05; 1.0 accepts any number, still with a warning).
+        cache: keep read cases in memory.
+
+    Every returned dataset says in ``split_source`` which split was used (``"lesion"``,
+    ``"medfair"``, ``"dmoe"``, ``"files"`` or ``"file"``).
     """
     root = Path(root)
-    meta = read_table(root / metadata)
-    for col in ("lesion_id", "image_id"):
-        require(col in meta.columns, f"HAM10000 metadata '{root / metadata}': column '{col}' is missing")
+    require(root.is_dir(), f"HAM10000 folder '{root}' does not exist")
+    require(0.0 <= val_fraction < 1.0, f"val_fraction must be in [0, 1), got {val_fraction}")
     spec = ham10000_spec(attributes)
-    meta = meta.copy()
-    meta.insert(0, "case_id", meta["image_id"].astype(str))
-    if "sex" in meta.columns:
-        meta["sex"] = meta["sex"].map(lambda v: None if is_missing(v) else str(v).strip().lower())
-    if "localization" in meta.columns:
-        meta["localization"] = meta["localization"].map(lambda v: None if is_missing(v) else str(v).strip().lower())
-    meta["image"] = [str(root / images_dir / f"{i}.jpg") for i in meta["case_id"]]
-    meta["label"] = [str(root / masks_dir / f"{i}_segmentation.png") for i in meta["case_id"]]
-    if split_file is not None:
-        splits = read_table(split_file)
-        require({"image_id", "split"} <= set(splits.columns), f"split file '{split_file}' needs columns image_id, split")
-        meta["split"] = meta["case_id"].map(dict(zip(splits["image_id"].astype(str), splits["split"].astype(str))))
-        missing = meta.loc[meta["split"].isna(), "case_id"].tolist()
-        require(not missing, f"split file '{split_file}' has no split for images {missing[:5]}")
-    else:
-        meta["split"] = assign_group_splits(meta, spec, fractions=fractions, group_by="lesion_id", seed=seed)
+    meta = _metadata_table(root, metadata)
+    meta, hint = _attach_files(meta, root, images_dirs, masks_dir)
+    meta["split"], source = _assign_split(meta, root, spec, split, split_dir, split_files, split_file,
+                                          fractions, val_fraction, seed)
+    meta = meta[meta["split"].notna()].reset_index(drop=True)
+    meta, skipped = keep_readable(meta, ("image", "label"), what="HAM10000", on_error=on_error,
+                                  max_skip_fraction=max_skip_fraction, hint=hint)
     reader = CaseReader(num_classes=2, spatial_dims=2, label_map={255: 1}, normalize=normalize, image_size=image_size)
+    return build_split_datasets(meta, spec, lambda row: reader(row["image"], row["label"], row["case_id"]),
+                                source=source, in_channels=3, spatial_dims=2, skipped=skipped, what="HAM10000",
+                                on_error=on_error, max_skip_fraction=max_skip_fraction, cache=cache)
+
+
+# ---- metadata and files ----------------------------------------------------------------------
+
+def _metadata_table(root: Path, name: str | None) -> pd.DataFrame:
+    """The metadata with ``case_id`` first; sex and localization lower-cased."""
+    names = (name,) if name else METADATA_NAMES
+    path = next((root / n for n in names if (root / n).is_file()), None)
+    require(path is not None, f"HAM10000 folder '{root}' has no metadata file; looked for {list(names)}")
+    meta = read_delimited(path)
+    for col in ("lesion_id", "image_id"):
+        require(col in meta.columns, f"HAM10000 metadata '{path}': column '{col}' is missing; "
+                                     f"columns are {list(meta.columns)}")
+    meta = meta[meta["image_id"].map(lambda v: not is_missing(v))].copy()
+    meta.insert(0, "case_id", meta["image_id"].astype(str).str.strip())
+    dup = meta["case_id"][meta["case_id"].duplicated()].tolist()
+    require(not dup, f"HAM10000 metadata '{path}': image_id {dup[:3]} appears more than once")
+    for col in ("sex", "localization"):
+        if col in meta.columns:
+            meta[col] = meta[col].map(lambda v: None if is_missing(v) else str(v).strip().lower())
+    return meta.reset_index(drop=True)
+
+
+def read_delimited(path: Path) -> pd.DataFrame:
+    """A CSV / tab-separated table (``.tab``, ``.tsv``, or a ``.csv`` whose header has tabs only)."""
+    if path.suffix.lower() not in (".tab", ".tsv", ".csv", ""):
+        return read_table(path)
+    head = path.open(encoding="utf-8", errors="replace").readline()
+    tabs = path.suffix.lower() in (".tab", ".tsv") or ("\t" in head and "," not in head)
+    try:
+        table = pd.read_csv(path, sep="\t" if tabs else ",")
+    except Exception as exc:  # noqa: BLE001 - any parse failure is bad input
+        raise DuetfairError(f"table '{path}' cannot be read: {' '.join(str(exc).split())[:300]}") from exc
+    table.columns = [str(c).strip().strip('"') for c in table.columns]
+    return table
+
+
+def _find_dir(root: Path, name: str) -> Path | None:
+    """``root/name`` matched case-insensitively; ``root/name/name`` when unzipped into itself."""
+    entries = {p.name.lower(): p for p in root.iterdir() if p.is_dir()}
+    found = entries.get(name.lower())
+    if found is not None:
+        inner = {p.name.lower(): p for p in found.iterdir() if p.is_dir()}.get(name.lower())
+        return inner if inner is not None else found
+    return None
+
+
+def _attach_files(meta: pd.DataFrame, root: Path, images_dirs: Sequence[str] | str | None,
+                  masks_dir: str | None) -> tuple[pd.DataFrame, str]:
+    """Add ``image`` and ``label`` paths; also return a note naming the image folders searched."""
+    wanted = [images_dirs] if isinstance(images_dirs, str) else list(images_dirs or IMAGE_DIRS)
+    folders = [d for d in (_find_dir(root, n) for n in wanted) if d is not None]
+    require(folders, f"HAM10000 folder '{root}' has none of the image folders {wanted} (unzip "
+                     f"HAM10000_images_part_1.zip and HAM10000_images_part_2.zip into folders of those names)")
+    mask_names = [masks_dir] if masks_dir else list(MASK_DIRS)
+    masks = next((d for d in (_find_dir(root, n) for n in mask_names) if d is not None), None)
+    require(masks is not None, f"HAM10000 folder '{root}' has no mask folder {mask_names} "
+                               f"(unzip HAM10000_segmentations_lesion_tschandl.zip)")
+    index: dict[str, Path] = {}
+    for folder in reversed(folders):  # the first folder wins for an image found twice
+        index.update({p.name.lower(): p for p in folder.glob("*") if p.suffix.lower() in (".jpg", ".jpeg")})
+    masks_index = {p.name.lower(): p for p in masks.glob("*.png")}
+    meta = meta.copy()
+    meta["image"] = [str(index.get(f"{i.lower()}.jpg", folders[0] / f"{i}.jpg")) for i in meta["case_id"]]
+    meta["label"] = [str(masks_index.get(f"{i.lower()}_segmentation.png", masks / f"{i}_segmentation.png"))
+                     for i in meta["case_id"]]
+    found = [str(f.relative_to(root)) for f in folders]
+    absent = [n for n in wanted if _find_dir(root, n) is None]
+    return meta, f"image folders searched: {found}" + (f"; not present: {absent}" if absent else "")
+
+
+# ---- splits ----------------------------------------------------------------------------------
+
+def _assign_split(meta: pd.DataFrame, root: Path, spec: GroupSpec, split: str, split_dir: str | None,
+                  split_files: Mapping[str, str] | None, split_file: str | None, fractions: Sequence[float],
+                  val_fraction: float, seed: int) -> tuple[pd.Series, str]:
+    """Split per row (``None`` = in no split file, left out) and the name of its source."""
+    require(split in SPLIT_CHOICES, f"split must be one of {list(SPLIT_CHOICES)}, got '{split}'")
+    if split_file is not None:
+        return _split_from_table(meta, Path(split_file)), "file"
+    source, files = _split_source(root, split, split_dir, split_files)
+    if not files:
+        return assign_group_splits(meta, spec, fractions=fractions, group_by="lesion_id", seed=seed), "lesion"
+    assignment = _read_split_files(files, meta)
+    out = meta["case_id"].map(assignment)
+    left_out = int(out.isna().sum())
+    if left_out:
+        log.info("HAM10000: %d of %d metadata images are in no split file and are left out (MEDFAIR drops images "
+                 "with missing age or sex)", left_out, len(meta))
+    if "val" not in files and val_fraction > 0:
+        train = out == "train"
+        out[train] = assign_group_splits(meta[train], spec, fractions=(1 - val_fraction, val_fraction, 0.0),
+                                         group_by="lesion_id", seed=seed)
+    log.info("HAM10000: %s split from %s: %s", source, sorted(str(f) for f in files.values()),
+             out.value_counts().to_dict())
+    return out, source
+
+
+def _split_source(root: Path, split: str, split_dir: str | None,
+                  split_files: Mapping[str, str] | None) -> tuple[str, dict[str, Path]]:
+    """``(source name, {split: file})``; no files for the lesion split."""
+    if split_files:
+        bad = sorted(set(split_files) - set(SPLITS))
+        require(not bad, f"split_files keys {bad} are not among {list(SPLITS)}")
+        return "files", {s: Path(f) for s, f in split_files.items()}
+    folder = Path(split_dir) if split_dir else root / "split"
+    found = {name: _paper_files(folder, name) for name in PAPER_SPLITS}
+    if split == "auto":
+        present = [name for name, files in found.items() if files]
+        require(len(present) < 2, f"HAM10000: '{folder}' holds both MEDFAIR (new_*.csv) and dMoE (train.csv, "
+                                  f"test.csv) split files; pass split='medfair' or split='dmoe'")
+        split = present[0] if present else "lesion"
+    if split == "lesion":
+        return "lesion", {}
+    need = [f for s, f in PAPER_SPLITS[split].items() if s not in OPTIONAL_SPLIT_FILES.get(split, ())]
+    require(bool(found[split]), f"HAM10000: split='{split}' needs {need} in '{folder}'")
+    return split, found[split]
+
+
+def _paper_files(folder: Path, name: str) -> dict[str, Path]:
+    """The split files of one paper in ``folder`` (empty unless all required ones exist)."""
+    files = {s: folder / f for s, f in PAPER_SPLITS[name].items() if (folder / f).is_file()}
+    required = set(PAPER_SPLITS[name]) - set(OPTIONAL_SPLIT_FILES.get(name, ()))
+    return files if required <= set(files) else {}
+
+
+def _read_split_files(files: Mapping[str, Path], meta: pd.DataFrame) -> dict[str, str]:
+    """image_id -> split from one ``image_id`` CSV per split (extra columns ignored)."""
+    known = set(meta["case_id"])
+    out: dict[str, str] = {}
+    for split, path in files.items():
+        table = read_delimited(Path(path))
+        require("image_id" in table.columns, f"split file '{path}': column 'image_id' is missing; "
+                                             f"columns are {list(table.columns)}")
+        ids = [str(v).strip() for v in table["image_id"] if not is_missing(v)]
+        unknown = [i for i in ids if i not in known]
+        require(not unknown, f"split file '{path}': {len(unknown)} images ({unknown[:3]}) are not in the metadata")
+        twice = [i for i in ids if i in out and out[i] != split]
+        require(not twice, f"split file '{path}': images {twice[:3]} are in more than one split")
+        out.update({i: split for i in ids})
+    return out
+
+
+def _split_from_table(meta: pd.DataFrame, path: Path) -> pd.Series:
+    """Split per row from one CSV with ``image_id`` and ``split`` columns (every image listed)."""
+    table = read_delimited(path)
+    require({"image_id", "split"} <= set(table.columns), f"split file '{path}' needs columns image_id, split")
+    out = meta["case_id"].map(dict(zip(table["image_id"].astype(str), table["split"].astype(str))))
+    missing = meta.loc[out.isna(), "case_id"].tolist()
+    require(not missing, f"split file '{path}' has no split for images {missing[:5]}")
+    bad = sorted(set(out) - set(SPLITS))
+    require(not bad, f"split file '{path}': column 'split' holds {bad}; expected {list(SPLITS)}")
+    return out
+
+
+# ---- shared with the MAMA-MIA loader: missing files, skip share, one dataset per split --------
+
+def file_report(meta: pd.DataFrame, columns: Sequence[str], hint: str = "") -> pd.DataFrame:
+    """Rows of ``meta`` whose files (path or list of paths in ``columns``) do not exist:
+    ``case_id``, ``file``, ``reason``, ``split`` (first missing file per case)."""
+    rows = []
+    for rec in meta.to_dict("records"):
+        for col in columns:
+            paths = rec[col] if isinstance(rec[col], (list, tuple)) else [rec[col]]
+            gone = next((p for p in paths if p is None or not Path(p).is_file()), "")
+            if gone != "":
+                note = f" ({hint})" if hint and col == "image" else ""
+                rows.append({"case_id": rec["case_id"], "file": str(gone), "split": rec.get("split"),
+                             "reason": f"case '{rec['case_id']}': {col} file '{gone}' does not exist{note}"})
+                break
+    return pd.DataFrame(rows, columns=["case_id", "file", "reason", "split"])
+
+
+def keep_readable(meta: pd.DataFrame, columns: Sequence[str], *, what: str, on_error: str,
+                  max_skip_fraction: float, hint: str = "") -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Drop cases with missing files before any reading: ``(kept rows, report)``.
+
+    ``on_error="raise"`` refuses any missing file (one line: count, an example, the remedy);
+    ``"skip"`` refuses only above ``max_skip_fraction`` (the final count, with unreadable files,
+    is checked again by :func:`build_split_datasets`).
+    """
+    require(on_error in ("raise", "skip"), f"on_error must be 'raise' or 'skip', got '{on_error}'")
+    require(0.0 <= max_skip_fraction <= 1.0, f"max_skip_fraction must be in [0, 1], got {max_skip_fraction}")
+    require(len(meta) > 0, f"{what}: no cases to read")
+    report = file_report(meta, columns, hint)
+    if report.empty:
+        return meta, report
+    require(on_error == "skip", f"{what}: {len(report)} of {len(meta)} cases have missing files (e.g. "
+                                f"{report['reason'].iloc[0]}); check the folder layout (docs/datasets.md) or pass "
+                                f"on_error='skip'")
+    limit_skipped(len(report), len(meta), report["reason"].iloc[0], what=what, max_skip_fraction=max_skip_fraction,
+                  warn=False)
+    return meta[~meta["case_id"].isin(set(report["case_id"]))].reset_index(drop=True), report
+
+
+def limit_skipped(n_skipped: int, n_total: int, example: str, *, what: str, max_skip_fraction: float,
+                  warn: bool = True) -> None:
+    """Refuse when more than ``max_skip_fraction`` of ``n_total`` cases were skipped, else warn."""
+    if n_skipped == 0:
+        return
+    share = n_skipped / max(n_total, 1)
+    msg = f"{what}: {n_skipped} of {n_total} cases ({share:.1%}) could not be read and are left out (e.g. {example})"
+    require(share <= max_skip_fraction, f"{msg}; that is more than max_skip_fraction={max_skip_fraction:g}: check "
+                                        f"the folder layout (docs/datasets.md), or pass max_skip_fraction=1.0 to "
+                                        f"accept")
+    if warn:
+        log.warning("%s; see .skipped of each split", msg)
+
+
+ReadRow = Callable[[dict[str, Any]], tuple[torch.Tensor, torch.Tensor]]
+
+
+def build_split_datasets(meta: pd.DataFrame, spec: GroupSpec, read: ReadRow, *, source: str, in_channels: int,
+                         spatial_dims: int, skipped: pd.DataFrame, what: str, on_error: str,
+                         max_skip_fraction: float, cache: bool, num_classes: int = 2) -> dict[str, CaseDataset]:
+    """One :class:`CaseDataset` per split of ``meta`` (``split`` column) with ``split_source`` set;
+    unreadable cases are dropped (``on_error="skip"``) and the total skip share checked."""
+    n_total = len(meta) + len(skipped)
     out: dict[str, CaseDataset] = {}
+    reports = [skipped[["case_id", "file", "reason"]]]
     for split in SPLITS:
         part = meta[meta["split"] == split].reset_index(drop=True)
+        before = skipped.loc[skipped["split"] == split, ["case_id", "file", "reason"]].reset_index(drop=True)
         if len(part):
-            im, lb, ids = part["image"].tolist(), part["label"].tolist(), part["case_id"].tolist()
-            ds = CaseDataset(part, spec, lambda i, im=im, lb=lb, ids=ids: reader(im[i], lb[i], ids[i]),
-                             num_classes=2, in_channels=3, spatial_dims=2, cache=cache)
-            out[split] = drop_bad_cases(ds, on_error=on_error)
+            rows = part.to_dict("records")
+            ds = CaseDataset(part, spec, lambda i, rows=rows: read(rows[i]), num_classes=num_classes,
+                             in_channels=in_channels, spatial_dims=spatial_dims, cache=cache,
+                             skipped=before if not before.empty else None)
+            ds = drop_bad_cases(ds, on_error=on_error)
+            reports.append(ds.skipped)
+            if len(ds):
+                ds.split_source = source
+                out[split] = ds
+    reports = [r for r in reports if not r.empty]
+    if reports:
+        report = pd.concat(reports, ignore_index=True).drop_duplicates("case_id")
+        limit_skipped(len(report), n_total, str(report["reason"].iloc[0]), what=what,
+                      max_skip_fraction=max_skip_fraction)
+    require(bool(out), f"{what}: no readable cases")
     return out

@@ -25,6 +25,7 @@ from duetfair.data.splits import SPLITS, assign_group_splits
 from duetfair.data.transforms import CaseReader, Normalize
 from duetfair.errors import DuetfairError, require
 from duetfair.io import resolve_inside
+from duetfair.options import HIDDEN_COLUMN
 
 SUFFIXES_2D = (".png", ".jpg", ".jpeg", ".npy", ".npz", ".bmp", ".tif", ".tiff")
 SUFFIXES_3D = (".nii", ".nii.gz", ".mha", ".nrrd")
@@ -166,7 +167,7 @@ def _spec(df: pd.DataFrame, path: Path, sidecar: Mapping[str, Any], attributes: 
         spec = GroupSpec.from_dict(sidecar["group_spec"])
     else:
         if attributes is None:
-            skip = set(RESERVED) | {"hidden_subtype", group_by}
+            skip = set(RESERVED) | {HIDDEN_COLUMN, group_by}
             attributes = [c for c in df.columns if c not in skip]
         spec = GroupSpec.infer(df, list(attributes), bins=bins)
     if attributes is not None:

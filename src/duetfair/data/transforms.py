@@ -211,23 +211,6 @@ def zscore(img: torch.Tensor, *, channel_wise: bool) -> torch.Tensor:
     return torch.as_tensor(np.asarray(out), dtype=torch.float32)
 
 
-def augmentation(spatial_dims: int, *, prob: float = 0.5, rotate_range: float = 0.0) -> Callable[[dict], dict]:
-    """Training augmentation of the dMoE reference: random 90-degree rotation + flips (each with
-    probability ``prob``, default 0.5) and optional small rotations (``rotate_range`` radians,
-    default 0 = off; the reference uses 20 degrees with probability 0.25). Applied to ``image``
-    and ``label`` of a case dict; deterministic under ``monai.utils.set_determinism``.
-    """
-    from monai.transforms import Compose, RandFlipd, RandRotate90d, RandRotated
-
-    keys = ["image", "label"]
-    axes = (0, 1)
-    ts: list[Any] = [RandRotate90d(keys=keys, prob=prob, spatial_axes=axes)]
-    ts += [RandFlipd(keys=keys, prob=prob, spatial_axis=a) for a in range(spatial_dims)]
-    if rotate_range > 0:
-        ts.append(RandRotated(keys=keys, range_x=rotate_range, prob=0.25, mode=("bilinear", "nearest")))
-    return Compose(ts)
-
-
 def _tuple(v: Sequence[int] | int | None, n: int) -> tuple[int, ...] | None:
     if v is None:
         return None

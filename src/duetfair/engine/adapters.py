@@ -1,21 +1,81 @@
 """Thin adapters between the experiment config and the data / models / objectives registries.
 
-They translate config sections into registry calls, fill in values the trainer knows (number of
-groups, image size, training group counts, the model's feature width) and turn the training-group
-choice (``data.group_attribute``) into a function ``codes [B, A] -> group ids [B]``.
+They translate config sections into registry calls with what the trainer knows filled in (channels,
+classes, image size, the groups), and turn the config's group choices into a :class:`Grouping`.
 """
 
 from __future__ import annotations
 
-import inspect
-from typing import Any, Callable, Optional, Sequence
+from dataclasses import dataclass
+from typing import Any, Optional, Sequence
 
 import torch
 from torch import nn
 
+from duetfair.data.groups import GroupSpec
 from duetfair.errors import DuetfairError, require
+from duetfair.objectives.base import ObjectiveContext
 
-GroupFn = Callable[[torch.Tensor], torch.Tensor]
+
+@dataclass(frozen=True)
+class Grouping:
+    """Which groups a run trains with, derived from the attribute codes ``[B, A]`` of a batch.
+
+    Attributes:
+        spec: the data's group spec (codes and names).
+        attribute: attribute of the objective's group ids and of model selection; ``None`` = the
+            intersection of all attributes.
+        route: attributes a dMoE model routes on; ``None`` = the objective's groups.
+    """
+
+    spec: GroupSpec
+    attribute: Optional[str] = None
+    route: Optional[tuple[str, ...]] = None
+
+    def __post_init__(self) -> None:
+        attrs = self.spec.attributes
+        require(len(attrs) > 0, "data: the dataset defines no attributes; fairness training needs at least one")
+        require(self.attribute is None or self.attribute in attrs,
+                f"config data.group_attribute: '{self.attribute}' is not one of {attrs}")
+        for a in self.route or ():
+            require(a in attrs, f"config model.route_attributes: '{a}' is not one of {attrs}")
+
+    @property
+    def by(self) -> str:
+        """The audit key of the objective's groups: the attribute, or ``"a+b+..."`` for the intersection."""
+        return self.attribute if self.attribute is not None else "+".join(self.spec.attributes)
+
+    @property
+    def num_groups(self) -> int:
+        return self.spec.num_groups(self.attribute)
+
+    @property
+    def names(self) -> list[str]:
+        """Names of the objective's group ids (id order)."""
+        return self.spec.group_names(self.attribute)
+
+    @property
+    def route_cards(self) -> int | list[int]:
+        """``num_groups`` of the model: one cardinality, or one per routing attribute."""
+        if self.route is None:
+            return self.num_groups
+        return [self.spec[a].cardinality for a in self.route]
+
+    def group_ids(self, codes: torch.Tensor) -> torch.Tensor:
+        """Objective group ids ``[B]`` (-1 unknown) from codes ``[B, A]``."""
+        return self.spec.group_ids(codes, self.attribute)
+
+    def route_codes(self, codes: torch.Tensor) -> torch.Tensor:
+        """What the model routes on: group ids ``[B]``, or the routing attributes' codes ``[B, A']``."""
+        if self.route is None:
+            return self.group_ids(codes)
+        return codes[:, [self.spec.attributes.index(a) for a in self.route]]
+
+
+def grouping(spec: GroupSpec, cfg: Any) -> Grouping:
+    """The :class:`Grouping` of an experiment config (``data.group_attribute``, ``model.route_attributes``)."""
+    route = cfg.model.route_attributes
+    return Grouping(spec, cfg.data.group_attribute, tuple(route) if route else None)
 
 
 def build_datasets(kind: str, args: dict[str, Any]) -> dict[str, Any]:
@@ -28,34 +88,7 @@ def build_datasets(kind: str, args: dict[str, Any]) -> dict[str, Any]:
         raise DuetfairError(f"config data.args: {exc}") from None
 
 
-def group_mapping(spec: Any, attribute: Optional[str]) -> tuple[GroupFn, int, list[str]]:
-    """Training groups from attribute codes.
-
-    Args:
-        spec: the data's ``GroupSpec``.
-        attribute: one attribute name, or ``None`` for the intersection of all attributes.
-
-    Returns:
-        ``(fn, num_groups, names)``: ``fn(codes [B, A]) -> LongTensor [B]`` (-1 unknown), the number
-        of group ids and their display names.
-    """
-    attrs = list(spec.attributes)
-    require(len(attrs) > 0, "data: the dataset defines no attributes; fairness training needs at least one")
-    if attribute is None:
-        names = list(spec.intersection_names()) if hasattr(spec, "intersection_names") else \
-            [str(i) for i in range(spec.num_intersections)]
-        return (lambda codes: spec.intersection(codes)), int(spec.num_intersections), names
-    require(attribute in attrs, f"config data.group_attribute: '{attribute}' is not one of {attrs}")
-    j = attrs.index(attribute)
-    return (lambda codes: codes[:, j].long()), int(spec.cardinalities[j]), [str(n) for n in spec.group_names(attribute)]
-
-
-def _accepts(fn: Callable[..., Any], name: str) -> bool:
-    params = inspect.signature(fn).parameters
-    return name in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-
-
-def build_model(name: str, args: dict[str, Any], *, in_channels: int, num_classes: int, num_groups: int,
+def build_model(name: str, args: dict[str, Any], *, in_channels: int, num_classes: int, num_groups: int | list[int],
                 image_shape: Sequence[int]) -> nn.Module:
     """``duetfair.models.registry.build_model`` with channels, classes, groups and (when the config
     does not give it) ``img_size`` taken from the data."""
@@ -69,26 +102,11 @@ def build_model(name: str, args: dict[str, Any], *, in_channels: int, num_classe
         raise DuetfairError(f"config model.args: {exc}") from None
 
 
-def build_objective(name: str, args: dict[str, Any], *, num_groups: int, train_dataset: Any, group_fn: GroupFn,
-                    feature_dim: Optional[int], loss_args: Optional[dict[str, Any]] = None) -> nn.Module:
-    """``duetfair.objectives.build_objective`` with options the trainer knows filled in: training
-    group counts (GroupDRO adjustment), the model's ``feature_dim`` (adversarial head) and the
-    per-case loss options (FEBS recomputes the loss itself)."""
+def build_objective(name: str, args: dict[str, Any], context: ObjectiveContext) -> nn.Module:
+    """``duetfair.objectives.build_objective`` from the config's options and the trainer's context."""
     from duetfair.objectives.registry import build_objective as _build
-    from duetfair.objectives.registry import objective_options
 
-    options = objective_options(name)
-    kwargs = dict(args)
-    if "group_counts" in options and "group_counts" not in kwargs:
-        ids = group_fn(train_dataset.codes)
-        kwargs["group_counts"] = torch.bincount(ids[ids >= 0], minlength=num_groups).tolist()
-    if "feature_dim" in options and "feature_dim" not in kwargs:
-        require(feature_dim is not None, f"objective '{name}' needs model features; the model has no feature_dim")
-        kwargs["feature_dim"] = int(feature_dim)  # type: ignore[arg-type]
-    for key, value in (loss_args or {}).items():
-        if key in options and key not in kwargs:
-            kwargs[key] = value
-    return _build(name, num_groups=num_groups, **kwargs)
+    return _build(name, context=context, **args)
 
 
 def build_loss(args: dict[str, Any]) -> nn.Module:

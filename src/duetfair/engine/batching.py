@@ -16,11 +16,12 @@ batched tensors on the training device with a seeded generator.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterator, Optional, Protocol, Sequence
+from typing import Any, Iterator, Optional, Protocol
 
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from duetfair.data.dataset import collate_cases
 from duetfair.errors import DuetfairError
 
 
@@ -53,30 +54,6 @@ class BatchSource(Protocol):
     def batches(self, order: torch.Tensor, batch_size: int, drop_last: bool = False) -> Iterator[Batch]: ...
 
 
-def _case_codes(case: dict[str, Any], n_attr: int) -> torch.Tensor:
-    group = case.get("group")
-    if group is None:
-        return torch.full((n_attr,), -1, dtype=torch.long)
-    return torch.as_tensor(group, dtype=torch.long).reshape(-1)
-
-
-def collate_cases(cases: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """Stack case dicts into ``image``, ``label``, ``codes``, ``case_ids`` (shapes must agree)."""
-    shapes = {tuple(c["image"].shape) for c in cases}
-    if len(shapes) > 1:
-        raise DuetfairError(
-            f"cases {[c['case_id'] for c in cases[:4]]} have different image shapes {sorted(shapes)[:3]}; "
-            "expected one size per batch (add a resize/crop transform to the data config)"
-        )
-    n_attr = max((len(c.get("group", [])) for c in cases), default=0)
-    return {
-        "image": torch.stack([torch.as_tensor(c["image"], dtype=torch.float32) for c in cases]),
-        "label": torch.stack([torch.as_tensor(c["label"]).long().reshape(1, *c["image"].shape[1:]) for c in cases]),
-        "codes": torch.stack([_case_codes(c, n_attr) for c in cases]) if n_attr else torch.empty(len(cases), 0, dtype=torch.long),
-        "case_ids": [str(c["case_id"]) for c in cases],
-    }
-
-
 class CachedCases:
     """All cases of a split decoded once and held as stacked tensors (see module docstring)."""
 
@@ -100,12 +77,6 @@ class CachedCases:
 
     def __len__(self) -> int:
         return self.image.shape[0]
-
-    def pin(self) -> "CachedCases":
-        """Pin host memory for faster host-to-GPU copies (no-op without CUDA)."""
-        if torch.cuda.is_available():
-            self.image, self.label = self.image.pin_memory(), self.label.pin_memory()
-        return self
 
     def batches(self, order: torch.Tensor, batch_size: int, drop_last: bool = False) -> Iterator[Batch]:
         """Yield batches following ``order`` (indices into the split)."""

@@ -33,26 +33,24 @@ from pathlib import Path
 from typing import Any, Literal, Optional
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from duetfair.errors import DuetfairError
+from duetfair.options import DatasetKind, EmptyPolicy, EsVariant, Method, SelectRule
 
-#: method shortcut -> (model variant suffix, objective name, default selection rule)
-METHODS: dict[str, tuple[str, str, str]] = {
-    "erm": ("", "erm", "overall"),
-    "group_dro": ("", "group_dro", "worst_group"),
-    "febs": ("", "febs", "worst_group"),
-    "adversarial": ("", "adversarial", "worst_group"),
-    "cvar": ("", "cvar", "worst_group"),
-    "focal": ("", "focal", "worst_group"),
-    "moe": ("_moe", "erm", "overall"),
-    "dmoe": ("_dmoe", "erm", "worst_group"),
-    "fair_dro": ("_dmoe", "fair_dro", "worst_group"),
-    "divergence": ("", "divergence", "worst_group"),
+#: method shortcut -> (model MoE kind, objective name, default selection rule)
+METHODS: dict[Method, tuple[str, str, SelectRule]] = {
+    Method.ERM: ("none", "erm", SelectRule.OVERALL),
+    Method.GROUP_DRO: ("none", "group_dro", SelectRule.WORST_GROUP),
+    Method.FEBS: ("none", "febs", SelectRule.WORST_GROUP),
+    Method.ADVERSARIAL: ("none", "adversarial", SelectRule.WORST_GROUP),
+    Method.CVAR: ("none", "cvar", SelectRule.WORST_GROUP),
+    Method.FOCAL: ("none", "focal", SelectRule.WORST_GROUP),
+    Method.MOE: ("moe", "erm", SelectRule.OVERALL),
+    Method.DMOE: ("dmoe", "erm", SelectRule.WORST_GROUP),
+    Method.FAIR_DRO: ("dmoe", "fair_dro", SelectRule.WORST_GROUP),
+    Method.DIVERGENCE: ("none", "divergence", SelectRule.WORST_GROUP),
 }
-#: backbones that have ``_moe`` / ``_dmoe`` registry variants
-MOE_BACKBONES = ("vit_seg", "resunet3d")
-SELECT_RULES = ("overall", "worst_group", "es")
 
 
 class _Section(BaseModel):
@@ -62,7 +60,7 @@ class _Section(BaseModel):
 class DataConfig(_Section):
     """Where cases come from and which attribute defines the training groups."""
 
-    kind: Literal["synthetic", "manifest", "fairseg", "ham10000", "mamamia"] = "synthetic"
+    kind: DatasetKind = DatasetKind.SYNTHETIC
     args: dict[str, Any] = Field(default_factory=dict)
     """Keyword arguments of ``duetfair.data.build_datasets(kind, **args)``."""
     group_attribute: Optional[str] = None
@@ -89,6 +87,10 @@ class ModelConfig(_Section):
 
     name: str = "vit_seg"
     args: dict[str, Any] = Field(default_factory=dict)
+    route_attributes: Optional[list[str]] = None
+    """Attributes a dMoE model routes on; several give one router set per attribute (logits summed)
+    or one router per combination (``args.moe_kwargs.multi_attribute: intersection``). ``None``:
+    the objective's groups (``data.group_attribute``)."""
     aux_loss_weight: float = Field(1.0, ge=0.0)
     """Factor on ``model.aux_loss()`` added to the objective (MoE load balancing; the loss itself
     is 0 unless enabled in the model, e.g. ``args.moe_kwargs.load_balance_weight``); 0 = never."""
@@ -134,7 +136,7 @@ class TrainConfig(_Section):
     epochs: int = Field(10, ge=1)
     batch_size: int = Field(16, ge=1)
     eval_batch_size: Optional[int] = Field(None, ge=1)
-    select: Optional[Literal["overall", "worst_group", "es"]] = None
+    select: Optional[SelectRule] = None
     amp: Literal["auto", "off", "bf16", "fp16"] = "auto"
     channels_last: bool = True
     deterministic: bool = True
@@ -157,16 +159,16 @@ class EvalConfig(_Section):
     metrics: list[Literal["dice", "iou", "hd95", "nsd"]] = Field(
         default_factory=lambda: ["dice", "iou", "hd95", "nsd"]
     )
-    empty: Literal["nan", "fairseg", "mamamia"] = "nan"
+    empty: EmptyPolicy = EmptyPolicy.NAN
     n_boot: int = Field(1000, ge=0)
-    es_variant: Literal["sum_abs", "std"] = "sum_abs"
+    es_variant: EsVariant = EsVariant.SUM_ABS
 
 
 class ExperimentConfig(_Section):
     """A complete experiment (see the module docstring for the YAML layout)."""
 
     name: str = "experiment"
-    method: Optional[str] = None
+    method: Optional[Method] = None
     seed: int = 0
     output_dir: str = "runs/experiment"
     data: DataConfig = Field(default_factory=DataConfig)
@@ -178,22 +180,19 @@ class ExperimentConfig(_Section):
     train: TrainConfig = Field(default_factory=TrainConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
 
-    @model_validator(mode="after")
-    def _check_method(self) -> "ExperimentConfig":
-        if self.method is not None and self.method not in METHODS:
-            allowed = ", ".join(repr(m) for m in METHODS)
-            raise ValueError(f"method '{self.method}' is not one of {allowed}")
-        return self
-
     # -- derived values ---------------------------------------------------------------------
     @property
-    def select_rule(self) -> str:
-        """Model-selection rule: explicit ``train.select`` or the method's default."""
+    def select_rule(self) -> SelectRule:
+        """Model-selection rule: explicit ``train.select``, the method's default, else ``overall``
+        for plain ERM and ``worst_group`` for every fairness method."""
+        from duetfair.models.registry import moe_kind
+
         if self.train.select is not None:
             return self.train.select
         if self.method is not None:
             return METHODS[self.method][2]
-        return "overall" if self.objective.name == "erm" and "moe" not in self.model.name else "worst_group"
+        plain = self.objective.name == "erm" and moe_kind(self.model.name) == "none"
+        return SelectRule.OVERALL if plain else SelectRule.WORST_GROUP
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON/YAML-safe dict of the resolved config."""
@@ -326,18 +325,20 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
 
 def _apply_method(raw: dict[str, Any]) -> dict[str, Any]:
     """Expand the ``method`` shortcut into model variant, objective and selection defaults."""
+    from duetfair.models.registry import MOE_BACKBONES, moe_kind, variant_name
+
     method = raw.get("method")
-    if method is None or method not in METHODS:
+    if method is None or method not in set(Method):
         return raw
-    suffix, objective, _ = METHODS[method]
+    kind, objective, _ = METHODS[Method(method)]
     out = copy.deepcopy(raw)
     model = out.setdefault("model", {})
     if not isinstance(model, dict):
         return out
     name = str(model.get("name", ModelConfig().name))
     if name in MOE_BACKBONES:
-        model["name"] = name + suffix
-    elif suffix and not name.endswith(("_moe", "_dmoe")):
+        model["name"] = variant_name(name, kind)
+    elif kind != "none" and moe_kind(name) == "none":
         raise DuetfairError(
             f"config method '{method}' needs a backbone with MoE variants ({', '.join(MOE_BACKBONES)}); model.name is '{name}'"
         )
@@ -354,7 +355,7 @@ def _format_error(exc: ValidationError) -> str:
     value = err.get("input")
     kind = err["type"]
     ctx = err.get("ctx") or {}
-    if kind == "literal_error":
+    if kind in ("literal_error", "enum"):
         return f"config {key}: {value!r} is not one of {ctx.get('expected')}"
     if kind == "extra_forbidden":
         return f"config {key}: unknown key; check the spelling (see the section's documented keys)"

@@ -107,16 +107,6 @@ def gather_objects(obj: Any, info: Optional[DistInfo] = None) -> list[Any]:
     return out
 
 
-def broadcast_object(obj: Any, src: int = 0, info: Optional[DistInfo] = None) -> Any:
-    """Broadcast a picklable object from ``src`` to all ranks."""
-    info = info or current_info()
-    if not info.enabled:
-        return obj
-    box = [obj]
-    dist.broadcast_object_list(box, src=src)
-    return box[0]
-
-
 def all_reduce_mean(value: torch.Tensor, info: Optional[DistInfo] = None) -> torch.Tensor:
     """Mean of a tensor over ranks (identity in one process)."""
     info = info or current_info()

@@ -1,12 +1,10 @@
 """Inference on a split -> per-case table -> summary, audit and report.
 
-The per-case table (DESIGN.md) has one row per case and foreground class: ``case_id``, ``class``,
-the metric columns of :func:`duetfair.metrics.per_case.per_case_metrics`, the raw attribute columns
-and ``hidden_subtype`` when the data knows it. Fairness numbers are computed on the **case-level**
-score, the mean over foreground classes of a case (per-class views: filter ``class``).
-
-:func:`evaluate_run` is ``duetfair evaluate``: it loads a run's config and best checkpoint, predicts
-the chosen split, and writes ``cases.csv``, ``summary.json``, ``audit.json`` and ``report.html``.
+:func:`evaluate_run` is ``duetfair evaluate``: it loads a run's config, group spec and best
+checkpoint, predicts the chosen split, and writes ``cases.csv`` (the per-case table of
+:mod:`duetfair.metrics.cases`), ``summary.json``, ``audit.json`` and ``report.html`` into the run
+folder. Attributes are encoded and labelled with the run's saved group spec, so a run is evaluated
+and audited with exactly the groups it was trained with.
 """
 
 from __future__ import annotations
@@ -23,10 +21,11 @@ from torch import nn
 
 from duetfair.engine.batching import BatchSource
 from duetfair.engine.distributed import DistInfo, eval_shard, gather_objects
-from duetfair.errors import DuetfairError, require
+from duetfair.errors import require
+from duetfair.options import HIDDEN_COLUMN
+from duetfair.rundir import RunDir, RunRecord
 
-HIDDEN_COLUMN = "hidden_subtype"
-UNKNOWN_LABEL = "unknown"
+RouteFn = Callable[[torch.Tensor], Optional[torch.Tensor]]
 
 
 def autocast_context(device: torch.device, amp_dtype: Optional[torch.dtype]) -> contextlib.AbstractContextManager:
@@ -44,13 +43,13 @@ def predict_batches(
     *,
     device: torch.device,
     batch_size: int,
-    group_fn: Callable[[torch.Tensor], Optional[torch.Tensor]],
+    route_fn: RouteFn,
     amp_dtype: Optional[torch.dtype] = None,
     channels_last: bool = False,
 ) -> Iterator[tuple[Any, torch.Tensor]]:
     """Yield ``(batch, pred)`` with ``pred [B, *S]`` int64 class maps (argmax of the logits) on CPU.
 
-    ``group_fn(codes [B, A]) -> group [B]`` (or ``None`` for attribute-blind inference).
+    ``route_fn(codes [B, A])`` gives what the model routes on (``[B]``, ``[B, A']`` or ``None``).
     """
     model.eval()
     order = torch.as_tensor(list(indices), dtype=torch.long)
@@ -58,7 +57,7 @@ def predict_batches(
         image = batch.image.to(device, non_blocking=True)
         if channels_last and image.ndim == 4:
             image = image.contiguous(memory_format=torch.channels_last)
-        group = group_fn(batch.codes)
+        group = route_fn(batch.codes)
         group = group.to(device) if group is not None else None
         with autocast_context(device, amp_dtype):
             logits = model(image, group=group)
@@ -72,7 +71,7 @@ def metrics_table(
     num_classes: int,
     device: torch.device,
     batch_size: int,
-    group_fn: Callable[[torch.Tensor], Optional[torch.Tensor]],
+    route_fn: RouteFn,
     metrics: Sequence[str] = ("dice", "iou"),
     empty: str = "nan",
     spacing: Optional[Sequence[float]] = None,
@@ -90,7 +89,7 @@ def metrics_table(
     frames: list[pd.DataFrame] = []
     for batch, pred in predict_batches(
         model, source, eval_shard(len(source), info), device=device, batch_size=batch_size,
-        group_fn=group_fn, amp_dtype=amp_dtype, channels_last=channels_last,
+        route_fn=route_fn, amp_dtype=amp_dtype, channels_last=channels_last,
     ):
         df = per_case_metrics(pred, batch.label[:, 0], num_classes=num_classes, spacing=spacing,
                               metrics=tuple(metrics), empty=empty)
@@ -103,127 +102,37 @@ def metrics_table(
     return table.reset_index(drop=True)
 
 
-def attribute_labels(meta: pd.DataFrame, spec: Any, attributes: Optional[Sequence[str]] = None) -> pd.DataFrame:
-    """Discrete group label per case and attribute (bins for continuous values, ``unknown`` for -1).
-
-    Returns a frame with ``case_id`` and one string column per attribute.
-    """
-    attributes = list(attributes or spec.attributes)
-    codes = spec.encode_frame(meta)
-    out = pd.DataFrame({"case_id": meta["case_id"].astype(str).to_numpy()})
-    for attr in attributes:
-        j = spec.attributes.index(attr)
-        names = np.asarray(list(spec.group_names(attr)) + [UNKNOWN_LABEL], dtype=object)
-        col = codes[:, j]
-        out[attr] = names[np.where(col < 0, len(names) - 1, col)]
-    return out
-
-
-def attach_metadata(table: pd.DataFrame, meta: pd.DataFrame, spec: Any, *, discrete: bool = False) -> pd.DataFrame:
-    """Add attribute columns (raw values, or discrete labels with ``discrete=True``) and
-    ``hidden_subtype`` when present, matched by ``case_id``."""
-    meta = meta.copy()
-    meta["case_id"] = meta["case_id"].astype(str)
-    if discrete:
-        cols = attribute_labels(meta, spec)
-    else:
-        cols = meta[["case_id"] + [a for a in spec.attributes if a in meta.columns]]
-    if HIDDEN_COLUMN in meta.columns:
-        cols = cols.merge(meta[["case_id", HIDDEN_COLUMN]], on="case_id", how="left")
-    return table.merge(cols, on="case_id", how="left")
-
-
-def case_scores(table: pd.DataFrame, metric: str = "dice", classes: Optional[Sequence[int]] = None) -> pd.DataFrame:
-    """One row per case: ``case_id`` and the mean of ``metric`` over (selected) classes (NaN skipped)."""
-    require(metric in table.columns, f"per-case table has no '{metric}' column; columns are {list(table.columns)}")
-    t = table if classes is None else table[table["class"].isin(list(classes))]
-    out = t.groupby("case_id", sort=False)[metric].mean().reset_index()
-    return out
-
-
-def group_stats(values: pd.Series, groups: pd.Series, es_variant: str = "sum_abs", metric: str = "dice") -> dict[str, Any]:
-    """Point estimates of one case-level metric by group, via
-    :class:`~duetfair.metrics.frame.GroupMetricFrame` (no bootstrap): overall mean (all cases,
-    unknown group included), per-group means, worst group, gap and equity-scaled value.
-
-    With fewer than two known groups (tiny validation sets) the disparity is not measurable: the
-    worst group is the only group and the equity-scaled value equals the overall mean.
-    """
-    from duetfair.metrics.frame import GroupMetricFrame
-
-    df = pd.DataFrame({metric: values.to_numpy(dtype=float), "g": groups.to_numpy()})
-    finite = np.isfinite(df[metric].to_numpy())
-    overall = float(df[metric][finite].mean()) if finite.any() else float("nan")
-    try:
-        frame = GroupMetricFrame(df, metric, "g", es_variant=es_variant, n_boot=0, higher_better=True)
-    except DuetfairError:
-        known = df[finite & (df["g"] != UNKNOWN_LABEL).to_numpy()]
-        means = known.groupby("g")[metric].mean()
-        name = str(means.index[0]) if len(means) else None
-        worst = float(means.iloc[0]) if len(means) else overall
-        return {"overall": overall, "groups": {str(k): float(v) for k, v in means.items()}, "worst_group": name,
-                "worst": worst, "gap": 0.0, "es": overall}
-    return {
-        "overall": frame.overall,
-        "groups": {str(n): float(m) for n, m in zip(frame.group_names, frame.group_means)},
-        "worst_group": frame.worst_group,
-        "worst": frame.worst_mean,
-        "gap": frame.gap,
-        "es": frame.es,
-    }
-
-
 # ---- duetfair evaluate ---------------------------------------------------------------------------
 
 
-def load_run(run_dir: str | Path) -> tuple[Any, dict[str, Any], Any]:
-    """``(config, run.json, GroupSpec)`` of a training run directory, with clear errors."""
-    import json
-
+def load_run(run_dir: str | Path) -> tuple[Any, RunRecord, Any]:
+    """``(config, RunRecord, GroupSpec)`` of a training run folder, with clear errors."""
     from duetfair.data.groups import GroupSpec
     from duetfair.engine.config import load_config
 
-    root = Path(run_dir)
-    require(root.is_dir(), f"run directory {root} not found; expected the --out folder of 'duetfair train'")
-    for name in ("config.yaml", "run.json", "group_spec.json"):
-        require((root / name).is_file(), f"run directory {root}: missing {name}; expected a folder written by 'duetfair train'")
-    cfg = load_config(root / "config.yaml")
-    run = json.loads((root / "run.json").read_text(encoding="utf-8"))
-    spec = GroupSpec.from_dict(json.loads((root / "group_spec.json").read_text(encoding="utf-8")))
-    return cfg, run, spec
+    run = RunDir(run_dir)
+    run.require_run()
+    return load_config(run.config), run.read_record(), GroupSpec.load(run.group_spec)
 
 
-def load_model(run_dir: str | Path, checkpoint: str = "best", device: torch.device | str = "cpu") -> tuple[nn.Module, Any, dict[str, Any], Any]:
+def load_model(run_dir: str | Path, checkpoint: str = "best",
+               device: torch.device | str = "cpu") -> tuple[nn.Module, Any, RunRecord, Any]:
     """Model of a run with the weights of ``checkpoints/{checkpoint}.pt`` (``best`` falls back to
-    ``last`` when no validation ever improved). Returns ``(model, config, run.json, GroupSpec)``."""
+    ``last`` when no validation ever improved). Returns ``(model, config, RunRecord, GroupSpec)``."""
     from duetfair.engine import adapters
     from duetfair.engine.checkpoint import load_checkpoint, model_state
 
-    cfg, run, spec = load_run(run_dir)
+    cfg, record, spec = load_run(run_dir)
     require(checkpoint in ("best", "last"), f"--checkpoint '{checkpoint}': expected 'best' or 'last'")
-    path = Path(run_dir) / "checkpoints" / f"{checkpoint}.pt"
+    path = RunDir(run_dir).checkpoint(checkpoint)  # type: ignore[arg-type]
     if checkpoint == "best" and not path.is_file():
-        path = path.with_name("last.pt")
+        path = RunDir(run_dir).checkpoint("last")
     state = load_checkpoint(path, map_location="cpu")
-    model = adapters.build_model(cfg.model.name, cfg.model.args, in_channels=int(run["in_channels"]),
-                                 num_classes=int(run["num_classes"]), num_groups=int(run["num_groups"]),
-                                 image_shape=list(run["image_shape"])[1:])
+    model = adapters.build_model(cfg.model.name, cfg.model.args, in_channels=record.in_channels,
+                                 num_classes=record.num_classes, num_groups=adapters.grouping(spec, cfg).route_cards,
+                                 image_shape=record.image_shape[1:])
     model.load_state_dict(model_state(state))
-    return model.to(device).eval(), cfg, run, spec
-
-
-def case_frame(table: pd.DataFrame, meta: pd.DataFrame, spec: Any, attributes: Sequence[str]) -> pd.DataFrame:
-    """Case-level table for audits: ``case_id``, mean Dice / IoU over classes, discrete attribute
-    labels (bins, ``unknown``) and ``hidden_subtype`` when known."""
-    scores = case_scores(table, "dice")
-    if "iou" in table.columns:
-        scores = scores.merge(case_scores(table, "iou"), on="case_id")
-    labels = attribute_labels(meta.assign(case_id=meta["case_id"].astype(str)), spec, attributes)
-    out = scores.merge(labels, on="case_id", how="left")
-    if HIDDEN_COLUMN in meta.columns:
-        hidden = meta[["case_id", HIDDEN_COLUMN]].assign(case_id=meta["case_id"].astype(str))
-        out = out.merge(hidden, on="case_id", how="left")
-    return out
+    return model.to(device).eval(), cfg, record, spec
 
 
 def recode(dataset: Any, spec: Any) -> torch.Tensor:
@@ -243,7 +152,7 @@ def evaluate_run(
     report: bool = True,
 ) -> dict[str, Any]:
     """``duetfair evaluate``: predict a split, write ``cases.csv``, ``summary.json``, ``audit.json``
-    and ``report.html`` into the run directory; return the summary.
+    and ``report.html`` into the run folder; return the summary.
 
     Args:
         run_dir: folder written by ``duetfair train``.
@@ -259,55 +168,54 @@ def evaluate_run(
     from duetfair.engine.batching import make_source
     from duetfair.engine.config import load_config
     from duetfair.io import atomic_path, write_json
+    from duetfair.metrics.cases import attach_metadata, case_level
 
-    root = Path(run_dir)
+    run = RunDir(run_dir)
     dev = torch.device("cuda" if device in ("auto", "cuda") and torch.cuda.is_available() else "cpu")
-    model, cfg, run, spec = load_model(root, checkpoint, dev)
+    model, cfg, record, spec = load_model(run.root, checkpoint, dev)
     data_cfg = load_config(data_config).data if data_config is not None else cfg.data
     split = split or cfg.eval.split
     datasets = adapters.build_datasets(data_cfg.kind, data_cfg.args)
     require(split in datasets, f"--split '{split}': the data has splits {sorted(datasets)}")
     ds = datasets[split]
-    require(int(ds.num_classes) == int(run["num_classes"]),
-            f"data has {ds.num_classes} classes but the run was trained with {run['num_classes']}")
+    require(int(ds.num_classes) == record.num_classes,
+            f"data has {ds.num_classes} classes but the run was trained with {record.num_classes}")
     source = make_source(ds, data_cfg.cache, data_cfg.num_workers)
-    codes = recode(ds, spec)
-    group_fn, _, _ = adapters.group_mapping(spec, cfg.data.group_attribute)
     if hasattr(source, "codes"):
-        source.codes = codes  # type: ignore[attr-defined]
-    table = metrics_table(model, source, num_classes=int(run["num_classes"]), device=dev,
+        source.codes = recode(ds, spec)  # type: ignore[attr-defined]
+    table = metrics_table(model, source, num_classes=record.num_classes, device=dev,
                           batch_size=cfg.train.eval_batch_size or cfg.train.batch_size,
-                          group_fn=group_fn, metrics=cfg.eval.metrics, empty=cfg.eval.empty)
+                          route_fn=adapters.grouping(spec, cfg).route_codes, metrics=cfg.eval.metrics,
+                          empty=cfg.eval.empty)
     cases = attach_metadata(table, ds.meta, spec)
-    with atomic_path(root / "cases.csv") as tmp:
+    with atomic_path(run.cases) as tmp:
         cases.to_csv(tmp, index=False)
     attributes = cfg.data.audit_attributes or list(spec.attributes)
-    frame = case_frame(table, ds.meta, spec, attributes)
+    frame = case_level(cases)
     boot = cfg.eval.n_boot if n_boot is None else int(n_boot)
     audit = audit_table(frame, by=attributes, metrics=("dice", "iou"), es_variant=cfg.eval.es_variant,
-                        n_boot=boot, seed=cfg.seed)
-    write_json(root / "audit.json", audit)
-    summary = _summary(root, run, cfg, split, checkpoint, table, frame, audit)
-    write_json(root / "summary.json", summary)
+                        n_boot=boot, seed=cfg.seed, spec=spec)
+    write_json(run.audit, audit)
+    summary = _summary(run.root, record, cfg, split, checkpoint, table, frame, audit)
+    write_json(run.summary, summary)
     if report:
         from duetfair.audit.report import render_html
 
         try:
-            render_html(audit, root / "report.html", cases=frame,
-                        title=f"duetfair evaluation: {run.get('name', root.name)} ({split})")
+            render_html(audit, run.report, cases=frame, title=f"duetfair evaluation: {record.name} ({split})")
         except ValueError as exc:  # a plotting problem must not lose the evaluation already written
             warnings.warn(f"report.html not written ({exc}); cases.csv, summary.json and audit.json are complete",
                           RuntimeWarning, stacklevel=2)
     return summary
 
 
-def _summary(root: Path, run: dict[str, Any], cfg: Any, split: str, checkpoint: str, table: pd.DataFrame,
+def _summary(root: Path, run: RunRecord, cfg: Any, split: str, checkpoint: str, table: pd.DataFrame,
              frame: pd.DataFrame, audit: dict[str, Any]) -> dict[str, Any]:
     metric_cols = [c for c in ("dice", "iou", "hd95", "normhd", "nsd") if c in table.columns]
     per_class = {str(int(k)): {m: _finite_mean(part[m]) for m in metric_cols} for k, part in table.groupby("class")}
     out: dict[str, Any] = {
-        "run": str(root), "name": run.get("name"), "method": run.get("method"), "model": run.get("model"),
-        "objective": run.get("objective"), "split": split, "checkpoint": checkpoint,
+        "run": str(root), "name": run.name, "method": run.method, "model": run.model,
+        "objective": run.objective, "split": split, "checkpoint": checkpoint,
         "n_cases": int(frame.shape[0]), "group_attribute": cfg.data.group_attribute,
         "per_class": per_class,
         "dice": _finite_mean(frame["dice"]), "iou": _finite_mean(frame["iou"]) if "iou" in frame else None,

@@ -151,11 +151,12 @@ def predict_files(
     require(normalize in NORMALIZE, f"--normalize '{normalize}': expected one of {', '.join(NORMALIZE)}")
     dev = torch.device("cuda" if device in ("auto", "cuda") and torch.cuda.is_available() else "cpu")
     model, cfg, run, spec = load_model(run_dir, checkpoint, dev)
-    dims, channels = int(run["spatial_dims"]), int(run["in_channels"])
-    train_size = [int(s) for s in run["image_shape"][1:]]
+    dims, channels = run.spatial_dims, run.in_channels
+    train_size = [int(s) for s in run.image_shape[1:]]
     codes, source = encode_attributes(spec, attrs)
-    group_fn, _, names = adapters.group_mapping(spec, cfg.data.group_attribute)
-    group = group_fn(torch.tensor([codes], dtype=torch.long))
+    grouping = adapters.grouping(spec, cfg)
+    batch_codes = torch.tensor([codes], dtype=torch.long)
+    route, gid = grouping.route_codes(batch_codes), int(grouping.group_ids(batch_codes)[0])
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rows = []
@@ -164,13 +165,12 @@ def predict_files(
         image = read_image(path, dims, channels, normalize)
         size = list(image.shape[1:])
         x = _resize(image, train_size, "area" if dims == 2 else "trilinear").unsqueeze(0).to(dev)
-        pred = model(x, group=group.to(dev)).argmax(1).cpu()
+        pred = model(x, group=route.to(dev)).argmax(1).cpu()
         mask = _resize(pred.float(), size, "nearest")[0].round().to(torch.uint8).numpy()
         target = write_mask(mask, path, out)
-        gid = int(group[0])
         row: dict[str, Any] = {"input": str(path), "mask": str(target), "shape": "x".join(map(str, size)),
-                               "group_source": source, "group": names[gid] if gid >= 0 else "unknown"}
-        for k in range(1, int(run["num_classes"])):
+                               "group_source": source, "group": grouping.names[gid] if gid >= 0 else "unknown"}
+        for k in range(1, run.num_classes):
             row[f"n_pred_{k}"] = int((mask == k).sum())
         rows.append(row)
     table = pd.DataFrame(rows)

@@ -1,18 +1,17 @@
 """Training loop: train / validate every epoch / select / checkpoint / resume; DDP-aware.
 
-Run directory written by :class:`Trainer` (DESIGN.md)::
-
-    config.yaml          resolved config          group_spec.json   attribute encoding of the run
-    run.json             status, best epoch/score, data shapes (what ``predict`` needs)
-    history.csv          one row per epoch: lr, train loss, val Dice overall / worst group / ES-Dice,
-                         selection score, objective log values (e.g. GroupDRO weights)
-    checkpoints/last.pt  full state (exact resume)      checkpoints/best.pt  best by the rule
-    tensorboard/         the same scalars as history.csv
+The run folder (:class:`duetfair.rundir.RunDir`) gets ``config.yaml``, ``group_spec.json``,
+``run.json``, ``history.csv`` (one row per epoch: lr, train loss, validation Dice overall / worst
+group / ES-Dice, selection score, objective log values such as GroupDRO weights), checkpoints and
+TensorBoard scalars.
 
 Model selection uses validation per-case Dice (mean over foreground classes of each case) and the
 rule ``train.select``: ``overall`` (mean Dice), ``worst_group`` (lowest group mean; default of the
 fairness methods) or ``es`` (equity-scaled Dice). Groups are those of ``data.group_attribute`` (or
-the intersection of all attributes).
+the intersection of all attributes), labelled by the data's group spec, exactly as the audit of the
+run's ``cases.csv`` labels them. The trainer knows no objective by name: objectives receive what
+they need through :class:`~duetfair.objectives.base.ObjectiveContext` and
+:meth:`~duetfair.objectives.base.Objective.on_validation_end`.
 
 Reproducibility: every epoch's order is a permutation drawn from ``seed`` and the epoch number, the
 augmentation generator and all RNG states are checkpointed, and a checkpoint taken mid-epoch (Ctrl-C)
@@ -47,16 +46,13 @@ from duetfair.engine.distributed import (
     init_from_env,
     train_shard,
 )
-from duetfair.engine.evaluate import (
-    attach_metadata,
-    attribute_labels,
-    autocast_context,
-    case_scores,
-    group_stats,
-    metrics_table,
-)
+from duetfair.engine.evaluate import autocast_context, metrics_table
 from duetfair.errors import DuetfairError, require
-from duetfair.io import atomic_path, write_json
+from duetfair.io import atomic_path
+from duetfair.metrics.cases import attach_metadata, case_level, label_frame
+from duetfair.metrics.frame import point_summary
+from duetfair.objectives.base import ObjectiveContext, ValidationResult
+from duetfair.rundir import RunDir, RunRecord
 
 Hook = Callable[["Trainer", str], None]
 
@@ -122,28 +118,21 @@ class _StepModule(nn.Module):
         self.aux_weight = aux_weight
         self.requires = frozenset(getattr(objective, "requires", frozenset()))
 
-    def forward(self, image: torch.Tensor, label: torch.Tensor, group: torch.Tensor,
-                case_ids: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        features = None
+    def forward(self, image: torch.Tensor, label: torch.Tensor, route: torch.Tensor, group_ids: torch.Tensor,
+                case_ids: list[str]) -> torch.Tensor:
+        """Total training loss (scalar) of a batch: ``route`` is what the model routes on
+        (``[B]`` or ``[B, A']``), ``group_ids [B]`` the objective's groups."""
         if "features" in self.requires:
-            logits, features = self.model.forward_features(image, group=group)
+            logits, features = self.model.forward_features(image, group=route)
         else:
-            logits = self.model(image, group=group)
+            logits, features = self.model(image, group=route), None
         losses = self.loss_fn(logits.float(), label)
-        extras: dict[str, Any] = {}
-        if "logits" in self.requires:
-            extras["logits"] = logits.float()
-        if "target" in self.requires:
-            extras["target"] = label
-        if "features" in self.requires:
-            extras["features"] = features.float()
-        if "case_ids" in self.requires:
-            extras["case_ids"] = case_ids
-        loss = self.objective(losses, group, **extras)
-        total = loss
-        if self.aux_weight > 0 and hasattr(self.model, "aux_loss"):
+        available: dict[str, Any] = {"logits": logits.float(), "target": label, "case_ids": case_ids,
+                                     "features": None if features is None else features.float()}
+        total = self.objective(losses, group_ids, **{k: available[k] for k in self.requires})
+        if self.aux_weight > 0:
             total = total + self.aux_weight * self.model.aux_loss()
-        return total, loss.detach()
+        return total
 
 
 class Trainer:
@@ -162,8 +151,8 @@ class Trainer:
     def __init__(self, cfg: ExperimentConfig, run_dir: Optional[str | Path] = None, *, resume: bool = False,
                  hooks: Optional[list[Hook]] = None, datasets: Optional[dict[str, Any]] = None) -> None:
         self.cfg = cfg
-        self.run_dir = Path(run_dir if run_dir is not None else cfg.output_dir)
-        self.ckpt_dir = self.run_dir / "checkpoints"
+        self.run = RunDir(run_dir if run_dir is not None else cfg.output_dir)
+        self.run_dir = self.run.root
         self.resume = resume
         self.hooks = list(hooks or [])
         self._stop = False
@@ -187,7 +176,7 @@ class Trainer:
 
     # ---- setup -----------------------------------------------------------------------------
     def _check_run_dir(self) -> None:
-        last = self.ckpt_dir / "last.pt"
+        last = self.run.checkpoint("last")
         if self.resume:
             require(last.is_file(), f"--resume: no checkpoint at {last}; train without --resume first")
         else:
@@ -202,7 +191,7 @@ class Trainer:
                                             f"training needs 'train' and 'val'")
         train = self.datasets["train"]
         self.spec = train.group_spec
-        self.group_fn, self.num_groups, self.group_names = adapters.group_mapping(self.spec, cfg.data.group_attribute)
+        self.grouping = adapters.grouping(self.spec, cfg)
         self.num_classes = int(train.num_classes)
         self.in_channels = int(train.in_channels)
         self.spatial_dims = int(train.spatial_dims)
@@ -210,8 +199,6 @@ class Trainer:
         self.val_source: BatchSource = make_source(self.datasets["val"], cfg.data.cache, cfg.data.num_workers)
         first = self.datasets["train"][0]
         self.image_shape = list(first["image"].shape)
-        self.val_labels = attribute_labels(self.datasets["val"].meta, self.spec, self.audit_attributes)
-        self.train_labels = attribute_labels(train.meta, self.spec, self.audit_attributes)
 
     @property
     def audit_attributes(self) -> list[str]:
@@ -233,15 +220,16 @@ class Trainer:
     def _build_model(self) -> None:
         cfg = self.cfg
         self.model = adapters.build_model(cfg.model.name, cfg.model.args, in_channels=self.in_channels,
-                                          num_classes=self.num_classes, num_groups=self.num_groups,
+                                          num_classes=self.num_classes, num_groups=self.grouping.route_cards,
                                           image_shape=self.image_shape[1:]).to(self.device)
         self.channels_last = bool(cfg.train.channels_last and self.device.type == "cuda" and self.spatial_dims == 2)
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
-        self.objective = adapters.build_objective(cfg.objective.name, cfg.objective.args, num_groups=self.num_groups,
-                                                  train_dataset=self.datasets["train"], group_fn=self.group_fn,
-                                                  feature_dim=getattr(self.model, "feature_dim", None),
-                                                  loss_args=cfg.objective.loss).to(self.device)
+        ids = self.grouping.group_ids(self.datasets["train"].codes)
+        context = ObjectiveContext(num_groups=self.grouping.num_groups,
+                                   group_counts=tuple(torch.bincount(ids[ids >= 0], minlength=self.grouping.num_groups).tolist()),
+                                   feature_dim=getattr(self.model, "feature_dim", None), loss=dict(cfg.objective.loss))
+        self.objective = adapters.build_objective(cfg.objective.name, cfg.objective.args, context).to(self.device)
         self.loss_fn = adapters.build_loss(cfg.objective.loss).to(self.device)
         self.step_module = _StepModule(self.model, self.loss_fn, self.objective, cfg.model.aux_loss_weight)
         self.ddp: nn.Module = self.step_module
@@ -249,8 +237,10 @@ class Trainer:
             from torch.nn.parallel import DistributedDataParallel as DDP
 
             kwargs = {"device_ids": [self.device.index]} if self.device.type == "cuda" else {}
+            from duetfair.models.registry import moe_kind
+
             # MoE layers leave unselected experts without gradient in a step
-            unused = "moe" in cfg.model.name or any(True for _ in self.objective.parameters())
+            unused = moe_kind(cfg.model.name) != "none" or any(True for _ in self.objective.parameters())
             self.ddp = DDP(self.step_module, find_unused_parameters=unused, **kwargs)
 
     def _build_optim(self) -> None:
@@ -291,22 +281,22 @@ class Trainer:
             "global_step": self.global_step,
             "best_score": self.best_score,
             "best_epoch": self.best_epoch,
-            "history": [{k: (float(v) if isinstance(v, (int, float)) else str(v)) for k, v in row.items()}
+            "history": [{k: (v if isinstance(v, (int, float)) else str(v)) for k, v in row.items()}
                         for row in self.history],
             "config_hash": self.cfg.config_hash(),
-            "select": self.cfg.select_rule,
+            "select": self.cfg.select_rule.value,
         }
 
     def _save(self, name: str, state: Optional[dict[str, Any]] = None) -> None:
         state = state if state is not None else self._state()
         if self.info.is_main:
-            save_checkpoint(self.ckpt_dir / name, state)
+            save_checkpoint(self.run.checkpoints / name, state)
         barrier()
 
     def _load_last(self) -> None:
-        state = load_checkpoint(self.ckpt_dir / "last.pt", map_location=self.device)
+        state = load_checkpoint(self.run.checkpoint("last"), map_location=self.device)
         require(state.get("config_hash") == self.cfg.config_hash(),
-                f"--resume: {self.ckpt_dir / 'last.pt'} was trained with a different config "
+                f"--resume: {self.run.checkpoint('last')} was trained with a different config "
                 f"(hash {state.get('config_hash')} vs {self.cfg.config_hash()}); resume with the run's config.yaml")
         self.model.load_state_dict(state["model"])
         self.objective.load_state_dict(state["objective"])
@@ -396,9 +386,10 @@ class Trainer:
             image, label = augment_batch(image, label, self.generator, cfg.augment.flip_prob, cfg.augment.rot90_prob)
         if self.channels_last:
             image = image.contiguous(memory_format=torch.channels_last)
-        group = self.group_fn(batch.codes).to(self.device)
+        codes = batch.codes.to(self.device, non_blocking=True)
         with autocast_context(self.device, self.amp_dtype):
-            total, obj_loss = self.ddp(image, label, group, batch.case_ids)
+            total = self.ddp(image, label, self.grouping.route_codes(codes), self.grouping.group_ids(codes),
+                             batch.case_ids)
         value = float(all_reduce_mean(total.detach(), self.info).item())
         if not math.isfinite(value):
             raise NonFiniteLossError(
@@ -415,7 +406,7 @@ class Trainer:
         return value
 
     def _last_good(self) -> str:
-        last = self.ckpt_dir / "last.pt"
+        last = self.run.checkpoint("last")
         return f"{last} (epoch {self.epoch})" if last.is_file() else "none (failed in the first epoch)"
 
     def _end_epoch(self, writer: Any) -> None:
@@ -440,7 +431,7 @@ class Trainer:
         state = self._state()
         if improved:
             self._save("best.pt", {"model": state["model"], "epoch": self.epoch, "score": self.best_score,
-                                   "select": self.cfg.select_rule, "config_hash": state["config_hash"]})
+                                   "select": self.cfg.select_rule.value, "config_hash": state["config_hash"]})
         self._save("last.pt", state)
         if self.info.is_main:
             self._write_history()
@@ -456,58 +447,50 @@ class Trainer:
         """Validation per-case Dice/IoU -> overall, worst-group and ES-Dice, selection score."""
         ebs = self.cfg.train.eval_batch_size or self.cfg.train.batch_size
         table = metrics_table(self.model, self.val_source, num_classes=self.num_classes, device=self.device,
-                              batch_size=ebs, group_fn=self.group_fn, metrics=("dice", "iou"), info=self.info,
-                              amp_dtype=self.amp_dtype, channels_last=self.channels_last)
-        dice = case_scores(table, "dice").merge(case_scores(table, "iou"), on="case_id")
-        labels = self._group_labels(self.datasets["val"])
-        dice = dice.merge(labels, on="case_id", how="left")
-        d = group_stats(dice["dice"], dice["_group"], self.cfg.eval.es_variant)
-        iou = group_stats(dice["iou"], dice["_group"], self.cfg.eval.es_variant, metric="iou")
-        rule = self.cfg.select_rule
-        score = {"overall": d["overall"], "worst_group": d["worst"], "es": d["es"]}[rule]
+                              batch_size=ebs, route_fn=self.grouping.route_codes, metrics=("dice", "iou"),
+                              info=self.info, amp_dtype=self.amp_dtype, channels_last=self.channels_last)
+        cases = case_level(attach_metadata(table, self.datasets["val"].meta, self.spec))
+        es = self.cfg.eval.es_variant
+        d = point_summary(cases, "dice", self.grouping.by, self.spec, es)
+        iou = point_summary(cases, "iou", self.grouping.by, self.spec, es)
+        score = {"overall": d["overall"], "worst_group": d["worst"], "es": d["es"]}[self.cfg.select_rule]
         row: dict[str, Any] = {"val_dice": d["overall"], "val_worst_dice": d["worst"], "val_es_dice": d["es"],
                                "val_iou": iou["overall"], "val_worst_group": d["worst_group"], "score": score}
         row.update({f"val_dice/{g}": v for g, v in d["groups"].items()})
-        if hasattr(self.objective, "update"):
-            self._update_objective(table)
+        self.objective.on_validation_end(self._validation_result(cases))
         return row
 
-    def _group_labels(self, dataset: Any) -> pd.DataFrame:
-        """``case_id`` -> name of the case's training group (``unknown`` for -1)."""
-        ids = self.group_fn(dataset.codes).numpy()
-        names = np.asarray(list(self.group_names) + ["unknown"], dtype=object)
-        return pd.DataFrame({"case_id": dataset.meta["case_id"].astype(str).to_numpy(),
-                             "_group": names[np.where(ids < 0, len(names) - 1, ids)]})
+    def _validation_result(self, cases: pd.DataFrame) -> ValidationResult:
+        """What objectives see after validation; subgroups are mined only for those that ask."""
+        train_labels = label_frame(self.datasets["train"].meta, self.spec, self.audit_attributes)
+        subgroups = None
+        if self.objective.needs_subgroups:
+            from duetfair.audit.discovery import find_divergent_subgroups
 
-    def _update_objective(self, table: pd.DataFrame) -> None:
-        """Divergence-aware objective: mine divergent subgroups of validation Dice, refresh weights."""
-        from duetfair.audit.discovery import find_divergent_subgroups
-
-        cases = case_scores(table, "dice").merge(self.val_labels, on="case_id", how="left")
-        subgroups = find_divergent_subgroups(cases, "dice", self.audit_attributes, **self.cfg.objective.discovery)
-        self.objective.update(subgroups, self.train_labels)
+            subgroups = find_divergent_subgroups(cases, "dice", self.audit_attributes, spec=self.spec,
+                                                 **self.cfg.objective.discovery)
+        return ValidationResult(cases=cases, train_labels=train_labels, subgroups=subgroups)
 
     # ---- output ----------------------------------------------------------------------------
     def _write_history(self) -> None:
-        with atomic_path(self.run_dir / "history.csv") as tmp:
+        with atomic_path(self.run.history) as tmp:
             pd.DataFrame(self.history).to_csv(tmp, index=False)
 
     def _write_run_files(self, status: str) -> None:
         if not self.info.is_main:
             return
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        save_config(self.cfg, self.run_dir / "config.yaml")
-        self.spec.save(self.run_dir / "group_spec.json")
-        write_json(self.run_dir / "run.json", {
-            "status": status, "name": self.cfg.name, "method": self.cfg.method, "model": self.cfg.model.name,
-            "objective": self.cfg.objective.name, "select": self.cfg.select_rule, "epochs_done": self.epoch,
-            "global_step": self.global_step, "best_epoch": self.best_epoch,
-            "best_score": self.best_score if math.isfinite(self.best_score) else None,
-            "num_classes": self.num_classes, "in_channels": self.in_channels, "spatial_dims": self.spatial_dims,
-            "image_shape": self.image_shape, "group_attribute": self.cfg.data.group_attribute,
-            "group_names": list(self.group_names), "num_groups": self.num_groups,
-            "world_size": self.info.world_size, "device": str(self.device), "config_hash": self.cfg.config_hash(),
-        })
+        save_config(self.cfg, self.run.config)
+        self.spec.save(self.run.group_spec)
+        cfg = self.cfg
+        self.run.write_record(RunRecord(
+            status=status, name=cfg.name, method=cfg.method, model=cfg.model.name, objective=cfg.objective.name,
+            select=cfg.select_rule, epochs_done=self.epoch, global_step=self.global_step, best_epoch=self.best_epoch,
+            best_score=self.best_score if math.isfinite(self.best_score) else None, num_classes=self.num_classes,
+            in_channels=self.in_channels, spatial_dims=self.spatial_dims, image_shape=self.image_shape,
+            group_attribute=cfg.data.group_attribute, route_attributes=cfg.model.route_attributes,
+            group_names=self.grouping.names, num_groups=self.grouping.num_groups, world_size=self.info.world_size,
+            device=str(self.device), config_hash=cfg.config_hash()))
 
     def _tensorboard(self) -> Any:
         if not (self.cfg.train.tensorboard and self.info.is_main):
@@ -516,7 +499,7 @@ class Trainer:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:  # tensorboard not installed: CSV history only
             return None
-        return SummaryWriter(log_dir=str(self.run_dir / "tensorboard"))
+        return SummaryWriter(log_dir=str(self.run.tensorboard))
 
     def _progress(self) -> Any:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn

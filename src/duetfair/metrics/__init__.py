@@ -11,21 +11,18 @@ Pure functions of tensors and tables: this layer never imports models.
 
 from duetfair.metrics.bootstrap import bootstrap_means, equity_scaled, percentile_ci, stratified_bootstrap_means
 from duetfair.metrics.challenge import mamamia_scores
-from duetfair.metrics.frame import GroupMetricFrame, bin_labels, group_labels, parse_bins
+from duetfair.metrics.frame import GroupMetricFrame
 from duetfair.metrics.hidden import cvar, hidden_failure_table, tail_stats
 from duetfair.metrics.per_case import EMPTY_POLICIES, per_case_metrics
 
 __all__ = [
     "EMPTY_POLICIES",
     "GroupMetricFrame",
-    "bin_labels",
     "bootstrap_means",
     "cvar",
     "equity_scaled",
-    "group_labels",
     "hidden_failure_table",
     "mamamia_scores",
-    "parse_bins",
     "per_case_metrics",
     "percentile_ci",
     "stratified_bootstrap_means",

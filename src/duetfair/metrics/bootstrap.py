@@ -18,13 +18,10 @@ from typing import Sequence
 import numpy as np
 
 from duetfair.errors import require
+from duetfair.options import EsVariant, parse
 
 BLOCK_ELEMENTS = 1 << 20
 """Target number of drawn indices per vectorised block (int32: 4 MiB)."""
-
-ES_VARIANTS: Sequence[str] = ("sum_abs", "std")
-"""Equity-scaled variants: FairSeg/dMoE/DuetFair ``sum_abs`` (default) and FairMedFM ``std``."""
-
 
 def _check_common(n_boot: int, level: float | None = None) -> None:
     require(isinstance(n_boot, (int, np.integer)) and n_boot >= 1, f"bootstrap: n_boot={n_boot!r}; expected an integer >= 1")
@@ -147,7 +144,7 @@ def equity_scaled(overall: np.ndarray | float, group_means: np.ndarray, variant:
     Returns:
         float64 array of the broadcast shape of ``overall``.
     """
-    require(variant in ES_VARIANTS, f"es_variant={variant!r}; expected one of {', '.join(ES_VARIANTS)}")
+    variant = parse(EsVariant, variant, "es_variant")
     overall = np.asarray(overall, dtype=np.float64)
     group_means = np.asarray(group_means, dtype=np.float64)
     if variant == "sum_abs":

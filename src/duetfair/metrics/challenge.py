@@ -1,6 +1,6 @@
 """MAMA-MIA challenge scores: performance, per-variable fairness, fairness and total.
 
-Definitions (REFERENCE.md section 3, as scored by the challenge):
+Definitions (docs/conventions.md, as scored by the challenge):
 
 * ``performance = 0.5 * (mean DSC + 1 - mean NormHD)`` over all cases;
 * per fairness variable v: ``F_v = 1 - 0.5 * (range_g mean DSC_g + range_g mean NormHD_g)``, the
@@ -9,17 +9,33 @@ Definitions (REFERENCE.md section 3, as scored by the challenge):
 
 NormHD per case is ``HD95 / 150`` (1 when exactly one mask is empty); :mod:`duetfair.metrics.per_case`
 writes it as the ``normhd`` column with ``empty="mamamia"``.
+
+Groups are the challenge's: the MAMA-MIA group spec (:func:`duetfair.data.mamamia.mamamia_spec`)
+for the variables it defines: age bins right-closed (``0-40`` includes 40), missing menopause its
+own ``unknown`` group; other variables are inferred from the table.
 """
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+import dataclasses
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
+from duetfair.data.groups import GroupSpec
 from duetfair.errors import require
-from duetfair.metrics.frame import group_labels
+
+
+def challenge_spec(variables: Sequence[str]) -> GroupSpec:
+    """The MAMA-MIA challenge's groups for those ``variables`` it defines (aliases such as
+    ``menopausal_status`` keep their column name)."""
+    from duetfair.data.mamamia import ALIASES, mamamia_spec
+
+    known = mamamia_spec(("age", "menopause", "dataset", "breast_density"))
+    specs = [dataclasses.replace(known[ALIASES.get(v, v)], name=v) for v in variables
+             if ALIASES.get(v, v) in known.attributes]
+    return GroupSpec(specs)
 
 
 def mamamia_scores(
@@ -28,7 +44,8 @@ def mamamia_scores(
     *,
     dice: str = "dice",
     normhd: str = "normhd",
-    bins: Mapping[str, Sequence[float]] | None = None,
+    bins: Mapping[str, Sequence[float] | Mapping[str, Any]] | None = None,
+    spec: GroupSpec | None = None,
     alpha: float = 0.5,
 ) -> dict[str, object]:
     """MAMA-MIA scores of a per-case table.
@@ -37,7 +54,8 @@ def mamamia_scores(
         df: one row per case with columns ``dice``, ``normhd`` and the fairness variables.
         variables: fairness variables (e.g. ``["age", "menopause", "breast_density"]``).
         dice, normhd: column names of the per-case DSC and NormHD.
-        bins: optional binning of continuous variables, e.g. ``{"age": [40, 50, 60, 70]}``.
+        bins: optional binning of continuous variables the spec does not define.
+        spec: groups of the variables (default :func:`challenge_spec`, the challenge's).
         alpha: weight of fairness in the total (challenge: 0.5).
 
     Returns:
@@ -54,8 +72,9 @@ def mamamia_scores(
     performance = 0.5 * (float(data[dice].mean()) + 1.0 - float(data[normhd].mean()))
     per_var: dict[str, float] = {}
     groups: dict[str, dict[str, dict[str, float]]] = {}
+    gspec = GroupSpec.for_table(data, variables, bins=bins, base=challenge_spec(variables) if spec is None else spec)
     for var in variables:
-        labels = group_labels(data, var, bins=(bins or {}).get(var))
+        labels = gspec.labels(data, var)
         stats = data.groupby(labels, observed=True)[[dice, normhd]].agg(["mean", "size"])
         means_d = stats[(dice, "mean")].to_numpy()
         means_h = stats[(normhd, "mean")].to_numpy()

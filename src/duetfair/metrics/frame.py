@@ -1,9 +1,12 @@
 """GroupMetricFrame: overall, per-group and fairness summaries of one per-case metric.
 
 Input is a per-case table (pandas, one row per case) with a metric column (e.g. ``dice``) and
-attribute columns. Conventions (REFERENCE.md section 3):
+attribute columns. Groups come from a :class:`~duetfair.data.groups.GroupSpec` (a run's saved spec,
+or one inferred from the table): the frame never turns raw values into groups itself. Conventions
+(docs/conventions.md):
 
-* unknown attribute values (NaN, empty, ``"unknown"``, ``-1``) count in the overall mean M_all and
+* unknown attribute values (missing under the spec: NaN, empty, ``"unknown"``, ``-1``, unless the
+  spec defines an explicit ``unknown`` group, as MAMA-MIA does) count in the overall mean M_all and
   in no group, as the papers do;
 * cases whose metric is NaN or infinite (undefined under the empty-mask policy) are left out of
   that metric entirely and counted in ``n_missing``;
@@ -14,8 +17,8 @@ attribute columns. Conventions (REFERENCE.md section 3):
 * bootstrap: percentile intervals from ``n_boot`` resamples (1000 by default, seeded); the overall
   interval resamples all cases, group and equity-scaled intervals resample each group separately.
 
-Attributes are a column name, an intersection ``"race+sex"`` (labels joined with ``" & "``), and
-continuous columns can be binned with ``bins=[20, 40, 60, 80]`` -> ``<20, 20-39, ..., >=80``.
+Attributes are a column name or an intersection ``"race+sex"`` (labels joined with ``" & "``);
+continuous columns are binned by the spec, or with ``bins=[20, 40, 60, 80]`` -> ``<20, 20-39, ..., >=80``.
 """
 
 from __future__ import annotations
@@ -27,9 +30,9 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from duetfair.errors import DuetfairError, require
+from duetfair.data.groups import GroupSpec, group_labels
+from duetfair.errors import require
 from duetfair.metrics.bootstrap import (
-    ES_VARIANTS,
     bootstrap_means,
     equity_scaled,
     percentile_ci,
@@ -37,125 +40,10 @@ from duetfair.metrics.bootstrap import (
     stratified_bootstrap_means,
 )
 from duetfair.metrics.hidden import higher_is_better, tail_stats
-
-UNKNOWN_TOKENS = frozenset({"", "unknown", "nan", "none", "na", "n/a", "-1", "missing"})
-"""Raw values (case-insensitive, stripped) read as an unknown attribute."""
-
-INTERSECTION_SEP = "+"
-"""Separator of attributes in an intersection spec (``"race+sex"``)."""
-
-LABEL_JOIN = " & "
-"""Separator of the labels of an intersection group (``"Black & F"``)."""
+from duetfair.options import EsVariant, parse
 
 BOUNDED_METRICS = frozenset({"dice", "iou", "nsd", "sensitivity", "specificity", "precision", "recall"})
 """Metrics that must lie in [0, 1]."""
-
-
-# ---- attribute labels ---------------------------------------------------------------------------
-
-
-def parse_bins(spec: str) -> tuple[str, list[float]]:
-    """Parse ``"age=20,40,60,80"`` -> ``("age", [20.0, 40.0, 60.0, 80.0])`` (strictly increasing)."""
-    require("=" in spec, f"--bins '{spec}': expected ATTR=EDGE,EDGE,... such as age=20,40,60,80")
-    name, _, edges_txt = spec.partition("=")
-    name = name.strip()
-    require(name != "", f"--bins '{spec}': missing attribute name before '='")
-    try:
-        edges = [float(e) for e in edges_txt.split(",") if e.strip() != ""]
-    except ValueError:
-        raise DuetfairError(f"--bins '{spec}': edges must be numbers separated by commas, such as age=20,40,60,80") from None
-    require(len(edges) >= 1, f"--bins '{spec}': expected at least one edge")
-    require(all(b > a for a, b in zip(edges, edges[1:])), f"--bins '{spec}': edges must be strictly increasing")
-    require(all(math.isfinite(e) for e in edges), f"--bins '{spec}': edges must be finite")
-    return name, edges
-
-
-def _fmt(x: float) -> str:
-    return str(int(x)) if float(x).is_integer() else f"{x:g}"
-
-
-def bin_labels(edges: Sequence[float]) -> list[str]:
-    """Labels of the intervals cut at ``edges``: ``[20, 40]`` -> ``["<20", "20-39", ">=40"]``.
-
-    Integer edges give inclusive integer ranges (``20-39`` = [20, 40)); other edges give
-    half-open intervals (``[2.5, 4)``).
-    """
-    edges = [float(e) for e in edges]
-    integral = all(e.is_integer() for e in edges)
-    labels = [f"<{_fmt(edges[0])}"]
-    for lo, hi in zip(edges, edges[1:]):
-        labels.append(f"{_fmt(lo)}-{_fmt(hi - 1)}" if integral and hi - lo > 1 else (f"{_fmt(lo)}" if integral else f"[{_fmt(lo)}, {_fmt(hi)})"))
-    labels.append(f">={_fmt(edges[-1])}")
-    return labels
-
-
-def _is_unknown(series: pd.Series) -> np.ndarray:
-    missing = series.isna().to_numpy()
-    as_text = series.astype("string").str.strip().str.lower()
-    return missing | as_text.isin(UNKNOWN_TOKENS).fillna(True).to_numpy()
-
-
-def _natural_order(values: Sequence[Any]) -> list[Any]:
-    try:
-        return sorted(values, key=lambda v: float(v))
-    except (TypeError, ValueError):
-        return sorted(values, key=str)
-
-
-def _canonical_text(series: pd.Series) -> pd.Series:
-    """Raw values -> canonical strings (``1``, ``1.0`` -> ``"1"``), unknown -> NA."""
-    unknown = _is_unknown(series)
-    numeric = pd.to_numeric(series, errors="coerce")
-    integral = numeric.notna() & (numeric % 1 == 0)
-    text = series.astype("string").str.strip()
-    text = text.where(~integral.to_numpy(), numeric.round().astype("Int64").astype("string"))
-    return text.mask(unknown)
-
-
-def group_labels(df: pd.DataFrame, attribute: str, *, bins: Sequence[float] | None = None) -> pd.Series:
-    """Group label of every row for ``attribute`` (categorical Series, NaN = unknown).
-
-    Args:
-        df: per-case table.
-        attribute: a column, or an intersection ``"a+b"`` of columns (labels joined by ``" & "``;
-            unknown if any part is unknown).
-        bins: edges to bin a continuous column (only for a single column).
-
-    Returns:
-        ``pd.Categorical`` Series aligned with ``df``; categories in natural order (bin order for
-        binned columns, numeric order for numeric codes, else alphabetical).
-    """
-    parts = [p.strip() for p in attribute.split(INTERSECTION_SEP)] if INTERSECTION_SEP in attribute else [attribute]
-    for p in parts:
-        require(p in df.columns, f"attribute column '{p}' not in the table; available columns: {', '.join(map(str, df.columns))}")
-    if len(parts) > 1:
-        require(bins is None, f"attribute '{attribute}': bin the columns of an intersection one by one, not the intersection")
-        labels = [group_labels(df, p) for p in parts]
-        joined = labels[0].astype("string")
-        for lab in labels[1:]:
-            joined = joined + LABEL_JOIN + lab.astype("string")
-        cats = [LABEL_JOIN.join(combo) for combo in _product([list(lab.cat.categories) for lab in labels])]
-        present = set(joined.dropna().unique())
-        return pd.Series(pd.Categorical(joined, categories=[c for c in cats if c in present]), index=df.index, name=attribute)
-    col = df[attribute]
-    if bins is not None:
-        values = pd.to_numeric(col.mask(_is_unknown(col)), errors="coerce")
-        bad = col[values.isna() & ~_is_unknown(col)]
-        require(bad.empty, f"column '{attribute}': value '{bad.iloc[0] if not bad.empty else ''}' is not numeric; expected numbers to bin")
-        labels = bin_labels(bins)
-        codes = np.searchsorted(np.asarray(bins, dtype=np.float64), values.to_numpy(dtype=np.float64), side="right")
-        out = pd.Categorical.from_codes(np.where(values.isna(), -1, codes), categories=labels)
-        return pd.Series(out, index=df.index, name=attribute)
-    text = _canonical_text(col)
-    cats = _natural_order(list(text.dropna().unique()))
-    return pd.Series(pd.Categorical(text, categories=[str(c) for c in cats]), index=df.index, name=attribute)
-
-
-def _product(lists: list[list[str]]) -> list[tuple[str, ...]]:
-    out: list[tuple[str, ...]] = [()]
-    for values in lists:
-        out = [prev + (v,) for prev in out for v in values]
-    return out
 
 
 # ---- metric column --------------------------------------------------------------------------
@@ -187,7 +75,10 @@ class GroupMetricFrame:
         df: per-case table, one row per case.
         metric: numeric column (e.g. ``"dice"``).
         by: attribute column or intersection ``"race+sex"``.
-        bins: edges to bin a continuous ``by`` column (e.g. ``[20, 40, 60, 80]``).
+        spec: group spec defining ``by``'s attributes (e.g. a run's ``group_spec.json``); attributes
+            it does not define are inferred from the table.
+        bins: edges to bin a continuous ``by`` column (e.g. ``[20, 40, 60, 80]``, or
+            ``{"edges": [...], "right": True}``); overrides ``spec`` for that column.
         es_variant: ``"sum_abs"`` (default, FairSeg/dMoE/DuetFair) or ``"std"`` (FairMedFM).
         n_boot: bootstrap resamples (0 disables intervals).
         seed: seed of the bootstrap generator.
@@ -206,7 +97,8 @@ class GroupMetricFrame:
     df: pd.DataFrame
     metric: str
     by: str
-    bins: Sequence[float] | None = None
+    spec: GroupSpec | None = None
+    bins: Sequence[float] | Mapping[str, Any] | None = None
     es_variant: str = "sum_abs"
     n_boot: int = 1000
     seed: int = 0
@@ -217,12 +109,12 @@ class GroupMetricFrame:
     _cache: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
-        require(self.es_variant in ES_VARIANTS, f"es_variant={self.es_variant!r}; expected one of {', '.join(ES_VARIANTS)}")
+        self.es_variant = parse(EsVariant, self.es_variant, "es_variant")
         require(isinstance(self.n_boot, int) and self.n_boot >= 0, f"bootstrap: n_boot={self.n_boot!r}; expected an integer >= 0")
         require(0.0 < self.level < 1.0, f"level={self.level!r}; expected a confidence level in (0, 1)")
         require(len(self.df) > 0, "the per-case table is empty; expected at least one case")
         values = metric_values(self.df, self.metric)
-        labels = group_labels(self.df, self.by, bins=self.bins)
+        labels = group_labels(self.df, self.by, bins=self.bins, spec=self.spec)
         valid = np.isfinite(values)
         require(valid.any(), f"metric column '{self.metric}': no finite value; expected per-case scores")
         self.values = values[valid]
@@ -391,3 +283,27 @@ class GroupMetricFrame:
             "skewness": self.skewness,
             "worst_cvar10": float(table["cvar"].min() if self.higher_better else table["cvar"].max()),
         }
+
+
+def point_summary(df: pd.DataFrame, metric: str, by: str, spec: GroupSpec | None = None,
+                  es_variant: str = "sum_abs") -> dict[str, Any]:
+    """Point estimates (no bootstrap) of a case-level metric by group: ``overall`` (all cases, the
+    unknown group included), per-group means ``groups``, ``worst_group``/``worst``, ``gap``, ``es``.
+
+    With fewer than two known groups (tiny validation sets) the disparity is not measurable: the
+    worst group is the only group (or none) and the equity-scaled value equals the overall mean.
+    """
+    values = metric_values(df, metric)
+    finite = np.isfinite(values)
+    overall = float(values[finite].mean()) if finite.any() else float("nan")
+    labels = group_labels(df, by, spec=spec)
+    known = finite & labels.notna().to_numpy()
+    if labels[known].nunique() < 2:
+        means = pd.Series(values[known]).groupby(labels[known].astype(str).to_numpy()).mean()
+        name = str(means.index[0]) if len(means) else None
+        worst = float(means.iloc[0]) if len(means) else overall
+        return {"overall": overall, "groups": {str(k): float(v) for k, v in means.items()}, "worst_group": name,
+                "worst": worst, "gap": 0.0, "es": overall}
+    frame = GroupMetricFrame(df, metric, by, spec=spec, es_variant=es_variant, n_boot=0, higher_better=True)
+    return {"overall": frame.overall, "groups": dict(zip(frame.group_names, map(float, frame.group_means))),
+            "worst_group": frame.worst_group, "worst": frame.worst_mean, "gap": frame.gap, "es": frame.es}

@@ -6,22 +6,31 @@ Input is a batch of integer label maps ``pred`` and ``target`` of shape [B, H, W
 * Dice and IoU come from voxel counts (identical to MONAI ``compute_dice`` / ``compute_iou``).
 * HD95 (symmetric 95th percentile surface distance) and NSD (surface Dice at ``nsd_tolerance``)
   are MONAI's ``compute_hausdorff_distance(percentile=95)`` and ``compute_surface_dice``, in the
-  unit of ``spacing`` (pixels/voxels when None).
-* NormHD = HD95 / ``hd_max`` (150 mm, MAMA-MIA); 1 when exactly one mask is empty.
+  unit of ``spacing`` (pixels/voxels when None); the ``"fairseg"`` policy pools HD95 (see below).
+* NormHD = HD95 / ``hd_max`` (150 mm, MAMA-MIA); 1 when HD95 is inf.
 
 Empty masks (``n_ref`` or ``n_pred`` = 0) follow the named ``empty`` policy:
 
-============== ============================ ======================== =========================
-policy         ref empty, pred empty        ref empty, pred not      ref not, pred empty
-============== ============================ ======================== =========================
-``"nan"``      all NaN                      all NaN                  Dice/IoU/NSD 0, HD95 inf
-``"fairseg"``  Dice/IoU 0, HD95/NSD NaN     Dice/IoU 1, HD95/NSD NaN Dice/IoU/NSD 0, HD95 inf
-``"mamamia"``  Dice/IoU/NSD 0, HD95 0       Dice/IoU/NSD 0, HD95 inf Dice/IoU/NSD 0, HD95 inf
-============== ============================ ======================== =========================
+============== =========================== =========================== ===========================
+policy         ref empty, pred empty       ref empty, pred not         ref not, pred empty
+============== =========================== =========================== ===========================
+``"nan"``      all NaN                     all NaN                     Dice/IoU/NSD 0, HD95 inf
+``"fairseg"``  Dice/IoU/HD95 0, NSD NaN    Dice/IoU 1, HD95 0, NSD 0   Dice/IoU/HD95 0, NSD 0
+``"mamamia"``  Dice/IoU/NSD 0, HD95 0      Dice/IoU/NSD 0, HD95 inf    Dice/IoU/NSD 0, HD95 inf
+============== =========================== =========================== ===========================
 
 ``"nan"`` (default) is MONAI / nnU-Net: a metric is undefined without a reference, so the case
-leaves the means. ``"fairseg"`` reproduces the Harvard-FairSeg evaluation code (an empty reference
-with a non-empty prediction scores Dice 1). ``"mamamia"`` reproduces the MAMA-MIA challenge scoring.
+leaves the means. ``"mamamia"`` reproduces the MAMA-MIA challenge scoring.
+
+``"fairseg"`` reproduces the Harvard-FairSeg evaluation (``calculate_metric_percase`` in
+``TransUNet/utils.py`` / ``SAMed/utils.py`` of Harvard-Ophthalmology-AI-Lab/FairSeg, also used by
+the dMoE code): Dice, HD95 and Jaccard (IoU) are (1, 0, 1) when only the prediction is non-empty
+and (0, 0, 0) whenever the prediction is empty; NSD there is MONAI ``compute_surface_dice``, whose
+own convention is kept (NaN without any surface, 0 when one mask is empty). For non-empty pairs the
+policy also takes HD95 as that code does (medpy ``binary.hd95``): the 95th percentile of the pooled
+distances of both surfaces, where MONAI takes the larger of the two directed 95th percentiles.
+The FairSeg code computes NSD with a 5-pixel tolerance (``nsd_tolerance=5``); it also reports
+ASD (0 whenever a mask is empty), which this module does not compute.
 """
 
 from __future__ import annotations
@@ -99,29 +108,62 @@ def _surface_metrics(
     return out
 
 
-def _apply_empty_policy(values: dict[str, np.ndarray], n_ref: np.ndarray, n_pred: np.ndarray, empty: str) -> None:
-    """Overwrite metrics of empty-mask (case, class) pairs in place, following ``empty``."""
-    ref_empty, pred_empty = n_ref == 0, n_pred == 0
-    both = ref_empty & pred_empty
-    only_ref = ref_empty & ~pred_empty
-    only_pred = ~ref_empty & pred_empty
-    nan = np.nan
+_NAN, _INF = float("nan"), float("inf")
+_ALL_NAN = {"dice": _NAN, "iou": _NAN, "hd95": _NAN, "nsd": _NAN}
+_MISSED = {"dice": 0.0, "iou": 0.0, "hd95": _INF, "nsd": 0.0}
+EMPTY_FILL: dict[str, dict[str, dict[str, float]]] = {
+    # policy: {cell: {metric: value}}; cells "both" (both empty), "ref" (only the reference empty),
+    # "pred" (only the prediction empty)
+    "nan": {"both": _ALL_NAN, "ref": _ALL_NAN, "pred": _MISSED},
+    "fairseg": {"both": {"dice": 0.0, "iou": 0.0, "hd95": 0.0, "nsd": _NAN},
+                "ref": {"dice": 1.0, "iou": 1.0, "hd95": 0.0, "nsd": 0.0},
+                "pred": {"dice": 0.0, "iou": 0.0, "hd95": 0.0, "nsd": 0.0}},
+    "mamamia": {"both": {"dice": 0.0, "iou": 0.0, "hd95": 0.0, "nsd": 0.0}, "ref": _MISSED, "pred": _MISSED},
+}
+"""Metric values of empty-mask cells per policy (the table of the module docstring)."""
 
-    def put(mask: np.ndarray, **fill: float) -> None:
+
+def _apply_empty_policy(values: dict[str, np.ndarray], n_ref: np.ndarray, n_pred: np.ndarray, empty: str) -> None:
+    """Overwrite metrics of empty-mask (case, class) pairs in place, following ``EMPTY_FILL[empty]``."""
+    ref_empty, pred_empty = n_ref == 0, n_pred == 0
+    cells = {"both": ref_empty & pred_empty, "ref": ref_empty & ~pred_empty, "pred": ~ref_empty & pred_empty}
+    for cell, fill in EMPTY_FILL[empty].items():
         for name, val in fill.items():
             if name in values:
-                values[name][mask] = val
+                values[name][cells[cell]] = val
 
-    # reference present, prediction empty: the same under every policy
-    put(only_pred, dice=0.0, iou=0.0, nsd=0.0, hd95=np.inf)
-    if empty == "nan":
-        put(both | only_ref, dice=nan, iou=nan, nsd=nan, hd95=nan)
-    elif empty == "fairseg":
-        put(both, dice=0.0, iou=0.0, nsd=nan, hd95=nan)
-        put(only_ref, dice=1.0, iou=1.0, nsd=nan, hd95=nan)
-    else:  # mamamia
-        put(both, dice=0.0, iou=0.0, nsd=0.0, hd95=0.0)
-        put(only_ref, dice=0.0, iou=0.0, nsd=0.0, hd95=np.inf)
+
+def _surface(mask: np.ndarray) -> np.ndarray:
+    """Surface pixels/voxels: the mask minus its erosion by the face-connected structure."""
+    from scipy import ndimage
+
+    return mask & ~ndimage.binary_erosion(mask, structure=ndimage.generate_binary_structure(mask.ndim, 1))
+
+
+def _pooled_hd95_pair(a: np.ndarray, b: np.ndarray, spacing: list[float] | None) -> float:
+    """95th percentile of the distances of both surfaces to each other, pooled (medpy ``hd95``)."""
+    from scipy import ndimage
+
+    sa, sb = _surface(a), _surface(b)
+    d_ab = ndimage.distance_transform_edt(~sb, sampling=spacing)[sa]
+    d_ba = ndimage.distance_transform_edt(~sa, sampling=spacing)[sb]
+    return float(np.percentile(np.concatenate([d_ab, d_ba]), 95))
+
+
+def pooled_hd95(pred: torch.Tensor, target: torch.Tensor, classes: Sequence[int],
+                spacing: list[list[float]] | None = None) -> np.ndarray:
+    """HD95 as the Harvard-FairSeg evaluation computes it, per (case, class) -> [B, C].
+
+    Pairs where either mask is empty are NaN (the empty policy fills them).
+    """
+    p, t = pred.numpy(), target.numpy()
+    out = np.full((p.shape[0], len(classes)), np.nan)
+    for b in range(p.shape[0]):
+        for j, c in enumerate(classes):
+            a, r = p[b] == c, t[b] == c
+            if a.any() and r.any():
+                out[b, j] = _pooled_hd95_pair(a, r, spacing[b] if spacing else None)
+    return out
 
 
 def per_case_metrics(
@@ -148,7 +190,8 @@ def per_case_metrics(
             (HD95, NSD tolerance) are in this unit (pixels/voxels when None).
         metrics: subset of ``("dice", "iou", "hd95", "nsd")``; ``hd95`` also yields ``normhd``.
         nsd_tolerance: NSD tolerance in the unit of ``spacing``.
-        empty: empty-mask policy ``"nan"`` (default, MONAI/nnU-Net), ``"fairseg"`` or ``"mamamia"``.
+        empty: empty-mask policy ``"nan"`` (default, MONAI/nnU-Net), ``"fairseg"`` (also pooled
+            HD95, as the FairSeg code) or ``"mamamia"``; see the module docstring.
         hd_max: NormHD normaliser (MAMA-MIA: 150 mm).
         case_ids: optional B case ids, written as a ``case_id`` column.
 
@@ -188,7 +231,11 @@ def per_case_metrics(
             values["dice"] = 2.0 * tp / (n_pred + n_ref)
         if "iou" in metrics:
             values["iou"] = tp / (n_pred + n_ref - tp)
-    values.update(_surface_metrics(p, t, classes, spacing_list, set(metrics), nsd_tolerance))
+    pooled = empty == "fairseg" and "hd95" in metrics
+    want = set(metrics) - ({"hd95"} if pooled else set())
+    values.update(_surface_metrics(p, t, classes, spacing_list, want, nsd_tolerance))
+    if pooled:
+        values["hd95"] = pooled_hd95(p, t, classes, spacing_list)
     _apply_empty_policy(values, n_ref, n_pred, empty)
     if "hd95" in values:
         hd = values["hd95"]

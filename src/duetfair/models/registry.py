@@ -25,7 +25,8 @@ from duetfair.models.base import SegmentationModel
 from duetfair.models.resunet3d import ResUNet
 from duetfair.models.vit_seg import ViTSeg
 
-__all__ = ["MODEL_NAMES", "build_model", "count_params_flops", "MonaiSegmenter"]
+__all__ = ["MODEL_NAMES", "MOE_BACKBONES", "build_model", "count_params_flops", "moe_kind", "variant_name",
+           "MonaiSegmenter"]
 
 
 class MonaiSegmenter(SegmentationModel):
@@ -135,18 +136,32 @@ def _swinunetr(*, in_channels: int, num_classes: int, num_groups, img_size=None,
                           spatial_dims=sd, divisor=32)
 
 
+MOE_VARIANTS: dict[str, str] = {"none": "", "moe": "_moe", "dmoe": "_dmoe"}
+"""MoE kind -> registry-name suffix of a backbone's variant (``vit_seg`` -> ``vit_seg_dmoe``)."""
+
+_BACKBONES: dict[str, Callable[[str], Callable[..., nn.Module]]] = {"vit_seg": _vit, "resunet3d": _resunet}
+MOE_BACKBONES: tuple[str, ...] = tuple(_BACKBONES)
+"""Backbones with ``_moe`` (attribute-blind) and ``_dmoe`` (attribute-routed) variants."""
+
+_MOE_KIND: dict[str, str] = {b + suffix: kind for b in _BACKBONES for kind, suffix in MOE_VARIANTS.items()}
 _BUILDERS: dict[str, Callable[..., nn.Module]] = {
-    "vit_seg": _vit("none"),
-    "vit_seg_moe": _vit("moe"),
-    "vit_seg_dmoe": _vit("dmoe"),
-    "resunet3d": _resunet("none"),
-    "resunet3d_moe": _resunet("moe"),
-    "resunet3d_dmoe": _resunet("dmoe"),
+    **{name: _BACKBONES[name.removesuffix(MOE_VARIANTS[kind])](kind) for name, kind in _MOE_KIND.items()},
     "unet": _unet,
     "segresnet": _segresnet,
     "swinunetr": _swinunetr,
 }
 MODEL_NAMES: tuple[str, ...] = tuple(_BUILDERS)
+
+
+def moe_kind(name: str) -> str:
+    """``"none"``, ``"moe"`` (attribute-blind experts) or ``"dmoe"`` (attribute-routed) of model ``name``."""
+    return _MOE_KIND.get(name, "none")
+
+
+def variant_name(backbone: str, kind: str) -> str:
+    """Registry name of ``backbone``'s variant ``kind`` (``("vit_seg", "dmoe")`` -> ``vit_seg_dmoe``)."""
+    require(backbone in _BACKBONES, f"model '{backbone}' has no MoE variants; expected one of {list(MOE_BACKBONES)}")
+    return backbone + MOE_VARIANTS[kind]
 
 
 def build_model(name: str, *, in_channels: int, num_classes: int, num_groups: int | list[int] = 1,
@@ -170,7 +185,7 @@ def build_model(name: str, *, in_channels: int, num_classes: int, num_groups: in
     """
     if name not in _BUILDERS:
         raise DuetfairError(f"model: unknown name {name!r}; expected one of {', '.join(MODEL_NAMES)}")
-    if "moe_kwargs" in kwargs and not name.endswith("moe"):
+    if "moe_kwargs" in kwargs and moe_kind(name) == "none":
         raise DuetfairError(f"model {name!r}: moe_kwargs only apply to the *_moe / *_dmoe models")
     try:
         return _BUILDERS[name](in_channels=in_channels, num_classes=num_classes, num_groups=num_groups,

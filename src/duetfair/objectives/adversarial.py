@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from duetfair.errors import require
-from duetfair.objectives.base import Objective, erm_weights, weighted_loss
+from duetfair.objectives.base import Objective, ObjectiveContext, erm_weights, weighted_loss
 from duetfair.objectives.distributed import all_reduce_sum
 
 __all__ = ["Adversarial", "GradientReversal", "grad_reverse"]
@@ -77,6 +77,14 @@ class Adversarial(Objective):
     """
 
     requires = frozenset({"features"})
+
+    @classmethod
+    def from_context(cls, context: ObjectiveContext, **options: Any) -> "Adversarial":
+        """The head's input width is the model's ``feature_dim``."""
+        require(context.feature_dim is not None or "feature_dim" in options,
+                "objective 'adversarial' needs model features; the model has no feature_dim")
+        options.setdefault("feature_dim", context.feature_dim)
+        return cls(context.num_groups, **options)
 
     def __init__(self, num_groups: int, *, feature_dim: int, weight: float = 1.0, reversal: float = 1.0,
                  hidden: int = 128, dropout: float = 0.0) -> None:

@@ -26,8 +26,8 @@ so that DDP's gradient averaging reproduces the single-process gradient.
 from __future__ import annotations
 
 import abc
-
-from typing import Any, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -35,7 +35,45 @@ from torch import nn
 from duetfair.errors import require
 from duetfair.objectives.distributed import all_reduce_sum, rank_share
 
-__all__ = ["Objective", "EXTRA_INPUTS", "check_batch", "erm_weights", "mix_unknown", "weighted_loss"]
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["Objective", "ObjectiveContext", "ValidationResult", "EXTRA_INPUTS", "check_batch", "erm_weights",
+           "mix_unknown", "weighted_loss"]
+
+
+@dataclass(frozen=True)
+class ObjectiveContext:
+    """What the trainer knows when it builds an objective (see :meth:`Objective.from_context`).
+
+    Attributes:
+        num_groups: number of group ids ``G`` of the objective attribute.
+        group_counts: training cases per group id ``[G]`` (unknown cases not counted).
+        feature_dim: width ``F`` of the model's pooled features (``None`` if it has none).
+        loss: options of the per-case loss (``objective.loss`` of the config).
+    """
+
+    num_groups: int
+    group_counts: tuple[int, ...] = ()
+    feature_dim: int | None = None
+    loss: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ValidationResult:
+    """What the trainer hands to :meth:`Objective.on_validation_end` after every validation.
+
+    Attributes:
+        cases: validation per-case table (``case_id``, case-level ``dice``, raw attribute columns).
+        train_labels: training cases' discrete attribute labels (``case_id`` + one column per
+            audited attribute, NaN = unknown), as the group spec names them.
+        subgroups: divergent subgroups of validation Dice mined by the trainer (only for objectives
+            with ``needs_subgroups``; otherwise ``None``).
+    """
+
+    cases: "pd.DataFrame"
+    train_labels: "pd.DataFrame"
+    subgroups: "pd.DataFrame | None" = None
 
 EXTRA_INPUTS = frozenset({"logits", "target", "features", "case_ids"})
 
@@ -52,7 +90,7 @@ def check_batch(losses: torch.Tensor, group: torch.Tensor, num_groups: int) -> N
             f"{tuple(getattr(group, 'shape', ()))}")
     require(not group.is_floating_point() and not group.dtype == torch.bool,
             f"objective: group must hold integer ids, got {group.dtype}")
-    if group.numel():
+    if group.numel() and group.device.type == "cpu":  # on an accelerator the check would sync every step
         lo, hi = int(group.min()), int(group.max())
         require(lo >= -1 and hi < num_groups,
                 f"objective: group ids must lie in [-1, {num_groups - 1}] (num_groups={num_groups}, "
@@ -99,6 +137,8 @@ class Objective(nn.Module, abc.ABC):
     """
 
     requires: frozenset[str] = frozenset()
+    needs_subgroups: ClassVar[bool] = False
+    """True when :meth:`on_validation_end` needs the divergent subgroups of validation Dice."""
 
     def __init__(self, num_groups: int) -> None:
         super().__init__()
@@ -126,6 +166,15 @@ class Objective(nn.Module, abc.ABC):
         for name in sorted(self.requires):
             require(extras[name] is not None, f"objective '{type(self).__name__}': needs '{name}' for every batch")
         return self.compute(losses, group, **{k: extras[k] for k in self.requires})
+
+    @classmethod
+    def from_context(cls, context: ObjectiveContext, **options: Any) -> "Objective":
+        """Build the objective from the trainer's context and the config's ``options``; objectives
+        that need training group counts, model features or the per-case loss options override this."""
+        return cls(context.num_groups, **options)
+
+    def on_validation_end(self, result: ValidationResult) -> None:
+        """Called after every validation (e.g. to refresh per-case weights); no-op by default."""
 
     @abc.abstractmethod
     def compute(self, losses: torch.Tensor, group: torch.Tensor, **extras: Any) -> torch.Tensor:

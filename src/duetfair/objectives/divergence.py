@@ -1,8 +1,9 @@
 """FairMedSeg divergence-aware reweighting, with the reference pitfalls fixed.
 
 Once per epoch the trainer mines metadata subgroups whose validation Dice diverges from the overall
-mean (``duetfair.audit.discovery.find_divergent_subgroups``, DivExplorer) and passes the result to
-:meth:`DivergenceReweighting.update` together with the training cases' (discretised) metadata.
+mean (``duetfair.audit.discovery.find_divergent_subgroups``, DivExplorer; the objective asks for
+them with ``needs_subgroups``) and passes them to :meth:`DivergenceReweighting.on_validation_end`
+together with the training cases' discrete metadata labels.
 Every training case ``i`` then gets a weight
 
     ``w_i = 1 + gain * max_{S contains i} m_S``,   ``m_S = |div_S|`` (``/ max_S |div_S|`` when ``normalize``)
@@ -28,7 +29,7 @@ import pandas as pd
 import torch
 
 from duetfair.errors import require
-from duetfair.objectives.base import Objective, weighted_loss
+from duetfair.objectives.base import Objective, ValidationResult, weighted_loss
 from duetfair.objectives.distributed import all_reduce_sum
 
 __all__ = ["DivergenceReweighting", "divergence_weights", "SUBGROUP_COLUMNS"]
@@ -89,6 +90,7 @@ class DivergenceReweighting(Objective):
     """
 
     requires = frozenset({"case_ids"})
+    needs_subgroups = True
 
     def __init__(self, num_groups: int = 1, *, alpha: float = 0.2, t_threshold: float = 2.0, gain: float = 1.0,
                  normalize: bool = True, higher_is_better: bool = True) -> None:
@@ -99,6 +101,11 @@ class DivergenceReweighting(Objective):
         self._weights: dict[str, float] = {}
         self._n_subgroups = 0
         self._unmatched = 0
+
+    def on_validation_end(self, result: ValidationResult) -> None:
+        """Refresh the weights from the subgroups the trainer mined on this validation."""
+        require(result.subgroups is not None, "divergence: the trainer passed no mined subgroups")
+        self.update(result.subgroups, result.train_labels)
 
     def update(self, subgroups: pd.DataFrame, train_meta: pd.DataFrame) -> None:
         """Recompute every training case's weight from this epoch's mined subgroups."""

@@ -25,13 +25,13 @@ both the group losses and the scaled Dice in closed form (``I -> w I``, ``P -> w
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 import torch.nn.functional as F
 
 from duetfair.errors import require
-from duetfair.objectives.base import Objective, erm_weights, weighted_loss
+from duetfair.objectives.base import Objective, ObjectiveContext, erm_weights, weighted_loss
 from duetfair.objectives.distributed import group_sums
 
 __all__ = ["FEBS", "febs_group_scales", "TANH1"]
@@ -92,6 +92,14 @@ class FEBS(Objective):
         self.register_buffer("class_weight", w, persistent=False)
         self.register_buffer("scale", torch.full((num_groups,), TANH1))
         self.register_buffer("group_dice_loss", torch.zeros(num_groups))
+
+    @classmethod
+    def from_context(cls, context: ObjectiveContext, **options: Any) -> "FEBS":
+        """FEBS recomputes the Dice itself: it shares the per-case loss's class options."""
+        for key in ("include_background", "lambda_dice", "weight", "smooth_nr", "smooth_dr"):
+            if key in context.loss:
+                options.setdefault(key, context.loss[key])
+        return cls(context.num_groups, **options)
 
     def compute(self, losses: torch.Tensor, group: torch.Tensor, *, logits: torch.Tensor,
                 target: torch.Tensor) -> torch.Tensor:

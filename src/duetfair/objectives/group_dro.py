@@ -16,13 +16,13 @@ rescales the present groups' weights to sum to one. Unknown-attribute cases (``-
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 from torch.utils.data import WeightedRandomSampler
 
 from duetfair.errors import require
-from duetfair.objectives.base import Objective, mix_unknown, weighted_loss
+from duetfair.objectives.base import Objective, ObjectiveContext, mix_unknown, weighted_loss
 from duetfair.objectives.distributed import group_sums
 
 __all__ = ["GroupDRO", "group_balanced_sampler", "group_balanced_weights"]
@@ -62,6 +62,12 @@ class GroupDRO(Objective):
         self.renormalize_present = renormalize_present
         self.register_buffer("q", torch.full((num_groups,), 1.0 / num_groups))
         self.register_buffer("adjust", _adjustment(adjustment, group_counts, num_groups))
+
+    @classmethod
+    def from_context(cls, context: ObjectiveContext, **options: Any) -> "GroupDRO":
+        """Training group counts (for the generalisation adjustment) come from the trainer."""
+        options.setdefault("group_counts", list(context.group_counts) or None)
+        return cls(context.num_groups, **options)
 
     def compute(self, losses: torch.Tensor, group: torch.Tensor) -> torch.Tensor:
         """``sum_g q_g l_g`` as one weighted sum of ``losses [B]`` (updates ``q`` in train mode)."""

@@ -12,7 +12,7 @@ from typing import Any
 
 from duetfair.errors import require
 from duetfair.objectives.adversarial import Adversarial
-from duetfair.objectives.base import Objective
+from duetfair.objectives.base import Objective, ObjectiveContext
 from duetfair.objectives.divergence import DivergenceReweighting
 from duetfair.objectives.erm import ERM
 from duetfair.objectives.fair_dro import FairDRO
@@ -46,8 +46,11 @@ def objective_options(name: str) -> dict[str, Any]:
     return {p.name: p.default for p in params.values() if p.kind is inspect.Parameter.KEYWORD_ONLY}
 
 
-def build_objective(name: str, *, num_groups: int, **kwargs: Any) -> Objective:
-    """Instantiate objective ``name`` for ``num_groups`` group ids with its keyword ``kwargs``.
+def build_objective(name: str, *, num_groups: int | None = None, context: ObjectiveContext | None = None,
+                    **kwargs: Any) -> Objective:
+    """Instantiate objective ``name`` with its keyword ``kwargs``, for ``num_groups`` group ids or
+    from the trainer's ``context`` (which fills in what the objective needs: training group counts,
+    the model's feature width, the per-case loss options; see ``Objective.from_context``).
 
     Example::
 
@@ -55,12 +58,15 @@ def build_objective(name: str, *, num_groups: int, **kwargs: Any) -> Objective:
         objective = build_objective("adversarial", num_groups=3, feature_dim=model.feature_dim)
     """
     cls = _lookup(name)
+    require((num_groups is None) != (context is None), f"objective '{name}': give num_groups or context, not both")
     options = objective_options(name)
     unknown = sorted(set(kwargs) - set(options))
     require(not unknown, f"objective '{name}': unknown option(s) {unknown}; expected some of {sorted(options)}")
-    missing = sorted(k for k, v in options.items() if v is inspect.Parameter.empty and k not in kwargs)
-    require(not missing, f"objective '{name}': missing required option(s) {missing}")
-    return cls(num_groups, **kwargs)
+    if context is None:
+        missing = sorted(k for k, v in options.items() if v is inspect.Parameter.empty and k not in kwargs)
+        require(not missing, f"objective '{name}': missing required option(s) {missing}")
+        return cls(int(num_groups), **kwargs)  # type: ignore[arg-type]
+    return cls.from_context(context, **kwargs)
 
 
 def _lookup(name: str) -> type[Objective]:

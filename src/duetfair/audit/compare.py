@@ -21,19 +21,12 @@ from typing import Any, Optional, Sequence
 import pandas as pd
 
 from duetfair.errors import DuetfairError, require
+from duetfair.rundir import RunDir
 
 FORMATS = ("md", "csv", "json", "latex")
 HEADLINE = ("es_dice", "dice", "es_iou", "iou")
 LABELS = {"es_dice": "ES-Dice", "dice": "Dice", "es_iou": "ES-IoU", "iou": "IoU", "worst_dice": "Worst-group Dice",
           "worst_cvar10": "Worst-group CVaR10", "hidden_dice": "Hidden-subtype Dice"}
-
-
-def _read_json(path: Path, what: str) -> dict[str, Any]:
-    require(path.is_file(), f"{path.parent}: missing {path.name}; run 'duetfair evaluate {path.parent}' first ({what})")
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise DuetfairError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
 
 
 def _attr_entry(audit: dict[str, Any], metric: str, attribute: str, where: Path) -> dict[str, Any]:
@@ -52,18 +45,19 @@ def _nan(x: Any) -> float:
 
 def run_row(run_dir: str | Path, attribute: Optional[str] = None, name: Optional[str] = None) -> dict[str, Any]:
     """Numbers of one evaluated run (see the module docstring) as a flat dict."""
-    root = Path(run_dir)
+    run = RunDir(run_dir)
+    root = run.root
     require(root.is_dir(), f"run directory {root} not found")
-    audit = _read_json(root / "audit.json", "audit")
-    summary = _read_json(root / "summary.json", "summary")
-    run = _read_json(root / "run.json", "run info") if (root / "run.json").is_file() else {}
+    audit = run.read_json(run.audit, "audit")
+    summary = run.read_json(run.summary, "summary")
+    record = run.read_record() if run.record.is_file() else None
     if attribute is None:
-        attribute = run.get("group_attribute") or next(iter(audit["metrics"]["dice"].get("attributes", {})), None)
+        attribute = (record.group_attribute if record else None) or next(iter(audit["metrics"]["dice"].get("attributes", {})), None)
     require(attribute is not None, f"{root}: no attribute to compare; pass --by")
     dice = _attr_entry(audit, "dice", attribute, root)
     iou = _attr_entry(audit, "iou", attribute, root)
     row: dict[str, Any] = {
-        "method": name or run.get("method") or run.get("name") or root.name,
+        "method": name or (record.method or record.name if record else None) or root.name,
         "run": str(root),
         "attribute": attribute,
         "n_cases": summary.get("n_cases"),

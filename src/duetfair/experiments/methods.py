@@ -14,7 +14,6 @@ ERM. Nothing is tuned per method: every method gets the same data, model size, e
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
@@ -23,6 +22,9 @@ import numpy as np
 import pandas as pd
 
 from duetfair.errors import DuetfairError, require
+from duetfair.metrics.bootstrap import bootstrap_means, percentile_ci
+from duetfair.metrics.cases import case_level
+from duetfair.rundir import RunDir
 
 DEMO_METHODS: tuple[str, ...] = ("erm", "group_dro", "febs", "moe", "dmoe", "fair_dro")
 
@@ -48,12 +50,12 @@ Log = Callable[[str], None]
 
 
 def _run_completed(run_dir: Path, config_hash: str) -> bool:
-    """A finished run of the same config (re-running the demo reuses it)."""
-    info = run_dir / "run.json"
-    if not info.is_file() or not (run_dir / "summary.json").is_file():
+    """A finished, evaluated run of the same config (re-running the demo reuses it)."""
+    run = RunDir(run_dir)
+    if not run.record.is_file() or not run.summary.is_file():
         return False
-    run = json.loads(info.read_text(encoding="utf-8"))
-    return run.get("status") == "completed" and run.get("config_hash") == config_hash
+    record = run.read_record()
+    return record.status == "completed" and record.config_hash == config_hash
 
 
 def train_and_evaluate(task: str, method: str, run_dir: Path, overrides: Sequence[str], *, n_boot: int,
@@ -67,7 +69,7 @@ def train_and_evaluate(task: str, method: str, run_dir: Path, overrides: Sequenc
     if _run_completed(run_dir, cfg.config_hash()):
         log(f"  {DISPLAY.get(method, method)}: reusing finished run {run_dir}")
         return run_dir
-    if (run_dir / "checkpoints" / "last.pt").exists():
+    if RunDir(run_dir).checkpoint("last").exists():
         raise DuetfairError(f"{run_dir} holds an unfinished or different run; remove it or choose another --out")
     result = train(cfg, run_dir)
     if result.status != "completed":
@@ -111,7 +113,7 @@ def run_demo(out: str | Path = "runs/demo", *, quick: bool = False, methods: Seq
     ``extra``: further ``--set`` overrides applied to every run (after the demo size).
     """
     from duetfair.audit.report import render_html
-    from duetfair.engine.compare import compare_runs, format_table
+    from duetfair.audit.compare import compare_runs, format_table
     from duetfair.io import write_text
 
     root = Path(out)
@@ -125,20 +127,12 @@ def run_demo(out: str | Path = "runs/demo", *, quick: bool = False, methods: Seq
     write_text(root / "comparison.md", md)
     write_text(root / "comparison.json", format_table(table, "json"))
     write_text(root / "comparison.csv", format_table(table, "csv"))
-    best_run = runs[-1]
-    audit = json.loads((best_run / "audit.json").read_text(encoding="utf-8"))
-    cases = pd.read_csv(best_run / "cases.csv")
+    shown = RunDir(runs[-1])
+    audit = shown.read_json(shown.audit, "audit")
     render_html(audit, root / "report.html", comparison=comparison_frame(table),
-                cases=_case_level(cases),
+                cases=case_level(pd.read_csv(shown.cases)),
                 title=f"duetfair demo: method comparison (audit shown: {names[-1]})")
     return md
-
-
-def _case_level(cases: pd.DataFrame) -> pd.DataFrame:
-    """Mean over classes per case, keeping attribute and hidden-subtype columns."""
-    keep = [c for c in cases.columns if c not in ("class", "dice", "iou", "hd95", "normhd", "nsd", "n_ref", "n_pred")]
-    scores = cases.groupby("case_id", sort=False)[[c for c in ("dice", "iou") if c in cases]].mean().reset_index()
-    return scores.merge(cases[keep].drop_duplicates("case_id"), on="case_id", how="left")
 
 
 # ---- multi-seed benchmark -------------------------------------------------------------------------
@@ -147,15 +141,13 @@ BENCH_COLUMNS = ("es_dice", "dice", "es_iou", "iou", "worst_dice", "worst_cvar10
 
 
 def seed_ci(values: np.ndarray, n_boot: int = 2000, seed: int = 0, level: float = 0.95) -> tuple[float, float]:
-    """Percentile bootstrap interval of the mean of per-seed ``values`` (resampling seeds)."""
+    """Percentile bootstrap interval of the mean of per-seed ``values`` (resampling seeds; NaN
+    seeds left out; ``(nan, nan)`` with fewer than two)."""
     v = np.asarray(values, dtype=float)
     v = v[np.isfinite(v)]
     if v.size < 2:
         return (float("nan"), float("nan"))
-    rng = np.random.default_rng(seed)
-    means = v[rng.integers(0, v.size, size=(n_boot, v.size))].mean(axis=1)
-    lo, hi = np.percentile(means, [100 * (1 - level) / 2, 100 * (1 + level) / 2])
-    return float(lo), float(hi)
+    return percentile_ci(bootstrap_means(v, n_boot, np.random.default_rng(seed)), level)
 
 
 def aggregate_seeds(per_seed: pd.DataFrame, baseline: str = "erm") -> pd.DataFrame:
@@ -194,7 +186,7 @@ def benchmark_markdown(agg: pd.DataFrame, baseline: str = "erm") -> str:
     saying whether the method beat the baseline on ES-Dice and worst-group Dice (interval above 0)."""
     cols = [c for c in BENCH_COLUMNS if c in agg.columns]
     best = {c: agg[c].max() for c in cols if agg[c].notna().any()}
-    from duetfair.engine.compare import LABELS
+    from duetfair.audit.compare import LABELS
 
     name = DISPLAY.get(baseline, baseline)
     header = (["Method", "seeds"] + [LABELS.get(c, c) for c in cols]
@@ -220,7 +212,7 @@ def run_benchmark(out: str | Path, *, task: str = "fundus2d", methods: Sequence[
                   seeds: Sequence[int] = (0, 1, 2), size: str = "quick", extra: Sequence[str] = (),
                   n_boot: int = 200, log: Log = print) -> dict[str, Any]:
     """Method comparison over ``seeds``; writes ``methods.md`` / ``methods.json`` into ``out``."""
-    from duetfair.engine.compare import run_row
+    from duetfair.audit.compare import run_row
     from duetfair.io import write_json, write_text
 
     require(len(seeds) >= 1, "benchmark: give at least one seed")

@@ -1,0 +1,174 @@
+"""Speed of ``duetfair score``: scoring folders of masks in worker processes vs a plain MONAI loop.
+
+Data: N pairs of 3D NIfTI label maps (default 50 of 128^3 voxels, spacing 0.8 x 0.8 x 2.5 mm, labels
+1 and 2: an ellipsoid with an inner core; predictions shifted, resized, with false-positive islands),
+written once to a temporary folder (not timed).
+
+(a) ``ours, 1 worker``: :func:`duetfair.metrics.folders.score_folders` in this process;
+(b) ``ours, 2 workers``: the same with 2 worker processes (what ``duetfair score --workers 2`` runs);
+(c) ``plain MONAI loop``: for each case, MONAI ``LoadImage`` of both files, one-hot, then
+    ``DiceMetric``, ``compute_iou``, ``compute_hausdorff_distance(percentile=95, spacing)`` and
+    ``compute_surface_dice(spacing)`` -- what a user would write by hand.
+
+All paths read the files and compute Dice, IoU, HD95 and NSD (1 mm) for both labels; the script
+checks that they agree and prints a table with the speed-ups. Writes
+``benchmarks/results/bench_score.json``.
+
+    python benchmarks/bench_score.py                       # 50 volumes of 128^3
+    python benchmarks/bench_score.py --cases 12 --size 64  # quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from duetfair.io import write_json  # noqa: E402
+from duetfair.metrics.folders import score_folders  # noqa: E402
+
+SPACING = (0.8, 0.8, 2.5)
+METRICS = ("dice", "iou", "hd95", "nsd")
+
+
+def make_case(size: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """``(reference, prediction)`` uint8 label maps [size, size, size] with labels 1 (outer) and 2 (core)."""
+    grid = [(np.arange(size, dtype=np.float32) * s).reshape([-1 if j == i else 1 for j in range(3)])
+            for i, s in enumerate(SPACING)]
+    extent = size * min(SPACING)
+    center = rng.uniform(0.4, 0.6, 3) * np.array([size * s for s in SPACING])
+    radii = rng.uniform(0.12, 0.25, 3) * extent
+
+    def ellipsoid(c: np.ndarray, r: np.ndarray) -> np.ndarray:
+        return sum(((g - c[i]) / r[i]) ** 2 for i, g in enumerate(grid)) <= 1.0
+
+    ref = ellipsoid(center, radii).astype(np.uint8)
+    ref[ellipsoid(center, radii * 0.45)] = 2
+    shift = rng.normal(0, 1.5, 3) * np.array(SPACING)
+    scale = rng.uniform(0.85, 1.15)
+    pred = ellipsoid(center + shift, radii * scale).astype(np.uint8)
+    pred[ellipsoid(center + shift, radii * scale * rng.uniform(0.35, 0.55))] = 2
+    for _ in range(int(rng.integers(0, 4))):  # false-positive islands
+        lo = rng.integers(0, size - 4, 3)
+        pred[lo[0]:lo[0] + 3, lo[1]:lo[1] + 3, lo[2]:lo[2] + 2] = 1
+    return ref, pred
+
+
+def write_data(root: Path, n: int, size: int, seed: int) -> tuple[Path, Path]:
+    """``preds/`` and ``refs/`` with ``case_XXX.nii.gz``."""
+    import nibabel as nib
+
+    rng = np.random.default_rng(seed)
+    affine = np.diag([*SPACING, 1.0])
+    for sub in ("preds", "refs"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        ref, pred = make_case(size, rng)
+        nib.save(nib.Nifti1Image(ref, affine), str(root / "refs" / f"case_{i:03d}.nii.gz"))
+        nib.save(nib.Nifti1Image(pred, affine), str(root / "preds" / f"case_{i:03d}.nii.gz"))
+    return root / "preds", root / "refs"
+
+
+def monai_loop(pred_dir: Path, ref_dir: Path, labels: tuple[int, ...] = (1, 2)) -> pd.DataFrame:
+    """The hand-written baseline: MONAI's loader and metric functions, one case after the other."""
+    import torch
+    from monai.metrics import DiceMetric, compute_hausdorff_distance, compute_iou, compute_surface_dice
+    from monai.networks.utils import one_hot
+    from monai.transforms import LoadImage
+
+    load = LoadImage(image_only=True, ensure_channel_first=True)
+    dice_metric = DiceMetric(include_background=False, reduction="none")
+    n_classes = max(labels) + 1
+    rows = []
+    for ref_path in sorted(ref_dir.glob("*.nii.gz")):
+        case = ref_path.name[: -len(".nii.gz")]
+        ref = load(str(ref_path))
+        pred = load(str(pred_dir / ref_path.name))
+        spacing = [float(s) for s in ref.pixdim]
+        p = one_hot(torch.as_tensor(np.asarray(pred))[None].long(), n_classes)
+        r = one_hot(torch.as_tensor(np.asarray(ref))[None].long(), n_classes)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            values = {
+                "dice": dice_metric(p, r)[0],
+                "iou": compute_iou(p, r, include_background=False)[0],
+                "hd95": compute_hausdorff_distance(p, r, include_background=False, percentile=95, spacing=spacing)[0],
+                "nsd": compute_surface_dice(p, r, [1.0] * (n_classes - 1), include_background=False,
+                                            spacing=spacing)[0],
+            }
+        for j, lab in enumerate(labels):
+            rows.append({"case_id": case, "class": lab, **{m: float(v[j]) for m, v in values.items()}})
+    return pd.DataFrame(rows)
+
+
+def timed(fn, repeats: int):  # noqa: ANN001, ANN201 - tiny helper
+    best, result = float("inf"), None
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        result = fn()
+        best = min(best, time.perf_counter() - t0)
+    return best, result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cases", type=int, default=50)
+    parser.add_argument("--size", type=int, default=128, help="volume side in voxels")
+    parser.add_argument("--repeats", type=int, default=1, help="best of this many runs per path")
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--data", default=None, help="folder for the generated volumes (default: a temporary one)")
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "bench_score.json"))
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(args.data) if args.data else Path(tmp)
+        t0 = time.perf_counter()
+        preds, refs = write_data(root, args.cases, args.size, args.seed)
+        print(f"wrote {args.cases} pairs of {args.size}^3 NIfTI in {time.perf_counter() - t0:.1f} s")
+        score_folders(preds, refs, labels=[1, 2], workers=1, metrics=METRICS)  # warm-up: imports
+        monai_loop(preds, refs)
+        seconds: dict[str, float] = {}
+        tables: dict[str, pd.DataFrame] = {}
+        for w in args.workers:
+            seconds[f"ours, {w} worker{'s' if w > 1 else ''}"], tables[f"ours{w}"] = timed(
+                lambda w=w: score_folders(preds, refs, labels=[1, 2], workers=w, metrics=METRICS), args.repeats)
+        seconds["plain MONAI loop"], loop = timed(lambda: monai_loop(preds, refs), args.repeats)
+
+    ours = tables[f"ours{args.workers[0]}"]
+    merged = ours.merge(loop, on=["case_id", "class"], suffixes=("", "_monai"))
+    diffs = {m: float(np.nanmax(np.abs(np.where(np.isinf(merged[m]) & np.isinf(merged[f"{m}_monai"]), 0.0,
+                                                merged[m] - merged[f"{m}_monai"])))) for m in METRICS}
+    base = seconds["plain MONAI loop"]
+    print(f"{args.cases} cases of {args.size}^3, labels 1 and 2, Dice + IoU + HD95 + NSD; best of {args.repeats}; "
+          f"{os.cpu_count()} CPU cores")
+    print(f"{'path':<24}{'seconds':>10}{'cases/s':>10}{'loop / path':>14}")
+    for name, sec in seconds.items():
+        print(f"{name:<24}{sec:>10.2f}{args.cases / sec:>10.2f}{base / sec:>14.2f}")
+    print("max |ours - MONAI loop|: " + ", ".join(f"{m} {v:.2e}" for m, v in diffs.items()))
+    write_json(args.out, {
+        "benchmark": "score",
+        "cases": args.cases, "size": args.size, "spacing": list(SPACING), "labels": [1, 2], "metrics": list(METRICS),
+        "repeats": args.repeats,
+        "seconds": seconds,
+        "speedup_over_loop": {name: base / sec for name, sec in seconds.items()},
+        "max_abs_difference_vs_loop": diffs,
+        "machine": {"python": platform.python_version(), "cpu_count": os.cpu_count(),
+                    "processor": platform.processor() or platform.machine()},
+    })
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,548 @@
+"""Audit inputs from other tools: per-case scores + a metadata table -> the per-case table, audited.
+
+Three sources give the per-case table of ``duetfair evaluate`` (``case_id``, ``class``, metric
+columns, ``n_ref`` / ``n_pred`` where known):
+
+* folders of predicted and reference masks: :func:`duetfair.metrics.folders.score_folders`;
+* nnU-Net v2's ``summary.json`` (:func:`read_nnunet_summary`): ``metric_per_case`` entries with
+  ``prediction_file``, ``reference_file`` and ``metrics`` per label (``"1"``) or region
+  (``"(1, 2)"``) holding ``Dice``, ``IoU``, ``n_ref``, ``n_pred``, ...;
+* MONAI per-case CSVs (:func:`read_monai_csv`): the ``<metric>_raw.csv`` files of MONAI's
+  ``MetricsSaver`` / ``write_metrics_reports`` (``filename``, ``class0``, ``class1``, ..., ``mean``;
+  ``classI`` is label ``I + 1``, the background excluded) or any CSV with an id column
+  (``case_id`` or ``filename``), metric columns (``dice``, ``iou``, ``hd95``, ``nsd``) and an
+  optional ``class`` column.
+
+:func:`join_metadata` adds the metadata columns by case id: metadata rows that match no case are
+ignored with a warning (the metadata often covers the whole cohort and the predictions only the
+test split); cases without a metadata row keep unknown attributes (they count in the overall mean
+and in no group) and are counted. :func:`write_audit` audits the table and writes ``cases.csv``,
+``audit.json``, ``audit.md`` and ``report.html``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from duetfair.errors import DuetfairError, require
+
+HIDDEN_COLUMN = "hidden_subtype"
+"""Analysis-only column passed through from the metadata, never an attribute by default."""
+
+CONTINUOUS_MIN_VALUES = 10
+"""A numeric attribute with more distinct values than this needs ``--bins``."""
+
+UNKNOWN_TOKENS = frozenset({"", "unknown", "nan", "none", "na", "n/a", "-1", "missing"})
+"""Raw attribute values read as unknown (as in the audit)."""
+
+NNUNET_METRICS = {"Dice": "dice", "IoU": "iou", "n_ref": "n_ref", "n_pred": "n_pred"}
+"""nnU-Net summary.json keys -> per-case table columns."""
+
+TABLE_METRICS = ("dice", "iou", "hd95", "normhd", "nsd")
+"""Metric columns recognised in per-case CSVs."""
+
+
+# ---- case ids ----------------------------------------------------------------------------------
+
+
+def canonical_id(value: Any) -> str:
+    """Case id as text: stripped, ``12.0`` -> ``12``, a label-map extension removed (``a.nii.gz`` -> ``a``)."""
+    from duetfair.metrics.folders import strip_suffix
+
+    if isinstance(value, (float, np.floating)) and math.isfinite(value) and float(value).is_integer():
+        value = int(value)
+    text = str(value).strip()
+    return strip_suffix(text) or text
+
+
+def file_case_id(path: str, case_of: Callable[[str], str | None]) -> str | None:
+    """Case id of a path written by another tool (its file name, ``/`` or ``\\`` separated)."""
+    name = re.split(r"[\\/]", str(path).strip())[-1]
+    return case_of(name)
+
+
+# ---- metadata ----------------------------------------------------------------------------------
+
+
+def read_metadata(path: str | os.PathLike[str], id_column: str | None = None) -> pd.DataFrame:
+    """Metadata table (CSV, TSV, XLSX, Parquet) with its id column renamed ``case_id`` (first).
+
+    The id column is ``id_column``, else ``case_id`` when present, else the first column. Ids are
+    compared as text (:func:`canonical_id`); a duplicate or empty id is an error.
+    """
+    from duetfair.data.manifest import read_table
+
+    df = read_table(path)
+    require(len(df.columns) > 0 and len(df) > 0, f"metadata {path}: the table is empty; expected one row per case")
+    df.columns = [str(c).strip() for c in df.columns]
+    col = id_column or ("case_id" if "case_id" in df.columns else df.columns[0])
+    require(col in df.columns, f"--id-column '{col}': not a column of {path}; columns: {', '.join(df.columns)}")
+    require(
+        col == "case_id" or "case_id" not in df.columns,
+        f"metadata {path}: has both 'case_id' and the id column '{col}'; rename one",
+    )
+    ids = df[col]
+    if ids.isna().any():
+        raise DuetfairError(
+            f"metadata {path}: column '{col}' has an empty id in row {int(np.flatnonzero(ids.isna())[0]) + 2}"
+        )
+    df = df.drop(columns=[col])
+    df.insert(0, "case_id", [canonical_id(v) for v in ids])
+    dupes = df["case_id"][df["case_id"].duplicated()].unique().tolist()
+    require(
+        not dupes,
+        f"metadata {path}: {len(dupes)} case ids appear twice in column '{col}', e.g. '{dupes[0] if dupes else ''}'",
+    )
+    return df
+
+
+@dataclass
+class JoinReport:
+    """How the per-case table and the metadata matched (all lists sorted)."""
+
+    n_cases: int
+    unmatched_metadata: list[str] = field(default_factory=list)
+    without_metadata: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready counts and the first 20 ids of each list."""
+        return {
+            "n_cases": self.n_cases,
+            "n_without_metadata": len(self.without_metadata),
+            "without_metadata": self.without_metadata[:20],
+            "n_unmatched_metadata_rows": len(self.unmatched_metadata),
+            "unmatched_metadata_rows": self.unmatched_metadata[:20],
+        }
+
+    def messages(self) -> list[str]:
+        """One-line warnings for people (empty when everything matched)."""
+        out = []
+        if self.without_metadata:
+            out.append(
+                f"{len(self.without_metadata)} of {self.n_cases} cases have no metadata row "
+                f"({_listing(self.without_metadata)}); "
+                f"their attributes are unknown: they count in the overall means and in no group"
+            )
+        if self.unmatched_metadata:
+            out.append(
+                f"{len(self.unmatched_metadata)} metadata rows match no case "
+                f"({_listing(self.unmatched_metadata)}); ignored"
+            )
+        return out
+
+
+def _listing(names: Sequence[str], k: int = 5) -> str:
+    return ", ".join(names[:k]) + (f" and {len(names) - k} more" if len(names) > k else "")
+
+
+def join_metadata(table: pd.DataFrame, meta: pd.DataFrame) -> tuple[pd.DataFrame, JoinReport]:
+    """Add the metadata columns (raw values) to a per-case table by ``case_id``.
+
+    Returns the joined table (rows and order of ``table``) and the :class:`JoinReport`. No case
+    matching any metadata row is an error (wrong id column or pattern).
+    """
+    require("case_id" in meta.columns, "metadata: expected a 'case_id' column (see read_metadata)")
+    clash = [c for c in meta.columns if c != "case_id" and c in table.columns]
+    require(
+        not clash,
+        f"metadata column '{clash[0] if clash else ''}' clashes with a column of the per-case table; rename it",
+    )
+    cases = list(dict.fromkeys(table["case_id"].astype(str)))
+    known = set(meta["case_id"])
+    without = sorted(c for c in cases if c not in known)
+    require(
+        len(without) < len(cases),
+        f"no case id matches the metadata ids (cases: {_listing(cases, 3)}; metadata: "
+        f"{_listing(list(meta['case_id']), 3)}); check --id-column and --pattern",
+    )
+    unmatched = sorted(set(meta["case_id"]) - set(cases))
+    joined = table.assign(case_id=table["case_id"].astype(str)).merge(meta, on="case_id", how="left")
+    return joined, JoinReport(len(cases), unmatched, without)
+
+
+def _known(series: pd.Series) -> pd.Series:
+    text = series.astype("string").str.strip().str.lower()
+    return series[series.notna() & ~text.isin(UNKNOWN_TOKENS).fillna(True)]
+
+
+def attribute_kind(series: pd.Series) -> str:
+    """``"continuous"`` (numeric, more than :data:`CONTINUOUS_MIN_VALUES` distinct values),
+    ``"constant"`` (fewer than 2 known values) or ``"categorical"``."""
+    values = _known(series)
+    distinct = values.astype("string").str.strip().nunique()
+    if distinct < 2:
+        return "constant"
+    numeric = pd.to_numeric(values, errors="coerce")
+    if numeric.notna().all() and numeric.nunique() > CONTINUOUS_MIN_VALUES:
+        return "continuous"
+    return "categorical"
+
+
+def choose_attributes(
+    cases: pd.DataFrame,
+    meta: pd.DataFrame,
+    by: Sequence[str] | None = None,
+    bins: Mapping[str, Any] | None = None,
+) -> tuple[list[str], list[str]]:
+    """Attributes to audit and notes on skipped columns.
+
+    ``by`` given: each part of each spec must be a metadata column, and a continuous one (judged
+    on the whole metadata table, :func:`attribute_kind`) needs bins. ``by`` None: every metadata
+    column except ``case_id`` / ``hidden_subtype``; columns with fewer than 2 known values among
+    the scored ``cases`` and text columns with a distinct value in almost every case (identifiers)
+    are skipped with a note; a continuous column without bins is an error.
+    """
+    bins = dict(bins or {})
+    columns = [c for c in meta.columns if c not in ("case_id", HIDDEN_COLUMN)]
+    for attr in bins:
+        require(attr in columns, f"--bins {attr}: not a metadata column; metadata columns: {', '.join(columns)}")
+    explicit = by is not None
+    specs = list(by) if explicit else columns
+    chosen, notes = [], []
+    one_per_case = cases.drop_duplicates("case_id")
+    for spec in specs:
+        parts = [p.strip() for p in spec.split("+")]
+        for p in parts:
+            require(
+                p in columns,
+                f"--by {spec}: '{p}' is not a metadata column; metadata columns: {', '.join(columns) or 'none'}",
+            )
+        for p in parts:
+            require(
+                p in bins or attribute_kind(meta[p]) != "continuous",
+                f"attribute '{p}' is continuous ({_known(meta[p]).nunique()} distinct numbers); bin it, "
+                f"e.g. --bins {p}=40,60,80, or choose the attributes with --by",
+            )
+        if not explicit and attribute_kind(one_per_case[spec]) == "constant":
+            notes.append(f"attribute '{spec}' skipped: fewer than 2 known groups among the scored cases")
+            continue
+        if not explicit and spec not in bins and _looks_like_id(one_per_case[spec]):
+            notes.append(
+                f"attribute '{spec}' skipped: a distinct value in almost every case (an identifier?); "
+                "use --by to force it"
+            )
+            continue
+        chosen.append(spec)
+    require(
+        len(chosen) > 0,
+        "no attribute to audit: the metadata has no column with at least 2 groups among the scored cases",
+    )
+    return chosen, notes
+
+
+def _looks_like_id(series: pd.Series) -> bool:
+    values = _known(series)
+    return (
+        len(values) >= 20
+        and values.astype("string").nunique() > 0.5 * len(values)
+        and pd.to_numeric(values, errors="coerce").isna().any()
+    )
+
+
+# ---- nnU-Net -----------------------------------------------------------------------------------
+
+
+def _nnunet_class(key: str, regions: Mapping[tuple[int, ...], str]) -> Any:
+    """nnU-Net metrics key (``"1"``, ``"(1, 2)"``, ``"(3,)"``) -> class value (label id, region name or ``1+2``)."""
+    try:
+        return int(key)
+    except ValueError:
+        pass
+    try:
+        ids = tuple(int(v) for v in key.strip().strip("()").split(",") if v.strip())
+    except ValueError:
+        raise DuetfairError(
+            f"nnU-Net summary: metrics key '{key}' is neither a label nor a region such as (1, 2)"
+        ) from None
+    if len(ids) == 1:
+        return ids[0]
+    return regions.get(tuple(sorted(ids)), "+".join(map(str, ids)))
+
+
+def read_nnunet_summary(
+    path: str | os.PathLike[str],
+    *,
+    pattern: str | None = None,
+    label_names: Mapping[int, str] | None = None,
+    regions: Mapping[tuple[int, ...], str] | None = None,
+) -> pd.DataFrame:
+    """Per-case table of an nnU-Net v2 ``summary.json``: ``case_id``, ``class``, ``dice``, ``iou``, ``n_ref``,
+    ``n_pred``.
+
+    Args:
+        path: the ``summary.json`` of ``nnUNetv2_evaluate_folder`` / a validation folder.
+        pattern: case-id rule applied to the prediction file names (see
+            :mod:`duetfair.metrics.folders`; default: the name without its extension).
+        label_names: label id -> name for the ``class`` column.
+        regions: sorted label ids -> name for nnU-Net regions (default ``1+2``).
+    """
+    from duetfair.metrics.folders import compile_pattern
+
+    p = Path(path)
+    require(p.is_file(), f"{p}: file not found; expected nnU-Net's summary.json")
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise DuetfairError(f"{p}: not valid JSON ({' '.join(str(exc).split())[:120]})") from None
+    entries = data.get("metric_per_case") if isinstance(data, dict) else None
+    require(
+        isinstance(entries, list) and len(entries) > 0,
+        f"{p}: no 'metric_per_case' list; expected nnU-Net v2's summary.json",
+    )
+    case_of = compile_pattern(pattern)
+    rows = []
+    for i, entry in enumerate(entries):
+        require(
+            isinstance(entry, dict) and isinstance(entry.get("metrics"), dict),
+            f"{p}: metric_per_case[{i}] has no 'metrics'; expected nnU-Net v2's summary.json",
+        )
+        file = entry.get("prediction_file") or entry.get("reference_file")
+        require(file is not None, f"{p}: metric_per_case[{i}] has neither 'prediction_file' nor 'reference_file'")
+        cid = file_case_id(str(file), case_of)
+        require(cid is not None, f"{p}: file name '{file}' does not match --pattern '{pattern}'")
+        for key, values in entry["metrics"].items():
+            row: dict[str, Any] = {"case_id": cid, "class": _nnunet_class(str(key), regions or {})}
+            for src, dst in NNUNET_METRICS.items():
+                if src in values:
+                    row[dst] = np.nan if values[src] is None else values[src]
+            rows.append(row)
+    table = pd.DataFrame(rows)
+    require("dice" in table.columns, f"{p}: no 'Dice' in the per-case metrics; expected nnU-Net v2's summary.json")
+    return _finish(name_classes(_ordered(table), label_names), p)
+
+
+def name_classes(table: pd.DataFrame, names: Mapping[int, str] | None) -> pd.DataFrame:
+    """Replace integer ``class`` values by their names (``{1: "rim"}``, or positional names from
+    :func:`~duetfair.metrics.folders.parse_label_names` aligned with the sorted label ids present)."""
+    from duetfair.metrics.folders import resolve_label_names
+
+    if not names:
+        return table
+    ids = sorted({int(c) for c in table["class"] if isinstance(c, (int, np.integer))})
+    mapping = resolve_label_names(names, ids)
+    return table.assign(
+        **{"class": [mapping.get(c, c) if isinstance(c, (int, np.integer)) else c for c in table["class"]]}
+    )
+
+
+def _finish(table: pd.DataFrame, source: Path) -> pd.DataFrame:
+    dupes = table[table.duplicated(["case_id", "class"])]
+    require(
+        dupes.empty,
+        f"{source}: case '{dupes['case_id'].iloc[0] if not dupes.empty else ''}' appears twice; "
+        f"case ids must be unique (see --pattern)",
+    )
+    for col in ("n_ref", "n_pred"):
+        if col in table.columns:
+            table[col] = pd.to_numeric(table[col], errors="coerce").astype("Int64")
+    cols = (
+        ["case_id", "class"]
+        + [c for c in TABLE_METRICS if c in table.columns]
+        + [c for c in ("n_ref", "n_pred") if c in table.columns]
+    )
+    return table[cols].reset_index(drop=True)
+
+
+def _ordered(table: pd.DataFrame) -> pd.DataFrame:
+    """Rows by case id, then label ids (ascending), then regions / named classes (first appearance)."""
+    classes = list(dict.fromkeys(table["class"]))
+    ints = sorted(c for c in classes if isinstance(c, (int, np.integer)))
+    rank = {c: i for i, c in enumerate(ints + [c for c in classes if not isinstance(c, (int, np.integer))])}
+    order = table.assign(_rank=table["class"].map(rank)).sort_values(["case_id", "_rank"], kind="stable")
+    return order.drop(columns="_rank").reset_index(drop=True)
+
+
+# ---- MONAI CSV ---------------------------------------------------------------------------------
+
+
+def metric_of_file(name: str) -> str | None:
+    """Metric of a MONAI ``<metric>_raw.csv`` file name (``mean_dice_raw.csv`` -> ``dice``), or None."""
+    stem = name.lower()
+    for key, metric in (
+        ("surface_dice", "nsd"),
+        ("nsd", "nsd"),
+        ("hausdorff", "hd95"),
+        ("hd95", "hd95"),
+        ("iou", "iou"),
+        ("jaccard", "iou"),
+        ("dice", "dice"),
+    ):
+        if key in stem:
+            return metric
+    return None
+
+
+def _monai_spec(spec: str) -> tuple[str | None, Path]:
+    """``"dice=path.csv"`` -> ``("dice", path)``; ``"path.csv"`` -> ``(None, path)``."""
+    name, sep, rest = spec.partition("=")
+    if sep and name in TABLE_METRICS:
+        return name, Path(rest)
+    return None, Path(spec)
+
+
+def read_monai_csv(
+    specs: Sequence[str],
+    *,
+    pattern: str | None = None,
+    labels: Sequence[int] | None = None,
+    label_names: Mapping[int, str] | None = None,
+) -> pd.DataFrame:
+    """Per-case table of MONAI per-case CSVs (module doc), merged on ``case_id`` and ``class``.
+
+    Args:
+        specs: CSV paths, each optionally ``METRIC=path`` (otherwise the metric of a MONAI raw
+            file comes from its name: ``mean_dice_raw.csv`` -> dice, ``hausdorff_distance`` -> hd95,
+            ``surface_dice`` -> nsd, ``iou`` -> iou).
+        pattern: case-id rule for the ``filename`` column (see :mod:`duetfair.metrics.folders`).
+        labels: label ids of the ``class0, class1, ...`` columns in order (default 1, 2, ...).
+        label_names: label id -> name for the ``class`` column.
+    """
+    from duetfair.metrics.folders import compile_pattern
+
+    require(len(specs) > 0, "--monai-csv: expected at least one CSV file")
+    case_of = compile_pattern(pattern)
+    table: pd.DataFrame | None = None
+    for spec in specs:
+        metric, path = _monai_spec(spec)
+        part = _read_one_monai(path, metric, case_of, labels)
+        if table is None:
+            table = part
+        else:
+            clash = [c for c in part.columns if c in table.columns and c not in ("case_id", "class")]
+            require(not clash, f"{path}: metric '{clash[0] if clash else ''}' is given by two CSV files")
+            table = table.merge(part, on=["case_id", "class"], how="outer")
+    assert table is not None
+    return _finish(name_classes(_ordered(table), label_names), Path(specs[0]))
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    require(path.is_file(), f"{path}: file not found; expected a per-case metrics CSV")
+    try:
+        df = pd.read_csv(path, sep=None, engine="python")
+    except Exception as exc:  # noqa: BLE001 - any parse failure is bad input
+        raise DuetfairError(f"{path}: cannot read the CSV ({' '.join(str(exc).split())[:120]})") from None
+    require(len(df) > 0, f"{path}: the CSV has no rows")
+    df.columns = [str(c).strip() for c in df.columns]
+    return df
+
+
+def _read_one_monai(
+    path: Path, metric: str | None, case_of: Callable[[str], str | None], labels: Sequence[int] | None
+) -> pd.DataFrame:
+    df = _read_csv(path)
+    id_col = "case_id" if "case_id" in df.columns else ("filename" if "filename" in df.columns else None)
+    require(id_col is not None, f"{path}: no 'filename' or 'case_id' column; columns: {', '.join(df.columns)}")
+    ids = [canonical_id(v) if id_col == "case_id" else file_case_id(str(v), case_of) for v in df[id_col]]
+    bad = [str(v) for v, i in zip(df[id_col], ids) if i is None]
+    require(not bad, f"{path}: file name '{bad[0] if bad else ''}' does not match --pattern")
+    df = df.drop(columns=[id_col]).assign(case_id=ids)
+    metrics = [c for c in df.columns if c.lower() in TABLE_METRICS]
+    if metrics:  # a per-case table: metric columns, optional class
+        df = df.rename(columns={c: c.lower() for c in metrics})
+        if "class" not in df.columns:
+            df["class"] = 1
+        df["class"] = [int(float(c)) if _is_int(c) else c for c in df["class"]]
+        return df[
+            ["case_id", "class"] + [c.lower() for c in metrics] + [c for c in ("n_ref", "n_pred") if c in df.columns]
+        ]
+    return _melt_monai(df, path, metric or metric_of_file(path.name), labels)
+
+
+def _is_int(value: Any) -> bool:
+    try:
+        return float(value).is_integer()
+    except (TypeError, ValueError):
+        return False
+
+
+def _melt_monai(df: pd.DataFrame, path: Path, metric: str | None, labels: Sequence[int] | None) -> pd.DataFrame:
+    """MONAI raw layout (``class0, class1, ..., mean``) -> long rows."""
+    require(
+        metric is not None, f"{path}: cannot tell the metric from the file name; name it, e.g. --monai-csv dice={path}"
+    )
+    class_cols = [c for c in df.columns if c not in ("case_id", "mean")]
+    require(len(class_cols) > 0, f"{path}: no class column; expected MONAI's filename,class0,...,mean layout")
+    classes: list[Any] = [int(c[5:]) + 1 if re.fullmatch(r"class\d+", c) else c for c in class_cols]
+    if labels is not None:
+        require(
+            len(labels) == len(class_cols),
+            f"{path}: {len(class_cols)} class columns ({', '.join(class_cols)}) for {len(labels)} --labels",
+        )
+        classes = [int(v) for v in labels]
+    long = df.melt(id_vars=["case_id"], value_vars=class_cols, var_name="_col", value_name=metric)
+    long["class"] = long["_col"].map(dict(zip(class_cols, classes)))
+    long[metric] = pd.to_numeric(long[metric], errors="coerce")
+    return long[["case_id", "class", metric]]
+
+
+# ---- audit and outputs -------------------------------------------------------------------------
+
+
+def write_audit(
+    cases: pd.DataFrame,
+    out_dir: str | os.PathLike[str],
+    *,
+    by: Sequence[str],
+    metrics: Sequence[str],
+    bins: Mapping[str, Sequence[float]] | None = None,
+    es_variant: str = "sum_abs",
+    n_boot: int = 1000,
+    seed: int = 0,
+    discovery: bool = True,
+    title: str = "duetfair audit",
+    inputs: Mapping[str, Any] | None = None,
+) -> tuple[dict[str, Any], dict[str, Path]]:
+    """Audit a joined per-case table and write ``cases.csv``, ``audit.json``, ``audit.md``, ``report.html``.
+
+    ``inputs`` (sources, counts of the join) is stored under the ``"inputs"`` key of the audit.
+    Returns ``(audit, {name: path})``; a plotting failure skips ``report.html`` with a warning.
+    """
+    from duetfair.audit import audit_table
+    from duetfair.audit.report import render_html, render_markdown
+    from duetfair.io import atomic_path, write_json, write_text
+
+    out = Path(out_dir)
+    require(not out.exists() or out.is_dir(), f"--out {out}: exists and is not a folder")
+    missing = [m for m in metrics if m not in cases.columns]
+    require(
+        not missing,
+        f"--metric {missing[0] if missing else ''}: not available from this input; "
+        f"available: {', '.join(c for c in TABLE_METRICS if c in cases.columns)}",
+    )
+    audit = audit_table(
+        cases,
+        list(by),
+        metrics=tuple(metrics),
+        bins=dict(bins or {}),
+        es_variant=es_variant,
+        n_boot=n_boot,
+        seed=seed,
+        discovery=discovery,
+    )
+    if inputs:
+        audit["inputs"] = dict(inputs)
+    paths = {"cases": out / "cases.csv", "audit": out / "audit.json", "markdown": out / "audit.md"}
+    with atomic_path(paths["cases"]) as tmp:
+        cases.to_csv(tmp, index=False)
+    write_json(paths["audit"], audit)
+    write_text(paths["markdown"], render_markdown(audit, title=title))
+    try:
+        paths["html"] = render_html(audit, out / "report.html", cases=cases, title=title)
+    except ValueError as exc:  # a plotting problem must not lose the audit already written
+        warnings.warn(
+            f"report.html not written ({exc}); cases.csv, audit.json and audit.md are complete",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+    return audit, paths

@@ -1,0 +1,63 @@
+"""The per-case table: shaping per-case, per-class metrics into the tables audits read.
+
+``cases.csv`` (what ``duetfair evaluate`` writes) has one row per case and foreground class:
+``case_id``, ``class``, the metric columns of :func:`duetfair.metrics.per_case.per_case_metrics`,
+the **raw** attribute columns and the hidden-subtype column when the data knows it. Raw values are
+kept so that the audit of the table applies the run's group spec (bins, unknown groups) itself.
+Fairness numbers are computed on the **case-level** table: one row per case, each metric the mean
+over the case's foreground classes (:func:`case_level`).
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import pandas as pd
+
+from duetfair.data.groups import GroupSpec
+from duetfair.errors import require
+from duetfair.options import HIDDEN_COLUMN
+
+
+def case_scores(table: pd.DataFrame, metric: str = "dice", classes: Optional[Sequence[int]] = None) -> pd.DataFrame:
+    """One row per case: ``case_id`` and the mean of ``metric`` over (selected) classes (NaN skipped)."""
+    require(metric in table.columns, f"per-case table has no '{metric}' column; columns are {list(table.columns)}")
+    t = table if classes is None else table[table["class"].isin(list(classes))]
+    return t.groupby("case_id", sort=False)[metric].mean().reset_index()
+
+
+def _metadata(meta: pd.DataFrame, spec: GroupSpec, hidden_column: str) -> pd.DataFrame:
+    """``case_id``, the spec's raw attribute columns and the hidden column, from a loader's metadata."""
+    cols = ["case_id"] + [a for a in spec.attributes if a in meta.columns]
+    if hidden_column in meta.columns:
+        cols.append(hidden_column)
+    return meta[cols].assign(case_id=meta["case_id"].astype(str))
+
+
+def attach_metadata(table: pd.DataFrame, meta: pd.DataFrame, spec: GroupSpec, *,
+                    hidden_column: str = HIDDEN_COLUMN) -> pd.DataFrame:
+    """Add the raw attribute columns (and the hidden column when present) to ``table`` by ``case_id``."""
+    return table.merge(_metadata(meta, spec, hidden_column), on="case_id", how="left")
+
+
+METRIC_COLUMNS = ("dice", "iou", "hd95", "normhd", "nsd", "n_ref", "n_pred")
+"""Per-class columns of :func:`duetfair.metrics.per_case.per_case_metrics` (besides ``case_id``, ``class``)."""
+
+
+def case_level(cases: pd.DataFrame, metrics: Sequence[str] = ("dice", "iou")) -> pd.DataFrame:
+    """Case-level table for audits from a per-case, per-class table (``cases.csv``): one row per
+    case with the mean of each metric over its classes, and every non-metric column (raw
+    attributes, hidden column) kept."""
+    present = [m for m in metrics if m in cases.columns]
+    require(len(present) > 0, f"per-case table has none of the metrics {list(metrics)}")
+    scores = cases.groupby("case_id", sort=False)[present].mean().reset_index()
+    keep = [c for c in cases.columns if c not in (*METRIC_COLUMNS, "class")]
+    return scores.merge(cases[keep].drop_duplicates("case_id"), on="case_id", how="left")
+
+
+def label_frame(meta: pd.DataFrame, spec: GroupSpec, attributes: Optional[Sequence[str]] = None) -> pd.DataFrame:
+    """``case_id`` and the group label of each attribute (object dtype, NaN = unknown), as the spec names them."""
+    out = pd.DataFrame({"case_id": meta["case_id"].astype(str).to_numpy()})
+    for attr in attributes or spec.attributes:
+        out[attr] = spec.labels(meta, attr).astype(object).to_numpy()
+    return out

@@ -1,0 +1,157 @@
+"""The run folder: every file name of a training run defined once, and ``run.json`` as a typed record.
+
+Layout (written by ``duetfair train``, completed by ``duetfair evaluate``)::
+
+    config.yaml          resolved experiment config         group_spec.json  attribute encoding
+    run.json             RunRecord: status, selection, data shapes, groups (what evaluate/predict need)
+    history.csv          one row per epoch                  tensorboard/     the same scalars
+    checkpoints/last.pt  full state (exact resume)          checkpoints/best.pt  weights of the selected epoch
+    cases.csv            per-case, per-class metrics + raw attributes (evaluate)
+    summary.json         headline numbers (evaluate)        audit.json / report.html  the audit (evaluate)
+
+Every reader and writer of a run folder goes through :class:`RunDir`, so no file name is spelled
+twice and ``run.json`` is read into (and written from) :class:`RunRecord`, never a loose dict.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from duetfair.errors import DuetfairError, require
+from duetfair.io import write_json
+
+
+class RunRecord(BaseModel):
+    """Contents of ``run.json``.
+
+    Attributes:
+        status: ``running``, ``completed`` or ``interrupted``.
+        group_attribute: attribute of the objective's group ids (``None``: intersection of all).
+        route_attributes: attributes dMoE routes on (``None``: the objective's groups).
+        group_names: names of the objective's group ids, in id order.
+        image_shape: ``[C, *S]`` of a training image.
+    """
+
+    model_config = ConfigDict(extra="ignore")
+
+    status: Literal["running", "completed", "interrupted"]
+    name: str
+    method: Optional[str] = None
+    model: str
+    objective: str
+    select: str
+    epochs_done: int = 0
+    global_step: int = 0
+    best_epoch: int = -1
+    best_score: Optional[float] = None
+    num_classes: int
+    in_channels: int
+    spatial_dims: int
+    image_shape: list[int]
+    group_attribute: Optional[str] = None
+    route_attributes: Optional[list[str]] = None
+    group_names: list[str]
+    num_groups: int
+    world_size: int = 1
+    device: str = "cpu"
+    config_hash: str
+
+
+@dataclass(frozen=True)
+class RunDir:
+    """A run folder (see the module docstring); paths only, nothing is read until asked."""
+
+    root: Path
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        object.__setattr__(self, "root", Path(root))
+
+    @property
+    def config(self) -> Path:
+        return self.root / "config.yaml"
+
+    @property
+    def record(self) -> Path:
+        return self.root / "run.json"
+
+    @property
+    def group_spec(self) -> Path:
+        return self.root / "group_spec.json"
+
+    @property
+    def history(self) -> Path:
+        return self.root / "history.csv"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.root / "checkpoints"
+
+    def checkpoint(self, name: Literal["last", "best"]) -> Path:
+        """``checkpoints/last.pt`` or ``checkpoints/best.pt``."""
+        return self.checkpoints / f"{name}.pt"
+
+    @property
+    def tensorboard(self) -> Path:
+        return self.root / "tensorboard"
+
+    @property
+    def cases(self) -> Path:
+        return self.root / "cases.csv"
+
+    @property
+    def summary(self) -> Path:
+        return self.root / "summary.json"
+
+    @property
+    def audit(self) -> Path:
+        return self.root / "audit.json"
+
+    @property
+    def report(self) -> Path:
+        return self.root / "report.html"
+
+    @classmethod
+    def containing(cls, path: str | os.PathLike[str]) -> Optional["RunDir"]:
+        """The run folder that holds file ``path`` (e.g. its ``cases.csv``), or ``None``."""
+        run = cls(Path(path).parent)
+        return run if run.group_spec.is_file() and run.record.is_file() else None
+
+    # ---- run.json ---------------------------------------------------------------------------
+    def require_run(self) -> None:
+        """Refuse a folder that is not a training run, naming the missing file."""
+        require(self.root.is_dir(), f"run directory {self.root} not found; expected the --out folder of 'duetfair train'")
+        for path in (self.config, self.record, self.group_spec):
+            require(path.is_file(), f"run directory {self.root}: missing {path.name}; expected a folder written by "
+                                    f"'duetfair train'")
+
+    def read_record(self) -> RunRecord:
+        """``run.json`` as a :class:`RunRecord` (one-line error if it is missing or corrupt)."""
+        require(self.record.is_file(), f"run directory {self.root}: missing {self.record.name}")
+        try:
+            return RunRecord.model_validate(json.loads(self.record.read_text(encoding="utf-8")))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise DuetfairError(f"{self.record}: not valid JSON ({exc}); the run folder is damaged") from None
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            key = ".".join(str(p) for p in err["loc"]) or "run.json"
+            raise DuetfairError(f"{self.record}: {key}: {err['msg'].lower()}; the run folder is damaged") from None
+
+    def write_record(self, record: RunRecord) -> Path:
+        """Write ``run.json`` atomically."""
+        return write_json(self.record, record.model_dump(mode="json"))
+
+    def read_json(self, path: Path, what: str) -> dict[str, Any]:
+        """A JSON file of the run (``summary.json``, ``audit.json``), with a hint when it is missing."""
+        require(path.is_file(), f"{self.root}: missing {path.name}; run 'duetfair evaluate {self.root}' first ({what})")
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise DuetfairError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+        require(isinstance(data, dict), f"{path}: expected a JSON object")
+        return data
