@@ -46,17 +46,23 @@ def audit_cmd(
     no_discovery: bool = typer.Option(False, "--no-discovery", help="Skip divergent subgroup discovery."),
     fmt: str = typer.Option("json", "--format", help="Output format: json, md or html."),
     out: Optional[str] = typer.Option(None, "--out", help="Write the report to this file (default: print JSON/Markdown; html needs --out)."),
+    group_spec: Optional[str] = typer.Option(None, "--group-spec", help="Group spec (group_spec.json of a run) that defines the attributes' groups; default: the run's own when CASES is a run's cases.csv."),
 ) -> None:
     """Audit subgroup performance from a per-case results table of any model.
 
     Prints or writes overall, per-group (mean, 95% CI, CVaR10, failure rate), worst group, gap,
     equity-scaled value with its interval, and the most divergent attribute subgroups.
 
+    The cases.csv of a run is audited with the run's group spec (its bins, its unknown groups), so
+    the groups are exactly those the run was trained and selected with. --bins age=40,50,60,70 is
+    left-closed ([40, 50) -> 40-49); add :right for right-closed bins (age=40,50,60,70:right).
+
     Example: duetfair audit cases.csv --by race --by sex --bins age=20,40,60,80 --by age --metric dice --format md
     """
     from duetfair.audit import audit_table, load_case_table
+    from duetfair.data.groups import GroupSpec, parse_bins
     from duetfair.io import to_json_text, write_text
-    from duetfair.data.groups import parse_bins
+    from duetfair.rundir import RunDir
 
     if fmt not in ("json", "md", "html"):
         raise DuetfairError(f"--format {fmt}: expected json, md or html")
@@ -66,9 +72,14 @@ def audit_cmd(
         raise DuetfairError(f"--bootstrap {bootstrap}: expected a number of resamples >= 0")
     table = load_case_table(cases)
     edges = dict(parse_bins(spec) for spec in (bins or []))
+    run = RunDir.containing(cases)
+    spec_path = group_spec or (str(run.group_spec) if run is not None else None)
+    if spec_path is not None:
+        err_console.print(f"groups: {spec_path}", highlight=False)
     result = audit_table(
         table, by, metrics=tuple(metric or ("dice",)), bins=edges, es_variant=es_variant, n_boot=bootstrap, seed=seed,
         min_support=min_support, max_length=max_length, discovery=not no_discovery, class_=class_,
+        spec=GroupSpec.load(spec_path) if spec_path is not None else None,
     )
     if fmt == "html":
         from duetfair.audit.report import render_html

@@ -13,11 +13,13 @@ Its divergence is ``mean(outcome | subgroup) - mean(outcome)``. Two statistics c
 
 Mining is frequent-pattern growth over all itemsets with support >= ``min_support``
 (``divexplorer.DivergenceExplorer.get_pattern_divergence``), then redundancy pruning
-(``DivergencePatternProcessor.redundancy_pruning``: drop an itemset when removing one of its items
-changes the divergence by at most a threshold). Pruning is on by default
-(:data:`DEFAULT_REDUNDANCY`: the threshold is a quarter of the outcome's standard deviation): without
-it, chance supersets of a divergent subgroup (``race=B & sex=F & site=3``) outrank the subgroup
-itself because a smaller sample has a more extreme mean.
+(:func:`redundant_itemsets`): an itemset is dropped when removing one of its items changes its
+divergence by at most a tolerance, either DivExplorer's absolute ``redundancy_threshold``
+(``DivergencePatternProcessor.redundancy_pruning``) or ``redundancy_z`` standard errors of that
+change (default 3). Without pruning, chance supersets of a divergent subgroup
+(``race=B & sex=F & site=s3``) outrank the subgroup itself, because a smaller sample has a more
+extreme mean: on a planted ``race=B & sex=F`` subgroup (600 cases, 20 seeds) it is the top itemset
+in 0/20 seeds unpruned, 14/20 with DivExplorer's threshold 0.01, 20/20 with ``redundancy_z=3``.
 
 Conventions: rows whose outcome is NaN/inf are dropped first (they would bias every mean);
 attributes are discretised by a :class:`~duetfair.data.groups.GroupSpec` (unknown values belong
@@ -83,7 +85,7 @@ def welch_vs_rest(n: np.ndarray, mean: np.ndarray, mean_sq_dev: np.ndarray, tota
 
     Returns:
         ``(t, p)`` [k]: signed t (subgroup minus rest) and two-sided p-value; NaN where either
-        side has fewer than 2 cases or both variances are 0.
+        side has fewer than 2 cases (``t = +-inf, p = 0`` when both sides are constant and differ).
     """
     n = n.astype(np.float64)
     n_rest = total_n - n
@@ -206,15 +208,10 @@ def find_divergent_subgroups(
         Dice: the worst subgroup first); the empty itemset (the whole table) is not included.
         ``.attrs["n_tests"]`` is the number of itemsets in the BH family.
     """
-    require(0.0 < min_support <= 1.0, f"min_support={min_support!r}; expected a fraction in (0, 1]")
-    require(max_length is None or max_length >= 1, f"max_length={max_length!r}; expected >= 1 or None")
-    require(0.0 < fdr < 1.0, f"fdr={fdr!r}; expected a false discovery rate in (0, 1)")
-    require(len(attributes) >= 1, "discovery: expected at least one attribute")
+    _check_arguments(attributes, min_support, max_length, redundancy_threshold, redundancy_z, fdr)
     values = metric_values(df, outcome)
     keep = np.isfinite(values)
     require(keep.sum() >= 2, f"discovery: column '{outcome}' has fewer than 2 finite values")
-    require(redundancy_threshold is None or redundancy_threshold >= 0, f"redundancy_threshold={redundancy_threshold!r}; expected >= 0 or None")
-    require(redundancy_z is None or redundancy_z >= 0, f"redundancy_z={redundancy_z!r}; expected >= 0 or None")
     data = discretise(df.loc[keep], attributes, bins, spec).reset_index(drop=True)
     data["outcome"] = values[keep]
     data[_SQ] = (values[keep] - values[keep].mean()) ** 2
@@ -224,9 +221,21 @@ def find_divergent_subgroups(
         tested &= raw["length"] <= max_length
     raw = raw.join(_tests(raw[tested], values[keep], fdr)[TEST_COLUMNS])
     raw = _prune(raw, float(np.std(values[keep])), redundancy_threshold, redundancy_z)
-    out = _output(raw[raw.index.isin(tested[tested].index)], attributes)
+    out = _output(raw[tested.loc[raw.index]], attributes)
     out.attrs["n_tests"] = int(tested.sum())
     return out
+
+
+def _check_arguments(attributes: Sequence[str], min_support: float, max_length: int | None,
+                     redundancy_threshold: float | None, redundancy_z: float | None, fdr: float) -> None:
+    """One-line :class:`~duetfair.errors.DuetfairError` for a bad discovery setting."""
+    require(0.0 < min_support <= 1.0, f"min_support={min_support!r}; expected a fraction in (0, 1]")
+    require(max_length is None or max_length >= 1, f"max_length={max_length!r}; expected >= 1 or None")
+    require(redundancy_threshold is None or redundancy_threshold >= 0,
+            f"redundancy_threshold={redundancy_threshold!r}; expected a number >= 0 or None")
+    require(redundancy_z is None or redundancy_z >= 0, f"redundancy_z={redundancy_z!r}; expected a number >= 0 or None")
+    require(0.0 < fdr < 1.0, f"fdr={fdr!r}; expected a false discovery rate in (0, 1)")
+    require(len(attributes) >= 1, "discovery: expected at least one attribute")
 
 
 def _output(raw: pd.DataFrame, attributes: Sequence[str]) -> pd.DataFrame:

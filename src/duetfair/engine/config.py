@@ -265,6 +265,22 @@ def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+#: section -> the key that selects a registry entry; ``args`` of that entry belong to it alone
+_SELECTORS = {"data": "kind", "model": "name", "objective": "name"}
+
+
+def merge_configs(base: dict[str, Any], child: dict[str, Any]) -> dict[str, Any]:
+    """``extends`` merge: :func:`deep_merge`, except that a child section choosing another
+    ``data.kind`` / ``model.name`` / ``objective.name`` replaces the parent's ``args`` (they were
+    the other entry's options) instead of merging into them."""
+    base = copy.deepcopy(base)
+    for section, key in _SELECTORS.items():
+        parent, over = base.get(section), child.get(section)
+        if isinstance(parent, dict) and isinstance(over, dict) and key in over and over[key] != parent.get(key):
+            parent.pop("args", None)
+    return deep_merge(base, child)
+
+
 def load_raw(spec: str | Path, _seen: Optional[set[Path]] = None) -> dict[str, Any]:
     """Read a config file following ``extends:`` chains (relative to the file, else packaged)."""
     path = find_config(spec).resolve()
@@ -280,7 +296,7 @@ def load_raw(spec: str | Path, _seen: Optional[set[Path]] = None) -> dict[str, A
         raise DuetfairError(f"config {path} extends: expected a file name, got {parent!r}")
     local = path.parent / parent
     base = load_raw(local if local.is_file() else parent, seen)
-    return deep_merge(base, data)
+    return merge_configs(base, data)
 
 
 def parse_override(item: str) -> tuple[list[str], Any]:
