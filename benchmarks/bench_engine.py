@@ -33,8 +33,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from duetfair.engine.config import load_config  # noqa: E402
-from duetfair.experiments.methods import DEMO_SIZES  # noqa: E402
 from duetfair.engine.trainer import Trainer, epoch_order  # noqa: E402
+from duetfair.experiments.methods import DEMO_SIZES  # noqa: E402
 from duetfair.io import write_json  # noqa: E402
 
 

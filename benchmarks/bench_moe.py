@@ -18,7 +18,6 @@ FLOP ratio. Prints a table and writes ``benchmarks/results/bench_moe.json``.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import statistics
 import sys

@@ -6,9 +6,14 @@ written once to a temporary folder (not timed).
 
 (a) ``ours, 1 worker``: :func:`duetfair.metrics.folders.score_folders` in this process;
 (b) ``ours, 2 workers``: the same with 2 worker processes (what ``duetfair score --workers 2`` runs);
-(c) ``plain MONAI loop``: for each case, MONAI ``LoadImage`` of both files, one-hot, then
+(c) ``MONAI loop``: for each case, MONAI ``LoadImage`` of both files, one-hot, then
     ``DiceMetric``, ``compute_iou``, ``compute_hausdorff_distance(percentile=95, spacing)`` and
-    ``compute_surface_dice(spacing)`` -- what a user would write by hand.
+    ``compute_surface_dice(spacing)`` -- what a user would write by hand; once with torch's
+    default intra-op threads, once with 1 thread (what our workers use).
+
+Paths alternate round by round (``--repeats``), the best time of each is reported: on a machine
+shared with other processes, torch's intra-op threads are sensitive to the load (the load average
+is printed and stored).
 
 All paths read the files and compute Dice, IoU, HD95 and NSD (1 mm) for both labels; the script
 checks that they agree and prints a table with the speed-ups. Writes
@@ -27,6 +32,8 @@ import sys
 import tempfile
 import time
 import warnings
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -80,8 +87,21 @@ def write_data(root: Path, n: int, size: int, seed: int) -> tuple[Path, Path]:
     return root / "preds", root / "refs"
 
 
-def monai_loop(pred_dir: Path, ref_dir: Path, labels: tuple[int, ...] = (1, 2)) -> pd.DataFrame:
-    """The hand-written baseline: MONAI's loader and metric functions, one case after the other."""
+def monai_loop(pred_dir: Path, ref_dir: Path, labels: tuple[int, ...] = (1, 2),
+               threads: int | None = None) -> pd.DataFrame:
+    """The hand-written baseline: MONAI's loader and metric functions, one case after the other
+    (``threads``: torch intra-op threads during the loop; None keeps torch's default)."""
+    import torch
+
+    default_threads = torch.get_num_threads()
+    torch.set_num_threads(threads or default_threads)
+    try:
+        return _loop(pred_dir, ref_dir, labels)
+    finally:
+        torch.set_num_threads(default_threads)
+
+
+def _loop(pred_dir: Path, ref_dir: Path, labels: tuple[int, ...]) -> pd.DataFrame:
     import torch
     from monai.metrics import DiceMetric, compute_hausdorff_distance, compute_iou, compute_surface_dice
     from monai.networks.utils import one_hot
@@ -112,13 +132,17 @@ def monai_loop(pred_dir: Path, ref_dir: Path, labels: tuple[int, ...] = (1, 2)) 
     return pd.DataFrame(rows)
 
 
-def timed(fn, repeats: int):  # noqa: ANN001, ANN201 - tiny helper
-    best, result = float("inf"), None
+def timed_round_robin(paths: dict[str, Callable[[], pd.DataFrame]], repeats: int) -> tuple[dict[str, float], dict]:
+    """Best wall time of every path over ``repeats`` rounds (paths alternate, so load from other
+    processes on a shared machine spreads over all of them) and each path's last result."""
+    best = {name: float("inf") for name in paths}
+    results: dict[str, pd.DataFrame] = {}
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        result = fn()
-        best = min(best, time.perf_counter() - t0)
-    return best, result
+        for name, fn in paths.items():
+            t0 = time.perf_counter()
+            results[name] = fn()
+            best[name] = min(best[name], time.perf_counter() - t0)
+    return best, results
 
 
 def main() -> None:
@@ -139,23 +163,27 @@ def main() -> None:
         print(f"wrote {args.cases} pairs of {args.size}^3 NIfTI in {time.perf_counter() - t0:.1f} s")
         score_folders(preds, refs, labels=[1, 2], workers=1, metrics=METRICS)  # warm-up: imports
         monai_loop(preds, refs)
-        seconds: dict[str, float] = {}
-        tables: dict[str, pd.DataFrame] = {}
-        for w in args.workers:
-            seconds[f"ours, {w} worker{'s' if w > 1 else ''}"], tables[f"ours{w}"] = timed(
-                lambda w=w: score_folders(preds, refs, labels=[1, 2], workers=w, metrics=METRICS), args.repeats)
-        seconds["plain MONAI loop"], loop = timed(lambda: monai_loop(preds, refs), args.repeats)
+        paths: dict[str, Callable[[], pd.DataFrame]] = {
+            f"ours, {w} worker{'s' if w > 1 else ''}": partial(score_folders, preds, refs, labels=[1, 2], workers=w,
+                                                                metrics=METRICS)
+            for w in args.workers
+        }
+        paths["MONAI loop, torch default"] = partial(monai_loop, preds, refs)
+        paths["MONAI loop, 1 torch thread"] = partial(monai_loop, preds, refs, threads=1)
+        load_before = os.getloadavg()
+        seconds, results = timed_round_robin(paths, args.repeats)
+        load_after = os.getloadavg()
 
-    ours = tables[f"ours{args.workers[0]}"]
+    ours, loop = results[next(iter(results))], results["MONAI loop, torch default"]
     merged = ours.merge(loop, on=["case_id", "class"], suffixes=("", "_monai"))
     diffs = {m: float(np.nanmax(np.abs(np.where(np.isinf(merged[m]) & np.isinf(merged[f"{m}_monai"]), 0.0,
                                                 merged[m] - merged[f"{m}_monai"])))) for m in METRICS}
-    base = seconds["plain MONAI loop"]
+    base = seconds["MONAI loop, torch default"]
     print(f"{args.cases} cases of {args.size}^3, labels 1 and 2, Dice + IoU + HD95 + NSD; best of {args.repeats}; "
-          f"{os.cpu_count()} CPU cores")
-    print(f"{'path':<24}{'seconds':>10}{'cases/s':>10}{'loop / path':>14}")
+          f"{os.cpu_count()} CPU cores, load average {load_before[0]:.1f} before / {load_after[0]:.1f} after")
+    print(f"{'path':<30}{'seconds':>10}{'cases/s':>10}{'loop / path':>14}")
     for name, sec in seconds.items():
-        print(f"{name:<24}{sec:>10.2f}{args.cases / sec:>10.2f}{base / sec:>14.2f}")
+        print(f"{name:<30}{sec:>10.2f}{args.cases / sec:>10.2f}{base / sec:>14.2f}")
     print("max |ours - MONAI loop|: " + ", ".join(f"{m} {v:.2e}" for m, v in diffs.items()))
     write_json(args.out, {
         "benchmark": "score",
@@ -164,6 +192,7 @@ def main() -> None:
         "seconds": seconds,
         "speedup_over_loop": {name: base / sec for name, sec in seconds.items()},
         "max_abs_difference_vs_loop": diffs,
+        "load_average_before_after": [load_before[0], load_after[0]],
         "machine": {"python": platform.python_version(), "cpu_count": os.cpu_count(),
                     "processor": platform.processor() or platform.machine()},
     })

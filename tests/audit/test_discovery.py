@@ -7,7 +7,13 @@ from divexplorer import DivergenceExplorer
 from divexplorer.pattern_processor import DivergencePatternProcessor
 from scipy import stats
 
-from duetfair.audit.discovery import COLUMNS, TEST_COLUMNS, find_divergent_subgroups, redundant_itemsets, subgroup_members
+from duetfair.audit.discovery import (
+    COLUMNS,
+    TEST_COLUMNS,
+    find_divergent_subgroups,
+    redundant_itemsets,
+    subgroup_members,
+)
 from duetfair.errors import DuetfairError
 
 ATTRS = ["race", "sex", "site"]
@@ -65,7 +71,8 @@ def test_no_divergence_is_rarely_significant():
     flagged = 0
     for seed in range(20):
         rng = np.random.default_rng(seed)
-        df = pd.DataFrame({"a": rng.choice(list("xyz"), 300), "b": rng.choice(list("uv"), 300), "dice": rng.uniform(0.5, 1.0, 300)})
+        df = pd.DataFrame({"a": rng.choice(list("xyz"), 300), "b": rng.choice(list("uv"), 300),
+                           "dice": rng.uniform(0.5, 1.0, 300)})
         found = find_divergent_subgroups(df, "dice", ["a", "b"], redundancy_z=None)
         assert len(found) == 11 and (found["q_value"] >= found["p_value"]).all()
         flagged += bool(found["significant"].any())
@@ -73,7 +80,8 @@ def test_no_divergence_is_rarely_significant():
 
 
 def test_absolute_threshold_is_divexplorers_redundancy_pruning(cases):
-    pruned = find_divergent_subgroups(cases, "dice", ATTRS, min_support=0.02, max_length=None, redundancy_threshold=0.01, redundancy_z=None)
+    pruned = find_divergent_subgroups(cases, "dice", ATTRS, min_support=0.02, max_length=None,
+                                      redundancy_threshold=0.01, redundancy_z=None)
     raw = _direct(cases, 0.02)
     kept = DivergencePatternProcessor(raw, "dice").redundancy_pruning(0.01)
     assert set(kept.itemset[kept.length > 0]) == set(pruned.itemset.map(_key))
@@ -103,8 +111,8 @@ def _planted(seed, n=300):
 
 
 def _top_hits(**kwargs):
-    tops = [find_divergent_subgroups(_planted(s), "dice", ["race", "sex", "site", "scanner"], min_support=0.02, **kwargs).iloc[0]
-            for s in range(20)]
+    attrs = ["race", "sex", "site", "scanner"]
+    tops = [find_divergent_subgroups(_planted(s), "dice", attrs, min_support=0.02, **kwargs).iloc[0] for s in range(20)]
     return sum(r.itemset == {"race": "B", "sex": "F"} for r in tops), sum(bool(r.significant) for r in tops)
 
 
@@ -118,8 +126,8 @@ def test_planted_subgroup_is_top_with_default_pruning():
 def test_nan_outcomes_dropped_bins_and_max_length(cases):
     df = cases.copy()
     df.loc[:49, "dice"] = np.nan
-    found = find_divergent_subgroups(df, "dice", ["race", "age"], bins={"age": [40, 60, 70]}, min_support=0.1, max_length=1,
-                                     redundancy_z=None)
+    found = find_divergent_subgroups(df, "dice", ["race", "age"], bins={"age": [40, 60, 70]}, min_support=0.1,
+                                     max_length=1, redundancy_z=None)
     assert (found["length"] == 1).all()
     assert set(found.itemset.map(lambda s: next(iter(s))).unique()) <= {"race", "age"}
     valid = df["dice"].notna()

@@ -7,8 +7,16 @@ import pandas as pd
 import pytest
 import torch
 
-from duetfair.data.groups import (HAM_AGE_EDGES, HAM_AGE_LABELS, MAMAMIA_AGE_EDGES, MAMAMIA_AGE_LABELS,
-                                  AttributeSpec, GroupSpec, binned, categorical)
+from duetfair.data.groups import (
+    HAM_AGE_EDGES,
+    HAM_AGE_LABELS,
+    MAMAMIA_AGE_EDGES,
+    MAMAMIA_AGE_LABELS,
+    AttributeSpec,
+    GroupSpec,
+    binned,
+    categorical,
+)
 from duetfair.errors import DuetfairError
 
 

@@ -4,8 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from duetfair.errors import DuetfairError
 from duetfair.data.groups import bin_labels, group_labels, parse_bins
+from duetfair.errors import DuetfairError
 from duetfair.metrics.frame import GroupMetricFrame, point_summary
 
 

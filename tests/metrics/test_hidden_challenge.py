@@ -1,6 +1,5 @@
 """MAMA-MIA challenge scores (the intra-group tail tests are in test_hidden.py)."""
 
-import numpy as np
 import pandas as pd
 import pytest
 

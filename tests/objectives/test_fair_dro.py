@@ -4,6 +4,8 @@ import math
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from duetfair.errors import DuetfairError
 from duetfair.objectives.fair_dro import FairDRO, fair_dro_weights, within_group_weights
@@ -118,8 +120,6 @@ def test_bad_options_rejected(bad):
         FairDRO(2, **bad)
 
 
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 
 @settings(max_examples=40, deadline=None)

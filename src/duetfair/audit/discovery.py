@@ -116,7 +116,8 @@ def _mine(data: pd.DataFrame, n_attributes: int, min_support: float) -> pd.DataF
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return DivergenceExplorer(data).get_pattern_divergence(
-            min_support=min_support, quantitative_outcomes=["outcome", _SQ], attributes=[f"a{i}" for i in range(n_attributes)]
+            min_support=min_support, quantitative_outcomes=["outcome", _SQ],
+            attributes=[f"a{i}" for i in range(n_attributes)],
         )
 
 

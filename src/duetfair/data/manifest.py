@@ -220,9 +220,9 @@ def _resolve(df: pd.DataFrame, root: Path, path: Path, on_error: str,
 
 def _infer_num_classes(df: pd.DataFrame, dims: int, label_map: Mapping[int, int] | None) -> int:
     """Max label value + 1 over all labels (after ``label_map``)."""
-    from duetfair.data.transforms import make_loader
-
     import numpy as np
+
+    from duetfair.data.transforms import make_loader
 
     loader = make_loader()
     top = 0

@@ -40,10 +40,16 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from duetfair.options import HIDDEN_COLUMN
-from duetfair.data.groups import (FAIRSEG_AGE_EDGES, FAIRSEG_AGE_LABELS, HAM_AGE_EDGES, HAM_AGE_LABELS,
-                                  AttributeSpec, GroupSpec)
+from duetfair.data.groups import (
+    FAIRSEG_AGE_EDGES,
+    FAIRSEG_AGE_LABELS,
+    HAM_AGE_EDGES,
+    HAM_AGE_LABELS,
+    AttributeSpec,
+    GroupSpec,
+)
 from duetfair.errors import require
+from duetfair.options import HIDDEN_COLUMN
 
 if TYPE_CHECKING:
     from duetfair.data.dataset import CaseDataset

@@ -14,7 +14,8 @@ from torch import nn
 
 from duetfair.data.groups import GroupSpec
 from duetfair.errors import DuetfairError, require
-from duetfair.objectives.base import ObjectiveContext
+from duetfair.models.base import SegmentationModel
+from duetfair.objectives.base import Objective, ObjectiveContext
 
 
 @dataclass(frozen=True)
@@ -89,7 +90,7 @@ def build_datasets(kind: str, args: dict[str, Any]) -> dict[str, Any]:
 
 
 def build_model(name: str, args: dict[str, Any], *, in_channels: int, num_classes: int, num_groups: int | list[int],
-                image_shape: Sequence[int]) -> nn.Module:
+                image_shape: Sequence[int]) -> SegmentationModel:
     """``duetfair.models.registry.build_model`` with channels, classes, groups and (when the config
     does not give it) ``img_size`` taken from the data."""
     from duetfair.models.registry import build_model as _build
@@ -102,7 +103,7 @@ def build_model(name: str, args: dict[str, Any], *, in_channels: int, num_classe
         raise DuetfairError(f"config model.args: {exc}") from None
 
 
-def build_objective(name: str, args: dict[str, Any], context: ObjectiveContext) -> nn.Module:
+def build_objective(name: str, args: dict[str, Any], context: ObjectiveContext) -> Objective:
     """``duetfair.objectives.build_objective`` from the config's options and the trainer's context."""
     from duetfair.objectives.registry import build_objective as _build
 

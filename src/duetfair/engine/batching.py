@@ -65,9 +65,9 @@ class CachedCases:
         task = progress.add_task(description, total=n) if progress is not None else None
         for i in range(n):
             cases.append(dataset[i])
-            if task is not None:
+            if progress is not None:
                 progress.advance(task)
-        if task is not None:
+        if progress is not None:
             progress.remove_task(task)
         stacked = collate_cases(cases)
         self.image: torch.Tensor = stacked["image"].contiguous()
@@ -125,11 +125,17 @@ class LoaderCases:
 
 
 def make_source(dataset: Dataset, cache: bool, num_workers: int = 0, progress: Optional[Any] = None,
-                description: str = "caching") -> BatchSource:
-    """:class:`CachedCases` when ``cache`` else :class:`LoaderCases`."""
+                description: str = "caching", codes: Optional[torch.Tensor] = None) -> BatchSource:
+    """:class:`CachedCases` when ``cache`` else :class:`LoaderCases`; ``codes [N, A]`` replace the
+    cases' own attribute codes (a run's spec applied to other data)."""
+    source: CachedCases | LoaderCases
     if cache:
-        return CachedCases(dataset, progress=progress, description=description)
-    return LoaderCases(dataset, num_workers=num_workers, pin_memory=torch.cuda.is_available())
+        source = CachedCases(dataset, progress=progress, description=description)
+    else:
+        source = LoaderCases(dataset, num_workers=num_workers, pin_memory=torch.cuda.is_available())
+    if codes is not None:
+        source.codes = codes
+    return source
 
 
 def augment_batch(

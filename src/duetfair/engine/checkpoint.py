@@ -26,7 +26,7 @@ FORMAT_VERSION = 1
 
 def capture_rng(generator: Optional[torch.Generator] = None) -> dict[str, Any]:
     """RNG states as weights-only-loadable objects (tensors, lists, ints, strings)."""
-    np_state = np.random.get_state()
+    np_state: tuple[Any, ...] = tuple(np.random.get_state())
     py_state = random.getstate()
     state: dict[str, Any] = {
         "python": [py_state[0], list(py_state[1]), py_state[2]],

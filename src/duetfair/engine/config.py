@@ -156,9 +156,7 @@ class EvalConfig(_Section):
     """Metrics of ``duetfair evaluate`` (validation during training always uses Dice and IoU)."""
 
     split: str = "test"
-    metrics: list[Literal["dice", "iou", "hd95", "nsd"]] = Field(
-        default_factory=lambda: ["dice", "iou", "hd95", "nsd"]
-    )
+    metrics: list[Literal["dice", "iou", "hd95", "nsd"]] = ["dice", "iou", "hd95", "nsd"]
     empty: EmptyPolicy = EmptyPolicy.NAN
     n_boot: int = Field(1000, ge=0)
     es_variant: EsVariant = EsVariant.SUM_ABS

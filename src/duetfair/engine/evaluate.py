@@ -124,7 +124,7 @@ def load_model(run_dir: str | Path, checkpoint: str = "best",
 
     cfg, record, spec = load_run(run_dir)
     require(checkpoint in ("best", "last"), f"--checkpoint '{checkpoint}': expected 'best' or 'last'")
-    path = RunDir(run_dir).checkpoint(checkpoint)  # type: ignore[arg-type]
+    path = RunDir(run_dir).checkpoint("best" if checkpoint == "best" else "last")
     if checkpoint == "best" and not path.is_file():
         path = RunDir(run_dir).checkpoint("last")
     state = load_checkpoint(path, map_location="cpu")
@@ -180,9 +180,7 @@ def evaluate_run(
     ds = datasets[split]
     require(int(ds.num_classes) == record.num_classes,
             f"data has {ds.num_classes} classes but the run was trained with {record.num_classes}")
-    source = make_source(ds, data_cfg.cache, data_cfg.num_workers)
-    if hasattr(source, "codes"):
-        source.codes = recode(ds, spec)  # type: ignore[attr-defined]
+    source = make_source(ds, data_cfg.cache, data_cfg.num_workers, codes=recode(ds, spec))
     table = metrics_table(model, source, num_classes=record.num_classes, device=dev,
                           batch_size=cfg.train.eval_batch_size or cfg.train.batch_size,
                           route_fn=adapters.grouping(spec, cfg).route_codes, metrics=cfg.eval.metrics,

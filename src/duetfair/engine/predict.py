@@ -106,7 +106,7 @@ def write_mask(mask: np.ndarray, source: Path, out_dir: Path) -> Path:
         target = out_dir / f"{_stem(source)}{MASK_SUFFIX}.nii.gz"
         affine, header = np.eye(4), None
         if _is_nifti(source):
-            ref = nib.load(str(source))
+            ref: Any = nib.load(str(source))
             affine, header = ref.affine, ref.header.copy()
         img = nib.Nifti1Image(mask.astype(np.uint8), affine, header)
         img.set_data_dtype(np.uint8)

@@ -38,7 +38,6 @@ from duetfair.engine.batching import BatchSource, augment_batch, make_source
 from duetfair.engine.checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
 from duetfair.engine.config import ExperimentConfig, save_config
 from duetfair.engine.distributed import (
-    DistInfo,
     all_reduce_mean,
     average_buffers,
     barrier,
@@ -51,7 +50,8 @@ from duetfair.errors import DuetfairError, require
 from duetfair.io import atomic_path
 from duetfair.metrics.cases import attach_metadata, case_level, label_frame
 from duetfair.metrics.frame import point_summary
-from duetfair.objectives.base import ObjectiveContext, ValidationResult
+from duetfair.models.base import SegmentationModel
+from duetfair.objectives.base import Objective, ObjectiveContext, ValidationResult
 from duetfair.rundir import RunDir, RunRecord
 
 Hook = Callable[["Trainer", str], None]
@@ -110,7 +110,7 @@ class _StepModule(nn.Module):
     """Model + per-case loss + objective in one module, so DDP synchronises every trainable part
     (also the adversarial head of an objective). ``forward`` returns (total loss, objective loss)."""
 
-    def __init__(self, model: nn.Module, loss_fn: nn.Module, objective: nn.Module, aux_weight: float) -> None:
+    def __init__(self, model: SegmentationModel, loss_fn: nn.Module, objective: Objective, aux_weight: float) -> None:
         super().__init__()
         self.model = model
         self.loss_fn = loss_fn
@@ -224,7 +224,7 @@ class Trainer:
                                           image_shape=self.image_shape[1:]).to(self.device)
         self.channels_last = bool(cfg.train.channels_last and self.device.type == "cuda" and self.spatial_dims == 2)
         if self.channels_last:
-            self.model = self.model.to(memory_format=torch.channels_last)
+            self.model = self.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         ids = self.grouping.group_ids(self.datasets["train"].codes)
         context = ObjectiveContext(num_groups=self.grouping.num_groups,
                                    group_counts=tuple(torch.bincount(ids[ids >= 0], minlength=self.grouping.num_groups).tolist()),
@@ -236,12 +236,12 @@ class Trainer:
         if self.info.enabled:
             from torch.nn.parallel import DistributedDataParallel as DDP
 
-            kwargs = {"device_ids": [self.device.index]} if self.device.type == "cuda" else {}
             from duetfair.models.registry import moe_kind
 
             # MoE layers leave unselected experts without gradient in a step
             unused = moe_kind(cfg.model.name) != "none" or any(True for _ in self.objective.parameters())
-            self.ddp = DDP(self.step_module, find_unused_parameters=unused, **kwargs)
+            devices = [self.device.index] if self.device.type == "cuda" else None
+            self.ddp = DDP(self.step_module, device_ids=devices, find_unused_parameters=unused)
 
     def _build_optim(self) -> None:
         cfg = self.cfg
@@ -476,7 +476,7 @@ class Trainer:
         with atomic_path(self.run.history) as tmp:
             pd.DataFrame(self.history).to_csv(tmp, index=False)
 
-    def _write_run_files(self, status: str) -> None:
+    def _write_run_files(self, status: Literal["running", "completed", "interrupted"]) -> None:
         if not self.info.is_main:
             return
         self.run_dir.mkdir(parents=True, exist_ok=True)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -112,8 +112,8 @@ def run_demo(out: str | Path = "runs/demo", *, quick: bool = False, methods: Seq
 
     ``extra``: further ``--set`` overrides applied to every run (after the demo size).
     """
-    from duetfair.audit.report import render_html
     from duetfair.audit.compare import compare_runs, format_table
+    from duetfair.audit.report import render_html
     from duetfair.io import write_text
 
     root = Path(out)

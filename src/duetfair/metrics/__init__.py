@@ -13,10 +13,9 @@ from duetfair.metrics.bootstrap import bootstrap_means, equity_scaled, percentil
 from duetfair.metrics.challenge import mamamia_scores
 from duetfair.metrics.frame import GroupMetricFrame
 from duetfair.metrics.hidden import cvar, hidden_failure_table, tail_stats
-from duetfair.metrics.per_case import EMPTY_POLICIES, per_case_metrics
+from duetfair.metrics.per_case import per_case_metrics
 
 __all__ = [
-    "EMPTY_POLICIES",
     "GroupMetricFrame",
     "bootstrap_means",
     "cvar",

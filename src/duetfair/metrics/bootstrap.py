@@ -13,8 +13,6 @@ reproducible with a seed.
 
 from __future__ import annotations
 
-from typing import Sequence
-
 import numpy as np
 
 from duetfair.errors import require
@@ -133,7 +131,7 @@ def percentile_ci_columns(samples: np.ndarray, level: float = 0.95) -> list[tupl
 
 
 def equity_scaled(overall: np.ndarray | float, group_means: np.ndarray, variant: str = "sum_abs") -> np.ndarray:
-    """Equity-scaled value(s) from overall and group means (REFERENCE.md section 3).
+    """Equity-scaled value(s) from overall and group means (docs/conventions.md).
 
     Args:
         overall: M_all, scalar or [n_boot].

@@ -465,6 +465,24 @@ def _chunks(items: Sequence[CasePair], workers: int) -> list[list[CasePair]]:
     return [list(items[i : i + size]) for i in range(0, len(items), size)]
 
 
+def _run_here(pairs: Sequence[CasePair], spec: ScoreSpec, progress: Callable[[int], None] | None) -> list[CaseScore]:
+    """Score in this process with one torch thread (as the workers do: the per-case tensor work is
+    too small for intra-op threads, which only contend with other processes), restored afterwards."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        scores = []
+        for pair in pairs:
+            scores.append(score_case(pair, spec))
+            if progress is not None:
+                progress(1)
+        return scores
+    finally:
+        torch.set_num_threads(threads)
+
+
 def _run_pool(
     pairs: Sequence[CasePair], spec: ScoreSpec, workers: int, progress: Callable[[int], None] | None
 ) -> list[CaseScore]:
@@ -542,8 +560,8 @@ def score_pairs(
     Args:
         pairs: cases from :func:`match_folders`.
         spec: labels, regions, metrics, empty-mask policy and NSD tolerance.
-        workers: worker processes (1: in this process). Each worker scores chunks of cases with one
-            torch thread.
+        workers: worker processes (1: in this process). Cases are scored with one torch thread per
+            process, in chunks of up to 16 cases per task.
         label_names: label id -> name written in ``class`` (positional names: see
             :func:`parse_label_names`).
         progress: called with the number of cases finished after each chunk.
@@ -556,11 +574,7 @@ def score_pairs(
     require(not unknown, f"--metric {unknown[0] if unknown else ''}: expected one of {', '.join(SCORE_METRICS)}")
     require(isinstance(workers, int) and workers >= 1, f"--workers {workers}: expected a number >= 1")
     if workers == 1 or len(pairs) == 1:
-        scores = []
-        for pair in pairs:
-            scores.append(score_case(pair, spec))
-            if progress is not None:
-                progress(1)
+        scores = _run_here(pairs, spec, progress)
     else:
         scores = _run_pool(pairs, spec, workers, progress)
     table, labels = _complete(scores, spec)

@@ -23,7 +23,6 @@ continuous columns are binned by the spec, or with ``bins=[20, 40, 60, 80]`` -> 
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 

@@ -44,7 +44,8 @@ def higher_is_better(metric: str) -> bool:
 # ---- CVaR -----------------------------------------------------------------------------------
 
 
-def cvar(values: np.ndarray, alpha: float = 0.1, *, higher_better: bool = True, cvar_method: str = "fractional") -> float:
+def cvar(values: np.ndarray, alpha: float = 0.1, *, higher_better: bool = True,
+         cvar_method: str = "fractional") -> float:
     """CVaR_alpha of ``values`` [n] (NaN ignored): the mean of the worst ``alpha`` fraction.
 
     The worst tail is the low one when ``higher_better`` (Dice), the high one otherwise (HD95).
@@ -61,7 +62,8 @@ def cvar(values: np.ndarray, alpha: float = 0.1, *, higher_better: bool = True, 
     worst case and the mean. Returns NaN for an empty input.
     """
     require(0.0 < alpha <= 1.0, f"cvar: alpha={alpha!r}; expected a fraction in (0, 1]")
-    require(cvar_method in CVAR_METHODS, f"cvar: cvar_method={cvar_method!r}; expected one of {', '.join(CVAR_METHODS)}")
+    require(cvar_method in CVAR_METHODS,
+            f"cvar: cvar_method={cvar_method!r}; expected one of {', '.join(CVAR_METHODS)}")
     v = np.asarray(values, dtype=np.float64).ravel()
     v = v[~np.isnan(v)]
     if v.size == 0:
@@ -107,7 +109,8 @@ def parse_failure_threshold(setting: str, *, higher_better: bool | None = None) 
             metric's direction.
     """
     match = _SETTING.match(str(setting))
-    require(match is not None, f"failure threshold {setting!r}: expected '<metric><<|>><value>', e.g. 'dice<0.5' or 'hd95>10'")
+    require(match is not None,
+            f"failure threshold {setting!r}: expected '<metric><<|>><value>', e.g. 'dice<0.5' or 'hd95>10'")
     metric, op, raw = match.groups()
     try:
         value = float(raw)
@@ -117,7 +120,8 @@ def parse_failure_threshold(setting: str, *, higher_better: bool | None = None) 
     hb = higher_is_better(metric) if higher_better is None else higher_better
     expected = "<" if hb else ">"
     direction = "higher is better, so a case fails below" if hb else "lower is better, so a case fails above"
-    require(op == expected, f"failure threshold {setting!r}: for '{metric}' {direction} the threshold; write '{metric}{expected}{raw}'")
+    require(op == expected,
+            f"failure threshold {setting!r}: for '{metric}' {direction} the threshold; write '{metric}{expected}{raw}'")
     return metric, value
 
 
@@ -139,7 +143,8 @@ def failure_thresholds(metrics: Iterable[str], settings: Sequence[str] | None = 
     seen: set[str] = set()
     for setting in settings or ():
         name, value = parse_failure_threshold(setting)
-        require(name.lower() in by_lower, f"failure threshold {setting!r}: metric '{name}' is not audited; expected one of {', '.join(metrics)}")
+        require(name.lower() in by_lower,
+                f"failure threshold {setting!r}: metric '{name}' is not audited; expected one of {', '.join(metrics)}")
         require(name.lower() not in seen, f"failure threshold {setting!r}: metric '{name}' is set twice")
         seen.add(name.lower())
         out[by_lower[name.lower()]] = value
@@ -228,7 +233,8 @@ def hidden_failure_table(
     require(metric in df.columns, f"hidden: column '{metric}' not in the table")
     require(group in df.columns, f"hidden: column '{group}' not in the table")
     if isinstance(failure_threshold, str):
-        require(failure_threshold == "default", f"hidden: failure_threshold={failure_threshold!r}; expected a number, None or 'default'")
+        require(failure_threshold == "default",
+                f"hidden: failure_threshold={failure_threshold!r}; expected a number, None or 'default'")
         failure_threshold = default_failure_threshold(metric)
     hb = higher_is_better(metric) if higher_better is None else higher_better
     rows = {

@@ -43,12 +43,10 @@ import pandas as pd
 import torch
 
 from duetfair.errors import require
+from duetfair.options import EmptyPolicy, parse
 
 METRICS = ("dice", "iou", "hd95", "nsd")
 """Metric names accepted by :func:`per_case_metrics` (``normhd`` comes with ``hd95``)."""
-
-EMPTY_POLICIES = ("nan", "fairseg", "mamamia")
-"""Empty-mask policies (see the module docstring)."""
 
 HD_MAX_MAMAMIA = 150.0
 """Normalisation of HD95 in the MAMA-MIA challenge (mm)."""
@@ -199,7 +197,7 @@ def per_case_metrics(
         DataFrame with one row per (case, class): ``case`` (batch index), [``case_id``], ``class``,
         the requested metrics (``dice, iou, hd95, normhd, nsd``), ``n_ref``, ``n_pred`` (voxels).
     """
-    require(empty in EMPTY_POLICIES, f"empty={empty!r}; expected one of {', '.join(EMPTY_POLICIES)}")
+    empty = parse(EmptyPolicy, empty, "empty")
     unknown = [m for m in metrics if m not in METRICS]
     require(not unknown, f"metrics: unknown metric '{unknown[0] if unknown else ''}'; expected a subset of {', '.join(METRICS)}")
     require(isinstance(num_classes, int) and num_classes >= 2, f"num_classes={num_classes!r}; expected an integer >= 2 (background included)")

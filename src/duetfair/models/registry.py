@@ -99,8 +99,8 @@ def _resunet(moe: str) -> Callable[..., nn.Module]:
 def _unet(*, in_channels: int, num_classes: int, num_groups, img_size=None, spatial_dims=None,
           channels: Sequence[int] = (16, 32, 64, 128, 256), strides: Sequence[int] = (2, 2, 2, 2),
           num_res_units: int = 2, **kw) -> nn.Module:
-    from monai.networks.nets import UNet
     from monai.networks.layers.simplelayers import SkipConnection
+    from monai.networks.nets import UNet
 
     sd = _spatial_dims(img_size, spatial_dims, 2)
     net = UNet(sd, in_channels, num_classes, channels=tuple(channels), strides=tuple(strides), num_res_units=num_res_units, **kw)

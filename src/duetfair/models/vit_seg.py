@@ -19,7 +19,7 @@ from typing import Literal, Sequence
 
 import torch
 import torch.nn.functional as F
-from monai.networks.blocks import MLPBlock, Convolution, PatchEmbeddingBlock
+from monai.networks.blocks import Convolution, MLPBlock, PatchEmbeddingBlock
 from torch import nn
 
 from duetfair.errors import require

@@ -31,21 +31,9 @@ DDP: group counts, CVaR thresholds (from the gathered detached losses), softmax 
 ``q`` are global, so every rank computes identical weights and state.
 
 Defaults (``within="kl"``, ``tau=1.0``, ``across="size"``; ``alpha=0.5`` applies to ``"cvar"`` only)
-are this toolkit's choice; the DuetFair paper does not publish its hyper-parameters. They were
-chosen on the synthetic fundus benchmark (default size, 3 seeds; docs/benchmarks.md, "Methods"), a
-selection on that benchmark's test split, not a validated tuning. Rationale: with
-``across="uniform"`` every group present in a batch gets an equal share of the loss, so at batch 16
-with groups of 9 / 15 / 76 % one or two minority cases carry a third of the gradient; together with
-CVaR 0.5 (which also drops the easier half of every group) the former default (cvar, 0.5,
-uniform) converged slowly and was clearly worse than ERM at that budget, and (kl, 1, uniform)
-was also below ERM on average. ``across="size"`` keeps every group's natural share and ``kl`` with
-``tau=1`` tilts the weight towards each group's harder cases smoothly; the tilt is mild (with the
-trained benchmark model's per-case Dice + CE losses, 0.04 to 0.6, the hardest case of a group in a
-batch of 16 gets 1.15 times the weight of the easiest at the median, 1.65 at most), so this default
-is close to ERM. It beat ERM on ES-Dice and worst-group Dice there, but was not clearly better than
-the dMoE model trained with plain ERM.
-For the paper's stronger worst-case emphasis set ``within="cvar"``, ``alpha`` and
-``across="uniform"`` explicitly (and expect to need more training).
+are this toolkit's choice (the DuetFair paper does not publish its hyper-parameters); how they were
+chosen and how concentrated the resulting weights are is recorded in docs/objectives.md. For the
+paper's stronger worst-case emphasis set ``within="cvar"``, ``alpha`` and ``across="uniform"``.
 """
 
 from __future__ import annotations
