@@ -84,3 +84,24 @@ def test_bad_input_one_line_exit_2(tmp_path, capsys, case, extra, message):
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
     assert err.strip().count("\n") == 0, err
+
+
+def test_failure_thresholds_are_per_metric(table, tmp_path):
+    """HD95 has no failure cut-off unless the user sets one; a contradicting direction is refused."""
+    import pandas as pd
+
+    res = runner.invoke(app, ["audit", str(table), "--by", "race", "--metric", "dice", "--metric", "hd95",
+                              "--bootstrap", "0", "--no-discovery"])
+    assert res.exit_code == 0, res.output
+    audit = json.loads(res.stdout)
+    assert all(g["failure_rate"] is None for g in audit["metrics"]["hd95"]["attributes"]["race"]["groups"])
+    assert audit["metrics"]["dice"]["attributes"]["race"]["failure_threshold"] == 0.5
+    res = runner.invoke(app, ["audit", str(table), "--by", "race", "--metric", "hd95", "--bootstrap", "0",
+                              "--no-discovery", "--fail", "hd95>10"])
+    assert res.exit_code == 0, res.output
+    df = pd.read_csv(table)
+    got = {g["value"]: g["failure_rate"] for g in json.loads(res.stdout)["metrics"]["hd95"]["attributes"]["race"]["groups"]}
+    want = df.dropna(subset=["hd95"]).groupby("race")["hd95"].apply(lambda v: float((v > 10).mean())).to_dict()
+    assert got == pytest.approx(want)
+    res = runner.invoke(app, ["audit", str(table), "--by", "race", "--metric", "hd95", "--fail", "hd95<10"])
+    assert res.exit_code != 0 and "hd95>10" in str(res.exception) + res.output

@@ -44,6 +44,10 @@ def audit_cmd(
     max_length: int = typer.Option(3, "--max-length", help="Longest attribute conjunction of a divergent subgroup."),
     class_: Optional[str] = typer.Option(None, "--class", help="Audit only this class of a multi-class table (default: every class)."),
     no_discovery: bool = typer.Option(False, "--no-discovery", help="Skip divergent subgroup discovery."),
+    fail: Optional[list[str]] = typer.Option(None, "--fail", help="Failure cut-off of a metric, e.g. hd95>10 or dice<0.6 (repeatable; defaults: Dice 0.5, IoU 1/3, NSD 0.5, none for distances)."),
+    cvar_method: str = typer.Option("fractional", "--cvar-method", help="CVaR of a group's tail: fractional (exactly 10 % of the cases, the boundary case weighted) or discrete (worst ceil(0.1 n) cases)."),
+    redundancy_z: float = typer.Option(3.0, "--redundancy-z", help="Drop a subgroup whose divergence changes by at most this many standard errors when one attribute is removed (0: keep all)."),
+    fdr: float = typer.Option(0.05, "--fdr", help="False discovery rate of the Benjamini-Hochberg 'significant' flag of subgroups."),
     fmt: str = typer.Option("json", "--format", help="Output format: json, md or html."),
     out: Optional[str] = typer.Option(None, "--out", help="Write the report to this file (default: print JSON/Markdown; html needs --out)."),
     group_spec: Optional[str] = typer.Option(None, "--group-spec", help="Group spec (group_spec.json of a run) that defines the attributes' groups; default: the run's own when CASES is a run's cases.csv."),
@@ -79,7 +83,8 @@ def audit_cmd(
     result = audit_table(
         table, by, metrics=tuple(metric or ("dice",)), bins=edges, es_variant=es_variant, n_boot=bootstrap, seed=seed,
         min_support=min_support, max_length=max_length, discovery=not no_discovery, class_=class_,
-        spec=GroupSpec.load(spec_path) if spec_path is not None else None,
+        spec=GroupSpec.load(spec_path) if spec_path is not None else None, failure_threshold=fail,
+        cvar_method=cvar_method, redundancy_z=redundancy_z or None, fdr=fdr,
     )
     if fmt == "html":
         from duetfair.audit.report import render_html

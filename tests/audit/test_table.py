@@ -26,7 +26,7 @@ def test_json_shape(cases, tmp_path):
     assert [g["value"] for g in m["attributes"]["age"]["groups"]] == ["<40", "40-59", ">=60"]
     assert sum(g["n"] for g in m["attributes"]["race"]["groups"]) + m["attributes"]["race"]["n_unknown"] == len(cases)
     sub = m["subgroups"][0]
-    assert set(sub) == {"itemset", "support", "n", "mean", "divergence", "t"}
+    assert set(sub) == {"itemset", "support", "n", "mean", "divergence", "t", "welch_t", "p_value", "q_value", "significant"}
     assert m["subgroups"] == sorted(m["subgroups"], key=lambda s: s["divergence"])
     assert m["hidden_subtype"]["mean"] < m["hidden_subtype"]["mean_rest"]
     path = write_json(tmp_path / "a.json", audit)

@@ -11,8 +11,9 @@ JSON-ready dict; its shape (schema version 1) is::
         "attributes": {"race": {
             "groups": [{"value", "n", "mean", "ci", "cvar10", "p10", "std", "failure_rate"}],
             "n_unknown", "worst_group", "worst_mean", "best_group", "best_mean", "gap",
-            "es", "es_ci", "es_std", "es_sum_abs", "skewness", "worst_cvar10"}},
-        "subgroups": [{"itemset": {attr: value}, "support", "n", "mean", "divergence", "t"}],
+            "es", "es_ci", "es_std", "es_sum_abs", "skewness", "worst_cvar10", "failure_threshold"}},
+        "subgroups": [{"itemset": {attr: value}, "support", "n", "mean", "divergence", "t",
+                       "welch_t", "p_value", "q_value", "significant"}],
         "hidden_subtype": {"n", "mean", "mean_rest", "share_in_worst_decile"}   # when known
      }}}
 
@@ -37,7 +38,8 @@ import pandas as pd
 from duetfair.data.groups import GroupSpec
 from duetfair.errors import DuetfairError, require
 from duetfair.metrics.frame import GroupMetricFrame
-from duetfair.metrics.hidden import higher_is_better
+from duetfair.audit.discovery import DEFAULT_REDUNDANCY_Z, find_divergent_subgroups
+from duetfair.metrics.hidden import failure_thresholds, higher_is_better
 
 SCHEMA = "duetfair.audit/1"
 """Identifier of the audit JSON schema written by :func:`audit_table`."""
@@ -122,10 +124,13 @@ def audit_table(
     max_length: int | None = 3,
     level: float = 0.95,
     cvar_alpha: float = 0.1,
-    failure_threshold: float | None = 0.5,
+    cvar_method: str = "fractional",
+    failure_threshold: Sequence[str] | None = None,
     discovery: bool = True,
     max_subgroups: int | None = 20,
     redundancy_threshold: float | None = None,
+    redundancy_z: float | None = DEFAULT_REDUNDANCY_Z,
+    fdr: float = 0.05,
     class_: Any | None = None,
     spec: GroupSpec | None = None,
 ) -> dict[str, Any]:
@@ -144,10 +149,15 @@ def audit_table(
         max_length: longest attribute conjunction of the discovery.
         level: confidence level of the intervals.
         cvar_alpha: CVaR fraction of the per-group tail (``cvar10`` = worst 10 %).
-        failure_threshold: per-case failure cut-off for the failure rate.
+        cvar_method: ``"fractional"`` (default) or ``"discrete"`` CVaR (:func:`duetfair.metrics.hidden.cvar`).
+        failure_threshold: per-metric failure cut-offs overriding the defaults, e.g.
+            ``["hd95>10", "dice<0.6"]`` (defaults: Dice 0.5, IoU 1/3, NSD 0.5, none for distances).
         discovery: run divergent-subgroup discovery (DivExplorer).
         max_subgroups: keep at most this many subgroups per metric (worst first; None: all).
-        redundancy_threshold: DivExplorer redundancy pruning threshold (None: no pruning).
+        redundancy_threshold: DivExplorer's absolute redundancy pruning threshold (None: not used).
+        redundancy_z: prune an itemset whose divergence changes by at most ``z`` standard errors
+            when one item is removed (default 3; None: no such pruning).
+        fdr: false discovery rate of the Benjamini-Hochberg ``significant`` flag of subgroups.
         class_: audit only this class of a multi-class table.
         spec: group spec of the table's attributes (e.g. the ``group_spec.json`` of the run that
             wrote it); attributes it lacks are inferred from the table.
@@ -161,12 +171,14 @@ def audit_table(
     require(len(metrics) >= 1, "expected at least one metric (--metric)")
     require(0.0 < min_support <= 1.0, f"--min-support {min_support}: expected a fraction in (0, 1]")
     groups = GroupSpec.for_table(df, by, bins=bins, base=spec)
+    cutoffs = failure_thresholds(list(metrics), failure_threshold)
     out_metrics: dict[str, Any] = {}
     for key, metric, table in _class_views(df, metrics, class_):
         out_metrics[key] = _audit_metric(
             table, metric, by, groups, es_variant=es_variant, n_boot=n_boot, seed=seed, min_support=min_support,
-            max_length=max_length, level=level, cvar_alpha=cvar_alpha, failure_threshold=failure_threshold,
-            discovery=discovery, max_subgroups=max_subgroups, redundancy_threshold=redundancy_threshold,
+            max_length=max_length, level=level, cvar_alpha=cvar_alpha, cvar_method=cvar_method,
+            failure_threshold=cutoffs[metric], discovery=discovery, max_subgroups=max_subgroups,
+            redundancy_threshold=redundancy_threshold, redundancy_z=redundancy_z, fdr=fdr,
         )
     return {
         "schema": SCHEMA,
@@ -176,7 +188,8 @@ def audit_table(
         "group_spec": groups.to_dict(),
         "settings": {
             "es_variant": es_variant, "n_boot": int(n_boot), "seed": int(seed), "level": float(level),
-            "cvar_alpha": float(cvar_alpha), "failure_threshold": failure_threshold, "min_support": float(min_support),
+            "cvar_alpha": float(cvar_alpha), "cvar_method": cvar_method, "failure_thresholds": cutoffs,
+            "redundancy_z": redundancy_z, "fdr": float(fdr), "min_support": float(min_support),
             "max_length": max_length, "class": None if class_ is None else str(class_),
         },
         "metrics": out_metrics,
@@ -186,7 +199,8 @@ def audit_table(
 def _audit_metric(df: pd.DataFrame, metric: str, by: Sequence[str], spec: GroupSpec, **kw: Any) -> dict[str, Any]:
     frames = [
         GroupMetricFrame(df, metric, attr, spec=spec, es_variant=kw["es_variant"], n_boot=kw["n_boot"], seed=kw["seed"],
-                         level=kw["level"], cvar_alpha=kw["cvar_alpha"], failure_threshold=kw["failure_threshold"])
+                         level=kw["level"], cvar_alpha=kw["cvar_alpha"], cvar_method=kw["cvar_method"],
+                         failure_threshold=kw["failure_threshold"])
         for attr in by
     ]
     first = frames[0]
@@ -207,11 +221,9 @@ def _audit_metric(df: pd.DataFrame, metric: str, by: Sequence[str], spec: GroupS
 
 
 def _subgroups(df: pd.DataFrame, metric: str, spec: GroupSpec, kw: Mapping[str, Any]) -> list[dict[str, Any]]:
-    from duetfair.audit.discovery import find_divergent_subgroups
-
     found = find_divergent_subgroups(
         df, metric, spec.attributes, min_support=kw["min_support"], max_length=kw["max_length"], spec=spec,
-        redundancy_threshold=kw["redundancy_threshold"],
+        redundancy_threshold=kw["redundancy_threshold"], redundancy_z=kw["redundancy_z"], fdr=kw["fdr"],
     )
     if not higher_is_better(metric):
         found = found.iloc[::-1].reset_index(drop=True)
@@ -219,6 +231,7 @@ def _subgroups(df: pd.DataFrame, metric: str, spec: GroupSpec, kw: Mapping[str, 
         found = found.head(kw["max_subgroups"])
     return [
         {"itemset": dict(r.itemset), "support": float(r.support), "n": int(r.n), "mean": float(r.mean),
-         "divergence": float(r.divergence), "t": _finite(r.t)}
+         "divergence": float(r.divergence), "t": _finite(r.t), "welch_t": _finite(r.welch_t),
+         "p_value": _finite(r.p_value), "q_value": _finite(r.q_value), "significant": bool(r.significant)}
         for r in found.itertuples(index=False)
     ]

@@ -38,7 +38,7 @@ from duetfair.metrics.bootstrap import (
     percentile_ci_columns,
     stratified_bootstrap_means,
 )
-from duetfair.metrics.hidden import higher_is_better, tail_stats
+from duetfair.metrics.hidden import default_failure_threshold, higher_is_better, tail_stats
 from duetfair.options import EsVariant, parse
 
 BOUNDED_METRICS = frozenset({"dice", "iou", "nsd", "sensitivity", "specificity", "precision", "recall"})
@@ -83,7 +83,11 @@ class GroupMetricFrame:
         seed: seed of the bootstrap generator.
         level: confidence level of the percentile intervals.
         cvar_alpha: CVaR fraction of the per-group tail (0.1 = worst 10 %).
-        failure_threshold: per-case failure cut-off (Dice < 0.5); None disables the rate.
+        cvar_method: ``"fractional"`` (default; the boundary case weighted so that exactly
+            ``alpha n`` cases count) or ``"discrete"`` (mean of the worst ``ceil(alpha n)``).
+        failure_threshold: per-case failure cut-off; ``"default"`` takes the metric's
+            (:func:`~duetfair.metrics.hidden.default_failure_threshold`: Dice 0.5, IoU 1/3, none
+            for distances); None disables the rate.
         higher_better: metric direction; inferred from the name when None.
 
     Example::
@@ -103,7 +107,8 @@ class GroupMetricFrame:
     seed: int = 0
     level: float = 0.95
     cvar_alpha: float = 0.1
-    failure_threshold: float | None = 0.5
+    cvar_method: str = "fractional"
+    failure_threshold: float | None | str = "default"
     higher_better: bool | None = None
     _cache: dict[str, Any] = field(default_factory=dict, repr=False)
 
@@ -128,6 +133,9 @@ class GroupMetricFrame:
         require(len(present) >= 2, f"attribute '{self.by}': only {len(present)} group with a known value ({', '.join(self.group_names) or 'none'}); expected at least 2 groups to compare")
         if self.higher_better is None:
             self.higher_better = higher_is_better(self.metric)
+        thr = self.failure_threshold
+        self.cutoff: float | None = default_failure_threshold(self.metric) if thr == "default" else (
+            None if thr is None else float(thr))
 
     # -- point estimates --
     @property
@@ -255,7 +263,8 @@ class GroupMetricFrame:
         cis = self._boot()["groups"]
         rows = []
         for g, name in enumerate(self.group_names):
-            stats = tail_stats(self.values[self.codes == g], alpha=self.cvar_alpha, failure_threshold=self.failure_threshold, higher_better=bool(self.higher_better))
+            stats = tail_stats(self.values[self.codes == g], alpha=self.cvar_alpha, cvar_method=self.cvar_method,
+                               failure_threshold=self.cutoff, higher_better=bool(self.higher_better))
             rows.append({"group": name, "n": stats["n"], "mean": stats["mean"], "ci_low": cis[g][0], "ci_high": cis[g][1], "std": stats["std"], "cvar": stats["cvar"], "p10": stats["p10"], "failure_rate": stats["failure_rate"]})
         return pd.DataFrame(rows).set_index("group")
 
@@ -281,6 +290,7 @@ class GroupMetricFrame:
             "es_sum_abs": self.equity_scaled("sum_abs"),
             "skewness": self.skewness,
             "worst_cvar10": float(table["cvar"].min() if self.higher_better else table["cvar"].max()),
+            "failure_threshold": self.cutoff,
         }
 
 
