@@ -63,8 +63,8 @@ def _bad_tables(tmp_path):
 @pytest.mark.parametrize(
     "case,extra,message",
     [
-        ("missing", ["--by", "race"], "file not found"),
-        ("unreadable", ["--by", "race"], "cannot read"),
+        ("missing", ["--by", "race"], "does not exist"),
+        ("unreadable", ["--by", "race"], "cannot be read"),
         ("ok", ["--by", "ethnicity"], "column 'ethnicity' not in the table"),
         ("text", ["--by", "race"], "value 'x' is not numeric"),
         ("percent", ["--by", "race"], "outside [0, 1]"),

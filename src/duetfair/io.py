@@ -1,7 +1,9 @@
-"""Atomic file output and safe path resolution.
+"""File input and output: tables in, atomic files out, safe path resolution.
 
 Nothing duetfair writes is ever left half-written: content goes to a temporary file in the
-destination folder and is renamed over the target (atomic on POSIX and Windows).
+destination folder and is renamed over the target (atomic on POSIX and Windows), with the ordinary
+permissions of a new file (``0666`` less the umask), so reports can be served and shared as is.
+:func:`read_table` is the one reader of user tables (manifests, metadata, per-case tables).
 """
 
 from __future__ import annotations
@@ -11,9 +13,12 @@ import os
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 from duetfair.errors import DuetfairError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 @contextmanager
@@ -30,12 +35,54 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
     tmp = Path(tmp_name)
+    os.chmod(tmp, 0o666 & ~_umask())
     try:
         yield tmp
         os.replace(tmp, target)
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def read_table(path: str | os.PathLike[str], *, sheet: str | int | None = None) -> pd.DataFrame:
+    """Read a table: CSV (comma- or tab-separated, sniffed from the header), ``.tsv``/``.tab``
+    (tab-separated, e.g. the Dataverse export), ``.xlsx``/``.xls`` (``sheet``, default the first)
+    or ``.parquet``/``.pq``. Header names are stripped of spaces and quotes. One-line errors for a
+    missing, empty or unreadable file."""
+    import pandas as pd
+
+    p = Path(path)
+    if not p.exists():
+        raise DuetfairError(f"table '{p}' does not exist")
+    if not p.is_file():
+        raise DuetfairError(f"table '{p}' is not a file")
+    suffix = p.suffix.lower()
+    try:
+        if suffix in (".xlsx", ".xls"):
+            table = pd.read_excel(p, sheet_name=sheet if sheet is not None else 0, engine="openpyxl")
+        elif suffix in (".parquet", ".pq"):
+            table = pd.read_parquet(p)
+        else:
+            table = pd.read_csv(p, sep="\t" if suffix in (".tsv", ".tab") or _tab_header(p) else ",")
+    except pd.errors.EmptyDataError:
+        raise DuetfairError(f"table '{p}' is empty; expected a header and one row per case") from None
+    except Exception as exc:  # noqa: BLE001 - any parse failure is bad input
+        raise DuetfairError(f"table '{p}' cannot be read: {' '.join(str(exc).split())[:300]}") from None
+    table.columns = [str(c).strip().strip('"') for c in table.columns]
+    return table
+
+
+def _tab_header(path: Path) -> bool:
+    """True when the first line has tabs and no commas (a tab-separated file named .csv)."""
+    with path.open(encoding="utf-8", errors="replace") as f:
+        head = f.readline()
+    return "\t" in head and "," not in head
 
 
 def write_text(path: str | os.PathLike[str], text: str) -> Path:

@@ -54,6 +54,6 @@ def test_load_case_table_formats_and_errors(cases, tmp_path):
     (tmp_path / "empty.csv").write_text("")
     (tmp_path / "bad.parquet").write_bytes(b"not parquet")
     (tmp_path / "x.xlsx").write_text("x")
-    for name, match in [("missing.csv", "not found"), ("empty.csv", "empty"), ("bad.parquet", "cannot read"), ("x.xlsx", "unsupported")]:
+    for name, match in [("missing.csv", "does not exist"), ("empty.csv", "empty"), ("bad.parquet", "cannot be read"), ("x.xlsx", "cannot be read")]:
         with pytest.raises(DuetfairError, match=match):
             load_case_table(tmp_path / name)

@@ -29,16 +29,16 @@ from __future__ import annotations
 
 import math
 import os
-from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
-from duetfair.data.groups import GroupSpec
-from duetfair.errors import DuetfairError, require
-from duetfair.metrics.frame import GroupMetricFrame
 from duetfair.audit.discovery import DEFAULT_REDUNDANCY_Z, find_divergent_subgroups
+from duetfair.data.groups import GroupSpec
+from duetfair.errors import require
+from duetfair.io import read_table
+from duetfair.metrics.frame import GroupMetricFrame
 from duetfair.metrics.hidden import failure_thresholds, higher_is_better
 
 SCHEMA = "duetfair.audit/1"
@@ -49,26 +49,9 @@ HIDDEN_COLUMN = "hidden_subtype"
 
 
 def load_case_table(path: str | os.PathLike[str]) -> pd.DataFrame:
-    """Read a per-case table (``.csv``, ``.tsv``, ``.parquet``/``.pq``) with one-line errors."""
-    p = Path(path)
-    require(p.exists(), f"{p}: file not found; expected a per-case table (CSV or Parquet)")
-    require(p.is_file(), f"{p}: not a file; expected a per-case table (CSV or Parquet)")
-    suffix = p.suffix.lower()
-    try:
-        if suffix in (".parquet", ".pq"):
-            df = pd.read_parquet(p)
-        elif suffix in (".csv", ".tsv", ".txt"):
-            df = pd.read_csv(p, sep="\t" if suffix == ".tsv" else ",")
-        else:
-            raise DuetfairError(f"{p}: unsupported table format '{suffix}'; expected .csv, .tsv or .parquet")
-    except DuetfairError:
-        raise
-    except pd.errors.EmptyDataError:
-        raise DuetfairError(f"{p}: the table is empty; expected a header and one row per case") from None
-    except Exception as exc:  # noqa: BLE001 - any reader failure is bad input here
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DuetfairError(f"{p}: cannot read the table ({first})") from None
-    require(len(df.columns) > 0 and len(df) > 0, f"{p}: the table is empty; expected one row per case")
+    """Read a per-case table (``.csv``, ``.tsv``, ``.parquet``, ``.xlsx``) with one-line errors."""
+    df = read_table(path)
+    require(len(df.columns) > 0 and len(df) > 0, f"{path}: the table is empty; expected one row per case")
     return df
 
 

@@ -16,6 +16,8 @@ such as file paths).
 
 from __future__ import annotations
 
+import logging
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -24,10 +26,13 @@ import torch
 from torch.utils.data import Dataset
 
 from duetfair.data.groups import GroupSpec, is_missing
+from duetfair.data.splits import SPLITS
 from duetfair.errors import DuetfairError, require
 from duetfair.options import HIDDEN_COLUMN
 
 ReadFn = Callable[[int], tuple[torch.Tensor, torch.Tensor]]
+
+log = logging.getLogger("duetfair.data")
 
 
 class CaseDataset(Dataset):
@@ -45,11 +50,13 @@ class CaseDataset(Dataset):
             augmentation); default ``None``.
         cache: keep read cases in memory (default ``False``; in-memory datasets are always cached).
         skipped: report of cases left out by the loader (``case_id``, ``file``, ``reason``).
+        split_source: where the split came from (``official``, ``random``, ``table``, ...), for
+            reports; ``None`` when the loader does not say.
     """
 
     def __init__(self, meta: pd.DataFrame, group_spec: GroupSpec, read: ReadFn, *, num_classes: int,
                  in_channels: int, spatial_dims: int, transform: Callable[[dict], dict] | None = None,
-                 cache: bool = False, skipped: pd.DataFrame | None = None) -> None:
+                 cache: bool = False, skipped: pd.DataFrame | None = None, split_source: str | None = None) -> None:
         require("case_id" in meta.columns, "metadata needs a 'case_id' column")
         require(spatial_dims in (2, 3), f"spatial_dims must be 2 or 3, got {spatial_dims}")
         self.meta = meta.reset_index(drop=True)
@@ -59,6 +66,7 @@ class CaseDataset(Dataset):
         self.in_channels = int(in_channels)
         self.spatial_dims = int(spatial_dims)
         self.transform = transform
+        self.split_source = split_source
         self.skipped = skipped if skipped is not None else pd.DataFrame(columns=["case_id", "file", "reason"])
         self._read = read
         self._cache: dict[int, tuple[torch.Tensor, torch.Tensor]] | None = {} if cache else None
@@ -123,7 +131,7 @@ class CaseDataset(Dataset):
         idx = [int(i) for i in indices]
         sub = CaseDataset(self.meta.iloc[idx].copy(), self.group_spec, lambda k: self.read(idx[k]),
                           num_classes=self.num_classes, in_channels=self.in_channels,
-                          spatial_dims=self.spatial_dims, transform=self.transform)
+                          spatial_dims=self.spatial_dims, transform=self.transform, split_source=self.split_source)
         return sub
 
     def check(self, *, on_error: str = "raise") -> pd.DataFrame:
@@ -162,6 +170,93 @@ def drop_bad_cases(ds: CaseDataset, *, on_error: str) -> CaseDataset:
     keep = [i for i, c in enumerate(ds.case_ids) if c not in bad]
     out = ds.subset(keep)
     out.skipped = pd.concat([ds.skipped, report], ignore_index=True) if not ds.skipped.empty else report
+    return out
+
+
+# ---- loaders: missing files, the skipped share, one dataset per split ---------------------
+
+def file_report(meta: pd.DataFrame, columns: Sequence[str], hint: str = "") -> pd.DataFrame:
+    """Rows of ``meta`` whose files (path or list of paths in ``columns``) do not exist:
+    ``case_id``, ``file``, ``reason``, ``split`` (first missing file per case)."""
+    rows = []
+    for rec in meta.to_dict("records"):
+        for col in columns:
+            paths = rec[col] if isinstance(rec[col], (list, tuple)) else [rec[col]]
+            gone = next((p for p in paths if p is None or not Path(p).is_file()), "")
+            if gone != "":
+                note = f" ({hint})" if hint and col == "image" else ""
+                rows.append({"case_id": rec["case_id"], "file": str(gone), "split": rec.get("split"),
+                             "reason": f"case '{rec['case_id']}': {col} file '{gone}' does not exist{note}"})
+                break
+    return pd.DataFrame(rows, columns=["case_id", "file", "reason", "split"])
+
+
+def keep_readable(meta: pd.DataFrame, columns: Sequence[str], *, what: str, on_error: str,
+                  max_skip_fraction: float, hint: str = "") -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Drop cases with missing files before any reading: ``(kept rows, report)``.
+
+    ``on_error="raise"`` refuses any missing file (one line: count, an example, the remedy);
+    ``"skip"`` refuses only above ``max_skip_fraction`` (the final count, with unreadable files,
+    is checked again by :func:`build_split_datasets`).
+    """
+    require(on_error in ("raise", "skip"), f"on_error must be 'raise' or 'skip', got '{on_error}'")
+    require(0.0 <= max_skip_fraction <= 1.0, f"max_skip_fraction must be in [0, 1], got {max_skip_fraction}")
+    require(len(meta) > 0, f"{what}: no cases to read")
+    report = file_report(meta, columns, hint)
+    if report.empty:
+        return meta, report
+    require(on_error == "skip", f"{what}: {len(report)} of {len(meta)} cases have missing files (e.g. "
+                                f"{report['reason'].iloc[0]}); check the folder layout (docs/datasets.md) or pass "
+                                f"on_error='skip'")
+    limit_skipped(len(report), len(meta), report["reason"].iloc[0], what=what, max_skip_fraction=max_skip_fraction,
+                  warn=False)
+    return meta[~meta["case_id"].isin(set(report["case_id"]))].reset_index(drop=True), report
+
+
+def limit_skipped(n_skipped: int, n_total: int, example: str, *, what: str, max_skip_fraction: float,
+                  warn: bool = True) -> None:
+    """Refuse when more than ``max_skip_fraction`` of ``n_total`` cases were skipped, else warn."""
+    if n_skipped == 0:
+        return
+    share = n_skipped / max(n_total, 1)
+    msg = f"{what}: {n_skipped} of {n_total} cases ({share:.1%}) could not be read and are left out (e.g. {example})"
+    require(share <= max_skip_fraction, f"{msg}; that is more than max_skip_fraction={max_skip_fraction:g}: check "
+                                        f"the folder layout (docs/datasets.md), or pass max_skip_fraction=1.0 to "
+                                        f"accept")
+    if warn:
+        log.warning("%s; see .skipped of each split", msg)
+
+
+ReadRow = Callable[[dict[str, Any]], tuple[torch.Tensor, torch.Tensor]]
+
+
+def build_split_datasets(meta: pd.DataFrame, spec: GroupSpec, read: ReadRow, *, source: str, in_channels: int,
+                         spatial_dims: int, skipped: pd.DataFrame, what: str, on_error: str,
+                         max_skip_fraction: float, cache: bool, num_classes: int = 2) -> dict[str, CaseDataset]:
+    """One :class:`CaseDataset` per split of ``meta`` (``split`` column) with ``split_source`` set;
+    unreadable cases are dropped (``on_error="skip"``) and the total skip share checked."""
+    n_total = len(meta) + len(skipped)
+    out: dict[str, CaseDataset] = {}
+    reports = [skipped[["case_id", "file", "reason"]]]
+    for split in SPLITS:
+        part = meta[meta["split"] == split].reset_index(drop=True)
+        before = skipped.loc[skipped["split"] == split, ["case_id", "file", "reason"]].reset_index(drop=True)
+        if len(part):
+            rows = part.to_dict("records")
+            ds = CaseDataset(part, spec, lambda i, rows=rows: read(rows[i]), num_classes=num_classes,
+                             in_channels=in_channels, spatial_dims=spatial_dims, cache=cache,
+                             skipped=before if not before.empty else None)
+            ds = drop_bad_cases(ds, on_error=on_error)
+            reports.append(ds.skipped)
+            if len(ds):
+                ds.split_source = source
+                out[split] = ds
+    reports = [r for r in reports if not r.empty]
+    if reports:
+        report = pd.concat(reports, ignore_index=True).drop_duplicates("case_id")
+        limit_skipped(len(report), n_total, str(report["reason"].iloc[0]), what=what,
+                      max_skip_fraction=max_skip_fraction)
+    require(bool(out), f"{what}: no readable cases")
     return out
 
 

@@ -21,17 +21,16 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import pandas as pd
-import torch
 
-from duetfair.data.dataset import CaseDataset, drop_bad_cases
+from duetfair.data.dataset import CaseDataset, build_split_datasets, keep_readable
 from duetfair.data.groups import HAM_AGE_EDGES, HAM_AGE_LABELS, AttributeSpec, GroupSpec, is_missing
-from duetfair.data.manifest import read_table
 from duetfair.data.splits import SPLITS, assign_group_splits
 from duetfair.data.transforms import CaseReader, Normalize
-from duetfair.errors import DuetfairError, require
+from duetfair.errors import require
+from duetfair.io import read_table
 
 log = logging.getLogger("duetfair.data")
 
@@ -124,7 +123,7 @@ def _metadata_table(root: Path, name: str | None) -> pd.DataFrame:
     names = (name,) if name else METADATA_NAMES
     path = next((root / n for n in names if (root / n).is_file()), None)
     require(path is not None, f"HAM10000 folder '{root}' has no metadata file; looked for {list(names)}")
-    meta = read_delimited(path)
+    meta = read_table(path)
     for col in ("lesion_id", "image_id"):
         require(col in meta.columns, f"HAM10000 metadata '{path}': column '{col}' is missing; "
                                      f"columns are {list(meta.columns)}")
@@ -136,20 +135,6 @@ def _metadata_table(root: Path, name: str | None) -> pd.DataFrame:
         if col in meta.columns:
             meta[col] = meta[col].map(lambda v: None if is_missing(v) else str(v).strip().lower())
     return meta.reset_index(drop=True)
-
-
-def read_delimited(path: Path) -> pd.DataFrame:
-    """A CSV / tab-separated table (``.tab``, ``.tsv``, or a ``.csv`` whose header has tabs only)."""
-    if path.suffix.lower() not in (".tab", ".tsv", ".csv", ""):
-        return read_table(path)
-    head = path.open(encoding="utf-8", errors="replace").readline()
-    tabs = path.suffix.lower() in (".tab", ".tsv") or ("\t" in head and "," not in head)
-    try:
-        table = pd.read_csv(path, sep="\t" if tabs else ",")
-    except Exception as exc:  # noqa: BLE001 - any parse failure is bad input
-        raise DuetfairError(f"table '{path}' cannot be read: {' '.join(str(exc).split())[:300]}") from exc
-    table.columns = [str(c).strip().strip('"') for c in table.columns]
-    return table
 
 
 def _find_dir(root: Path, name: str) -> Path | None:
@@ -246,7 +231,7 @@ def _read_split_files(files: Mapping[str, Path], meta: pd.DataFrame) -> dict[str
     known = set(meta["case_id"])
     out: dict[str, str] = {}
     for split, path in files.items():
-        table = read_delimited(Path(path))
+        table = read_table(Path(path))
         require("image_id" in table.columns, f"split file '{path}': column 'image_id' is missing; "
                                              f"columns are {list(table.columns)}")
         ids = [str(v).strip() for v in table["image_id"] if not is_missing(v)]
@@ -260,98 +245,11 @@ def _read_split_files(files: Mapping[str, Path], meta: pd.DataFrame) -> dict[str
 
 def _split_from_table(meta: pd.DataFrame, path: Path) -> pd.Series:
     """Split per row from one CSV with ``image_id`` and ``split`` columns (every image listed)."""
-    table = read_delimited(path)
+    table = read_table(path)
     require({"image_id", "split"} <= set(table.columns), f"split file '{path}' needs columns image_id, split")
     out = meta["case_id"].map(dict(zip(table["image_id"].astype(str), table["split"].astype(str))))
     missing = meta.loc[out.isna(), "case_id"].tolist()
     require(not missing, f"split file '{path}' has no split for images {missing[:5]}")
     bad = sorted(set(out) - set(SPLITS))
     require(not bad, f"split file '{path}': column 'split' holds {bad}; expected {list(SPLITS)}")
-    return out
-
-
-# ---- shared with the MAMA-MIA loader: missing files, skip share, one dataset per split --------
-
-def file_report(meta: pd.DataFrame, columns: Sequence[str], hint: str = "") -> pd.DataFrame:
-    """Rows of ``meta`` whose files (path or list of paths in ``columns``) do not exist:
-    ``case_id``, ``file``, ``reason``, ``split`` (first missing file per case)."""
-    rows = []
-    for rec in meta.to_dict("records"):
-        for col in columns:
-            paths = rec[col] if isinstance(rec[col], (list, tuple)) else [rec[col]]
-            gone = next((p for p in paths if p is None or not Path(p).is_file()), "")
-            if gone != "":
-                note = f" ({hint})" if hint and col == "image" else ""
-                rows.append({"case_id": rec["case_id"], "file": str(gone), "split": rec.get("split"),
-                             "reason": f"case '{rec['case_id']}': {col} file '{gone}' does not exist{note}"})
-                break
-    return pd.DataFrame(rows, columns=["case_id", "file", "reason", "split"])
-
-
-def keep_readable(meta: pd.DataFrame, columns: Sequence[str], *, what: str, on_error: str,
-                  max_skip_fraction: float, hint: str = "") -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Drop cases with missing files before any reading: ``(kept rows, report)``.
-
-    ``on_error="raise"`` refuses any missing file (one line: count, an example, the remedy);
-    ``"skip"`` refuses only above ``max_skip_fraction`` (the final count, with unreadable files,
-    is checked again by :func:`build_split_datasets`).
-    """
-    require(on_error in ("raise", "skip"), f"on_error must be 'raise' or 'skip', got '{on_error}'")
-    require(0.0 <= max_skip_fraction <= 1.0, f"max_skip_fraction must be in [0, 1], got {max_skip_fraction}")
-    require(len(meta) > 0, f"{what}: no cases to read")
-    report = file_report(meta, columns, hint)
-    if report.empty:
-        return meta, report
-    require(on_error == "skip", f"{what}: {len(report)} of {len(meta)} cases have missing files (e.g. "
-                                f"{report['reason'].iloc[0]}); check the folder layout (docs/datasets.md) or pass "
-                                f"on_error='skip'")
-    limit_skipped(len(report), len(meta), report["reason"].iloc[0], what=what, max_skip_fraction=max_skip_fraction,
-                  warn=False)
-    return meta[~meta["case_id"].isin(set(report["case_id"]))].reset_index(drop=True), report
-
-
-def limit_skipped(n_skipped: int, n_total: int, example: str, *, what: str, max_skip_fraction: float,
-                  warn: bool = True) -> None:
-    """Refuse when more than ``max_skip_fraction`` of ``n_total`` cases were skipped, else warn."""
-    if n_skipped == 0:
-        return
-    share = n_skipped / max(n_total, 1)
-    msg = f"{what}: {n_skipped} of {n_total} cases ({share:.1%}) could not be read and are left out (e.g. {example})"
-    require(share <= max_skip_fraction, f"{msg}; that is more than max_skip_fraction={max_skip_fraction:g}: check "
-                                        f"the folder layout (docs/datasets.md), or pass max_skip_fraction=1.0 to "
-                                        f"accept")
-    if warn:
-        log.warning("%s; see .skipped of each split", msg)
-
-
-ReadRow = Callable[[dict[str, Any]], tuple[torch.Tensor, torch.Tensor]]
-
-
-def build_split_datasets(meta: pd.DataFrame, spec: GroupSpec, read: ReadRow, *, source: str, in_channels: int,
-                         spatial_dims: int, skipped: pd.DataFrame, what: str, on_error: str,
-                         max_skip_fraction: float, cache: bool, num_classes: int = 2) -> dict[str, CaseDataset]:
-    """One :class:`CaseDataset` per split of ``meta`` (``split`` column) with ``split_source`` set;
-    unreadable cases are dropped (``on_error="skip"``) and the total skip share checked."""
-    n_total = len(meta) + len(skipped)
-    out: dict[str, CaseDataset] = {}
-    reports = [skipped[["case_id", "file", "reason"]]]
-    for split in SPLITS:
-        part = meta[meta["split"] == split].reset_index(drop=True)
-        before = skipped.loc[skipped["split"] == split, ["case_id", "file", "reason"]].reset_index(drop=True)
-        if len(part):
-            rows = part.to_dict("records")
-            ds = CaseDataset(part, spec, lambda i, rows=rows: read(rows[i]), num_classes=num_classes,
-                             in_channels=in_channels, spatial_dims=spatial_dims, cache=cache,
-                             skipped=before if not before.empty else None)
-            ds = drop_bad_cases(ds, on_error=on_error)
-            reports.append(ds.skipped)
-            if len(ds):
-                ds.split_source = source
-                out[split] = ds
-    reports = [r for r in reports if not r.empty]
-    if reports:
-        report = pd.concat(reports, ignore_index=True).drop_duplicates("case_id")
-        limit_skipped(len(report), n_total, str(report["reason"].iloc[0]), what=what,
-                      max_skip_fraction=max_skip_fraction)
-    require(bool(out), f"{what}: no readable cases")
     return out

@@ -29,13 +29,12 @@ from typing import Any, Literal, Sequence
 import pandas as pd
 import torch
 
-from duetfair.data.dataset import CaseDataset
+from duetfair.data.dataset import CaseDataset, build_split_datasets, keep_readable
 from duetfair.data.groups import MAMAMIA_AGE_EDGES, MAMAMIA_AGE_LABELS, AttributeSpec, GroupSpec, is_missing
-from duetfair.data.ham10000 import build_split_datasets, keep_readable
-from duetfair.data.manifest import read_table
 from duetfair.data.splits import assign_group_splits
 from duetfair.data.transforms import CaseReader, Normalize
 from duetfair.errors import DuetfairError, require
+from duetfair.io import read_table
 
 log = logging.getLogger("duetfair.data")
 

@@ -24,27 +24,12 @@ from duetfair.data.groups import GroupSpec, is_missing
 from duetfair.data.splits import SPLITS, assign_group_splits
 from duetfair.data.transforms import CaseReader, Normalize
 from duetfair.errors import DuetfairError, require
-from duetfair.io import resolve_inside
+from duetfair.io import read_table, resolve_inside
 from duetfair.options import HIDDEN_COLUMN
 
 SUFFIXES_2D = (".png", ".jpg", ".jpeg", ".npy", ".npz", ".bmp", ".tif", ".tiff")
 SUFFIXES_3D = (".nii", ".nii.gz", ".mha", ".nrrd")
 RESERVED = ("image", "label", "case_id", "split")
-
-
-def read_table(path: str | os.PathLike[str], *, sheet: str | int | None = None) -> pd.DataFrame:
-    """Read a CSV/TSV/XLSX/Parquet table; a clear error if it is missing or unreadable."""
-    p = Path(path)
-    require(p.is_file(), f"table '{p}' does not exist")
-    try:
-        suffix = p.suffix.lower()
-        if suffix in (".xlsx", ".xls"):
-            return pd.read_excel(p, sheet_name=sheet if sheet is not None else 0, engine="openpyxl")
-        if suffix == ".parquet":
-            return pd.read_parquet(p)
-        return pd.read_csv(p, sep="\t" if suffix == ".tsv" else ",")
-    except Exception as exc:  # noqa: BLE001 - any parse failure is bad input
-        raise DuetfairError(f"table '{p}' cannot be read: {' '.join(str(exc).split())[:300]}") from exc
 
 
 def spatial_dims_of(path: str) -> int:
