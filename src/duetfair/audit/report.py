@@ -64,6 +64,13 @@ def _pct(x: Any) -> str:
 # ---- markdown -------------------------------------------------------------------------------
 
 
+def _pvalue(p: Any) -> str:
+    """A p- or q-value: 3 significant digits, ``<0.001`` below that, ``-`` when undefined."""
+    if p is None or not math.isfinite(float(p)):
+        return "-"
+    return "<0.001" if float(p) < 0.001 else f"{float(p):.3f}"
+
+
 def _md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
@@ -99,8 +106,11 @@ def render_markdown(audit: Mapping[str, Any], *, title: str = "duetfair audit") 
             lines.append("")
         if m.get("subgroups"):
             lines += [f"### Divergent subgroups of {key}", ""]
-            rows = [[itemset_label(sg["itemset"]), str(sg["n"]), _pct(sg["support"]), fmt(sg["mean"]), f"{float(sg['divergence']):+.3f}", fmt(sg["t"], 1)] for sg in m["subgroups"]]
-            lines += _md_table(["subgroup", "n", "support", "mean", "divergence", "t"], rows)
+            rows = [[itemset_label(sg["itemset"]), str(sg["n"]), _pct(sg["support"]), fmt(sg["mean"]),
+                     f"{float(sg['divergence']):+.3f}", fmt(sg.get("welch_t"), 1), _pvalue(sg.get("p_value")),
+                     _pvalue(sg.get("q_value")), "yes" if sg.get("significant") else "no"] for sg in m["subgroups"]]
+            lines += _md_table(["subgroup", "n", "support", "mean", "divergence", "t (Welch)", "p", "q (BH)", "significant"],
+                               rows)
             lines.append("")
         if m.get("hidden_subtype"):
             h = m["hidden_subtype"]
@@ -297,6 +307,7 @@ def render_html(
     env = jinja2.Environment(loader=jinja2.PackageLoader("duetfair.audit", "templates"), autoescape=jinja2.select_autoescape(["html"]))
     env.filters["fmt"] = fmt
     env.filters["pct"] = _pct
+    env.filters["pvalue"] = _pvalue
     env.globals["fmt_ci"] = fmt_ci
     env.globals["itemset_label"] = itemset_label
     comp_rows = None
@@ -327,7 +338,8 @@ def render_summary(audit: Mapping[str, Any], *, top_subgroups: int = 3) -> str:
                 f"ES {fmt_ci(a['es'], a['es_ci'])}, worst-group CVaR10 {fmt(a['worst_cvar10'])}"
             )
         for sg in m.get("subgroups", [])[:top_subgroups]:
-            lines.append(f"  subgroup {itemset_label(sg['itemset'])}: n={sg['n']}, mean {fmt(sg['mean'])} ({float(sg['divergence']):+.3f}, t={fmt(sg['t'], 1)})")
+            lines.append(f"  subgroup {itemset_label(sg['itemset'])}: n={sg['n']}, mean {fmt(sg['mean'])} "
+                         f"({float(sg['divergence']):+.3f}, t={fmt(sg['t'], 1)}, q={_pvalue(sg.get('q_value'))})")
         if m.get("hidden_subtype"):
             h = m["hidden_subtype"]
             lines.append(f"  hidden hard subtype: {h['n']} cases, mean {fmt(h['mean'])} vs {fmt(h['mean_rest'])}; {_pct(h['share_in_worst_decile'])} of the worst 10% of cases")
