@@ -299,7 +299,7 @@ def _break(kind, preds, refs):
         ),
         (None, ["--id-column", "sex"], "2 case ids appear twice in column 'sex'"),
         (None, ["--metric", "volume"], "--metric volume: expected one of dice, iou, hd95, nsd"),
-        (None, ["--empty", "zero"], "empty='zero'"),
+        (None, ["--empty", "zero"], "--empty: 'zero' is not one of 'nan', 'fairseg', 'mamamia'"),
         (None, ["--pattern", "{case}_{case}"], "expected {case} exactly once"),
     ],
 )
@@ -390,5 +390,12 @@ def test_help_documents_matching():
     res = runner.invoke(app, ["score", "--help"], env={"COLUMNS": "200"})
     assert res.exit_code == 0
     text = " ".join(res.stdout.replace("│", " ").split())
-    for part in ("{case}_seg.nii.gz", "--allow-missing", "--nnunet", "--region", "--workers", "name without the extension"):
+    for part in (
+        "{case}_seg.nii.gz",
+        "--allow-missing",
+        "--nnunet",
+        "--region",
+        "--workers",
+        "name without the extension",
+    ):
         assert part in text, part

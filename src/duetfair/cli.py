@@ -1,4 +1,4 @@
-"""Command-line interface: ``duetfair train|evaluate|predict|audit|compare|benchmark|synth|demo``.
+"""Command-line interface: ``duetfair train|evaluate|predict|audit|score|compare|benchmark|init-config|synth|demo``.
 
 Every command turns :class:`~duetfair.errors.DuetfairError` (bad user input) into a one-line
 message on stderr and exit code 2, never a traceback.
@@ -7,12 +7,18 @@ message on stderr and exit code 2, never a traceback.
 from __future__ import annotations
 
 import sys
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 from rich.console import Console
 
 from duetfair.errors import DuetfairError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from duetfair.data.groups import HiddenColumn
+    from duetfair.rundir import RunDir
 
 app = typer.Typer(
     name="duetfair",
@@ -51,6 +57,10 @@ def audit_cmd(
     fmt: str = typer.Option("json", "--format", help="Output format: json, md or html."),
     out: Optional[str] = typer.Option(None, "--out", help="Write the report to this file (default: print JSON/Markdown; html needs --out)."),
     group_spec: Optional[str] = typer.Option(None, "--group-spec", help="Group spec (group_spec.json of a run) that defines the attributes' groups; default: the run's own when CASES is a run's cases.csv."),
+    hidden: Optional[str] = typer.Option(
+        None, "--hidden", help="Analysis-only column of known hard cases, shown as hidden failures: COLUMN (values "
+        "0/1, yes/no) or COLUMN=VALUE[,VALUE] (those values are hard), e.g. morphology=irregular. Default: "
+        "hidden_subtype, or the run's data.hidden_column."),
 ) -> None:
     """Audit subgroup performance from a per-case results table of any model.
 
@@ -60,8 +70,12 @@ def audit_cmd(
     The cases.csv of a run is audited with the run's group spec (its bins, its unknown groups), so
     the groups are exactly those the run was trained and selected with. --bins age=40,50,60,70 is
     left-closed ([40, 50) -> 40-49); add :right for right-closed bins (age=40,50,60,70:right).
+    --hidden names your own column of known hard cases (e.g. morphology); the audit reports how
+    those cases fare against the rest and how many of the worst 10% they are.
 
     Example: duetfair audit cases.csv --by race --by sex --bins age=20,40,60,80 --by age --metric dice --format md
+
+    Example: duetfair audit cases.csv --by race --hidden morphology=irregular --format md
     """
     from duetfair.audit import audit_table, load_case_table
     from duetfair.data.groups import GroupSpec, parse_bins
@@ -80,11 +94,12 @@ def audit_cmd(
     spec_path = group_spec or (str(run.group_spec) if run is not None else None)
     if spec_path is not None:
         err_console.print(f"groups: {spec_path}", highlight=False)
+    hidden_col = _audit_hidden(hidden, run, table, cases)
     result = audit_table(
         table, by, metrics=tuple(metric or ("dice",)), bins=edges, es_variant=es_variant, n_boot=bootstrap, seed=seed,
         min_support=min_support, max_length=max_length, discovery=not no_discovery, class_=class_,
         spec=GroupSpec.load(spec_path) if spec_path is not None else None, failure_threshold=fail,
-        cvar_method=cvar_method, redundancy_z=redundancy_z or None, fdr=fdr,
+        cvar_method=cvar_method, redundancy_z=redundancy_z or None, fdr=fdr, hidden=hidden_col,
     )
     if fmt == "html":
         from duetfair.audit.report import render_html
@@ -102,6 +117,22 @@ def audit_cmd(
     else:
         write_text(out, text)
         console.print(f"wrote {out}")
+
+
+def _audit_hidden(hidden: Optional[str], run: Optional[RunDir], table: pd.DataFrame, cases: str) -> HiddenColumn:
+    """The hidden column of ``duetfair audit``: ``--hidden`` (which must be a column of the table),
+    else the run's ``data.hidden_column`` when CASES is a run's cases.csv, else ``hidden_subtype``."""
+    from duetfair.data.groups import HiddenColumn
+
+    if hidden is not None:
+        column = HiddenColumn.parse(hidden)
+        column.check(table, f"--hidden {hidden}: {cases}")
+        return column
+    if run is not None:
+        from duetfair.engine.config import load_config
+
+        return HiddenColumn.parse(load_config(run.config).data.hidden_column)
+    return HiddenColumn.parse(None)
 
 
 # ---- score -------------------------------------------------------------------------------------
@@ -285,6 +316,41 @@ def synth(
     console.print(f"wrote {n} {kind} cases: {path}")
 
 
+# ---- init-config -------------------------------------------------------------------------------
+@app.command("init-config")
+def init_config_cmd(
+    manifest: str = typer.Argument(
+        ..., help="Your manifest (CSV, TSV, XLSX, Parquet): one row per case, image / label / case-id columns, "
+        "attribute columns."),
+    out: str = typer.Option(..., "--out", help="Config file to write (.yaml)."),
+    hidden: Optional[str] = typer.Option(
+        None, "--hidden", help="Analysis-only column of known hard cases: COLUMN (0/1, yes/no) or COLUMN=VALUE "
+        "(default: hidden_subtype when present)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out file."),
+) -> None:
+    """Write a commented experiment config for your own manifest, ready for train and benchmark.
+
+    Detects the image, label and case-id columns (also under names such as mask or patient_id),
+    lists the attribute columns, suggests bins for a continuous one (many distinct numbers, e.g.
+    age), picks 2D or 3D from the image files, and trains on the groups of the first categorical
+    attribute; every key is explained in the file's comment header. Start from it and edit.
+
+    Examples:
+      duetfair init-config data/my_data/manifest.csv --out my.yaml
+      duetfair init-config lesions.csv --out lesions.yaml --hidden morphology=irregular
+    """
+    from duetfair.engine.starter import write_starter_config
+
+    path, summary = write_starter_config(manifest, out, hidden=hidden, overwrite=overwrite)
+    bins = ", ".join(f"{a} at {edges}" for a, edges in summary.continuous.items()) or "none"
+    console.print(f"wrote {path}: {summary.n_rows} cases, {summary.spatial_dims}D, attributes "
+                  f"{', '.join(summary.attributes)} (bins: {bins}), group attribute {summary.attributes[0]}, "
+                  f"hidden column {summary.hidden or 'none'}", highlight=False, markup=False)
+    for note in summary.notes:
+        console.print(f"  left out {note}", highlight=False, markup=False)
+    console.print(f"next: duetfair train {path} --out runs/{path.stem}", highlight=False, markup=False)
+
+
 # ---- train -------------------------------------------------------------------------------------
 @app.command("train")
 def train_cmd(
@@ -368,32 +434,44 @@ def evaluate_cmd(
 @app.command("predict")
 def predict_cmd(
     run_dir: str = typer.Argument(..., help="Run folder written by 'duetfair train'."),
-    inputs: list[str] = typer.Argument(..., help="Image files: PNG/JPG/NPY/NPZ (2D) or NIfTI (3D)."),
+    inputs: Optional[list[str]] = typer.Argument(
+        None, help="Cases to segment: an image file (PNG/JPG/NPY/NPZ 2D, NIfTI 3D), or a case's files joined with "
+        "';' (stacked as channels, e.g. MRI phases)."),
     out: str = typer.Option(..., "--out", help="Output folder for the masks and predictions.csv."),
-    attr: Optional[list[str]] = typer.Option(None, "--attr", help="Patient attribute NAME=VALUE for attribute-aware models (repeatable)."),
+    manifest: Optional[str] = typer.Option(
+        None, "--manifest", help="Table of cases to segment (CSV/TSV/XLSX/Parquet): an image column (';'-joined "
+        "files), optional case_id, attribute columns; every case gets its own attributes."),
+    attr: Optional[list[str]] = typer.Option(
+        None, "--attr", help="Patient attribute NAME=VALUE of every input, for attribute-aware models (repeatable, "
+        "one value per name)."),
     checkpoint: str = typer.Option("best", "--checkpoint", help="'best' or 'last'."),
-    normalize: str = typer.Option("auto", "--normalize", help="auto, scale, zscore or none (match the training data)."),
+    normalize: str = typer.Option(
+        "auto", "--normalize", help="auto (as the training data), scale, zscore, zscore_global or none."),
 ) -> None:
     """Segment images with a trained run; masks keep the input's size (PNG) or geometry (NIfTI affine).
 
-    Without --attr, attribute-aware models (dMoE) use their attribute-free fallback, and say so.
+    A run trained on several files per case (MRI phases) needs all of them, joined with ';' in the
+    training order; a single file is repeated to fill the channels only when the run was trained on
+    repeated grayscale images. --manifest segments each case with its own attributes (its row);
+    --attr gives every input the same ones. Without attributes, attribute-aware models (dMoE) use
+    their attribute-free fallback, and say so.
 
     Examples:
       duetfair predict runs/fair_dro scan1.png scan2.png --out masks --attr race=Black
-      duetfair predict runs/tumour case.nii.gz --out masks
+      duetfair predict runs/tumour "pre.nii.gz;post1.nii.gz;post2.nii.gz" --out masks
+      duetfair predict runs/tumour --manifest cases.csv --out masks
     """
-    from duetfair.engine.predict import predict_files
+    from duetfair.engine.predict import parse_attrs, predict_files
 
-    attrs: dict[str, str] = {}
-    for item in attr or []:
-        if "=" not in item:
-            raise DuetfairError(f"--attr '{item}': expected NAME=VALUE, e.g. --attr race=Black")
-        key, value = item.split("=", 1)
-        attrs[key.strip()] = value.strip()
-    table = predict_files(run_dir, inputs, out, attrs=attrs, checkpoint=checkpoint, normalize=normalize)
-    if not attrs:
-        err_console.print("note: no --attr given; attribute-aware models used their attribute-free fallback "
-                          "(group unknown)", highlight=False)
+    attrs = parse_attrs(list(attr or []))
+    if not inputs and manifest is None:
+        raise DuetfairError("expected input images or --manifest FILE: duetfair predict RUN IMAGE... --out DIR")
+    table = predict_files(run_dir, list(inputs or []), out, attrs=attrs, manifest=manifest, checkpoint=checkpoint,
+                          normalize=normalize)
+    fallback = table["group_source"].astype(str).str.startswith("none given")
+    if fallback.any():
+        err_console.print(f"note: {int(fallback.sum())} of {len(table)} cases without attributes; attribute-aware "
+                          f"models used their attribute-free fallback (group unknown)", highlight=False)
     for _, row in table.iterrows():
         console.print(f"{row['input']} -> {row['mask']} (group: {row['group']})", highlight=False, markup=False)
 
@@ -428,27 +506,44 @@ def compare_cmd(
 # ---- benchmark ---------------------------------------------------------------------------------
 @app.command("benchmark")
 def benchmark_cmd(
+    config: Optional[str] = typer.Argument(
+        None, help="Experiment config to benchmark (your own data, e.g. made by 'duetfair init-config'); default: "
+        "the synthetic --task."),
+    config_opt: Optional[str] = typer.Option(None, "--config", help="Same as the CONFIG argument."),
     out: str = typer.Option("runs/benchmark", "--out", help="Output folder (one sub-folder per seed and method)."),
-    task: str = typer.Option("fundus2d", "--task", help="Synthetic task: fundus2d, lesion2d or tumor3d."),
+    task: Optional[str] = typer.Option(
+        None, "--task", help="Synthetic task: fundus2d (default), lesion2d or tumor3d; not with CONFIG."),
     method: Optional[list[str]] = typer.Option(None, "--method", help="Method to include (repeatable; default: the demo's six)."),
-    seeds: int = typer.Option(3, "--seeds", help="Number of seeds (0..N-1): data and training both change."),
-    size: str = typer.Option("quick", "--size", help="quick or default (see duetfair.experiments.methods.DEMO_SIZES)."),
+    seeds: int = typer.Option(
+        3, "--seeds", help="Number of seeds (0..N-1): training, and the data / split where the config's data.args has "
+        "a seed."),
+    size: Optional[str] = typer.Option(
+        None, "--size", help="--task only: quick (default) or default (see duetfair.experiments.methods.DEMO_SIZES)."),
     set_: Optional[list[str]] = typer.Option(None, "--set", help="Extra config override for every run (repeatable)."),
 ) -> None:
-    """Compare fairness methods on the synthetic benchmark over several seeds.
+    """Compare fairness methods over several seeds, on a synthetic task or on any config (your data).
 
     Per method: mean and bootstrap interval across seeds, paired difference to ERM and a verdict
-    (better / worse / no clear difference); writes methods.md and methods.json.
+    (better / worse / no clear difference); writes methods.md and methods.json. On a CONFIG each
+    method is the config with the method shortcut applied (its model variant and objective), all
+    else identical. Re-running the same command reuses finished runs and resumes interrupted ones.
 
     Examples:
       duetfair benchmark --seeds 3
       duetfair benchmark --task lesion2d --method erm --method fair_dro --seeds 5 --size default
+      duetfair benchmark my_data.yaml --method erm --method fair_dro --seeds 5 --out runs/my_bench
     """
     from duetfair.experiments.methods import DEMO_METHODS, run_benchmark
 
     if seeds < 1:
         raise DuetfairError(f"--seeds {seeds}: expected at least 1")
-    result = run_benchmark(out, task=task, methods=method or list(DEMO_METHODS), seeds=list(range(seeds)), size=size,
+    if config is not None and config_opt is not None and config != config_opt:
+        raise DuetfairError(f"config given twice ({config} and --config {config_opt}); give one")
+    source = config or config_opt
+    if source is not None and task is not None:
+        raise DuetfairError(f"--task {task}: a synthetic task or a CONFIG ({source}), not both")
+    result = run_benchmark(out, task=task or "fundus2d", config=source, methods=method or list(DEMO_METHODS),
+                           seeds=list(range(seeds)), size=size if source is not None else (size or "quick"),
                            extra=list(set_ or []), log=lambda s: console.print(s, highlight=False, markup=False))
     typer.echo(result["markdown"], nl=False)
     console.print(f"wrote {out}/methods.md and {out}/methods.json", highlight=False, markup=False)

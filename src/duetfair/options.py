@@ -78,8 +78,10 @@ class MultiAttribute(StrEnum):
 
 
 HIDDEN_COLUMN = "hidden_subtype"
-"""Analysis-only column of a known hard subtype (1) vs the rest (0): never an input of training,
-reported in audits as hidden failures."""
+"""Default name of the analysis-only column of a known hard subtype (1) vs the rest (0): never an
+input of training, reported in audits as hidden failures. Another column is named with
+``data.hidden_column`` / ``duetfair audit --hidden`` (``morphology`` or ``morphology=irregular``,
+parsed by :class:`duetfair.data.groups.HiddenColumn`)."""
 
 E = TypeVar("E", bound=StrEnum)
 

@@ -36,6 +36,11 @@ class RunRecord(BaseModel):
         route_attributes: attributes dMoE routes on (``None``: the objective's groups).
         group_names: names of the objective's group ids, in id order.
         image_shape: ``[C, *S]`` of a training image.
+        channel_source: where the ``C`` channels came from: ``native`` (one file holds them, e.g.
+            RGB), ``files`` (one file per channel, e.g. MRI phases joined with ``;``) or ``repeat``
+            (a single-channel image repeated); ``predict`` gives the model its channels the same
+            way. ``None``: a run written before this field (predict then repeats a single-channel
+            input only to 3 channels, the grayscale-to-RGB case).
     """
 
     model_config = ConfigDict(extra="ignore")
@@ -54,6 +59,7 @@ class RunRecord(BaseModel):
     in_channels: int
     spatial_dims: int
     image_shape: list[int]
+    channel_source: Optional[Literal["native", "files", "repeat"]] = None
     group_attribute: Optional[str] = None
     route_attributes: Optional[list[str]] = None
     group_names: list[str]

@@ -267,3 +267,35 @@ def test_non_integer_and_out_of_range_labels(tmp_path):
         score_folders(p, r, labels=[1, 2])
     with pytest.raises(DuetfairError, match="case 'a': the prediction has label 3, which no reference has"):
         score_folders(p, r)
+
+
+def test_foreground_box_keeps_every_metric():
+    from duetfair.metrics.folders import foreground_box
+    from duetfair.metrics.per_case import per_case_metrics
+
+    rng = np.random.default_rng(3)
+    ref = label_map(SHAPE3, rng, SPACING)
+    ref[0, 0, :3] = 1  # foreground on the image border
+    pred = perturb(ref, rng)
+    pred[-1, 5, -1] = 2
+    box = foreground_box(pred, ref)
+    assert box[0] == slice(0, SHAPE3[0]) and box[2] == slice(0, SHAPE3[2])
+    for a, b in ((pred, ref), (pred[3:], ref[3:])):
+        inner = foreground_box(a, b)
+        full = per_case_metrics(a[None], b[None], num_classes=3, spacing=SPACING)
+        cropped = per_case_metrics(a[inner][None], b[inner][None], num_classes=3, spacing=SPACING)
+        pd.testing.assert_frame_equal(full, cropped)
+    empty = np.zeros(SHAPE3, np.uint8)
+    assert foreground_box(empty, empty) == (slice(None),) * 3
+
+
+def test_unreadable_file_and_names_without_labels(folders3d, tmp_path):
+    preds, refs = folders3d
+    with pytest.raises(DuetfairError, match="with --region and without --labels only the regions are scored"):
+        score_folders(preds, refs, regions=[Region("disc", (1, 2))], label_names=parse_label_names("rim,cup", None))
+    (tmp_path / "p").mkdir()
+    (tmp_path / "r").mkdir()
+    (tmp_path / "p" / "a.mha").write_bytes(b"not an image")
+    (tmp_path / "r" / "a.mha").write_bytes(b"not an image")
+    with pytest.raises(DuetfairError, match=r"a.mha: cannot read the label map .*itk or pynrrd"):
+        score_folders(tmp_path / "p", tmp_path / "r")

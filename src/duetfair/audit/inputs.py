@@ -36,6 +36,7 @@ import numpy as np
 import pandas as pd
 
 from duetfair.errors import DuetfairError, require
+from duetfair.io import read_table
 
 HIDDEN_COLUMN = "hidden_subtype"
 """Analysis-only column passed through from the metadata, never an attribute by default."""
@@ -81,8 +82,6 @@ def read_metadata(path: str | os.PathLike[str], id_column: str | None = None) ->
     The id column is ``id_column``, else ``case_id`` when present, else the first column. Ids are
     compared as text (:func:`canonical_id`); a duplicate or empty id is an error.
     """
-    from duetfair.data.manifest import read_table
-
     df = read_table(path)
     require(len(df.columns) > 0 and len(df) > 0, f"metadata {path}: the table is empty; expected one row per case")
     df.columns = [str(c).strip() for c in df.columns]
@@ -427,13 +426,8 @@ def read_monai_csv(
 
 
 def _read_csv(path: Path) -> pd.DataFrame:
-    require(path.is_file(), f"{path}: file not found; expected a per-case metrics CSV")
-    try:
-        df = pd.read_csv(path, sep=None, engine="python")
-    except Exception as exc:  # noqa: BLE001 - any parse failure is bad input
-        raise DuetfairError(f"{path}: cannot read the CSV ({' '.join(str(exc).split())[:120]})") from None
+    df = read_table(path)
     require(len(df) > 0, f"{path}: the CSV has no rows")
-    df.columns = [str(c).strip() for c in df.columns]
     return df
 
 

@@ -71,6 +71,12 @@ def _pvalue(p: Any) -> str:
     return "<0.001" if float(p) < 0.001 else f"{float(p):.3f}"
 
 
+def _hidden_name(h: Mapping[str, Any]) -> str:
+    """The hidden column of an audit's ``hidden_subtype`` block: ``morphology`` or ``morphology = irregular``."""
+    name = str(h.get("column", "hidden_subtype"))
+    return name if not h.get("hard") else f"{name} = {', '.join(map(str, h['hard']))}"
+
+
 def _md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
@@ -115,7 +121,8 @@ def render_markdown(audit: Mapping[str, Any], *, title: str = "duetfair audit") 
         if m.get("hidden_subtype"):
             h = m["hidden_subtype"]
             lines.append(
-                f"Hidden hard subtype: {h['n']} cases, mean {key} {fmt(h['mean'])} vs {fmt(h['mean_rest'])} for the rest; "
+                f"Hidden hard subtype ({_hidden_name(h)}): {h['n']} cases, mean {key} {fmt(h['mean'])} vs "
+                f"{fmt(h['mean_rest'])} for the rest; "
                 f"they are {_pct(h['share_in_worst_decile'])} of the worst 10% of cases."
             )
             lines.append("")
@@ -251,10 +258,10 @@ def _metric_view(cases: pd.DataFrame, key: str) -> tuple[str, pd.DataFrame]:
 def build_figures(audit: Mapping[str, Any], cases: pd.DataFrame | None = None, comparison: pd.DataFrame | None = None) -> dict[str, Any]:
     """All report figures (matplotlib ``Figure`` objects) keyed ``means/<metric>/<attr>``,
     ``dist/<metric>/<attr>`` and ``comparison``."""
-    from duetfair.audit.table import HIDDEN_COLUMN
-    from duetfair.data.groups import GroupSpec
+    from duetfair.data.groups import GroupSpec, HiddenColumn
 
     figs: dict[str, Any] = {}
+    hidden_col = HiddenColumn.parse(audit.get("settings", {}).get("hidden_column"))
     spec = GroupSpec.from_dict(audit["group_spec"]) if "group_spec" in audit else None
     for key, m in audit["metrics"].items():
         for attr, summary in m["attributes"].items():
@@ -268,8 +275,8 @@ def build_figures(audit: Mapping[str, Any], cases: pd.DataFrame | None = None, c
             labels = GroupSpec.for_table(view, [attr], base=spec).labels(view, attr)
             ok = np.isfinite(values) & labels.notna().to_numpy()
             hidden = None
-            if HIDDEN_COLUMN in view.columns:
-                hidden = (pd.to_numeric(view[HIDDEN_COLUMN], errors="coerce").fillna(0).to_numpy() > 0)[ok]
+            if hidden_col.name in view.columns:
+                hidden = (hidden_col.flags(view[hidden_col.name]) > 0)[ok]
             figs[f"dist/{key}/{attr}"] = plot_group_distribution(base, attr, values[ok], labels[ok].reset_index(drop=True), hidden)
     if comparison is not None:
         columns = [c for c in COMPARISON_COLUMNS if c in comparison.columns] or [
@@ -310,6 +317,7 @@ def render_html(
     env.filters["pvalue"] = _pvalue
     env.globals["fmt_ci"] = fmt_ci
     env.globals["itemset_label"] = itemset_label
+    env.globals["hidden_name"] = _hidden_name
     comp_rows = None
     comp_cols: list[str] = []
     if comparison is not None:
@@ -342,5 +350,6 @@ def render_summary(audit: Mapping[str, Any], *, top_subgroups: int = 3) -> str:
                          f"({float(sg['divergence']):+.3f}, t={fmt(sg['t'], 1)}, q={_pvalue(sg.get('q_value'))})")
         if m.get("hidden_subtype"):
             h = m["hidden_subtype"]
-            lines.append(f"  hidden hard subtype: {h['n']} cases, mean {fmt(h['mean'])} vs {fmt(h['mean_rest'])}; {_pct(h['share_in_worst_decile'])} of the worst 10% of cases")
+            lines.append(f"  hidden hard subtype ({_hidden_name(h)}): {h['n']} cases, mean {fmt(h['mean'])} vs "
+                         f"{fmt(h['mean_rest'])}; {_pct(h['share_in_worst_decile'])} of the worst 10% of cases")
     return "\n".join(lines) + "\n"

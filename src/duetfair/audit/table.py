@@ -14,8 +14,12 @@ JSON-ready dict; its shape (schema version 1) is::
             "es", "es_ci", "es_std", "es_sum_abs", "skewness", "worst_cvar10", "failure_threshold"}},
         "subgroups": [{"itemset": {attr: value}, "support", "n", "mean", "divergence", "t",
                        "welch_t", "p_value", "q_value", "significant"}],
-        "hidden_subtype": {"n", "mean", "mean_rest", "share_in_worst_decile"}   # when known
+        "hidden_subtype": {"column", "hard", "n", "mean", "mean_rest", "share_in_worst_decile"}   # when known
      }}}
+
+``hidden_subtype`` summarises the analysis-only column of known hard cases (``hidden``: default
+``hidden_subtype``, or e.g. ``morphology`` / ``morphology=irregular``; ``column`` names it and
+``settings.hidden_column`` repeats the choice); cases with an unknown value count in neither part.
 
 ``group_spec`` is the :class:`~duetfair.data.groups.GroupSpec` that turned the table's raw values
 into groups (a run's saved spec where it defines an attribute, else inferred from the table), so
@@ -35,18 +39,15 @@ import numpy as np
 import pandas as pd
 
 from duetfair.audit.discovery import DEFAULT_REDUNDANCY_Z, find_divergent_subgroups
-from duetfair.data.groups import GroupSpec
+from duetfair.data.groups import GroupSpec, HiddenColumn
 from duetfair.errors import require
 from duetfair.io import read_table
 from duetfair.metrics.frame import GroupMetricFrame
 from duetfair.metrics.hidden import failure_thresholds, higher_is_better
+from duetfair.options import HIDDEN_COLUMN
 
 SCHEMA = "duetfair.audit/1"
 """Identifier of the audit JSON schema written by :func:`audit_table`."""
-
-HIDDEN_COLUMN = "hidden_subtype"
-"""Analysis-only column marking synthetic hidden hard cases (1) in per-case tables."""
-
 
 def load_case_table(path: str | os.PathLike[str]) -> pd.DataFrame:
     """Read a per-case table (``.csv``, ``.tsv``, ``.parquet``, ``.xlsx``) with one-line errors."""
@@ -60,18 +61,22 @@ def _finite(x: Any) -> float | None:
     return x if math.isfinite(x) else None
 
 
-def _hidden_summary(df: pd.DataFrame, metric: str) -> dict[str, Any] | None:
-    if HIDDEN_COLUMN not in df.columns:
+def _hidden_summary(df: pd.DataFrame, metric: str, column: HiddenColumn) -> dict[str, Any] | None:
+    """Hard cases of ``column`` vs the rest: ``n``, means and their share of the worst 10 % of
+    cases (``None`` without the column or without both kinds of case)."""
+    if column.name not in df.columns:
         return None
     values = pd.to_numeric(df[metric], errors="coerce").to_numpy(dtype=np.float64)
-    hidden = pd.to_numeric(df[HIDDEN_COLUMN], errors="coerce").fillna(0).to_numpy() > 0
-    ok = np.isfinite(values)
-    values, hidden = values[ok], hidden[ok]
+    flags = column.flags(df[column.name])
+    ok = np.isfinite(values) & (flags >= 0)
+    values, hidden = values[ok], flags[ok] > 0
     if not hidden.any() or hidden.all():
         return None
     k = max(1, math.ceil(0.1 * values.size))
     order = np.argsort(values if higher_is_better(metric) else -values, kind="stable")[:k]
     return {
+        "column": column.name,
+        "hard": None if column.hard is None else list(column.hard),
         "n": int(hidden.sum()),
         "mean": float(values[hidden].mean()),
         "mean_rest": float(values[~hidden].mean()),
@@ -116,6 +121,7 @@ def audit_table(
     fdr: float = 0.05,
     class_: Any | None = None,
     spec: GroupSpec | None = None,
+    hidden: str | HiddenColumn | None = HIDDEN_COLUMN,
 ) -> dict[str, Any]:
     """Audit a per-case table: overall, per-group, fairness and tail numbers, divergent subgroups.
 
@@ -144,6 +150,9 @@ def audit_table(
         class_: audit only this class of a multi-class table.
         spec: group spec of the table's attributes (e.g. the ``group_spec.json`` of the run that
             wrote it); attributes it lacks are inferred from the table.
+        hidden: analysis-only column of known hard cases (``"hidden_subtype"``, ``"morphology"``,
+            ``"morphology=irregular"``; :class:`~duetfair.data.groups.HiddenColumn`), reported as
+            ``hidden_subtype`` when the table has it.
 
     Returns:
         The audit dict (see the module docstring), JSON-ready except for NaN, which
@@ -154,6 +163,7 @@ def audit_table(
     require(len(metrics) >= 1, "expected at least one metric (--metric)")
     require(0.0 < min_support <= 1.0, f"--min-support {min_support}: expected a fraction in (0, 1]")
     groups = GroupSpec.for_table(df, by, bins=bins, base=spec)
+    hidden_col = HiddenColumn.parse(hidden)
     cutoffs = failure_thresholds(list(metrics), failure_threshold)
     out_metrics: dict[str, Any] = {}
     for key, metric, table in _class_views(df, metrics, class_):
@@ -161,7 +171,7 @@ def audit_table(
             table, metric, by, groups, es_variant=es_variant, n_boot=n_boot, seed=seed, min_support=min_support,
             max_length=max_length, level=level, cvar_alpha=cvar_alpha, cvar_method=cvar_method,
             failure_threshold=cutoffs[metric], discovery=discovery, max_subgroups=max_subgroups,
-            redundancy_threshold=redundancy_threshold, redundancy_z=redundancy_z, fdr=fdr,
+            redundancy_threshold=redundancy_threshold, redundancy_z=redundancy_z, fdr=fdr, hidden=hidden_col,
         )
     return {
         "schema": SCHEMA,
@@ -174,6 +184,7 @@ def audit_table(
             "cvar_alpha": float(cvar_alpha), "cvar_method": cvar_method, "failure_thresholds": cutoffs,
             "redundancy_z": redundancy_z, "fdr": float(fdr), "min_support": float(min_support),
             "max_length": max_length, "class": None if class_ is None else str(class_),
+            "hidden_column": str(hidden_col),
         },
         "metrics": out_metrics,
     }
@@ -197,7 +208,7 @@ def _audit_metric(df: pd.DataFrame, metric: str, by: Sequence[str], spec: GroupS
     }
     if kw["discovery"]:
         result["subgroups"] = _subgroups(df, metric, spec, kw)
-    hidden = _hidden_summary(df, metric)
+    hidden = _hidden_summary(df, metric, kw["hidden"])
     if hidden is not None:
         result["hidden_subtype"] = hidden
     return result

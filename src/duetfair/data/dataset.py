@@ -4,33 +4,34 @@ A case (docs/architecture.md) is a dict::
 
     {"image": FloatTensor [C, H, W(, D)], "label": LongTensor [1, H, W(, D)],
      "case_id": str, "attrs": {attribute: raw value}, "codes": LongTensor [A] (-1 unknown),
-     "hidden": int}   # only when the analysis-only hidden subtype is known
+     "hidden": int}   # 1 hard / 0 not, only when the analysis-only hidden column is known
 
 ``codes`` holds one code per attribute of the dataset's group spec; the group ids an objective
 or a router uses are derived from them (:meth:`GroupSpec.group_ids`), never stored twice.
 
 Every loader builds one ``CaseDataset`` per split. The metadata table ``meta`` has one row per case
-(``case_id``, raw attribute columns, ``split``, ``hidden_subtype`` when known, plus loader columns
-such as file paths).
+(``case_id``, raw attribute columns, ``split``, the hidden column when known (``hidden_subtype``
+or the one named by ``hidden``), plus loader columns such as file paths).
 """
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Literal, Sequence
 
 import numpy as np
 import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
-from duetfair.data.groups import GroupSpec, is_missing
+from duetfair.data.groups import GroupSpec, HiddenColumn, is_missing
 from duetfair.data.splits import SPLITS
 from duetfair.errors import DuetfairError, require
-from duetfair.options import HIDDEN_COLUMN
 
 ReadFn = Callable[[int], tuple[torch.Tensor, torch.Tensor]]
+ChannelSource = Literal["native", "files", "repeat"]
+CHANNEL_SOURCES: tuple[str, ...] = ("native", "files", "repeat")
 
 log = logging.getLogger("duetfair.data")
 
@@ -52,11 +53,18 @@ class CaseDataset(Dataset):
         skipped: report of cases left out by the loader (``case_id``, ``file``, ``reason``).
         split_source: where the split came from (``official``, ``random``, ``table``, ...), for
             reports; ``None`` when the loader does not say.
+        hidden: the analysis-only hidden column (name, or ``"name=value"``; see
+            :class:`~duetfair.data.groups.HiddenColumn`); default ``hidden_subtype``. Cases get
+            ``"hidden"`` (1 hard, 0 not) when ``meta`` has the column and the value is known.
+        channel_source: where the image channels come from, recorded in ``run.json`` for
+            ``predict``: ``"native"`` (one file holds them, e.g. RGB), ``"files"`` (one file per
+            channel, e.g. MRI phases) or ``"repeat"`` (a single-channel image repeated).
     """
 
     def __init__(self, meta: pd.DataFrame, group_spec: GroupSpec, read: ReadFn, *, num_classes: int,
                  in_channels: int, spatial_dims: int, transform: Callable[[dict], dict] | None = None,
-                 cache: bool = False, skipped: pd.DataFrame | None = None, split_source: str | None = None) -> None:
+                 cache: bool = False, skipped: pd.DataFrame | None = None, split_source: str | None = None,
+                 hidden: str | HiddenColumn | None = None, channel_source: ChannelSource = "native") -> None:
         require("case_id" in meta.columns, "metadata needs a 'case_id' column")
         require(spatial_dims in (2, 3), f"spatial_dims must be 2 or 3, got {spatial_dims}")
         self.meta = meta.reset_index(drop=True)
@@ -72,8 +80,12 @@ class CaseDataset(Dataset):
         self._cache: dict[int, tuple[torch.Tensor, torch.Tensor]] | None = {} if cache else None
         self.codes = torch.as_tensor(group_spec.encode_frame(self.meta), dtype=torch.long)
         self._attrs = [self._row_attrs(i) for i in range(len(self.meta))]
-        self._hidden = (self.meta[HIDDEN_COLUMN].tolist() if HIDDEN_COLUMN in self.meta.columns
-                        else [None] * len(self.meta))
+        require(channel_source in CHANNEL_SOURCES,
+                f"channel_source must be one of {CHANNEL_SOURCES}, got '{channel_source}'")
+        self.channel_source: ChannelSource = channel_source
+        self.hidden = HiddenColumn.parse(hidden)
+        self._hidden = (self.hidden.flags(self.meta[self.hidden.name]).tolist()
+                        if self.hidden.name in self.meta.columns else [-1] * len(self.meta))
 
     def _row_attrs(self, i: int) -> dict[str, Any]:
         row = self.meta.iloc[i]
@@ -97,9 +109,8 @@ class CaseDataset(Dataset):
         case["case_id"] = self.meta.at[i, "case_id"]
         case["attrs"] = dict(self._attrs[i])
         case["codes"] = self.codes[i].clone()
-        h = self._hidden[i]
-        if h is not None and not is_missing(h):
-            case["hidden"] = int(h)
+        if self._hidden[i] >= 0:
+            case["hidden"] = int(self._hidden[i])
         return case
 
     def read(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -131,7 +142,8 @@ class CaseDataset(Dataset):
         idx = [int(i) for i in indices]
         sub = CaseDataset(self.meta.iloc[idx].copy(), self.group_spec, lambda k: self.read(idx[k]),
                           num_classes=self.num_classes, in_channels=self.in_channels,
-                          spatial_dims=self.spatial_dims, transform=self.transform, split_source=self.split_source)
+                          spatial_dims=self.spatial_dims, transform=self.transform, split_source=self.split_source,
+                          hidden=self.hidden, channel_source=self.channel_source)
         return sub
 
     def check(self, *, on_error: str = "raise") -> pd.DataFrame:
@@ -232,7 +244,8 @@ ReadRow = Callable[[dict[str, Any]], tuple[torch.Tensor, torch.Tensor]]
 
 def build_split_datasets(meta: pd.DataFrame, spec: GroupSpec, read: ReadRow, *, source: str, in_channels: int,
                          spatial_dims: int, skipped: pd.DataFrame, what: str, on_error: str,
-                         max_skip_fraction: float, cache: bool, num_classes: int = 2) -> dict[str, CaseDataset]:
+                         max_skip_fraction: float, cache: bool, num_classes: int = 2,
+                         channel_source: ChannelSource = "native") -> dict[str, CaseDataset]:
     """One :class:`CaseDataset` per split of ``meta`` (``split`` column) with ``split_source`` set;
     unreadable cases are dropped (``on_error="skip"``) and the total skip share checked."""
     n_total = len(meta) + len(skipped)
@@ -245,7 +258,7 @@ def build_split_datasets(meta: pd.DataFrame, spec: GroupSpec, read: ReadRow, *, 
             rows = part.to_dict("records")
             ds = CaseDataset(part, spec, lambda i, rows=rows: read(rows[i]), num_classes=num_classes,
                              in_channels=in_channels, spatial_dims=spatial_dims, cache=cache,
-                             skipped=before if not before.empty else None)
+                             skipped=before if not before.empty else None, channel_source=channel_source)
             ds = drop_bad_cases(ds, on_error=on_error)
             reports.append(ds.skipped)
             if len(ds):

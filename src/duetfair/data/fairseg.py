@@ -308,7 +308,8 @@ def fairseg_datasets(root: str | os.PathLike[str], *, attributes: Sequence[str] 
         if len(part):
             files, ids = part["file"].tolist(), part["case_id"].tolist()
             ds = CaseDataset(part, spec, lambda i, f=files, c=ids: _read_case(reader, Path(f[i]), c[i]),
-                             num_classes=3, in_channels=channels or 1, spatial_dims=2, cache=cache)
+                             num_classes=3, in_channels=channels or 1, spatial_dims=2, cache=cache,
+                             channel_source="repeat" if (channels or 1) > 1 else "native")
             out[split] = drop_bad_cases(ds, on_error=on_error)
     return out
 

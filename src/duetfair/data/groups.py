@@ -594,3 +594,77 @@ def group_labels(df: pd.DataFrame, by: str, *, bins: Sequence[float] | Mapping[s
     require(bins is None or len(parts) == 1,
             f"attribute '{by}': bin the columns of an intersection one by one, not the intersection")
     return GroupSpec.for_table(df, [by], bins={by: bins} if bins is not None else None, base=spec).labels(df, by)
+
+
+# ---- the analysis-only hidden column ----------------------------------------------------------
+
+HARD_TOKENS = frozenset({"1", "true", "yes", "y", "hard"})
+"""Raw strings (stripped, case-insensitive) of a hidden column read as a hard case."""
+REST_TOKENS = frozenset({"0", "false", "no", "n", "rest", "easy"})
+"""Raw strings read as not hard."""
+
+
+@dataclass(frozen=True)
+class HiddenColumn:
+    """The analysis-only column of known hard cases (never an input of training): its name and
+    which raw values mark a hard case. Audits report these cases as hidden failures.
+
+    Written ``"morphology"`` (values 0/1, numbers > 0 hard, booleans, yes/no, true/false, hard)
+    or ``"morphology=irregular"`` / ``"morphology=irregular,spiculated"`` (those values are hard,
+    every other known value is not). Missing values (:func:`is_missing`) are unknown.
+    """
+
+    name: str = "hidden_subtype"
+    hard: tuple[str, ...] | None = None
+
+    @classmethod
+    def parse(cls, text: "str | HiddenColumn | None") -> "HiddenColumn":
+        """``"column"`` or ``"column=value[,value]"``; ``None`` gives the default column
+        (:data:`duetfair.options.HIDDEN_COLUMN`)."""
+        from duetfair.options import HIDDEN_COLUMN
+
+        if isinstance(text, HiddenColumn):
+            return text
+        if text is None:
+            return cls(HIDDEN_COLUMN)
+        name, sep, values = str(text).partition("=")
+        hard = tuple(canonical(v) for v in values.split(",") if v.strip()) if sep else None
+        require(bool(name.strip()), f"hidden column '{text}': expected COLUMN or COLUMN=VALUE, e.g. morphology "
+                                    f"or morphology=irregular")
+        require(not sep or bool(hard), f"hidden column '{text}': expected at least one hard value after '='")
+        return cls(name.strip(), hard)
+
+    def __str__(self) -> str:
+        return self.name if self.hard is None else f"{self.name}={','.join(self.hard)}"
+
+    def flags(self, values: pd.Series | Sequence[Any]) -> np.ndarray:
+        """``int64 [N]``: 1 hard, 0 not hard, -1 unknown (missing value); a value that is neither
+        0/1-like nor a named hard value raises a one-line error naming the column and value."""
+        return np.fromiter((self._flag(v) for v in values), dtype=np.int64, count=len(values))
+
+    def _flag(self, value: Any) -> int:
+        if isinstance(value, (bool, np.bool_)):
+            return int(bool(value)) if self.hard is None else int(str(bool(value)) in self.hard)
+        if is_missing(value):
+            return -1
+        key = canonical(value)
+        if self.hard is not None:
+            return int(key in self.hard)
+        if key.lower() in HARD_TOKENS or key.lower() in REST_TOKENS:
+            return int(key.lower() in HARD_TOKENS)
+        try:
+            return int(float(key) > 0)
+        except ValueError:
+            raise DuetfairError(f"hidden column '{self.name}': value '{value}' is not 0/1, true/false or yes/no; "
+                                f"name the hard value(s), e.g. {self.name}={key}") from None
+
+    def check(self, df: pd.DataFrame, where: str) -> None:
+        """Refuse a table without the column or, for named hard values, without any of them
+        (a typo would otherwise report no hard case at all)."""
+        require(self.name in df.columns, f"{where}: hidden column '{self.name}' is missing; columns are "
+                                         f"{list(map(str, df.columns))}")
+        self.flags(df[self.name])
+        if self.hard is not None:
+            seen = {canonical(v) for v in df[self.name] if not is_missing(v)}
+            require(bool(seen & set(self.hard)), f"{where}: hidden column '{self.name}' never holds "
+                                                 f"{list(self.hard)}; its values are {sorted(seen)[:10]}")

@@ -128,7 +128,8 @@ def mamamia_datasets(root: str | os.PathLike[str], *, attributes: Sequence[str] 
     read = lambda row: _read_case(reader, row, crop_to_breast, on_crop_loss, warned)  # noqa: E731
     return build_split_datasets(meta, spec, read, source=source, in_channels=len(phases), spatial_dims=3,
                                 skipped=skipped, what="MAMA-MIA", on_error=on_error,
-                                max_skip_fraction=max_skip_fraction, cache=cache)
+                                max_skip_fraction=max_skip_fraction, cache=cache,
+                                channel_source="files" if len(phases) > 1 else "native")
 
 
 # ---- clinical table --------------------------------------------------------------------------

@@ -1,10 +1,12 @@
 """Generic CSV manifest: the path for a user's own 2D or 3D data.
 
 Columns: ``image`` (one path, or several joined with ``;`` stacked as channels, e.g. MRI phases),
-``label``, ``case_id``, attribute columns, optional ``split`` (train/val/test), optional
-``hidden_subtype`` (analysis only) and any other columns (kept in ``meta``). Paths are relative to
+``label``, ``case_id`` (other names via ``columns``, e.g. ``{"label": "mask"}``), attribute columns,
+optional ``split`` (train/val/test), an optional analysis-only hidden column (``hidden_subtype``, or
+the one named by ``hidden_column``) and any other columns (kept in ``meta``). Paths are relative to
 the manifest's folder and refused if absolute or escaping it. Files: PNG/JPG/NPY/NPZ (2D) and NIfTI
-(3D), read through MONAI ``LoadImaged``.
+(3D), read through MONAI ``LoadImaged``. :func:`detect_columns` finds the three roles in a table
+whose columns are named otherwise (``duetfair init-config``).
 
 An optional ``<manifest>.json`` beside the CSV (written by ``duetfair synth``) may give
 ``num_classes``, ``spatial_dims`` and ``group_spec``; explicit arguments win.
@@ -19,17 +21,23 @@ from typing import Any, Mapping, Sequence
 
 import pandas as pd
 
-from duetfair.data.dataset import CaseDataset, drop_bad_cases
-from duetfair.data.groups import GroupSpec, is_missing
+from duetfair.data.dataset import CaseDataset, ChannelSource, drop_bad_cases
+from duetfair.data.groups import GroupSpec, HiddenColumn, is_missing
 from duetfair.data.splits import SPLITS, assign_group_splits
 from duetfair.data.transforms import CaseReader, Normalize
 from duetfair.errors import DuetfairError, require
 from duetfair.io import read_table, resolve_inside
-from duetfair.options import HIDDEN_COLUMN
 
 SUFFIXES_2D = (".png", ".jpg", ".jpeg", ".npy", ".npz", ".bmp", ".tif", ".tiff")
 SUFFIXES_3D = (".nii", ".nii.gz", ".mha", ".nrrd")
 RESERVED = ("image", "label", "case_id", "split")
+#: names (case-insensitive) of each role's column, in order of preference (:func:`detect_columns`)
+ROLE_ALIASES: dict[str, tuple[str, ...]] = {
+    "image": ("image", "image_path", "image_file", "images", "img", "img_path", "scan", "path", "file", "filename"),
+    "label": ("label", "label_path", "label_file", "labels", "mask", "mask_path", "seg", "segmentation", "gt",
+              "ground_truth"),
+    "case_id": ("case_id", "case", "id", "case_name", "image_id", "subject_id", "subject", "patient_id", "name"),
+}
 
 
 def spatial_dims_of(path: str) -> int:
@@ -50,13 +58,14 @@ def manifest_datasets(path: str | os.PathLike[str], *, attributes: Sequence[str]
                       pixdim: Sequence[float] | None = None, normalize: Normalize = "auto",
                       channels: int | None = None, fractions: Sequence[float] = (0.8, 0.1, 0.1),
                       group_by: str | None = None, seed: int = 0, on_error: str = "raise",
-                      cache: bool = False) -> dict[str, CaseDataset]:
+                      cache: bool = False, hidden_column: str | HiddenColumn | None = None,
+                      columns: Mapping[str, str] | None = None) -> dict[str, CaseDataset]:
     """Datasets of a CSV manifest, keyed by split.
 
     Args:
         path: the manifest CSV (or XLSX / Parquet).
         attributes: attribute columns (default: the sidecar's group spec, else every column that
-            is not ``image``/``label``/``case_id``/``split``/``hidden_subtype`` or ``group_by``).
+            is not ``image``/``label``/``case_id``/``split``/the hidden column or ``group_by``).
         group_spec: explicit spec (object or ``to_dict()`` mapping); default: sidecar or inferred.
         bins: continuous attributes for an inferred spec, e.g. ``{"age": [60]}``.
         num_classes: classes incl. background (default: sidecar, else max label value + 1 from
@@ -72,17 +81,25 @@ def manifest_datasets(path: str | os.PathLike[str], *, attributes: Sequence[str]
         on_error: ``"raise"`` (default) or ``"skip"``: read every case now, leave out bad ones and
             report them in each dataset's ``.skipped`` table.
         cache: keep read cases in memory (default ``False``).
+        hidden_column: analysis-only column of known hard cases, ``"morphology"`` (0/1, yes/no)
+            or ``"morphology=irregular"`` (that value is hard); default ``hidden_subtype`` when
+            present. Never an attribute or an input; audits report those cases as hidden failures.
+        columns: manifest column of a role not named ``image`` / ``label`` / ``case_id``, e.g.
+            ``{"image": "t1_path", "label": "mask", "case_id": "patient"}``.
     """
     path = Path(path)
-    df = read_table(path)
+    df = rename_roles(read_table(path), columns, path)
     sidecar = _sidecar(path)
+    hidden = HiddenColumn.parse(hidden_column)
+    if hidden_column is not None:
+        hidden.check(df, f"manifest '{path}'")
     for col in ("image", "label", "case_id"):
         require(col in df.columns, f"manifest '{path}': column '{col}' is missing; columns are {list(df.columns)}")
     df = df.copy()
     df["case_id"] = df["case_id"].astype(str)
     dup = df["case_id"][df["case_id"].duplicated()].tolist()
     require(not dup, f"manifest '{path}': duplicate case_id values {dup[:5]}")
-    spec = _spec(df, path, sidecar, attributes, group_spec, bins, group_by)
+    spec = _spec(df, path, sidecar, attributes, group_spec, bins, group_by, hidden.name)
     _report_unknown(spec, df, path)
     root = path.parent
     skipped_rows: list[dict[str, str]] = []
@@ -100,7 +117,7 @@ def manifest_datasets(path: str | os.PathLike[str], *, attributes: Sequence[str]
         num_classes = sidecar.get("num_classes") or _infer_num_classes(df, dims, label_map)
     reader = CaseReader(num_classes=int(num_classes), spatial_dims=dims, label_map=label_map, normalize=normalize,
                         image_size=image_size, pixdim=pixdim, channels=channels)
-    in_channels = _probe_channels(df, reader, on_error)
+    in_channels, channel_source = _probe_channels(df, reader, on_error)
     skipped = pd.DataFrame(skipped_rows, columns=["case_id", "file", "reason"])
     out: dict[str, CaseDataset] = {}
     for split in SPLITS:
@@ -109,21 +126,65 @@ def manifest_datasets(path: str | os.PathLike[str], *, attributes: Sequence[str]
             continue
         read = _row_reader(part, reader)
         ds = CaseDataset(part, spec, read, num_classes=int(num_classes), in_channels=in_channels,
-                         spatial_dims=dims, cache=cache, skipped=skipped.copy())
+                         spatial_dims=dims, cache=cache, skipped=skipped.copy(), hidden=hidden,
+                         channel_source=channel_source)
         out[split] = drop_bad_cases(ds, on_error=on_error)
     return out
 
 
-def _probe_channels(df: pd.DataFrame, reader: CaseReader, on_error: str) -> int:
-    """Channels of the first readable case (the first case must read unless skipping)."""
+def _probe_channels(df: pd.DataFrame, reader: CaseReader, on_error: str) -> tuple[int, ChannelSource]:
+    """Channels of the first readable case and where they come from: ``files`` (several files per
+    case), ``repeat`` (one single-channel file repeated to ``channels``) or ``native``."""
     for i in range(len(df)):
         try:
-            image, _ = reader(df.at[i, "image_path"], df.at[i, "label_path"], df.at[i, "case_id"])
-            return int(image.shape[0])
+            image_path, case_id = df.at[i, "image_path"], df.at[i, "case_id"]
+            image, _ = reader(image_path, df.at[i, "label_path"], case_id)
+            if isinstance(image_path, list):
+                return int(image.shape[0]), "files"
+            raw = int(reader.load(image_path, case_id, "image").shape[0])
+            return int(image.shape[0]), "repeat" if raw < int(image.shape[0]) else "native"
         except DuetfairError:
             if on_error == "raise":
                 raise
     raise DuetfairError("manifest: no case could be read")
+
+
+def rename_roles(df: pd.DataFrame, columns: Mapping[str, str] | None, path: Path) -> pd.DataFrame:
+    """``df`` with the columns named in ``columns`` (role -> column) renamed to their role."""
+    if not columns:
+        return df
+    for role, col in columns.items():
+        require(role in ROLE_ALIASES, f"manifest '{path}': columns: '{role}' is not one of {list(ROLE_ALIASES)}")
+        require(col in df.columns, f"manifest '{path}': column '{col}' (the {role} column) is missing; columns "
+                                   f"are {list(df.columns)}")
+        require(col == role or role not in df.columns,
+                f"manifest '{path}': columns: {role}={col}, but the manifest also has a column '{role}'")
+    return df.rename(columns={col: role for role, col in columns.items()})
+
+
+def detect_columns(df: pd.DataFrame, path: str | os.PathLike[str]) -> dict[str, str]:
+    """Column of each role (``image``, ``label``, ``case_id``): a known name (:data:`ROLE_ALIASES`,
+    case-insensitive), else for ``image`` / ``label`` the first columns holding image file names."""
+    lower = {str(c).lower(): str(c) for c in df.columns}
+    found: dict[str, str] = {}
+    for role, names in ROLE_ALIASES.items():
+        hit = next((lower[n] for n in names if n in lower and lower[n] not in found.values()), None)
+        if hit is not None:
+            found[role] = hit
+    files = [str(c) for c in df.columns if str(c) not in found.values() and _holds_files(df[c])]
+    for role in ("image", "label"):
+        if role not in found and files:
+            found[role] = files.pop(0)
+    for role in ROLE_ALIASES:
+        require(role in found, f"manifest '{path}': no {role} column found; expected a column named like "
+                               f"{', '.join(ROLE_ALIASES[role][:5])} (columns are {list(map(str, df.columns))})")
+    return found
+
+
+def _holds_files(col: pd.Series) -> bool:
+    """True when every known value of ``col`` is a file name with an image suffix."""
+    values = [str(v).split(";")[0].strip().lower() for v in col if not is_missing(v)]
+    return bool(values) and all(v.endswith(SUFFIXES_2D + SUFFIXES_3D) for v in values)
 
 
 def _row_reader(part: pd.DataFrame, reader: CaseReader):  # noqa: ANN202 - closure
@@ -145,20 +206,22 @@ def _sidecar(path: Path) -> dict[str, Any]:
 
 def _spec(df: pd.DataFrame, path: Path, sidecar: Mapping[str, Any], attributes: Sequence[str] | None,
           group_spec: GroupSpec | Mapping[str, Any] | None, bins: Mapping[str, Any] | None,
-          group_by: str | None) -> GroupSpec:
+          group_by: str | None, hidden: str) -> GroupSpec:
     if group_spec is not None:
         spec = group_spec if isinstance(group_spec, GroupSpec) else GroupSpec.from_dict(group_spec)
     elif "group_spec" in sidecar and not bins:
         spec = GroupSpec.from_dict(sidecar["group_spec"])
     else:
         if attributes is None:
-            skip = set(RESERVED) | {HIDDEN_COLUMN, group_by}
+            skip = set(RESERVED) | {hidden, group_by}
             attributes = [c for c in df.columns if c not in skip]
         spec = GroupSpec.infer(df, list(attributes), bins=bins)
     if attributes is not None:
         spec = spec.select(list(attributes))
     for a in spec.attributes:
         require(a in df.columns, f"manifest '{path}': attribute column '{a}' is missing; columns are {list(df.columns)}")
+    require(hidden not in spec.attributes, f"manifest '{path}': column '{hidden}' is the analysis-only hidden column "
+                                           f"and cannot also be an attribute")
     return spec
 
 

@@ -522,6 +522,7 @@ def synthetic_datasets(task: str = "fundus2d", *, n_train: int = 512, n_val: int
         images, labels = data.images, data.labels
         out[split] = CaseDataset(meta, spec, lambda i, im=images, lb=labels: (im[i], lb[i]),
                                  num_classes=NUM_CLASSES[task], in_channels=int(images.shape[1]),
+                                 channel_source="files" if SPATIAL_DIMS[task] == 3 else "native",
                                  spatial_dims=SPATIAL_DIMS[task])
     require(len(out) > 0, "synthetic dataset: all of n_train, n_val, n_test are 0")
     return out

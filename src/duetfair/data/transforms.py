@@ -189,18 +189,23 @@ class CaseReader:
         return lab
 
     def _normalize(self, img: torch.Tensor, raw_dtype: torch.dtype) -> torch.Tensor:
-        mode = self.normalize
-        if mode == "auto":
-            mode = "scale" if (self.spatial_dims == 2 and not raw_dtype.is_floating_point) else "zscore"
-        if mode == "scale":
-            if not raw_dtype.is_floating_point and raw_dtype != torch.bool:
-                return img / float(torch.iinfo(raw_dtype).max)
-            return img
-        if mode == "zscore":
-            return zscore(img, channel_wise=True)
-        if mode == "zscore_global":
-            return zscore(img, channel_wise=False)
+        return normalize_image(img, raw_dtype, self.normalize, self.spatial_dims)
+
+
+def normalize_image(img: torch.Tensor, raw_dtype: torch.dtype, mode: Normalize, spatial_dims: int) -> torch.Tensor:
+    """Intensity normalisation of ``img [C, *S]`` (float) read from a file of dtype ``raw_dtype``
+    (see :class:`CaseReader`; ``predict`` uses the same so inference matches training)."""
+    if mode == "auto":
+        mode = "scale" if (spatial_dims == 2 and not raw_dtype.is_floating_point) else "zscore"
+    if mode == "scale":
+        if not raw_dtype.is_floating_point and raw_dtype != torch.bool:
+            return img / float(torch.iinfo(raw_dtype).max)
         return img
+    if mode == "zscore":
+        return zscore(img, channel_wise=True)
+    if mode == "zscore_global":
+        return zscore(img, channel_wise=False)
+    return img
 
 
 def zscore(img: torch.Tensor, *, channel_wise: bool) -> torch.Tensor:

@@ -79,10 +79,18 @@ def grouping(spec: GroupSpec, cfg: Any) -> Grouping:
     return Grouping(spec, cfg.data.group_attribute, tuple(route) if route else None)
 
 
-def build_datasets(kind: str, args: dict[str, Any]) -> dict[str, Any]:
-    """``duetfair.data.build_datasets(kind, **args)`` with a clear error for unknown options."""
+def build_datasets(kind: str, args: dict[str, Any], hidden_column: Optional[str] = None) -> dict[str, Any]:
+    """``duetfair.data.build_datasets(kind, **args)`` with a clear error for unknown options;
+    ``hidden_column`` (``data.hidden_column``) goes to the manifest loader, the one that reads it."""
     from duetfair.data import build_datasets as _build
 
+    if hidden_column is not None:
+        require(kind == "manifest", f"config data.hidden_column: only data.kind 'manifest' reads a hidden column "
+                                    f"by name; kind '{kind}' has its own")
+        given = args.get("hidden_column")
+        require(given is None or str(given) == hidden_column,
+                f"config data.hidden_column '{hidden_column}' and data.args.hidden_column '{given}' differ; keep one")
+        args = {**args, "hidden_column": hidden_column}
     try:
         return _build(kind, **args)
     except TypeError as exc:  # unexpected keyword from the config

@@ -36,7 +36,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from duetfair.errors import DuetfairError
-from duetfair.options import DatasetKind, EmptyPolicy, EsVariant, Method, SelectRule
+from duetfair.options import DatasetKind, EmptyPolicy, EsVariant, Method, SelectRule, parse
 
 #: method shortcut -> (model MoE kind, objective name, default selection rule)
 METHODS: dict[Method, tuple[str, str, SelectRule]] = {
@@ -72,6 +72,18 @@ class DataConfig(_Section):
     """Decode every case once and keep it in memory (small and synthetic data)."""
     num_workers: int = Field(0, ge=0)
     """DataLoader workers when cases are not cached."""
+    hidden_column: Optional[str] = None
+    """Analysis-only column of known hard cases, reported in audits as hidden failures and never
+    an input of training: ``morphology`` (values 0/1, yes/no) or ``morphology=irregular`` (that
+    value is hard). ``None``: ``hidden_subtype`` when the data has it. Read by the manifest loader
+    (``data.kind: manifest``)."""
+
+    @field_validator("hidden_column")
+    @classmethod
+    def _hidden(cls, value: Optional[str]) -> Optional[str]:
+        from duetfair.data.groups import HiddenColumn
+
+        return None if value is None else str(HiddenColumn.parse(value))
 
 
 class AugmentConfig(_Section):
@@ -149,6 +161,10 @@ class TrainConfig(_Section):
         # ``amp: off`` in YAML 1.1 is the boolean False
         return {False: "off", True: "auto"}.get(value, value) if isinstance(value, bool) else value
     progress: bool = True
+    """Progress bars on a terminal (never in a log file)."""
+    log_every_epoch: bool = True
+    """One plain line per epoch (loss, validation overall / worst-group Dice, time) on rank 0,
+    on a terminal above the bars and in log files, CI and cluster jobs alike."""
     tensorboard: bool = True
 
 
@@ -197,11 +213,13 @@ class ExperimentConfig(_Section):
         return self.model_dump(mode="json")
 
     def config_hash(self) -> str:
-        """Hash of everything that changes the training trajectory (output paths excluded)."""
+        """Hash of everything that changes the training trajectory (output paths, display and
+        analysis-only settings excluded, so adding such a setting keeps old runs resumable)."""
         d = self.to_dict()
         for k in ("output_dir", "name"):
             d.pop(k, None)
-        d["train"] = {k: v for k, v in d["train"].items() if k not in ("progress", "tensorboard")}
+        d["train"] = {k: v for k, v in d["train"].items() if k not in ("progress", "tensorboard", "log_every_epoch")}
+        d["data"].pop("hidden_column", None)
         d.pop("eval", None)
         blob = json.dumps(d, sort_keys=True, default=str).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
@@ -359,6 +377,31 @@ def _apply_method(raw: dict[str, Any]) -> dict[str, Any]:
     obj = out.setdefault("objective", {})
     if isinstance(obj, dict) and "name" not in obj:
         obj["name"] = objective
+    return out
+
+
+def with_method(raw: dict[str, Any], method: str) -> dict[str, Any]:
+    """``raw`` (any experiment config, e.g. a user's manifest config) switched to ``method``, as
+    ``duetfair benchmark CONFIG --method ...`` does: ``method`` set, the model reduced to its
+    backbone so that the shortcut picks the method's variant (:data:`METHODS`), the objective set to
+    the method's, its ``args`` dropped when the objective changes (they were the other objective's
+    options) and ``model.args.moe_kwargs`` dropped for a method without MoE. Everything else (data,
+    sizes, optimiser, ``train.select``) is kept, so every method trains on the same footing."""
+    from duetfair.models.registry import MOE_VARIANTS, moe_kind
+
+    target = parse(Method, method, "--method")
+    kind, objective, _ = METHODS[target]
+    own = validate(raw)
+    out = copy.deepcopy(raw)
+    out["method"] = target.value
+    model = out["model"] = dict(out.get("model") or {})
+    model["name"] = own.model.name.removesuffix(MOE_VARIANTS[moe_kind(own.model.name)])
+    if kind == "none" and isinstance(model.get("args"), dict):
+        model["args"] = {k: v for k, v in model["args"].items() if k != "moe_kwargs"}
+    obj = out["objective"] = dict(out.get("objective") or {})
+    if own.objective.name != objective:
+        obj.pop("args", None)
+    obj["name"] = objective
     return out
 
 

@@ -22,7 +22,6 @@ from torch import nn
 from duetfair.engine.batching import BatchSource
 from duetfair.engine.distributed import DistInfo, eval_shard, gather_objects
 from duetfair.errors import require
-from duetfair.options import HIDDEN_COLUMN
 from duetfair.rundir import RunDir, RunRecord
 
 RouteFn = Callable[[torch.Tensor], Optional[torch.Tensor]]
@@ -175,7 +174,7 @@ def evaluate_run(
     model, cfg, record, spec = load_model(run.root, checkpoint, dev)
     data_cfg = load_config(data_config).data if data_config is not None else cfg.data
     split = split or cfg.eval.split
-    datasets = adapters.build_datasets(data_cfg.kind, data_cfg.args)
+    datasets = adapters.build_datasets(data_cfg.kind, data_cfg.args, data_cfg.hidden_column)
     require(split in datasets, f"--split '{split}': the data has splits {sorted(datasets)}")
     ds = datasets[split]
     require(int(ds.num_classes) == record.num_classes,
@@ -185,16 +184,16 @@ def evaluate_run(
                           batch_size=cfg.train.eval_batch_size or cfg.train.batch_size,
                           route_fn=adapters.grouping(spec, cfg).route_codes, metrics=cfg.eval.metrics,
                           empty=cfg.eval.empty)
-    cases = attach_metadata(table, ds.meta, spec)
+    cases = attach_metadata(table, ds.meta, spec, hidden_column=ds.hidden.name)
     with atomic_path(run.cases) as tmp:
         cases.to_csv(tmp, index=False)
     attributes = cfg.data.audit_attributes or list(spec.attributes)
     frame = case_level(cases)
     boot = cfg.eval.n_boot if n_boot is None else int(n_boot)
     audit = audit_table(frame, by=attributes, metrics=("dice", "iou"), es_variant=cfg.eval.es_variant,
-                        n_boot=boot, seed=cfg.seed, spec=spec)
+                        n_boot=boot, seed=cfg.seed, spec=spec, hidden=ds.hidden)
     write_json(run.audit, audit)
-    summary = _summary(run.root, record, cfg, split, checkpoint, table, frame, audit)
+    summary = _summary(run.root, record, cfg, split, checkpoint, table, frame, audit, ds.hidden)
     write_json(run.summary, summary)
     if report:
         from duetfair.audit.report import render_html
@@ -208,7 +207,9 @@ def evaluate_run(
 
 
 def _summary(root: Path, run: RunRecord, cfg: Any, split: str, checkpoint: str, table: pd.DataFrame,
-             frame: pd.DataFrame, audit: dict[str, Any]) -> dict[str, Any]:
+             frame: pd.DataFrame, audit: dict[str, Any], hidden: Any) -> dict[str, Any]:
+    """Headline numbers of ``summary.json``; ``hidden_subtype`` = Dice of the hard (``"1"``) and other
+    (``"0"``) cases of the hidden column ``hidden`` (a ``HiddenColumn``), named in ``hidden_column``."""
     metric_cols = [c for c in ("dice", "iou", "hd95", "normhd", "nsd") if c in table.columns]
     per_class = {str(int(k)): {m: _finite_mean(part[m]) for m in metric_cols} for k, part in table.groupby("class")}
     out: dict[str, Any] = {
@@ -219,10 +220,12 @@ def _summary(root: Path, run: RunRecord, cfg: Any, split: str, checkpoint: str, 
         "dice": _finite_mean(frame["dice"]), "iou": _finite_mean(frame["iou"]) if "iou" in frame else None,
         "audit": audit,
     }
-    if HIDDEN_COLUMN in frame.columns:
+    if hidden.name in frame.columns:
+        flags = pd.Series(hidden.flags(frame[hidden.name]), index=frame.index)
+        out["hidden_column"] = str(hidden)
         out["hidden_subtype"] = {
             str(int(h)): {"n": int(len(part)), "dice": _finite_mean(part["dice"])}
-            for h, part in frame.dropna(subset=[HIDDEN_COLUMN]).groupby(HIDDEN_COLUMN)
+            for h, part in frame[flags >= 0].groupby(flags[flags >= 0])
         }
     return out
 

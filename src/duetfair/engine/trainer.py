@@ -13,6 +13,11 @@ run's ``cases.csv`` labels them. The trainer knows no objective by name: objecti
 they need through :class:`~duetfair.objectives.base.ObjectiveContext` and
 :meth:`~duetfair.objectives.base.Objective.on_validation_end`.
 
+Output: on a terminal a progress bar (``train.progress``); on rank 0, one plain line per finished
+epoch (``train.log_every_epoch``, default on): loss, validation overall / worst-group Dice, seconds,
+and whether the epoch was selected. In a log file, CI or a cluster job (not a terminal) there are no
+bars, only these lines, so progress is visible while the run goes on.
+
 Reproducibility: every epoch's order is a permutation drawn from ``seed`` and the epoch number, the
 augmentation generator and all RNG states are checkpointed, and a checkpoint taken mid-epoch (Ctrl-C)
 records the step, so ``--resume`` continues on exactly the batches an uninterrupted run would see.
@@ -155,6 +160,7 @@ class Trainer:
         self.run_dir = self.run.root
         self.resume = resume
         self.hooks = list(hooks or [])
+        self._console: Any = None  # the progress display's console, set by fit()
         self._stop = False
         self.info, self.device = init_from_env(cfg.train.device)
         seed_everything(cfg.seed + self.info.rank, cfg.train.deterministic)
@@ -185,7 +191,8 @@ class Trainer:
 
     def _build_data(self, datasets: Optional[dict[str, Any]]) -> None:
         cfg = self.cfg
-        self.datasets = datasets if datasets is not None else adapters.build_datasets(cfg.data.kind, cfg.data.args)
+        self.datasets = (datasets if datasets is not None
+                         else adapters.build_datasets(cfg.data.kind, cfg.data.args, cfg.data.hidden_column))
         for split in ("train", "val"):
             require(split in self.datasets, f"data: loader '{cfg.data.kind}' gave splits {sorted(self.datasets)}; "
                                             f"training needs 'train' and 'val'")
@@ -195,6 +202,7 @@ class Trainer:
         self.num_classes = int(train.num_classes)
         self.in_channels = int(train.in_channels)
         self.spatial_dims = int(train.spatial_dims)
+        self.channel_source = getattr(train, "channel_source", "native")
         self.train_source: BatchSource = make_source(train, cfg.data.cache, cfg.data.num_workers)
         self.val_source: BatchSource = make_source(self.datasets["val"], cfg.data.cache, cfg.data.num_workers)
         first = self.datasets["train"][0]
@@ -326,6 +334,7 @@ class Trainer:
         writer = self._tensorboard()
         try:
             with self._progress() as progress:
+                self._console = progress.console
                 task = progress.add_task("epoch", total=self.cfg.train.epochs * self.steps_per_epoch,
                                          completed=self.global_step)
                 while self.epoch < self.cfg.train.epochs:
@@ -410,6 +419,7 @@ class Trainer:
         return f"{last} (epoch {self.epoch})" if last.is_file() else "none (failed in the first epoch)"
 
     def _end_epoch(self, writer: Any) -> None:
+        t0 = time.perf_counter()
         average_buffers(self.model, self.info)
         row: dict[str, Any] = {
             "epoch": self.epoch + 1,
@@ -428,6 +438,9 @@ class Trainer:
             self.best_score, self.best_epoch = float(row["score"]), self.epoch
         row["best_epoch"] = self.best_epoch
         self.history.append(row)
+        if self.info.is_main and self.cfg.train.log_every_epoch and self._console is not None:
+            self._console.print(self._epoch_line(row, improved, time.perf_counter() - t0), highlight=False,
+                                markup=False, soft_wrap=True)
         state = self._state()
         if improved:
             self._save("best.pt", {"model": state["model"], "epoch": self.epoch, "score": self.best_score,
@@ -442,6 +455,19 @@ class Trainer:
                 writer.flush()
         for hook in self.hooks:
             hook(self, "epoch")
+
+    def _epoch_line(self, row: dict[str, Any], improved: bool, val_seconds: float) -> str:
+        """One plain line of a finished epoch: training loss, validation overall / worst-group Dice
+        (when validated), seconds (training + validation) and the selection."""
+        parts = [f"epoch {row['epoch']}/{self.cfg.train.epochs}", f"loss {row['train_loss']:.4f}"]
+        if "val_dice" in row:
+            parts += [f"val Dice {row['val_dice']:.4f}",
+                      f"worst-group Dice {row['val_worst_dice']:.4f} ({row['val_worst_group']})"]
+        seconds = row["epoch_seconds"] + val_seconds if math.isfinite(row["epoch_seconds"]) else val_seconds
+        parts.append(f"{seconds:.1f} s")
+        if improved:
+            parts.append(f"selected ({self.cfg.select_rule} {row['score']:.4f})")
+        return "  ".join(parts)
 
     def _validate(self) -> dict[str, Any]:
         """Validation per-case Dice/IoU -> overall, worst-group and ES-Dice, selection score."""
@@ -488,6 +514,7 @@ class Trainer:
             select=cfg.select_rule, epochs_done=self.epoch, global_step=self.global_step, best_epoch=self.best_epoch,
             best_score=self.best_score if math.isfinite(self.best_score) else None, num_classes=self.num_classes,
             in_channels=self.in_channels, spatial_dims=self.spatial_dims, image_shape=self.image_shape,
+            channel_source=self.channel_source,
             group_attribute=cfg.data.group_attribute, route_attributes=cfg.model.route_attributes,
             group_names=self.grouping.names, num_groups=self.grouping.num_groups, world_size=self.info.world_size,
             device=str(self.device), config_hash=cfg.config_hash()))
@@ -502,10 +529,13 @@ class Trainer:
         return SummaryWriter(log_dir=str(self.run.tensorboard))
 
     def _progress(self) -> Any:
+        from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+        console = Console()  # a terminal gets bars, a log file only the epoch lines
+        bars = self.cfg.train.progress and self.info.is_main and console.is_terminal
         return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                        disable=not (self.cfg.train.progress and self.info.is_main), transient=True)
+                        console=console, disable=not bars, transient=True)
 
     def _install_sigint(self) -> Any:
         """First Ctrl-C: stop at the next step with a checkpoint; second: abort immediately."""

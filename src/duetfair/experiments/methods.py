@@ -1,5 +1,5 @@
 """``duetfair demo`` and ``duetfair benchmark``: train, evaluate and compare fairness methods on the
-synthetic benchmark.
+synthetic benchmark or on any experiment config (a user's own data).
 
 The demo trains ERM, GroupDRO, FEBS, MoE, dMoE and FairDRO (dMoE + subgroup-conditioned DRO, the
 DuetFair pairing) on the synthetic fundus task (race groups, hidden hard subtype) with a CPU-sized
@@ -10,13 +10,19 @@ a first look, ``default`` for a comparison that means something).
 The benchmark repeats the comparison over several seeds (data and training) and reports, per method,
 the mean over seeds with a percentile bootstrap interval across seeds, and the paired difference to
 ERM. Nothing is tuned per method: every method gets the same data, model size, epochs and optimiser.
+On a synthetic task (``task``) every method uses its packaged ``<task>_<method>`` config at a
+:data:`DEMO_SIZES` size; on a user's config (``config``) the method shortcut is applied to that
+config (:func:`duetfair.engine.config.with_method`) and its sizes are kept. A seed sets ``seed``
+and, where the config's ``data.args`` has a ``seed`` (the synthetic data, a manifest's split seed),
+that too. Finished runs are reused, interrupted ones resumed, so a killed benchmark is re-run with
+the same command.
 """
 
 from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 import pandas as pd
@@ -49,49 +55,106 @@ DISPLAY = {"erm": "ERM", "group_dro": "GroupDRO", "febs": "FEBS", "adversarial":
 Log = Callable[[str], None]
 
 
-def _run_completed(run_dir: Path, config_hash: str) -> bool:
-    """A finished, evaluated run of the same config (re-running the demo reuses it)."""
+def run_state(run_dir: Path, config_hash: str) -> str:
+    """What a benchmark finds in ``run_dir`` for a config: ``evaluated`` (reuse), ``trained`` (only
+    evaluate), ``partial`` (resume from ``checkpoints/last.pt``), ``empty`` (train) or ``other`` (a
+    different config's run: refused)."""
     run = RunDir(run_dir)
-    if not run.record.is_file() or not run.summary.is_file():
-        return False
+    if not run.record.is_file():
+        return "other" if run.checkpoint("last").exists() else "empty"
     record = run.read_record()
-    return record.status == "completed" and record.config_hash == config_hash
+    if record.config_hash != config_hash:
+        return "other"
+    if record.status == "completed":
+        return "evaluated" if run.summary.is_file() else "trained"
+    return "partial" if run.checkpoint("last").is_file() else "empty"
 
 
-def train_and_evaluate(task: str, method: str, run_dir: Path, overrides: Sequence[str], *, n_boot: int,
-                       log: Log = print) -> Path:
-    """Train ``<task>_<method>`` with ``overrides`` into ``run_dir`` and evaluate it (test split)."""
-    from duetfair.engine.config import load_config
+def method_config(method: str, overrides: Sequence[str], *, task: str = "fundus2d",
+                  config: Optional[str | Path] = None) -> Any:
+    """The validated config of ``method``: the packaged ``<task>_<method>``, or the user's
+    ``config`` switched to ``method`` (:func:`~duetfair.engine.config.with_method`), with
+    ``overrides`` applied; refuses an override that undoes the method's model / objective pairing."""
+    from duetfair.engine.config import METHODS, apply_overrides, load_raw, validate, with_method
+    from duetfair.models.registry import moe_kind
+
+    if config is None:
+        raw = load_raw(f"{task}_{method}")
+    else:
+        raw = with_method(load_raw(config), method)
+    cfg = validate(apply_overrides(raw, list(overrides)))
+    kind, objective, _ = METHODS[cfg.method] if cfg.method is not None else ("none", "erm", None)
+    require(cfg.method == method and cfg.objective.name == objective and moe_kind(cfg.model.name) == kind,
+            f"benchmark method '{method}': the overrides give method '{cfg.method}', objective "
+            f"'{cfg.objective.name}' and model '{cfg.model.name}'; drop --set method/objective.name/model.name")
+    return cfg
+
+
+def train_and_evaluate(method: str, run_dir: Path, overrides: Sequence[str], *, n_boot: int, task: str = "fundus2d",
+                       config: Optional[str | Path] = None, log: Log = print) -> Path:
+    """Train ``method`` (see :func:`method_config`) into ``run_dir`` and evaluate it (test split).
+
+    A finished, evaluated run of the same config is reused, a trained one only evaluated, an
+    interrupted one resumed; a run folder of another config is refused."""
     from duetfair.engine.evaluate import evaluate_run
     from duetfair.engine.trainer import train
 
-    cfg = load_config(f"{task}_{method}", [*overrides, f"output_dir={run_dir}", "train.progress=false"])
-    if _run_completed(run_dir, cfg.config_hash()):
-        log(f"  {DISPLAY.get(method, method)}: reusing finished run {run_dir}")
+    cfg = method_config(method, [*overrides, f"output_dir={run_dir}", "train.progress=false"], task=task,
+                        config=config)
+    name = DISPLAY.get(method, method)
+    state = run_state(run_dir, cfg.config_hash())
+    require(state != "other", f"{run_dir} holds a run of another config; remove it or choose another --out")
+    if state == "evaluated":
+        log(f"  {name}: reusing finished run {run_dir}")
         return run_dir
-    if RunDir(run_dir).checkpoint("last").exists():
-        raise DuetfairError(f"{run_dir} holds an unfinished or different run; remove it or choose another --out")
-    result = train(cfg, run_dir)
-    if result.status != "completed":
-        raise KeyboardInterrupt
+    if state != "trained":
+        if state == "partial":
+            log(f"  {name}: resuming unfinished run {run_dir}")
+        result = train(cfg, run_dir, resume=state == "partial")
+        if result.status != "completed":
+            raise KeyboardInterrupt
     summary = evaluate_run(run_dir, n_boot=n_boot)
-    log(f"  {DISPLAY.get(method, method)}: test Dice {summary['dice']:.3f} (best epoch {result.best_epoch})")
+    log(f"  {name}: test Dice {summary['dice']:.3f} (best epoch {RunDir(run_dir).read_record().best_epoch})")
     return run_dir
 
 
-def run_methods(out: str | Path, *, task: str = "fundus2d", methods: Sequence[str] = DEMO_METHODS,
-                size: str = "quick", seed: int = 0, extra: Sequence[str] = (), n_boot: int = 1000,
-                log: Log = print) -> list[Path]:
-    """Train and evaluate every method into ``out/<method>``; returns the run folders."""
-    from duetfair.engine.config import list_packaged_configs
+def seed_overrides(seed: int, *, task: str = "fundus2d", config: Optional[str | Path] = None) -> list[str]:
+    """``seed=S``, and ``data.args.seed=S`` where the data has a seed: always for a synthetic task,
+    for a config when its ``data.args`` has ``seed`` (e.g. a manifest's split seed)."""
+    from duetfair.engine.config import load_raw
 
-    require(size in DEMO_SIZES, f"size '{size}': expected one of {sorted(DEMO_SIZES)}")
-    available = set(list_packaged_configs())
+    if config is None:
+        return [f"seed={seed}", f"data.args.seed={seed}"]
+    data_args = (load_raw(config).get("data") or {}).get("args") or {}
+    return [f"seed={seed}"] + ([f"data.args.seed={seed}"] if "seed" in data_args else [])
+
+
+def run_methods(out: str | Path, *, task: str = "fundus2d", methods: Sequence[str] = DEMO_METHODS,
+                size: Optional[str] = "quick", seed: int = 0, extra: Sequence[str] = (), n_boot: int = 1000,
+                config: Optional[str | Path] = None, log: Log = print) -> list[Path]:
+    """Train and evaluate every method into ``out/<method>``; returns the run folders.
+
+    ``config``: a user's experiment config instead of the synthetic ``task`` (then ``size`` must be
+    ``None``: the config's own sizes are used)."""
+    from duetfair.engine.config import list_packaged_configs
+    from duetfair.options import Method, parse
+
     for m in methods:
-        require(f"{task}_{m}" in available, f"method '{m}' has no packaged config for task '{task}' ({task}_{m}.yaml)")
-    overrides = [*DEMO_SIZES[size], f"seed={seed}", f"data.args.seed={seed}", *extra]
+        parse(Method, m, "--method")
+    if config is None:
+        require(size in DEMO_SIZES, f"size '{size}': expected one of {sorted(DEMO_SIZES)}")
+        available = set(list_packaged_configs())
+        for m in methods:
+            require(f"{task}_{m}" in available,
+                    f"method '{m}' has no packaged config for task '{task}' ({task}_{m}.yaml)")
+    else:
+        require(size is None, f"--size {size}: applies to the synthetic --task only; set the sizes of "
+                              f"{config} in the file or with --set")
+    sizes = DEMO_SIZES[size] if config is None and size is not None else []
+    overrides = [*sizes, *seed_overrides(seed, task=task, config=config), *extra]
     root = Path(out)
-    return [train_and_evaluate(task, m, root / m, overrides, n_boot=n_boot, log=log) for m in methods]
+    return [train_and_evaluate(m, root / m, overrides, n_boot=n_boot, task=task, config=config, log=log)
+            for m in methods]
 
 
 def comparison_frame(df: pd.DataFrame) -> pd.DataFrame:
@@ -209,19 +272,23 @@ def benchmark_markdown(agg: pd.DataFrame, baseline: str = "erm") -> str:
 
 
 def run_benchmark(out: str | Path, *, task: str = "fundus2d", methods: Sequence[str] = DEMO_METHODS,
-                  seeds: Sequence[int] = (0, 1, 2), size: str = "quick", extra: Sequence[str] = (),
-                  n_boot: int = 200, log: Log = print) -> dict[str, Any]:
-    """Method comparison over ``seeds``; writes ``methods.md`` / ``methods.json`` into ``out``."""
+                  seeds: Sequence[int] = (0, 1, 2), size: Optional[str] = "quick", extra: Sequence[str] = (),
+                  n_boot: int = 200, config: Optional[str | Path] = None, log: Log = print) -> dict[str, Any]:
+    """Method comparison over ``seeds``; writes ``methods.md`` / ``methods.json`` into ``out``.
+
+    ``config``: benchmark a user's experiment config (own data) instead of the synthetic ``task``
+    (``size`` then ``None``); runs go to ``out/seed<S>/<method>``, finished ones are reused."""
     from duetfair.audit.compare import run_row
     from duetfair.io import write_json, write_text
 
     require(len(seeds) >= 1, "benchmark: give at least one seed")
+    require(len(set(methods)) == len(methods), f"benchmark: a method is listed twice in {list(methods)}")
     root = Path(out)
     rows = []
     for s in seeds:
         log(f"seed {s}")
         runs = run_methods(root / f"seed{s}", task=task, methods=methods, size=size, seed=int(s), extra=extra,
-                           n_boot=n_boot, log=log)
+                           n_boot=n_boot, config=config, log=log)
         for m, run in zip(methods, runs):
             row = run_row(run, name=DISPLAY.get(m, m))
             rows.append({"key": m, "seed": int(s), **{k: v for k, v in row.items() if not k.endswith("_ci")}})
@@ -230,7 +297,8 @@ def run_benchmark(out: str | Path, *, task: str = "fundus2d", methods: Sequence[
     agg = aggregate_seeds(per_seed, baseline)
     md = benchmark_markdown(agg, baseline)
     write_text(root / "methods.md", md)
-    result = {"task": task, "size": size, "seeds": list(map(int, seeds)), "methods": list(methods),
+    result = {"task": None if config is not None else task, "config": None if config is None else str(config),
+              "size": size, "seeds": list(map(int, seeds)), "methods": list(methods),
               "baseline": baseline, "aggregate": agg.to_dict(orient="records"),
               "per_seed": per_seed.to_dict(orient="records")}
     write_json(root / "methods.json", result)

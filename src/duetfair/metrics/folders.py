@@ -30,6 +30,11 @@ Labels
     regions are scored. With labels or regions given, any other non-zero value in a mask is an
     error; without them, a prediction label that no reference has is an error.
 
+Speed
+    Each case is cropped to the bounding box of the foreground of both maps (plus 2 voxels) before
+    scoring, which changes no metric (MONAI crops the same way inside); cases are scored in worker
+    processes (``workers``), one torch thread each.
+
 Output (:func:`score_pairs`): one row per case and scored structure with ``case_id``, ``class``
 (label id, or its name / the region's name), the requested metrics (``dice``, ``iou``, ``hd95``,
 ``normhd``, ``nsd``), ``n_ref`` and ``n_pred`` (voxels) -- the schema of ``duetfair evaluate``.
@@ -43,7 +48,7 @@ import re
 import sys
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,6 +58,7 @@ import numpy as np
 import pandas as pd
 
 from duetfair.errors import DuetfairError, require
+from duetfair.options import EmptyPolicy, parse
 
 LABEL_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd", ".png", ".bmp", ".tif", ".tiff", ".npy", ".npz")
 """Extensions of label-map files (longest first where one ends another)."""
@@ -65,6 +71,9 @@ SCORE_METRICS = ("dice", "iou", "hd95", "nsd")
 
 SPACING_RTOL = 1e-3
 """Relative tolerance of the prediction / reference spacing check."""
+
+CROP_MARGIN = 2
+"""Voxels kept around the foreground when a case is cropped before scoring (MONAI uses 1)."""
 
 MAX_LISTED = 5
 """How many names an error lists before ``and N more``."""
@@ -401,6 +410,23 @@ def load_pair(
     return pred, ref, spacing, pred_labels, ref_labels
 
 
+def foreground_box(pred: np.ndarray, ref: np.ndarray, margin: int = CROP_MARGIN) -> tuple[slice, ...]:
+    """Bounding box of the non-zero voxels of both maps, ``margin`` voxels wider (clipped to the image).
+
+    Scoring inside it changes no metric: counts keep every foreground voxel, and MONAI's surface
+    distances only look at mask edges, which it finds inside its own (smaller) box with a 1-voxel
+    margin. Whole image when both maps are empty.
+    """
+    fg = (pred != 0) | (ref != 0)
+    if not fg.any():
+        return tuple(slice(None) for _ in fg.shape)
+    box = []
+    for axis in range(fg.ndim):
+        hits = np.flatnonzero(fg.any(axis=tuple(a for a in range(fg.ndim) if a != axis)))
+        box.append(slice(max(int(hits[0]) - margin, 0), min(int(hits[-1]) + margin + 1, fg.shape[axis])))
+    return tuple(box)
+
+
 def _structures(spec: ScoreSpec, present: Sequence[int]) -> list[Region]:
     """Structures scored in one case: given labels (or those present) and the regions."""
     if spec.labels is not None:
@@ -415,6 +441,8 @@ def score_case(pair: CasePair, spec: ScoreSpec) -> CaseScore:
     from duetfair.metrics.per_case import per_case_metrics
 
     pred, ref, spacing, pred_labels, ref_labels = load_pair(pair, spec.allowed)
+    box = foreground_box(pred, ref)
+    pred, ref = pred[box], ref[box]
     frames = []
     for region in _structures(spec, sorted(set(pred_labels) | set(ref_labels))):
         p = np.isin(pred, region.ids) if len(region.ids) > 1 else pred == region.ids[0]
@@ -496,7 +524,7 @@ def _run_pool(
         pending = set(futures)
         try:
             while pending:
-                done, pending = wait(pending, return_when=FIRST_EXCEPTION)
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
                 for fut in done:
                     results[futures[fut]] = fut.result()
                     if progress is not None:
@@ -573,6 +601,12 @@ def score_pairs(
     unknown = [m for m in spec.metrics if m not in SCORE_METRICS]
     require(not unknown, f"--metric {unknown[0] if unknown else ''}: expected one of {', '.join(SCORE_METRICS)}")
     require(isinstance(workers, int) and workers >= 1, f"--workers {workers}: expected a number >= 1")
+    positional = bool(label_names) and any(k < 0 for k in (label_names or {}))
+    require(
+        not (positional and spec.labels is None and spec.regions),
+        "--label-names: with --region and without --labels only the regions are scored; give --labels or ID=NAME pairs",
+    )
+    parse(EmptyPolicy, spec.empty, "--empty")
     if workers == 1 or len(pairs) == 1:
         scores = _run_here(pairs, spec, progress)
     else:
