@@ -621,7 +621,7 @@ def _order(table: pd.DataFrame, labels: Sequence[int], spec: ScoreSpec, names: M
     table = table.assign(_rank=table["class"].map(lambda c: rank.get(c, -1)))
     table = table.sort_values(["case_id", "_rank"], kind="stable").drop(columns="_rank").reset_index(drop=True)
     if names:
-        table["class"] = [names.get(c, c) if isinstance(c, (int, np.integer)) else c for c in table["class"]]
+        table["class"] = [names.get(int(c), c) if isinstance(c, (int, np.integer)) else c for c in table["class"]]
     for col in ("n_ref", "n_pred"):
         if col in table.columns:
             table[col] = table[col].astype(np.int64)

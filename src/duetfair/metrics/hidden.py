@@ -17,7 +17,7 @@ from typing import Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from duetfair.errors import require
+from duetfair.errors import DuetfairError, require
 
 LOWER_IS_BETTER = frozenset({"hd95", "hd", "normhd", "assd", "masd", "loss"})
 """Metric names whose worst cases are the largest values."""
@@ -109,8 +109,9 @@ def parse_failure_threshold(setting: str, *, higher_better: bool | None = None) 
             metric's direction.
     """
     match = _SETTING.match(str(setting))
-    require(match is not None,
-            f"failure threshold {setting!r}: expected '<metric><<|>><value>', e.g. 'dice<0.5' or 'hd95>10'")
+    if match is None:
+        raise DuetfairError(f"failure threshold {setting!r}: expected '<metric><<|>><value>', e.g. 'dice<0.5' or "
+                            f"'hd95>10'")
     metric, op, raw = match.groups()
     try:
         value = float(raw)
