@@ -95,7 +95,7 @@ def test_resume_without_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixture
     assert code == 2 and "no checkpoint" in err
 
 
-@pytest.mark.parametrize("command", ["train", "evaluate", "predict", "compare", "benchmark", "demo"])
+@pytest.mark.parametrize("command", ["train", "evaluate", "predict", "compare", "benchmark", "demo", "init-config"])
 def test_help_has_examples(command: str, capsys: pytest.CaptureFixture[str]) -> None:
     code, stdout, _ = run([command, "--help"], capsys)
     assert code == 0

@@ -92,9 +92,9 @@ def audit_cmd(
     edges = dict(parse_bins(spec) for spec in (bins or []))
     run = RunDir.containing(cases)
     spec_path = group_spec or (str(run.group_spec) if run is not None else None)
+    hidden_col = _audit_hidden(hidden, run, table, cases)
     if spec_path is not None:
         err_console.print(f"groups: {spec_path}", highlight=False)
-    hidden_col = _audit_hidden(hidden, run, table, cases)
     result = audit_table(
         table, by, metrics=tuple(metric or ("dice",)), bins=edges, es_variant=es_variant, n_boot=bootstrap, seed=seed,
         min_support=min_support, max_length=max_length, discovery=not no_discovery, class_=class_,
@@ -188,6 +188,9 @@ def score_cmd(
     bootstrap: int = typer.Option(1000, "--bootstrap", help="Bootstrap resamples for the 95% intervals (0: none)."),
     seed: int = typer.Option(0, "--seed", help="Bootstrap seed."),
     no_discovery: bool = typer.Option(False, "--no-discovery", help="Skip divergent subgroup discovery."),
+    images: Optional[str] = typer.Option(
+        None, "--images", help="Folder of the images (matched by case id; nnU-Net's case_0000 too): the report "
+                               "shows the worst cases of every group with both contours (folders input only)."),
 ) -> None:
     """Score predicted masks against reference masks and audit them by patient group, in one go.
 
@@ -223,6 +226,8 @@ def score_cmd(
         raise DuetfairError("expected REF_DIR after PRED_DIR: duetfair score PRED_DIR REF_DIR --meta FILE --out DIR")
     if bootstrap < 0:
         raise DuetfairError(f"--bootstrap {bootstrap}: expected a number of resamples >= 0")
+    if images is not None and pred_dir is None:
+        raise DuetfairError("--images draws the predicted and reference masks; it needs PRED_DIR REF_DIR")
     meta_df = read_metadata(meta, id_column)
     edges = dict(parse_bins(spec) for spec in (bins or []))
     label_list, regions = parse_labels(labels), parse_regions(region)
@@ -241,9 +246,26 @@ def score_cmd(
     title = f"duetfair audit of {pred_dir or nnunet or (monai_csv or [''])[0]}"
     audit, paths = write_audit(cases, out, by=attributes, metrics=metrics, bins=edges, es_variant=es_variant,
                                n_boot=bootstrap, seed=seed, discovery=not no_discovery, title=title,
-                               inputs={**source, "metadata": meta, "join": report.to_dict()})
+                               inputs={**source, "metadata": meta, "join": report.to_dict(),
+                                       **({"images": images} if images else {})},
+                               gallery=_folder_gallery(images, pred_dir, ref_dir, pred_pattern or pattern,
+                                                       ref_pattern or pattern))
     typer.echo(render_summary(audit), nl=False)
     console.print(f"wrote {', '.join(p.name for p in paths.values())} in {out}", highlight=False, markup=False)
+
+
+def _folder_gallery(images: Optional[str], pred_dir: Optional[str], ref_dir: Optional[str],
+                    pred_pattern: Optional[str], ref_pattern: Optional[str]) -> object:
+    """``duetfair score --images``: the report's gallery source (None without images)."""
+    if images is None or pred_dir is None or ref_dir is None:
+        return None
+    from pathlib import Path
+
+    from duetfair.audit.gallery import FolderGallery
+
+    if not Path(images).is_dir():
+        raise DuetfairError(f"--images {images}: folder not found")
+    return FolderGallery(Path(images), Path(pred_dir), Path(ref_dir), pred_pattern, ref_pattern)
 
 
 def _read_scores(nnunet: Optional[str], monai_csv: list[str], pattern: Optional[str], labels: Optional[list[int]],
@@ -345,10 +367,11 @@ def init_config_cmd(
     bins = ", ".join(f"{a} at {edges}" for a, edges in summary.continuous.items()) or "none"
     console.print(f"wrote {path}: {summary.n_rows} cases, {summary.spatial_dims}D, attributes "
                   f"{', '.join(summary.attributes)} (bins: {bins}), group attribute {summary.attributes[0]}, "
-                  f"hidden column {summary.hidden or 'none'}", highlight=False, markup=False)
+                  f"hidden column {summary.hidden or 'none'}", highlight=False, markup=False, soft_wrap=True)
     for note in summary.notes:
-        console.print(f"  left out {note}", highlight=False, markup=False)
-    console.print(f"next: duetfair train {path} --out runs/{path.stem}", highlight=False, markup=False)
+        console.print(f"  left out {note}", highlight=False, markup=False, soft_wrap=True)
+    console.print(f"next: duetfair train {path} --out runs/{path.stem}", highlight=False, markup=False,
+                  soft_wrap=True)
 
 
 # ---- train -------------------------------------------------------------------------------------
@@ -479,7 +502,7 @@ def predict_cmd(
 @app.command("compare")
 def compare_cmd(
     run_dirs: list[str] = typer.Argument(..., help="Evaluated run folders (one per method)."),
-    fmt: str = typer.Option("md", "--format", help="md, csv, json or latex."),
+    fmt: str = typer.Option("md", "--format", help="md, csv, json, latex or html (a report; needs --out)."),
     by: Optional[str] = typer.Option(None, "--by", help="Attribute of the groups (default: the runs' training attribute)."),
     name: Optional[list[str]] = typer.Option(None, "--name", help="Display name per run, in order (repeatable)."),
     out: Optional[str] = typer.Option(None, "--out", help="Also write the table to this file."),
@@ -488,16 +511,25 @@ def compare_cmd(
 
     Columns: ES-Dice, Dice, ES-IoU, IoU with bootstrap intervals, per-group Dice / IoU, worst group,
     worst-group CVaR10 (hidden failures) and the hidden-subtype Dice when the data knows it.
+    --format html writes a report: the methods side by side with intervals, paired differences to
+    the first run (same test cases) with verdicts, and the table.
 
     Examples:
       duetfair compare runs/erm runs/dmoe runs/fair_dro
       duetfair compare runs/* --format latex --out table.tex
+      duetfair compare runs/erm runs/fair_dro --format html --out comparison.html
     """
-    from duetfair.audit.compare import FORMATS, compare_runs, format_table
+    from duetfair.audit.compare import FORMATS, compare_runs, comparison_report, format_table
     from duetfair.io import write_text
 
+    if fmt == "html":
+        if not out:
+            raise DuetfairError("--format html writes a report file; give --out FILE.html")
+        console.print(f"wrote {comparison_report(run_dirs, out, names=name or None, attribute=by)}", highlight=False,
+                      markup=False)
+        return
     if fmt not in FORMATS:
-        raise DuetfairError(f"--format '{fmt}': expected one of {', '.join(FORMATS)}")
+        raise DuetfairError(f"--format '{fmt}': expected one of {', '.join(FORMATS)} or html")
     table = format_table(compare_runs(run_dirs, attribute=by, names=name or None), fmt)
     if out:
         write_text(out, table)
@@ -588,13 +620,58 @@ def demo_cmd(
                   f"(per-method runs in {out}/<method>/)", highlight=False, markup=False)
 
 
+MAX_MESSAGE = 400
+"""Longest error message echoed (a value echoed from a hostile input is cut, never expanded)."""
+
+
+def _fail(message: str, code: int) -> None:
+    """Print ``error: <message>`` as one line on stderr and exit with ``code``."""
+    from rich.markup import escape
+
+    text = " ".join(str(message).split())
+    if len(text) > MAX_MESSAGE:
+        text = text[: MAX_MESSAGE - 3] + "..."
+    err_console.print(f"[bold red]error:[/] {escape(text)}", highlight=False, soft_wrap=True, markup=True)
+    sys.exit(code)
+
+
+def os_error_message(exc: OSError) -> str:
+    """One line naming the path and what is wrong with it (a folder where a file goes, no space, ...)."""
+    import errno
+
+    path = exc.filename2 if exc.filename2 is not None else exc.filename
+    reasons = {errno.EISDIR: "it is a folder; expected a file path", errno.ENOTDIR: "a parent of it is a file, not a folder",
+               errno.EEXIST: "a file of that name exists where a folder is needed", errno.EACCES: "permission denied",
+               errno.EPERM: "operation not permitted", errno.ENOSPC: "no space left on the device",
+               errno.EROFS: "the file system is read-only", errno.ENOENT: "no such file or folder"}
+    reason = reasons.get(exc.errno or -1, exc.strerror or type(exc).__name__)
+    return f"cannot use '{path}': {reason}" if path is not None else f"file system error: {reason}"
+
+
 def main(argv: Optional[list[str]] = None) -> None:
-    """Entry point of the ``duetfair`` console script (usage errors exit 2, as do input errors)."""
+    """Entry point of the ``duetfair`` console script.
+
+    Input errors (:class:`DuetfairError`), file-system errors (a folder where a file goes, no
+    permission, disk full) and memory exhaustion end in one line on stderr and exit code 2; any other
+    exception is a bug: one line, exit code 1, the traceback with ``DUETFAIR_DEBUG=1``.
+    """
+    import os
+
     try:
         app(args=argv)
     except DuetfairError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True, markup=True)
-        sys.exit(2)
+        _fail(str(exc), 2)
+    except OSError as exc:
+        _fail(os_error_message(exc), 2)
+    except MemoryError:
+        _fail("out of memory; reduce the request (sizes, --bootstrap, --n) or free memory", 2)
+    except KeyboardInterrupt:
+        _fail("interrupted", 130)
+    except Exception as exc:  # noqa: BLE001 - last resort: a bug must still not print a traceback
+        if os.environ.get("DUETFAIR_DEBUG"):
+            raise
+        _fail(f"internal error ({type(exc).__name__}: {exc}); rerun with DUETFAIR_DEBUG=1 for the traceback "
+              f"and report it", 1)
 
 
 @app.command("version")

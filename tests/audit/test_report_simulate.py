@@ -28,12 +28,13 @@ def test_markdown_and_html_reports(cases, tmp_path):
     assert md.startswith("# T") and "### dice by race" in md and "Divergent subgroups" in md
     comparison = pd.DataFrame({"method": ["erm", "fairdro"], "dice": [0.8, 0.82], "dice_low": [0.78, 0.8], "dice_high": [0.82, 0.84], "es_dice": [0.7, 0.75], "worst_group_dice": [0.7, 0.74], "cvar10": [0.3, 0.4]})
     figs = build_figures(audit, cases, comparison)
-    assert set(figs) == {"means/dice/race", "means/dice/age", "dist/dice/race", "dist/dice/age", "comparison"}
+    assert set(figs) == {"means/dice/race", "means/dice/age", "dist/dice/race", "dist/dice/age", "tail/dice/race",
+                         "tail/dice/age", "heat/dice/race+age", "comparison"}
     path = render_html(audit, tmp_path / "r.html", cases=cases, comparison=comparison, title="Report <x>")
     html = path.read_text()
     assert "Report &lt;x&gt;" in html and "fairdro" in html and "0.820 (0.800-0.840)" in html
     images = re.findall(r'src="data:image/png;base64,([^"]+)"', html)
-    assert len(images) == 5 and all(base64.b64decode(i)[:4] == b"\x89PNG" for i in images)
+    assert len(images) == 8 and all(base64.b64decode(i)[:4] == b"\x89PNG" for i in images)
     assert "http://" not in html and "https://" not in html  # self-contained
     assert "worst" in render_summary(audit)
 

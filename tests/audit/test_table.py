@@ -57,3 +57,22 @@ def test_load_case_table_formats_and_errors(cases, tmp_path):
     for name, match in [("missing.csv", "does not exist"), ("empty.csv", "empty"), ("bad.parquet", "cannot be read"), ("x.xlsx", "cannot be read")]:
         with pytest.raises(DuetfairError, match=match):
             load_case_table(tmp_path / name)
+
+
+def test_own_hidden_column_is_named_in_the_audit_and_the_report(cases):
+    from duetfair.audit.report import render_markdown, render_summary
+
+    own = cases.drop(columns=["hidden_subtype"]).assign(
+        morphology=np.where(cases["hidden_subtype"] > 0, "irregular", "regular"))
+    audit = audit_table(own, ["race"], n_boot=0, discovery=False, hidden="morphology=irregular")
+    h = audit["metrics"]["dice"]["hidden_subtype"]
+    assert audit["settings"]["hidden_column"] == "morphology=irregular"
+    assert h["column"] == "morphology" and h["hard"] == ["irregular"]
+    assert h["n"] == int((cases["hidden_subtype"] > 0).sum()) and h["mean"] < h["mean_rest"]
+    assert "Hidden hard subtype (morphology = irregular)" in render_markdown(audit)
+    assert "hidden hard subtype (morphology = irregular)" in render_summary(audit)
+    # 0/1 values under any name; without --hidden the default column is looked for (absent here)
+    flags = own.assign(hard=(cases["hidden_subtype"] > 0).astype(int))
+    assert audit_table(flags, ["race"], n_boot=0, discovery=False, hidden="hard")["metrics"]["dice"][
+        "hidden_subtype"]["n"] == h["n"]
+    assert "hidden_subtype" not in audit_table(own, ["race"], n_boot=0, discovery=False)["metrics"]["dice"]

@@ -109,3 +109,35 @@ def test_infer_from_frame():
         GroupSpec.infer(df, ["nope"])
     with pytest.raises(DuetfairError, match="bins"):
         GroupSpec.infer(pd.DataFrame({"x": np.arange(100.0)}), ["x"])
+
+
+# ---- the analysis-only hidden column ----------------------------------------------------------
+
+def test_hidden_column_flags_01_words_and_named_hard_values() -> None:
+    from duetfair.data.groups import HiddenColumn
+
+    default = HiddenColumn.parse(None)
+    assert default.name == "hidden_subtype" and default.hard is None
+    flags = default.flags([0, 1, 2.0, "yes", "No", "TRUE", "hard", "", None, float("nan"), True])
+    assert flags.tolist() == [0, 1, 1, 1, 0, 1, 1, -1, -1, -1, 1]
+    morph = HiddenColumn.parse("morphology=irregular, spiculated")
+    assert (morph.name, morph.hard, str(morph)) == ("morphology", ("irregular", "spiculated"),
+                                                   "morphology=irregular,spiculated")
+    assert morph.flags(["irregular", "regular", "spiculated", "unknown"]).tolist() == [1, 0, 1, -1]
+    with pytest.raises(DuetfairError, match=r"hidden column 'morphology': value 'irregular' is not 0/1.*"
+                                            r"morphology=irregular"):
+        HiddenColumn.parse("morphology").flags(["irregular"])
+    for bad in ("=x", "morphology="):
+        with pytest.raises(DuetfairError, match="hidden column"):
+            HiddenColumn.parse(bad)
+
+
+def test_hidden_column_check_names_missing_column_and_unseen_values() -> None:
+    from duetfair.data.groups import HiddenColumn
+
+    df = pd.DataFrame({"morphology": ["regular", "irregular"]})
+    HiddenColumn.parse("morphology=irregular").check(df, "t.csv")
+    with pytest.raises(DuetfairError, match=r"t.csv: hidden column 'shape' is missing; columns are \['morphology'\]"):
+        HiddenColumn.parse("shape").check(df, "t.csv")
+    with pytest.raises(DuetfairError, match="never holds \\['irreg'\\]; its values are \\['irregular', 'regular'\\]"):
+        HiddenColumn.parse("morphology=irreg").check(df, "t.csv")

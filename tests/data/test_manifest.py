@@ -4,6 +4,7 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from PIL import Image
@@ -135,3 +136,51 @@ def test_png_loads_into_writable_memory(tmp_path: Path) -> None:
     assert tuple(image.shape) == (1, 3, 4)
     image += 1  # must not touch a read-only buffer
     assert int(image.max()) == 12
+
+
+# ---- own column names, a named hidden column, channel sources --------------------------------
+
+def test_columns_map_other_names_and_detect_columns_finds_them(png_manifest: Path) -> None:
+    from duetfair.data.manifest import detect_columns
+
+    df = pd.read_csv(png_manifest).rename(columns={"image": "img_path", "label": "Mask", "case_id": "subject"})
+    df.to_csv(png_manifest, index=False)
+    assert detect_columns(df, png_manifest) == {"image": "img_path", "label": "Mask", "case_id": "subject"}
+    ds = build_datasets("manifest", path=str(png_manifest), attributes=["race"],
+                        columns={"image": "img_path", "label": "Mask", "case_id": "subject"})
+    assert sum(len(d) for d in ds.values()) == 6
+    with pytest.raises(DuetfairError, match=r"column 'scan' \(the image column\) is missing"):
+        build_datasets("manifest", path=str(png_manifest), columns={"image": "scan"})
+    with pytest.raises(DuetfairError, match="no case_id column found; expected a column named like case_id"):
+        detect_columns(df.drop(columns=["subject"]), png_manifest)
+    # unnamed file columns: the first is the image, the next the label
+    files = df.rename(columns={"img_path": "a", "Mask": "b"})
+    assert detect_columns(files, png_manifest)["image"] == "a" and detect_columns(files, png_manifest)["label"] == "b"
+
+
+def test_named_hidden_column_is_read_and_never_an_attribute(png_manifest: Path) -> None:
+    df = pd.read_csv(png_manifest)
+    df["morphology"] = ["irregular", "regular", "regular", "irregular", "", "regular"]
+    df.to_csv(png_manifest, index=False)
+    ds = build_datasets("manifest", path=str(png_manifest), hidden_column="morphology=irregular", bins={"age": [60]},
+                        group_by="patient")
+    cases = {c["case_id"]: c for d in ds.values() for c in (d[i] for i in range(len(d)))}
+    assert cases["c0"]["hidden"] == 1 and cases["c1"]["hidden"] == 0 and "hidden" not in cases["c4"]
+    assert "morphology" not in next(iter(ds.values())).group_spec.attributes
+    with pytest.raises(DuetfairError, match="hidden column 'shape' is missing"):
+        build_datasets("manifest", path=str(png_manifest), hidden_column="shape", bins={"age": [60]})
+    with pytest.raises(DuetfairError, match="value 'irregular' is not 0/1"):
+        build_datasets("manifest", path=str(png_manifest), hidden_column="morphology", bins={"age": [60]})
+
+
+def test_channel_source_of_manifests(png_manifest: Path) -> None:
+    ds = build_datasets("manifest", path=str(png_manifest), attributes=["race"])
+    assert next(iter(ds.values())).channel_source == "native"
+    ds = build_datasets("manifest", path=str(png_manifest), attributes=["race"], channels=3)
+    assert next(iter(ds.values())).channel_source == "repeat" and next(iter(ds.values())).in_channels == 3
+    df = pd.read_csv(png_manifest)
+    df["image"] = df["image"] + ";" + df["image"]
+    df.to_csv(png_manifest, index=False)
+    ds = build_datasets("manifest", path=str(png_manifest), attributes=["race"])
+    d = next(iter(ds.values()))
+    assert d.channel_source == "files" and d.in_channels == 2

@@ -108,3 +108,48 @@ def test_packaged_configs_all_validate() -> None:
     for name in names:
         cfg = load_config(name)
         assert cfg.name and cfg.output_dir
+
+
+def test_with_method_switches_a_user_config_to_each_method() -> None:
+    from duetfair.engine.config import load_raw, with_method
+
+    raw = load_raw("fundus2d_fair_dro")  # dMoE + FairDRO with its own objective args
+    erm = validate(with_method(raw, "erm"))
+    assert (erm.method, erm.model.name, erm.objective.name, erm.objective.args) == ("erm", "vit_seg", "erm", {})
+    dmoe = validate(with_method(raw, "dmoe"))
+    assert (dmoe.model.name, dmoe.objective.name) == ("vit_seg_dmoe", "erm")
+    fair = validate(with_method(load_raw("fundus2d_erm"), "fair_dro"))
+    assert (fair.model.name, fair.objective.name, fair.select_rule) == ("vit_seg_dmoe", "fair_dro", "worst_group")
+    assert validate(with_method(raw, "fair_dro")).objective.args == {"within": "kl", "tau": 1.0, "across": "size"}
+    moe_args = apply_overrides(load_raw("fundus2d_dmoe"), ["model.args.moe_kwargs={num_experts: 2}"])
+    assert "moe_kwargs" not in validate(with_method(moe_args, "group_dro")).model.args
+    with pytest.raises(DuetfairError, match="--method: 'best' is not one of"):
+        with_method(raw, "best")
+    with pytest.raises(DuetfairError, match="needs a backbone with MoE variants"):
+        validate(with_method(apply_overrides(raw, ["model.name=unet"]), "moe"))
+
+
+def test_analysis_and_display_settings_do_not_change_the_hash() -> None:
+    base = load_config("manifest_example")
+    same = load_config("manifest_example", ["data.hidden_column=morphology=irregular", "train.log_every_epoch=false",
+                                            "train.progress=false"])
+    assert same.data.hidden_column == "morphology=irregular" and same.config_hash() == base.config_hash()
+    assert load_config("manifest_example", ["seed=1"]).config_hash() != base.config_hash()
+    with pytest.raises(DuetfairError, match="config data.hidden_column: hidden column '=x': expected COLUMN"):
+        load_config("manifest_example", ["data.hidden_column==x"])
+
+
+def test_hidden_column_reaches_only_the_manifest_loader(monkeypatch: pytest.MonkeyPatch) -> None:
+    from duetfair.engine import adapters
+
+    seen = {}
+    monkeypatch.setattr("duetfair.data.build_datasets", lambda kind, **kw: seen.update(kind=kind, **kw) or {})
+    adapters.build_datasets("manifest", {"path": "m.csv"}, "morphology=irregular")
+    assert seen["hidden_column"] == "morphology=irregular"
+    seen.clear()
+    adapters.build_datasets("synthetic", {"task": "fundus2d"}, "hidden_subtype")  # the synthetic data's own column
+    assert "hidden_column" not in seen
+    with pytest.raises(DuetfairError, match="only data.kind 'manifest' reads a hidden column by name"):
+        adapters.build_datasets("fairseg", {"root": "x"}, "morphology")
+    with pytest.raises(DuetfairError, match="differ; keep one"):
+        adapters.build_datasets("manifest", {"path": "m.csv", "hidden_column": "a"}, "b")

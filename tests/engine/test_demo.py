@@ -70,3 +70,18 @@ def test_cli_demo_quick_end_to_end(tmp_path: Path) -> None:
     for name in ("ERM", "GroupDRO", "FEBS", "MoE", "dMoE", "FairDRO"):
         assert f"| {name}" in table
     assert (tmp_path / "demo" / "report.html").stat().st_size > 1000
+
+
+def test_benchmark_config_seeds_and_method_pairing(tmp_path: Path) -> None:
+    from duetfair.errors import DuetfairError
+    from duetfair.experiments.methods import method_config, seed_overrides
+
+    assert seed_overrides(3) == ["seed=3", "data.args.seed=3"]
+    assert seed_overrides(3, config="manifest_example") == ["seed=3", "data.args.seed=3"]  # its data.args has seed
+    (tmp_path / "fixed.yaml").write_text("extends: fundus2d.yaml\ndata: {kind: manifest, args: {path: m.csv}}\n")
+    assert seed_overrides(3, config=tmp_path / "fixed.yaml") == ["seed=3"]  # no split seed: split kept
+    cfg = method_config("fair_dro", ["seed=2"], config="manifest_example")
+    assert (cfg.method, cfg.model.name, cfg.objective.name, cfg.seed) == ("fair_dro", "vit_seg_dmoe", "fair_dro", 2)
+    assert cfg.data.kind == "manifest"
+    with pytest.raises(DuetfairError, match="drop --set method/objective.name/model.name"):
+        method_config("erm", ["objective.name=group_dro"], config="manifest_example")

@@ -119,3 +119,16 @@ def test_dataloader_path_matches_cached_path(tmp_path: Path, tiny) -> None:
     a, b = _final_weights(tmp_path / "cached"), _final_weights(tmp_path / "loader")
     for key in a:
         assert torch.equal(a[key], b[key]), key
+
+
+def test_one_plain_line_per_epoch_when_not_a_terminal(tmp_path: Path, tiny, capsys: pytest.CaptureFixture[str]) -> None:
+    # capsys is not a terminal (a log file, CI, a cluster job): no bars, one line per epoch
+    train(tiny("erm", "train.progress=true"), tmp_path / "run")
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("epoch ")]
+    assert [line.split()[1] for line in lines] == ["1/2", "2/2"]
+    for line in lines:
+        assert "loss " in line and "val Dice " in line and "worst-group Dice " in line and line.rstrip().endswith(
+            (" s", ")"))
+        assert "\x1b[" not in line  # plain text, no terminal codes
+    train(tiny("erm", "train.log_every_epoch=false"), tmp_path / "quiet")
+    assert "epoch 1/2" not in capsys.readouterr().out

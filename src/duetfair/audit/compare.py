@@ -18,6 +18,7 @@ import math
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
+import numpy as np
 import pandas as pd
 
 from duetfair.errors import DuetfairError, require
@@ -52,7 +53,8 @@ def run_row(run_dir: str | Path, attribute: Optional[str] = None, name: Optional
     summary = run.read_json(run.summary, "summary")
     record = run.read_record() if run.record.is_file() else None
     if attribute is None:
-        attribute = (record.group_attribute if record else None) or next(iter(audit["metrics"]["dice"].get("attributes", {})), None)
+        attribute = ((record.group_attribute if record else None)
+                     or next(iter(audit["metrics"]["dice"].get("attributes", {})), None))
     require(attribute is not None, f"{root}: no attribute to compare; pass --by")
     dice = _attr_entry(audit, "dice", attribute, root)
     iou = _attr_entry(audit, "iou", attribute, root)
@@ -66,7 +68,8 @@ def run_row(run_dir: str | Path, attribute: Optional[str] = None, name: Optional
         "es_iou": _nan(iou["es"]), "es_iou_ci": [_nan(v) for v in iou.get("es_ci", [None, None])],
         "iou": _nan(iou["overall"]["mean"]), "iou_ci": [_nan(v) for v in iou["overall"].get("ci", [None, None])],
         "worst_group": dice.get("worst_group"), "worst_dice": _nan(dice.get("worst_mean")),
-        "worst_cvar10": _nan(dice.get("worst_cvar10", min((g.get("cvar10", math.nan) for g in dice["groups"]), default=None))),
+        "worst_cvar10": _nan(dice.get("worst_cvar10",
+                                      min((g.get("cvar10", math.nan) for g in dice["groups"]), default=None))),
     }
     for g in dice["groups"]:
         row[f"dice[{g['value']}]"] = _nan(g["mean"])
@@ -162,8 +165,187 @@ def format_table(df: pd.DataFrame, fmt: str = "md", digits: int = 3) -> str:
                 "Worst-group CVaR10 = mean Dice of the worst 10 % of cases in the worst group (hidden failures).\n")
         return "\n".join(rows) + "\n" + note
     esc = [h.replace("_", "\\_").replace("%", "\\%").replace("&", "\\&") for h in header]
-    body = [" & ".join(c.replace("_", "\\_").replace("&", "\\&") if not c.startswith("\\textbf") else c for c in cells) + " \\\\"
+    body = [" & ".join(c.replace("_", "\\_").replace("&", "\\&") if not c.startswith("\\textbf") else c
+                       for c in cells) + " \\\\"
             for cells in lines]
     spec = "l" + "c" * (len(header) - 1)
     return "\n".join(["\\begin{tabular}{" + spec + "}", "\\toprule", " & ".join(esc) + " \\\\", "\\midrule",
                       *body, "\\bottomrule", "\\end{tabular}"]) + "\n"
+
+
+# ---- the comparison report ---------------------------------------------------------------------
+
+PAIRED = ("dice", "worst_dice", "es_dice")
+"""Scores of the paired differences to the baseline (overall Dice, worst-group Dice, ES-Dice)."""
+
+
+def _case_dice(run: RunDir, attribute: str) -> tuple[pd.DataFrame, str]:
+    """Case-level Dice of a run's ``cases.csv`` with the group label of ``attribute`` (the run's
+    group spec), and the ES variant of its audit."""
+    from duetfair.data.groups import GroupSpec
+    from duetfair.metrics.cases import case_level
+
+    require(run.cases.is_file(), f"{run.root}: missing {run.cases.name}; run 'duetfair evaluate {run.root}' first")
+    frame = case_level(pd.read_csv(run.cases), ["dice"])
+    spec = GroupSpec.load(run.group_spec) if run.group_spec.is_file() else None
+    labels = GroupSpec.for_table(frame, [attribute], base=spec).labels(frame, attribute)
+    audit = run.read_json(run.audit, "audit") if run.audit.is_file() else {}
+    variant = str(audit.get("settings", {}).get("es_variant", "sum_abs"))
+    out = pd.DataFrame({"case_id": frame["case_id"].astype(str).to_numpy(),
+                        "dice": pd.to_numeric(frame["dice"], errors="coerce").to_numpy(dtype=float),
+                        "group": labels.astype(object).to_numpy()})
+    return out.drop_duplicates("case_id").set_index("case_id"), variant
+
+
+def _paired_stats(values: np.ndarray, codes: np.ndarray, k: int, idx: np.ndarray, variant: str) -> np.ndarray:
+    """``[3, B]``: overall mean, worst-group mean and equity-scaled value of the resamples ``idx [B, n]``."""
+    from duetfair.metrics.bootstrap import equity_scaled
+
+    v, c = values[idx], codes[idx]
+    overall = v.mean(axis=1)
+    means = np.full((idx.shape[0], k), np.nan)
+    for g in range(k):
+        mask = c == g
+        count = mask.sum(axis=1)
+        means[:, g] = np.where(count > 0, (v * mask).sum(axis=1) / np.maximum(count, 1), np.nan)
+    with np.errstate(all="ignore"):
+        worst = np.nanmin(np.where(np.isnan(means).all(axis=1, keepdims=True), 0.0, means), axis=1)
+    return np.vstack([overall, worst, equity_scaled(overall, means, variant)])
+
+
+def paired_differences(run_dirs: Sequence[str | Path], *, names: Optional[Sequence[str]] = None,
+                       attribute: Optional[str] = None, baseline: int = 0, n_boot: int = 1000, seed: int = 0,
+                       level: float = 0.95) -> pd.DataFrame:
+    """Paired differences of every run to the baseline run on the same test cases.
+
+    Per run and score (:data:`PAIRED`: overall Dice, worst-group Dice, ES-Dice of ``attribute``,
+    groups from the baseline's group spec): the difference to the baseline and its percentile
+    bootstrap interval from ``n_boot`` resamples of the cases both runs scored (the same resample
+    for both, so the case-to-case noise cancels), and a verdict (``better`` / ``worse`` when the
+    interval excludes 0, else ``no clear difference``).
+
+    Returns:
+        ``method``, ``metric``, ``diff``, ``low``, ``high``, ``verdict``, ``n_cases``; empty when
+        the runs share fewer than 2 cases.
+    """
+    from duetfair.audit.findings import verdict
+    from duetfair.metrics.bootstrap import percentile_ci
+
+    require(0 <= baseline < len(run_dirs), f"baseline {baseline}: expected an index into the {len(run_dirs)} runs")
+    table = compare_runs(run_dirs, attribute=attribute, names=names)
+    attribute = str(table["attribute"].iloc[0])
+    frames = [_case_dice(RunDir(d), attribute) for d in run_dirs]
+    base, variant = frames[baseline]
+    cols = ["method", "metric", "diff", "low", "high", "verdict", "n_cases"]
+    rows: list[dict[str, Any]] = []
+    rng = np.random.default_rng(seed)
+    for i, (frame, _) in enumerate(frames):
+        if i == baseline:
+            continue
+        common = base.index.intersection(frame.index)
+        both = pd.DataFrame({"a": base.loc[common, "dice"], "b": frame.loc[common, "dice"],
+                             "group": base.loc[common, "group"]}).dropna(subset=["a", "b"])
+        if len(both) < 2:
+            continue
+        cats = [g for g in pd.unique(both["group"].dropna())]
+        codes = np.array([cats.index(g) if g in cats else -1 for g in both["group"]], dtype=np.int64)
+        a, b = both["a"].to_numpy(dtype=float), both["b"].to_numpy(dtype=float)
+        full = np.arange(len(both))[None, :]
+        point = _paired_stats(b, codes, len(cats), full, variant)[:, 0] - _paired_stats(a, codes, len(cats), full,
+                                                                                        variant)[:, 0]
+        diffs = []
+        block = max(1, min(n_boot, (1 << 20) // len(both)))
+        for start in range(0, n_boot, block):
+            idx = rng.integers(0, len(both), size=(min(block, n_boot - start), len(both)))
+            diffs.append(_paired_stats(b, codes, len(cats), idx, variant) - _paired_stats(a, codes, len(cats), idx,
+                                                                                          variant))
+        boot = np.concatenate(diffs, axis=1) if diffs else np.empty((3, 0))
+        for j, metric in enumerate(PAIRED):
+            lo, hi = percentile_ci(boot[j][np.isfinite(boot[j])], level) if boot.shape[1] else (math.nan, math.nan)
+            rows.append({"method": table["method"].iloc[i], "metric": metric, "diff": float(point[j]),
+                         "low": float(lo), "high": float(hi), "verdict": verdict(lo, hi), "n_cases": int(len(both))})
+    return pd.DataFrame(rows, columns=cols)
+
+
+def report_frame(df: pd.DataFrame) -> pd.DataFrame:
+    """Compare table (:func:`compare_runs`) -> the report's method frame (``method``, scores and
+    ``_low``/``_high``), every score higher-is-better."""
+    out = pd.DataFrame({"method": df["method"]})
+    for col in ("es_dice", "dice", "es_iou", "iou"):
+        out[col] = df[col]
+        out[f"{col}_low"] = [ci[0] for ci in df[f"{col}_ci"]]
+        out[f"{col}_high"] = [ci[1] for ci in df[f"{col}_ci"]]
+    out["worst_group_dice"] = df["worst_dice"]
+    out["cvar10"] = df["worst_cvar10"]
+    if "hidden_dice" in df.columns:
+        out["hidden_dice"] = df["hidden_dice"]
+    return out
+
+
+def comparison_report(run_dirs: Sequence[str | Path], out: str | Path, *, names: Optional[Sequence[str]] = None,
+                      attribute: Optional[str] = None, baseline: int = 0, audit_run: Optional[str | Path] = None,
+                      n_boot: int = 1000, seed: int = 0, title: str = "duetfair method comparison",
+                      provenance: Optional[dict[str, Any]] = None) -> Path:
+    """The HTML comparison report of evaluated runs (``duetfair compare --format html``, the demo).
+
+    Methods side by side with their intervals, paired differences to the ``baseline`` run with
+    verdicts (:func:`paired_differences`), the papers' table (:func:`format_table`), and, with
+    ``audit_run``, that run's full audit (with its cases) below.
+    """
+    from duetfair.audit.report import render_html
+    from duetfair.metrics.cases import case_level
+
+    table = compare_runs(run_dirs, attribute=attribute, names=names)
+    paired = paired_differences(run_dirs, names=names, attribute=attribute, baseline=baseline, n_boot=n_boot,
+                                seed=seed)
+    audit = cases = None
+    if audit_run is not None:
+        shown = RunDir(audit_run)
+        audit = shown.read_json(shown.audit, "audit")
+        cases = case_level(pd.read_csv(shown.cases)) if shown.cases.is_file() else None
+    runs = {str(m): str(r) for m, r in zip(table["method"], table["run"])}
+    configs = {m: RunDir(r).config.read_text(encoding="utf-8") for m, r in runs.items() if RunDir(r).config.is_file()}
+    prov = {"data": "evaluated runs: " + "; ".join(f"{m}: {r}" for m, r in runs.items()),
+            "seed": f"{seed} (paired bootstrap)", **({"configs": configs} if configs else {}), **(provenance or {})}
+    attr = str(table["attribute"].iloc[0])
+    n = int(paired["n_cases"].max()) if len(paired) else 0
+    notes = [f"Groups: {attr}. Intervals of the methods: 95% bootstrap intervals of each run's audit; paired "
+             f"differences resample the {n} test cases the runs share ({n_boot} resamples), the same cases for both "
+             f"methods."]
+    return render_html(audit, out, cases=cases, comparison=report_frame(table), paired=paired,
+                       paper_table=format_table(table, "md"), baseline=str(table["method"].iloc[baseline]),
+                       comparison_notes=notes, provenance=prov, title=title)
+
+
+def seed_comparison_report(aggregate: pd.DataFrame, markdown: str, baseline: str, out: str | Path, *,
+                           columns: Sequence[str] = ("es_dice", "dice", "worst_dice", "worst_cvar10", "hidden_dice"),
+                           title: str = "duetfair benchmark", notes: Sequence[str] = (),
+                           provenance: Optional[dict[str, Any]] = None) -> Path:
+    """The HTML report of a multi-seed benchmark: ``aggregate`` has one row per method (``method``,
+    ``key``, per score ``<col>``, ``<col>_ci`` across seeds and ``<col>_vs_<baseline>`` /
+    ``..._ci``, as :func:`duetfair.experiments.methods.aggregate_seeds` writes it); ``markdown``
+    is its table."""
+    from duetfair.audit.findings import verdict
+    from duetfair.audit.report import render_html
+
+    cols = [c for c in columns if c in aggregate.columns and aggregate[c].notna().any()]
+    frame = pd.DataFrame({"method": aggregate["method"].astype(str)})
+    for c in cols:
+        frame[c] = aggregate[c].astype(float)
+        frame[f"{c}_low"] = [ci[0] if isinstance(ci, (list, tuple)) else math.nan for ci in aggregate[f"{c}_ci"]]
+        frame[f"{c}_high"] = [ci[1] if isinstance(ci, (list, tuple)) else math.nan for ci in aggregate[f"{c}_ci"]]
+    rows = []
+    for _, r in aggregate.iterrows():
+        if r["key"] == baseline:
+            continue
+        for c in cols:
+            d, ci = r.get(f"{c}_vs_{baseline}"), r.get(f"{c}_vs_{baseline}_ci")
+            if d is None or not isinstance(ci, (list, tuple)):
+                continue
+            rows.append({"method": str(r["method"]), "metric": c, "diff": float(d), "low": float(ci[0]),
+                         "high": float(ci[1]), "verdict": verdict(ci[0], ci[1]), "n_cases": None})
+    paired = pd.DataFrame(rows, columns=["method", "metric", "diff", "low", "high", "verdict", "n_cases"])
+    base_name = str(aggregate.loc[aggregate["key"] == baseline, "method"].iloc[0]) \
+        if (aggregate["key"] == baseline).any() else baseline
+    return render_html(None, out, comparison=frame, paired=paired, paper_table=markdown, baseline=base_name,
+                       comparison_notes=list(notes), provenance=provenance, title=title)

@@ -496,11 +496,14 @@ def write_audit(
     discovery: bool = True,
     title: str = "duetfair audit",
     inputs: Mapping[str, Any] | None = None,
+    gallery: Any = None,
 ) -> tuple[dict[str, Any], dict[str, Path]]:
     """Audit a joined per-case table and write ``cases.csv``, ``audit.json``, ``audit.md``, ``report.html``.
 
-    ``inputs`` (sources, counts of the join) is stored under the ``"inputs"`` key of the audit.
-    Returns ``(audit, {name: path})``; a plotting failure skips ``report.html`` with a warning.
+    ``inputs`` (sources, counts of the join) is stored under the ``"inputs"`` key of the audit;
+    ``gallery`` (e.g. :class:`~duetfair.audit.gallery.FolderGallery`) adds the worst cases' images
+    to the report. Returns ``(audit, {name: path})``; a plotting failure skips ``report.html`` with
+    a warning.
     """
     from duetfair.audit import audit_table
     from duetfair.audit.report import render_html, render_markdown
@@ -532,7 +535,7 @@ def write_audit(
     write_json(paths["audit"], audit)
     write_text(paths["markdown"], render_markdown(audit, title=title))
     try:
-        paths["html"] = render_html(audit, out / "report.html", cases=cases, title=title)
+        paths["html"] = render_html(audit, out / "report.html", cases=cases, title=title, gallery=gallery)
     except ValueError as exc:  # a plotting problem must not lose the audit already written
         warnings.warn(
             f"report.html not written ({exc}); cases.csv, audit.json and audit.md are complete",

@@ -15,7 +15,13 @@ JSON-ready dict; its shape (schema version 1) is::
         "subgroups": [{"itemset": {attr: value}, "support", "n", "mean", "divergence", "t",
                        "welch_t", "p_value", "q_value", "significant"}],
         "hidden_subtype": {"column", "hard", "n", "mean", "mean_rest", "share_in_worst_decile"}   # when known
-     }}}
+     }},
+     "findings": [{"kind", "level", "metric", "attribute", "text", ...}]}
+
+``findings`` are the audit's main points in plain words with the numbers behind them (worst group
+per attribute and whether its interval separates, hidden-failure shares, the most divergent
+significant subgroup, warnings about small groups and unknown values), built by
+:func:`duetfair.audit.findings.build_findings`; the Markdown and HTML reports print the same list.
 
 ``hidden_subtype`` summarises the analysis-only column of known hard cases (``hidden``: default
 ``hidden_subtype``, or e.g. ``morphology`` / ``morphology=irregular``; ``column`` names it and
@@ -39,6 +45,7 @@ import numpy as np
 import pandas as pd
 
 from duetfair.audit.discovery import DEFAULT_REDUNDANCY_Z, find_divergent_subgroups
+from duetfair.audit.findings import build_findings
 from duetfair.data.groups import GroupSpec, HiddenColumn
 from duetfair.errors import require
 from duetfair.io import read_table
@@ -173,7 +180,7 @@ def audit_table(
             failure_threshold=cutoffs[metric], discovery=discovery, max_subgroups=max_subgroups,
             redundancy_threshold=redundancy_threshold, redundancy_z=redundancy_z, fdr=fdr, hidden=hidden_col,
         )
-    return {
+    result = {
         "schema": SCHEMA,
         "n_rows": int(len(df)),
         "by": list(by),
@@ -188,6 +195,8 @@ def audit_table(
         },
         "metrics": out_metrics,
     }
+    result["findings"] = build_findings(result)
+    return result
 
 
 def _audit_metric(df: pd.DataFrame, metric: str, by: Sequence[str], spec: GroupSpec, **kw: Any) -> dict[str, Any]:

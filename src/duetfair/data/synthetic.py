@@ -33,7 +33,7 @@ import math
 import os
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
@@ -56,6 +56,11 @@ if TYPE_CHECKING:
 
 TASKS = ("fundus2d", "lesion2d", "tumor3d")
 CHUNK = 256  # cases generated at once (bounds peak memory, keeps tensors cache-friendly)
+MAX_MEMORY_BYTES = 4 << 30
+"""Largest synthetic dataset held in memory (4 GiB of images and labels); larger requests are
+refused up front. ``write_synthetic`` streams to disk and holds one chunk at a time."""
+MAX_CASES_ON_DISK = 1_000_000
+"""Largest number of cases ``write_synthetic`` writes."""
 
 
 @dataclass(frozen=True)
@@ -146,6 +151,7 @@ class TumorParams:
 PARAMS: dict[str, type] = {"fundus2d": FundusParams, "lesion2d": LesionParams, "tumor3d": TumorParams}
 NUM_CLASSES = {"fundus2d": 3, "lesion2d": 2, "tumor3d": 2}
 SPATIAL_DIMS = {"fundus2d": 2, "lesion2d": 2, "tumor3d": 3}
+IN_CHANNELS = {"fundus2d": 1, "lesion2d": 3, "tumor3d": 3}
 
 
 @dataclass
@@ -231,21 +237,43 @@ def generate(task: str, n: int, *, seed: int = 0, image_size: int | None = None,
 
         data = generate("fundus2d", 200, seed=1, hidden_prob=0.2)
     """
-    require(int(n) >= 1, f"number of cases must be >= 1, got {n}")
     p = make_params(task, image_size, **params)
-    gen = torch.Generator().manual_seed(int(np.random.SeedSequence([int(seed), TASKS.index(task)])
-                                            .generate_state(1)[0]))
-    maker = {"fundus2d": _fundus, "lesion2d": _lesion, "tumor3d": _tumor}[task]
+    need = int(n) * case_bytes(task, p.image_size)
+    require(need <= MAX_MEMORY_BYTES, f"{n} {task} cases of size {p.image_size} need {need / 2**30:.1f} GiB in memory "
+                                      f"(limit {MAX_MEMORY_BYTES >> 30} GiB); use fewer cases, a smaller image_size, "
+                                      f"or write them to disk with 'duetfair synth'")
     images, labels, metas = [], [], []
-    for start in range(0, int(n), CHUNK):
-        img, lab, meta = maker(p, min(CHUNK, int(n) - start), gen)
+    for img, lab, meta in generate_chunks(task, n, seed=seed, image_size=image_size, id_prefix=id_prefix, **params):
         images.append(img)
         labels.append(lab)
         metas.append(meta)
-    meta = pd.concat(metas, ignore_index=True)
+    return SyntheticData(task, torch.cat(images), torch.cat(labels), pd.concat(metas, ignore_index=True), p)
+
+
+def case_bytes(task: str, image_size: int) -> int:
+    """Bytes of one case in memory: float32 image channels and an int64 label map."""
+    voxels = int(image_size) ** SPATIAL_DIMS[task]
+    return voxels * (4 * IN_CHANNELS[task] + 8)
+
+
+def generate_chunks(task: str, n: int, *, seed: int = 0, image_size: int | None = None, id_prefix: str | None = None,
+                    **params: Any) -> Iterator[tuple[torch.Tensor, torch.Tensor, pd.DataFrame]]:
+    """:func:`generate` in chunks of :data:`CHUNK` cases: ``(images, labels, meta)`` per chunk,
+    the same cases in the same order as :func:`generate` (memory: one chunk)."""
+    require(isinstance(n, (int, np.integer)) and int(n) >= 1, f"number of cases must be >= 1, got {n}")
+    require(0 <= int(seed) < 2**63, f"seed must be in [0, 2^63), got {seed}")
+    p = make_params(task, image_size, **params)
+    chunk = min(CHUNK, int(n)) * case_bytes(task, p.image_size)
+    require(chunk <= MAX_MEMORY_BYTES, f"image_size {p.image_size}: one chunk of {task} cases needs "
+                                       f"{chunk / 2**30:.1f} GiB (limit {MAX_MEMORY_BYTES >> 30} GiB); use a smaller size")
+    gen = torch.Generator().manual_seed(int(np.random.SeedSequence([int(seed), TASKS.index(task)])
+                                            .generate_state(1)[0]))
+    maker = {"fundus2d": _fundus, "lesion2d": _lesion, "tumor3d": _tumor}[task]
     prefix = id_prefix or task
-    meta.insert(0, "case_id", [f"{prefix}_{i:05d}" for i in range(len(meta))])
-    return SyntheticData(task, torch.cat(images), torch.cat(labels), meta, p)
+    for start in range(0, int(n), CHUNK):
+        img, lab, meta = maker(p, min(CHUNK, int(n) - start), gen)
+        meta.insert(0, "case_id", [f"{prefix}_{i:05d}" for i in range(start, start + len(meta))])
+        yield img, lab, meta
 
 
 # ---- shared building blocks --------------------------------------------------------------------
@@ -548,18 +576,21 @@ def write_synthetic(task: str, n: int, out_dir: str, *, seed: int = 0, image_siz
     manifest = root / "manifest.csv"
     require(overwrite or not manifest.exists(),
             f"'{manifest}' already exists; choose another --out folder or pass --overwrite")
-    data = generate(task, n, seed=seed, image_size=image_size, **params)
-    spec = group_spec(task, data.params)
-    meta = data.meta.copy()
-    meta["split"] = assign_group_splits(meta, spec, extra=[HIDDEN_COLUMN], fractions=fractions, seed=seed)
+    require(int(n) <= MAX_CASES_ON_DISK, f"--n {n}: at most {MAX_CASES_ON_DISK} cases are written")
+    p = make_params(task, image_size, **params)
+    spec = group_spec(task, p)
     (root / "images").mkdir(parents=True, exist_ok=True)
     (root / "labels").mkdir(parents=True, exist_ok=True)
     writer = _write_case_2d if SPATIAL_DIMS[task] == 2 else _write_case_3d
-    img_col, lab_col = [], []
-    for i, cid in enumerate(meta["case_id"]):
-        im, lb = writer(root, cid, data.images[i], data.labels[i])
-        img_col.append(im)
-        lab_col.append(lb)
+    img_col, lab_col, metas = [], [], []
+    for images, labels, part in generate_chunks(task, n, seed=seed, image_size=image_size, **params):
+        for i, cid in enumerate(part["case_id"]):
+            im, lb = writer(root, cid, images[i], labels[i])
+            img_col.append(im)
+            lab_col.append(lb)
+        metas.append(part)
+    meta = pd.concat(metas, ignore_index=True)
+    meta["split"] = assign_group_splits(meta, spec, extra=[HIDDEN_COLUMN], fractions=fractions, seed=seed)
     meta.insert(0, "label", lab_col)
     meta.insert(0, "image", img_col)
     cols = ["image", "label", "case_id", *spec.attributes, "split", HIDDEN_COLUMN]

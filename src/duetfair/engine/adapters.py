@@ -83,10 +83,13 @@ def build_datasets(kind: str, args: dict[str, Any], hidden_column: Optional[str]
     """``duetfair.data.build_datasets(kind, **args)`` with a clear error for unknown options;
     ``hidden_column`` (``data.hidden_column``) goes to the manifest loader, the one that reads it."""
     from duetfair.data import build_datasets as _build
+    from duetfair.options import HIDDEN_COLUMN
 
+    if hidden_column is not None and kind != "manifest":  # other loaders write the default column themselves
+        require(hidden_column == HIDDEN_COLUMN, f"config data.hidden_column: only data.kind 'manifest' reads a "
+                                                f"hidden column by name; kind '{kind}' has '{HIDDEN_COLUMN}' or none")
+        hidden_column = None
     if hidden_column is not None:
-        require(kind == "manifest", f"config data.hidden_column: only data.kind 'manifest' reads a hidden column "
-                                    f"by name; kind '{kind}' has its own")
         given = args.get("hidden_column")
         require(given is None or str(given) == hidden_column,
                 f"config data.hidden_column '{hidden_column}' and data.args.hidden_column '{given}' differ; keep one")

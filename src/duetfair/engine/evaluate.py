@@ -196,14 +196,50 @@ def evaluate_run(
     summary = _summary(run.root, record, cfg, split, checkpoint, table, frame, audit, ds.hidden)
     write_json(run.summary, summary)
     if report:
-        from duetfair.audit.report import render_html
+        from duetfair.audit.report import TrainingView, provenance, render_html
 
         try:
-            render_html(audit, run.report, cases=frame, title=f"duetfair evaluation: {record.name} ({split})")
+            gallery = worst_case_gallery(model, source, list(ds.meta["case_id"]), frame, spec, attributes, device=dev,
+                                         batch_size=cfg.train.eval_batch_size or cfg.train.batch_size,
+                                         route_fn=adapters.grouping(spec, cfg).route_codes,
+                                         rgb=record.channel_source in (None, "native"))
+            prov = provenance(config=run.config.read_text(encoding="utf-8"), seed=cfg.seed,
+                              data=f"{data_cfg.kind} {dict(data_cfg.args)}, split {split}"
+                                   + (f" (data config {data_config})" if data_config is not None else ""),
+                              run=str(run.root), checkpoint=checkpoint)
+            render_html(audit, run.report, cases=frame, title=f"duetfair evaluation: {record.name} ({split})",
+                        gallery=gallery, training=TrainingView.from_run(run.root), provenance=prov)
         except ValueError as exc:  # a plotting problem must not lose the evaluation already written
             warnings.warn(f"report.html not written ({exc}); cases.csv, summary.json and audit.json are complete",
                           RuntimeWarning, stacklevel=2)
     return summary
+
+
+def worst_case_gallery(model: nn.Module, source: BatchSource, case_ids: Sequence[str], frame: pd.DataFrame,
+                       spec: Any, attributes: Sequence[str], *, device: torch.device, batch_size: int,
+                       route_fn: RouteFn, metric: str = "dice", rgb: Optional[bool] = None) -> Any:
+    """The report's gallery: the worst cases of every group (:func:`duetfair.audit.gallery.worst_cases`
+    of the case-level ``frame``) predicted again (only those cases; ``case_ids`` in the order of
+    ``source``) and drawn as thumbnails."""
+    from duetfair.audit.gallery import build_gallery, thumbnail, worst_cases
+
+    picks = worst_cases(frame, metric, attributes, spec=spec)
+    index = {str(cid): i for i, cid in enumerate(case_ids)}
+
+    def draw(ids: Sequence[str]) -> dict[str, Any]:
+        wanted = sorted(index[c] for c in ids if c in index)
+        out: dict[str, Any] = {}
+        for batch, pred in predict_batches(model, source, wanted, device=device, batch_size=batch_size,
+                                           route_fn=route_fn):
+            for i, cid in enumerate(batch.case_ids):
+                try:
+                    out[str(cid)] = thumbnail(batch.image[i].float().numpy(), batch.label[i, 0].numpy(),
+                                              pred[i].numpy(), rgb=rgb)
+                except Exception as exc:  # noqa: BLE001 - a case that cannot be drawn is only left out
+                    out[str(cid)] = " ".join(str(exc).split())[:120] or type(exc).__name__
+        return out
+
+    return build_gallery(picks, draw, metric=metric)
 
 
 def _summary(root: Path, run: RunRecord, cfg: Any, split: str, checkpoint: str, table: pd.DataFrame,

@@ -27,9 +27,8 @@ from typing import Any, Callable, Optional, Sequence
 import numpy as np
 import pandas as pd
 
-from duetfair.errors import DuetfairError, require
+from duetfair.errors import require
 from duetfair.metrics.bootstrap import bootstrap_means, percentile_ci
-from duetfair.metrics.cases import case_level
 from duetfair.rundir import RunDir
 
 DEMO_METHODS: tuple[str, ...] = ("erm", "group_dro", "febs", "moe", "dmoe", "fair_dro")
@@ -175,8 +174,7 @@ def run_demo(out: str | Path = "runs/demo", *, quick: bool = False, methods: Seq
 
     ``extra``: further ``--set`` overrides applied to every run (after the demo size).
     """
-    from duetfair.audit.compare import compare_runs, format_table
-    from duetfair.audit.report import render_html
+    from duetfair.audit.compare import compare_runs, comparison_report, format_table
     from duetfair.io import write_text
 
     root = Path(out)
@@ -190,11 +188,9 @@ def run_demo(out: str | Path = "runs/demo", *, quick: bool = False, methods: Seq
     write_text(root / "comparison.md", md)
     write_text(root / "comparison.json", format_table(table, "json"))
     write_text(root / "comparison.csv", format_table(table, "csv"))
-    shown = RunDir(runs[-1])
-    audit = shown.read_json(shown.audit, "audit")
-    render_html(audit, root / "report.html", comparison=comparison_frame(table),
-                cases=case_level(pd.read_csv(shown.cases)),
-                title=f"duetfair demo: method comparison (audit shown: {names[-1]})")
+    comparison_report(runs, root / "report.html", names=names, audit_run=runs[-1], n_boot=200 if quick else 1000,
+                      seed=seed, title=f"duetfair demo: method comparison (audit shown: {names[-1]})",
+                      provenance={"data": f"synthetic fundus benchmark ({size} size), runs in {root}"})
     return md
 
 
@@ -302,4 +298,27 @@ def run_benchmark(out: str | Path, *, task: str = "fundus2d", methods: Sequence[
               "baseline": baseline, "aggregate": agg.to_dict(orient="records"),
               "per_seed": per_seed.to_dict(orient="records")}
     write_json(root / "methods.json", result)
+    _benchmark_report(root, agg, md, baseline, seeds=seeds, config=config, task=task, size=size)
     return {"markdown": md, **result}
+
+
+def _benchmark_report(root: Path, agg: pd.DataFrame, md: str, baseline: str, *, seeds: Sequence[int],
+                      config: Optional[str | Path], task: str, size: Optional[str]) -> None:
+    """``report.html`` of a benchmark (methods with intervals across seeds, paired differences to
+    the baseline with verdicts, the table); a plotting failure only warns (the results are written)."""
+    import warnings
+
+    from duetfair.audit.compare import seed_comparison_report
+    from duetfair.audit.report import provenance
+
+    source = f"config {config}" if config is not None else f"synthetic task {task} ({size} size)"
+    prov = provenance(config=Path(config).read_text(encoding="utf-8") if config is not None and Path(config).is_file()
+                      else None, data=source, seed=", ".join(map(str, seeds)))
+    note = (f"Each score: mean over {len(seeds)} seed(s) with a 95% bootstrap interval across seeds; differences "
+            f"to {DISPLAY.get(baseline, baseline)} are paired by seed. Runs in {root}/seed<S>/<method>.")
+    try:
+        seed_comparison_report(agg, md, baseline, root / "report.html", notes=[note], provenance=prov,
+                               title=f"duetfair benchmark: {source}, {len(seeds)} seed(s)")
+    except ValueError as exc:
+        warnings.warn(f"report.html not written ({exc}); methods.md and methods.json are complete", RuntimeWarning,
+                      stacklevel=2)

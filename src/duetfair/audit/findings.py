@@ -1,0 +1,405 @@
+"""Findings of an audit in plain words: what a reader should see first.
+
+:func:`build_findings` turns an audit dict (:func:`duetfair.audit.audit_table`) into a list of
+findings, each a JSON-ready dict with a ``kind``, a ``level`` (``info`` or ``warning``), the
+``metric`` / ``attribute`` it concerns, one plain sentence ``text`` and the numbers behind it. The
+audit JSON carries the list under ``findings``; the Markdown and HTML reports print the same
+sentences, so the three forms say the same thing with the same numbers. Kinds:
+
+* ``worst_group`` (per metric and attribute): the worst group with its mean, interval and n, the
+  best group and the gap, and whether the worst group's interval separates from the other groups'
+  intervals (``separated_from`` / ``overlaps``; intervals that do not overlap are a conservative
+  sign of a real difference, overlapping ones do not prove its absence);
+* ``failures`` (per metric with a failure cut-off, per attribute): the hidden-failure share of every
+  group, i.e. the share of its cases beyond the metric's ``failure_threshold``, highest first, and
+  the group whose worst 10 % of cases score worst (CVaR10);
+* ``tail`` (per metric without a cut-off, e.g. HD95): the group with the worst CVaR10;
+* ``subgroup`` (per metric, with discovery): the most divergent subgroup whose Benjamini-Hochberg
+  ``q_value`` passes the false discovery rate, or that none does;
+* ``hidden_subtype`` (per metric, when the table knows the hidden column);
+* ``small_group`` (warning): groups with fewer than ``min_n`` cases (unstable means and intervals);
+* ``unknowns`` (warning): attributes whose value is unknown for at least ``unknown_share`` of the
+  cases (they count in the overall mean only).
+
+:func:`headline_cards` gives the report's summary cards (headline numbers with intervals) and
+:func:`comparison_findings` the plain-words summary of a method comparison.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Mapping, Sequence
+
+from duetfair.audit.discovery import itemset_label
+
+MIN_N = 20
+"""Groups (and heatmap cells) with fewer cases are flagged as too small for a stable estimate."""
+
+UNKNOWN_SHARE = 0.10
+"""Attributes whose value is unknown for at least this share of the cases are flagged."""
+
+
+# ---- number formatting (shared by every report form) -------------------------------------------
+
+
+def _num(x: Any) -> float | None:
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(v) else v
+
+
+def fmt(x: Any, digits: int = 3) -> str:
+    """Number -> fixed-point text; None/NaN -> ``n/a``."""
+    if x is None:
+        return "n/a"
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return str(x)
+    if math.isnan(v):
+        return "n/a"
+    if math.isinf(v):
+        return "inf" if v > 0 else "-inf"
+    return f"{v:.{digits}f}"
+
+
+def fmt_ci(mean: Any, ci: Sequence[Any] | None, digits: int = 3) -> str:
+    """``value (low-high)`` as the papers print it (``low to high`` when a bound is negative)."""
+    if not ci or len(ci) < 2 or _num(ci[0]) is None or _num(ci[1]) is None:
+        return fmt(mean, digits)
+    lo, hi = float(ci[0]), float(ci[1])
+    sep = " to " if lo < 0 or hi < 0 else "-"
+    return f"{fmt(mean, digits)} ({fmt(lo, digits)}{sep}{fmt(hi, digits)})"
+
+
+def fmt_signed_ci(value: Any, ci: Sequence[Any] | None, digits: int = 3) -> str:
+    """A difference with its interval: ``+0.012 (-0.003 to +0.027)``."""
+    v = _num(value)
+    if v is None:
+        return "n/a"
+    text = f"{v:+.{digits}f}"
+    if ci and len(ci) == 2 and _num(ci[0]) is not None and _num(ci[1]) is not None:
+        text += f" ({float(ci[0]):+.{digits}f} to {float(ci[1]):+.{digits}f})"
+    return text
+
+
+def pct(x: Any) -> str:
+    """Share -> ``12.3%``; None/NaN -> ``n/a``."""
+    v = _num(x)
+    return "n/a" if v is None else f"{100 * v:.1f}%"
+
+
+def pvalue(p: Any) -> str:
+    """A p- or q-value: 3 decimals, ``<0.001`` below that, ``-`` when undefined."""
+    v = _num(p)
+    if v is None or not math.isfinite(v):
+        return "-"
+    return "<0.001" if v < 0.001 else f"{v:.3f}"
+
+
+def _eq(name: str, p: Any) -> str:
+    """``q = 0.012`` or ``q < 0.001``."""
+    text = pvalue(p)
+    return f"{name} < {text[1:]}" if text.startswith("<") else f"{name} = {text}"
+
+
+def _cutoff_text(metric: str, threshold: Any, higher_better: bool) -> str:
+    return f"{metric} {'<' if higher_better else '>'} {fmt(threshold, 3).rstrip('0').rstrip('.')}"
+
+
+def _base(key: str) -> str:
+    return key.partition("[")[0]
+
+
+# ---- findings of an audit ----------------------------------------------------------------------
+
+
+def _separation(a: Mapping[str, Any], higher_better: bool) -> tuple[list[str], list[str]] | None:
+    """Groups whose interval lies entirely on the better side of the worst group's interval, and
+    the others; None without intervals."""
+    groups = a["groups"]
+    worst = next((g for g in groups if str(g["value"]) == str(a.get("worst_group"))), None)
+    if worst is None or _num(worst["ci"][0]) is None:
+        return None
+    separated, overlaps = [], []
+    for g in groups:
+        if g is worst or g.get("n", 0) == 0:
+            continue
+        lo, hi = _num(g["ci"][0]), _num(g["ci"][1])
+        if lo is None or hi is None:
+            return None
+        apart = worst["ci"][1] < lo if higher_better else worst["ci"][0] > hi
+        (separated if apart else overlaps).append(str(g["value"]))
+    return separated, overlaps
+
+
+def _names(values: Sequence[str]) -> str:
+    values = list(values)
+    if len(values) <= 1:
+        return "".join(values)
+    return ", ".join(values[:-1]) + " and " + values[-1]
+
+
+def _worst_group(key: str, attr: str, a: Mapping[str, Any], higher_better: bool) -> dict[str, Any] | None:
+    groups = a["groups"]
+    worst = next((g for g in groups if str(g["value"]) == str(a.get("worst_group"))), None)
+    if worst is None:
+        return None
+    best = a.get("best_group")
+    sep = _separation(a, higher_better)
+    text = (f"{key} by {attr}: the worst group is {worst['value']} with {fmt_ci(worst['mean'], worst['ci'])} "
+            f"(n={worst['n']})")
+    if len(groups) > 1:
+        text += f", against {fmt(a.get('best_mean'))} for {best}; gap {fmt(a.get('gap'))}."
+    else:
+        text += "; it is the only group."
+    side = "below" if higher_better else "above"
+    if sep is not None and len(groups) > 1:
+        separated, overlaps = sep
+        if separated and not overlaps:
+            text += f" Its 95% interval lies {side} those of all other groups."
+        elif separated:
+            text += (f" Its 95% interval lies {side} {'that' if len(separated) == 1 else 'those'} of "
+                     f"{_names(separated)} but overlaps {'that' if len(overlaps) == 1 else 'those'} of "
+                     f"{_names(overlaps)}.")
+        else:
+            text += " Its 95% interval overlaps those of all other groups, so the gap may be chance."
+    elif len(groups) > 1:
+        text += " No intervals (bootstrap off): separation not assessed."
+    return {
+        "kind": "worst_group", "level": "info", "metric": key, "attribute": attr, "text": text,
+        "group": str(worst["value"]), "n": int(worst["n"]), "mean": _num(worst["mean"]), "ci": list(worst["ci"]),
+        "best_group": None if best is None else str(best), "best_mean": _num(a.get("best_mean")),
+        "gap": _num(a.get("gap")),
+        "separated_from": None if sep is None else sep[0], "overlaps": None if sep is None else sep[1],
+    }
+
+
+def _failures(key: str, attr: str, a: Mapping[str, Any], higher_better: bool) -> dict[str, Any] | None:
+    threshold = a.get("failure_threshold")
+    groups = [g for g in a["groups"] if g.get("n", 0) > 0 and _num(g.get("failure_rate")) is not None]
+    if threshold is None or not groups:
+        return None
+    ranked = sorted(groups, key=lambda g: -float(g["failure_rate"]))
+    shares = [{"group": str(g["value"]), "n": int(g["n"]), "failures": int(round(float(g["failure_rate"]) * g["n"])),
+               "share": float(g["failure_rate"]), "cvar10": _num(g.get("cvar10"))} for g in ranked]
+    parts = [f"{s['group']} {pct(s['share'])} ({s['failures']}/{s['n']})" for s in shares]
+    cutoff = _cutoff_text(_base(key), threshold, higher_better)
+    tail = [g for g in groups if _num(g.get("cvar10")) is not None]
+    text = f"Hidden failures in {key} by {attr} (share of cases with {cutoff}): {', '.join(parts)}."
+    worst_tail = None
+    if tail:
+        worst_tail = (min if higher_better else max)(tail, key=lambda g: float(g["cvar10"]))
+        text += (f" The worst 10% of {worst_tail['value']} cases average {fmt(worst_tail['cvar10'])} (CVaR10), "
+                 f"against a group mean of {fmt(worst_tail['mean'])}.")
+    return {"kind": "failures", "level": "info", "metric": key, "attribute": attr, "text": text,
+            "threshold": float(threshold), "shares": shares,
+            "worst_cvar_group": None if worst_tail is None else str(worst_tail["value"]),
+            "worst_cvar10": None if worst_tail is None else _num(worst_tail["cvar10"])}
+
+
+def _tail(key: str, m: Mapping[str, Any], higher_better: bool) -> dict[str, Any] | None:
+    candidates = [(attr, g) for attr, a in m["attributes"].items() for g in a["groups"]
+                  if g.get("n", 0) > 0 and _num(g.get("cvar10")) is not None]
+    if not candidates:
+        return None
+    attr, g = (min if higher_better else max)(candidates, key=lambda t: float(t[1]["cvar10"]))
+    text = (f"Hidden failures in {key}: the worst tail is in {g['value']} ({attr}), whose worst 10% of cases "
+            f"average {fmt(g['cvar10'])} (CVaR10) against a group mean of {fmt(g['mean'])}; no failure cut-off is "
+            f"set for {_base(key)} (--fail {_base(key)}{'<' if higher_better else '>'}VALUE).")
+    return {"kind": "tail", "level": "info", "metric": key, "attribute": attr, "text": text, "group": str(g["value"]),
+            "cvar10": _num(g["cvar10"]), "mean": _num(g["mean"])}
+
+
+def _subgroup(key: str, m: Mapping[str, Any], fdr: float) -> dict[str, Any] | None:
+    subgroups = m.get("subgroups") or []
+    if not subgroups:
+        return None
+    sig = next((s for s in subgroups if s.get("significant")), None)
+    if sig is None:
+        top = subgroups[0]
+        text = (f"No subgroup of {key} diverges significantly (Benjamini-Hochberg q <= {fmt(fdr, 2)}); the most "
+                f"divergent, {itemset_label(top['itemset'])} (n={top['n']}), has {_eq('q', top.get('q_value'))}.")
+        return {"kind": "subgroup", "level": "info", "metric": key, "attribute": None, "text": text,
+                "significant": False, "itemset": dict(top["itemset"]), "n": int(top["n"]),
+                "divergence": _num(top["divergence"]), "q_value": _num(top.get("q_value"))}
+    d = float(sig["divergence"])
+    where = "below" if d < 0 else "above"
+    text = (f"Most divergent significant subgroup of {key}: {itemset_label(sig['itemset'])} (n={sig['n']}, "
+            f"{pct(sig['support'])} of cases) with mean {fmt(sig['mean'])}, {fmt(abs(d))} {where} the overall mean "
+            f"(Welch t = {fmt(sig.get('welch_t'), 1)}, {_eq('q', sig.get('q_value'))}).")
+    return {"kind": "subgroup", "level": "info", "metric": key, "attribute": None, "text": text,
+            "significant": True, "itemset": dict(sig["itemset"]), "n": int(sig["n"]), "support": _num(sig["support"]),
+            "mean": _num(sig["mean"]), "divergence": d, "welch_t": _num(sig.get("welch_t")),
+            "p_value": _num(sig.get("p_value")), "q_value": _num(sig.get("q_value"))}
+
+
+def _hidden(key: str, m: Mapping[str, Any]) -> dict[str, Any] | None:
+    h = m.get("hidden_subtype")
+    if not h:
+        return None
+    name = str(h.get("column", "hidden_subtype"))
+    if h.get("hard"):
+        name = f"{name} = {', '.join(map(str, h['hard']))}"
+    text = (f"Hidden hard subtype ({name}): {h['n']} cases with mean {key} {fmt(h['mean'])} against "
+            f"{fmt(h['mean_rest'])} for the rest; they are {pct(h['share_in_worst_decile'])} of the worst 10% of "
+            f"cases.")
+    return {"kind": "hidden_subtype", "level": "info", "metric": key, "attribute": None, "text": text,
+            "column": name, "n": int(h["n"]), "mean": _num(h["mean"]), "mean_rest": _num(h["mean_rest"]),
+            "share_in_worst_decile": _num(h["share_in_worst_decile"])}
+
+
+def _warnings(key: str, m: Mapping[str, Any], min_n: int, unknown_share: float) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    n_cases = int(m.get("n_cases") or 0)
+    for attr, a in m["attributes"].items():
+        small = [g for g in a["groups"] if 0 < g.get("n", 0) < min_n]
+        if small:
+            listed = _names([f"{g['value']} (n={g['n']})" for g in small])
+            text = (f"{attr}: {'group' if len(small) == 1 else 'groups'} {listed} "
+                    f"{'has' if len(small) == 1 else 'have'} fewer than {min_n} cases; "
+                    f"{'its' if len(small) == 1 else 'their'} mean and interval are unstable.")
+            out.append({"kind": "small_group", "level": "warning", "metric": key, "attribute": attr, "text": text,
+                        "min_n": int(min_n), "groups": [{"group": str(g["value"]), "n": int(g["n"])} for g in small]})
+        n_unknown = int(a.get("n_unknown") or 0)
+        if n_cases and n_unknown / n_cases >= unknown_share:
+            text = (f"{attr}: {n_unknown} of {n_cases} cases ({pct(n_unknown / n_cases)}) have an unknown value; they "
+                    f"count in the overall mean only, so the groups describe {pct(1 - n_unknown / n_cases)} of the "
+                    f"cases.")
+            out.append({"kind": "unknowns", "level": "warning", "metric": key, "attribute": attr, "text": text,
+                        "n_unknown": n_unknown, "n_cases": n_cases, "share": n_unknown / n_cases})
+    return out
+
+
+def build_findings(audit: Mapping[str, Any], *, min_n: int = MIN_N,
+                   unknown_share: float = UNKNOWN_SHARE) -> list[dict[str, Any]]:
+    """The findings of an audit dict, most important first (see the module docstring).
+
+    Per metric: the worst group of every attribute, the hidden failures (or the worst tail), the
+    most divergent significant subgroup and the hidden subtype; then the warnings (of the first
+    metric, since group sizes hardly differ between metrics).
+    """
+    settings = audit.get("settings", {})
+    fdr = float(settings.get("fdr", 0.05))
+    out: list[dict[str, Any]] = []
+    for key, m in audit["metrics"].items():
+        hb = bool(m.get("higher_is_better", True))
+        for attr, a in m["attributes"].items():
+            found = _worst_group(key, attr, a, hb)
+            if found:
+                out.append(found)
+            failures = _failures(key, attr, a, hb)
+            if failures:
+                out.append(failures)
+        if all(a.get("failure_threshold") is None for a in m["attributes"].values()):
+            tail = _tail(key, m, hb)
+            if tail:
+                out.append(tail)
+        for extra in (_subgroup(key, m, fdr), _hidden(key, m)):
+            if extra:
+                out.append(extra)
+    first = next(iter(audit["metrics"].items()), None)
+    if first is not None:
+        out.extend(_warnings(first[0], first[1], min_n, unknown_share))
+    return out
+
+
+def findings_of(audit: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The audit's ``findings`` (built on the fly for an audit written before they existed)."""
+    found = audit.get("findings")
+    return list(found) if isinstance(found, list) else build_findings(audit)
+
+
+# ---- summary cards -----------------------------------------------------------------------------
+
+
+def headline_cards(audit: Mapping[str, Any], *, max_attributes: int = 4) -> list[dict[str, Any]]:
+    """Headline numbers of the first metric: overall, the worst group of each attribute, the
+    equity-scaled value, the worst-group CVaR10 and the highest failure share; each card is
+    ``{"label", "value", "ci", "text", "note"}`` with ``text`` the formatted value."""
+    if not audit.get("metrics"):
+        return []
+    key, m = next(iter(audit["metrics"].items()))
+    hb = bool(m.get("higher_is_better", True))
+    cards = [{"label": f"overall {key}", "value": _num(m["overall"]["mean"]), "ci": list(m["overall"]["ci"]),
+              "text": fmt_ci(m["overall"]["mean"], m["overall"]["ci"]), "note": f"{m['n_cases']} cases"}]
+    attrs = list(m["attributes"].items())
+    for attr, a in attrs[:max_attributes]:
+        worst = next((g for g in a["groups"] if str(g["value"]) == str(a.get("worst_group"))), None)
+        if worst is None:
+            continue
+        cards.append({"label": f"worst {attr}: {worst['value']}", "value": _num(worst["mean"]), "ci": list(worst["ci"]),
+                      "text": fmt_ci(worst["mean"], worst["ci"]), "note": f"n={worst['n']}; gap {fmt(a.get('gap'))}"})
+    if attrs and _num(attrs[0][1].get("es")) is not None:
+        attr, a = attrs[0]
+        variant = audit.get("settings", {}).get("es_variant", "sum_abs")
+        cards.append({"label": f"ES-{key} ({attr})", "value": _num(a["es"]), "ci": list(a.get("es_ci") or []),
+                      "text": fmt_ci(a["es"], a.get("es_ci")), "note": f"{variant} variant"})
+    tails = [(attr, g) for attr, a in attrs for g in a["groups"] if g.get("n", 0) and _num(g.get("cvar10")) is not None]
+    if tails:
+        attr, g = (min if hb else max)(tails, key=lambda t: float(t[1]["cvar10"]))
+        cards.append({"label": "worst-group CVaR10", "value": _num(g["cvar10"]), "ci": [],
+                      "text": fmt(g["cvar10"]), "note": f"{g['value']} ({attr}): mean of its worst 10% of cases"})
+    rates = [(attr, a, g) for attr, a in attrs for g in a["groups"]
+             if g.get("n", 0) and _num(g.get("failure_rate")) is not None]
+    if rates:
+        attr, a, g = max(rates, key=lambda t: float(t[2]["failure_rate"]))
+        cards.append({"label": "highest failure share", "value": _num(g["failure_rate"]), "ci": [],
+                      "text": pct(g["failure_rate"]),
+                      "note": f"{g['value']} ({attr}): {_cutoff_text(_base(key), a['failure_threshold'], hb)}"})
+    return cards
+
+
+# ---- findings of a method comparison -----------------------------------------------------------
+
+
+def comparison_findings(comparison: Any, paired: Any = None, baseline: str | None = None,
+                        labels: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
+    """Plain-words summary of a method comparison.
+
+    Args:
+        comparison: one row per method (``method`` and score columns, optional ``_low``/``_high``),
+            every score higher-is-better.
+        paired: differences to the baseline (``method``, ``metric``, ``diff``, ``low``, ``high``,
+            ``verdict``), optional.
+        baseline: name of the baseline method.
+        labels: display names of the score columns.
+    """
+    labels = dict(labels or {})
+    out: list[dict[str, Any]] = []
+    columns = [c for c in comparison.columns if c != "method" and not str(c).endswith(("_low", "_high"))
+               and str(comparison[c].dtype) != "object"]
+    for col in columns:
+        values = comparison[col].astype(float)
+        if not values.notna().any() or len(comparison) < 2:
+            continue
+        i = int(values.idxmax())
+        row = comparison.loc[i]
+        ci = [row.get(f"{col}_low"), row.get(f"{col}_high")]
+        name = labels.get(col, col)
+        tied = [str(m) for m, v in zip(comparison["method"], values) if fmt(v) == fmt(row[col])]
+        who = f"{_names(tied)} (tied)" if len(tied) > 1 else str(row["method"])
+        out.append({"kind": "best_method", "level": "info", "metric": col, "method": str(row["method"]),
+                    "tied": tied, "value": float(row[col]), "ci": [_num(c) for c in ci],
+                    "text": f"Highest {name}: {who} with {fmt_ci(row[col], ci)}."})
+    if paired is not None and len(paired):
+        for method, part in paired.groupby("method", sort=False):
+            verdicts = [f"{labels.get(r.metric, r.metric)} {fmt_signed_ci(r.diff, [r.low, r.high])}: {r.verdict}"
+                        for r in part.itertuples(index=False)]
+            out.append({"kind": "vs_baseline", "level": "info", "metric": None, "method": str(method),
+                        "baseline": baseline,
+                        "differences": [{"metric": r.metric, "diff": _num(r.diff), "ci": [_num(r.low), _num(r.high)],
+                                         "verdict": r.verdict} for r in part.itertuples(index=False)],
+                        "text": f"{method} vs {baseline}: {'; '.join(verdicts)}."})
+    return out
+
+
+def verdict(low: Any, high: Any) -> str:
+    """``better`` when the interval of a difference lies above 0, ``worse`` below, else ``no clear
+    difference`` (``n/a`` without an interval)."""
+    lo, hi = _num(low), _num(high)
+    if lo is None or hi is None:
+        return "n/a"
+    return "better" if lo > 0 else "worse" if hi < 0 else "no clear difference"
