@@ -76,3 +76,23 @@ def test_own_hidden_column_is_named_in_the_audit_and_the_report(cases):
     assert audit_table(flags, ["race"], n_boot=0, discovery=False, hidden="hard")["metrics"]["dice"][
         "hidden_subtype"]["n"] == h["n"]
     assert "hidden_subtype" not in audit_table(own, ["race"], n_boot=0, discovery=False)["metrics"]["dice"]
+
+
+def test_silent_wrong_numbers_are_refused_or_flagged():
+    """Duplicate cases, inf Dice and a continuous --by are refused; tiny groups are flagged."""
+    import pandas as pd
+
+    from duetfair.audit import audit_table
+
+    base = pd.DataFrame({"case_id": [f"c{i}" for i in range(30)], "race": ["A"] * 25 + ["B"] * 5,
+                         "age": range(30), "dice": [0.8] * 30, "hd95": [1.0] * 29 + [float("inf")]})
+    with pytest.raises(DuetfairError, match="duplicate row.*case 'c0'"):
+        audit_table(pd.concat([base, base.head(1)]), ["race"], n_boot=0, discovery=False)
+    with pytest.raises(DuetfairError, match="outside \\[0, 1\\]"):
+        audit_table(base.assign(dice=[0.8] * 29 + [float("inf")]), ["race"], n_boot=0, discovery=False)
+    with pytest.raises(DuetfairError, match="looks continuous; bin it, e.g. --bins age="):
+        audit_table(base, ["age"], n_boot=0, discovery=False)
+    audit = audit_table(base, ["race"], metrics=("dice", "hd95"), n_boot=0, discovery=False)
+    race = audit["metrics"]["dice"]["attributes"]["race"]
+    assert race["small_groups"] == ["B"] and [g["small"] for g in race["groups"]] == [False, True]
+    assert audit["metrics"]["hd95"]["n_missing"] == 1  # +inf HD95 (an empty mask) is undefined, counted

@@ -9,9 +9,10 @@ JSON-ready dict; its shape (schema version 1) is::
         "n_cases", "n_missing", "higher_is_better",
         "overall": {"mean", "ci"},
         "attributes": {"race": {
-            "groups": [{"value", "n", "mean", "ci", "cvar10", "p10", "std", "failure_rate"}],
+            "groups": [{"value", "n", "mean", "ci", "cvar10", "p10", "std", "failure_rate", "small"}],
             "n_unknown", "worst_group", "worst_mean", "best_group", "best_mean", "gap",
-            "es", "es_ci", "es_std", "es_sum_abs", "skewness", "worst_cvar10", "failure_threshold"}},
+            "es", "es_ci", "es_std", "es_sum_abs", "skewness", "worst_cvar10", "failure_threshold",
+            "small_groups"}},
         "subgroups": [{"itemset": {attr: value}, "support", "n", "mean", "divergence", "t",
                        "welch_t", "p_value", "q_value", "significant"}],
         "hidden_subtype": {"column", "hard", "n", "mean", "mean_rest", "share_in_worst_decile"}   # when known
@@ -47,9 +48,9 @@ import pandas as pd
 from duetfair.audit.discovery import DEFAULT_REDUNDANCY_Z, find_divergent_subgroups
 from duetfair.audit.findings import build_findings
 from duetfair.data.groups import GroupSpec, HiddenColumn
-from duetfair.errors import require
+from duetfair.errors import DuetfairError, require
 from duetfair.io import read_table
-from duetfair.metrics.frame import GroupMetricFrame
+from duetfair.metrics.frame import MIN_GROUP_N, GroupMetricFrame
 from duetfair.metrics.hidden import failure_thresholds, higher_is_better
 from duetfair.options import HIDDEN_COLUMN
 
@@ -61,6 +62,19 @@ def load_case_table(path: str | os.PathLike[str]) -> pd.DataFrame:
     df = read_table(path)
     require(len(df.columns) > 0 and len(df) > 0, f"{path}: the table is empty; expected one row per case")
     return df
+
+
+def _require_unique_cases(df: pd.DataFrame) -> None:
+    """Refuse a table that lists a case twice (it would count twice in every mean)."""
+    if "case_id" not in df.columns:
+        return
+    keys = ["case_id", "class"] if "class" in df.columns else ["case_id"]
+    dup = df[df.duplicated(keys, keep=False)]
+    if not dup.empty:
+        row = dup.iloc[0]
+        what = f"case '{row['case_id']}'" + (f" class {row['class']}" if "class" in keys else "")
+        raise DuetfairError(f"the per-case table has {dup.duplicated(keys).sum()} duplicate row(s), e.g. {what}; "
+                            f"expected one row per case{' and class' if 'class' in keys else ''}")
 
 
 def _finite(x: Any) -> float | None:
@@ -169,6 +183,7 @@ def audit_table(
     require(len(by) >= 1, "expected at least one attribute (--by)")
     require(len(metrics) >= 1, "expected at least one metric (--metric)")
     require(0.0 < min_support <= 1.0, f"--min-support {min_support}: expected a fraction in (0, 1]")
+    _require_unique_cases(df)
     groups = GroupSpec.for_table(df, by, bins=bins, base=spec)
     hidden_col = HiddenColumn.parse(hidden)
     cutoffs = failure_thresholds(list(metrics), failure_threshold)
@@ -190,6 +205,7 @@ def audit_table(
             "es_variant": es_variant, "n_boot": int(n_boot), "seed": int(seed), "level": float(level),
             "cvar_alpha": float(cvar_alpha), "cvar_method": cvar_method, "failure_thresholds": cutoffs,
             "redundancy_z": redundancy_z, "fdr": float(fdr), "min_support": float(min_support),
+            "min_group_n": MIN_GROUP_N,
             "max_length": max_length, "class": None if class_ is None else str(class_),
             "hidden_column": str(hidden_col),
         },

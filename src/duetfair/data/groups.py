@@ -45,6 +45,9 @@ UNKNOWN = -1
 MISSING_TOKENS = frozenset({"", "nan", "none", "null", "na", "n/a", "-1", "missing", "unknown"})
 """Raw strings (stripped, case-insensitive) read as a missing attribute value."""
 
+MAX_NUMERIC_LEVELS = 12
+"""A column of numbers with more distinct values than this is continuous and must be binned."""
+
 INTERSECTION_SEP = "+"
 """Separator of attributes in an intersection spec (``"race+sex"``)."""
 
@@ -477,7 +480,7 @@ class GroupSpec:
     @classmethod
     def infer(cls, df: pd.DataFrame, attributes: Sequence[str], *,
               bins: Mapping[str, Sequence[float] | Mapping[str, Any]] | None = None,
-              max_categories: int = 50) -> "GroupSpec":
+              max_categories: int = 50, max_numeric_levels: int = MAX_NUMERIC_LEVELS) -> "GroupSpec":
         """Build a spec from data: categorical attributes get their observed values (sorted).
 
         Args:
@@ -485,6 +488,9 @@ class GroupSpec:
             attributes: attribute columns to use, in code order.
             bins: ``{attr: edges}``, ``{attr: {"edges": [...], "labels": [...], "right": bool}}`` or
                 ``{attr: AttributeSpec}`` for continuous attributes (e.g. ``{"age": [60]}``).
+            max_numeric_levels: refuse a column of numbers with more distinct values (default 12):
+                it is continuous (age, a metric) and needs ``bins``; one group per value would make
+                groups of one case and a meaningless worst group.
             max_categories: refuse categorical columns with more distinct values (default 50),
                 which are almost always a continuous column that needs ``bins``.
         """
@@ -507,6 +513,10 @@ class GroupSpec:
             distinct = df[name].drop_duplicates().tolist()
             vals = sorted({canonical(v) for v in distinct if not is_missing(v)}, key=_natural_key)
             require(len(vals) > 0, f"attribute column '{name}' has no non-missing values")
+            numeric = all(_is_number(v) for v in vals)
+            require(not numeric or len(vals) <= max_numeric_levels,
+                    f"attribute column '{name}' holds {len(vals)} distinct numbers: it looks continuous; bin it, "
+                    f"e.g. --bins {name}=" + ",".join(_suggest_edges(df[name])))
             require(len(vals) <= max_categories,
                     f"attribute column '{name}' has {len(vals)} distinct values (> {max_categories}); "
                     f"give bins for a continuous attribute, e.g. bins={{'{name}': [60]}}")
@@ -568,6 +578,21 @@ def _require_numeric(col: pd.Series, name: str) -> None:
     bad = col[numeric.isna() & ~col.map(is_missing)]
     require(bad.empty, f"column '{name}': value '{bad.iloc[0] if not bad.empty else ''}' is not numeric; "
                        f"expected numbers to bin")
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _suggest_edges(col: pd.Series) -> list[str]:
+    """Quartile edges of a numeric column, rounded, for the error message's example."""
+    x = pd.to_numeric(col, errors="coerce").dropna()
+    edges = sorted({float(f"{q:.2g}") for q in x.quantile([0.25, 0.5, 0.75]).tolist()})
+    return [_fmt(e) for e in edges] or ["60"]
 
 
 def split_intersection(by: str) -> list[str]:

@@ -49,18 +49,29 @@ BOUNDED_METRICS = frozenset({"dice", "iou", "nsd", "sensitivity", "specificity",
 
 
 def metric_values(df: pd.DataFrame, metric: str) -> np.ndarray:
-    """Validated float64 values of ``df[metric]`` [n]; NaN/inf are kept (callers mask them)."""
+    """Validated float64 values of ``df[metric]`` [n]; NaN (undefined) and, for distances, +inf (one
+    mask empty) are kept for callers to count as missing. Refused: non-numbers, values outside
+    [0, 1] (inf included) for bounded metrics, negative values (and -inf) for distances."""
     require(metric in df.columns, f"metric column '{metric}' not in the table; available columns: {', '.join(map(str, df.columns))}")
     col = df[metric]
     numeric = pd.to_numeric(col, errors="coerce")
     bad = col[numeric.isna() & col.notna() & (col.astype("string").str.strip().str.lower().isin({"", "nan", "inf", "-inf", "none"}) == False)]  # noqa: E712
     require(bad.empty, f"metric column '{metric}': value '{bad.iloc[0] if not bad.empty else ''}' is not numeric")
     values = numeric.to_numpy(dtype=np.float64)
+    known = values[~np.isnan(values)]
     if metric.lower() in BOUNDED_METRICS:
-        finite = values[np.isfinite(values)]
-        out = finite[(finite < 0) | (finite > 1)]
-        require(out.size == 0, f"metric column '{metric}': value {out[0] if out.size else 0:g} is outside [0, 1]; expected a {metric} score in [0, 1]")
+        out = known[(known < 0) | (known > 1)]
+        require(out.size == 0, f"metric column '{metric}': value {out[0] if out.size else 0:g} is outside [0, 1]; "
+                               f"expected a {metric} score in [0, 1]")
+    elif not higher_is_better(metric):
+        out = known[known < 0]
+        require(out.size == 0, f"metric column '{metric}': value {out[0] if out.size else 0:g} is negative; "
+                               f"expected a distance >= 0 (inf when a mask is empty)")
     return values
+
+
+MIN_GROUP_N = 20
+"""Groups with fewer cases are flagged as too small for a stable estimate (the ``small`` flag)."""
 
 
 # ---- the frame ------------------------------------------------------------------------------
@@ -89,6 +100,7 @@ class GroupMetricFrame:
             (:func:`~duetfair.metrics.hidden.default_failure_threshold`: Dice 0.5, IoU 1/3, none
             for distances); None disables the rate.
         higher_better: metric direction; inferred from the name when None.
+        min_group_n: groups with fewer cases are flagged ``small`` (estimate too unstable to rank).
 
     Example::
 
@@ -110,6 +122,7 @@ class GroupMetricFrame:
     cvar_method: str = "fractional"
     failure_threshold: float | None | str = "default"
     higher_better: bool | None = None
+    min_group_n: int = MIN_GROUP_N
     _cache: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
@@ -273,7 +286,8 @@ class GroupMetricFrame:
         table = self.by_group
         groups = [
             {"value": str(name), "n": int(r["n"]), "mean": float(r["mean"]), "ci": [float(r["ci_low"]), float(r["ci_high"])],
-             "cvar10": float(r["cvar"]), "p10": float(r["p10"]), "std": float(r["std"]), "failure_rate": float(r["failure_rate"])}
+             "cvar10": float(r["cvar"]), "p10": float(r["p10"]), "std": float(r["std"]), "failure_rate": float(r["failure_rate"]),
+             "small": bool(r["n"] < self.min_group_n)}
             for name, r in table.iterrows()
         ]
         return {
@@ -291,6 +305,7 @@ class GroupMetricFrame:
             "skewness": self.skewness,
             "worst_cvar10": float(table["cvar"].min() if self.higher_better else table["cvar"].max()),
             "failure_threshold": self.cutoff,
+            "small_groups": [str(n) for n, k in zip(self.group_names, self.group_sizes) if k < self.min_group_n],
         }
 
 
