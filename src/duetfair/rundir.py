@@ -11,15 +11,25 @@ Layout (written by ``duetfair train``, completed by ``duetfair evaluate``)::
 
 Every reader and writer of a run folder goes through :class:`RunDir`, so no file name is spelled
 twice and ``run.json`` is read into (and written from) :class:`RunRecord`, never a loose dict.
+
+A process that writes a run (``train``, ``evaluate``) holds :meth:`RunDir.lock`: an exclusive
+``flock`` on ``.lock``, which records the holder's PID, host and start time. A second writer is
+refused with a message naming the holder; the kernel releases the lock when its holder dies (even
+by ``kill -9``), so a lock left by a killed run is recovered, and ``run.json`` then reads as
+``interrupted`` instead of ``running``.
 """
 
 from __future__ import annotations
 
+import contextlib
+import datetime
+import fcntl
 import json
 import os
+import socket
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Any, Iterator, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -36,6 +46,7 @@ class RunRecord(BaseModel):
         route_attributes: attributes dMoE routes on (``None``: the objective's groups).
         group_names: names of the objective's group ids, in id order.
         image_shape: ``[C, *S]`` of a training image.
+        pid, host: the training process (``running`` is shown as ``interrupted`` once it is gone).
         channel_source: where the ``C`` channels came from: ``native`` (one file holds them, e.g.
             RGB), ``files`` (one file per channel, e.g. MRI phases joined with ``;``) or ``repeat``
             (a single-channel image repeated); ``predict`` gives the model its channels the same
@@ -66,6 +77,8 @@ class RunRecord(BaseModel):
     num_groups: int
     world_size: int = 1
     device: str = "cpu"
+    pid: Optional[int] = None
+    host: Optional[str] = None
     config_hash: str
 
 
@@ -77,6 +90,10 @@ class RunDir:
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
         object.__setattr__(self, "root", Path(root))
+
+    @property
+    def lock_file(self) -> Path:
+        return self.root / ".lock"
 
     @property
     def config(self) -> Path:
@@ -128,6 +145,64 @@ class RunDir:
         run = cls(Path(path).parent)
         return run if run.group_spec.is_file() and run.record.is_file() else None
 
+    # ---- lock ---------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def lock(self, command: str) -> Iterator[None]:
+        """Hold the run folder exclusively while ``command`` writes it (see the module docstring).
+
+        Raises:
+            DuetfairError: another live process holds it (its PID, host, command and start time named).
+        """
+        self.root.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise DuetfairError(f"run folder {self.root} is in use by {self._holder()}; wait for it to finish "
+                                    f"or choose another --out") from None
+            self._clean_partial_files()
+            holder = {"pid": os.getpid(), "host": socket.gethostname(), "command": command,
+                      "started": datetime.datetime.now().isoformat(timespec="seconds")}
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, json.dumps(holder).encode(), 0)
+            try:
+                yield
+            finally:
+                os.ftruncate(fd, 0)
+                fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
+
+    def locked(self) -> bool:
+        """True while a live process holds :meth:`lock`."""
+        if not self.lock_file.is_file():
+            return False
+        fd = os.open(self.lock_file, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)
+        return False
+
+    def _holder(self) -> str:
+        try:
+            h = json.loads(self.lock_file.read_text(encoding="utf-8") or "{}")
+        except (OSError, json.JSONDecodeError):
+            h = {}
+        if not h:
+            return "another process"
+        return f"'{h.get('command')}' (PID {h.get('pid')} on {h.get('host')}, since {h.get('started')})"
+
+    def _clean_partial_files(self) -> None:
+        """Remove temporary files a killed writer left behind (``.<name>.*.tmp``; the lock is held)."""
+        for folder in (self.root, self.checkpoints):
+            if folder.is_dir():
+                for tmp in folder.glob(".*.tmp"):
+                    tmp.unlink(missing_ok=True)
+
     # ---- run.json ---------------------------------------------------------------------------
     def require_run(self) -> None:
         """Refuse a folder that is not a training run, naming the missing file."""
@@ -140,7 +215,10 @@ class RunDir:
         """``run.json`` as a :class:`RunRecord` (one-line error if it is missing or corrupt)."""
         require(self.record.is_file(), f"run directory {self.root}: missing {self.record.name}")
         try:
-            return RunRecord.model_validate(json.loads(self.record.read_text(encoding="utf-8")))
+            record = RunRecord.model_validate(json.loads(self.record.read_text(encoding="utf-8")))
+            if record.status == "running" and not self.locked():  # its process is gone
+                record.status = "interrupted"
+            return record
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise DuetfairError(f"{self.record}: not valid JSON ({exc}); the run folder is damaged") from None
         except ValidationError as exc:

@@ -1,6 +1,7 @@
 """Typed experiment configuration: YAML in, validated, ``--set`` overrides, resolved copy saved.
 
-An experiment is one YAML file (loaded with ``yaml.safe_load``)::
+An experiment is one YAML file (read by a ``yaml.SafeLoader`` that also refuses duplicate keys,
+files over 1 MiB and alias bombs)::
 
     extends: fundus2d.yaml          # optional: a base file (relative to this file, or a packaged name)
     method: dmoe                    # optional shortcut that sets model variant + objective
@@ -154,6 +155,9 @@ class TrainConfig(_Section):
     deterministic: bool = True
     val_every: int = Field(1, ge=1)
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    threads: Optional[int] = Field(None, ge=1, le=1024)
+    """CPU threads of this process (torch intra-op); ``None``: one per core, at most 8. Lower it
+    when several jobs share a machine (see docs/reliability.md)."""
 
     @field_validator("amp", mode="before")
     @classmethod
@@ -183,7 +187,7 @@ class ExperimentConfig(_Section):
 
     name: str = "experiment"
     method: Optional[Method] = None
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=2**31 - 1)
     output_dir: str = "runs/experiment"
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
@@ -218,7 +222,8 @@ class ExperimentConfig(_Section):
         d = self.to_dict()
         for k in ("output_dir", "name"):
             d.pop(k, None)
-        d["train"] = {k: v for k, v in d["train"].items() if k not in ("progress", "tensorboard", "log_every_epoch")}
+        d["train"] = {k: v for k, v in d["train"].items()
+                      if k not in ("progress", "tensorboard", "log_every_epoch", "threads")}
         d["data"].pop("hidden_column", None)
         d.pop("eval", None)
         blob = json.dumps(d, sort_keys=True, default=str).encode()
@@ -254,19 +259,65 @@ def find_config(spec: str | Path) -> Path:
     raise DuetfairError(f"config '{spec}' not found; expected a YAML file or a packaged config name ({names}, ...)")
 
 
+MAX_CONFIG_BYTES = 1 << 20
+"""Largest config file read (1 MiB)."""
+MAX_CONFIG_NODES = 100_000
+"""Largest number of values a config may expand to (YAML aliases included): no alias bomb."""
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a key given twice in one mapping (YAML would keep the last)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+            if key in seen:
+                raise DuetfairError(f"line {key_node.start_mark.line + 1}: key '{str(key)[:80]}' is given twice; "
+                                    f"expected each key once")
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _count_nodes(obj: Any, limit: int) -> int:
+    """Number of values in ``obj`` with shared (aliased) parts counted each time, up to ``limit``."""
+    count, stack = 0, [obj]
+    while stack and count <= limit:
+        item = stack.pop()
+        count += 1
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return count
+
+
 def _read_yaml(path: Path) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        size = path.stat().st_size
+        if size > MAX_CONFIG_BYTES:
+            raise DuetfairError(f"config {path}: {size} bytes; a config is at most {MAX_CONFIG_BYTES} bytes")
+        loader = _StrictLoader(path.read_text(encoding="utf-8"))
+        try:
+            data = loader.get_single_data()
+        finally:
+            loader.dispose()
+    except DuetfairError as exc:
+        raise DuetfairError(f"config {path}: {exc}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""
         raise DuetfairError(f"config {path}{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
-    except OSError as exc:
-        raise DuetfairError(f"config {path}: cannot read ({exc.strerror})") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DuetfairError(f"config {path}: cannot read ({getattr(exc, 'strerror', None) or exc})") from None
     if data is None:
-        return {}
+        raise DuetfairError(f"config {path} is empty; expected sections such as data, model, objective, train "
+                            f"(or 'extends: fundus2d.yaml')")
     if not isinstance(data, dict):
         raise DuetfairError(f"config {path}: expected a mapping of sections at top level, got {type(data).__name__}")
+    if _count_nodes(data, MAX_CONFIG_NODES) > MAX_CONFIG_NODES:
+        raise DuetfairError(f"config {path}: expands to more than {MAX_CONFIG_NODES} values (YAML aliases?); "
+                            f"expected a plain config")
     return data
 
 
@@ -409,16 +460,24 @@ def _format_error(exc: ValidationError) -> str:
     """One line naming the key and the allowed values of the first validation problem."""
     err = exc.errors()[0]
     key = ".".join(str(p) for p in err["loc"]) or "config"
-    value = err.get("input")
+    value = _short(err.get("input"))
     kind = err["type"]
     ctx = err.get("ctx") or {}
     if kind in ("literal_error", "enum"):
-        return f"config {key}: {value!r} is not one of {ctx.get('expected')}"
+        return f"config {key}: {value} is not one of {ctx.get('expected')}"
     if kind == "extra_forbidden":
         return f"config {key}: unknown key; check the spelling (see the section's documented keys)"
     if kind == "value_error":
         return f"config {key}: {err['msg'].removeprefix('Value error, ')}"
-    return f"config {key}: {err['msg'].lower()} (got {value!r})"
+    return f"config {key}: {err['msg'].lower()} (got {value})"
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    """``repr(value)`` cut to ``limit`` characters (an error never echoes a huge value)."""
+    if isinstance(value, (dict, list)) and _count_nodes(value, 1000) > 1000:
+        return f"<{type(value).__name__} of more than 1000 values>"
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def validate(raw: dict[str, Any]) -> ExperimentConfig:
@@ -437,6 +496,8 @@ def load_config(spec: str | Path, overrides: Optional[list[str]] = None) -> Expe
         cfg = load_config("fundus2d_dmoe", ["train.epochs=2", "optim.lr=3e-4"])
     """
     raw = apply_overrides(load_raw(spec), list(overrides or []))
+    if _count_nodes(raw, MAX_CONFIG_NODES) > MAX_CONFIG_NODES:
+        raise DuetfairError(f"config {spec}: the overrides expand to more than {MAX_CONFIG_NODES} values")
     return validate(raw)
 
 

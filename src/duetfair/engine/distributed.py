@@ -16,6 +16,7 @@ from typing import Any, Optional
 import torch
 import torch.distributed as dist
 
+from duetfair.errors import DuetfairError
 from duetfair.objectives.distributed import all_reduce_sum
 
 
@@ -50,6 +51,9 @@ def init_from_env(device: str = "auto") -> tuple[DistInfo, torch.device]:
     ``device``: ``auto`` (CUDA if available), ``cpu`` or ``cuda``. Backend: nccl for CUDA, else gloo.
     """
     info = env_info()
+    if device == "cuda" and not torch.cuda.is_available():
+        raise DuetfairError("train.device=cuda but this machine has no usable CUDA device (torch "
+                            f"{torch.__version__}, CUDA build {torch.version.cuda}); use train.device=auto or cpu")
     use_cuda = torch.cuda.is_available() and device in ("auto", "cuda")
     if use_cuda:
         dev = torch.device("cuda", info.local_rank % max(torch.cuda.device_count(), 1))
@@ -59,6 +63,23 @@ def init_from_env(device: str = "auto") -> tuple[DistInfo, torch.device]:
     if info.enabled and not dist.is_initialized():
         dist.init_process_group(backend="nccl" if use_cuda else "gloo", rank=info.rank, world_size=info.world_size)
     return info, dev
+
+
+DEFAULT_MAX_THREADS = 8
+"""Default cap of CPU threads per process: beyond it OpenMP threads mostly wait on memory, and on
+a shared machine spinning threads of several jobs slow every job down."""
+
+
+def set_threads(threads: int | None, info: DistInfo | None = None) -> int:
+    """Set torch's intra-op CPU threads: ``threads``, or the cores of this process (split between
+    the local ranks of a torchrun job) capped at :data:`DEFAULT_MAX_THREADS`. Returns the number set."""
+    info = info or env_info()
+    if threads is None:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        local = int(os.environ.get("LOCAL_WORLD_SIZE", info.world_size if info.enabled else 1))
+        threads = max(1, min(DEFAULT_MAX_THREADS, cores // max(local, 1)))
+    torch.set_num_threads(int(threads))
+    return int(threads)
 
 
 def current_info() -> DistInfo:

@@ -25,8 +25,11 @@ records the step, so ``--resume`` continues on exactly the batches an uninterrup
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
 import random
+import socket
 import signal
 import time
 from dataclasses import dataclass, field
@@ -48,6 +51,7 @@ from duetfair.engine.distributed import (
     barrier,
     gather_objects,
     init_from_env,
+    set_threads,
     train_shard,
 )
 from duetfair.engine.evaluate import autocast_context, metrics_table
@@ -163,6 +167,7 @@ class Trainer:
         self._console: Any = None  # the progress display's console, set by fit()
         self._stop = False
         self.info, self.device = init_from_env(cfg.train.device)
+        set_threads(cfg.train.threads, self.info)
         seed_everything(cfg.seed + self.info.rank, cfg.train.deterministic)
         self.generator = torch.Generator().manual_seed(cfg.seed * 7919 + self.info.rank)
         self._check_run_dir()
@@ -327,7 +332,12 @@ class Trainer:
         self._stop = True
 
     def fit(self) -> TrainResult:
-        """Train until ``train.epochs`` or a stop request; returns the outcome."""
+        """Train until ``train.epochs`` or a stop request; returns the outcome. The main process
+        holds the run folder's lock throughout (a second writer is refused)."""
+        with self.run.lock("duetfair train") if self.info.is_main else contextlib.nullcontext():
+            return self._fit()
+
+    def _fit(self) -> TrainResult:
         self._write_run_files(status="running")
         old = self._install_sigint()
         status: Literal["completed", "interrupted"] = "completed"
@@ -516,7 +526,7 @@ class Trainer:
             in_channels=self.in_channels, spatial_dims=self.spatial_dims, image_shape=self.image_shape,
             channel_source=self.channel_source,
             group_attribute=cfg.data.group_attribute, route_attributes=cfg.model.route_attributes,
-            group_names=self.grouping.names, num_groups=self.grouping.num_groups, world_size=self.info.world_size,
+            pid=os.getpid(), host=socket.gethostname(), group_names=self.grouping.names, num_groups=self.grouping.num_groups, world_size=self.info.world_size,
             device=str(self.device), config_hash=cfg.config_hash()))
 
     def _tensorboard(self) -> Any:
