@@ -40,7 +40,8 @@ def test_worst_cases_per_group(cases):
         assert part["score"].iloc[0] == pytest.approx(members["dice"].min())
     assert "" not in set(picks["group"])  # unknown race is in no group
     worst_hd = worst_cases(cases, "hd95", ["sex"], per_group=2)  # a distance: the highest first
-    assert worst_hd["score"].iloc[0] == pytest.approx(cases.loc[cases["sex"] == worst_hd["group"].iloc[0], "hd95"].max())
+    first = worst_hd["group"].iloc[0]
+    assert worst_hd["score"].iloc[0] == pytest.approx(cases.loc[cases["sex"] == first, "hd95"].max())
     assert len(worst_cases(cases, "dice", ["race", "sex"], per_group=50, max_cases=7)) == 7
 
 
@@ -215,6 +216,7 @@ def test_comparison_report_has_every_view(runs, tmp_path):
         assert section in page
     assert 'data-fig="comparison"' in page and 'data-fig="paired"' in page
     assert "Paired differences to ERM" in page and ">better<" in page and "Paper-style table" in page
+    assert "Audit of Better" in page and page.index("Better vs ERM") < page.index("Audit of Better")
     assert "Highest Dice: Better with" in page and "Better vs ERM: Dice +0.0" in page
     assert "evaluated runs: ERM:" in page and ">note<" in page
     out = tmp_path / "cli.html"
@@ -240,9 +242,11 @@ def test_benchmark_report_from_seed_aggregate(tmp_path):
                                   notes=["three seeds"], provenance=provenance(seed="0, 1, 2"))
     page = htmllib.unescape(path.read_text())
     assert "Paired differences to ERM" in page and "three seeds" in page and "verdict" in page
-    assert re.search(r"<td>X</td><td class=\"text\">ES-Dice</td><td>\+0\.050 \(\+0\.04\d to \+0\.06\d\)</td>"
-                     r"<td class=\"text verdict-better\">better</td>", path.read_text())
-    assert "<td>X</td><td class=\"text\">Worst-group Dice</td><td>+0.000" in page
+    header = re.search(r"<tr><th>method</th>(.*?)</tr>", page).group(1)
+    assert header.count("<th>") == 3 and header.index("ES-Dice") < header.index("Worst-group Dice")
+    row = re.search(r"<tr><td>X</td>(.*?)</tr>", page).group(1)
+    assert re.match(r'<td>\+0\.050 \(\+0\.04\d to \+0\.06\d\)<br><span class="verdict-better">better</span></td>', row)
+    assert '<td>+0.000 (+0.000 to +0.000)<br><span class="verdict-no-clear-difference">' in row
     assert 'id="metric-' not in page  # no audit in a benchmark report
 
 

@@ -300,9 +300,9 @@ def comparison_report(run_dirs: Sequence[str | Path], out: str | Path, *, names:
                                 seed=seed)
     audit = cases = None
     if audit_run is not None:
-        shown = RunDir(audit_run)
-        audit = shown.read_json(shown.audit, "audit")
-        cases = case_level(pd.read_csv(shown.cases)) if shown.cases.is_file() else None
+        run = RunDir(audit_run)
+        audit = run.read_json(run.audit, "audit")
+        cases = case_level(pd.read_csv(run.cases)) if run.cases.is_file() else None
     runs = {str(m): str(r) for m, r in zip(table["method"], table["run"])}
     configs = {m: RunDir(r).config.read_text(encoding="utf-8") for m, r in runs.items() if RunDir(r).config.is_file()}
     prov = {"data": "evaluated runs: " + "; ".join(f"{m}: {r}" for m, r in runs.items()),
@@ -312,9 +312,12 @@ def comparison_report(run_dirs: Sequence[str | Path], out: str | Path, *, names:
     notes = [f"Groups: {attr}. Intervals of the methods: 95% bootstrap intervals of each run's audit; paired "
              f"differences resample the {n} test cases the runs share ({n_boot} resamples), the same cases for both "
              f"methods."]
+    shown = None if audit_run is None else next(
+        (str(m) for m, r in zip(table["method"], table["run"]) if Path(r).resolve() == Path(audit_run).resolve()),
+        Path(audit_run).name)
     return render_html(audit, out, cases=cases, comparison=report_frame(table), paired=paired,
                        paper_table=format_table(table, "md"), baseline=str(table["method"].iloc[baseline]),
-                       comparison_notes=notes, provenance=prov, title=title)
+                       comparison_notes=notes, audit_name=shown, provenance=prov, title=title)
 
 
 def seed_comparison_report(aggregate: pd.DataFrame, markdown: str, baseline: str, out: str | Path, *,

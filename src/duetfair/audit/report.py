@@ -108,9 +108,11 @@ def markdown_findings(audit: Mapping[str, Any]) -> list[str]:
     if cards:
         lines += _md_table(["headline", "value (95% CI)", "note"], [[c["label"], c["text"], c["note"]] for c in cards])
         lines.append("")
-    found = findings_of(audit)
-    lines += [f"- {'**Warning:** ' if f.get('level') == 'warning' else ''}{f['text']}" for f in found]
-    return lines + ([""] if found else [])
+    for block in _finding_blocks(findings_of(audit)):
+        lines += [f"**{block['title']}**", ""]
+        lines += [f"- {'**Warning:** ' if f.get('level') == 'warning' else ''}{f['text']}" for f in block["entries"]]
+        lines.append("")
+    return lines
 
 
 def render_markdown(audit: Mapping[str, Any], *, title: str = "duetfair audit") -> str:
@@ -410,7 +412,7 @@ def plot_paired(paired: pd.DataFrame, baseline: str) -> Any:
         finite = np.concatenate([d[np.isfinite(d)], lo[np.isfinite(lo)], hi[np.isfinite(hi)], [0.0]])
         reach = max(float(np.abs(finite).max()), 1e-3)
         span = 2 * reach
-        ax.set_xlim(-1.1 * reach, 1.1 * reach + 1.1 * span)
+        ax.set_xlim(-1.1 * reach, 1.1 * reach + 0.6 * span)
         for di, h, yi, v in zip(d, np.where(has, hi, d), ys, part["verdict"]):
             if np.isfinite(di):
                 ax.text(np.nanmax([h, di]) + 0.04 * span, yi, f"{di:+.3f} {v}", va="center", fontsize=7.5)
@@ -448,9 +450,10 @@ def plot_learning_curves(history: pd.DataFrame, best_epoch: int | None, select: 
             ax.plot([best_epoch], [float(v[ok][epochs[ok] == best_epoch].iloc[0])], "*", ms=11, color="black")
     if best_epoch is not None and best_epoch > 0:
         ax.axvline(best_epoch, color="black", ls=(0, (4, 2)), lw=1)
+        late = epochs.notna().any() and best_epoch > 0.6 * float(epochs.max())
         ax.annotate(f"selected: epoch {best_epoch}" + (f" ({select})" if select else ""), xy=(best_epoch, 1.0),
-                    xycoords=("data", "axes fraction"), xytext=(4, -4), textcoords="offset points", va="top",
-                    fontsize=8)
+                    xycoords=("data", "axes fraction"), xytext=(-4 if late else 4, -4), textcoords="offset points",
+                    va="top", ha="right" if late else "left", fontsize=8)
     _epoch_axis(ax, epochs)
     ax.set_ylabel("validation Dice")
     ax.set_title("learning curves: overall vs worst-group validation Dice", fontsize=10)
@@ -700,6 +703,7 @@ def _comparison_context(comparison: pd.DataFrame | None, paired: pd.DataFrame | 
     if comparison is None and paired is None and paper_table is None:
         return None
     out: dict[str, Any] = {"baseline": baseline, "notes": list(notes), "columns": [], "rows": [], "paired": [],
+                           "paired_columns": [],
                            "paper": _markdown_table(paper_table) if paper_table else None}
     if comparison is not None:
         cols = [c for c in comparison.columns if c != "method" and not str(c).endswith(("_low", "_high"))]
@@ -710,10 +714,16 @@ def _comparison_context(comparison: pd.DataFrame | None, paired: pd.DataFrame | 
                        else fmt(r[c]) for c in cols]}
             for _, r in comparison.iterrows()
         ]
-    if paired is not None:
-        out["paired"] = [{"method": str(r["method"]), "metric": _column_label(str(r["metric"])),
-                          "diff": fmt_signed_ci(r["diff"], [r["low"], r["high"]]), "verdict": str(r["verdict"]),
-                          "n": r.get("n_cases")} for _, r in paired.iterrows()]
+    if paired is not None and len(paired):
+        metrics = list(dict.fromkeys(paired["metric"].astype(str)))
+        out["paired_columns"] = [_column_label(m) for m in metrics]
+        out["paired"] = [
+            {"method": str(method),
+             "cells": [next(({"diff": fmt_signed_ci(r["diff"], [r["low"], r["high"]]), "verdict": str(r["verdict"])}
+                             for _, r in part[part["metric"].astype(str) == m].iterrows()), None)
+                       for m in metrics]}
+            for method, part in paired.groupby("method", sort=False)
+        ]
     return out
 
 
@@ -774,6 +784,7 @@ def render_html(
     paper_table: str | None = None,
     baseline: str | None = None,
     comparison_notes: Sequence[str] = (),
+    audit_name: str | None = None,
     gallery: Any = None,
     training: TrainingView | None = None,
     provenance: Mapping[str, Any] | None = None,
@@ -793,6 +804,7 @@ def render_html(
         paper_table: the papers' table as Markdown (:func:`duetfair.audit.compare.format_table`).
         baseline: name of the baseline of ``paired``.
         comparison_notes: sentences shown with the comparison (e.g. what the intervals resample).
+        audit_name: whose audit it is, in a comparison report (e.g. the method shown).
         gallery: a :class:`~duetfair.audit.gallery.Gallery`, or a source with
             ``build(cases, audit) -> Gallery`` (:class:`~duetfair.audit.gallery.FolderGallery`).
         training: the training view of a run (:meth:`TrainingView.from_run`).
@@ -838,7 +850,7 @@ def render_html(
     prov = {**_audit_provenance(audit), **dict(provenance or {})}
     html = env.get_template("report.html").render(
         title=title, audit=audit, settings=(audit or {}).get("settings", {}), images=images,
-        finding_blocks=_finding_blocks(findings),
+        finding_blocks=_finding_blocks(findings), audit_name=audit_name,
         cards=headline_cards(audit) if audit is not None else [], comparison=comp, training=train, gallery=gal,
         heatmaps={key: [k for k in images if k.startswith(f"heat/{key}/")] for key in slugs}, slugs=slugs,
         sections=sections, provenance=_provenance_context(prov), min_n=min_n, version=prov.get("duetfair", ""),
@@ -847,19 +859,25 @@ def render_html(
 
 
 def _finding_blocks(findings: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Findings grouped for display: the comparison's, then one block per metric, then warnings."""
-    blocks: dict[str, list[Mapping[str, Any]]] = {}
+    """Findings grouped for display: the comparison's (``kind`` methods), one block per metric (all
+    but the first ``collapsed``), then the warnings."""
+    blocks: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
     for f in findings:
         if f.get("level") == "warning":
-            title = "Warnings"
+            key = ("warnings", "Warnings")
         elif f.get("kind") in ("best_method", "vs_baseline"):
-            title = "Methods"
+            key = ("methods", "Methods")
         else:
-            title = str(f.get("metric") or "")
-        blocks.setdefault(title, []).append(f)
-    order = sorted(blocks, key=lambda t: (t != "Methods", t == "Warnings"))
-    single = len(blocks) == 1
-    return [{"title": "" if single and t != "Warnings" else t, "entries": blocks[t]} for t in order]
+            key = ("metric", str(f.get("metric") or ""))
+        blocks.setdefault(key, []).append(f)
+    rank = {"methods": 0, "metric": 1, "warnings": 2}
+    order = sorted(blocks, key=lambda k: rank[k[0]])
+    out, metrics = [], 0
+    for kind, title in order:
+        out.append({"kind": kind, "title": title, "entries": blocks[(kind, title)],
+                    "collapsed": kind == "metric" and metrics > 0})
+        metrics += kind == "metric"
+    return out
 
 
 def _build_gallery(source: Any, cases: pd.DataFrame, audit: Mapping[str, Any]) -> Any:

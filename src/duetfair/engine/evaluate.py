@@ -21,7 +21,7 @@ from torch import nn
 
 from duetfair.engine.batching import BatchSource
 from duetfair.engine.distributed import DistInfo, eval_shard, gather_objects
-from duetfair.errors import require
+from duetfair.errors import DuetfairError, require
 from duetfair.rundir import RunDir, RunRecord
 
 RouteFn = Callable[[torch.Tensor], Optional[torch.Tensor]]
@@ -117,7 +117,9 @@ def load_run(run_dir: str | Path) -> tuple[Any, RunRecord, Any]:
 def load_model(run_dir: str | Path, checkpoint: str = "best",
                device: torch.device | str = "cpu") -> tuple[nn.Module, Any, RunRecord, Any]:
     """Model of a run with the weights of ``checkpoints/{checkpoint}.pt`` (``best`` falls back to
-    ``last`` when no validation ever improved). Returns ``(model, config, RunRecord, GroupSpec)``."""
+    ``last`` only when no validation ever improved, i.e. ``best.pt`` was never written; an unreadable
+    ``best.pt`` is an error). Weights that do not fit the run's model or are not finite are refused.
+    Returns ``(model, config, RunRecord, GroupSpec)``."""
     from duetfair.engine import adapters
     from duetfair.engine.checkpoint import load_checkpoint, model_state
 
@@ -130,7 +132,16 @@ def load_model(run_dir: str | Path, checkpoint: str = "best",
     model = adapters.build_model(cfg.model.name, cfg.model.args, in_channels=record.in_channels,
                                  num_classes=record.num_classes, num_groups=adapters.grouping(spec, cfg).route_cards,
                                  image_shape=record.image_shape[1:])
-    model.load_state_dict(model_state(state))
+    try:
+        model.load_state_dict(model_state(state))
+    except RuntimeError as exc:
+        first = " ".join(str(exc).split())[:200]
+        raise DuetfairError(f"checkpoint {path} does not fit the model of {run_dir}'s config.yaml ({first}); "
+                            f"was it copied from another run?") from None
+    bad = [name for name, t in model.state_dict().items() if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    if bad:
+        raise DuetfairError(f"checkpoint {path}: weights '{bad[0]}' (and {len(bad) - 1} more) hold NaN or inf; the "
+                            f"training diverged: evaluate an earlier checkpoint or retrain with a lower optim.lr")
     return model.to(device).eval(), cfg, record, spec
 
 
@@ -193,7 +204,8 @@ def evaluate_run(
     audit = audit_table(frame, by=attributes, metrics=("dice", "iou"), es_variant=cfg.eval.es_variant,
                         n_boot=boot, seed=cfg.seed, spec=spec, hidden=ds.hidden)
     write_json(run.audit, audit)
-    summary = _summary(run.root, record, cfg, split, checkpoint, table, frame, audit, ds.hidden)
+    used = "best" if checkpoint == "best" and run.checkpoint("best").is_file() else "last"
+    summary = _summary(run.root, record, cfg, split, used, table, frame, audit, ds.hidden)
     write_json(run.summary, summary)
     if report:
         from duetfair.audit.report import TrainingView, provenance, render_html
