@@ -31,9 +31,11 @@ import math
 from typing import Any, Mapping, Sequence
 
 from duetfair.audit.discovery import itemset_label
+from duetfair.metrics.frame import MIN_GROUP_N
 
-MIN_N = 20
-"""Groups (and heatmap cells) with fewer cases are flagged as too small for a stable estimate."""
+MIN_N = MIN_GROUP_N
+"""Groups (and heatmap cells) with fewer cases are flagged as too small for a stable estimate
+(:data:`duetfair.metrics.frame.MIN_GROUP_N`, the audit's ``settings.min_group_n``)."""
 
 UNKNOWN_SHARE = 0.10
 """Attributes whose value is unknown for at least this share of the cases are flagged."""
@@ -273,15 +275,18 @@ def _warnings(key: str, m: Mapping[str, Any], min_n: int, unknown_share: float) 
     return out
 
 
-def build_findings(audit: Mapping[str, Any], *, min_n: int = MIN_N,
+def build_findings(audit: Mapping[str, Any], *, min_n: int | None = None,
                    unknown_share: float = UNKNOWN_SHARE) -> list[dict[str, Any]]:
     """The findings of an audit dict, most important first (see the module docstring).
 
     Per metric: the worst group of every attribute, the hidden failures (or the worst tail), the
     most divergent significant subgroup and the hidden subtype; then the warnings (of the first
-    metric, since group sizes hardly differ between metrics).
+    metric, since group sizes hardly differ between metrics). ``min_n``: default the audit's
+    ``settings.min_group_n`` (the groups it flags ``small``).
     """
     settings = audit.get("settings", {})
+    if min_n is None:
+        min_n = int(settings.get("min_group_n", MIN_N))
     fdr = float(settings.get("fdr", 0.05))
     out: list[dict[str, Any]] = []
     for key, m in audit["metrics"].items():

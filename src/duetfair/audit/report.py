@@ -789,7 +789,7 @@ def render_html(
     training: TrainingView | None = None,
     provenance: Mapping[str, Any] | None = None,
     title: str = "duetfair audit report",
-    min_n: int = MIN_N,
+    min_n: int | None = None,
 ) -> Path:
     """Write a self-contained HTML report to ``out_path`` (atomically); return the path.
 
@@ -810,7 +810,8 @@ def render_html(
         training: the training view of a run (:meth:`TrainingView.from_run`).
         provenance: entries over the defaults of :func:`provenance` (config, data, seed, ...).
         title: page title.
-        min_n: groups and heatmap cells with fewer cases are flagged / greyed out.
+        min_n: heatmap cells and groups with fewer cases are greyed out / flagged (default: the
+            audit's ``settings.min_group_n``, :data:`~duetfair.metrics.frame.MIN_GROUP_N`).
     """
     import jinja2
 
@@ -819,6 +820,8 @@ def render_html(
             "render_html: expected an audit or a comparison")
     if comparison is not None:
         require("method" in comparison.columns, "render_html: the comparison table needs a 'method' column")
+    if min_n is None:
+        min_n = int((audit or {}).get("settings", {}).get("min_group_n", MIN_N))
     if gallery is not None and not hasattr(gallery, "entries") and audit is not None and cases is not None:
         gallery = _build_gallery(gallery, cases, audit)
     figs = build_figures(audit, cases, comparison, paired=paired, baseline=baseline, training=training, min_n=min_n)

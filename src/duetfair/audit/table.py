@@ -50,6 +50,7 @@ from duetfair.audit.findings import build_findings
 from duetfair.data.groups import GroupSpec, HiddenColumn
 from duetfair.errors import DuetfairError, require
 from duetfair.io import read_table
+from duetfair.metrics.bootstrap import MAX_RESAMPLES
 from duetfair.metrics.frame import MIN_GROUP_N, GroupMetricFrame
 from duetfair.metrics.hidden import failure_thresholds, higher_is_better
 from duetfair.options import HIDDEN_COLUMN
@@ -183,6 +184,10 @@ def audit_table(
     require(len(by) >= 1, "expected at least one attribute (--by)")
     require(len(metrics) >= 1, "expected at least one metric (--metric)")
     require(0.0 < min_support <= 1.0, f"--min-support {min_support}: expected a fraction in (0, 1]")
+    require(0 <= int(n_boot) <= MAX_RESAMPLES, f"--bootstrap {n_boot}: expected 0 to at most {MAX_RESAMPLES} resamples")
+    require(0 <= int(seed) < 2**63, f"--seed {seed}: expected an integer in [0, 2^63)")
+    require(max_length is None or max_length >= 1, f"--max-length {max_length}: expected at least 1")
+    require(0.0 < fdr < 1.0, f"--fdr {fdr}: expected a false discovery rate in (0, 1)")
     _require_unique_cases(df)
     groups = GroupSpec.for_table(df, by, bins=bins, base=spec)
     hidden_col = HiddenColumn.parse(hidden)

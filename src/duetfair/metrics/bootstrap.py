@@ -21,8 +21,13 @@ from duetfair.options import EsVariant, parse
 BLOCK_ELEMENTS = 1 << 20
 """Target number of drawn indices per vectorised block (int32: 4 MiB)."""
 
+MAX_RESAMPLES = 100_000
+"""Most bootstrap resamples accepted (percentile intervals are stable far below this)."""
+
+
 def _check_common(n_boot: int, level: float | None = None) -> None:
-    require(isinstance(n_boot, (int, np.integer)) and n_boot >= 1, f"bootstrap: n_boot={n_boot!r}; expected an integer >= 1")
+    require(isinstance(n_boot, (int, np.integer)) and 1 <= n_boot <= MAX_RESAMPLES,
+            f"bootstrap: n_boot={n_boot!r}; expected an integer from 1 to at most {MAX_RESAMPLES}")
     if level is not None:
         require(0.0 < level < 1.0, f"bootstrap: level={level!r}; expected a confidence level in (0, 1)")
 

@@ -32,6 +32,7 @@ import pandas as pd
 from duetfair.data.groups import GroupSpec, group_labels
 from duetfair.errors import require
 from duetfair.metrics.bootstrap import (
+    MAX_RESAMPLES,
     bootstrap_means,
     equity_scaled,
     percentile_ci,
@@ -127,7 +128,8 @@ class GroupMetricFrame:
 
     def __post_init__(self) -> None:
         self.es_variant = parse(EsVariant, self.es_variant, "es_variant")
-        require(isinstance(self.n_boot, int) and self.n_boot >= 0, f"bootstrap: n_boot={self.n_boot!r}; expected an integer >= 0")
+        require(isinstance(self.n_boot, int) and 0 <= self.n_boot <= MAX_RESAMPLES,
+                f"bootstrap: n_boot={self.n_boot!r}; expected an integer from 0 to at most {MAX_RESAMPLES}")
         require(0.0 < self.level < 1.0, f"level={self.level!r}; expected a confidence level in (0, 1)")
         require(len(self.df) > 0, "the per-case table is empty; expected at least one case")
         values = metric_values(self.df, self.metric)
