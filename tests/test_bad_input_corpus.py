@@ -89,7 +89,7 @@ def w(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _cases(w: Path) -> list[tuple[str, list[str], str]]:
     c, r = str(w / "cases.csv"), str(w / "run")
     audit = ["audit", c, "--by", "race", "--no-discovery", "--bootstrap", "0"]
-    out = str(w / "out_should_not_exist")
+    out = "OUT"  # replaced by a folder of the case's own, which must not exist afterwards
     return [
         # ---- audit: the table ----
         ("audit missing table", ["audit", str(w / "nope.csv"), "--by", "race"], "does not exist"),
@@ -129,7 +129,7 @@ def _cases(w: Path) -> list[tuple[str, list[str], str]]:
         ("audit huge seed", [*audit, "--seed", str(2**70)], "seed"),
         ("audit min support 0", ["audit", c, "--by", "race", "--min-support", "0"], "fraction"),
         ("audit min support 2", ["audit", c, "--by", "race", "--min-support", "2"], "fraction"),
-        ("audit max length 0", ["audit", c, "--by", "race", "--max-length", "0"], "max_length"),
+        ("audit max length 0", ["audit", c, "--by", "race", "--max-length", "0"], "max-length"),
         ("audit class absent", [*audit, "--class", "1"], "no 'class' column"),
         ("audit format", [*audit, "--format", "pdf"], "expected json, md or html"),
         ("audit html without out", [*audit, "--format", "html"], "--out"),
@@ -186,7 +186,7 @@ def _cases(w: Path) -> list[tuple[str, list[str], str]]:
         ("train unknown objective option", ["train", "fundus2d_fair_dro", "--set", "objective.args.temperature=2",
                                             *[a for s in TINY for a in ("--set", s)], "--out", str(w / "r_opt")], "unknown option"),
         ("train unknown data arg", ["train", "fundus2d_erm", "--set", "data.args.colour=red",
-                                    *[a for s in TINY for a in ("--set", s)], "--out", str(w / "r_arg")], "data.args"),
+                                    *[a for s in TINY for a in ("--set", s)], "--out", str(w / "r_arg")], "unknown parameters"),
         ("train group attribute", ["train", "fundus2d_erm", "--set", "data.group_attribute=height",
                                    *[a for s in TINY for a in ("--set", s)], "--out", str(w / "r_ga")], "height"),
         ("train route attribute", ["train", "fundus2d_dmoe", "--set", "model.route_attributes=[race,height]",
@@ -252,14 +252,15 @@ CASES = [name for name, _, _ in _cases(Path("."))]
 @pytest.mark.parametrize("name", CASES)
 def test_bad_input_ends_in_one_line_and_exit_2(name: str, w: Path, capsys: pytest.CaptureFixture[str]) -> None:
     args, expect = next((a, e) for n, a, e in _cases(w) if n == name)
+    out = w / ("out_" + "_".join(name.split()))
     with pytest.raises(SystemExit) as info:
-        main(args)
+        main([str(out) if a == "OUT" else a for a in args])
     err = capsys.readouterr().err.strip()
     assert info.value.code == 2, err
     assert "Traceback" not in err and len(err.splitlines()) == 1, err
     assert err.startswith("error:"), err
     assert expect.lower() in err.lower(), err
-    assert not (w / "out_should_not_exist").exists()
+    assert not out.exists(), f"{out} was written"
 
 
 def test_the_corpus_is_wide() -> None:

@@ -93,12 +93,13 @@ def audit_cmd(
     run = RunDir.containing(cases)
     spec_path = group_spec or (str(run.group_spec) if run is not None else None)
     hidden_col = _audit_hidden(hidden, run, table, cases)
+    spec = GroupSpec.load(spec_path) if spec_path is not None else None
     if spec_path is not None:
         err_console.print(f"groups: {spec_path}", highlight=False)
     result = audit_table(
         table, by, metrics=tuple(metric or ("dice",)), bins=edges, es_variant=es_variant, n_boot=bootstrap, seed=seed,
         min_support=min_support, max_length=max_length, discovery=not no_discovery, class_=class_,
-        spec=GroupSpec.load(spec_path) if spec_path is not None else None, failure_threshold=fail,
+        spec=spec, failure_threshold=fail,
         cvar_method=cvar_method, redundancy_z=redundancy_z or None, fdr=fdr, hidden=hidden_col,
     )
     if fmt == "html":

@@ -44,6 +44,34 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
             tmp.unlink()
 
 
+@contextmanager
+def staged_outputs(out_dir: str | os.PathLike[str]) -> Iterator[Path]:
+    """Write a command's outputs together or not at all.
+
+    Yields a hidden staging folder inside ``out_dir``; when the block succeeds every file in it is
+    moved into ``out_dir`` (each by an atomic rename, replacing older versions), and when it fails
+    the staging folder is removed, and ``out_dir`` too if this call created it and it is empty.
+    A reader never sees new outputs mixed with the old ones of a failed run.
+    """
+    import shutil
+
+    out = Path(out_dir)
+    created = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=".partial-", dir=out))
+    try:
+        yield stage
+        for item in sorted(stage.rglob("*")):
+            if item.is_file():
+                target = out / item.relative_to(stage)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(item, target)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+        if created and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

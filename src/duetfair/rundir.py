@@ -197,11 +197,16 @@ class RunDir:
         return f"'{h.get('command')}' (PID {h.get('pid')} on {h.get('host')}, since {h.get('started')})"
 
     def _clean_partial_files(self) -> None:
-        """Remove temporary files a killed writer left behind (``.<name>.*.tmp``; the lock is held)."""
+        """Remove what a killed writer left behind: temporary files (``.<name>.*.tmp``) and staged
+        outputs (``.partial-*/``); the lock is held, so nobody is writing them."""
+        import shutil
+
         for folder in (self.root, self.checkpoints):
             if folder.is_dir():
                 for tmp in folder.glob(".*.tmp"):
                     tmp.unlink(missing_ok=True)
+        for stage in self.root.glob(".partial-*"):
+            shutil.rmtree(stage, ignore_errors=True)
 
     # ---- run.json ---------------------------------------------------------------------------
     def require_run(self) -> None:

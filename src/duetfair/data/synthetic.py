@@ -30,7 +30,6 @@ Tasks:
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Sequence
@@ -570,7 +569,7 @@ def write_synthetic(task: str, n: int, out_dir: str, *, seed: int = 0, image_siz
     else. Returns the manifest path.
     """
     from duetfair.data.splits import assign_group_splits
-    from duetfair.io import atomic_path, write_json
+    from duetfair.io import staged_outputs, write_json
 
     root = Path(out_dir)
     manifest = root / "manifest.csv"
@@ -579,58 +578,48 @@ def write_synthetic(task: str, n: int, out_dir: str, *, seed: int = 0, image_siz
     require(int(n) <= MAX_CASES_ON_DISK, f"--n {n}: at most {MAX_CASES_ON_DISK} cases are written")
     p = make_params(task, image_size, **params)
     spec = group_spec(task, p)
-    (root / "images").mkdir(parents=True, exist_ok=True)
-    (root / "labels").mkdir(parents=True, exist_ok=True)
     writer = _write_case_2d if SPATIAL_DIMS[task] == 2 else _write_case_3d
-    img_col, lab_col, metas = [], [], []
-    for images, labels, part in generate_chunks(task, n, seed=seed, image_size=image_size, **params):
-        for i, cid in enumerate(part["case_id"]):
-            im, lb = writer(root, cid, images[i], labels[i])
-            img_col.append(im)
-            lab_col.append(lb)
-        metas.append(part)
-    meta = pd.concat(metas, ignore_index=True)
-    meta["split"] = assign_group_splits(meta, spec, extra=[HIDDEN_COLUMN], fractions=fractions, seed=seed)
-    meta.insert(0, "label", lab_col)
-    meta.insert(0, "image", img_col)
-    cols = ["image", "label", "case_id", *spec.attributes, "split", HIDDEN_COLUMN]
-    with atomic_path(manifest) as tmp:
-        meta[cols].to_csv(tmp, index=False)
-    write_json(manifest.with_suffix(".json"), {"task": task, "num_classes": NUM_CLASSES[task],
-                                                "spatial_dims": SPATIAL_DIMS[task], "seed": seed,
-                                                "group_spec": spec.to_dict()})
+    with staged_outputs(root) as stage:  # the whole dataset, or nothing
+        (stage / "images").mkdir()
+        (stage / "labels").mkdir()
+        img_col, lab_col, metas = [], [], []
+        for images, labels, part in generate_chunks(task, n, seed=seed, image_size=image_size, **params):
+            for i, cid in enumerate(part["case_id"]):
+                im, lb = writer(stage, cid, images[i], labels[i])
+                img_col.append(im)
+                lab_col.append(lb)
+            metas.append(part)
+        meta = pd.concat(metas, ignore_index=True)
+        meta["split"] = assign_group_splits(meta, spec, extra=[HIDDEN_COLUMN], fractions=fractions, seed=seed)
+        meta.insert(0, "label", lab_col)
+        meta.insert(0, "image", img_col)
+        cols = ["image", "label", "case_id", *spec.attributes, "split", HIDDEN_COLUMN]
+        meta[cols].to_csv(stage / manifest.name, index=False)
+        write_json(stage / manifest.with_suffix(".json").name,
+                   {"task": task, "num_classes": NUM_CLASSES[task], "spatial_dims": SPATIAL_DIMS[task], "seed": seed,
+                    "group_spec": spec.to_dict()})
     return manifest
 
 
-def _write_case_2d(root: Any, cid: str, image: torch.Tensor, label: torch.Tensor) -> tuple[str, str]:
+def _write_case_2d(root: Path, cid: str, image: torch.Tensor, label: torch.Tensor) -> tuple[str, str]:
+    """One case as 8-bit PNGs under ``root`` (a staging folder); returns the relative paths."""
     from PIL import Image
-
-    from duetfair.io import atomic_path
 
     arr = (image.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
     arr = arr[0] if arr.shape[0] == 1 else np.moveaxis(arr, 0, -1)
     im_rel, lb_rel = f"images/{cid}.png", f"labels/{cid}.png"
-    with atomic_path(root / im_rel) as tmp:
-        Image.fromarray(arr).save(tmp, format="PNG")
-    with atomic_path(root / lb_rel) as tmp:
-        Image.fromarray(label[0].to(torch.uint8).numpy()).save(tmp, format="PNG")
+    Image.fromarray(arr).save(root / im_rel, format="PNG")
+    Image.fromarray(label[0].to(torch.uint8).numpy()).save(root / lb_rel, format="PNG")
     return im_rel, lb_rel
 
 
-def _write_case_3d(root: Any, cid: str, image: torch.Tensor, label: torch.Tensor) -> tuple[str, str]:
+def _write_case_3d(root: Path, cid: str, image: torch.Tensor, label: torch.Tensor) -> tuple[str, str]:
+    """One case as NIfTI files (one per phase) under ``root`` (a staging folder); relative paths."""
     import nibabel as nib
 
-    from duetfair.io import atomic_path
-
-    paths = []
-    for k in range(image.shape[0]):
-        rel = f"images/{cid}_{k:04d}.nii.gz"
-        with atomic_path(root / rel) as tmp:
-            nib.save(nib.Nifti1Image(image[k].numpy().astype(np.float32), np.eye(4)), str(tmp) + ".nii.gz")
-            os.replace(str(tmp) + ".nii.gz", tmp)  # nibabel needs the suffix
-        paths.append(rel)
+    paths = [f"images/{cid}_{k:04d}.nii.gz" for k in range(image.shape[0])]
+    for k, rel in enumerate(paths):
+        nib.save(nib.Nifti1Image(image[k].numpy().astype(np.float32), np.eye(4)), str(root / rel))
     lb_rel = f"labels/{cid}.nii.gz"
-    with atomic_path(root / lb_rel) as tmp:
-        nib.save(nib.Nifti1Image(label[0].numpy().astype(np.uint8), np.eye(4)), str(tmp) + ".nii.gz")
-        os.replace(str(tmp) + ".nii.gz", tmp)  # nibabel needs the suffix
+    nib.save(nib.Nifti1Image(label[0].numpy().astype(np.uint8), np.eye(4)), str(root / lb_rel))
     return ";".join(paths), lb_rel

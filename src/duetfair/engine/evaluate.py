@@ -177,7 +177,7 @@ def evaluate_run(
     from duetfair.engine import adapters
     from duetfair.engine.batching import make_source
     from duetfair.engine.config import load_config
-    from duetfair.io import atomic_path, write_json
+    from duetfair.io import staged_outputs, write_json
     from duetfair.metrics.cases import attach_metadata, case_level
 
     run = RunDir(run_dir)
@@ -195,35 +195,38 @@ def evaluate_run(
                           batch_size=cfg.train.eval_batch_size or cfg.train.batch_size,
                           route_fn=adapters.grouping(spec, cfg).route_codes, metrics=cfg.eval.metrics,
                           empty=cfg.eval.empty)
-    cases = attach_metadata(table, ds.meta, spec, hidden_column=ds.hidden.name)
-    with atomic_path(run.cases) as tmp:
-        cases.to_csv(tmp, index=False)
-    attributes = cfg.data.audit_attributes or list(spec.attributes)
-    frame = case_level(cases)
-    boot = cfg.eval.n_boot if n_boot is None else int(n_boot)
-    audit = audit_table(frame, by=attributes, metrics=("dice", "iou"), es_variant=cfg.eval.es_variant,
-                        n_boot=boot, seed=cfg.seed, spec=spec, hidden=ds.hidden)
-    write_json(run.audit, audit)
-    used = "best" if checkpoint == "best" and run.checkpoint("best").is_file() else "last"
-    summary = _summary(run.root, record, cfg, split, used, table, frame, audit, ds.hidden)
-    write_json(run.summary, summary)
-    if report:
-        from duetfair.audit.report import TrainingView, provenance, render_html
+    # every output is staged and committed together: a failure leaves the previous evaluation intact
+    with run.lock("duetfair evaluate"), staged_outputs(run.root) as stage:
+        out = RunDir(stage)
+        cases = attach_metadata(table, ds.meta, spec, hidden_column=ds.hidden.name)
+        cases.to_csv(out.cases, index=False)
+        attributes = cfg.data.audit_attributes or list(spec.attributes)
+        frame = case_level(cases)
+        boot = cfg.eval.n_boot if n_boot is None else int(n_boot)
+        audit = audit_table(frame, by=attributes, metrics=("dice", "iou"), es_variant=cfg.eval.es_variant,
+                            n_boot=boot, seed=cfg.seed, spec=spec, hidden=ds.hidden)
+        write_json(out.audit, audit)
+        used = "best" if checkpoint == "best" and run.checkpoint("best").is_file() else "last"
+        summary = _summary(run.root, record, cfg, split, used, table, frame, audit, ds.hidden)
+        write_json(out.summary, summary)
+        if report:
+            from duetfair.audit.report import TrainingView, provenance, render_html
 
-        try:
-            gallery = worst_case_gallery(model, source, list(ds.meta["case_id"]), frame, spec, attributes, device=dev,
-                                         batch_size=cfg.train.eval_batch_size or cfg.train.batch_size,
-                                         route_fn=adapters.grouping(spec, cfg).route_codes,
-                                         rgb=record.channel_source in (None, "native"))
-            prov = provenance(config=run.config.read_text(encoding="utf-8"), seed=cfg.seed,
-                              data=f"{data_cfg.kind} {dict(data_cfg.args)}, split {split}"
-                                   + (f" (data config {data_config})" if data_config is not None else ""),
-                              run=str(run.root), checkpoint=checkpoint)
-            render_html(audit, run.report, cases=frame, title=f"duetfair evaluation: {record.name} ({split})",
-                        gallery=gallery, training=TrainingView.from_run(run.root), provenance=prov)
-        except ValueError as exc:  # a plotting problem must not lose the evaluation already written
-            warnings.warn(f"report.html not written ({exc}); cases.csv, summary.json and audit.json are complete",
-                          RuntimeWarning, stacklevel=2)
+            try:
+                gallery = worst_case_gallery(model, source, list(ds.meta["case_id"]), frame, spec, attributes, device=dev,
+                                             batch_size=cfg.train.eval_batch_size or cfg.train.batch_size,
+                                             route_fn=adapters.grouping(spec, cfg).route_codes,
+                                             rgb=record.channel_source in (None, "native"))
+                prov = provenance(config=run.config.read_text(encoding="utf-8"), seed=cfg.seed,
+                                  data=f"{data_cfg.kind} {dict(data_cfg.args)}, split {split}"
+                                       + (f" (data config {data_config})" if data_config is not None else ""),
+                                  run=str(run.root), checkpoint=checkpoint)
+                render_html(audit, out.report, cases=frame, title=f"duetfair evaluation: {record.name} ({split})",
+                            gallery=gallery, training=TrainingView.from_run(run.root), provenance=prov)
+            except ValueError as exc:  # a plotting problem must not lose the evaluation already written
+                run.report.unlink(missing_ok=True)  # an older report would not match the new numbers
+                warnings.warn(f"report.html not written ({exc}); cases.csv, summary.json and audit.json are complete",
+                              RuntimeWarning, stacklevel=2)
     return summary
 
 

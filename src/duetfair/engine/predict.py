@@ -32,6 +32,8 @@ import torch
 from duetfair.errors import DuetfairError, require
 
 MASK_SUFFIX = "_mask"
+MIN_SIDE = 8
+"""Smallest image side (pixels / voxels) accepted for segmentation."""
 NORMALIZE = ("auto", "scale", "zscore", "zscore_global", "none")
 
 
@@ -173,6 +175,9 @@ def read_case(case: PredictCase, spatial_dims: int, in_channels: int, normalize:
     shapes = {tuple(p.shape[1:]) for p in parts}
     require(len(shapes) == 1, f"{case.where}: files {[str(f) for f in case.files]} have different spatial shapes "
                               f"{sorted(shapes)}; expected one shape (stacked as channels)")
+    shape = next(iter(shapes))
+    require(min(shape) >= MIN_SIDE, f"{case.where}: image of size {'x'.join(map(str, shape))} is too small to "
+                                    f"segment; expected at least {MIN_SIDE} pixels per side")
     raw_dtype = parts[0].dtype
     img = fit_channels(torch.cat([p.float() for p in parts]), in_channels, channel_source, case.where)
     img = normalize_image(img, raw_dtype, normalize, spatial_dims)  # type: ignore[arg-type]
@@ -298,7 +303,7 @@ def predict_files(
     the predicted voxel count of every foreground class (``n_pred_<k>``).
     """
     from duetfair.engine.evaluate import load_model
-    from duetfair.io import atomic_path
+    from duetfair.io import staged_outputs
 
     require(len(inputs) > 0 or manifest is not None, "predict: give at least one input image or --manifest")
     dev = torch.device("cuda" if device in ("auto", "cuda") and torch.cuda.is_available() else "cpu")
@@ -309,11 +314,10 @@ def predict_files(
         cases += manifest_cases(manifest, spec.attributes, attrs)
     _check_names(cases)
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    rows = [_predict_case(case, model, cfg, run, spec, mode, dev, out) for case in cases]
-    table = pd.DataFrame(rows)
-    with atomic_path(out / "predictions.csv") as tmp:
-        table.to_csv(tmp, index=False)
+    with staged_outputs(out) as stage:  # all masks and predictions.csv, or nothing
+        table = pd.DataFrame([_predict_case(case, model, cfg, run, spec, mode, dev, stage) for case in cases])
+        table["mask"] = [str(out / Path(m).name) for m in table["mask"]]
+        table.to_csv(stage / "predictions.csv", index=False)
     return table
 
 

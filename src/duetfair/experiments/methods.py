@@ -156,18 +156,6 @@ def run_methods(out: str | Path, *, task: str = "fundus2d", methods: Sequence[st
             for m in methods]
 
 
-def comparison_frame(df: pd.DataFrame) -> pd.DataFrame:
-    """Compare table -> the report's comparison frame (``method``, scores, ``_low``/``_high``)."""
-    out = pd.DataFrame({"method": df["method"]})
-    for col, name in (("dice", "dice"), ("es_dice", "es_dice"), ("iou", "iou"), ("es_iou", "es_iou")):
-        out[name] = df[col]
-        out[f"{name}_low"] = [ci[0] for ci in df[f"{col}_ci"]]
-        out[f"{name}_high"] = [ci[1] for ci in df[f"{col}_ci"]]
-    out["worst_group_dice"] = df["worst_dice"]
-    out["cvar10"] = df["worst_cvar10"]
-    return out
-
-
 def run_demo(out: str | Path = "runs/demo", *, quick: bool = False, methods: Sequence[str] = DEMO_METHODS,
              seed: int = 0, extra: Sequence[str] = (), log: Log = print) -> str:
     """The full demo (see the module docstring); returns the Markdown comparison table.
