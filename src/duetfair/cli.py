@@ -430,6 +430,7 @@ def evaluate_cmd(
     checkpoint: str = typer.Option("best", "--checkpoint", help="'best' (selected on validation) or 'last'."),
     bootstrap: Optional[int] = typer.Option(None, "--bootstrap", help="Bootstrap resamples for the intervals (default eval.n_boot, 1000)."),
     no_report: bool = typer.Option(False, "--no-report", help="Skip report.html."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads (default: one per core, at most 8; lower it when jobs share the machine)."),
 ) -> None:
     """Predict a split and audit it: cases.csv, summary.json, audit.json and report.html in RUN_DIR.
 
@@ -443,7 +444,7 @@ def evaluate_cmd(
     from duetfair.engine.evaluate import evaluate_run
 
     summary = evaluate_run(run_dir, split=split, data_config=data, checkpoint=checkpoint, n_boot=bootstrap,
-                           report=not no_report)
+                           report=not no_report, threads=threads)
     attr = summary.get("group_attribute")
     line = f"{summary['name']} [{summary['split']}, {summary['n_cases']} cases]: Dice {summary['dice']:.4f}"
     dice = summary["audit"]["metrics"]["dice"]["attributes"]
@@ -471,6 +472,7 @@ def predict_cmd(
     checkpoint: str = typer.Option("best", "--checkpoint", help="'best' or 'last'."),
     normalize: str = typer.Option(
         "auto", "--normalize", help="auto (as the training data), scale, zscore, zscore_global or none."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads (default: one per core, at most 8)."),
 ) -> None:
     """Segment images with a trained run; masks keep the input's size (PNG) or geometry (NIfTI affine).
 
@@ -491,7 +493,7 @@ def predict_cmd(
     if not inputs and manifest is None:
         raise DuetfairError("expected input images or --manifest FILE: duetfair predict RUN IMAGE... --out DIR")
     table = predict_files(run_dir, list(inputs or []), out, attrs=attrs, manifest=manifest, checkpoint=checkpoint,
-                          normalize=normalize)
+                          normalize=normalize, threads=threads)
     fallback = table["group_source"].astype(str).str.startswith("none given")
     if fallback.any():
         err_console.print(f"note: {int(fallback.sum())} of {len(table)} cases without attributes; attribute-aware "

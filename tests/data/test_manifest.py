@@ -184,3 +184,14 @@ def test_channel_source_of_manifests(png_manifest: Path) -> None:
     ds = build_datasets("manifest", path=str(png_manifest), attributes=["race"])
     d = next(iter(ds.values()))
     assert d.channel_source == "files" and d.in_channels == 2
+
+
+def test_stray_label_value_is_refused_naming_the_file(png_manifest):
+    """One mask with value 7 among 0/1 masks must not silently make an 8-class model."""
+    lab = np.zeros((12, 16), dtype=np.uint8)
+    lab[2:4, 2:4] = 7
+    Image.fromarray(lab).save(png_manifest.parent / "lab" / "c3.png")
+    with pytest.raises(DuetfairError, match=r"label file '.*c3.png' holds value 7.*never \[2, 3, 4, 5, 6\]"):
+        build_datasets("manifest", path=str(png_manifest), attributes=["race"], seed=0)
+    ds = build_datasets("manifest", path=str(png_manifest), attributes=["race"], seed=0, label_map={7: 1})
+    assert next(iter(ds.values())).num_classes == 2

@@ -267,13 +267,16 @@ def _resolve(df: pd.DataFrame, root: Path, path: Path, on_error: str,
 
 
 def _infer_num_classes(df: pd.DataFrame, dims: int, label_map: Mapping[int, int] | None) -> int:
-    """Max label value + 1 over all labels (after ``label_map``)."""
+    """Number of classes: max label value + 1 over all labels (after ``label_map``), refusing a class
+    set with gaps (``0, 1, 7``: a stray value would silently make an 8-class model); the file that
+    holds the first value beyond the others is named. Declare ``num_classes`` (or map the value with
+    ``label_map``) when the gaps are meant."""
     import numpy as np
 
     from duetfair.data.transforms import make_loader
 
     loader = make_loader()
-    top = 0
+    first_file: dict[int, str] = {}
     for f, cid in zip(df["label_path"], df["case_id"]):
         try:
             arr = np.asarray(loader(f))
@@ -282,5 +285,13 @@ def _infer_num_classes(df: pd.DataFrame, dims: int, label_map: Mapping[int, int]
         vals = np.unique(arr)
         if label_map:
             vals = np.array([label_map.get(int(v), int(v)) for v in vals])
-        top = max(top, int(vals.max()))
-    return max(2, top + 1)
+        for v in vals.tolist():
+            first_file.setdefault(int(v), str(f))
+    present = sorted(first_file)
+    missing = sorted(set(range(present[-1] + 1)) - set(present)) if present else []
+    if missing:
+        top = present[-1]
+        raise DuetfairError(f"label file '{first_file[top]}' holds value {top}, but the labels use "
+                            f"{present[:-1]} and never {missing[:5]}; expected class ids 0..K-1: fix the file, map "
+                            f"the value with label_map, or declare num_classes")
+    return max(2, (present[-1] + 1) if present else 2)

@@ -160,6 +160,7 @@ def evaluate_run(
     n_boot: Optional[int] = None,
     device: str = "auto",
     report: bool = True,
+    threads: Optional[int] = None,
 ) -> dict[str, Any]:
     """``duetfair evaluate``: predict a split, write ``cases.csv``, ``summary.json``, ``audit.json``
     and ``report.html`` into the run folder; return the summary.
@@ -171,6 +172,7 @@ def evaluate_run(
         checkpoint: ``best`` (default) or ``last``.
         n_boot: bootstrap resamples of the audit (default ``eval.n_boot``).
         device: ``auto``, ``cpu`` or ``cuda``.
+        threads: CPU threads (default: one per core, at most 8; see ``engine.distributed.set_threads``).
         report: also render ``report.html``.
     """
     from duetfair.audit import audit_table
@@ -180,6 +182,9 @@ def evaluate_run(
     from duetfair.io import staged_outputs, write_json
     from duetfair.metrics.cases import attach_metadata, case_level
 
+    from duetfair.engine.distributed import set_threads
+
+    set_threads(threads)
     run = RunDir(run_dir)
     dev = torch.device("cuda" if device in ("auto", "cuda") and torch.cuda.is_available() else "cpu")
     model, cfg, record, spec = load_model(run.root, checkpoint, dev)

@@ -285,6 +285,7 @@ def predict_files(
     checkpoint: str = "best",
     normalize: str = "auto",
     device: str = "auto",
+    threads: Optional[int] = None,
 ) -> pd.DataFrame:
     """Segment cases with the run's model; write masks and ``predictions.csv`` into ``out_dir``.
 
@@ -298,6 +299,7 @@ def predict_files(
         checkpoint: ``best`` or ``last``.
         normalize: ``auto`` (as the run's data), ``scale``, ``zscore``, ``zscore_global`` or ``none``.
         device: ``auto``, ``cpu`` or ``cuda``.
+        threads: CPU threads (default: one per core, at most 8).
 
     Returns the table: ``case_id``, ``input``, ``mask``, ``shape``, ``group_source``, ``group``, and
     the predicted voxel count of every foreground class (``n_pred_<k>``).
@@ -306,6 +308,9 @@ def predict_files(
     from duetfair.io import staged_outputs
 
     require(len(inputs) > 0 or manifest is not None, "predict: give at least one input image or --manifest")
+    from duetfair.engine.distributed import set_threads
+
+    set_threads(threads)
     dev = torch.device("cuda" if device in ("auto", "cuda") and torch.cuda.is_available() else "cpu")
     model, cfg, run, spec = load_model(run_dir, checkpoint, dev)
     mode = _normalize_mode(normalize, cfg)
