@@ -75,11 +75,17 @@ def w(tmp_path_factory: pytest.TempPathFactory) -> Path:
     # a damaged copy of the run, one per kind of damage
     import shutil
 
-    for name in ("run_badjson", "run_nojson", "run_badckpt", "run_otherckpt"):
+    for name in ("run_badjson", "run_nojson", "run_badckpt", "run_otherckpt", "run_nan"):
         shutil.copytree(root / "run", root / name)
     (root / "run_badjson" / "run.json").write_text("{not json")
     (root / "run_nojson" / "run.json").unlink()
     (root / "run_badckpt" / "checkpoints" / "best.pt").write_bytes(b"garbage")
+    import torch
+
+    state = torch.load(root / "run_nan" / "checkpoints" / "best.pt", weights_only=True)
+    first = next(k for k, v in state["model"].items() if v.is_floating_point())
+    state["model"][first] = torch.full_like(state["model"][first], float("nan"))
+    torch.save(state, root / "run_nan" / "checkpoints" / "best.pt")
     rec = json.loads((root / "run_otherckpt" / "run.json").read_text())
     rec["num_classes"] = 5
     (root / "run_otherckpt" / "run.json").write_text(json.dumps(rec))
@@ -205,6 +211,7 @@ def _cases(w: Path) -> list[tuple[str, list[str], str]]:
         ("evaluate no run.json", ["evaluate", str(w / "run_nojson")], "missing run.json"),
         ("evaluate corrupt checkpoint", ["evaluate", str(w / "run_badckpt")], "best.pt"),
         ("evaluate checkpoint of another model", ["evaluate", str(w / "run_otherckpt")], "does not fit"),
+        ("evaluate NaN weights", ["evaluate", str(w / "run_nan")], "NaN or inf"),
         ("evaluate bad checkpoint name", ["evaluate", r, "--checkpoint", "final"], "'best' or 'last'"),
         ("evaluate bad split", ["evaluate", r, "--split", "holdout"], "holdout"),
         ("evaluate bad data config", ["evaluate", r, "--data", str(w / "bad.yaml")], "not valid YAML"),
