@@ -120,7 +120,9 @@ def main() -> None:
     strata = [codes_of(df, "race"), codes_of(df, "site")]
     n_boot = args.bootstrap
 
-    t_audit, audit = timed(lambda: audit_table(df, ["race", "site"], n_boot=n_boot, seed=args.seed, discovery=False), args.repeats)
+    t_audit, audit = timed(
+        lambda: audit_table(df, ["race", "site"], n_boot=n_boot, seed=args.seed, discovery=False), args.repeats
+    )
     t_ours, ours = timed(lambda: ours_bootstrap(values, strata, n_boot, args.seed), args.repeats)
     t_loop, loop = timed(lambda: loop_bootstrap(values, strata, n_boot, args.seed), args.loop_repeats)
     # every exact bootstrap draws 1 + len(strata) full-size resamples per iteration
@@ -132,12 +134,18 @@ def main() -> None:
         ("bootstrap (loop, sklearn.utils.resample)", t_loop),
         ("random indices only (floor)", t_idx),
     ]
-    print(f"{args.cases} cases x 2 attributes (3, 5 groups) x {n_boot} resamples; median of {args.repeats} (loop: {args.loop_repeats})")
+    print(
+        f"{args.cases} cases x 2 attributes (3, 5 groups) x {n_boot} "
+        f"resamples; median of {args.repeats} (loop: {args.loop_repeats})"
+    )
     print(f"{'path':<44}{'seconds':>10}")
     for name, sec in rows:
         print(f"{name:<44}{sec:>10.3f}")
     speedup = t_loop / t_ours
-    print(f"bootstrap speed-up loop/ours: {speedup:.2f}x (target >= 3); whole audit {t_audit:.2f} s (target < 5); ours / floor: {t_ours / t_idx:.2f}")
+    print(
+        f"bootstrap speed-up loop/ours: {speedup:.2f}x (target >= 3); whole "
+        f"audit {t_audit:.2f} s (target < 5); ours / floor: {t_ours / t_idx:.2f}"
+    )
     # both paths estimate the same intervals (different random streams): agree to Monte-Carlo error
     diffs = {k: max(abs(a - b) for a, b in zip(ours[k], loop[k])) for k in ours}
     print("max |CI ours - CI loop|: " + ", ".join(f"{k} {v:.4f}" for k, v in diffs.items()))
@@ -154,7 +162,11 @@ def main() -> None:
             "met": {"whole_audit": t_audit < 5.0, "speedup": speedup >= 3.0},
             "ci_difference_ours_vs_loop": diffs,
             "es_race": audit["metrics"]["dice"]["attributes"]["race"]["es"],
-            "machine": {"python": platform.python_version(), "numpy": np.__version__, "processor": platform.processor() or platform.machine()},
+            "machine": {
+                "python": platform.python_version(),
+                "numpy": np.__version__,
+                "processor": platform.processor() or platform.machine(),
+            },
         },
     )
     print(f"wrote {args.out}")

@@ -55,8 +55,9 @@ def main() -> None:
     rows = []
     t_vec = _median_time(lambda: generate("fundus2d", args.n, seed=0, image_size=128), args.repeats)
     rows.append(("synthetic fundus2d 128x128 (ours)", args.n / t_vec))
-    t_loop = _median_time(lambda: [generate("fundus2d", 1, seed=i, image_size=128) for i in range(args.n_loop)],
-                          args.repeats)
+    t_loop = _median_time(
+        lambda: [generate("fundus2d", 1, seed=i, image_size=128) for i in range(args.n_loop)], args.repeats
+    )
     rows.append(("synthetic fundus2d 128x128 (per-case loop)", args.n_loop / t_loop))
     n3 = max(16, args.n // 16)
     t3 = _median_time(lambda: generate("tumor3d", n3, seed=0, image_size=32), args.repeats)
@@ -77,9 +78,17 @@ def main() -> None:
     for name, rate in rows:
         print(f"{name:48s} {rate:10.0f}")
     print(f"vectorised / per-case loop: {ratio:.1f}x   (target: fundus2d >= 500 cases/s)")
-    write_json(args.out, {"rows": [{"name": n, "cases_per_s": r} for n, r in rows], "ratio_vectorised_vs_loop": ratio,
-                          "torch_threads": torch.get_num_threads(), "python": platform.python_version(),
-                          "machine": platform.machine(), "repeats": args.repeats})
+    write_json(
+        args.out,
+        {
+            "rows": [{"name": n, "cases_per_s": r} for n, r in rows],
+            "ratio_vectorised_vs_loop": ratio,
+            "torch_threads": torch.get_num_threads(),
+            "python": platform.python_version(),
+            "machine": platform.machine(),
+            "repeats": args.repeats,
+        },
+    )
     print(f"wrote {args.out}")
 
 

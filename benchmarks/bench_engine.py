@@ -60,8 +60,13 @@ def pure_epoch(trainer: Trainer, epoch: int) -> tuple[float, int]:
 
 
 def measure(method: str, epochs: int, out: Path) -> dict:
-    overrides = [*DEMO_SIZES["default"], f"train.epochs={epochs}", "train.progress=false", "train.tensorboard=false",
-                 f"train.val_every={epochs + 1}"]
+    overrides = [
+        *DEMO_SIZES["default"],
+        f"train.epochs={epochs}",
+        "train.progress=false",
+        "train.tensorboard=false",
+        f"train.val_every={epochs + 1}",
+    ]
     cfg = load_config(f"fundus2d_{method}", overrides)
     trainer = Trainer(cfg, out / method)
     trainer.cfg.train.epochs = 1  # the trainer is driven one epoch at a time below
@@ -73,9 +78,15 @@ def measure(method: str, epochs: int, out: Path) -> dict:
         seconds, n = pure_epoch(trainer, e)
         pure_steps.append(seconds / n)
     t_med, p_med = statistics.median(trainer_steps[1:]), statistics.median(pure_steps[1:])  # first epoch: warm-up
-    return {"method": method, "model": cfg.model.name, "steps_per_epoch": trainer.steps_per_epoch,
-            "batch_size": cfg.train.batch_size, "trainer_step_s": t_med, "pure_step_s": p_med,
-            "ratio_pure_over_trainer": p_med / t_med}
+    return {
+        "method": method,
+        "model": cfg.model.name,
+        "steps_per_epoch": trainer.steps_per_epoch,
+        "batch_size": cfg.train.batch_size,
+        "trainer_step_s": t_med,
+        "pure_step_s": p_med,
+        "ratio_pure_over_trainer": p_med / t_med,
+    }
 
 
 class _NoProgress:
@@ -99,11 +110,23 @@ def main() -> None:
     print("| method | model | batch | steps/epoch | trainer ms/step | pure loop ms/step | pure / trainer |")
     print("|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['method']} | {r['model']} | {r['batch_size']} | {r['steps_per_epoch']} | "
-              f"{1000 * r['trainer_step_s']:.1f} | {1000 * r['pure_step_s']:.1f} | {r['ratio_pure_over_trainer']:.2f} |")
-    write_json(args.out, {"benchmark": "engine", "epochs": args.epochs, "threads": torch.get_num_threads(),
-                          "machine": platform.platform(), "python": platform.python_version(),
-                          "torch": torch.__version__, "target_ratio": 0.85, "rows": rows})
+        print(
+            f"| {r['method']} | {r['model']} | {r['batch_size']} | {r['steps_per_epoch']} | "
+            f"{1000 * r['trainer_step_s']:.1f} | {1000 * r['pure_step_s']:.1f} | {r['ratio_pure_over_trainer']:.2f} |"
+        )
+    write_json(
+        args.out,
+        {
+            "benchmark": "engine",
+            "epochs": args.epochs,
+            "threads": torch.get_num_threads(),
+            "machine": platform.platform(),
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "target_ratio": 0.85,
+            "rows": rows,
+        },
+    )
     print(f"wrote {args.out}")
 
 

@@ -38,8 +38,14 @@ def main() -> None:
     args = parser.parse_args()
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
-        result = run_benchmark(args.runs or tmp, task=args.task, methods=args.methods, seeds=list(range(args.seeds)),
-                               size=args.size, log=lambda s: print(s, flush=True))
+        result = run_benchmark(
+            args.runs or tmp,
+            task=args.task,
+            methods=args.methods,
+            seeds=list(range(args.seeds)),
+            size=args.size,
+            log=lambda s: print(s, flush=True),
+        )
     result["seconds"] = time.perf_counter() - t0
     print(result.pop("markdown"))
     write_json(args.out, result)

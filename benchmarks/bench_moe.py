@@ -123,11 +123,17 @@ def bench_layers(repeats: int) -> list[dict]:
             "dense_equivalent": DenseEquivalent(C, TOP_K).train(),
         }
         ms = time_interleaved({k: fwd_bwd(m, x, group, grad) for k, m in impls.items()}, repeats)
-        rows.append({
-            "shape": name, "B": B, "N": N, "C": C, **{f"{k}_ms": round(v, 3) for k, v in ms.items()},
-            "ours_over_dense": round(ms["ours"] / ms["dense_equivalent"], 3),
-            "ours_over_loop": round(ms["ours"] / ms["loop_reference"], 3),
-        })
+        rows.append(
+            {
+                "shape": name,
+                "B": B,
+                "N": N,
+                "C": C,
+                **{f"{k}_ms": round(v, 3) for k, v in ms.items()},
+                "ours_over_dense": round(ms["ours"] / ms["dense_equivalent"], 3),
+                "ours_over_loop": round(ms["ours"] / ms["loop_reference"], 3),
+            }
+        )
     return rows
 
 
@@ -135,8 +141,20 @@ def bench_models(repeats: int) -> list[dict]:
     from duetfair.models.registry import build_model, count_params_flops
 
     setups = [
-        ("vit_seg tiny 2D", "vit_seg", "vit_seg_dmoe", dict(in_channels=3, num_classes=3, img_size=64, preset="tiny"), (4, 3, 64, 64)),
-        ("resunet3d f=4 3D", "resunet3d", "resunet3d_dmoe", dict(in_channels=1, num_classes=2, img_size=(64, 64, 64), feature_size=4), (1, 1, 64, 64, 64)),
+        (
+            "vit_seg tiny 2D",
+            "vit_seg",
+            "vit_seg_dmoe",
+            dict(in_channels=3, num_classes=3, img_size=64, preset="tiny"),
+            (4, 3, 64, 64),
+        ),
+        (
+            "resunet3d f=4 3D",
+            "resunet3d",
+            "resunet3d_dmoe",
+            dict(in_channels=1, num_classes=2, img_size=(64, 64, 64), feature_size=4),
+            (1, 1, 64, 64, 64),
+        ),
     ]
     rows = []
     for label, base, dmoe, kwargs, shape in setups:
@@ -158,14 +176,20 @@ def bench_models(repeats: int) -> list[dict]:
             steps[variant] = step
             flops[variant] = count_params_flops(model, shape, group=group)
         times = time_interleaved(steps, max(3, repeats // 4), warmup=1)
-        rows.append({
-            "model": label, "input": list(shape),
-            "step_ms": round(times[base], 2), "step_ms_dmoe": round(times[dmoe], 2),
-            "time_ratio": round(times[dmoe] / times[base], 3),
-            "gflops": round(flops[base]["gflops"], 3), "gflops_dmoe": round(flops[dmoe]["gflops"], 3),
-            "flop_ratio": round(flops[dmoe]["gflops"] / flops[base]["gflops"], 3),
-            "params_m": round(flops[base]["params"] / 1e6, 3), "params_m_dmoe": round(flops[dmoe]["params"] / 1e6, 3),
-        })
+        rows.append(
+            {
+                "model": label,
+                "input": list(shape),
+                "step_ms": round(times[base], 2),
+                "step_ms_dmoe": round(times[dmoe], 2),
+                "time_ratio": round(times[dmoe] / times[base], 3),
+                "gflops": round(flops[base]["gflops"], 3),
+                "gflops_dmoe": round(flops[dmoe]["gflops"], 3),
+                "flop_ratio": round(flops[dmoe]["gflops"] / flops[base]["gflops"], 3),
+                "params_m": round(flops[base]["params"] / 1e6, 3),
+                "params_m_dmoe": round(flops[dmoe]["params"] / 1e6, 3),
+            }
+        )
     return rows
 
 
@@ -187,14 +211,45 @@ def main(argv: list[str] | None = None) -> dict:
 
     layers = bench_layers(args.repeats)
     print("dMoE layer, forward+backward, median ms")
-    print_table(layers, ["shape", "B", "N", "C", "ours_ms", "loop_reference_ms", "dense_equivalent_ms", "ours_over_dense", "ours_over_loop"])
+    print_table(
+        layers,
+        [
+            "shape",
+            "B",
+            "N",
+            "C",
+            "ours_ms",
+            "loop_reference_ms",
+            "dense_equivalent_ms",
+            "ours_over_dense",
+            "ours_over_loop",
+        ],
+    )
     models = [] if args.skip_models else bench_models(args.repeats)
     if models:
         print("\nfull model training step (forward+backward+SGD), median ms; FLOPs of one forward")
-        print_table(models, ["model", "step_ms", "step_ms_dmoe", "time_ratio", "gflops", "gflops_dmoe", "flop_ratio", "params_m", "params_m_dmoe"])
+        print_table(
+            models,
+            [
+                "model",
+                "step_ms",
+                "step_ms_dmoe",
+                "time_ratio",
+                "gflops",
+                "gflops_dmoe",
+                "flop_ratio",
+                "params_m",
+                "params_m_dmoe",
+            ],
+        )
     result = {
-        "benchmark": "bench_moe", "threads": args.threads, "repeats": args.repeats,
-        "torch": torch.__version__, "machine": platform.machine(), "layers": layers, "models": models,
+        "benchmark": "bench_moe",
+        "threads": args.threads,
+        "repeats": args.repeats,
+        "torch": torch.__version__,
+        "machine": platform.machine(),
+        "layers": layers,
+        "models": models,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     write_json(args.out, result)

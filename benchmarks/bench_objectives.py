@@ -84,9 +84,12 @@ def _bottleneck(unet: UNet) -> nn.Module:
 def make_batch(batch: int, size: int, seed: int = 0) -> dict:
     g = torch.Generator().manual_seed(seed)
     group = torch.randint(-1, NUM_GROUPS, (batch,), generator=g)
-    return {"image": torch.randn(batch, 1, size, size, generator=g),
-            "label": torch.randint(0, NUM_CLASSES, (batch, 1, size, size), generator=g),
-            "group": group, "case_ids": [f"case{i:05d}" for i in range(batch)]}
+    return {
+        "image": torch.randn(batch, 1, size, size, generator=g),
+        "label": torch.randint(0, NUM_CLASSES, (batch, 1, size, size), generator=g),
+        "group": group,
+        "case_ids": [f"case{i:05d}" for i in range(batch)],
+    }
 
 
 def make_objective(name: str, kwargs: dict, feature_dim: int) -> nn.Module:
@@ -153,22 +156,30 @@ def bench_steps(batch_size: int, size: int, repeats: int) -> list[dict]:
     step_s = interleaved_medians(steps, repeats)
     alone_s = interleaved_medians(alone, repeats * 4)
     base, base_alone = step_s["erm"], alone_s["erm"]
-    return [{"objective": key, "step_ms": round(1e3 * step_s[key], 2),
-             "ratio_to_erm": round(step_s[key] / base, 3),
-             "objective_ms": round(1e3 * alone_s[key], 3),
-             "overhead_pct": round(100 * (alone_s[key] - base_alone) / base, 2)} for key in OBJECTIVES]
+    return [
+        {
+            "objective": key,
+            "step_ms": round(1e3 * step_s[key], 2),
+            "ratio_to_erm": round(step_s[key] / base, 3),
+            "objective_ms": round(1e3 * alone_s[key], 3),
+            "overhead_pct": round(100 * (alone_s[key] - base_alone) / base, 2),
+        }
+        for key in OBJECTIVES
+    ]
 
 
 def make_validation_table(n: int, seed: int = 0) -> pd.DataFrame:
     """``n`` validation cases x 4 discrete attributes, Dice lower for one intersection."""
     rng = np.random.default_rng(seed)
-    df = pd.DataFrame({
-        "case_id": [f"val{i:05d}" for i in range(n)],
-        "age": rng.choice(["0-40", "41-50", "51-60", "61-70", "71+"], n),
-        "menopause": rng.choice(["pre", "post"], n),
-        "site": rng.choice(["DUKE", "ISPY1", "ISPY2", "NACT"], n),
-        "density": rng.choice(["a", "b", "c", "d"], n),
-    })
+    df = pd.DataFrame(
+        {
+            "case_id": [f"val{i:05d}" for i in range(n)],
+            "age": rng.choice(["0-40", "41-50", "51-60", "61-70", "71+"], n),
+            "menopause": rng.choice(["pre", "post"], n),
+            "site": rng.choice(["DUKE", "ISPY1", "ISPY2", "NACT"], n),
+            "density": rng.choice(["a", "b", "c", "d"], n),
+        }
+    )
     hard = (df["age"] == "71+") & (df["site"] == "NACT")
     df["dice"] = np.clip(rng.normal(0.8, 0.08, n) - 0.25 * hard, 0, 1)
     return df
@@ -198,10 +209,18 @@ def bench_divergence_epoch(n_val: int, n_train: int, repeats: int) -> list[dict]
             mine_t.append(t1 - t0)
             update_t.append(t2 - t1)
             used = int((weights > 1).sum())
-        rows.append({"min_support": min_support, "val_cases": n_val, "attributes": len(attributes),
-                     "subgroups": len(subgroups), "train_cases": n_train, "train_upweighted": used,
-                     "mining_s": round(statistics.median(mine_t), 3),
-                     "weight_refresh_s": round(statistics.median(update_t), 3)})
+        rows.append(
+            {
+                "min_support": min_support,
+                "val_cases": n_val,
+                "attributes": len(attributes),
+                "subgroups": len(subgroups),
+                "train_cases": n_train,
+                "train_upweighted": used,
+                "mining_s": round(statistics.median(mine_t), 3),
+                "weight_refresh_s": round(statistics.median(update_t), 3),
+            }
+        )
     return rows
 
 
@@ -225,15 +244,25 @@ def main(argv: list[str] | None = None) -> dict:
     torch.set_num_threads(args.threads)
 
     steps = bench_steps(args.batch, args.size, args.repeats)
-    print(f"training step (MONAI UNet 2D, B={args.batch}, 1x{args.size}x{args.size}, {NUM_CLASSES} classes), "
-          f"median over {args.repeats} interleaved steps")
+    print(
+        f"training step (MONAI UNet 2D, B={args.batch}, 1x{args.size}x{args.size}, {NUM_CLASSES} classes), "
+        f"median over {args.repeats} interleaved steps"
+    )
     print_table(steps)
     epoch = bench_divergence_epoch(1000, 5000, args.epoch_repeats)
     print("\ndivergence objective, per-epoch subgroup mining + weight refresh (median seconds)")
     print_table(epoch)
-    result = {"benchmark": "bench_objectives", "threads": args.threads, "repeats": args.repeats,
-              "batch": args.batch, "size": args.size, "torch": torch.__version__,
-              "machine": platform.machine(), "steps": steps, "divergence_epoch": epoch}
+    result = {
+        "benchmark": "bench_objectives",
+        "threads": args.threads,
+        "repeats": args.repeats,
+        "batch": args.batch,
+        "size": args.size,
+        "torch": torch.__version__,
+        "machine": platform.machine(),
+        "steps": steps,
+        "divergence_epoch": epoch,
+    }
     write_json(args.out, result)
     print(f"\nwrote {args.out}")
     return result

@@ -51,8 +51,10 @@ METRICS = ("dice", "iou", "hd95", "nsd")
 
 def make_case(size: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """``(reference, prediction)`` uint8 label maps [size, size, size] with labels 1 (outer) and 2 (core)."""
-    grid = [(np.arange(size, dtype=np.float32) * s).reshape([-1 if j == i else 1 for j in range(3)])
-            for i, s in enumerate(SPACING)]
+    grid = [
+        (np.arange(size, dtype=np.float32) * s).reshape([-1 if j == i else 1 for j in range(3)])
+        for i, s in enumerate(SPACING)
+    ]
     extent = size * min(SPACING)
     center = rng.uniform(0.4, 0.6, 3) * np.array([size * s for s in SPACING])
     radii = rng.uniform(0.12, 0.25, 3) * extent
@@ -68,7 +70,7 @@ def make_case(size: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarr
     pred[ellipsoid(center + shift, radii * scale * rng.uniform(0.35, 0.55))] = 2
     for _ in range(int(rng.integers(0, 4))):  # false-positive islands
         lo = rng.integers(0, size - 4, 3)
-        pred[lo[0]:lo[0] + 3, lo[1]:lo[1] + 3, lo[2]:lo[2] + 2] = 1
+        pred[lo[0] : lo[0] + 3, lo[1] : lo[1] + 3, lo[2] : lo[2] + 2] = 1
     return ref, pred
 
 
@@ -87,8 +89,9 @@ def write_data(root: Path, n: int, size: int, seed: int) -> tuple[Path, Path]:
     return root / "preds", root / "refs"
 
 
-def monai_loop(pred_dir: Path, ref_dir: Path, labels: tuple[int, ...] = (1, 2),
-               threads: int | None = None) -> pd.DataFrame:
+def monai_loop(
+    pred_dir: Path, ref_dir: Path, labels: tuple[int, ...] = (1, 2), threads: int | None = None
+) -> pd.DataFrame:
     """The hand-written baseline: MONAI's loader and metric functions, one case after the other
     (``threads``: torch intra-op threads during the loop; None keeps torch's default)."""
     import torch
@@ -124,8 +127,9 @@ def _loop(pred_dir: Path, ref_dir: Path, labels: tuple[int, ...]) -> pd.DataFram
                 "dice": dice_metric(p, r)[0],
                 "iou": compute_iou(p, r, include_background=False)[0],
                 "hd95": compute_hausdorff_distance(p, r, include_background=False, percentile=95, spacing=spacing)[0],
-                "nsd": compute_surface_dice(p, r, [1.0] * (n_classes - 1), include_background=False,
-                                            spacing=spacing)[0],
+                "nsd": compute_surface_dice(p, r, [1.0] * (n_classes - 1), include_background=False, spacing=spacing)[
+                    0
+                ],
             }
         for j, lab in enumerate(labels):
             rows.append({"case_id": case, "class": lab, **{m: float(v[j]) for m, v in values.items()}})
@@ -164,8 +168,9 @@ def main() -> None:
         score_folders(preds, refs, labels=[1, 2], workers=1, metrics=METRICS)  # warm-up: imports
         monai_loop(preds, refs)
         paths: dict[str, Callable[[], pd.DataFrame]] = {
-            f"ours, {w} worker{'s' if w > 1 else ''}": partial(score_folders, preds, refs, labels=[1, 2], workers=w,
-                                                                metrics=METRICS)
+            f"ours, {w} worker{'s' if w > 1 else ''}": partial(
+                score_folders, preds, refs, labels=[1, 2], workers=w, metrics=METRICS
+            )
             for w in args.workers
         }
         paths["MONAI loop, torch default"] = partial(monai_loop, preds, refs)
@@ -176,26 +181,48 @@ def main() -> None:
 
     ours, loop = results[next(iter(results))], results["MONAI loop, torch default"]
     merged = ours.merge(loop, on=["case_id", "class"], suffixes=("", "_monai"))
-    diffs = {m: float(np.nanmax(np.abs(np.where(np.isinf(merged[m]) & np.isinf(merged[f"{m}_monai"]), 0.0,
-                                                merged[m] - merged[f"{m}_monai"])))) for m in METRICS}
+    diffs = {
+        m: float(
+            np.nanmax(
+                np.abs(
+                    np.where(
+                        np.isinf(merged[m]) & np.isinf(merged[f"{m}_monai"]), 0.0, merged[m] - merged[f"{m}_monai"]
+                    )
+                )
+            )
+        )
+        for m in METRICS
+    }
     base = seconds["MONAI loop, torch default"]
-    print(f"{args.cases} cases of {args.size}^3, labels 1 and 2, Dice + IoU + HD95 + NSD; best of {args.repeats}; "
-          f"{os.cpu_count()} CPU cores, load average {load_before[0]:.1f} before / {load_after[0]:.1f} after")
+    print(
+        f"{args.cases} cases of {args.size}^3, labels 1 and 2, Dice + IoU + HD95 + NSD; best of {args.repeats}; "
+        f"{os.cpu_count()} CPU cores, load average {load_before[0]:.1f} before / {load_after[0]:.1f} after"
+    )
     print(f"{'path':<30}{'seconds':>10}{'cases/s':>10}{'loop / path':>14}")
     for name, sec in seconds.items():
         print(f"{name:<30}{sec:>10.2f}{args.cases / sec:>10.2f}{base / sec:>14.2f}")
     print("max |ours - MONAI loop|: " + ", ".join(f"{m} {v:.2e}" for m, v in diffs.items()))
-    write_json(args.out, {
-        "benchmark": "score",
-        "cases": args.cases, "size": args.size, "spacing": list(SPACING), "labels": [1, 2], "metrics": list(METRICS),
-        "repeats": args.repeats,
-        "seconds": seconds,
-        "speedup_over_loop": {name: base / sec for name, sec in seconds.items()},
-        "max_abs_difference_vs_loop": diffs,
-        "load_average_before_after": [load_before[0], load_after[0]],
-        "machine": {"python": platform.python_version(), "cpu_count": os.cpu_count(),
-                    "processor": platform.processor() or platform.machine()},
-    })
+    write_json(
+        args.out,
+        {
+            "benchmark": "score",
+            "cases": args.cases,
+            "size": args.size,
+            "spacing": list(SPACING),
+            "labels": [1, 2],
+            "metrics": list(METRICS),
+            "repeats": args.repeats,
+            "seconds": seconds,
+            "speedup_over_loop": {name: base / sec for name, sec in seconds.items()},
+            "max_abs_difference_vs_loop": diffs,
+            "load_average_before_after": [load_before[0], load_after[0]],
+            "machine": {
+                "python": platform.python_version(),
+                "cpu_count": os.cpu_count(),
+                "processor": platform.processor() or platform.machine(),
+            },
+        },
+    )
     print(f"wrote {args.out}")
 
 

@@ -17,11 +17,24 @@ from PIL import Image
 
 from duetfair.cli import main
 
-TINY = ["data.args.n_train=16", "data.args.n_val=8", "data.args.n_test=8", "data.args.image_size=32",
-        "model.args.dim=32", "model.args.depth=1", "model.args.heads=2", "model.args.patch_size=8",
-        "model.args.head_channels=16", "model.args.decoder_channels=[8,8,8]", "train.epochs=1",
-        "train.batch_size=8", "train.progress=false", "train.tensorboard=false", "eval.metrics=[dice,iou]",
-        "eval.n_boot=10"]
+TINY = [
+    "data.args.n_train=16",
+    "data.args.n_val=8",
+    "data.args.n_test=8",
+    "data.args.image_size=32",
+    "model.args.dim=32",
+    "model.args.depth=1",
+    "model.args.heads=2",
+    "model.args.patch_size=8",
+    "model.args.head_channels=16",
+    "model.args.decoder_channels=[8,8,8]",
+    "train.epochs=1",
+    "train.batch_size=8",
+    "train.progress=false",
+    "train.tensorboard=false",
+    "eval.metrics=[dice,iou]",
+    "eval.n_boot=10",
+]
 
 
 @pytest.fixture(scope="module")
@@ -29,8 +42,15 @@ def w(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A folder of good and bad inputs, and one tiny trained run (``w/run``)."""
     root = tmp_path_factory.mktemp("corpus")
     n = 40
-    pd.DataFrame({"case_id": [f"c{i}" for i in range(n)], "race": ["A", "B"] * (n // 2), "age": range(n),
-                  "dice": np.linspace(0.3, 0.95, n), "hd95": np.linspace(1, 20, n)}).to_csv(root / "cases.csv", index=False)
+    pd.DataFrame(
+        {
+            "case_id": [f"c{i}" for i in range(n)],
+            "race": ["A", "B"] * (n // 2),
+            "age": range(n),
+            "dice": np.linspace(0.3, 0.95, n),
+            "hd95": np.linspace(1, 20, n),
+        }
+    ).to_csv(root / "cases.csv", index=False)
     (root / "file.txt").write_text("x")
     (root / "folder").mkdir()
     (root / "empty.csv").write_text("")
@@ -50,9 +70,10 @@ def w(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (root / "empty.yaml").write_text("")
     (root / "list.yaml").write_text("- a\n- b\n")
     (root / "dup_keys.yaml").write_text("extends: fundus2d_erm.yaml\ntrain:\n  epochs: 1\ntrain:\n  epochs: 2\n")
-    (root / "bomb.yaml").write_text("extends: fundus2d_erm.yaml\na: &a [x, x, x, x, x, x, x, x, x, x]\n"
-                                    + "".join(f"{c}: &{c} [{', '.join(['*' + p] * 10)}]\n"
-                                              for p, c in zip("abcdefg", "bcdefgh")))
+    (root / "bomb.yaml").write_text(
+        "extends: fundus2d_erm.yaml\na: &a [x, x, x, x, x, x, x, x, x, x]\n"
+        + "".join(f"{c}: &{c} [{', '.join(['*' + p] * 10)}]\n" for p, c in zip("abcdefg", "bcdefgh"))
+    )
     (root / "cycle_a.yaml").write_text("extends: cycle_b.yaml\n")
     (root / "cycle_b.yaml").write_text("extends: cycle_a.yaml\n")
     (root / "unknown_key.yaml").write_text("extends: fundus2d_erm.yaml\ntrian: {epochs: 1}\n")
@@ -150,16 +171,62 @@ def _cases(w: Path) -> list[tuple[str, list[str], str]]:
         ("audit group spec bad json", [*audit, "--group-spec", str(w / "file.txt")], "cannot be parsed"),
         ("audit hidden column missing", [*audit, "--hidden", "morphology"], "morphology"),
         # ---- score ----
-        ("score missing preds", ["score", str(w / "nope"), str(w / "refs"), "--meta", str(w / "meta.csv"), "--out", out], "not found"),
-        ("score missing refs", ["score", str(w / "preds"), str(w / "nope"), "--meta", str(w / "meta.csv"), "--out", out], "not found"),
-        ("score shape mismatch", ["score", str(w / "preds"), str(w / "refs"), "--meta", str(w / "meta.csv"), "--out", out], "shape"),
-        ("score missing meta", ["score", str(w / "refs"), str(w / "refs"), "--meta", str(w / "nope.csv"), "--out", out], "does not exist"),
-        ("score bad empty", ["score", str(w / "refs"), str(w / "refs"), "--meta", str(w / "meta.csv"), "--out", out, "--empty", "zero"], "'zero'"),
-        ("score bad labels", ["score", str(w / "refs"), str(w / "refs"), "--meta", str(w / "meta.csv"), "--out", out, "--labels", "a,b"], "labels"),
-        ("score bad region", ["score", str(w / "refs"), str(w / "refs"), "--meta", str(w / "meta.csv"), "--out", out, "--region", "disc"], "region"),
-        ("score bad workers", ["score", str(w / "refs"), str(w / "refs"), "--meta", str(w / "meta.csv"), "--out", out, "--workers", "0"], "workers"),
+        (
+            "score missing preds",
+            ["score", str(w / "nope"), str(w / "refs"), "--meta", str(w / "meta.csv"), "--out", out],
+            "not found",
+        ),
+        (
+            "score missing refs",
+            ["score", str(w / "preds"), str(w / "nope"), "--meta", str(w / "meta.csv"), "--out", out],
+            "not found",
+        ),
+        (
+            "score shape mismatch",
+            ["score", str(w / "preds"), str(w / "refs"), "--meta", str(w / "meta.csv"), "--out", out],
+            "shape",
+        ),
+        (
+            "score missing meta",
+            ["score", str(w / "refs"), str(w / "refs"), "--meta", str(w / "nope.csv"), "--out", out],
+            "does not exist",
+        ),
+        (
+            "score bad empty",
+            ["score", str(w / "refs"), str(w / "refs"), "--meta", str(w / "meta.csv"), "--out", out, "--empty", "zero"],
+            "'zero'",
+        ),
+        (
+            "score bad labels",
+            ["score", str(w / "refs"), str(w / "refs"), "--meta", str(w / "meta.csv"), "--out", out, "--labels", "a,b"],
+            "labels",
+        ),
+        (
+            "score bad region",
+            [
+                "score",
+                str(w / "refs"),
+                str(w / "refs"),
+                "--meta",
+                str(w / "meta.csv"),
+                "--out",
+                out,
+                "--region",
+                "disc",
+            ],
+            "region",
+        ),
+        (
+            "score bad workers",
+            ["score", str(w / "refs"), str(w / "refs"), "--meta", str(w / "meta.csv"), "--out", out, "--workers", "0"],
+            "workers",
+        ),
         ("score no inputs", ["score", "--meta", str(w / "meta.csv"), "--out", out], ""),
-        ("score bad nnunet", ["score", "--nnunet", str(w / "file.txt"), "--meta", str(w / "meta.csv"), "--out", out], "file.txt"),
+        (
+            "score bad nnunet",
+            ["score", "--nnunet", str(w / "file.txt"), "--meta", str(w / "meta.csv"), "--out", out],
+            "file.txt",
+        ),
         # ---- train: config files ----
         ("train missing config", ["train", str(w / "nope.yaml")], "not found"),
         ("train invalid yaml", ["train", str(w / "bad.yaml")], "not valid YAML"),
@@ -187,22 +254,93 @@ def _cases(w: Path) -> list[tuple[str, list[str], str]]:
         ("train huge seed", ["train", "fundus2d_erm", "--set", f"seed={2**70}"], "seed"),
         ("train zero threads", ["train", "fundus2d_erm", "--set", "train.threads=0"], "train.threads"),
         ("train unknown model", ["train", "fundus2d_erm", "--set", "model.name=resnet"], "unknown name"),
-        ("train unknown objective", ["train", "fundus2d_erm", "--set", "objective.name=magic", "--set", "method=null",
-                                     *[a for s in TINY for a in ("--set", s)], "--out", str(w / "r_obj")], "unknown objective"),
-        ("train unknown objective option", ["train", "fundus2d_fair_dro", "--set", "objective.args.temperature=2",
-                                            *[a for s in TINY for a in ("--set", s)], "--out", str(w / "r_opt")], "unknown option"),
-        ("train unknown data arg", ["train", "fundus2d_erm", "--set", "data.args.colour=red",
-                                    *[a for s in TINY for a in ("--set", s)], "--out", str(w / "r_arg")], "unknown parameters"),
-        ("train group attribute", ["train", "fundus2d_erm", "--set", "data.group_attribute=height",
-                                   *[a for s in TINY for a in ("--set", s)], "--out", str(w / "r_ga")], "height"),
-        ("train route attribute", ["train", "fundus2d_dmoe", "--set", "model.route_attributes=[race,height]",
-                                   *[a for s in TINY for a in ("--set", s)], "--out", str(w / "r_ra")], "height"),
-        ("train cuda without cuda", ["train", "fundus2d_erm", "--set", "train.device=cuda",
-                                     *[a for s in TINY for a in ("--set", s)], "--out", str(w / "r_cuda")], "CUDA"),
+        (
+            "train unknown objective",
+            [
+                "train",
+                "fundus2d_erm",
+                "--set",
+                "objective.name=magic",
+                "--set",
+                "method=null",
+                *[a for s in TINY for a in ("--set", s)],
+                "--out",
+                str(w / "r_obj"),
+            ],
+            "unknown objective",
+        ),
+        (
+            "train unknown objective option",
+            [
+                "train",
+                "fundus2d_fair_dro",
+                "--set",
+                "objective.args.temperature=2",
+                *[a for s in TINY for a in ("--set", s)],
+                "--out",
+                str(w / "r_opt"),
+            ],
+            "unknown option",
+        ),
+        (
+            "train unknown data arg",
+            [
+                "train",
+                "fundus2d_erm",
+                "--set",
+                "data.args.colour=red",
+                *[a for s in TINY for a in ("--set", s)],
+                "--out",
+                str(w / "r_arg"),
+            ],
+            "unknown parameters",
+        ),
+        (
+            "train group attribute",
+            [
+                "train",
+                "fundus2d_erm",
+                "--set",
+                "data.group_attribute=height",
+                *[a for s in TINY for a in ("--set", s)],
+                "--out",
+                str(w / "r_ga"),
+            ],
+            "height",
+        ),
+        (
+            "train route attribute",
+            [
+                "train",
+                "fundus2d_dmoe",
+                "--set",
+                "model.route_attributes=[race,height]",
+                *[a for s in TINY for a in ("--set", s)],
+                "--out",
+                str(w / "r_ra"),
+            ],
+            "height",
+        ),
+        (
+            "train cuda without cuda",
+            [
+                "train",
+                "fundus2d_erm",
+                "--set",
+                "train.device=cuda",
+                *[a for s in TINY for a in ("--set", s)],
+                "--out",
+                str(w / "r_cuda"),
+            ],
+            "CUDA",
+        ),
         ("train out exists", ["train", "fundus2d_erm", "--out", r], "already holds a run"),
         ("train resume nothing", ["train", "fundus2d_erm", "--resume", "--out", str(w / "fresh")], "no checkpoint"),
-        ("train out is file", ["train", "fundus2d_erm", *[a for s in TINY for a in ("--set", s)],
-                               "--out", str(w / "file.txt")], "cannot use"),
+        (
+            "train out is file",
+            ["train", "fundus2d_erm", *[a for s in TINY for a in ("--set", s)], "--out", str(w / "file.txt")],
+            "cannot use",
+        ),
         # ---- evaluate ----
         ("evaluate missing run", ["evaluate", str(w / "nope")], "not found"),
         ("evaluate file as run", ["evaluate", str(w / "file.txt")], "not found"),
@@ -224,8 +362,11 @@ def _cases(w: Path) -> list[tuple[str, list[str], str]]:
         ("predict attr syntax", ["predict", r, str(w / "ok.png"), "--out", out, "--attr", "race"], "NAME=VALUE"),
         ("predict attr unknown", ["predict", r, str(w / "ok.png"), "--out", out, "--attr", "height=2"], "height"),
         ("predict attr value", ["predict", r, str(w / "ok.png"), "--out", out, "--attr", "race=Martian"], "Martian"),
-        ("predict attr twice", ["predict", r, str(w / "ok.png"), "--out", out, "--attr", "race=Black",
-                                "--attr", "race=White"], "race"),
+        (
+            "predict attr twice",
+            ["predict", r, str(w / "ok.png"), "--out", out, "--attr", "race=Black", "--attr", "race=White"],
+            "race",
+        ),
         ("predict normalize", ["predict", r, str(w / "ok.png"), "--out", out, "--normalize", "minmax"], "minmax"),
         ("predict out is file", ["predict", r, str(w / "ok.png"), "--out", str(w / "file.txt")], "cannot use"),
         # ---- synth ----

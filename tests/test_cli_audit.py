@@ -19,16 +19,43 @@ def table(tmp_path_factory):
 
 
 def test_audit_json_to_stdout(table):
-    res = runner.invoke(app, ["audit", str(table), "--by", "race", "--by", "age", "--bins", "age=40,60,70", "--bootstrap", "30"])
+    res = runner.invoke(
+        app, ["audit", str(table), "--by", "race", "--by", "age", "--bins", "age=40,60,70", "--bootstrap", "30"]
+    )
     assert res.exit_code == 0, res.output
     audit = json.loads(res.stdout)
-    assert [g["value"] for g in audit["metrics"]["dice"]["attributes"]["age"]["groups"]] == ["<40", "40-59", "60-69", ">=70"]
+    assert [g["value"] for g in audit["metrics"]["dice"]["attributes"]["age"]["groups"]] == [
+        "<40",
+        "40-59",
+        "60-69",
+        ">=70",
+    ]
     assert audit["settings"]["n_boot"] == 30
 
 
 def test_audit_markdown_json_html_files(table, tmp_path):
     for fmt, name in (("md", "a.md"), ("json", "a.json"), ("html", "a.html")):
-        res = runner.invoke(app, ["audit", str(table), "--by", "race+sex", "--metric", "dice", "--metric", "hd95", "--bootstrap", "20", "--format", fmt, "--out", str(tmp_path / name), "--es-variant", "std"])
+        res = runner.invoke(
+            app,
+            [
+                "audit",
+                str(table),
+                "--by",
+                "race+sex",
+                "--metric",
+                "dice",
+                "--metric",
+                "hd95",
+                "--bootstrap",
+                "20",
+                "--format",
+                fmt,
+                "--out",
+                str(tmp_path / name),
+                "--es-variant",
+                "std",
+            ],
+        )
         assert res.exit_code == 0, res.output
     assert "dice by race+sex" in (tmp_path / "a.md").read_text()
     assert json.loads((tmp_path / "a.json").read_text())["settings"]["es_variant"] == "std"
@@ -91,17 +118,47 @@ def test_failure_thresholds_are_per_metric(table, tmp_path):
     """HD95 has no failure cut-off unless the user sets one; a contradicting direction is refused."""
     import pandas as pd
 
-    res = runner.invoke(app, ["audit", str(table), "--by", "race", "--metric", "dice", "--metric", "hd95",
-                              "--bootstrap", "0", "--no-discovery"])
+    res = runner.invoke(
+        app,
+        [
+            "audit",
+            str(table),
+            "--by",
+            "race",
+            "--metric",
+            "dice",
+            "--metric",
+            "hd95",
+            "--bootstrap",
+            "0",
+            "--no-discovery",
+        ],
+    )
     assert res.exit_code == 0, res.output
     audit = json.loads(res.stdout)
     assert all(g["failure_rate"] is None for g in audit["metrics"]["hd95"]["attributes"]["race"]["groups"])
     assert audit["metrics"]["dice"]["attributes"]["race"]["failure_threshold"] == 0.5
-    res = runner.invoke(app, ["audit", str(table), "--by", "race", "--metric", "hd95", "--bootstrap", "0",
-                              "--no-discovery", "--fail", "hd95>10"])
+    res = runner.invoke(
+        app,
+        [
+            "audit",
+            str(table),
+            "--by",
+            "race",
+            "--metric",
+            "hd95",
+            "--bootstrap",
+            "0",
+            "--no-discovery",
+            "--fail",
+            "hd95>10",
+        ],
+    )
     assert res.exit_code == 0, res.output
     df = pd.read_csv(table)
-    got = {g["value"]: g["failure_rate"] for g in json.loads(res.stdout)["metrics"]["hd95"]["attributes"]["race"]["groups"]}
+    got = {
+        g["value"]: g["failure_rate"] for g in json.loads(res.stdout)["metrics"]["hd95"]["attributes"]["race"]["groups"]
+    }
     want = df.dropna(subset=["hd95"]).groupby("race")["hd95"].apply(lambda v: float((v > 10).mean())).to_dict()
     assert got == pytest.approx(want)
     res = runner.invoke(app, ["audit", str(table), "--by", "race", "--metric", "hd95", "--fail", "hd95<10"])

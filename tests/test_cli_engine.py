@@ -13,10 +13,21 @@ from PIL import Image
 from duetfair.cli import main
 
 TINY = [
-    "data.args.n_train=16", "data.args.n_val=8", "data.args.n_test=8", "data.args.image_size=32",
-    "model.args.dim=32", "model.args.depth=1", "model.args.heads=2", "model.args.patch_size=8",
-    "model.args.head_channels=16", "model.args.decoder_channels=[8,8,8]", "train.epochs=1",
-    "train.batch_size=8", "train.progress=false", "train.tensorboard=false", "eval.metrics=[dice,iou]",
+    "data.args.n_train=16",
+    "data.args.n_val=8",
+    "data.args.n_test=8",
+    "data.args.image_size=32",
+    "model.args.dim=32",
+    "model.args.depth=1",
+    "model.args.heads=2",
+    "model.args.patch_size=8",
+    "model.args.head_channels=16",
+    "model.args.decoder_channels=[8,8,8]",
+    "train.epochs=1",
+    "train.batch_size=8",
+    "train.progress=false",
+    "train.tensorboard=false",
+    "eval.metrics=[dice,iou]",
     "eval.n_boot=10",
 ]
 
@@ -58,8 +69,9 @@ def test_train_evaluate_compare_predict(tmp_path: Path, capsys: pytest.CaptureFi
     code, stdout, err = run(["predict", runs[1], str(tmp_path / "a.png"), "--out", str(tmp_path / "pred")], capsys)
     assert code == 0, err
     assert "attribute-free fallback" in err and (tmp_path / "pred" / "a_mask.png").is_file()
-    code, stdout, err = run(["predict", runs[1], str(tmp_path / "a.png"), "--out", str(tmp_path / "pred"),
-                             "--attr", "race=White"], capsys)
+    code, stdout, err = run(
+        ["predict", runs[1], str(tmp_path / "a.png"), "--out", str(tmp_path / "pred"), "--attr", "race=White"], capsys
+    )
     assert code == 0 and "group: White" in stdout and "fallback" not in err
 
     # resume of a finished run: nothing left to do, still a clean exit
@@ -80,8 +92,9 @@ def test_train_evaluate_compare_predict(tmp_path: Path, capsys: pytest.CaptureFi
         (["compare", ".", "--format", "html"], "--format 'html': expected one of md, csv, json, latex"),
     ],
 )
-def test_user_errors_exit_2_with_one_line(args: list[str], expected: str, tmp_path: Path,
-                                         capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_user_errors_exit_2_with_one_line(
+    args: list[str], expected: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     code, _, err = run(args, capsys)
     assert code == 2

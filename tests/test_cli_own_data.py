@@ -13,10 +13,21 @@ import yaml
 
 from duetfair.cli import main
 
-TINY = ["model.args.dim=32", "model.args.depth=1", "model.args.heads=2", "model.args.patch_size=8",
-        "model.args.head_channels=16", "model.args.decoder_channels=[8,8,8]", "train.epochs=1",
-        "train.batch_size=8", "train.tensorboard=false", "eval.metrics=[dice,iou]", "eval.n_boot=10",
-        "schedule.warmup_epochs=0", "data.args.image_size=[32,32]"]
+TINY = [
+    "model.args.dim=32",
+    "model.args.depth=1",
+    "model.args.heads=2",
+    "model.args.patch_size=8",
+    "model.args.head_channels=16",
+    "model.args.decoder_channels=[8,8,8]",
+    "train.epochs=1",
+    "train.batch_size=8",
+    "train.tensorboard=false",
+    "eval.metrics=[dice,iou]",
+    "eval.n_boot=10",
+    "schedule.warmup_epochs=0",
+    "data.args.image_size=[32,32]",
+]
 SETS = [a for item in TINY for a in ("--set", item)]
 
 
@@ -48,8 +59,9 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_init_config_writes_a_commented_config_that_trains(data: Path, capsys: pytest.CaptureFixture[str]) -> None:
     manifest, config = data / "synth" / "own.csv", data / "own.yaml"
-    code, out, err = run(["init-config", str(manifest), "--out", str(config), "--hidden", "morphology=irregular"],
-                         capsys)
+    code, out, err = run(
+        ["init-config", str(manifest), "--out", str(config), "--hidden", "morphology=irregular"], capsys
+    )
     assert code == 0, err
     assert "attributes race, sex, age" in out and "group attribute race" in out
     text = config.read_text()
@@ -77,29 +89,37 @@ def test_init_config_writes_a_commented_config_that_trains(data: Path, capsys: p
     assert "morphology = irregular" in (data / "run" / "report.html").read_text()
 
 
-def test_audit_of_the_run_uses_its_hidden_column_and_hidden_errors(data: Path,
-                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+def test_audit_of_the_run_uses_its_hidden_column_and_hidden_errors(
+    data: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     cases = str(data / "run" / "cases.csv")
-    code, out, err = run(["audit", cases, "--by", "race", "--bootstrap", "0", "--no-discovery", "--format", "md"],
-                         capsys)
+    code, out, err = run(
+        ["audit", cases, "--by", "race", "--bootstrap", "0", "--no-discovery", "--format", "md"], capsys
+    )
     assert code == 0, err
     assert "Hidden hard subtype (morphology = irregular)" in out
     table = pd.read_csv(cases).assign(hard=lambda d: (d["morphology"] == "irregular").astype(int))
     table.drop(columns=["morphology"]).to_csv(data / "plain.csv", index=False)
-    code, out, err = run(["audit", str(data / "plain.csv"), "--by", "race", "--bootstrap", "0", "--no-discovery",
-                          "--hidden", "hard"], capsys)
+    code, out, err = run(
+        ["audit", str(data / "plain.csv"), "--by", "race", "--bootstrap", "0", "--no-discovery", "--hidden", "hard"],
+        capsys,
+    )
     assert code == 0, err
     assert json.loads(out)["metrics"]["dice[1]"]["hidden_subtype"]["column"] == "hard"
-    for hidden, expected in (("morphology", "value 'irregular' is not 0/1"),
-                             ("shape", "hidden column 'shape' is missing")):
+    for hidden, expected in (
+        ("morphology", "value 'irregular' is not 0/1"),
+        ("shape", "hidden column 'shape' is missing"),
+    ):
         code, _, err = run(["audit", cases, "--by", "race", "--hidden", hidden], capsys)
         assert code == 2 and expected in err and len(err.strip().splitlines()) == 1
 
 
 def test_manifest_example_extends_fundus2d_and_trains(data: Path, capsys: pytest.CaptureFixture[str]) -> None:
     manifest = data / "synth" / "manifest.csv"
-    code, out, err = run(["train", "manifest_example", *SETS, "--set", f"data.args.path={manifest}",
-                          "--out", str(data / "example")], capsys)
+    code, out, err = run(
+        ["train", "manifest_example", *SETS, "--set", f"data.args.path={manifest}", "--out", str(data / "example")],
+        capsys,
+    )
     assert code == 0, err
     config = yaml.safe_load((data / "example" / "config.yaml").read_text())
     assert config["data"]["kind"] == "manifest" and "task" not in config["data"]["args"]
@@ -112,8 +132,21 @@ def test_benchmark_of_a_config_is_resumable(data: Path, capsys: pytest.CaptureFi
     config, out_dir = data / "own.yaml", data / "bench"
     if not config.is_file():
         pytest.skip("needs the config of test_init_config_writes_a_commented_config_that_trains")
-    args = ["benchmark", str(config), "--method", "erm", "--method", "dmoe", "--seeds", "2", *SETS,
-            "--set", "train.progress=false", "--out", str(out_dir)]
+    args = [
+        "benchmark",
+        str(config),
+        "--method",
+        "erm",
+        "--method",
+        "dmoe",
+        "--seeds",
+        "2",
+        *SETS,
+        "--set",
+        "train.progress=false",
+        "--out",
+        str(out_dir),
+    ]
     code, out, err = run(args, capsys)
     assert code == 0, err
     assert out.count("test Dice") == 4 and "| Method | seeds |" in out and "verdict" in out
@@ -131,8 +164,10 @@ def test_benchmark_of_a_config_is_resumable(data: Path, capsys: pytest.CaptureFi
     assert code == 0, err
     assert out.count("reusing finished run") == 2 and "resuming unfinished run" in out
     assert out.count("test Dice") == 2
-    for bad, expected in ((["--size", "quick"], "--size quick: applies to the synthetic --task only"),
-                          (["--task", "lesion2d"], "a synthetic task or a CONFIG"),
-                          (["--method", "best"], "--method: 'best' is not one of")):
+    for bad, expected in (
+        (["--size", "quick"], "--size quick: applies to the synthetic --task only"),
+        (["--task", "lesion2d"], "a synthetic task or a CONFIG"),
+        (["--method", "best"], "--method: 'best' is not one of"),
+    ):
         code, _, err = run([*args[:2], *bad, "--out", str(data / "bad")], capsys)
         assert code == 2 and expected in err, err

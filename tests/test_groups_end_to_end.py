@@ -14,10 +14,21 @@ import yaml
 from duetfair.cli import main
 from duetfair.data.groups import GroupSpec, binned, categorical
 
-MODEL = ["model.args.dim=32", "model.args.depth=1", "model.args.heads=2", "model.args.patch_size=8",
-         "model.args.head_channels=16", "model.args.decoder_channels=[8,8,8]", "train.epochs=2",
-         "train.batch_size=8", "train.progress=false", "train.tensorboard=false", "eval.metrics=[dice,iou]",
-         "eval.n_boot=10", "schedule.warmup_epochs=0"]
+MODEL = [
+    "model.args.dim=32",
+    "model.args.depth=1",
+    "model.args.heads=2",
+    "model.args.patch_size=8",
+    "model.args.head_channels=16",
+    "model.args.decoder_channels=[8,8,8]",
+    "train.epochs=2",
+    "train.batch_size=8",
+    "train.progress=false",
+    "train.tensorboard=false",
+    "eval.metrics=[dice,iou]",
+    "eval.n_boot=10",
+    "schedule.warmup_epochs=0",
+]
 
 
 def run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
@@ -44,21 +55,30 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     df["menopause"] = (["pre", "post", "unknown", ""] * 12)[: len(df)]
     df["age"] = ([50, 49, 51, 38] * 12)[: len(df)]
     df.to_csv(manifest, index=False)
-    spec = GroupSpec([
-        categorical("race", ["Asian", "Black", "White"]),
-        categorical("menopause", ["pre", "post", "unknown"], missing="unknown"),
-        binned("age", [50], right=True),
-    ])
+    spec = GroupSpec(
+        [
+            categorical("race", ["Asian", "Black", "White"]),
+            categorical("menopause", ["pre", "post", "unknown"], missing="unknown"),
+            binned("age", [50], right=True),
+        ]
+    )
     config = {
         "extends": "fundus2d_dmoe.yaml",
-        "data": {"kind": "manifest", "args": {"path": str(manifest), "group_spec": spec.to_dict()},
-                 "group_attribute": "menopause", "audit_attributes": ["menopause", "age"], "cache": True},
+        "data": {
+            "kind": "manifest",
+            "args": {"path": str(manifest), "group_spec": spec.to_dict()},
+            "group_attribute": "menopause",
+            "audit_attributes": ["menopause", "age"],
+            "cache": True,
+        },
         "model": {"route_attributes": ["race", "menopause"]},
     }
     (root / "exp.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
     sets = [a for item in MODEL for a in ("--set", item)]
-    for args in (["train", str(root / "exp.yaml"), *sets, "--out", str(root / "run")],
-                 ["evaluate", str(root / "run"), "--bootstrap", "10"]):
+    for args in (
+        ["train", str(root / "exp.yaml"), *sets, "--out", str(root / "run")],
+        ["evaluate", str(root / "run"), "--bootstrap", "10"],
+    ):
         try:
             main(args)
         except SystemExit as exc:
@@ -66,8 +86,9 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root / "run"
 
 
-def test_unknown_group_is_trained_selected_evaluated_and_audited(trained_run: Path,
-                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+def test_unknown_group_is_trained_selected_evaluated_and_audited(
+    trained_run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     record = json.loads((trained_run / "run.json").read_text())
     assert record["group_names"] == ["pre", "post", "unknown"]
     history = pd.read_csv(trained_run / "history.csv")
@@ -75,16 +96,29 @@ def test_unknown_group_is_trained_selected_evaluated_and_audited(trained_run: Pa
     audit = json.loads((trained_run / "audit.json").read_text())
     evaluated = [g["value"] for g in audit["metrics"]["dice"]["attributes"]["menopause"]["groups"]]
     assert "unknown" in evaluated and audit["metrics"]["dice"]["attributes"]["menopause"]["n_unknown"] == 0
-    code, out, err = run(["audit", str(trained_run / "cases.csv"), "--by", "menopause", "--class", "1",
-                          "--no-discovery", "--bootstrap", "0"], capsys)
+    code, out, err = run(
+        [
+            "audit",
+            str(trained_run / "cases.csv"),
+            "--by",
+            "menopause",
+            "--class",
+            "1",
+            "--no-discovery",
+            "--bootstrap",
+            "0",
+        ],
+        capsys,
+    )
     assert code == 0, err
     assert "group_spec.json" in err  # the run's own groups were used
     audited = [g["value"] for g in json.loads(out)["metrics"]["dice"]["attributes"]["menopause"]["groups"]]
     assert audited == evaluated
 
 
-def test_binned_attribute_has_one_set_of_labels_everywhere(trained_run: Path,
-                                                            capsys: pytest.CaptureFixture[str]) -> None:
+def test_binned_attribute_has_one_set_of_labels_everywhere(
+    trained_run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     training = GroupSpec.load(trained_run / "group_spec.json").group_names("age")
     assert training == ["<=50", ">50"]  # age 50 is in the lower, right-closed bin
     audit = json.loads((trained_run / "audit.json").read_text())
@@ -92,13 +126,40 @@ def test_binned_attribute_has_one_set_of_labels_everywhere(trained_run: Path,
     cases = pd.read_csv(trained_run / "cases.csv").drop_duplicates("case_id")
     assert evaluated == {"<=50": int((cases["age"] <= 50).sum()), ">50": int((cases["age"] > 50).sum())}
     for extra in ([], ["--bins", "age=50:right"]):
-        code, out, err = run(["audit", str(trained_run / "cases.csv"), "--by", "age", "--class", "1",
-                              "--no-discovery", "--bootstrap", "0", *extra], capsys)
+        code, out, err = run(
+            [
+                "audit",
+                str(trained_run / "cases.csv"),
+                "--by",
+                "age",
+                "--class",
+                "1",
+                "--no-discovery",
+                "--bootstrap",
+                "0",
+                *extra,
+            ],
+            capsys,
+        )
         assert code == 0, err
         audited = {g["value"]: g["n"] for g in json.loads(out)["metrics"]["dice"]["attributes"]["age"]["groups"]}
         assert audited == evaluated
-    code, out, err = run(["audit", str(trained_run / "cases.csv"), "--by", "age", "--class", "1",
-                          "--no-discovery", "--bootstrap", "0", "--bins", "age=50"], capsys)
+    code, out, err = run(
+        [
+            "audit",
+            str(trained_run / "cases.csv"),
+            "--by",
+            "age",
+            "--class",
+            "1",
+            "--no-discovery",
+            "--bootstrap",
+            "0",
+            "--bins",
+            "age=50",
+        ],
+        capsys,
+    )
     left = {g["value"]: g["n"] for g in json.loads(out)["metrics"]["dice"]["attributes"]["age"]["groups"]}
     assert left == {"<50": int((cases["age"] < 50).sum()), ">=50": int((cases["age"] >= 50).sum())}
 

@@ -13,14 +13,29 @@ import pytest
 from duetfair.errors import DuetfairError
 from duetfair.rundir import RunDir, RunRecord
 
-HOLD = ("import sys, time\nfrom duetfair.rundir import RunDir\n"
-        "with RunDir(sys.argv[1]).lock('duetfair train'):\n    print('locked', flush=True)\n    time.sleep(60)\n")
+HOLD = (
+    "import sys, time\nfrom duetfair.rundir import RunDir\n"
+    "with RunDir(sys.argv[1]).lock('duetfair train'):\n    print('locked', flush=True)\n    time.sleep(60)\n"
+)
 
 
 def _record(status: str = "running") -> RunRecord:
-    return RunRecord(status=status, name="r", model="vit_seg", objective="erm", select="overall", num_classes=2,
-                     in_channels=1, spatial_dims=2, image_shape=[1, 8, 8], group_names=["a", "b"], num_groups=2,
-                     config_hash="x", pid=12345, host="h")
+    return RunRecord(
+        status=status,
+        name="r",
+        model="vit_seg",
+        objective="erm",
+        select="overall",
+        num_classes=2,
+        in_channels=1,
+        spatial_dims=2,
+        image_shape=[1, 8, 8],
+        group_names=["a", "b"],
+        num_groups=2,
+        config_hash="x",
+        pid=12345,
+        host="h",
+    )
 
 
 def test_second_writer_is_refused_naming_the_holder(tmp_path: Path) -> None:

@@ -39,28 +39,75 @@ def _root() -> None:
 # ---- audit -------------------------------------------------------------------------------------
 @app.command("audit")
 def audit_cmd(
-    cases: str = typer.Argument(..., help="Per-case table (CSV, TSV or Parquet): one row per case (and class), metric and attribute columns."),
-    by: list[str] = typer.Option(..., "--by", help="Attribute to audit (repeatable); 'race+sex' audits the intersection."),
-    metric: Optional[list[str]] = typer.Option(None, "--metric", help="Per-case metric column (repeatable; default dice)."),
-    bins: Optional[list[str]] = typer.Option(None, "--bins", help="Bin a continuous attribute, e.g. age=20,40,60,80 -> <20, 20-39, ..., >=80 (repeatable)."),
-    es_variant: str = typer.Option("sum_abs", "--es-variant", help="Equity-scaled variant: sum_abs (FairSeg/dMoE/DuetFair) or std (FairMedFM)."),
+    cases: str = typer.Argument(
+        ..., help="Per-case table (CSV, TSV or Parquet): one row per case (and class), metric and attribute columns."
+    ),
+    by: list[str] = typer.Option(
+        ..., "--by", help="Attribute to audit (repeatable); 'race+sex' audits the intersection."
+    ),
+    metric: Optional[list[str]] = typer.Option(
+        None, "--metric", help="Per-case metric column (repeatable; default dice)."
+    ),
+    bins: Optional[list[str]] = typer.Option(
+        None, "--bins", help="Bin a continuous attribute, e.g. age=20,40,60,80 -> <20, 20-39, ..., >=80 (repeatable)."
+    ),
+    es_variant: str = typer.Option(
+        "sum_abs", "--es-variant", help="Equity-scaled variant: sum_abs (FairSeg/dMoE/DuetFair) or std (FairMedFM)."
+    ),
     bootstrap: int = typer.Option(1000, "--bootstrap", help="Bootstrap resamples for the 95% intervals (0: none)."),
     seed: int = typer.Option(0, "--seed", help="Bootstrap seed."),
     min_support: float = typer.Option(0.05, "--min-support", help="Minimum share of cases of a divergent subgroup."),
     max_length: int = typer.Option(3, "--max-length", help="Longest attribute conjunction of a divergent subgroup."),
-    class_: Optional[str] = typer.Option(None, "--class", help="Audit only this class of a multi-class table (default: every class)."),
+    class_: Optional[str] = typer.Option(
+        None, "--class", help="Audit only this class of a multi-class table (default: every class)."
+    ),
     no_discovery: bool = typer.Option(False, "--no-discovery", help="Skip divergent subgroup discovery."),
-    fail: Optional[list[str]] = typer.Option(None, "--fail", help="Failure cut-off of a metric, e.g. hd95>10 or dice<0.6 (repeatable; defaults: Dice 0.5, IoU 1/3, NSD 0.5, none for distances)."),
-    cvar_method: str = typer.Option("fractional", "--cvar-method", help="CVaR of a group's tail: fractional (exactly 10 % of the cases, the boundary case weighted) or discrete (worst ceil(0.1 n) cases)."),
-    redundancy_z: float = typer.Option(3.0, "--redundancy-z", help="Drop a subgroup whose divergence changes by at most this many standard errors when one attribute is removed (0: keep all)."),
-    fdr: float = typer.Option(0.05, "--fdr", help="False discovery rate of the Benjamini-Hochberg 'significant' flag of subgroups."),
+    fail: Optional[list[str]] = typer.Option(
+        None,
+        "--fail",
+        help=(
+            "Failure cut-off of a metric, e.g. hd95>10 or dice<0.6 (repeatable; "
+            "defaults: Dice 0.5, IoU 1/3, NSD 0.5, none for distances)."
+        ),
+    ),
+    cvar_method: str = typer.Option(
+        "fractional",
+        "--cvar-method",
+        help=(
+            "CVaR of a group's tail: fractional (exactly 10 % of the cases, "
+            "the boundary case weighted) or discrete (worst ceil(0.1 n) cases)."
+        ),
+    ),
+    redundancy_z: float = typer.Option(
+        3.0,
+        "--redundancy-z",
+        help=(
+            "Drop a subgroup whose divergence changes by at most this many "
+            "standard errors when one attribute is removed (0: keep all)."
+        ),
+    ),
+    fdr: float = typer.Option(
+        0.05, "--fdr", help="False discovery rate of the Benjamini-Hochberg 'significant' flag of subgroups."
+    ),
     fmt: str = typer.Option("json", "--format", help="Output format: json, md or html."),
-    out: Optional[str] = typer.Option(None, "--out", help="Write the report to this file (default: print JSON/Markdown; html needs --out)."),
-    group_spec: Optional[str] = typer.Option(None, "--group-spec", help="Group spec (group_spec.json of a run) that defines the attributes' groups; default: the run's own when CASES is a run's cases.csv."),
+    out: Optional[str] = typer.Option(
+        None, "--out", help="Write the report to this file (default: print JSON/Markdown; html needs --out)."
+    ),
+    group_spec: Optional[str] = typer.Option(
+        None,
+        "--group-spec",
+        help=(
+            "Group spec (group_spec.json of a run) that defines the attributes' "
+            "groups; default: the run's own when CASES is a run's cases.csv."
+        ),
+    ),
     hidden: Optional[str] = typer.Option(
-        None, "--hidden", help="Analysis-only column of known hard cases, shown as hidden failures: COLUMN (values "
+        None,
+        "--hidden",
+        help="Analysis-only column of known hard cases, shown as hidden failures: COLUMN (values "
         "0/1, yes/no) or COLUMN=VALUE[,VALUE] (those values are hard), e.g. morphology=irregular. Default: "
-        "hidden_subtype, or the run's data.hidden_column."),
+        "hidden_subtype, or the run's data.hidden_column.",
+    ),
 ) -> None:
     """Audit subgroup performance from a per-case results table of any model.
 
@@ -97,10 +144,23 @@ def audit_cmd(
     if spec_path is not None:
         err_console.print(f"groups: {spec_path}", highlight=False)
     result = audit_table(
-        table, by, metrics=tuple(metric or ("dice",)), bins=edges, es_variant=es_variant, n_boot=bootstrap, seed=seed,
-        min_support=min_support, max_length=max_length, discovery=not no_discovery, class_=class_,
-        spec=spec, failure_threshold=fail,
-        cvar_method=cvar_method, redundancy_z=redundancy_z or None, fdr=fdr, hidden=hidden_col,
+        table,
+        by,
+        metrics=tuple(metric or ("dice",)),
+        bins=edges,
+        es_variant=es_variant,
+        n_boot=bootstrap,
+        seed=seed,
+        min_support=min_support,
+        max_length=max_length,
+        discovery=not no_discovery,
+        class_=class_,
+        spec=spec,
+        failure_threshold=fail,
+        cvar_method=cvar_method,
+        redundancy_z=redundancy_z or None,
+        fdr=fdr,
+        hidden=hidden_col,
     )
     if fmt == "html":
         from duetfair.audit.report import render_html
@@ -140,58 +200,89 @@ def _audit_hidden(hidden: Optional[str], run: Optional[RunDir], table: pd.DataFr
 @app.command("score")
 def score_cmd(
     pred_dir: Optional[str] = typer.Argument(
-        None, help="Folder of predicted masks, one label map per case (PNG/NPY/NPZ 2D; NIfTI, NRRD, MHA 3D)."),
+        None, help="Folder of predicted masks, one label map per case (PNG/NPY/NPZ 2D; NIfTI, NRRD, MHA 3D)."
+    ),
     ref_dir: Optional[str] = typer.Argument(
-        None, help="Folder of reference masks, matched to the predictions by case id."),
+        None, help="Folder of reference masks, matched to the predictions by case id."
+    ),
     meta: str = typer.Option(
-        ..., "--meta", help="Metadata table (CSV, TSV, XLSX, Parquet): one row per case, an id column, attributes."),
+        ..., "--meta", help="Metadata table (CSV, TSV, XLSX, Parquet): one row per case, an id column, attributes."
+    ),
     out: str = typer.Option(..., "--out", help="Output folder: cases.csv, audit.json, audit.md, report.html."),
     id_column: Optional[str] = typer.Option(
-        None, "--id-column", help="Id column of --meta (default: case_id if present, else the first column)."),
+        None, "--id-column", help="Id column of --meta (default: case_id if present, else the first column)."
+    ),
     by: Optional[list[str]] = typer.Option(
-        None, "--by", help="Attribute to audit (repeatable; 'race+sex' = intersection). Default: every metadata "
-                           "column except the id."),
+        None,
+        "--by",
+        help="Attribute to audit (repeatable; 'race+sex' = intersection). Default: every metadata "
+        "column except the id.",
+    ),
     bins: Optional[list[str]] = typer.Option(
-        None, "--bins", help="Bin a continuous attribute, e.g. age=40,60,80 (repeatable); required for numeric "
-                             "columns with more than 10 distinct values."),
+        None,
+        "--bins",
+        help="Bin a continuous attribute, e.g. age=40,60,80 (repeatable); required for numeric "
+        "columns with more than 10 distinct values.",
+    ),
     metric: Optional[list[str]] = typer.Option(
-        None, "--metric", help="dice, iou, hd95 or nsd (repeatable). Default: all four for folders, those present "
-                               "for --nnunet / --monai-csv."),
+        None,
+        "--metric",
+        help="dice, iou, hd95 or nsd (repeatable). Default: all four for folders, those present "
+        "for --nnunet / --monai-csv.",
+    ),
     labels: Optional[str] = typer.Option(
-        None, "--labels", help="Label ids to score, e.g. 1,2 (default: every label in the references; only the "
-                               "regions when --region is given). Other non-zero values are then errors."),
+        None,
+        "--labels",
+        help="Label ids to score, e.g. 1,2 (default: every label in the references; only the "
+        "regions when --region is given). Other non-zero values are then errors.",
+    ),
     label_names: Optional[str] = typer.Option(
-        None, "--label-names", help="Names of the labels, e.g. rim,cup (in --labels order) or 1=rim,2=cup."),
+        None, "--label-names", help="Names of the labels, e.g. rim,cup (in --labels order) or 1=rim,2=cup."
+    ),
     region: Optional[list[str]] = typer.Option(
-        None, "--region", help="Union of labels scored as one structure, e.g. disc=1+2 or tc=1+3,wt=1+2+3 "
-                               "(repeatable)."),
+        None, "--region", help="Union of labels scored as one structure, e.g. disc=1+2 or tc=1+3,wt=1+2+3 (repeatable)."
+    ),
     pattern: Optional[str] = typer.Option(
-        None, "--pattern", help="Case-id rule for file names: '{case}_seg.nii.gz' ({case} = the id, * = anything) "
-                                "or 're:REGEX' with a group (?P<case>...). Default: the name without its extension."),
+        None,
+        "--pattern",
+        help="Case-id rule for file names: '{case}_seg.nii.gz' ({case} = the id, * = anything) "
+        "or 're:REGEX' with a group (?P<case>...). Default: the name without its extension.",
+    ),
     pred_pattern: Optional[str] = typer.Option(None, "--pred-pattern", help="--pattern for the predictions only."),
     ref_pattern: Optional[str] = typer.Option(None, "--ref-pattern", help="--pattern for the references only."),
     allow_missing: bool = typer.Option(
-        False, "--allow-missing", help="Score a reference without prediction as an empty prediction (as challenges "
-                                       "do) instead of failing."),
+        False,
+        "--allow-missing",
+        help="Score a reference without prediction as an empty prediction (as challenges do) instead of failing.",
+    ),
     empty: str = typer.Option("nan", "--empty", help="Empty-mask policy: nan (MONAI/nnU-Net), fairseg or mamamia."),
     nsd_tolerance: float = typer.Option(
-        1.0, "--nsd-tolerance", help="NSD tolerance in the reference's unit (mm for NIfTI, pixels for PNG)."),
+        1.0, "--nsd-tolerance", help="NSD tolerance in the reference's unit (mm for NIfTI, pixels for PNG)."
+    ),
     workers: Optional[int] = typer.Option(
-        None, "--workers", help="Worker processes for scoring (default: min(CPU cores, 8))."),
+        None, "--workers", help="Worker processes for scoring (default: min(CPU cores, 8))."
+    ),
     nnunet: Optional[str] = typer.Option(
-        None, "--nnunet", help="Instead of folders: nnU-Net v2 summary.json (per-case Dice / IoU per label or "
-                               "region)."),
+        None, "--nnunet", help="Instead of folders: nnU-Net v2 summary.json (per-case Dice / IoU per label or region)."
+    ),
     monai_csv: Optional[list[str]] = typer.Option(
-        None, "--monai-csv", help="Instead of folders: MONAI per-case CSV, e.g. mean_dice_raw.csv or dice=FILE "
-                                  "(repeatable, one per metric)."),
+        None,
+        "--monai-csv",
+        help="Instead of folders: MONAI per-case CSV, e.g. mean_dice_raw.csv or dice=FILE "
+        "(repeatable, one per metric).",
+    ),
     es_variant: str = typer.Option(
-        "sum_abs", "--es-variant", help="Equity-scaled variant: sum_abs (FairSeg/dMoE/DuetFair) or std (FairMedFM)."),
+        "sum_abs", "--es-variant", help="Equity-scaled variant: sum_abs (FairSeg/dMoE/DuetFair) or std (FairMedFM)."
+    ),
     bootstrap: int = typer.Option(1000, "--bootstrap", help="Bootstrap resamples for the 95% intervals (0: none)."),
     seed: int = typer.Option(0, "--seed", help="Bootstrap seed."),
     no_discovery: bool = typer.Option(False, "--no-discovery", help="Skip divergent subgroup discovery."),
     images: Optional[str] = typer.Option(
-        None, "--images", help="Folder of the images (matched by case id; nnU-Net's case_0000 too): the report "
-                               "shows the worst cases of every group with both contours (folders input only)."),
+        None,
+        "--images",
+        help="Folder of the images (matched by case id; nnU-Net's case_0000 too): the report "
+        "shows the worst cases of every group with both contours (folders input only).",
+    ),
 ) -> None:
     """Score predicted masks against reference masks and audit them by patient group, in one go.
 
@@ -221,8 +312,10 @@ def score_cmd(
     given = {"PRED_DIR REF_DIR": pred_dir is not None, "--nnunet": nnunet is not None, "--monai-csv": bool(monai_csv)}
     sources = [name for name, on in given.items() if on]
     if len(sources) != 1:
-        raise DuetfairError("expected one input: PRED_DIR REF_DIR, --nnunet FILE or --monai-csv FILE "
-                            f"(got {', '.join(sources) or 'none'})")
+        raise DuetfairError(
+            "expected one input: PRED_DIR REF_DIR, --nnunet FILE or --monai-csv FILE "
+            f"(got {', '.join(sources) or 'none'})"
+        )
     if pred_dir is not None and ref_dir is None:
         raise DuetfairError("expected REF_DIR after PRED_DIR: duetfair score PRED_DIR REF_DIR --meta FILE --out DIR")
     if bootstrap < 0:
@@ -234,9 +327,20 @@ def score_cmd(
     label_list, regions = parse_labels(labels), parse_regions(region)
     names = parse_label_names(label_names, label_list)
     if pred_dir is not None:
-        table, source = _score_folders(pred_dir, str(ref_dir), label_list, regions, names, metric, empty,
-                                       nsd_tolerance, pred_pattern or pattern, ref_pattern or pattern, allow_missing,
-                                       workers)
+        table, source = _score_folders(
+            pred_dir,
+            str(ref_dir),
+            label_list,
+            regions,
+            names,
+            metric,
+            empty,
+            nsd_tolerance,
+            pred_pattern or pattern,
+            ref_pattern or pattern,
+            allow_missing,
+            workers,
+        )
     else:
         table, source = _read_scores(nnunet, list(monai_csv or []), pred_pattern or pattern, label_list, regions, names)
     cases, report = join_metadata(table, meta_df)
@@ -245,18 +349,31 @@ def score_cmd(
         err_console.print(f"warning: {line}", highlight=False, markup=False, soft_wrap=True)
     metrics = list(metric or [m for m in SCORE_METRICS if m in cases.columns])
     title = f"duetfair audit of {pred_dir or nnunet or (monai_csv or [''])[0]}"
-    audit, paths = write_audit(cases, out, by=attributes, metrics=metrics, bins=edges, es_variant=es_variant,
-                               n_boot=bootstrap, seed=seed, discovery=not no_discovery, title=title,
-                               inputs={**source, "metadata": meta, "join": report.to_dict(),
-                                       **({"images": images} if images else {})},
-                               gallery=_folder_gallery(images, pred_dir, ref_dir, pred_pattern or pattern,
-                                                       ref_pattern or pattern))
+    audit, paths = write_audit(
+        cases,
+        out,
+        by=attributes,
+        metrics=metrics,
+        bins=edges,
+        es_variant=es_variant,
+        n_boot=bootstrap,
+        seed=seed,
+        discovery=not no_discovery,
+        title=title,
+        inputs={**source, "metadata": meta, "join": report.to_dict(), **({"images": images} if images else {})},
+        gallery=_folder_gallery(images, pred_dir, ref_dir, pred_pattern or pattern, ref_pattern or pattern),
+    )
     typer.echo(render_summary(audit), nl=False)
     console.print(f"wrote {', '.join(p.name for p in paths.values())} in {out}", highlight=False, markup=False)
 
 
-def _folder_gallery(images: Optional[str], pred_dir: Optional[str], ref_dir: Optional[str],
-                    pred_pattern: Optional[str], ref_pattern: Optional[str]) -> object:
+def _folder_gallery(
+    images: Optional[str],
+    pred_dir: Optional[str],
+    ref_dir: Optional[str],
+    pred_pattern: Optional[str],
+    ref_pattern: Optional[str],
+) -> object:
     """``duetfair score --images``: the report's gallery source (None without images)."""
     if images is None or pred_dir is None or ref_dir is None:
         return None
@@ -269,23 +386,40 @@ def _folder_gallery(images: Optional[str], pred_dir: Optional[str], ref_dir: Opt
     return FolderGallery(Path(images), Path(pred_dir), Path(ref_dir), pred_pattern, ref_pattern)
 
 
-def _read_scores(nnunet: Optional[str], monai_csv: list[str], pattern: Optional[str], labels: Optional[list[int]],
-                 regions: list, names: dict[int, str]) -> tuple[object, dict[str, object]]:
+def _read_scores(
+    nnunet: Optional[str],
+    monai_csv: list[str],
+    pattern: Optional[str],
+    labels: Optional[list[int]],
+    regions: list,
+    names: dict[int, str],
+) -> tuple[object, dict[str, object]]:
     """``duetfair score --nnunet`` / ``--monai-csv``: the per-case table of another tool's output."""
     from duetfair.audit.inputs import read_monai_csv, read_nnunet_summary
 
     if nnunet is not None:
-        table = read_nnunet_summary(nnunet, pattern=pattern, label_names=names,
-                                    regions={r.ids: r.name for r in regions})
+        table = read_nnunet_summary(
+            nnunet, pattern=pattern, label_names=names, regions={r.ids: r.name for r in regions}
+        )
         return table, {"kind": "nnunet", "summary": nnunet}
     table = read_monai_csv(monai_csv, pattern=pattern, labels=labels, label_names=names)
     return table, {"kind": "monai_csv", "files": monai_csv}
 
 
-def _score_folders(pred_dir: str, ref_dir: str, labels: Optional[list[int]], regions: list, names: dict[int, str],
-                   metric: Optional[list[str]], empty: str, nsd_tolerance: float, pred_pattern: Optional[str],
-                   ref_pattern: Optional[str], allow_missing: bool,
-                   workers: Optional[int]) -> tuple[object, dict[str, object]]:
+def _score_folders(
+    pred_dir: str,
+    ref_dir: str,
+    labels: Optional[list[int]],
+    regions: list,
+    names: dict[int, str],
+    metric: Optional[list[str]],
+    empty: str,
+    nsd_tolerance: float,
+    pred_pattern: Optional[str],
+    ref_pattern: Optional[str],
+    allow_missing: bool,
+    workers: Optional[int],
+) -> tuple[object, dict[str, object]]:
     """``duetfair score`` on two folders: match, score in parallel with a progress bar on a terminal."""
     from contextlib import nullcontext
 
@@ -293,23 +427,50 @@ def _score_folders(pred_dir: str, ref_dir: str, labels: Optional[list[int]], reg
 
     from duetfair.metrics.folders import SCORE_METRICS, ScoreSpec, default_workers, match_folders, score_pairs
 
-    pairs = match_folders(pred_dir, ref_dir, pred_pattern=pred_pattern, ref_pattern=ref_pattern,
-                          allow_missing=allow_missing)
+    pairs = match_folders(
+        pred_dir, ref_dir, pred_pattern=pred_pattern, ref_pattern=ref_pattern, allow_missing=allow_missing
+    )
     missing = [p.case_id for p in pairs if p.pred is None]
     if missing:
-        err_console.print(f"warning: {len(missing)} references have no prediction; scored as empty predictions "
-                          f"(--empty {empty})", highlight=False, markup=False)
-    spec = ScoreSpec(tuple(labels) if labels is not None else None, tuple(regions), tuple(metric or SCORE_METRICS),
-                     empty, float(nsd_tolerance))
-    bar = Progress(TextColumn("scoring"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=console,
-                   transient=True) if console.is_terminal else None
+        err_console.print(
+            f"warning: {len(missing)} references have no prediction; scored as empty predictions (--empty {empty})",
+            highlight=False,
+            markup=False,
+        )
+    spec = ScoreSpec(
+        tuple(labels) if labels is not None else None,
+        tuple(regions),
+        tuple(metric or SCORE_METRICS),
+        empty,
+        float(nsd_tolerance),
+    )
+    bar = (
+        Progress(
+            TextColumn("scoring"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            console=console,
+            transient=True,
+        )
+        if console.is_terminal
+        else None
+    )
     with bar or nullcontext():
         task = bar.add_task("scoring", total=len(pairs)) if bar is not None else None
         step = (lambda k: bar.advance(task, k)) if bar is not None and task is not None else None
-        table = score_pairs(pairs, spec, workers=default_workers() if workers is None else workers,
-                            label_names=names, progress=step)
-    source = {"kind": "folders", "predictions": pred_dir, "references": ref_dir, "n_missing_predictions": len(missing),
-              "missing_predictions": missing[:20], "empty": empty, "nsd_tolerance": float(nsd_tolerance)}
+        table = score_pairs(
+            pairs, spec, workers=default_workers() if workers is None else workers, label_names=names, progress=step
+        )
+    source = {
+        "kind": "folders",
+        "predictions": pred_dir,
+        "references": ref_dir,
+        "n_missing_predictions": len(missing),
+        "missing_predictions": missing[:20],
+        "empty": empty,
+        "nsd_tolerance": float(nsd_tolerance),
+    }
     return table, source
 
 
@@ -321,7 +482,9 @@ def synth(
     out: str = typer.Option(..., "--out", help="Output folder (manifest.csv, images/, labels/)."),
     seed: int = typer.Option(0, "--seed", help="Random seed (same seed -> same files)."),
     size: Optional[int] = typer.Option(None, "--size", help="Image side in pixels/voxels (default 64 2D, 32 3D)."),
-    hidden_prob: Optional[float] = typer.Option(None, "--hidden-prob", help="Hidden hard subtype share (default 0.15)."),
+    hidden_prob: Optional[float] = typer.Option(
+        None, "--hidden-prob", help="Hidden hard subtype share (default 0.15)."
+    ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing manifest in --out."),
 ) -> None:
     """Write a synthetic fairness benchmark as a CSV manifest with PNG / NIfTI files.
@@ -343,12 +506,17 @@ def synth(
 @app.command("init-config")
 def init_config_cmd(
     manifest: str = typer.Argument(
-        ..., help="Your manifest (CSV, TSV, XLSX, Parquet): one row per case, image / label / case-id columns, "
-        "attribute columns."),
+        ...,
+        help="Your manifest (CSV, TSV, XLSX, Parquet): one row per case, image / label / case-id columns, "
+        "attribute columns.",
+    ),
     out: str = typer.Option(..., "--out", help="Config file to write (.yaml)."),
     hidden: Optional[str] = typer.Option(
-        None, "--hidden", help="Analysis-only column of known hard cases: COLUMN (0/1, yes/no) or COLUMN=VALUE "
-        "(default: hidden_subtype when present)."),
+        None,
+        "--hidden",
+        help="Analysis-only column of known hard cases: COLUMN (0/1, yes/no) or COLUMN=VALUE "
+        "(default: hidden_subtype when present).",
+    ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out file."),
 ) -> None:
     """Write a commented experiment config for your own manifest, ready for train and benchmark.
@@ -366,20 +534,28 @@ def init_config_cmd(
 
     path, summary = write_starter_config(manifest, out, hidden=hidden, overwrite=overwrite)
     bins = ", ".join(f"{a} at {edges}" for a, edges in summary.continuous.items()) or "none"
-    console.print(f"wrote {path}: {summary.n_rows} cases, {summary.spatial_dims}D, attributes "
-                  f"{', '.join(summary.attributes)} (bins: {bins}), group attribute {summary.attributes[0]}, "
-                  f"hidden column {summary.hidden or 'none'}", highlight=False, markup=False, soft_wrap=True)
+    console.print(
+        f"wrote {path}: {summary.n_rows} cases, {summary.spatial_dims}D, attributes "
+        f"{', '.join(summary.attributes)} (bins: {bins}), group attribute {summary.attributes[0]}, "
+        f"hidden column {summary.hidden or 'none'}",
+        highlight=False,
+        markup=False,
+        soft_wrap=True,
+    )
     for note in summary.notes:
         console.print(f"  left out {note}", highlight=False, markup=False, soft_wrap=True)
-    console.print(f"next: duetfair train {path} --out runs/{path.stem}", highlight=False, markup=False,
-                  soft_wrap=True)
+    console.print(f"next: duetfair train {path} --out runs/{path.stem}", highlight=False, markup=False, soft_wrap=True)
 
 
 # ---- train -------------------------------------------------------------------------------------
 @app.command("train")
 def train_cmd(
-    config: str = typer.Argument(..., help="Experiment YAML, a packaged config name (e.g. fundus2d_dmoe), or a run folder (with --resume)."),
-    set_: Optional[list[str]] = typer.Option(None, "--set", help="Override a config value, e.g. --set train.epochs=5 (repeatable)."),
+    config: str = typer.Argument(
+        ..., help="Experiment YAML, a packaged config name (e.g. fundus2d_dmoe), or a run folder (with --resume)."
+    ),
+    set_: Optional[list[str]] = typer.Option(
+        None, "--set", help="Override a config value, e.g. --set train.epochs=5 (repeatable)."
+    ),
     out: Optional[str] = typer.Option(None, "--out", help="Run folder (default: output_dir of the config)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in the run folder from checkpoints/last.pt."),
 ) -> None:
@@ -414,23 +590,41 @@ def train_cmd(
     if env_info().rank != 0:  # torchrun: only rank 0 reports
         return
     if result.status == "interrupted":
-        err_console.print(f"interrupted at epoch {result.epochs_done + 1}; checkpoint kept. "
-                          f"Resume with: duetfair train {run_dir} --resume", highlight=False)
+        err_console.print(
+            f"interrupted at epoch {result.epochs_done + 1}; checkpoint kept. "
+            f"Resume with: duetfair train {run_dir} --resume",
+            highlight=False,
+        )
         raise typer.Exit(130)
-    console.print(f"done: {result.epochs_done} epochs, best epoch {result.best_epoch} "
-                  f"({cfg.select_rule} Dice {result.best_score:.4f}); run folder {run_dir}", highlight=False)
+    console.print(
+        f"done: {result.epochs_done} epochs, best epoch {result.best_epoch} "
+        f"({cfg.select_rule} Dice {result.best_score:.4f}); run folder {run_dir}",
+        highlight=False,
+    )
     console.print(f"next: duetfair evaluate {run_dir}", highlight=False)
+
 
 # ---- evaluate ----------------------------------------------------------------------------------
 @app.command("evaluate")
 def evaluate_cmd(
     run_dir: str = typer.Argument(..., help="Run folder written by 'duetfair train'."),
-    split: Optional[str] = typer.Option(None, "--split", help="Split to evaluate (default: eval.split of the run, 'test')."),
-    data: Optional[str] = typer.Option(None, "--data", help="Evaluate on the data section of this config instead (external test set)."),
+    split: Optional[str] = typer.Option(
+        None, "--split", help="Split to evaluate (default: eval.split of the run, 'test')."
+    ),
+    data: Optional[str] = typer.Option(
+        None, "--data", help="Evaluate on the data section of this config instead (external test set)."
+    ),
     checkpoint: str = typer.Option("best", "--checkpoint", help="'best' (selected on validation) or 'last'."),
-    bootstrap: Optional[int] = typer.Option(None, "--bootstrap", help="Bootstrap resamples for the intervals (default eval.n_boot, 1000)."),
+    bootstrap: Optional[int] = typer.Option(
+        None, "--bootstrap", help="Bootstrap resamples for the intervals (default eval.n_boot, 1000)."
+    ),
     no_report: bool = typer.Option(False, "--no-report", help="Skip report.html."),
-    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads (default: one per core, at most 8; lower it when jobs share the machine)."),
+    threads: Optional[int] = typer.Option(
+        None,
+        "--threads",
+        min=1,
+        help="CPU threads (default: one per core, at most 8; lower it when jobs share the machine).",
+    ),
 ) -> None:
     """Predict a split and audit it: cases.csv, summary.json, audit.json and report.html in RUN_DIR.
 
@@ -443,8 +637,15 @@ def evaluate_cmd(
     """
     from duetfair.engine.evaluate import evaluate_run
 
-    summary = evaluate_run(run_dir, split=split, data_config=data, checkpoint=checkpoint, n_boot=bootstrap,
-                           report=not no_report, threads=threads)
+    summary = evaluate_run(
+        run_dir,
+        split=split,
+        data_config=data,
+        checkpoint=checkpoint,
+        n_boot=bootstrap,
+        report=not no_report,
+        threads=threads,
+    )
     attr = summary.get("group_attribute")
     line = f"{summary['name']} [{summary['split']}, {summary['n_cases']} cases]: Dice {summary['dice']:.4f}"
     dice = summary["audit"]["metrics"]["dice"]["attributes"]
@@ -452,27 +653,40 @@ def evaluate_cmd(
         a = dice[attr]
         line += f", ES-Dice ({attr}) {a['es']:.4f}, worst group {a['worst_group']} {a['worst_mean']:.4f}"
     console.print(line, highlight=False, markup=False)
-    console.print(f"wrote cases.csv, summary.json, audit.json{'' if no_report else ', report.html'} in {run_dir}",
-                  highlight=False)
+    console.print(
+        f"wrote cases.csv, summary.json, audit.json{'' if no_report else ', report.html'} in {run_dir}", highlight=False
+    )
+
 
 # ---- predict -----------------------------------------------------------------------------------
 @app.command("predict")
 def predict_cmd(
     run_dir: str = typer.Argument(..., help="Run folder written by 'duetfair train'."),
     inputs: Optional[list[str]] = typer.Argument(
-        None, help="Cases to segment: an image file (PNG/JPG/NPY/NPZ 2D, NIfTI 3D), or a case's files joined with "
-        "';' (stacked as channels, e.g. MRI phases)."),
+        None,
+        help="Cases to segment: an image file (PNG/JPG/NPY/NPZ 2D, NIfTI 3D), or a case's files joined with "
+        "';' (stacked as channels, e.g. MRI phases).",
+    ),
     out: str = typer.Option(..., "--out", help="Output folder for the masks and predictions.csv."),
     manifest: Optional[str] = typer.Option(
-        None, "--manifest", help="Table of cases to segment (CSV/TSV/XLSX/Parquet): an image column (';'-joined "
-        "files), optional case_id, attribute columns; every case gets its own attributes."),
+        None,
+        "--manifest",
+        help="Table of cases to segment (CSV/TSV/XLSX/Parquet): an image column (';'-joined "
+        "files), optional case_id, attribute columns; every case gets its own attributes.",
+    ),
     attr: Optional[list[str]] = typer.Option(
-        None, "--attr", help="Patient attribute NAME=VALUE of every input, for attribute-aware models (repeatable, "
-        "one value per name)."),
+        None,
+        "--attr",
+        help="Patient attribute NAME=VALUE of every input, for attribute-aware models (repeatable, "
+        "one value per name).",
+    ),
     checkpoint: str = typer.Option("best", "--checkpoint", help="'best' or 'last'."),
     normalize: str = typer.Option(
-        "auto", "--normalize", help="auto (as the training data), scale, zscore, zscore_global or none."),
-    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads (default: one per core, at most 8)."),
+        "auto", "--normalize", help="auto (as the training data), scale, zscore, zscore_global or none."
+    ),
+    threads: Optional[int] = typer.Option(
+        None, "--threads", min=1, help="CPU threads (default: one per core, at most 8)."
+    ),
 ) -> None:
     """Segment images with a trained run; masks keep the input's size (PNG) or geometry (NIfTI affine).
 
@@ -492,21 +706,35 @@ def predict_cmd(
     attrs = parse_attrs(list(attr or []))
     if not inputs and manifest is None:
         raise DuetfairError("expected input images or --manifest FILE: duetfair predict RUN IMAGE... --out DIR")
-    table = predict_files(run_dir, list(inputs or []), out, attrs=attrs, manifest=manifest, checkpoint=checkpoint,
-                          normalize=normalize, threads=threads)
+    table = predict_files(
+        run_dir,
+        list(inputs or []),
+        out,
+        attrs=attrs,
+        manifest=manifest,
+        checkpoint=checkpoint,
+        normalize=normalize,
+        threads=threads,
+    )
     fallback = table["group_source"].astype(str).str.startswith("none given")
     if fallback.any():
-        err_console.print(f"note: {int(fallback.sum())} of {len(table)} cases without attributes; attribute-aware "
-                          f"models used their attribute-free fallback (group unknown)", highlight=False)
+        err_console.print(
+            f"note: {int(fallback.sum())} of {len(table)} cases without attributes; attribute-aware "
+            f"models used their attribute-free fallback (group unknown)",
+            highlight=False,
+        )
     for _, row in table.iterrows():
         console.print(f"{row['input']} -> {row['mask']} (group: {row['group']})", highlight=False, markup=False)
+
 
 # ---- compare -----------------------------------------------------------------------------------
 @app.command("compare")
 def compare_cmd(
     run_dirs: list[str] = typer.Argument(..., help="Evaluated run folders (one per method)."),
     fmt: str = typer.Option("md", "--format", help="md, csv, json, latex or html (a report; needs --out)."),
-    by: Optional[str] = typer.Option(None, "--by", help="Attribute of the groups (default: the runs' training attribute)."),
+    by: Optional[str] = typer.Option(
+        None, "--by", help="Attribute of the groups (default: the runs' training attribute)."
+    ),
     name: Optional[list[str]] = typer.Option(None, "--name", help="Display name per run, in order (repeatable)."),
     out: Optional[str] = typer.Option(None, "--out", help="Also write the table to this file."),
 ) -> None:
@@ -528,8 +756,9 @@ def compare_cmd(
     if fmt == "html":
         if not out:
             raise DuetfairError("--format html writes a report file; give --out FILE.html")
-        console.print(f"wrote {comparison_report(run_dirs, out, names=name or None, attribute=by)}", highlight=False,
-                      markup=False)
+        console.print(
+            f"wrote {comparison_report(run_dirs, out, names=name or None, attribute=by)}", highlight=False, markup=False
+        )
         return
     if fmt not in FORMATS:
         raise DuetfairError(f"--format '{fmt}': expected one of {', '.join(FORMATS)} or html")
@@ -538,22 +767,31 @@ def compare_cmd(
         write_text(out, table)
     typer.echo(table, nl=False)
 
+
 # ---- benchmark ---------------------------------------------------------------------------------
 @app.command("benchmark")
 def benchmark_cmd(
     config: Optional[str] = typer.Argument(
-        None, help="Experiment config to benchmark (your own data, e.g. made by 'duetfair init-config'); default: "
-        "the synthetic --task."),
+        None,
+        help="Experiment config to benchmark (your own data, e.g. made by 'duetfair init-config'); default: "
+        "the synthetic --task.",
+    ),
     config_opt: Optional[str] = typer.Option(None, "--config", help="Same as the CONFIG argument."),
     out: str = typer.Option("runs/benchmark", "--out", help="Output folder (one sub-folder per seed and method)."),
     task: Optional[str] = typer.Option(
-        None, "--task", help="Synthetic task: fundus2d (default), lesion2d or tumor3d; not with CONFIG."),
-    method: Optional[list[str]] = typer.Option(None, "--method", help="Method to include (repeatable; default: the demo's six)."),
+        None, "--task", help="Synthetic task: fundus2d (default), lesion2d or tumor3d; not with CONFIG."
+    ),
+    method: Optional[list[str]] = typer.Option(
+        None, "--method", help="Method to include (repeatable; default: the demo's six)."
+    ),
     seeds: int = typer.Option(
-        3, "--seeds", help="Number of seeds (0..N-1): training, and the data / split where the config's data.args has "
-        "a seed."),
+        3,
+        "--seeds",
+        help="Number of seeds (0..N-1): training, and the data / split where the config's data.args has a seed.",
+    ),
     size: Optional[str] = typer.Option(
-        None, "--size", help="--task only: quick (default) or default (see duetfair.experiments.methods.DEMO_SIZES)."),
+        None, "--size", help="--task only: quick (default) or default (see duetfair.experiments.methods.DEMO_SIZES)."
+    ),
     set_: Optional[list[str]] = typer.Option(None, "--set", help="Extra config override for every run (repeatable)."),
 ) -> None:
     """Compare fairness methods over several seeds, on a synthetic task or on any config (your data).
@@ -577,19 +815,35 @@ def benchmark_cmd(
     source = config or config_opt
     if source is not None and task is not None:
         raise DuetfairError(f"--task {task}: a synthetic task or a CONFIG ({source}), not both")
-    result = run_benchmark(out, task=task or "fundus2d", config=source, methods=method or list(DEMO_METHODS),
-                           seeds=list(range(seeds)), size=size if source is not None else (size or "quick"),
-                           extra=list(set_ or []), log=lambda s: console.print(s, highlight=False, markup=False))
+    result = run_benchmark(
+        out,
+        task=task or "fundus2d",
+        config=source,
+        methods=method or list(DEMO_METHODS),
+        seeds=list(range(seeds)),
+        size=size if source is not None else (size or "quick"),
+        extra=list(set_ or []),
+        log=lambda s: console.print(s, highlight=False, markup=False),
+    )
     typer.echo(result["markdown"], nl=False)
     console.print(f"wrote {out}/methods.md and {out}/methods.json", highlight=False, markup=False)
+
 
 # ---- demo --------------------------------------------------------------------------------------
 @app.command("demo")
 def demo_cmd(
-    out: str = typer.Option("runs/demo", "--out", help="Output folder (one run per method, comparison.md/json/csv, report.html)."),
-    quick: bool = typer.Option(False, "--quick", help="Small sizes: about 3 minutes on 2 CPU cores (default size: about 15)."),
-    table_only: bool = typer.Option(False, "--table-only", help="No training: simulate a per-case results table and audit it (seconds)."),
-    n: Optional[int] = typer.Option(None, "--n", help="Number of simulated cases of the table demo (implies --table-only; default 2000)."),
+    out: str = typer.Option(
+        "runs/demo", "--out", help="Output folder (one run per method, comparison.md/json/csv, report.html)."
+    ),
+    quick: bool = typer.Option(
+        False, "--quick", help="Small sizes: about 3 minutes on 2 CPU cores (default size: about 15)."
+    ),
+    table_only: bool = typer.Option(
+        False, "--table-only", help="No training: simulate a per-case results table and audit it (seconds)."
+    ),
+    n: Optional[int] = typer.Option(
+        None, "--n", help="Number of simulated cases of the table demo (implies --table-only; default 2000)."
+    ),
     seed: int = typer.Option(0, "--seed", help="Random seed."),
     bootstrap: int = typer.Option(1000, "--bootstrap", help="--table-only: bootstrap resamples for the intervals."),
 ) -> None:
@@ -619,8 +873,12 @@ def demo_cmd(
 
     table = run_demo(out, quick=quick, seed=seed, log=lambda s: console.print(s, highlight=False, markup=False))
     typer.echo(table, nl=False)
-    console.print(f"wrote {out}/comparison.md, comparison.json, comparison.csv and report.html "
-                  f"(per-method runs in {out}/<method>/)", highlight=False, markup=False)
+    console.print(
+        f"wrote {out}/comparison.md, comparison.json, comparison.csv and report.html "
+        f"(per-method runs in {out}/<method>/)",
+        highlight=False,
+        markup=False,
+    )
 
 
 MAX_MESSAGE = 400
@@ -643,10 +901,16 @@ def os_error_message(exc: OSError) -> str:
     import errno
 
     path = exc.filename2 if exc.filename2 is not None else exc.filename
-    reasons = {errno.EISDIR: "it is a folder; expected a file path", errno.ENOTDIR: "a parent of it is a file, not a folder",
-               errno.EEXIST: "a file of that name exists where a folder is needed", errno.EACCES: "permission denied",
-               errno.EPERM: "operation not permitted", errno.ENOSPC: "no space left on the device",
-               errno.EROFS: "the file system is read-only", errno.ENOENT: "no such file or folder"}
+    reasons = {
+        errno.EISDIR: "it is a folder; expected a file path",
+        errno.ENOTDIR: "a parent of it is a file, not a folder",
+        errno.EEXIST: "a file of that name exists where a folder is needed",
+        errno.EACCES: "permission denied",
+        errno.EPERM: "operation not permitted",
+        errno.ENOSPC: "no space left on the device",
+        errno.EROFS: "the file system is read-only",
+        errno.ENOENT: "no such file or folder",
+    }
     reason = reasons.get(exc.errno or -1, exc.strerror or type(exc).__name__)
     return f"cannot use '{path}': {reason}" if path is not None else f"file system error: {reason}"
 
@@ -673,8 +937,11 @@ def main(argv: Optional[list[str]] = None) -> None:
     except Exception as exc:  # noqa: BLE001 - last resort: a bug must still not print a traceback
         if os.environ.get("DUETFAIR_DEBUG"):
             raise
-        _fail(f"internal error ({type(exc).__name__}: {exc}); rerun with DUETFAIR_DEBUG=1 for the traceback "
-              f"and report it", 1)
+        _fail(
+            f"internal error ({type(exc).__name__}: {exc}); rerun with DUETFAIR_DEBUG=1 for the traceback "
+            f"and report it",
+            1,
+        )
 
 
 @app.command("version")

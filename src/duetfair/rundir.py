@@ -159,11 +159,17 @@ class RunDir:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                raise DuetfairError(f"run folder {self.root} is in use by {self._holder()}; wait for it to finish "
-                                    f"or choose another --out") from None
+                raise DuetfairError(
+                    f"run folder {self.root} is in use by {self._holder()}; wait for it to finish "
+                    f"or choose another --out"
+                ) from None
             self._clean_partial_files()
-            holder = {"pid": os.getpid(), "host": socket.gethostname(), "command": command,
-                      "started": datetime.datetime.now().isoformat(timespec="seconds")}
+            holder = {
+                "pid": os.getpid(),
+                "host": socket.gethostname(),
+                "command": command,
+                "started": datetime.datetime.now().isoformat(timespec="seconds"),
+            }
             os.ftruncate(fd, 0)
             os.pwrite(fd, json.dumps(holder).encode(), 0)
             try:
@@ -211,10 +217,14 @@ class RunDir:
     # ---- run.json ---------------------------------------------------------------------------
     def require_run(self) -> None:
         """Refuse a folder that is not a training run, naming the missing file."""
-        require(self.root.is_dir(), f"run directory {self.root} not found; expected the --out folder of 'duetfair train'")
+        require(
+            self.root.is_dir(), f"run directory {self.root} not found; expected the --out folder of 'duetfair train'"
+        )
         for path in (self.config, self.record, self.group_spec):
-            require(path.is_file(), f"run directory {self.root}: missing {path.name}; expected a folder written by "
-                                    f"'duetfair train'")
+            require(
+                path.is_file(),
+                f"run directory {self.root}: missing {path.name}; expected a folder written by 'duetfair train'",
+            )
 
     def read_record(self) -> RunRecord:
         """``run.json`` as a :class:`RunRecord` (one-line error if it is missing or corrupt)."""

@@ -71,8 +71,9 @@ def test_no_divergence_is_rarely_significant():
     flagged = 0
     for seed in range(20):
         rng = np.random.default_rng(seed)
-        df = pd.DataFrame({"a": rng.choice(list("xyz"), 300), "b": rng.choice(list("uv"), 300),
-                           "dice": rng.uniform(0.5, 1.0, 300)})
+        df = pd.DataFrame(
+            {"a": rng.choice(list("xyz"), 300), "b": rng.choice(list("uv"), 300), "dice": rng.uniform(0.5, 1.0, 300)}
+        )
         found = find_divergent_subgroups(df, "dice", ["a", "b"], redundancy_z=None)
         assert len(found) == 11 and (found["q_value"] >= found["p_value"]).all()
         flagged += bool(found["significant"].any())
@@ -80,8 +81,9 @@ def test_no_divergence_is_rarely_significant():
 
 
 def test_absolute_threshold_is_divexplorers_redundancy_pruning(cases):
-    pruned = find_divergent_subgroups(cases, "dice", ATTRS, min_support=0.02, max_length=None,
-                                      redundancy_threshold=0.01, redundancy_z=None)
+    pruned = find_divergent_subgroups(
+        cases, "dice", ATTRS, min_support=0.02, max_length=None, redundancy_threshold=0.01, redundancy_z=None
+    )
     raw = _direct(cases, 0.02)
     kept = DivergencePatternProcessor(raw, "dice").redundancy_pruning(0.01)
     assert set(kept.itemset[kept.length > 0]) == set(pruned.itemset.map(_key))
@@ -104,8 +106,14 @@ def test_redundant_itemsets_rules():
 def _planted(seed, n=300):
     """race=B & sex=F is 0.12 Dice worse; site and scanner are noise."""
     rng = np.random.default_rng(seed)
-    df = pd.DataFrame({"race": rng.choice(["A", "B", "C"], n, p=[0.5, 0.3, 0.2]), "sex": rng.choice(["F", "M"], n),
-                       "site": rng.choice(["s1", "s2", "s3"], n), "scanner": rng.choice(["x", "y"], n)})
+    df = pd.DataFrame(
+        {
+            "race": rng.choice(["A", "B", "C"], n, p=[0.5, 0.3, 0.2]),
+            "sex": rng.choice(["F", "M"], n),
+            "site": rng.choice(["s1", "s2", "s3"], n),
+            "scanner": rng.choice(["x", "y"], n),
+        }
+    )
     df["dice"] = np.clip(rng.normal(0.85, 0.08, n) - 0.12 * ((df.race == "B") & (df.sex == "F")), 0, 1)
     return df
 
@@ -126,8 +134,9 @@ def test_planted_subgroup_is_top_with_default_pruning():
 def test_nan_outcomes_dropped_bins_and_max_length(cases):
     df = cases.copy()
     df.loc[:49, "dice"] = np.nan
-    found = find_divergent_subgroups(df, "dice", ["race", "age"], bins={"age": [40, 60, 70]}, min_support=0.1,
-                                     max_length=1, redundancy_z=None)
+    found = find_divergent_subgroups(
+        df, "dice", ["race", "age"], bins={"age": [40, 60, 70]}, min_support=0.1, max_length=1, redundancy_z=None
+    )
     assert (found["length"] == 1).all()
     assert set(found.itemset.map(lambda s: next(iter(s))).unique()) <= {"race", "age"}
     valid = df["dice"].notna()

@@ -44,9 +44,13 @@ def _rounded(obj):
 def _summary(df: pd.DataFrame) -> dict:
     m = audit_table(df, ["g"], n_boot=0, discovery=False)["metrics"]["dice"]
     a = m["attributes"]["g"]
-    return {"overall": m["overall"]["mean"], "missing": m["n_missing"],
-            "groups": {g["value"]: (g["n"], g["mean"], g["small"]) for g in a["groups"]},
-            "worst": a["worst_group"], "es": a["es"]}
+    return {
+        "overall": m["overall"]["mean"],
+        "missing": m["n_missing"],
+        "groups": {g["value"]: (g["n"], g["mean"], g["small"]) for g in a["groups"]},
+        "worst": a["worst_group"],
+        "es": a["es"],
+    }
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -82,8 +86,9 @@ def test_a_duplicated_case_is_refused(df: pd.DataFrame, i: int) -> None:
 def test_huge_and_tiny_groups(sizes: tuple[int, int]) -> None:
     rng = np.random.default_rng(0)
     n = sum(sizes)
-    df = pd.DataFrame({"case_id": range(n), "g": ["big"] * sizes[0] + ["tiny"] * sizes[1],
-                       "dice": rng.uniform(0, 1, n)})
+    df = pd.DataFrame(
+        {"case_id": range(n), "g": ["big"] * sizes[0] + ["tiny"] * sizes[1], "dice": rng.uniform(0, 1, n)}
+    )
     audit = audit_table(df, ["g"], n_boot=50, discovery=False)["metrics"]["dice"]["attributes"]["g"]
     for g in audit["groups"]:
         part = df[df["g"] == g["value"]]["dice"]

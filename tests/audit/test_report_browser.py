@@ -28,8 +28,10 @@ from duetfair.audit.report import TrainingView, render_html
 
 CHROMIUM = next((p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p), None)
 pytestmark = pytest.mark.skipif(
-    CHROMIUM is None, reason="no Chromium on this machine: install Debian's chromium package "
-                             "(apt-get install chromium; .ci/run does) to open the reports in a real browser")
+    CHROMIUM is None,
+    reason="no Chromium on this machine: install Debian's chromium package "
+    "(apt-get install chromium; .ci/run does) to open the reports in a real browser",
+)
 
 # collects load errors from the start, and on load writes what the page holds into the DOM
 PROBE = """<script>
@@ -61,14 +63,30 @@ def open_in_browser(report: Path, screenshot: Path) -> dict:
     probe = report.with_name(report.stem + ".probe.html")
     page = report.read_text(encoding="utf-8")
     probe.write_text(page.replace("<head>", "<head>" + PROBE, 1), encoding="utf-8")
-    run = subprocess.run([CHROMIUM, *BROWSER, "--enable-logging=stderr", "--v=0", "--virtual-time-budget=10000",
-                          "--dump-dom", probe.as_uri()], capture_output=True, text=True, timeout=120)
+    run = subprocess.run(
+        [
+            CHROMIUM,
+            *BROWSER,
+            "--enable-logging=stderr",
+            "--v=0",
+            "--virtual-time-budget=10000",
+            "--dump-dom",
+            probe.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     found = re.search(r'<pre id="browser-check">(.*?)</pre>', run.stdout, re.S)
     assert found, f"the page did not finish loading:\n{run.stderr[-2000:]}"
     result = json.loads(htmllib.unescape(found.group(1)))
     result["console"] = [ln for ln in run.stderr.splitlines() if ":CONSOLE" in ln]
-    subprocess.run([CHROMIUM, *BROWSER, f"--screenshot={screenshot}", "--window-size=1280,4000", report.as_uri()],
-                   capture_output=True, timeout=120, check=True)
+    subprocess.run(
+        [CHROMIUM, *BROWSER, f"--screenshot={screenshot}", "--window-size=1280,4000", report.as_uri()],
+        capture_output=True,
+        timeout=120,
+        check=True,
+    )
     return result
 
 
@@ -81,7 +99,7 @@ def check_page(report: Path, tmp_path: Path, sections: list[str], figures: set[s
     assert all(s["height"] > 20 for s in result["sections"]), result["sections"]
     assert result["nav"] == [f"#{s}" for s in sections]
     keys = {f["key"] for f in result["figures"]}
-    assert keys == figures, (keys ^ figures)
+    assert keys == figures, keys ^ figures
     assert all(f["ok"] and f["width"] > 200 for f in result["figures"])
     assert len(result["thumbs"]) == thumbs and all(result["thumbs"])
     img = Image.open(shot)
@@ -124,34 +142,86 @@ def test_run_report_in_a_browser(tmp_path, table, audit):
 
     gallery = build_gallery(picks, draw, metric="dice", per_group=2)
     epochs = np.arange(1, 9)
-    history = pd.DataFrame({"epoch": epochs, "val_dice": 0.6 + 0.02 * epochs, "val_worst_dice": 0.4 + 0.03 * epochs,
-                            "val_es_dice": 0.55 + 0.02 * epochs, "best_epoch": np.minimum(epochs, 6),
-                            **{f"obj/q_{g}": np.linspace(1 / 3, w, 8) for g, w in enumerate((0.2, 0.5, 0.3))}})
-    view = TrainingView(history, best_epoch=6, select="worst_group", group_names=["Asian", "Black", "White"],
-                        objective="group_dro")
-    report = render_html(audit, tmp_path / "run.html", cases=table, gallery=gallery, training=view,
-                         provenance={"config": "seed: 0\n"}, title="run report")
+    history = pd.DataFrame(
+        {
+            "epoch": epochs,
+            "val_dice": 0.6 + 0.02 * epochs,
+            "val_worst_dice": 0.4 + 0.03 * epochs,
+            "val_es_dice": 0.55 + 0.02 * epochs,
+            "best_epoch": np.minimum(epochs, 6),
+            **{f"obj/q_{g}": np.linspace(1 / 3, w, 8) for g, w in enumerate((0.2, 0.5, 0.3))},
+        }
+    )
+    view = TrainingView(
+        history, best_epoch=6, select="worst_group", group_names=["Asian", "Black", "White"], objective="group_dro"
+    )
+    report = render_html(
+        audit,
+        tmp_path / "run.html",
+        cases=table,
+        gallery=gallery,
+        training=view,
+        provenance={"config": "seed: 0\n"},
+        title="run report",
+    )
     figures = {f"{kind}/dice/{attr}" for kind in ("means", "tail", "dist") for attr in ("race", "sex")}
     figures |= {"heat/dice/race+sex", "training/curves", "training/obj/q"}
-    check_page(report, tmp_path, ["findings", "training", "metric-dice", "gallery", "provenance"], figures,
-               thumbs=len(gallery.entries))
+    check_page(
+        report,
+        tmp_path,
+        ["findings", "training", "metric-dice", "gallery", "provenance"],
+        figures,
+        thumbs=len(gallery.entries),
+    )
 
 
 def test_comparison_report_in_a_browser(tmp_path):
-    comparison = pd.DataFrame({"method": ["ERM", "GroupDRO", "FairDRO"], "dice": [0.80, 0.81, 0.83],
-                               "dice_low": [0.78, 0.79, 0.81], "dice_high": [0.82, 0.83, 0.85],
-                               "es_dice": [0.70, 0.74, 0.78], "worst_group_dice": [0.65, 0.70, 0.74],
-                               "cvar10": [0.20, 0.25, 0.31]})
-    paired = pd.DataFrame({"method": ["GroupDRO", "GroupDRO", "FairDRO", "FairDRO"],
-                           "metric": ["dice", "worst_dice"] * 2, "diff": [0.01, 0.05, 0.03, 0.09],
-                           "low": [-0.01, 0.01, 0.01, 0.04], "high": [0.03, 0.09, 0.05, 0.13],
-                           "verdict": ["no clear difference", "better", "better", "better"]})
-    paper = pd.DataFrame({"method": comparison["method"], "attribute": "race", "es_dice": comparison["es_dice"],
-                          "es_dice_ci": [[0.6, 0.8]] * 3, "dice": comparison["dice"], "dice_ci": [[0.7, 0.9]] * 3,
-                          "es_iou": 0.6, "es_iou_ci": [[0.5, 0.7]] * 3, "iou": 0.7, "iou_ci": [[0.6, 0.8]] * 3,
-                          "worst_group": "Black", "worst_dice": comparison["worst_group_dice"],
-                          "worst_cvar10": comparison["cvar10"]})
-    report = render_html(None, tmp_path / "comparison.html", comparison=comparison, paired=paired,
-                         paper_table=format_table(paper, "md"), baseline="ERM", title="comparison report")
+    comparison = pd.DataFrame(
+        {
+            "method": ["ERM", "GroupDRO", "FairDRO"],
+            "dice": [0.80, 0.81, 0.83],
+            "dice_low": [0.78, 0.79, 0.81],
+            "dice_high": [0.82, 0.83, 0.85],
+            "es_dice": [0.70, 0.74, 0.78],
+            "worst_group_dice": [0.65, 0.70, 0.74],
+            "cvar10": [0.20, 0.25, 0.31],
+        }
+    )
+    paired = pd.DataFrame(
+        {
+            "method": ["GroupDRO", "GroupDRO", "FairDRO", "FairDRO"],
+            "metric": ["dice", "worst_dice"] * 2,
+            "diff": [0.01, 0.05, 0.03, 0.09],
+            "low": [-0.01, 0.01, 0.01, 0.04],
+            "high": [0.03, 0.09, 0.05, 0.13],
+            "verdict": ["no clear difference", "better", "better", "better"],
+        }
+    )
+    paper = pd.DataFrame(
+        {
+            "method": comparison["method"],
+            "attribute": "race",
+            "es_dice": comparison["es_dice"],
+            "es_dice_ci": [[0.6, 0.8]] * 3,
+            "dice": comparison["dice"],
+            "dice_ci": [[0.7, 0.9]] * 3,
+            "es_iou": 0.6,
+            "es_iou_ci": [[0.5, 0.7]] * 3,
+            "iou": 0.7,
+            "iou_ci": [[0.6, 0.8]] * 3,
+            "worst_group": "Black",
+            "worst_dice": comparison["worst_group_dice"],
+            "worst_cvar10": comparison["cvar10"],
+        }
+    )
+    report = render_html(
+        None,
+        tmp_path / "comparison.html",
+        comparison=comparison,
+        paired=paired,
+        paper_table=format_table(paper, "md"),
+        baseline="ERM",
+        title="comparison report",
+    )
     result = check_page(report, tmp_path, ["findings", "comparison", "provenance"], {"comparison", "paired"})
     assert not result["thumbs"]

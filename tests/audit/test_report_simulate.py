@@ -26,12 +26,28 @@ def test_markdown_and_html_reports(cases, tmp_path):
     audit = audit_table(cases, ["race", "age"], bins={"age": [50, 70]}, n_boot=50)
     md = render_markdown(audit, title="T")
     assert md.startswith("# T") and "### dice by race" in md and "Divergent subgroups" in md
-    comparison = pd.DataFrame({"method": ["erm", "fairdro"], "dice": [0.8, 0.82], "dice_low": [0.78, 0.8],
-                               "dice_high": [0.82, 0.84], "es_dice": [0.7, 0.75], "worst_group_dice": [0.7, 0.74],
-                               "cvar10": [0.3, 0.4]})
+    comparison = pd.DataFrame(
+        {
+            "method": ["erm", "fairdro"],
+            "dice": [0.8, 0.82],
+            "dice_low": [0.78, 0.8],
+            "dice_high": [0.82, 0.84],
+            "es_dice": [0.7, 0.75],
+            "worst_group_dice": [0.7, 0.74],
+            "cvar10": [0.3, 0.4],
+        }
+    )
     figs = build_figures(audit, cases, comparison)
-    assert set(figs) == {"means/dice/race", "means/dice/age", "dist/dice/race", "dist/dice/age", "tail/dice/race",
-                         "tail/dice/age", "heat/dice/race+age", "comparison"}
+    assert set(figs) == {
+        "means/dice/race",
+        "means/dice/age",
+        "dist/dice/race",
+        "dist/dice/age",
+        "tail/dice/race",
+        "tail/dice/age",
+        "heat/dice/race+age",
+        "comparison",
+    }
     path = render_html(audit, tmp_path / "r.html", cases=cases, comparison=comparison, title="Report <x>")
     html = path.read_text()
     assert "Report &lt;x&gt;" in html and "fairdro" in html and "0.820 (0.800-0.840)" in html

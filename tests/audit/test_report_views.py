@@ -71,8 +71,14 @@ def test_thumbnail_2d_and_3d():
 
 
 def test_build_gallery_keeps_what_it_could_draw():
-    picks = pd.DataFrame({"case_id": ["a", "b", "a"], "attribute": ["race", "race", "sex"],
-                          "group": ["X", "X", "F"], "score": [0.1, 0.2, 0.1]})
+    picks = pd.DataFrame(
+        {
+            "case_id": ["a", "b", "a"],
+            "attribute": ["race", "race", "sex"],
+            "group": ["X", "X", "F"],
+            "score": [0.1, 0.2, 0.1],
+        }
+    )
     asked = []
 
     def draw(ids):
@@ -107,8 +113,12 @@ def test_folder_gallery_reads_images_and_masks(tmp_path, cases):
     missing = table["case_id"].iloc[3]
     assert missing not in {e["case_id"] for e in g.entries} and f"{missing}: no image" in g.notes[0]
     # a broken source never stops the report: the gallery becomes a note
-    out = render_html(audit, tmp_path / "r.html", cases=table,
-                      gallery=FolderGallery(tmp_path / "img", tmp_path / "nope", tmp_path / "ref"))
+    out = render_html(
+        audit,
+        tmp_path / "r.html",
+        cases=table,
+        gallery=FolderGallery(tmp_path / "img", tmp_path / "nope", tmp_path / "ref"),
+    )
     assert "gallery not drawn" in out.read_text() or "no masks" in out.read_text()
 
 
@@ -124,14 +134,33 @@ def test_score_with_images_shows_the_failing_cases(tmp_path):
         pred = np.roll(ref, i % 4, axis=0)
         nib.save(nib.Nifti1Image(ref, affine), str(tmp_path / "refs" / f"{cid}.nii.gz"))
         nib.save(nib.Nifti1Image(pred, affine), str(tmp_path / "preds" / f"{cid}.nii.gz"))
-        nib.save(nib.Nifti1Image(rng.normal(size=ref.shape).astype(np.float32), affine),
-                 str(tmp_path / "images" / f"{cid}_0000.nii.gz"))
+        nib.save(
+            nib.Nifti1Image(rng.normal(size=ref.shape).astype(np.float32), affine),
+            str(tmp_path / "images" / f"{cid}_0000.nii.gz"),
+        )
     pd.DataFrame({"case_id": ids, "race": ["A", "B"] * 4}).to_csv(tmp_path / "meta.csv", index=False)
     out = tmp_path / "audit"
     try:
-        main(["score", str(tmp_path / "preds"), str(tmp_path / "refs"), "--meta", str(tmp_path / "meta.csv"),
-              "--out", str(out), "--images", str(tmp_path / "images"), "--bootstrap", "20", "--workers", "1",
-              "--metric", "dice", "--no-discovery"])
+        main(
+            [
+                "score",
+                str(tmp_path / "preds"),
+                str(tmp_path / "refs"),
+                "--meta",
+                str(tmp_path / "meta.csv"),
+                "--out",
+                str(out),
+                "--images",
+                str(tmp_path / "images"),
+                "--bootstrap",
+                "20",
+                "--workers",
+                "1",
+                "--metric",
+                "dice",
+                "--no-discovery",
+            ]
+        )
     except SystemExit as exc:
         assert not exc.code
     page = (out / "report.html").read_text()
@@ -139,8 +168,19 @@ def test_score_with_images_shows_the_failing_cases(tmp_path):
     assert re.search(r"slice \d/6", page)
     assert json.loads((out / "audit.json").read_text())["inputs"]["images"] == str(tmp_path / "images")
     with pytest.raises(SystemExit) as err:
-        main(["score", "--nnunet", str(tmp_path / "x.json"), "--meta", str(tmp_path / "meta.csv"), "--out",
-              str(out), "--images", str(tmp_path / "images")])
+        main(
+            [
+                "score",
+                "--nnunet",
+                str(tmp_path / "x.json"),
+                "--meta",
+                str(tmp_path / "meta.csv"),
+                "--out",
+                str(out),
+                "--images",
+                str(tmp_path / "images"),
+            ]
+        )
     assert err.value.code == 2
 
 
@@ -150,19 +190,41 @@ def test_score_with_images_shows_the_failing_cases(tmp_path):
 def _fake_run(root, history):
     root.mkdir(parents=True)
     history.to_csv(root / "history.csv", index=False)
-    record = {"status": "completed", "name": "x", "model": "vit_seg", "objective": "group_dro", "select": "worst_group",
-              "best_epoch": 3, "num_classes": 2, "in_channels": 3, "spatial_dims": 2, "image_shape": [3, 8, 8],
-              "group_names": ["Asian", "Black", "White"], "num_groups": 3, "config_hash": "abc"}
+    record = {
+        "status": "completed",
+        "name": "x",
+        "model": "vit_seg",
+        "objective": "group_dro",
+        "select": "worst_group",
+        "best_epoch": 3,
+        "num_classes": 2,
+        "in_channels": 3,
+        "spatial_dims": 2,
+        "image_shape": [3, 8, 8],
+        "group_names": ["Asian", "Black", "White"],
+        "num_groups": 3,
+        "config_hash": "abc",
+    }
     (root / "run.json").write_text(json.dumps(record))
     return root
 
 
 def test_training_view_of_a_run(tmp_path, cases):
     epochs = np.arange(1, 6)
-    history = pd.DataFrame({"epoch": epochs, "train_loss": 1 / epochs, "val_dice": 0.5 + 0.05 * epochs,
-                            "val_worst_dice": [0.3, np.nan, 0.45, 0.44, 0.46], "val_worst_group": "Black",
-                            "best_epoch": [1, 1, 3, 3, 3], "obj/q_0": 0.3, "obj/q_1": 0.4, "obj/q_2": 0.3,
-                            "obj/max_weight": 2.0})
+    history = pd.DataFrame(
+        {
+            "epoch": epochs,
+            "train_loss": 1 / epochs,
+            "val_dice": 0.5 + 0.05 * epochs,
+            "val_worst_dice": [0.3, np.nan, 0.45, 0.44, 0.46],
+            "val_worst_group": "Black",
+            "best_epoch": [1, 1, 3, 3, 3],
+            "obj/q_0": 0.3,
+            "obj/q_1": 0.4,
+            "obj/q_2": 0.3,
+            "obj/max_weight": 2.0,
+        }
+    )
     view = TrainingView.from_run(_fake_run(tmp_path / "run", history))
     assert view is not None and view.best_epoch == 3 and view.group_names == ["Asian", "Black", "White"]
     figs = build_figures(None, training=view)
@@ -209,8 +271,14 @@ def test_paired_differences_give_verdicts(runs):
 
 
 def test_comparison_report_has_every_view(runs, tmp_path):
-    path = comparison_report(runs, tmp_path / "cmp.html", names=["ERM", "Better", "Same"], audit_run=runs[1],
-                             n_boot=100, provenance={"note": "test"})
+    path = comparison_report(
+        runs,
+        tmp_path / "cmp.html",
+        names=["ERM", "Better", "Same"],
+        audit_run=runs[1],
+        n_boot=100,
+        provenance={"note": "test"},
+    )
     page = htmllib.unescape(path.read_text())
     for section in ('id="findings"', 'id="comparison"', 'id="metric-dice"', 'id="provenance"'):
         assert section in page
@@ -238,8 +306,14 @@ def test_benchmark_report_from_seed_aggregate(tmp_path):
         rows.append({"key": "erm", "method": "ERM", "seed": seed, "es_dice": a, "dice": a, "worst_dice": a - 0.1})
         rows.append({"key": "x", "method": "X", "seed": seed, "es_dice": b, "dice": b, "worst_dice": a - 0.1})
     agg = aggregate_seeds(pd.DataFrame(rows))
-    path = seed_comparison_report(agg, benchmark_markdown(agg), "erm", tmp_path / "b.html",
-                                  notes=["three seeds"], provenance=provenance(seed="0, 1, 2"))
+    path = seed_comparison_report(
+        agg,
+        benchmark_markdown(agg),
+        "erm",
+        tmp_path / "b.html",
+        notes=["three seeds"],
+        provenance=provenance(seed="0, 1, 2"),
+    )
     page = htmllib.unescape(path.read_text())
     assert "Paired differences to ERM" in page and "three seeds" in page and "verdict" in page
     header = re.search(r"<tr><th>method</th>(.*?)</tr>", page).group(1)

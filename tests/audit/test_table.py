@@ -26,16 +26,37 @@ def test_json_shape(cases, tmp_path):
     assert [g["value"] for g in m["attributes"]["age"]["groups"]] == ["<40", "40-59", ">=60"]
     assert sum(g["n"] for g in m["attributes"]["race"]["groups"]) + m["attributes"]["race"]["n_unknown"] == len(cases)
     sub = m["subgroups"][0]
-    assert set(sub) == {"itemset", "support", "n", "mean", "divergence", "t", "welch_t", "p_value", "q_value", "significant"}
+    assert set(sub) == {
+        "itemset",
+        "support",
+        "n",
+        "mean",
+        "divergence",
+        "t",
+        "welch_t",
+        "p_value",
+        "q_value",
+        "significant",
+    }
     assert m["subgroups"] == sorted(m["subgroups"], key=lambda s: s["divergence"])
     assert m["hidden_subtype"]["mean"] < m["hidden_subtype"]["mean_rest"]
     path = write_json(tmp_path / "a.json", audit)
-    assert json.loads(path.read_text())["metrics"]["dice"]["attributes"]["race"]["worst_group"] == m["attributes"]["race"]["worst_group"]
+    assert (
+        json.loads(path.read_text())["metrics"]["dice"]["attributes"]["race"]["worst_group"]
+        == m["attributes"]["race"]["worst_group"]
+    )
 
 
 def test_multi_class_tables_are_audited_per_class():
     rng = np.random.default_rng(0)
-    df = pd.DataFrame({"case_id": np.repeat(np.arange(40), 2), "class": [1, 2] * 40, "sex": np.repeat(rng.choice(["F", "M"], 40), 2), "dice": rng.random(80)})
+    df = pd.DataFrame(
+        {
+            "case_id": np.repeat(np.arange(40), 2),
+            "class": [1, 2] * 40,
+            "sex": np.repeat(rng.choice(["F", "M"], 40), 2),
+            "dice": rng.random(80),
+        }
+    )
     audit = audit_table(df, ["sex"], n_boot=0, discovery=False)
     assert set(audit["metrics"]) == {"dice[1]", "dice[2]"}
     assert audit["metrics"]["dice[1]"]["n_cases"] == 40
@@ -54,7 +75,12 @@ def test_load_case_table_formats_and_errors(cases, tmp_path):
     (tmp_path / "empty.csv").write_text("")
     (tmp_path / "bad.parquet").write_bytes(b"not parquet")
     (tmp_path / "x.xlsx").write_text("x")
-    for name, match in [("missing.csv", "does not exist"), ("empty.csv", "empty"), ("bad.parquet", "cannot be read"), ("x.xlsx", "cannot be read")]:
+    for name, match in [
+        ("missing.csv", "does not exist"),
+        ("empty.csv", "empty"),
+        ("bad.parquet", "cannot be read"),
+        ("x.xlsx", "cannot be read"),
+    ]:
         with pytest.raises(DuetfairError, match=match):
             load_case_table(tmp_path / name)
 
@@ -63,7 +89,8 @@ def test_own_hidden_column_is_named_in_the_audit_and_the_report(cases):
     from duetfair.audit.report import render_markdown, render_summary
 
     own = cases.drop(columns=["hidden_subtype"]).assign(
-        morphology=np.where(cases["hidden_subtype"] > 0, "irregular", "regular"))
+        morphology=np.where(cases["hidden_subtype"] > 0, "irregular", "regular")
+    )
     audit = audit_table(own, ["race"], n_boot=0, discovery=False, hidden="morphology=irregular")
     h = audit["metrics"]["dice"]["hidden_subtype"]
     assert audit["settings"]["hidden_column"] == "morphology=irregular"
@@ -73,8 +100,10 @@ def test_own_hidden_column_is_named_in_the_audit_and_the_report(cases):
     assert "hidden hard subtype (morphology = irregular)" in render_summary(audit)
     # 0/1 values under any name; without --hidden the default column is looked for (absent here)
     flags = own.assign(hard=(cases["hidden_subtype"] > 0).astype(int))
-    assert audit_table(flags, ["race"], n_boot=0, discovery=False, hidden="hard")["metrics"]["dice"][
-        "hidden_subtype"]["n"] == h["n"]
+    assert (
+        audit_table(flags, ["race"], n_boot=0, discovery=False, hidden="hard")["metrics"]["dice"]["hidden_subtype"]["n"]
+        == h["n"]
+    )
     assert "hidden_subtype" not in audit_table(own, ["race"], n_boot=0, discovery=False)["metrics"]["dice"]
 
 
@@ -84,8 +113,15 @@ def test_silent_wrong_numbers_are_refused_or_flagged():
 
     from duetfair.audit import audit_table
 
-    base = pd.DataFrame({"case_id": [f"c{i}" for i in range(30)], "race": ["A"] * 25 + ["B"] * 5,
-                         "age": range(30), "dice": [0.8] * 30, "hd95": [1.0] * 29 + [float("inf")]})
+    base = pd.DataFrame(
+        {
+            "case_id": [f"c{i}" for i in range(30)],
+            "race": ["A"] * 25 + ["B"] * 5,
+            "age": range(30),
+            "dice": [0.8] * 30,
+            "hd95": [1.0] * 29 + [float("inf")],
+        }
+    )
     with pytest.raises(DuetfairError, match="duplicate row.*case 'c0'"):
         audit_table(pd.concat([base, base.head(1)]), ["race"], n_boot=0, discovery=False)
     with pytest.raises(DuetfairError, match="outside \\[0, 1\\]"):

@@ -24,8 +24,9 @@ def _image_and_mask(dtype=np.int8):
     return img, mask
 
 
-def _npz(path, version="current", race=0, age=25000.0, gender=1, ethnicity=0, language=0, marital=0,
-         mask_dtype=np.int8):
+def _npz(
+    path, version="current", race=0, age=25000.0, gender=1, ethnicity=0, language=0, marital=0, mask_dtype=np.int8
+):
     """One file with the keys of a published version (0-d arrays, as ``.item()`` reads them)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     img, mask = _image_and_mask(mask_dtype)
@@ -34,12 +35,24 @@ def _npz(path, version="current", race=0, age=25000.0, gender=1, ethnicity=0, la
     if version == "current":  # README since 2024-02-07
         np.savez(path, slo_fundus=img, disc_cup_mask=mask, ethnicity=a(ethnicity), maritalstatus=a(marital), **common)
     elif version == "first":  # README of 2024-02-04
-        np.savez(path, fundus_slo=img, disc_cup_borders=mask, ethnicity=a(ethnicity), marriagestatus=a(marital),
-                 **common)
+        np.savez(
+            path, fundus_slo=img, disc_cup_borders=mask, ethnicity=a(ethnicity), marriagestatus=a(marital), **common
+        )
     else:  # internal copy: the key list of the SAMed loader
-        np.savez(path, fundus_slo=img, disc_cup=mask, axes_cup=a([1.0, 2.0]), axes_disc=a([3.0, 4.0]), md=a(-1.5),
-                 tds=np.zeros(52), pid=a(path.stem), maritalstatus=a(marital), hispanic=a(ethnicity),
-                 datadir=a("x"), **common)
+        np.savez(
+            path,
+            fundus_slo=img,
+            disc_cup=mask,
+            axes_cup=a([1.0, 2.0]),
+            axes_disc=a([3.0, 4.0]),
+            md=a(-1.5),
+            tds=np.zeros(52),
+            pid=a(path.stem),
+            maritalstatus=a(marital),
+            hispanic=a(ethnicity),
+            datadir=a("x"),
+            **common,
+        )
 
 
 def _meta(ds):
@@ -61,26 +74,50 @@ def test_keys_of_each_version_mask_and_image(tmp_path, version):
 
 def test_current_release_attribute_codes_and_unknowns(tmp_path):
     rows = [  # race, gender, ethnicity, language, maritalstatus
-        (0, 0, 0, 0, 0), (1, 1, 1, 1, 1), (2, 0, -1, 2, 2), (-1, 1, 0, -1, 3), (2, 0, 0, 0, 4), (0, 1, 0, 0, -1)]
+        (0, 0, 0, 0, 0),
+        (1, 1, 1, 1, 1),
+        (2, 0, -1, 2, 2),
+        (-1, 1, 0, -1, 3),
+        (2, 0, 0, 0, 4),
+        (0, 1, 0, 0, -1),
+    ]
     for i, (r, g, e, lang, m) in enumerate(rows, start=1):
         _npz(tmp_path / f"data_{i:05d}.npz", race=r, gender=g, ethnicity=e, language=lang, marital=m)
-    ds = build_datasets("fairseg", root=str(tmp_path), attributes=list(fs.ATTRIBUTES), fractions=(0.5, 0.25, 0.25),
-                        **SMALL)
+    ds = build_datasets(
+        "fairseg", root=str(tmp_path), attributes=list(fs.ATTRIBUTES), fractions=(0.5, 0.25, 0.25), **SMALL
+    )
     meta = _meta(ds)
-    assert list(meta.loc[[f"data_{i:05d}" for i in range(1, 7)], "race"].fillna("?")) == \
-        ["Asian", "Black", "White", "?", "White", "Asian"]
+    assert list(meta.loc[[f"data_{i:05d}" for i in range(1, 7)], "race"].fillna("?")) == [
+        "Asian",
+        "Black",
+        "White",
+        "?",
+        "White",
+        "Asian",
+    ]
     assert meta.loc["data_00001", "gender"] == "Female" and meta.loc["data_00002", "gender"] == "Male"
     assert meta.loc["data_00002", "ethnicity"] == "Hispanic" and pd.isna(meta.loc["data_00003", "ethnicity"])
     assert meta.loc["data_00002", "language"] == "Spanish" and meta.loc["data_00003", "language"] == "Other"
-    assert list(meta.loc[[f"data_{i:05d}" for i in range(1, 7)], "maritalstatus"].fillna("?")) == \
-        ["Married or Partnered", "Single", "Divorced", "Widowed", "Legally Separated", "?"]
+    assert list(meta.loc[[f"data_{i:05d}" for i in range(1, 7)], "maritalstatus"].fillna("?")) == [
+        "Married or Partnered",
+        "Single",
+        "Divorced",
+        "Widowed",
+        "Legally Separated",
+        "?",
+    ]
 
 
 def test_first_public_release_keys(tmp_path):
     for i in range(1, 5):
         _npz(tmp_path / f"data_{i:05d}.npz", "first", race=i % 3, marital=i % 5, ethnicity=i % 2)
-    ds = build_datasets("fairseg", root=str(tmp_path), attributes=["race", "ethnicity", "maritalstatus"],
-                        fractions=(0.5, 0.25, 0.25), **SMALL)
+    ds = build_datasets(
+        "fairseg",
+        root=str(tmp_path),
+        attributes=["race", "ethnicity", "maritalstatus"],
+        fractions=(0.5, 0.25, 0.25),
+        **SMALL,
+    )
     meta = _meta(ds)
     assert meta.loc["data_00002", "race"] == "White" and meta.loc["data_00003", "race"] == "Asian"
     assert meta.loc["data_00004", "maritalstatus"] == "Legally Separated"
@@ -90,11 +127,18 @@ def test_first_public_release_keys(tmp_path):
 def test_internal_keys_use_race_codes_2_3_7(tmp_path):
     for i, race in enumerate([2, 3, 7, 2, 7, -1], start=1):
         _npz(tmp_path / f"data_{i:05d}.npz", "internal", race=race, ethnicity=[1, 0, -1, 0, 0, 0][i - 1])
-    ds = build_datasets("fairseg", root=str(tmp_path), attributes=["race", "ethnicity"], fractions=(0.5, 0.25, 0.25),
-                        **SMALL)
+    ds = build_datasets(
+        "fairseg", root=str(tmp_path), attributes=["race", "ethnicity"], fractions=(0.5, 0.25, 0.25), **SMALL
+    )
     meta = _meta(ds)
-    assert list(meta.loc[[f"data_{i:05d}" for i in range(1, 7)], "race"].fillna("?")) == \
-        ["Asian", "Black", "White", "Asian", "White", "?"]  # 2 is Asian here, never White
+    assert list(meta.loc[[f"data_{i:05d}" for i in range(1, 7)], "race"].fillna("?")) == [
+        "Asian",
+        "Black",
+        "White",
+        "Asian",
+        "White",
+        "?",
+    ]  # 2 is Asian here, never White
     assert meta.loc["data_00001", "ethnicity"] == "Hispanic" and pd.isna(meta.loc["data_00003", "ethnicity"])
 
 
@@ -120,12 +164,22 @@ def test_internal_keys_ambiguous_or_mixed_race_codes(tmp_path):
         build_datasets("fairseg", root=str(tmp_path), **SMALL)
 
 
-@pytest.mark.parametrize("key,kwargs,match", [
-    ("race", dict(race=7), r"data_00002.npz': key race \(public coding\) holds code 7; expected one of \[0, 1, 2\]"),
-    ("maritalstatus", dict(marital=9),
-     r"data_00002.npz': key maritalstatus/marriagestatus holds code 9; expected one of \[0, 1, 2, 3, 4\] or -1"),
-    ("language", dict(language=3), r"data_00002.npz': key language holds code 3"),
-])
+@pytest.mark.parametrize(
+    "key,kwargs,match",
+    [
+        (
+            "race",
+            dict(race=7),
+            r"data_00002.npz': key race \(public coding\) holds code 7; expected one of \[0, 1, 2\]",
+        ),
+        (
+            "maritalstatus",
+            dict(marital=9),
+            r"data_00002.npz': key maritalstatus/marriagestatus holds code 9; expected one of \[0, 1, 2, 3, 4\] or -1",
+        ),
+        ("language", dict(language=3), r"data_00002.npz': key language holds code 3"),
+    ],
+)
 def test_unknown_codes_are_refused(tmp_path, key, kwargs, match):
     _npz(tmp_path / "data_00001.npz")
     _npz(tmp_path / "data_00002.npz", **kwargs)
@@ -167,7 +221,9 @@ def test_official_split_lists_resolved_through_one_index(tmp_path, monkeypatch):
     ds = build_datasets("fairseg", root=str(root), split_files=str(lists), val_fraction=0.25, **SMALL)
     assert len(walks) == 1
     assert sorted(ds["test"].case_ids) == ["data_00007", "data_00008", "data_00010", "data_00011"]
-    assert sorted(ds["train"].case_ids + ds["val"].case_ids) == sorted(f"data_{i:05d}" for i in [1, 2, 3, 4, 5, 6, 9, 12])
+    assert sorted(ds["train"].case_ids + ds["val"].case_ids) == sorted(
+        f"data_{i:05d}" for i in [1, 2, 3, 4, 5, 6, 9, 12]
+    )
     assert len(ds["val"]) >= 1  # the official split has no validation set: carved from train
 
 
@@ -177,9 +233,16 @@ def test_split_lists_as_mapping_with_csv_header_and_paths(tmp_path):
     tr, te = tmp_path / "tr.csv", tmp_path / "te.txt"
     tr.write_text("file,race\nTraining/data_00001.npz,0\ndata_00002.npz,1\n\n# note\ndata_00003.npz,2\n")
     te.write_text("data_00004.npz")
-    ds = build_datasets("fairseg", root=str(tmp_path / "all"), split_files={"train": str(tr), "test": str(te)},
-                        val_fraction=0.0, **SMALL)
-    assert sorted(ds["train"].case_ids) == ["data_00001", "data_00002", "data_00003"] and ds["test"].case_ids == ["data_00004"]
+    ds = build_datasets(
+        "fairseg",
+        root=str(tmp_path / "all"),
+        split_files={"train": str(tr), "test": str(te)},
+        val_fraction=0.0,
+        **SMALL,
+    )
+    assert sorted(ds["train"].case_ids) == ["data_00001", "data_00002", "data_00003"] and ds["test"].case_ids == [
+        "data_00004"
+    ]
 
 
 def test_split_list_errors(tmp_path):

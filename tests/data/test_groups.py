@@ -21,8 +21,12 @@ from duetfair.errors import DuetfairError
 
 
 def fairseg_spec() -> GroupSpec:
-    return GroupSpec([categorical("race", ["Asian", "Black", "White"], value_map={0: "Asian", 1: "Black", 2: "White"}),
-                      binned("age", [60], ["<60", ">=60"])])
+    return GroupSpec(
+        [
+            categorical("race", ["Asian", "Black", "White"], value_map={0: "Asian", 1: "Black", 2: "White"}),
+            binned("age", [60], ["<60", ">=60"]),
+        ]
+    )
 
 
 def test_categorical_value_map_and_bins():
@@ -54,8 +58,13 @@ def test_ham_and_mamamia_bins_edges():
 
 
 def test_menopause_prefix_map_with_missing_group():
-    meno = categorical("menopause", ["pre", "post", "unknown"], value_map={"pre": "pre", "peri": "pre", "post": "post"},
-                       match="prefix", missing="unknown")
+    meno = categorical(
+        "menopause",
+        ["pre", "post", "unknown"],
+        value_map={"pre": "pre", "peri": "pre", "post": "post"},
+        match="prefix",
+        missing="unknown",
+    )
     got = [meno.encode(v) for v in ["pre", "Peri-menopausal", "postmenopausal", None, "", "other"]]
     assert got == [0, 0, 1, 2, 2, -1]
 
@@ -72,9 +81,15 @@ def test_intersection_ids_and_unknown():
 
 
 def test_round_trip_json_yaml(tmp_path):
-    spec = GroupSpec([fairseg_spec()["race"], fairseg_spec()["age"],
-                      categorical("meno", ["pre", "post", "unknown"], value_map={"peri": "pre"}, match="prefix",
-                                  missing="unknown")])
+    spec = GroupSpec(
+        [
+            fairseg_spec()["race"],
+            fairseg_spec()["age"],
+            categorical(
+                "meno", ["pre", "post", "unknown"], value_map={"peri": "pre"}, match="prefix", missing="unknown"
+            ),
+        ]
+    )
     d = spec.to_dict()
     assert GroupSpec.from_dict(json.loads(json.dumps(d))) == spec
     spec.save(tmp_path / "g.json")
@@ -113,6 +128,7 @@ def test_infer_from_frame():
 
 # ---- the analysis-only hidden column ----------------------------------------------------------
 
+
 def test_hidden_column_flags_01_words_and_named_hard_values() -> None:
     from duetfair.data.groups import HiddenColumn
 
@@ -121,11 +137,17 @@ def test_hidden_column_flags_01_words_and_named_hard_values() -> None:
     flags = default.flags([0, 1, 2.0, "yes", "No", "TRUE", "hard", "", None, float("nan"), True])
     assert flags.tolist() == [0, 1, 1, 1, 0, 1, 1, -1, -1, -1, 1]
     morph = HiddenColumn.parse("morphology=irregular, spiculated")
-    assert (morph.name, morph.hard, str(morph)) == ("morphology", ("irregular", "spiculated"),
-                                                   "morphology=irregular,spiculated")
+    assert (morph.name, morph.hard, str(morph)) == (
+        "morphology",
+        ("irregular", "spiculated"),
+        "morphology=irregular,spiculated",
+    )
     assert morph.flags(["irregular", "regular", "spiculated", "unknown"]).tolist() == [1, 0, 1, -1]
-    with pytest.raises(DuetfairError, match=r"hidden column 'morphology': value 'irregular' is not 0/1.*"
-                                            r"morphology=irregular"):
+    with pytest.raises(
+        DuetfairError,
+        match=r"hidden column 'morphology': value 'irregular' is not 0/1.*"
+        r"morphology=irregular",
+    ):
         HiddenColumn.parse("morphology").flags(["irregular"])
     for bad in ("=x", "morphology="):
         with pytest.raises(DuetfairError, match="hidden column"):

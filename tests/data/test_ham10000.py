@@ -37,24 +37,39 @@ COLUMNS = ["lesion_id", "image_id", "dx", "dx_type", "age", "sex", "localization
 
 
 def _metadata() -> pd.DataFrame:
-    return pd.DataFrame({"lesion_id": [f"HAM_{i // 2:07d}" for i in range(10)], "image_id": IDS,
-                         "dx": ["nv", "nv", "bkl", "bkl", "mel", "mel", "bcc", "bcc", "nv", "nv"],
-                         "dx_type": "histo", "age": AGES, "sex": SEXES, "localization": SITES,
-                         "dataset": "vidir_modern"})[COLUMNS]
+    return pd.DataFrame(
+        {
+            "lesion_id": [f"HAM_{i // 2:07d}" for i in range(10)],
+            "image_id": IDS,
+            "dx": ["nv", "nv", "bkl", "bkl", "mel", "mel", "bcc", "bcc", "nv", "nv"],
+            "dx_type": "histo",
+            "age": AGES,
+            "sex": SEXES,
+            "localization": SITES,
+            "dataset": "vidir_modern",
+        }
+    )[COLUMNS]
 
 
 def _write_tab(path: Path, meta: pd.DataFrame) -> None:
     """Dataverse's tabular export: tab-separated, header bare, strings quoted, numbers bare, NA empty."""
+
     def cell(v: object) -> str:
         if v is None or (isinstance(v, float) and np.isnan(v)):
             return ""
         return f"{v}" if isinstance(v, float) else f'"{v}"'
+
     lines = ["\t".join(meta.columns)] + ["\t".join(cell(v) for v in row) for row in meta.itertuples(index=False)]
     path.write_text("\n".join(lines) + "\n")
 
 
-def _release(root: Path, *, images=("HAM10000_images_part_1", "HAM10000_images_part_2"),
-             masks="HAM10000_segmentations_lesion_tschandl", tab: bool = True) -> Path:
+def _release(
+    root: Path,
+    *,
+    images=("HAM10000_images_part_1", "HAM10000_images_part_2"),
+    masks="HAM10000_segmentations_lesion_tschandl",
+    tab: bool = True,
+) -> Path:
     rng = np.random.default_rng(0)
     root.mkdir(exist_ok=True)
     for d in (*images, masks):

@@ -64,18 +64,29 @@ def _write_case(root: Path, pid: str, n_phases: int = 4, lower: bool = False) ->
     (root / "segmentations" / "expert").mkdir(parents=True, exist_ok=True)
     nib.save(nib.Nifti1Image(seg, AFFINE), root / "segmentations" / "expert" / f"{name}.nii.gz")
     (root / "patient_info_files").mkdir(exist_ok=True)
-    info = {"patient_id": pid, "primary_lesion": {"breast_coordinates": dict(BOX)},
-            "imaging_data": {"bilateral": True, "dataset": pid.split("_")[0], "field_strength": 1.5}}
+    info = {
+        "patient_id": pid,
+        "primary_lesion": {"breast_coordinates": dict(BOX)},
+        "imaging_data": {"bilateral": True, "dataset": pid.split("_")[0], "field_strength": 1.5},
+    }
     (root / "patient_info_files" / f"{pid.lower()}.json").write_text(json.dumps(info))
 
 
 def _table_2024() -> pd.DataFrame:
     """Columns of the public clinical table (a subset, in release order); no breast_density."""
-    return pd.DataFrame({
-        "patient_id": [p[0] for p in PATIENTS], "dataset": [p[1] for p in PATIENTS],
-        "bilateral_breast_cancer": 0, "pcr": 1.0, "tumor_subtype": "luminal",
-        "age": [p[2] for p in PATIENTS], "menopause": [p[3] for p in PATIENTS], "ethnicity": "caucasian",
-        "num_phases": 4})
+    return pd.DataFrame(
+        {
+            "patient_id": [p[0] for p in PATIENTS],
+            "dataset": [p[1] for p in PATIENTS],
+            "bilateral_breast_cancer": 0,
+            "pcr": 1.0,
+            "tumor_subtype": "luminal",
+            "age": [p[2] for p in PATIENTS],
+            "menopause": [p[3] for p in PATIENTS],
+            "ethnicity": "caucasian",
+            "num_phases": 4,
+        }
+    )
 
 
 def _table_2025() -> pd.DataFrame:
@@ -94,7 +105,8 @@ def _write_split(root: Path, train: list[str], test: list[str]) -> None:
     col = lambda ids, n: ids + [None] * (n - len(ids))  # noqa: E731 - shorter column padded with blanks
     n = max(len(train), len(test))
     pd.DataFrame({"train_split": col(train, n), "test_split": col(test, n)}).to_csv(
-        root / "train_test_splits.csv", index=False)
+        root / "train_test_splits.csv", index=False
+    )
 
 
 def _release(root: Path, *, table: pd.DataFrame | None = None, split: bool = True) -> Path:
@@ -113,7 +125,7 @@ def _all_meta(ds: dict) -> pd.DataFrame:
 def _official_crop(nifti: np.ndarray, box: dict) -> np.ndarray:
     """The official crop: slice the SimpleITK array (NIfTI axes reversed) with x, y, z in that order."""
     sitk_array = nifti.transpose(2, 1, 0)
-    return sitk_array[box["x_min"]:box["x_max"], box["y_min"]:box["y_max"], box["z_min"]:box["z_max"]]
+    return sitk_array[box["x_min"] : box["x_max"], box["y_min"] : box["y_max"], box["z_min"] : box["z_max"]]
 
 
 def test_breast_box_uses_official_axes_and_keeps_the_tumour(tmp_path):
@@ -123,7 +135,7 @@ def test_breast_box_uses_official_axes_and_keeps_the_tumour(tmp_path):
     seg[TUMOUR] = 1
     official = _official_crop(seg, BOX)
     assert int(official.sum()) == 12  # the official crop keeps every tumour voxel
-    assert int(seg[BOX["x_min"]:BOX["x_max"], BOX["y_min"]:BOX["y_max"], BOX["z_min"]:BOX["z_max"]].sum()) == 0
+    assert int(seg[BOX["x_min"] : BOX["x_max"], BOX["y_min"] : BOX["y_max"], BOX["z_min"] : BOX["z_max"]].sum()) == 0
     label = case["label"][0].numpy()
     assert label.shape == official.shape[::-1] == (6, 6, 4)
     assert np.array_equal(label, official.transpose(2, 1, 0)) and int(label.sum()) == 12
@@ -134,10 +146,9 @@ def test_breast_box_uses_official_axes_and_keeps_the_tumour(tmp_path):
 def test_breast_box_matches_simpleitk(tmp_path):
     sitk = pytest.importorskip("SimpleITK")
     _release(tmp_path)
-    case = build_datasets("mamamia", root=str(tmp_path), pixdim=None, crop_to_breast=True,
-                          normalize="none")["test"][0]
+    case = build_datasets("mamamia", root=str(tmp_path), pixdim=None, crop_to_breast=True, normalize="none")["test"][0]
     arr = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "images" / "ISPY1_1002" / "ISPY1_1002_0001.nii.gz")))
-    official = arr[BOX["x_min"]:BOX["x_max"], BOX["y_min"]:BOX["y_max"], BOX["z_min"]:BOX["z_max"]]
+    official = arr[BOX["x_min"] : BOX["x_max"], BOX["y_min"] : BOX["y_max"], BOX["z_min"] : BOX["z_max"]]
     assert np.allclose(case["image"][1].numpy(), official.transpose(2, 1, 0))
 
 
@@ -175,8 +186,9 @@ def test_crop_that_cuts_the_tumour_warns_or_raises(tmp_path, caplog):
     ds = build_datasets("mamamia", root=str(tmp_path), pixdim=None, crop_to_breast=True)["test"]
     assert int(ds[0]["label"].sum()) == 8
     assert any("ISPY1_1002" in r.getMessage() and "4 of 12" in r.getMessage() for r in caplog.records)
-    strict = build_datasets("mamamia", root=str(tmp_path), pixdim=None, crop_to_breast=True,
-                            on_crop_loss="raise")["test"]
+    strict = build_datasets("mamamia", root=str(tmp_path), pixdim=None, crop_to_breast=True, on_crop_loss="raise")[
+        "test"
+    ]
     with pytest.raises(DuetfairError, match=r"ISPY1_1002.*removes 4 of 12 labelled voxels"):
         strict[0]
 
@@ -223,8 +235,9 @@ def test_split_file_problems(tmp_path, caplog):
 
 def test_menopausal_status_alias_and_breast_density(tmp_path):
     _release(tmp_path, table=_table_2025())
-    ds = build_datasets("mamamia", root=str(tmp_path), pixdim=None,
-                        attributes=["age", "menopausal_status", "breast_density"])
+    ds = build_datasets(
+        "mamamia", root=str(tmp_path), pixdim=None, attributes=["age", "menopausal_status", "breast_density"]
+    )
     assert ds["train"].group_spec.attributes == ["age", "menopause", "breast_density"]
     allm = _all_meta(ds)
     codes = dict(zip(allm["case_id"], ds["train"].group_spec.encode_frame(allm).tolist()))
@@ -290,8 +303,9 @@ def test_missing_phase_is_reported_before_training(tmp_path):
         f.unlink()
     with pytest.raises(DuetfairError, match=r"1 of 10 cases.*max_skip_fraction"):
         build_datasets("mamamia", root=str(tmp_path), pixdim=None, phases=(0, 3), on_error="skip")
-    ds = build_datasets("mamamia", root=str(tmp_path), pixdim=None, phases=(0, 3), on_error="skip",
-                        max_skip_fraction=0.2)
+    ds = build_datasets(
+        "mamamia", root=str(tmp_path), pixdim=None, phases=(0, 3), on_error="skip", max_skip_fraction=0.2
+    )
     assert sum(len(d) for d in ds.values()) == 9
     assert "DUKE_002" in pd.concat([d.skipped for d in ds.values()])["case_id"].tolist()
 

@@ -18,8 +18,9 @@ def _rewrite(manifest: Path, old: str, new: str) -> None:
 
 
 def test_png_manifest_loads_with_inferred_spec_and_patient_split(png_manifest):
-    ds = build_datasets("manifest", path=str(png_manifest), attributes=["race", "age"], bins={"age": [60]},
-                        group_by="patient", seed=0)
+    ds = build_datasets(
+        "manifest", path=str(png_manifest), attributes=["race", "age"], bins={"age": [60]}, group_by="patient", seed=0
+    )
     cases = {c: s for s, d in ds.items() for c in d.case_ids}
     assert len(cases) == 6
     for p in range(3):  # c0,c1 -> p0 ...: one patient, one split
@@ -43,12 +44,14 @@ def test_rgb_jpg_npy_npz_and_resize(tmp_path):
     Image.fromarray(lab).save(tmp_path / "a_mask.png")
     np.save(tmp_path / "b.npy", rng.random((10, 14)).astype(np.float32))
     np.savez(tmp_path / "b_lab.npz", mask=(lab > 0).astype(np.int64))
-    (tmp_path / "m.csv").write_text("image,label,case_id,sex,split\na.jpg,a_mask.png,a,F,train\n"
-                                    "b.npy,b_lab.npz,b,M,train\n")
+    (tmp_path / "m.csv").write_text(
+        "image,label,case_id,sex,split\na.jpg,a_mask.png,a,F,train\nb.npy,b_lab.npz,b,M,train\n"
+    )
     with pytest.raises(DuetfairError, match="holds values \\[255\\]"):
         build_datasets("manifest", path=str(tmp_path / "m.csv"), num_classes=2)["train"][0]
-    ds = build_datasets("manifest", path=str(tmp_path / "m.csv"), num_classes=2, label_map={255: 1},
-                        image_size=(8, 8), channels=3)["train"]
+    ds = build_datasets(
+        "manifest", path=str(tmp_path / "m.csv"), num_classes=2, label_map={255: 1}, image_size=(8, 8), channels=3
+    )["train"]
     a, b = ds[0], ds[1]
     assert a["image"].shape == (3, 8, 8) and b["image"].shape == (3, 8, 8)
     assert set(torch.unique(a["label"]).tolist()) == {0, 1} and a["label"].shape == (1, 8, 8)
@@ -60,11 +63,14 @@ def test_nifti_multiphase_manifest_with_spacing(tmp_path):
     lab = np.zeros((8, 8, 6), np.uint8)
     lab[2:5, 2:5, 1:4] = 1
     for k in range(2):
-        nib.save(nib.Nifti1Image(rng.random((8, 8, 6)).astype(np.float32), np.diag([1, 1, 2, 1])), tmp_path / f"x_{k}.nii.gz")
+        nib.save(
+            nib.Nifti1Image(rng.random((8, 8, 6)).astype(np.float32), np.diag([1, 1, 2, 1])), tmp_path / f"x_{k}.nii.gz"
+        )
     nib.save(nib.Nifti1Image(lab, np.diag([1, 1, 2, 1])), tmp_path / "x_seg.nii.gz")
     (tmp_path / "m.csv").write_text("image,label,case_id,site,split\nx_0.nii.gz;x_1.nii.gz,x_seg.nii.gz,x,A,test\n")
-    ds = build_datasets("manifest", path=str(tmp_path / "m.csv"), num_classes=2, pixdim=(1, 1, 1),
-                        normalize="zscore_global")["test"]
+    ds = build_datasets(
+        "manifest", path=str(tmp_path / "m.csv"), num_classes=2, pixdim=(1, 1, 1), normalize="zscore_global"
+    )["test"]
     case = ds[0]
     assert ds.spatial_dims == 3 and ds.in_channels == 2
     assert case["image"].shape[0] == 2 and case["image"].shape[1:] == case["label"].shape[1:]
@@ -140,14 +146,19 @@ def test_png_loads_into_writable_memory(tmp_path: Path) -> None:
 
 # ---- own column names, a named hidden column, channel sources --------------------------------
 
+
 def test_columns_map_other_names_and_detect_columns_finds_them(png_manifest: Path) -> None:
     from duetfair.data.manifest import detect_columns
 
     df = pd.read_csv(png_manifest).rename(columns={"image": "img_path", "label": "Mask", "case_id": "subject"})
     df.to_csv(png_manifest, index=False)
     assert detect_columns(df, png_manifest) == {"image": "img_path", "label": "Mask", "case_id": "subject"}
-    ds = build_datasets("manifest", path=str(png_manifest), attributes=["race"],
-                        columns={"image": "img_path", "label": "Mask", "case_id": "subject"})
+    ds = build_datasets(
+        "manifest",
+        path=str(png_manifest),
+        attributes=["race"],
+        columns={"image": "img_path", "label": "Mask", "case_id": "subject"},
+    )
     assert sum(len(d) for d in ds.values()) == 6
     with pytest.raises(DuetfairError, match=r"column 'scan' \(the image column\) is missing"):
         build_datasets("manifest", path=str(png_manifest), columns={"image": "scan"})
@@ -162,8 +173,9 @@ def test_named_hidden_column_is_read_and_never_an_attribute(png_manifest: Path) 
     df = pd.read_csv(png_manifest)
     df["morphology"] = ["irregular", "regular", "regular", "irregular", "", "regular"]
     df.to_csv(png_manifest, index=False)
-    ds = build_datasets("manifest", path=str(png_manifest), hidden_column="morphology=irregular", bins={"age": [60]},
-                        group_by="patient")
+    ds = build_datasets(
+        "manifest", path=str(png_manifest), hidden_column="morphology=irregular", bins={"age": [60]}, group_by="patient"
+    )
     cases = {c["case_id"]: c for d in ds.values() for c in (d[i] for i in range(len(d)))}
     assert cases["c0"]["hidden"] == 1 and cases["c1"]["hidden"] == 0 and "hidden" not in cases["c4"]
     assert "morphology" not in next(iter(ds.values())).group_spec.attributes

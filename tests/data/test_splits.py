@@ -11,9 +11,13 @@ from duetfair.errors import DuetfairError
 
 def _meta(n: int = 600, seed: int = 0) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
-    return pd.DataFrame({"patient": [f"p{i // 3}" for i in range(n)],
-                         "race": rng.choice(["A", "B", "W"], size=n, p=[0.1, 0.15, 0.75]),
-                         "age": rng.uniform(20, 90, size=n)})
+    return pd.DataFrame(
+        {
+            "patient": [f"p{i // 3}" for i in range(n)],
+            "race": rng.choice(["A", "B", "W"], size=n, p=[0.1, 0.15, 0.75]),
+            "age": rng.uniform(20, 90, size=n),
+        }
+    )
 
 
 def test_deterministic_and_row_order_independent():

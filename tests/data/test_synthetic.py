@@ -92,5 +92,7 @@ def test_build_datasets_in_memory_contract():
     assert torch.equal(other["test"][5]["image"], ds["test"][5]["image"]) and "val" not in other
     batch = collate_cases([tr[i] for i in range(4)])
     assert batch["image"].shape == (4, 1, 32, 32) and batch["codes"].shape == (4, 3) and batch["hidden"].shape == (4,)
-    one = build_datasets("synthetic", task="tumor3d", n_train=2, n_val=0, n_test=0, image_size=16, attributes=["institution"])
+    one = build_datasets(
+        "synthetic", task="tumor3d", n_train=2, n_val=0, n_test=0, image_size=16, attributes=["institution"]
+    )
     assert one["train"].group_spec.attributes == ["institution"] and one["train"][0]["image"].shape == (3, 16, 16, 16)

@@ -8,17 +8,35 @@ from pathlib import Path
 import torch
 
 TINY_DDP = [
-    "data.args.n_train=24", "data.args.n_val=10", "data.args.n_test=4", "data.args.image_size=32",
-    "model.args.dim=32", "model.args.depth=1", "model.args.heads=2", "model.args.patch_size=8",
-    "model.args.head_channels=16", "model.args.decoder_channels=[8,8,8]", "train.epochs=1",
-    "train.batch_size=4", "train.progress=false", "train.tensorboard=false", "schedule.warmup_epochs=0",
+    "data.args.n_train=24",
+    "data.args.n_val=10",
+    "data.args.n_test=4",
+    "data.args.image_size=32",
+    "model.args.dim=32",
+    "model.args.depth=1",
+    "model.args.heads=2",
+    "model.args.patch_size=8",
+    "model.args.head_channels=16",
+    "model.args.decoder_channels=[8,8,8]",
+    "train.epochs=1",
+    "train.batch_size=4",
+    "train.progress=false",
+    "train.tensorboard=false",
+    "schedule.warmup_epochs=0",
 ]
 
 
 def worker(rank: int, world: int, port: int, out: str) -> None:
     """Train the tiny FairDRO config as rank ``rank`` of ``world`` (gloo) and dump its final state."""
-    os.environ.update({"RANK": str(rank), "WORLD_SIZE": str(world), "LOCAL_RANK": str(rank),
-                       "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)})
+    os.environ.update(
+        {
+            "RANK": str(rank),
+            "WORLD_SIZE": str(world),
+            "LOCAL_RANK": str(rank),
+            "MASTER_ADDR": "127.0.0.1",
+            "MASTER_PORT": str(port),
+        }
+    )
     torch.set_num_threads(1)
     from duetfair.engine.config import load_config
     from duetfair.engine.distributed import cleanup
@@ -27,7 +45,14 @@ def worker(rank: int, world: int, port: int, out: str) -> None:
     cfg = load_config("fundus2d_fair_dro", TINY_DDP)
     trainer = Trainer(cfg, Path(out) / "run", resume=False)
     result = trainer.fit()
-    torch.save({"model": trainer.model.state_dict(), "objective": trainer.objective.state_dict(),
-                "steps": result.global_step, "val_dice": result.history["val_dice"].tolist(),
-                "world": trainer.info.world_size}, Path(out) / f"rank{rank}.pt")
+    torch.save(
+        {
+            "model": trainer.model.state_dict(),
+            "objective": trainer.objective.state_dict(),
+            "steps": result.global_step,
+            "val_dice": result.history["val_dice"].tolist(),
+            "world": trainer.info.world_size,
+        },
+        Path(out) / f"rank{rank}.pt",
+    )
     cleanup()

@@ -131,8 +131,10 @@ def test_with_method_switches_a_user_config_to_each_method() -> None:
 
 def test_analysis_and_display_settings_do_not_change_the_hash() -> None:
     base = load_config("manifest_example")
-    same = load_config("manifest_example", ["data.hidden_column=morphology=irregular", "train.log_every_epoch=false",
-                                            "train.progress=false"])
+    same = load_config(
+        "manifest_example",
+        ["data.hidden_column=morphology=irregular", "train.log_every_epoch=false", "train.progress=false"],
+    )
     assert same.data.hidden_column == "morphology=irregular" and same.config_hash() == base.config_hash()
     assert load_config("manifest_example", ["seed=1"]).config_hash() != base.config_hash()
     with pytest.raises(DuetfairError, match="config data.hidden_column: hidden column '=x': expected COLUMN"):

@@ -13,9 +13,16 @@ import pytest
 from duetfair.experiments.methods import aggregate_seeds, benchmark_markdown, run_benchmark, run_demo, seed_ci
 
 TINY_DEMO = [
-    "data.args.n_train=16", "data.args.n_val=8", "data.args.n_test=8", "model.args.dim=32", "model.args.depth=1",
-    "model.args.patch_size=8", "model.args.head_channels=16", "model.args.decoder_channels=[8,8,8]",
-    "train.epochs=1", "train.batch_size=8",
+    "data.args.n_train=16",
+    "data.args.n_val=8",
+    "data.args.n_test=8",
+    "model.args.dim=32",
+    "model.args.depth=1",
+    "model.args.patch_size=8",
+    "model.args.head_channels=16",
+    "model.args.decoder_channels=[8,8,8]",
+    "train.epochs=1",
+    "train.batch_size=8",
 ]
 
 
@@ -33,8 +40,9 @@ def test_demo_smoke(tmp_path: Path) -> None:
 
 
 def test_benchmark_smoke_two_seeds(tmp_path: Path) -> None:
-    result = run_benchmark(tmp_path / "b", methods=("erm", "dmoe"), seeds=(0, 1), extra=TINY_DEMO, n_boot=10,
-                           log=lambda s: None)
+    result = run_benchmark(
+        tmp_path / "b", methods=("erm", "dmoe"), seeds=(0, 1), extra=TINY_DEMO, n_boot=10, log=lambda s: None
+    )
     agg = pd.DataFrame(result["aggregate"])
     assert list(agg["key"]) == ["erm", "dmoe"] and (agg["n_seeds"] == 2).all()
     assert agg.loc[agg["key"] == "erm", "dice_vs_erm"].iloc[0] == pytest.approx(0.0)

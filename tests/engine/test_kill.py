@@ -11,23 +11,39 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 import torch
 
 from duetfair.engine.checkpoint import load_checkpoint
 from duetfair.rundir import RunDir
 
-TINY = ["data.args.n_train=48", "data.args.n_val=8", "data.args.n_test=8", "data.args.image_size=32",
-        "model.args.dim=32", "model.args.depth=1", "model.args.heads=2", "model.args.patch_size=8",
-        "model.args.head_channels=16", "model.args.decoder_channels=[8,8,8]", "train.epochs=6",
-        "train.batch_size=8", "train.progress=false", "train.tensorboard=false", "train.threads=1",
-        "schedule.warmup_epochs=0"]
+TINY = [
+    "data.args.n_train=48",
+    "data.args.n_val=8",
+    "data.args.n_test=8",
+    "data.args.image_size=32",
+    "model.args.dim=32",
+    "model.args.depth=1",
+    "model.args.heads=2",
+    "model.args.patch_size=8",
+    "model.args.head_channels=16",
+    "model.args.decoder_channels=[8,8,8]",
+    "train.epochs=6",
+    "train.batch_size=8",
+    "train.progress=false",
+    "train.tensorboard=false",
+    "train.threads=1",
+    "schedule.warmup_epochs=0",
+]
 
 
 def _train(out: Path, *extra: str) -> subprocess.Popen:
     args = [sys.executable, "-m", "duetfair", "train", "fundus2d_group_dro", "--out", str(out), *extra]
-    return subprocess.Popen(args + [a for s in TINY for a in ("--set", s)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, env={**os.environ, "PYTHONHASHSEED": "0"})
+    return subprocess.Popen(
+        args + [a for s in TINY for a in ("--set", s)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONHASHSEED": "0"},
+    )
 
 
 def test_kill_9_then_resume_equals_an_uninterrupted_run(tmp_path: Path) -> None:
@@ -43,8 +59,12 @@ def test_kill_9_then_resume_equals_an_uninterrupted_run(tmp_path: Path) -> None:
     killed.wait()
     run = RunDir(tmp_path / "killed")
     assert run.read_record().status == "interrupted"  # run.json said "running"; its process is gone
-    resumed = subprocess.run([sys.executable, "-m", "duetfair", "train", str(tmp_path / "killed"), "--resume"],
-                             capture_output=True, text=True, timeout=600)
+    resumed = subprocess.run(
+        [sys.executable, "-m", "duetfair", "train", str(tmp_path / "killed"), "--resume"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert resumed.returncode == 0, resumed.stderr
     assert whole.wait(timeout=600) == 0
     assert not list(run.checkpoints.glob(".*.tmp")) and not list(run.root.glob(".partial-*"))

@@ -20,10 +20,20 @@ from duetfair.engine.predict import parse_attrs, predict_files
 from duetfair.engine.trainer import train
 from duetfair.errors import DuetfairError
 
-MODEL = ["model.args.dim=32", "model.args.depth=1", "model.args.heads=2", "model.args.patch_size=8",
-         "model.args.head_channels=16", "model.args.decoder_channels=[8,8,8]", "train.epochs=1",
-         "train.batch_size=8", "train.progress=false", "train.tensorboard=false", "eval.metrics=[dice,iou]",
-         "schedule.warmup_epochs=0"]
+MODEL = [
+    "model.args.dim=32",
+    "model.args.depth=1",
+    "model.args.heads=2",
+    "model.args.patch_size=8",
+    "model.args.head_channels=16",
+    "model.args.decoder_channels=[8,8,8]",
+    "train.epochs=1",
+    "train.batch_size=8",
+    "train.progress=false",
+    "train.tensorboard=false",
+    "eval.metrics=[dice,iou]",
+    "schedule.warmup_epochs=0",
+]
 
 
 def _write_cases(root: Path, n: int = 24, phases: int = 3, size: int = 32) -> Path:
@@ -35,7 +45,7 @@ def _write_cases(root: Path, n: int = 24, phases: int = 3, size: int = 32) -> Pa
     for i in range(n):
         mask = np.zeros((size, size), np.uint8)
         r, c = rng.integers(4, size - 12, 2)
-        mask[r:r + 8, c:c + 8] = 1
+        mask[r : r + 8, c : c + 8] = 1
         files = []
         for k in range(phases):
             img = (rng.random((size, size)) * 60 + mask * (80 + 40 * k)).astype(np.uint8)
@@ -43,16 +53,28 @@ def _write_cases(root: Path, n: int = 24, phases: int = 3, size: int = 32) -> Pa
             files.append(f"img/c{i}_{k}.png")
         Image.fromarray(mask).save(root / "img" / f"c{i}_mask.png")
         split = "train" if i < 16 else ("val" if i < 20 else "test")
-        rows.append({"image": ";".join(files), "label": f"img/c{i}_mask.png", "case_id": f"c{i}",
-                     "sex": "F" if i % 2 else "M", "split": split})
+        rows.append(
+            {
+                "image": ";".join(files),
+                "label": f"img/c{i}_mask.png",
+                "case_id": f"c{i}",
+                "sex": "F" if i % 2 else "M",
+                "split": split,
+            }
+        )
     pd.DataFrame(rows).to_csv(root / "manifest.csv", index=False)
     return root / "manifest.csv"
 
 
 def _train(root: Path, manifest: Path, name: str, **args: object) -> Path:
-    config = {"extends": "fundus2d_dmoe.yaml",
-              "data": {"kind": "manifest", "group_attribute": "sex",
-                       "args": {"path": str(manifest), "image_size": [32, 32], "num_classes": 2, **args}}}
+    config = {
+        "extends": "fundus2d_dmoe.yaml",
+        "data": {
+            "kind": "manifest",
+            "group_attribute": "sex",
+            "args": {"path": str(manifest), "image_size": [32, 32], "num_classes": 2, **args},
+        },
+    }
     (root / f"{name}.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
     train(load_config(root / f"{name}.yaml", MODEL), root / name)
     return root / name
@@ -83,20 +105,24 @@ def test_predict_takes_all_files_of_a_case_and_refuses_one(phase_run: Path, tmp_
         predict_files(phase_run, [f"{data}/img/c20_0.png;{data}/img/c20_1.png"], tmp_path / "out2")
     Image.fromarray(np.zeros((20, 20), np.uint8)).save(tmp_path / "small.png")
     with pytest.raises(DuetfairError, match="different spatial shapes"):
-        predict_files(phase_run, [f"{data}/img/c20_0.png;{data}/img/c20_1.png;{tmp_path}/small.png"],
-                      tmp_path / "out3")
+        predict_files(phase_run, [f"{data}/img/c20_0.png;{data}/img/c20_1.png;{tmp_path}/small.png"], tmp_path / "out3")
 
 
 def test_manifest_gives_every_case_its_own_attributes(phase_run: Path, tmp_path: Path) -> None:
     data = phase_run.parent / "data"
-    rows = [{"image": ";".join(f"img/c{i}_{k}.png" for k in range(3)), "case_id": f"p{i}", "sex": sex}
-            for i, sex in ((20, "F"), (21, "M"), (22, ""))]
+    rows = [
+        {"image": ";".join(f"img/c{i}_{k}.png" for k in range(3)), "case_id": f"p{i}", "sex": sex}
+        for i, sex in ((20, "F"), (21, "M"), (22, ""))
+    ]
     pd.DataFrame(rows).to_csv(data / "to_predict.csv", index=False)
     table = predict_files(phase_run, [], tmp_path / "out", manifest=data / "to_predict.csv")
     assert table["group"].tolist() == ["F", "M", "unknown"]
     assert table["group_source"].iloc[2].startswith("none given")
-    assert sorted(p.name for p in (tmp_path / "out").glob("*_mask.png")) == ["p20_mask.png", "p21_mask.png",
-                                                                            "p22_mask.png"]
+    assert sorted(p.name for p in (tmp_path / "out").glob("*_mask.png")) == [
+        "p20_mask.png",
+        "p21_mask.png",
+        "p22_mask.png",
+    ]
     rows[0]["sex"] = "X"
     pd.DataFrame(rows).to_csv(data / "bad.csv", index=False)
     with pytest.raises(DuetfairError, match=r"bad.csv' row 2 \(case 'p20'\): sex=X: value not known"):
@@ -126,9 +152,11 @@ def test_cli_predict_phases_and_errors(phase_run: Path, tmp_path: Path, capsys: 
     code, err = run(case, "--attr", "sex=M")
     assert code == 0, err
     assert (tmp_path / "masks" / "c21_0_mask.png").is_file()
-    for args, expected in (((str(img / "c21_0.png"),), "from separate files"),
-                           ((case, "--attr", "sex=M", "--attr", "sex=F"), "--attr sex given twice"),
-                           ((), "expected input images or --manifest")):
+    for args, expected in (
+        ((str(img / "c21_0.png"),), "from separate files"),
+        ((case, "--attr", "sex=M", "--attr", "sex=F"), "--attr sex given twice"),
+        ((), "expected input images or --manifest"),
+    ):
         code, err = run(*args)
         assert code == 2 and expected in err and "Traceback" not in err
         assert len(err.strip().splitlines()) == 1

@@ -17,8 +17,13 @@ from duetfair.errors import DuetfairError
 
 def _manifest(tmp_path: Path, **columns: list) -> Path:
     n = len(next(iter(columns.values())))
-    df = pd.DataFrame({"image": [f"img/{i}_0000.nii.gz;img/{i}_0001.nii.gz" for i in range(n)],
-                       "seg": [f"lab/{i}.nii.gz" for i in range(n)], **columns})
+    df = pd.DataFrame(
+        {
+            "image": [f"img/{i}_0000.nii.gz;img/{i}_0001.nii.gz" for i in range(n)],
+            "seg": [f"lab/{i}.nii.gz" for i in range(n)],
+            **columns,
+        }
+    )
     path = tmp_path / "cases.csv"
     df.to_csv(path, index=False)
     return path
@@ -34,10 +39,17 @@ def test_nice_edges_are_round_tertiles() -> None:
 def test_summary_of_a_3d_multi_phase_manifest(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     n = 30
-    path = _manifest(tmp_path, subject=[f"s{i}" for i in range(n)], patient_id=[f"p{i // 2}" for i in range(n)],
-                     age=rng.integers(25, 85, n), site=["A", "B", "C"] * 10, scanner=["x"] * n,
-                     notes=[f"note {i}" for i in range(n)], density=rng.choice([1, 2, 3, 4], n),
-                     hidden_subtype=rng.integers(0, 2, n))
+    path = _manifest(
+        tmp_path,
+        subject=[f"s{i}" for i in range(n)],
+        patient_id=[f"p{i // 2}" for i in range(n)],
+        age=rng.integers(25, 85, n),
+        site=["A", "B", "C"] * 10,
+        scanner=["x"] * n,
+        notes=[f"note {i}" for i in range(n)],
+        density=rng.choice([1, 2, 3, 4], n),
+        hidden_subtype=rng.integers(0, 2, n),
+    )
     s = summarize_manifest(path)
     assert s.roles == {"image": "image", "label": "seg", "case_id": "subject"}
     assert (s.spatial_dims, s.files_per_case, s.group_by, s.hidden) == (3, 2, "patient_id", "hidden_subtype")
@@ -48,7 +60,9 @@ def test_summary_of_a_3d_multi_phase_manifest(tmp_path: Path) -> None:
     raw = yaml.safe_load(out.read_text())
     assert raw["extends"] == "tumor3d.yaml" and raw["data"]["args"]["image_size"] == [32, 32, 32]
     assert raw["data"]["args"]["group_by"] == "patient_id" and raw["data"]["args"]["columns"] == {
-        "label": "seg", "case_id": "subject"}
+        "label": "seg",
+        "case_id": "subject",
+    }
     assert "2 file(s) per case stacked as channels" in out.read_text()
     cfg = load_config(out)
     assert cfg.data.group_attribute == "site" and cfg.model.name == "resunet3d"

@@ -20,7 +20,14 @@ def test_run_directory_and_history(tmp_path: Path, tiny) -> None:
     result = train(cfg, tmp_path / "run")
     run = tmp_path / "run"
     assert result.status == "completed" and result.epochs_done == 2
-    for name in ("config.yaml", "group_spec.json", "run.json", "history.csv", "checkpoints/last.pt", "checkpoints/best.pt"):
+    for name in (
+        "config.yaml",
+        "group_spec.json",
+        "run.json",
+        "history.csv",
+        "checkpoints/last.pt",
+        "checkpoints/best.pt",
+    ):
         assert (run / name).is_file(), name
     assert any((run / "tensorboard").iterdir())
     hist = pd.read_csv(run / "history.csv")
@@ -98,7 +105,9 @@ def test_objectives_needing_extras_train(tmp_path: Path, tiny, method: str) -> N
 
 
 def test_bad_group_attribute(tmp_path: Path, tiny) -> None:
-    with pytest.raises(DuetfairError, match=r"data.group_attribute: 'ethnicity' is not one of \['race', 'age', 'sex'\]"):
+    with pytest.raises(
+        DuetfairError, match=r"data.group_attribute: 'ethnicity' is not one of \['race', 'age', 'sex'\]"
+    ):
         Trainer(tiny("erm", "data.group_attribute=ethnicity"), tmp_path / "run")
 
 
@@ -127,8 +136,12 @@ def test_one_plain_line_per_epoch_when_not_a_terminal(tmp_path: Path, tiny, caps
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("epoch ")]
     assert [line.split()[1] for line in lines] == ["1/2", "2/2"]
     for line in lines:
-        assert "loss " in line and "val Dice " in line and "worst-group Dice " in line and line.rstrip().endswith(
-            (" s", ")"))
+        assert (
+            "loss " in line
+            and "val Dice " in line
+            and "worst-group Dice " in line
+            and line.rstrip().endswith((" s", ")"))
+        )
         assert "\x1b[" not in line  # plain text, no terminal codes
     train(tiny("erm", "train.log_every_epoch=false"), tmp_path / "quiet")
     assert "epoch 1/2" not in capsys.readouterr().out

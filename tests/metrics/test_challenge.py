@@ -7,8 +7,9 @@ from duetfair.metrics.challenge import challenge_spec, mamamia_scores
 
 
 def test_unknown_menopause_is_its_own_group_as_in_the_challenge():
-    df = pd.DataFrame({"dice": [0.9, 0.9, 0.5, 0.5], "normhd": [0.1] * 4,
-                       "menopause": ["pre", "post", "unknown", None]})
+    df = pd.DataFrame(
+        {"dice": [0.9, 0.9, 0.5, 0.5], "normhd": [0.1] * 4, "menopause": ["pre", "post", "unknown", None]}
+    )
     s = mamamia_scores(df, ["menopause"])
     assert s["fairness_per_variable"]["menopause"] == pytest.approx(0.8)
     assert s["groups"]["menopause"]["unknown"]["n"] == 2

@@ -63,7 +63,11 @@ def _pair(ref_empty, pred_empty):
 EXPECTED = {
     "nan": {(True, True): (np.nan,) * 5, (True, False): (np.nan,) * 5, (False, True): (0, 0, np.inf, 0, 1)},
     "fairseg": {(True, True): (0, 0, 0, np.nan, 0), (True, False): (1, 1, 0, 0, 0), (False, True): (0, 0, 0, 0, 0)},
-    "mamamia": {(True, True): (0, 0, 0, 0, 0), (True, False): (0, 0, np.inf, 0, 1), (False, True): (0, 0, np.inf, 0, 1)},
+    "mamamia": {
+        (True, True): (0, 0, 0, 0, 0),
+        (True, False): (0, 0, np.inf, 0, 1),
+        (False, True): (0, 0, np.inf, 0, 1),
+    },
 }
 
 
@@ -78,7 +82,9 @@ def test_empty_policies(empty, ref_empty, pred_empty):
         assert row["dice"] == pytest.approx(2 * 9 / 32) and row["iou"] == pytest.approx(9 / 23)
         assert np.isfinite(row["hd95"]) and 0 < row["nsd"] <= 1
         return
-    np.testing.assert_array_equal(np.array(got, dtype=float), np.array(EXPECTED[empty][(ref_empty, pred_empty)], dtype=float))
+    np.testing.assert_array_equal(
+        np.array(got, dtype=float), np.array(EXPECTED[empty][(ref_empty, pred_empty)], dtype=float)
+    )
 
 
 def _blob_maps(shape, seed):
@@ -112,9 +118,14 @@ def _brute_pooled_hd95(a, b, spacing=(1.0, 1.0)):
 def test_fairseg_hd95_is_pooled_like_the_fairseg_code(spacing):
     pred, target = _blob_maps((4, 30, 26), seed=7)
     pred[1, 10:20, 5:15] = 1  # a filled square among blobs: unequal directed distances
-    df = per_case_metrics(pred, target, num_classes=3, metrics=("dice", "iou", "hd95"), empty="fairseg", spacing=spacing)
-    ref = [_brute_pooled_hd95((pred[b] == c).numpy(), (target[b] == c).numpy(), spacing or (1.0, 1.0))
-           for b in range(4) for c in (1, 2)]
+    df = per_case_metrics(
+        pred, target, num_classes=3, metrics=("dice", "iou", "hd95"), empty="fairseg", spacing=spacing
+    )
+    ref = [
+        _brute_pooled_hd95((pred[b] == c).numpy(), (target[b] == c).numpy(), spacing or (1.0, 1.0))
+        for b in range(4)
+        for c in (1, 2)
+    ]
     np.testing.assert_allclose(df["hd95"], ref, rtol=0, atol=1e-9)
     monai = per_case_metrics(pred, target, num_classes=3, metrics=("dice", "iou", "hd95"), spacing=spacing)
     assert (df["hd95"] != monai["hd95"]).any()  # MONAI: max of the two directed percentiles
@@ -154,7 +165,12 @@ def test_channel_dim_and_numpy_input():
 
 @pytest.mark.parametrize(
     "kwargs,match",
-    [({"empty": "zero"}, "empty"), ({"metrics": ("dice", "ssim")}, "ssim"), ({"num_classes": 1}, "num_classes"), ({"classes": [5]}, "classes")],
+    [
+        ({"empty": "zero"}, "empty"),
+        ({"metrics": ("dice", "ssim")}, "ssim"),
+        ({"num_classes": 1}, "num_classes"),
+        ({"classes": [5]}, "classes"),
+    ],
 )
 def test_bad_arguments(kwargs, match):
     pred, target = _pair(False, False)

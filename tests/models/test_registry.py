@@ -10,15 +10,29 @@ from duetfair.models.registry import MODEL_NAMES, build_model, count_params_flop
 
 # small configurations that run in well under a second on CPU
 SMALL = {
-    "vit_seg": dict(in_channels=3, num_classes=3, img_size=32, dim=32, depth=2, heads=2, patch_size=8,
-                    head_channels=16, decoder_channels=(16, 8, 8)),
+    "vit_seg": dict(
+        in_channels=3,
+        num_classes=3,
+        img_size=32,
+        dim=32,
+        depth=2,
+        heads=2,
+        patch_size=8,
+        head_channels=16,
+        decoder_channels=(16, 8, 8),
+    ),
     "resunet3d": dict(in_channels=1, num_classes=2, feature_size=4, spatial_dims=2),
     "unet": dict(in_channels=1, num_classes=2, spatial_dims=2, channels=(4, 8, 16), strides=(2, 2), num_res_units=1),
     "segresnet": dict(in_channels=1, num_classes=2, spatial_dims=2, init_filters=8),
     "swinunetr": dict(in_channels=1, num_classes=2, spatial_dims=2, feature_size=12),
 }
-SHAPES = {"vit_seg": (2, 3, 32, 32), "resunet3d": (2, 1, 64, 64), "unet": (2, 1, 32, 32),
-          "segresnet": (2, 1, 32, 32), "swinunetr": (2, 1, 64, 64)}
+SHAPES = {
+    "vit_seg": (2, 3, 32, 32),
+    "resunet3d": (2, 1, 64, 64),
+    "unet": (2, 1, 32, 32),
+    "segresnet": (2, 1, 32, 32),
+    "swinunetr": (2, 1, 64, 64),
+}
 
 
 def _family(name: str) -> str:
@@ -120,8 +134,15 @@ def test_state_dict_round_trip(name: str, tmp_path) -> None:
 
 def test_resunet_3d_shapes_and_channels() -> None:
     torch.manual_seed(0)
-    model = build_model("resunet3d_dmoe", in_channels=2, num_classes=3, num_groups=[2, 3], img_size=(64, 64, 64),
-                        feature_size=2, moe_kwargs=dict(num_experts=2, top_k=1))
+    model = build_model(
+        "resunet3d_dmoe",
+        in_channels=2,
+        num_classes=3,
+        num_groups=[2, 3],
+        img_size=(64, 64, 64),
+        feature_size=2,
+        moe_kwargs=dict(num_experts=2, top_k=1),
+    )
     assert model.spatial_dims == 3
     assert [m.dim for m in model.moe_layers()] == [2, 2, 4, 8, 16]
     x = torch.randn(1, 2, 64, 64, 64)
@@ -175,8 +196,15 @@ def test_input_errors() -> None:
 
 def test_resunet_small_inputs_switch_norm() -> None:
     torch.manual_seed(0)
-    model = build_model("resunet3d_dmoe", in_channels=1, num_classes=2, num_groups=2, img_size=[32, 32, 32],
-                        feature_size=2, moe_kwargs=dict(num_experts=2)).train()
+    model = build_model(
+        "resunet3d_dmoe",
+        in_channels=1,
+        num_classes=2,
+        num_groups=2,
+        img_size=[32, 32, 32],
+        feature_size=2,
+        moe_kwargs=dict(num_experts=2),
+    ).train()
     logits = model(torch.randn(1, 1, 32, 32, 32), torch.tensor([1]))
     assert logits.shape == (1, 2, 32, 32, 32) and torch.isfinite(logits).all()
     plain = build_model("resunet3d", in_channels=1, num_classes=2, spatial_dims=3, feature_size=2).train()

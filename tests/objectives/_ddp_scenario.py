@@ -59,8 +59,7 @@ class Step(nn.Module):
     def forward(self, image, label, group, case_ids):
         logits, feats = self.model.forward_features(image)
         extras = {"logits": logits, "target": label, "features": feats, "case_ids": case_ids}
-        return self.objective(self.loss_fn(logits, label), group,
-                              **{k: extras[k] for k in self.objective.requires})
+        return self.objective(self.loss_fn(logits, label), group, **{k: extras[k] for k in self.objective.requires})
 
 
 def batch(step: int):

@@ -28,8 +28,9 @@ def ddp_results(tmp_path_factory):
     if not torch.distributed.is_available():
         pytest.skip("torch.distributed is not available in this build")
     tmp = tmp_path_factory.mktemp("ddp")
-    ctx = mp.start_processes(scenario.worker, args=(2, str(tmp / "init"), str(tmp)), nprocs=2,
-                             join=False, start_method="spawn")
+    ctx = mp.start_processes(
+        scenario.worker, args=(2, str(tmp / "init"), str(tmp)), nprocs=2, join=False, start_method="spawn"
+    )
     deadline = time.monotonic() + 300
     while not ctx.join(timeout=5):
         if time.monotonic() > deadline:

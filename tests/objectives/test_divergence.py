@@ -12,23 +12,27 @@ from duetfair.objectives.divergence import DivergenceReweighting, divergence_wei
 
 @pytest.fixture
 def meta():
-    return pd.DataFrame({
-        "case_id": ["a", "b", "c", "d", "e"],
-        "age": ["0-40", "0-40", "41-50", "41-50", "71+"],
-        "site": ["X", "Y", "X", "Y", "X"],
-    })
+    return pd.DataFrame(
+        {
+            "case_id": ["a", "b", "c", "d", "e"],
+            "age": ["0-40", "0-40", "41-50", "41-50", "71+"],
+            "site": ["X", "Y", "X", "Y", "X"],
+        }
+    )
 
 
 @pytest.fixture
 def subgroups():
-    return pd.DataFrame({
-        "itemset": [{"age": "0-40"}, {"age": "41-50", "site": "Y"}, {"site": "X"}, {"age": "71+"}, {}],
-        "support": [0.4, 0.2, 0.6, 0.2, 1.0],
-        "n": [2, 1, 3, 1, 5],
-        "mean": [0.6, 0.5, 0.9, 0.7, 0.8],
-        "divergence": [-0.2, -0.1, 0.1, -0.3, 0.0],
-        "t": [3.0, 2.5, 4.0, 1.0, 0.0],
-    })
+    return pd.DataFrame(
+        {
+            "itemset": [{"age": "0-40"}, {"age": "41-50", "site": "Y"}, {"site": "X"}, {"age": "71+"}, {}],
+            "support": [0.4, 0.2, 0.6, 0.2, 1.0],
+            "n": [2, 1, 3, 1, 5],
+            "mean": [0.6, 0.5, 0.9, 0.7, 0.8],
+            "divergence": [-0.2, -0.1, 0.1, -0.3, 0.0],
+            "t": [3.0, 2.5, 4.0, 1.0, 0.0],
+        }
+    )
 
 
 def test_weights_hand_example(meta, subgroups):
@@ -106,10 +110,15 @@ def test_with_divexplorer_mined_subgroups():
     dice = [d + 0.05 * float(torch.randn(1, generator=g)) for d in dice]
     frame = pd.DataFrame({"age": age, "site": site, "dice": dice})
     patterns = divexplorer.DivergenceExplorer(frame).get_pattern_divergence(
-        min_support=0.1, quantitative_outcomes=["dice"])
-    sub = pd.DataFrame({
-        "itemset": [dict(item.split("=", 1) for item in s) for s in patterns["itemset"]],
-        "divergence": patterns["dice_div"], "t": patterns["dice_t"]})
+        min_support=0.1, quantitative_outcomes=["dice"]
+    )
+    sub = pd.DataFrame(
+        {
+            "itemset": [dict(item.split("=", 1) for item in s) for s in patterns["itemset"]],
+            "divergence": patterns["dice_div"],
+            "t": patterns["dice_t"],
+        }
+    )
     meta = frame.assign(case_id=[f"c{i}" for i in range(n)])
     w = divergence_weights(sub, meta)
     old = w[[a == "old" for a in age]]

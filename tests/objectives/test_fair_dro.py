@@ -120,8 +120,6 @@ def test_bad_options_rejected(bad):
         FairDRO(2, **bad)
 
 
-
-
 @settings(max_examples=40, deadline=None)
 @given(
     data=st.lists(st.tuples(st.floats(0, 10), st.integers(-1, 3)), min_size=1, max_size=20),

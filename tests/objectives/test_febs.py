@@ -68,8 +68,14 @@ def test_single_group_and_all_unknown():
     torch.testing.assert_close(loss, (0.5 * dice + 0.5 * ce).mean())
 
 
-@pytest.mark.parametrize("options", [dict(include_background=False), dict(weight=[0.5, 1.0, 2.0]),
-                                     dict(weight=[0.5, 1.0, 2.0], include_background=False)])
+@pytest.mark.parametrize(
+    "options",
+    [
+        dict(include_background=False),
+        dict(weight=[0.5, 1.0, 2.0]),
+        dict(weight=[0.5, 1.0, 2.0], include_background=False),
+    ],
+)
 def test_matches_scaled_per_case_loss_with_options(options):
     logits, target = _batch(3)
     logits.requires_grad_(True)
@@ -81,8 +87,8 @@ def test_matches_scaled_per_case_loss_with_options(options):
     dice, ce = loss_fn.components(logits, target, prob_scale=scale)
     expected = (0.5 * dice + 0.5 * ce).mean()
     torch.testing.assert_close(loss, expected)
-    g1, = torch.autograd.grad(loss, logits)
-    g2, = torch.autograd.grad(expected, logits)
+    (g1,) = torch.autograd.grad(loss, logits)
+    (g2,) = torch.autograd.grad(expected, logits)
     torch.testing.assert_close(g1, g2)
 
 

@@ -21,8 +21,13 @@ def _batch(shape, seed=0):
 def test_batch_mean_matches_monai_dicece(shape, include_background, lambdas):
     logits, target = _batch(shape)
     ours = PerCaseDiceCE(include_background=include_background, lambda_dice=lambdas[0], lambda_ce=lambdas[1])
-    monai = DiceCELoss(include_background=include_background, to_onehot_y=True, softmax=True,
-                       lambda_dice=lambdas[0], lambda_ce=lambdas[1])
+    monai = DiceCELoss(
+        include_background=include_background,
+        to_onehot_y=True,
+        softmax=True,
+        lambda_dice=lambdas[0],
+        lambda_ce=lambdas[1],
+    )
     per_case = ours(logits, target)
     assert per_case.shape == (shape[0],)
     torch.testing.assert_close(per_case.mean(), monai(logits, target), rtol=1e-10, atol=1e-10)
@@ -41,7 +46,7 @@ def test_each_case_independent_of_batch():
     logits, target = _batch((4, 3, 6, 6), seed=2)
     loss_fn = PerCaseDiceCE()
     together = loss_fn(logits, target)
-    alone = torch.cat([loss_fn(logits[i:i + 1], target[i:i + 1]) for i in range(4)])
+    alone = torch.cat([loss_fn(logits[i : i + 1], target[i : i + 1]) for i in range(4)])
     torch.testing.assert_close(together, alone)
 
 
@@ -63,8 +68,9 @@ def test_class_weights_dice_matches_monai_and_ce_is_per_case_weighted_mean():
     torch.testing.assert_close(ce, (voxel * vw).sum(1) / vw.sum(1))
     # one case: equal to MONAI DiceCELoss with the same weights
     single = loss_fn(logits[:1], target[:1])[0]
-    ref = DiceCELoss(include_background=False, to_onehot_y=True, softmax=True, weight=w,
-                     lambda_dice=0.5, lambda_ce=0.5)(logits[:1], target[:1])
+    ref = DiceCELoss(
+        include_background=False, to_onehot_y=True, softmax=True, weight=w, lambda_dice=0.5, lambda_ce=0.5
+    )(logits[:1], target[:1])
     torch.testing.assert_close(single, ref)
 
 

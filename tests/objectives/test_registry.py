@@ -21,9 +21,14 @@ def test_every_objective_builds_runs_and_backpropagates(name):
     logits = torch.randn(6, 2, 5, 5, generator=g, requires_grad=True)
     target = torch.randint(0, 2, (6, 1, 5, 5), generator=g)
     from duetfair.objectives.per_case import PerCaseDiceCE
+
     losses = PerCaseDiceCE()(logits, target)
-    batch = {"logits": logits, "target": target, "features": torch.randn(6, 4, generator=g),
-             "case_ids": [f"c{i}" for i in range(6)]}
+    batch = {
+        "logits": logits,
+        "target": target,
+        "features": torch.randn(6, 4, generator=g),
+        "case_ids": [f"c{i}" for i in range(6)],
+    }
     loss = obj(losses, torch.tensor([0, 1, -1, 2, 0, 0]), **{k: batch[k] for k in obj.requires})
     assert loss.ndim == 0 and torch.isfinite(loss)
     loss.backward()
@@ -32,8 +37,16 @@ def test_every_objective_builds_runs_and_backpropagates(name):
 
 
 def test_expected_names_and_requirements():
-    assert set(available_objectives()) >= {"erm", "group_dro", "febs", "adversarial", "fair_dro", "divergence",
-                                           "cvar", "focal"}
+    assert set(available_objectives()) >= {
+        "erm",
+        "group_dro",
+        "febs",
+        "adversarial",
+        "fair_dro",
+        "divergence",
+        "cvar",
+        "focal",
+    }
     assert build_objective("febs", num_groups=2).requires == {"logits", "target"}
     assert build_objective("divergence", num_groups=2).requires == {"case_ids"}
     assert build_objective("fair_dro", num_groups=2).requires == frozenset()

@@ -26,8 +26,15 @@ from duetfair.rundir import RunDir
 
 FORMATS = ("md", "csv", "json", "latex")
 HEADLINE = ("es_dice", "dice", "es_iou", "iou")
-LABELS = {"es_dice": "ES-Dice", "dice": "Dice", "es_iou": "ES-IoU", "iou": "IoU", "worst_dice": "Worst-group Dice",
-          "worst_cvar10": "Worst-group CVaR10", "hidden_dice": "Hidden-subtype Dice"}
+LABELS = {
+    "es_dice": "ES-Dice",
+    "dice": "Dice",
+    "es_iou": "ES-IoU",
+    "iou": "IoU",
+    "worst_dice": "Worst-group Dice",
+    "worst_cvar10": "Worst-group CVaR10",
+    "hidden_dice": "Hidden-subtype Dice",
+}
 
 
 def _attr_entry(audit: dict[str, Any], metric: str, attribute: str, where: Path) -> dict[str, Any]:
@@ -53,8 +60,9 @@ def run_row(run_dir: str | Path, attribute: Optional[str] = None, name: Optional
     summary = run.read_json(run.summary, "summary")
     record = run.read_record() if run.record.is_file() else None
     if attribute is None:
-        attribute = ((record.group_attribute if record else None)
-                     or next(iter(audit["metrics"]["dice"].get("attributes", {})), None))
+        attribute = (record.group_attribute if record else None) or next(
+            iter(audit["metrics"]["dice"].get("attributes", {})), None
+        )
     require(attribute is not None, f"{root}: no attribute to compare; pass --by")
     dice = _attr_entry(audit, "dice", attribute, root)
     iou = _attr_entry(audit, "iou", attribute, root)
@@ -63,13 +71,19 @@ def run_row(run_dir: str | Path, attribute: Optional[str] = None, name: Optional
         "run": str(root),
         "attribute": attribute,
         "n_cases": summary.get("n_cases"),
-        "es_dice": _nan(dice["es"]), "es_dice_ci": [_nan(v) for v in dice.get("es_ci", [None, None])],
-        "dice": _nan(dice["overall"]["mean"]), "dice_ci": [_nan(v) for v in dice["overall"].get("ci", [None, None])],
-        "es_iou": _nan(iou["es"]), "es_iou_ci": [_nan(v) for v in iou.get("es_ci", [None, None])],
-        "iou": _nan(iou["overall"]["mean"]), "iou_ci": [_nan(v) for v in iou["overall"].get("ci", [None, None])],
-        "worst_group": dice.get("worst_group"), "worst_dice": _nan(dice.get("worst_mean")),
-        "worst_cvar10": _nan(dice.get("worst_cvar10",
-                                      min((g.get("cvar10", math.nan) for g in dice["groups"]), default=None))),
+        "es_dice": _nan(dice["es"]),
+        "es_dice_ci": [_nan(v) for v in dice.get("es_ci", [None, None])],
+        "dice": _nan(dice["overall"]["mean"]),
+        "dice_ci": [_nan(v) for v in dice["overall"].get("ci", [None, None])],
+        "es_iou": _nan(iou["es"]),
+        "es_iou_ci": [_nan(v) for v in iou.get("es_ci", [None, None])],
+        "iou": _nan(iou["overall"]["mean"]),
+        "iou_ci": [_nan(v) for v in iou["overall"].get("ci", [None, None])],
+        "worst_group": dice.get("worst_group"),
+        "worst_dice": _nan(dice.get("worst_mean")),
+        "worst_cvar10": _nan(
+            dice.get("worst_cvar10", min((g.get("cvar10", math.nan) for g in dice["groups"]), default=None))
+        ),
     }
     for g in dice["groups"]:
         row[f"dice[{g['value']}]"] = _nan(g["mean"])
@@ -81,12 +95,15 @@ def run_row(run_dir: str | Path, attribute: Optional[str] = None, name: Optional
     return row
 
 
-def compare_runs(run_dirs: Sequence[str | Path], *, attribute: Optional[str] = None,
-                 names: Optional[Sequence[str]] = None) -> pd.DataFrame:
+def compare_runs(
+    run_dirs: Sequence[str | Path], *, attribute: Optional[str] = None, names: Optional[Sequence[str]] = None
+) -> pd.DataFrame:
     """Comparison table (one row per run) of evaluated runs; see :func:`format_table`."""
     require(len(run_dirs) >= 1, "compare: give at least one run directory")
-    require(names is None or len(names) == len(run_dirs),
-            f"compare: {len(names or [])} names for {len(run_dirs)} runs; expected one name per run")
+    require(
+        names is None or len(names) == len(run_dirs),
+        f"compare: {len(names or [])} names for {len(run_dirs)} runs; expected one name per run",
+    )
     rows = [run_row(d, attribute, None if names is None else names[i]) for i, d in enumerate(run_dirs)]
     attrs = {r["attribute"] for r in rows}
     require(len(attrs) == 1, f"compare: runs use different group attributes {sorted(attrs)}; choose one with --by")
@@ -133,8 +150,13 @@ def format_table(df: pd.DataFrame, fmt: str = "md", digits: int = 3) -> str:
         for _, r in df.iterrows():
             rec = {k: (v if not isinstance(v, float) or math.isfinite(v) else None) for k, v in r.items()}
             records.append(rec)
-        return json.dumps({"attribute": str(df["attribute"].iloc[0]), "higher_is_better": True,
-                           "methods": records, "best": best}, indent=2) + "\n"
+        return (
+            json.dumps(
+                {"attribute": str(df["attribute"].iloc[0]), "higher_is_better": True, "methods": records, "best": best},
+                indent=2,
+            )
+            + "\n"
+        )
     if fmt == "csv":
         out = df.drop(columns=[c for c in df.columns if c.endswith("_ci")]).copy()
         for c in HEADLINE:
@@ -161,16 +183,32 @@ def format_table(df: pd.DataFrame, fmt: str = "md", digits: int = 3) -> str:
         attr = df["attribute"].iloc[0]
         rows = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
         rows += ["| " + " | ".join(c for c in cells) + " |" for cells in lines]
-        note = (f"\nGroups: `{attr}`. Values: point estimate (95 % bootstrap interval); best per column in bold. "
-                "Worst-group CVaR10 = mean Dice of the worst 10 % of cases in the worst group (hidden failures).\n")
+        note = (
+            f"\nGroups: `{attr}`. Values: point estimate (95 % bootstrap interval); best per column in bold. "
+            "Worst-group CVaR10 = mean Dice of the worst 10 % of cases in the worst group (hidden failures).\n"
+        )
         return "\n".join(rows) + "\n" + note
     esc = [h.replace("_", "\\_").replace("%", "\\%").replace("&", "\\&") for h in header]
-    body = [" & ".join(c.replace("_", "\\_").replace("&", "\\&") if not c.startswith("\\textbf") else c
-                       for c in cells) + " \\\\"
-            for cells in lines]
+    body = [
+        " & ".join(c.replace("_", "\\_").replace("&", "\\&") if not c.startswith("\\textbf") else c for c in cells)
+        + " \\\\"
+        for cells in lines
+    ]
     spec = "l" + "c" * (len(header) - 1)
-    return "\n".join(["\\begin{tabular}{" + spec + "}", "\\toprule", " & ".join(esc) + " \\\\", "\\midrule",
-                      *body, "\\bottomrule", "\\end{tabular}"]) + "\n"
+    return (
+        "\n".join(
+            [
+                "\\begin{tabular}{" + spec + "}",
+                "\\toprule",
+                " & ".join(esc) + " \\\\",
+                "\\midrule",
+                *body,
+                "\\bottomrule",
+                "\\end{tabular}",
+            ]
+        )
+        + "\n"
+    )
 
 
 # ---- the comparison report ---------------------------------------------------------------------
@@ -191,9 +229,13 @@ def _case_dice(run: RunDir, attribute: str) -> tuple[pd.DataFrame, str]:
     labels = GroupSpec.for_table(frame, [attribute], base=spec).labels(frame, attribute)
     audit = run.read_json(run.audit, "audit") if run.audit.is_file() else {}
     variant = str(audit.get("settings", {}).get("es_variant", "sum_abs"))
-    out = pd.DataFrame({"case_id": frame["case_id"].astype(str).to_numpy(),
-                        "dice": pd.to_numeric(frame["dice"], errors="coerce").to_numpy(dtype=float),
-                        "group": labels.astype(object).to_numpy()})
+    out = pd.DataFrame(
+        {
+            "case_id": frame["case_id"].astype(str).to_numpy(),
+            "dice": pd.to_numeric(frame["dice"], errors="coerce").to_numpy(dtype=float),
+            "group": labels.astype(object).to_numpy(),
+        }
+    )
     return out.drop_duplicates("case_id").set_index("case_id"), variant
 
 
@@ -213,9 +255,16 @@ def _paired_stats(values: np.ndarray, codes: np.ndarray, k: int, idx: np.ndarray
     return np.vstack([overall, worst, equity_scaled(overall, means, variant)])
 
 
-def paired_differences(run_dirs: Sequence[str | Path], *, names: Optional[Sequence[str]] = None,
-                       attribute: Optional[str] = None, baseline: int = 0, n_boot: int = 1000, seed: int = 0,
-                       level: float = 0.95) -> pd.DataFrame:
+def paired_differences(
+    run_dirs: Sequence[str | Path],
+    *,
+    names: Optional[Sequence[str]] = None,
+    attribute: Optional[str] = None,
+    baseline: int = 0,
+    n_boot: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> pd.DataFrame:
     """Paired differences of every run to the baseline run on the same test cases.
 
     Per run and score (:data:`PAIRED`: overall Dice, worst-group Dice, ES-Dice of ``attribute``,
@@ -243,27 +292,40 @@ def paired_differences(run_dirs: Sequence[str | Path], *, names: Optional[Sequen
         if i == baseline:
             continue
         common = base.index.intersection(frame.index)
-        both = pd.DataFrame({"a": base.loc[common, "dice"], "b": frame.loc[common, "dice"],
-                             "group": base.loc[common, "group"]}).dropna(subset=["a", "b"])
+        both = pd.DataFrame(
+            {"a": base.loc[common, "dice"], "b": frame.loc[common, "dice"], "group": base.loc[common, "group"]}
+        ).dropna(subset=["a", "b"])
         if len(both) < 2:
             continue
         cats = [g for g in pd.unique(both["group"].dropna())]
         codes = np.array([cats.index(g) if g in cats else -1 for g in both["group"]], dtype=np.int64)
         a, b = both["a"].to_numpy(dtype=float), both["b"].to_numpy(dtype=float)
         full = np.arange(len(both))[None, :]
-        point = _paired_stats(b, codes, len(cats), full, variant)[:, 0] - _paired_stats(a, codes, len(cats), full,
-                                                                                        variant)[:, 0]
+        point = (
+            _paired_stats(b, codes, len(cats), full, variant)[:, 0]
+            - _paired_stats(a, codes, len(cats), full, variant)[:, 0]
+        )
         diffs = []
         block = max(1, min(n_boot, (1 << 20) // len(both)))
         for start in range(0, n_boot, block):
             idx = rng.integers(0, len(both), size=(min(block, n_boot - start), len(both)))
-            diffs.append(_paired_stats(b, codes, len(cats), idx, variant) - _paired_stats(a, codes, len(cats), idx,
-                                                                                          variant))
+            diffs.append(
+                _paired_stats(b, codes, len(cats), idx, variant) - _paired_stats(a, codes, len(cats), idx, variant)
+            )
         boot = np.concatenate(diffs, axis=1) if diffs else np.empty((3, 0))
         for j, metric in enumerate(PAIRED):
             lo, hi = percentile_ci(boot[j][np.isfinite(boot[j])], level) if boot.shape[1] else (math.nan, math.nan)
-            rows.append({"method": table["method"].iloc[i], "metric": metric, "diff": float(point[j]),
-                         "low": float(lo), "high": float(hi), "verdict": verdict(lo, hi), "n_cases": int(len(both))})
+            rows.append(
+                {
+                    "method": table["method"].iloc[i],
+                    "metric": metric,
+                    "diff": float(point[j]),
+                    "low": float(lo),
+                    "high": float(hi),
+                    "verdict": verdict(lo, hi),
+                    "n_cases": int(len(both)),
+                }
+            )
     return pd.DataFrame(rows, columns=cols)
 
 
@@ -282,10 +344,19 @@ def report_frame(df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def comparison_report(run_dirs: Sequence[str | Path], out: str | Path, *, names: Optional[Sequence[str]] = None,
-                      attribute: Optional[str] = None, baseline: int = 0, audit_run: Optional[str | Path] = None,
-                      n_boot: int = 1000, seed: int = 0, title: str = "duetfair method comparison",
-                      provenance: Optional[dict[str, Any]] = None) -> Path:
+def comparison_report(
+    run_dirs: Sequence[str | Path],
+    out: str | Path,
+    *,
+    names: Optional[Sequence[str]] = None,
+    attribute: Optional[str] = None,
+    baseline: int = 0,
+    audit_run: Optional[str | Path] = None,
+    n_boot: int = 1000,
+    seed: int = 0,
+    title: str = "duetfair method comparison",
+    provenance: Optional[dict[str, Any]] = None,
+) -> Path:
     """The HTML comparison report of evaluated runs (``duetfair compare --format html``, the demo).
 
     Methods side by side with their intervals, paired differences to the ``baseline`` run with
@@ -296,8 +367,7 @@ def comparison_report(run_dirs: Sequence[str | Path], out: str | Path, *, names:
     from duetfair.metrics.cases import case_level
 
     table = compare_runs(run_dirs, attribute=attribute, names=names)
-    paired = paired_differences(run_dirs, names=names, attribute=attribute, baseline=baseline, n_boot=n_boot,
-                                seed=seed)
+    paired = paired_differences(run_dirs, names=names, attribute=attribute, baseline=baseline, n_boot=n_boot, seed=seed)
     audit = cases = None
     if audit_run is not None:
         run = RunDir(audit_run)
@@ -305,25 +375,53 @@ def comparison_report(run_dirs: Sequence[str | Path], out: str | Path, *, names:
         cases = case_level(pd.read_csv(run.cases)) if run.cases.is_file() else None
     runs = {str(m): str(r) for m, r in zip(table["method"], table["run"])}
     configs = {m: RunDir(r).config.read_text(encoding="utf-8") for m, r in runs.items() if RunDir(r).config.is_file()}
-    prov = {"data": "evaluated runs: " + "; ".join(f"{m}: {r}" for m, r in runs.items()),
-            "seed": f"{seed} (paired bootstrap)", **({"configs": configs} if configs else {}), **(provenance or {})}
+    prov = {
+        "data": "evaluated runs: " + "; ".join(f"{m}: {r}" for m, r in runs.items()),
+        "seed": f"{seed} (paired bootstrap)",
+        **({"configs": configs} if configs else {}),
+        **(provenance or {}),
+    }
     attr = str(table["attribute"].iloc[0])
     n = int(paired["n_cases"].max()) if len(paired) else 0
-    notes = [f"Groups: {attr}. Intervals of the methods: 95% bootstrap intervals of each run's audit; paired "
-             f"differences resample the {n} test cases the runs share ({n_boot} resamples), the same cases for both "
-             f"methods."]
-    shown = None if audit_run is None else next(
-        (str(m) for m, r in zip(table["method"], table["run"]) if Path(r).resolve() == Path(audit_run).resolve()),
-        Path(audit_run).name)
-    return render_html(audit, out, cases=cases, comparison=report_frame(table), paired=paired,
-                       paper_table=format_table(table, "md"), baseline=str(table["method"].iloc[baseline]),
-                       comparison_notes=notes, audit_name=shown, provenance=prov, title=title)
+    notes = [
+        f"Groups: {attr}. Intervals of the methods: 95% bootstrap intervals of each run's audit; paired "
+        f"differences resample the {n} test cases the runs share ({n_boot} resamples), the same cases for both "
+        f"methods."
+    ]
+    shown = (
+        None
+        if audit_run is None
+        else next(
+            (str(m) for m, r in zip(table["method"], table["run"]) if Path(r).resolve() == Path(audit_run).resolve()),
+            Path(audit_run).name,
+        )
+    )
+    return render_html(
+        audit,
+        out,
+        cases=cases,
+        comparison=report_frame(table),
+        paired=paired,
+        paper_table=format_table(table, "md"),
+        baseline=str(table["method"].iloc[baseline]),
+        comparison_notes=notes,
+        audit_name=shown,
+        provenance=prov,
+        title=title,
+    )
 
 
-def seed_comparison_report(aggregate: pd.DataFrame, markdown: str, baseline: str, out: str | Path, *,
-                           columns: Sequence[str] = ("es_dice", "dice", "worst_dice", "worst_cvar10", "hidden_dice"),
-                           title: str = "duetfair benchmark", notes: Sequence[str] = (),
-                           provenance: Optional[dict[str, Any]] = None) -> Path:
+def seed_comparison_report(
+    aggregate: pd.DataFrame,
+    markdown: str,
+    baseline: str,
+    out: str | Path,
+    *,
+    columns: Sequence[str] = ("es_dice", "dice", "worst_dice", "worst_cvar10", "hidden_dice"),
+    title: str = "duetfair benchmark",
+    notes: Sequence[str] = (),
+    provenance: Optional[dict[str, Any]] = None,
+) -> Path:
     """The HTML report of a multi-seed benchmark: ``aggregate`` has one row per method (``method``,
     ``key``, per score ``<col>``, ``<col>_ci`` across seeds and ``<col>_vs_<baseline>`` /
     ``..._ci``, as :func:`duetfair.experiments.methods.aggregate_seeds` writes it); ``markdown``
@@ -345,10 +443,31 @@ def seed_comparison_report(aggregate: pd.DataFrame, markdown: str, baseline: str
             d, ci = r.get(f"{c}_vs_{baseline}"), r.get(f"{c}_vs_{baseline}_ci")
             if d is None or not isinstance(ci, (list, tuple)):
                 continue
-            rows.append({"method": str(r["method"]), "metric": c, "diff": float(d), "low": float(ci[0]),
-                         "high": float(ci[1]), "verdict": verdict(ci[0], ci[1]), "n_cases": None})
+            rows.append(
+                {
+                    "method": str(r["method"]),
+                    "metric": c,
+                    "diff": float(d),
+                    "low": float(ci[0]),
+                    "high": float(ci[1]),
+                    "verdict": verdict(ci[0], ci[1]),
+                    "n_cases": None,
+                }
+            )
     paired = pd.DataFrame(rows, columns=["method", "metric", "diff", "low", "high", "verdict", "n_cases"])
-    base_name = str(aggregate.loc[aggregate["key"] == baseline, "method"].iloc[0]) \
-        if (aggregate["key"] == baseline).any() else baseline
-    return render_html(None, out, comparison=frame, paired=paired, paper_table=markdown, baseline=base_name,
-                       comparison_notes=list(notes), provenance=provenance, title=title)
+    base_name = (
+        str(aggregate.loc[aggregate["key"] == baseline, "method"].iloc[0])
+        if (aggregate["key"] == baseline).any()
+        else baseline
+    )
+    return render_html(
+        None,
+        out,
+        comparison=frame,
+        paired=paired,
+        paper_table=markdown,
+        baseline=base_name,
+        comparison_notes=list(notes),
+        provenance=provenance,
+        title=title,
+    )

@@ -51,8 +51,9 @@ DEFAULT_REDUNDANCY_Z = 3.0
 _SQ = "outcome_sq"
 
 
-def discretise(df: pd.DataFrame, attributes: Sequence[str], bins: Mapping[str, Any] | None = None,
-               spec: GroupSpec | None = None) -> pd.DataFrame:
+def discretise(
+    df: pd.DataFrame, attributes: Sequence[str], bins: Mapping[str, Any] | None = None, spec: GroupSpec | None = None
+) -> pd.DataFrame:
     """Attribute columns as labels (object dtype, NaN = unknown), keyed ``a0, a1, ...``.
 
     Positional keys keep DivExplorer's ``"name=value"`` items unambiguous whatever the attribute
@@ -74,8 +75,9 @@ def _parse_itemset(items: frozenset, attributes: Sequence[str]) -> dict[str, str
     return {a: parsed[a] for a in attributes if a in parsed}
 
 
-def welch_vs_rest(n: np.ndarray, mean: np.ndarray, mean_sq_dev: np.ndarray, total_n: int,
-                  total_mean: float, total_ss: float) -> tuple[np.ndarray, np.ndarray]:
+def welch_vs_rest(
+    n: np.ndarray, mean: np.ndarray, mean_sq_dev: np.ndarray, total_n: int, total_mean: float, total_ss: float
+) -> tuple[np.ndarray, np.ndarray]:
     """Welch's t-test of subgroups against the rest of the table, from sufficient statistics.
 
     Args:
@@ -116,13 +118,20 @@ def _mine(data: pd.DataFrame, n_attributes: int, min_support: float) -> pd.DataF
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return DivergenceExplorer(data).get_pattern_divergence(
-            min_support=min_support, quantitative_outcomes=["outcome", _SQ],
+            min_support=min_support,
+            quantitative_outcomes=["outcome", _SQ],
             attributes=[f"a{i}" for i in range(n_attributes)],
         )
 
 
-def redundant_itemsets(divergence: Mapping[frozenset, float], n: Mapping[frozenset, int], *, sd: float,
-                       threshold: float | None = None, z: float | None = None) -> set[frozenset]:
+def redundant_itemsets(
+    divergence: Mapping[frozenset, float],
+    n: Mapping[frozenset, int],
+    *,
+    sd: float,
+    threshold: float | None = None,
+    z: float | None = None,
+) -> set[frozenset]:
     """Itemsets that a sub-itemset with one item fewer already explains.
 
     ``I`` is redundant when, for some item ``i``, ``|div(I) - div(I - {i})| <= tol`` with
@@ -162,8 +171,14 @@ def _tests(raw: pd.DataFrame, outcome: np.ndarray, fdr: float) -> pd.DataFrame:
     """``raw`` with ``welch_t``, ``p_value``, ``q_value`` (BH over all rows) and ``significant``."""
     n = raw["support_count"].to_numpy(dtype=np.int64)
     m = float(outcome.mean())
-    t, p = welch_vs_rest(n, raw["outcome"].to_numpy(dtype=np.float64), raw[_SQ].to_numpy(dtype=np.float64),
-                         outcome.size, m, float(((outcome - m) ** 2).sum()))
+    t, p = welch_vs_rest(
+        n,
+        raw["outcome"].to_numpy(dtype=np.float64),
+        raw[_SQ].to_numpy(dtype=np.float64),
+        outcome.size,
+        m,
+        float(((outcome - m) ** 2).sum()),
+    )
     q = bh_q_values(p)
     return raw.assign(welch_t=t, p_value=p, q_value=q, significant=np.nan_to_num(q, nan=np.inf) <= fdr)
 
@@ -227,13 +242,21 @@ def find_divergent_subgroups(
     return out
 
 
-def _check_arguments(attributes: Sequence[str], min_support: float, max_length: int | None,
-                     redundancy_threshold: float | None, redundancy_z: float | None, fdr: float) -> None:
+def _check_arguments(
+    attributes: Sequence[str],
+    min_support: float,
+    max_length: int | None,
+    redundancy_threshold: float | None,
+    redundancy_z: float | None,
+    fdr: float,
+) -> None:
     """One-line :class:`~duetfair.errors.DuetfairError` for a bad discovery setting."""
     require(0.0 < min_support <= 1.0, f"min_support={min_support!r}; expected a fraction in (0, 1]")
     require(max_length is None or max_length >= 1, f"max_length={max_length!r}; expected >= 1 or None")
-    require(redundancy_threshold is None or redundancy_threshold >= 0,
-            f"redundancy_threshold={redundancy_threshold!r}; expected a number >= 0 or None")
+    require(
+        redundancy_threshold is None or redundancy_threshold >= 0,
+        f"redundancy_threshold={redundancy_threshold!r}; expected a number >= 0 or None",
+    )
     require(redundancy_z is None or redundancy_z >= 0, f"redundancy_z={redundancy_z!r}; expected a number >= 0 or None")
     require(0.0 < fdr < 1.0, f"fdr={fdr!r}; expected a false discovery rate in (0, 1)")
     require(len(attributes) >= 1, "discovery: expected at least one attribute")
@@ -264,8 +287,9 @@ def itemset_label(itemset: Mapping[str, Any]) -> str:
     return ", ".join(f"{k}={v}" for k, v in itemset.items())
 
 
-def subgroup_members(df: pd.DataFrame, itemset: Mapping[str, Any], bins: Mapping[str, Any] | None = None,
-                     spec: GroupSpec | None = None) -> np.ndarray:
+def subgroup_members(
+    df: pd.DataFrame, itemset: Mapping[str, Any], bins: Mapping[str, Any] | None = None, spec: GroupSpec | None = None
+) -> np.ndarray:
     """Boolean mask [n] of the rows of ``df`` that belong to ``itemset`` (labels as returned above)."""
     groups = GroupSpec.for_table(df, list(itemset), bins=bins, base=spec)
     mask = np.ones(len(df), dtype=bool)

@@ -151,8 +151,10 @@ def _worst_group(key: str, attr: str, a: Mapping[str, Any], higher_better: bool)
         return None
     best = a.get("best_group")
     sep = _separation(a, higher_better)
-    text = (f"{key} by {attr}: the worst group is {worst['value']} with {fmt_ci(worst['mean'], worst['ci'])} "
-            f"(n={worst['n']})")
+    text = (
+        f"{key} by {attr}: the worst group is {worst['value']} with {fmt_ci(worst['mean'], worst['ci'])} "
+        f"(n={worst['n']})"
+    )
     if len(groups) > 1:
         text += f", against {fmt(a.get('best_mean'))} for {best}; gap {fmt(a.get('gap'))}."
     else:
@@ -163,19 +165,30 @@ def _worst_group(key: str, attr: str, a: Mapping[str, Any], higher_better: bool)
         if separated and not overlaps:
             text += f" Its 95% interval lies {side} those of all other groups."
         elif separated:
-            text += (f" Its 95% interval lies {side} {'that' if len(separated) == 1 else 'those'} of "
-                     f"{_names(separated)} but overlaps {'that' if len(overlaps) == 1 else 'those'} of "
-                     f"{_names(overlaps)}.")
+            text += (
+                f" Its 95% interval lies {side} {'that' if len(separated) == 1 else 'those'} of "
+                f"{_names(separated)} but overlaps {'that' if len(overlaps) == 1 else 'those'} of "
+                f"{_names(overlaps)}."
+            )
         else:
             text += " Its 95% interval overlaps those of all other groups, so the gap may be chance."
     elif len(groups) > 1:
         text += " No intervals (bootstrap off): separation not assessed."
     return {
-        "kind": "worst_group", "level": "info", "metric": key, "attribute": attr, "text": text,
-        "group": str(worst["value"]), "n": int(worst["n"]), "mean": _num(worst["mean"]), "ci": list(worst["ci"]),
-        "best_group": None if best is None else str(best), "best_mean": _num(a.get("best_mean")),
+        "kind": "worst_group",
+        "level": "info",
+        "metric": key,
+        "attribute": attr,
+        "text": text,
+        "group": str(worst["value"]),
+        "n": int(worst["n"]),
+        "mean": _num(worst["mean"]),
+        "ci": list(worst["ci"]),
+        "best_group": None if best is None else str(best),
+        "best_mean": _num(a.get("best_mean")),
         "gap": _num(a.get("gap")),
-        "separated_from": None if sep is None else sep[0], "overlaps": None if sep is None else sep[1],
+        "separated_from": None if sep is None else sep[0],
+        "overlaps": None if sep is None else sep[1],
     }
 
 
@@ -185,8 +198,16 @@ def _failures(key: str, attr: str, a: Mapping[str, Any], higher_better: bool) ->
     if threshold is None or not groups:
         return None
     ranked = sorted(groups, key=lambda g: -float(g["failure_rate"]))
-    shares = [{"group": str(g["value"]), "n": int(g["n"]), "failures": int(round(float(g["failure_rate"]) * g["n"])),
-               "share": float(g["failure_rate"]), "cvar10": _num(g.get("cvar10"))} for g in ranked]
+    shares = [
+        {
+            "group": str(g["value"]),
+            "n": int(g["n"]),
+            "failures": int(round(float(g["failure_rate"]) * g["n"])),
+            "share": float(g["failure_rate"]),
+            "cvar10": _num(g.get("cvar10")),
+        }
+        for g in ranked
+    ]
     parts = [f"{s['group']} {pct(s['share'])} ({s['failures']}/{s['n']})" for s in shares]
     cutoff = _cutoff_text(_base(key), threshold, higher_better)
     tail = [g for g in groups if _num(g.get("cvar10")) is not None]
@@ -194,25 +215,48 @@ def _failures(key: str, attr: str, a: Mapping[str, Any], higher_better: bool) ->
     worst_tail = None
     if tail:
         worst_tail = (min if higher_better else max)(tail, key=lambda g: float(g["cvar10"]))
-        text += (f" The worst 10% of {worst_tail['value']} cases average {fmt(worst_tail['cvar10'])} (CVaR10), "
-                 f"against a group mean of {fmt(worst_tail['mean'])}.")
-    return {"kind": "failures", "level": "info", "metric": key, "attribute": attr, "text": text,
-            "threshold": float(threshold), "shares": shares,
-            "worst_cvar_group": None if worst_tail is None else str(worst_tail["value"]),
-            "worst_cvar10": None if worst_tail is None else _num(worst_tail["cvar10"])}
+        text += (
+            f" The worst 10% of {worst_tail['value']} cases average {fmt(worst_tail['cvar10'])} (CVaR10), "
+            f"against a group mean of {fmt(worst_tail['mean'])}."
+        )
+    return {
+        "kind": "failures",
+        "level": "info",
+        "metric": key,
+        "attribute": attr,
+        "text": text,
+        "threshold": float(threshold),
+        "shares": shares,
+        "worst_cvar_group": None if worst_tail is None else str(worst_tail["value"]),
+        "worst_cvar10": None if worst_tail is None else _num(worst_tail["cvar10"]),
+    }
 
 
 def _tail(key: str, m: Mapping[str, Any], higher_better: bool) -> dict[str, Any] | None:
-    candidates = [(attr, g) for attr, a in m["attributes"].items() for g in a["groups"]
-                  if g.get("n", 0) > 0 and _num(g.get("cvar10")) is not None]
+    candidates = [
+        (attr, g)
+        for attr, a in m["attributes"].items()
+        for g in a["groups"]
+        if g.get("n", 0) > 0 and _num(g.get("cvar10")) is not None
+    ]
     if not candidates:
         return None
     attr, g = (min if higher_better else max)(candidates, key=lambda t: float(t[1]["cvar10"]))
-    text = (f"Hidden failures in {key}: the worst tail is in {g['value']} ({attr}), whose worst 10% of cases "
-            f"average {fmt(g['cvar10'])} (CVaR10) against a group mean of {fmt(g['mean'])}; no failure cut-off is "
-            f"set for {_base(key)} (--fail {_base(key)}{'<' if higher_better else '>'}VALUE).")
-    return {"kind": "tail", "level": "info", "metric": key, "attribute": attr, "text": text, "group": str(g["value"]),
-            "cvar10": _num(g["cvar10"]), "mean": _num(g["mean"])}
+    text = (
+        f"Hidden failures in {key}: the worst tail is in {g['value']} ({attr}), whose worst 10% of cases "
+        f"average {fmt(g['cvar10'])} (CVaR10) against a group mean of {fmt(g['mean'])}; no failure cut-off is "
+        f"set for {_base(key)} (--fail {_base(key)}{'<' if higher_better else '>'}VALUE)."
+    )
+    return {
+        "kind": "tail",
+        "level": "info",
+        "metric": key,
+        "attribute": attr,
+        "text": text,
+        "group": str(g["value"]),
+        "cvar10": _num(g["cvar10"]),
+        "mean": _num(g["mean"]),
+    }
 
 
 def _subgroup(key: str, m: Mapping[str, Any], fdr: float) -> dict[str, Any] | None:
@@ -222,20 +266,45 @@ def _subgroup(key: str, m: Mapping[str, Any], fdr: float) -> dict[str, Any] | No
     sig = next((s for s in subgroups if s.get("significant")), None)
     if sig is None:
         top = subgroups[0]
-        text = (f"No subgroup of {key} diverges significantly (Benjamini-Hochberg q <= {fmt(fdr, 2)}); the most "
-                f"divergent, {itemset_label(top['itemset'])} (n={top['n']}), has {_eq('q', top.get('q_value'))}.")
-        return {"kind": "subgroup", "level": "info", "metric": key, "attribute": None, "text": text,
-                "significant": False, "itemset": dict(top["itemset"]), "n": int(top["n"]),
-                "divergence": _num(top["divergence"]), "q_value": _num(top.get("q_value"))}
+        text = (
+            f"No subgroup of {key} diverges significantly (Benjamini-Hochberg q <= {fmt(fdr, 2)}); the most "
+            f"divergent, {itemset_label(top['itemset'])} (n={top['n']}), has {_eq('q', top.get('q_value'))}."
+        )
+        return {
+            "kind": "subgroup",
+            "level": "info",
+            "metric": key,
+            "attribute": None,
+            "text": text,
+            "significant": False,
+            "itemset": dict(top["itemset"]),
+            "n": int(top["n"]),
+            "divergence": _num(top["divergence"]),
+            "q_value": _num(top.get("q_value")),
+        }
     d = float(sig["divergence"])
     where = "below" if d < 0 else "above"
-    text = (f"Most divergent significant subgroup of {key}: {itemset_label(sig['itemset'])} (n={sig['n']}, "
-            f"{pct(sig['support'])} of cases) with mean {fmt(sig['mean'])}, {fmt(abs(d))} {where} the overall mean "
-            f"(Welch t = {fmt(sig.get('welch_t'), 1)}, {_eq('q', sig.get('q_value'))}).")
-    return {"kind": "subgroup", "level": "info", "metric": key, "attribute": None, "text": text,
-            "significant": True, "itemset": dict(sig["itemset"]), "n": int(sig["n"]), "support": _num(sig["support"]),
-            "mean": _num(sig["mean"]), "divergence": d, "welch_t": _num(sig.get("welch_t")),
-            "p_value": _num(sig.get("p_value")), "q_value": _num(sig.get("q_value"))}
+    text = (
+        f"Most divergent significant subgroup of {key}: {itemset_label(sig['itemset'])} (n={sig['n']}, "
+        f"{pct(sig['support'])} of cases) with mean {fmt(sig['mean'])}, {fmt(abs(d))} {where} the overall mean "
+        f"(Welch t = {fmt(sig.get('welch_t'), 1)}, {_eq('q', sig.get('q_value'))})."
+    )
+    return {
+        "kind": "subgroup",
+        "level": "info",
+        "metric": key,
+        "attribute": None,
+        "text": text,
+        "significant": True,
+        "itemset": dict(sig["itemset"]),
+        "n": int(sig["n"]),
+        "support": _num(sig["support"]),
+        "mean": _num(sig["mean"]),
+        "divergence": d,
+        "welch_t": _num(sig.get("welch_t")),
+        "p_value": _num(sig.get("p_value")),
+        "q_value": _num(sig.get("q_value")),
+    }
 
 
 def _hidden(key: str, m: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -245,12 +314,23 @@ def _hidden(key: str, m: Mapping[str, Any]) -> dict[str, Any] | None:
     name = str(h.get("column", "hidden_subtype"))
     if h.get("hard"):
         name = f"{name} = {', '.join(map(str, h['hard']))}"
-    text = (f"Hidden hard subtype ({name}): {h['n']} cases with mean {key} {fmt(h['mean'])} against "
-            f"{fmt(h['mean_rest'])} for the rest; they are {pct(h['share_in_worst_decile'])} of the worst 10% of "
-            f"cases.")
-    return {"kind": "hidden_subtype", "level": "info", "metric": key, "attribute": None, "text": text,
-            "column": name, "n": int(h["n"]), "mean": _num(h["mean"]), "mean_rest": _num(h["mean_rest"]),
-            "share_in_worst_decile": _num(h["share_in_worst_decile"])}
+    text = (
+        f"Hidden hard subtype ({name}): {h['n']} cases with mean {key} {fmt(h['mean'])} against "
+        f"{fmt(h['mean_rest'])} for the rest; they are {pct(h['share_in_worst_decile'])} of the worst 10% of "
+        f"cases."
+    )
+    return {
+        "kind": "hidden_subtype",
+        "level": "info",
+        "metric": key,
+        "attribute": None,
+        "text": text,
+        "column": name,
+        "n": int(h["n"]),
+        "mean": _num(h["mean"]),
+        "mean_rest": _num(h["mean_rest"]),
+        "share_in_worst_decile": _num(h["share_in_worst_decile"]),
+    }
 
 
 def _warnings(key: str, m: Mapping[str, Any], min_n: int, unknown_share: float) -> list[dict[str, Any]]:
@@ -260,23 +340,47 @@ def _warnings(key: str, m: Mapping[str, Any], min_n: int, unknown_share: float) 
         small = [g for g in a["groups"] if 0 < g.get("n", 0) < min_n]
         if small:
             listed = _names([f"{g['value']} (n={g['n']})" for g in small])
-            text = (f"{attr}: {'group' if len(small) == 1 else 'groups'} {listed} "
-                    f"{'has' if len(small) == 1 else 'have'} fewer than {min_n} cases; "
-                    f"{'its' if len(small) == 1 else 'their'} mean and interval are unstable.")
-            out.append({"kind": "small_group", "level": "warning", "metric": key, "attribute": attr, "text": text,
-                        "min_n": int(min_n), "groups": [{"group": str(g["value"]), "n": int(g["n"])} for g in small]})
+            text = (
+                f"{attr}: {'group' if len(small) == 1 else 'groups'} {listed} "
+                f"{'has' if len(small) == 1 else 'have'} fewer than {min_n} cases; "
+                f"{'its' if len(small) == 1 else 'their'} mean and interval are unstable."
+            )
+            out.append(
+                {
+                    "kind": "small_group",
+                    "level": "warning",
+                    "metric": key,
+                    "attribute": attr,
+                    "text": text,
+                    "min_n": int(min_n),
+                    "groups": [{"group": str(g["value"]), "n": int(g["n"])} for g in small],
+                }
+            )
         n_unknown = int(a.get("n_unknown") or 0)
         if n_cases and n_unknown / n_cases >= unknown_share:
-            text = (f"{attr}: {n_unknown} of {n_cases} cases ({pct(n_unknown / n_cases)}) have an unknown value; they "
-                    f"count in the overall mean only, so the groups describe {pct(1 - n_unknown / n_cases)} of the "
-                    f"cases.")
-            out.append({"kind": "unknowns", "level": "warning", "metric": key, "attribute": attr, "text": text,
-                        "n_unknown": n_unknown, "n_cases": n_cases, "share": n_unknown / n_cases})
+            text = (
+                f"{attr}: {n_unknown} of {n_cases} cases ({pct(n_unknown / n_cases)}) have an unknown value; they "
+                f"count in the overall mean only, so the groups describe {pct(1 - n_unknown / n_cases)} of the "
+                f"cases."
+            )
+            out.append(
+                {
+                    "kind": "unknowns",
+                    "level": "warning",
+                    "metric": key,
+                    "attribute": attr,
+                    "text": text,
+                    "n_unknown": n_unknown,
+                    "n_cases": n_cases,
+                    "share": n_unknown / n_cases,
+                }
+            )
     return out
 
 
-def build_findings(audit: Mapping[str, Any], *, min_n: int | None = None,
-                   unknown_share: float = UNKNOWN_SHARE) -> list[dict[str, Any]]:
+def build_findings(
+    audit: Mapping[str, Any], *, min_n: int | None = None, unknown_share: float = UNKNOWN_SHARE
+) -> list[dict[str, Any]]:
     """The findings of an audit dict, most important first (see the module docstring).
 
     Per metric: the worst group of every attribute, the hidden failures (or the worst tail), the
@@ -328,40 +432,79 @@ def headline_cards(audit: Mapping[str, Any], *, max_attributes: int = 4) -> list
         return []
     key, m = next(iter(audit["metrics"].items()))
     hb = bool(m.get("higher_is_better", True))
-    cards = [{"label": f"overall {key}", "value": _num(m["overall"]["mean"]), "ci": list(m["overall"]["ci"]),
-              "text": fmt_ci(m["overall"]["mean"], m["overall"]["ci"]), "note": f"{m['n_cases']} cases"}]
+    cards = [
+        {
+            "label": f"overall {key}",
+            "value": _num(m["overall"]["mean"]),
+            "ci": list(m["overall"]["ci"]),
+            "text": fmt_ci(m["overall"]["mean"], m["overall"]["ci"]),
+            "note": f"{m['n_cases']} cases",
+        }
+    ]
     attrs = list(m["attributes"].items())
     for attr, a in attrs[:max_attributes]:
         worst = next((g for g in a["groups"] if str(g["value"]) == str(a.get("worst_group"))), None)
         if worst is None:
             continue
-        cards.append({"label": f"worst {attr}: {worst['value']}", "value": _num(worst["mean"]), "ci": list(worst["ci"]),
-                      "text": fmt_ci(worst["mean"], worst["ci"]), "note": f"n={worst['n']}; gap {fmt(a.get('gap'))}"})
+        cards.append(
+            {
+                "label": f"worst {attr}: {worst['value']}",
+                "value": _num(worst["mean"]),
+                "ci": list(worst["ci"]),
+                "text": fmt_ci(worst["mean"], worst["ci"]),
+                "note": f"n={worst['n']}; gap {fmt(a.get('gap'))}",
+            }
+        )
     if attrs and _num(attrs[0][1].get("es")) is not None:
         attr, a = attrs[0]
         variant = audit.get("settings", {}).get("es_variant", "sum_abs")
-        cards.append({"label": f"ES-{key} ({attr})", "value": _num(a["es"]), "ci": list(a.get("es_ci") or []),
-                      "text": fmt_ci(a["es"], a.get("es_ci")), "note": f"{variant} variant"})
+        cards.append(
+            {
+                "label": f"ES-{key} ({attr})",
+                "value": _num(a["es"]),
+                "ci": list(a.get("es_ci") or []),
+                "text": fmt_ci(a["es"], a.get("es_ci")),
+                "note": f"{variant} variant",
+            }
+        )
     tails = [(attr, g) for attr, a in attrs for g in a["groups"] if g.get("n", 0) and _num(g.get("cvar10")) is not None]
     if tails:
         attr, g = (min if hb else max)(tails, key=lambda t: float(t[1]["cvar10"]))
-        cards.append({"label": "worst-group CVaR10", "value": _num(g["cvar10"]), "ci": [],
-                      "text": fmt(g["cvar10"]), "note": f"{g['value']} ({attr}): mean of its worst 10% of cases"})
-    rates = [(attr, a, g) for attr, a in attrs for g in a["groups"]
-             if g.get("n", 0) and _num(g.get("failure_rate")) is not None]
+        cards.append(
+            {
+                "label": "worst-group CVaR10",
+                "value": _num(g["cvar10"]),
+                "ci": [],
+                "text": fmt(g["cvar10"]),
+                "note": f"{g['value']} ({attr}): mean of its worst 10% of cases",
+            }
+        )
+    rates = [
+        (attr, a, g)
+        for attr, a in attrs
+        for g in a["groups"]
+        if g.get("n", 0) and _num(g.get("failure_rate")) is not None
+    ]
     if rates:
         attr, a, g = max(rates, key=lambda t: float(t[2]["failure_rate"]))
-        cards.append({"label": "highest failure share", "value": _num(g["failure_rate"]), "ci": [],
-                      "text": pct(g["failure_rate"]),
-                      "note": f"{g['value']} ({attr}): {_cutoff_text(_base(key), a['failure_threshold'], hb)}"})
+        cards.append(
+            {
+                "label": "highest failure share",
+                "value": _num(g["failure_rate"]),
+                "ci": [],
+                "text": pct(g["failure_rate"]),
+                "note": f"{g['value']} ({attr}): {_cutoff_text(_base(key), a['failure_threshold'], hb)}",
+            }
+        )
     return cards
 
 
 # ---- findings of a method comparison -----------------------------------------------------------
 
 
-def comparison_findings(comparison: Any, paired: Any = None, baseline: str | None = None,
-                        labels: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
+def comparison_findings(
+    comparison: Any, paired: Any = None, baseline: str | None = None, labels: Mapping[str, str] | None = None
+) -> list[dict[str, Any]]:
     """Plain-words summary of a method comparison.
 
     Args:
@@ -374,8 +517,11 @@ def comparison_findings(comparison: Any, paired: Any = None, baseline: str | Non
     """
     labels = dict(labels or {})
     out: list[dict[str, Any]] = []
-    columns = [c for c in comparison.columns if c != "method" and not str(c).endswith(("_low", "_high"))
-               and str(comparison[c].dtype) != "object"]
+    columns = [
+        c
+        for c in comparison.columns
+        if c != "method" and not str(c).endswith(("_low", "_high")) and str(comparison[c].dtype) != "object"
+    ]
     for col in columns:
         values = comparison[col].astype(float)
         if not values.notna().any() or len(comparison) < 2:
@@ -386,18 +532,43 @@ def comparison_findings(comparison: Any, paired: Any = None, baseline: str | Non
         name = labels.get(col, col)
         tied = [str(m) for m, v in zip(comparison["method"], values) if fmt(v) == fmt(row[col])]
         who = f"{_names(tied)} (tied)" if len(tied) > 1 else str(row["method"])
-        out.append({"kind": "best_method", "level": "info", "metric": col, "method": str(row["method"]),
-                    "tied": tied, "value": float(row[col]), "ci": [_num(c) for c in ci],
-                    "text": f"Highest {name}: {who} with {fmt_ci(row[col], ci)}."})
+        out.append(
+            {
+                "kind": "best_method",
+                "level": "info",
+                "metric": col,
+                "method": str(row["method"]),
+                "tied": tied,
+                "value": float(row[col]),
+                "ci": [_num(c) for c in ci],
+                "text": f"Highest {name}: {who} with {fmt_ci(row[col], ci)}.",
+            }
+        )
     if paired is not None and len(paired):
         for method, part in paired.groupby("method", sort=False):
-            verdicts = [f"{labels.get(r.metric, r.metric)} {fmt_signed_ci(r.diff, [r.low, r.high])}: {r.verdict}"
-                        for r in part.itertuples(index=False)]
-            out.append({"kind": "vs_baseline", "level": "info", "metric": None, "method": str(method),
-                        "baseline": baseline,
-                        "differences": [{"metric": r.metric, "diff": _num(r.diff), "ci": [_num(r.low), _num(r.high)],
-                                         "verdict": r.verdict} for r in part.itertuples(index=False)],
-                        "text": f"{method} vs {baseline}: {'; '.join(verdicts)}."})
+            verdicts = [
+                f"{labels.get(r.metric, r.metric)} {fmt_signed_ci(r.diff, [r.low, r.high])}: {r.verdict}"
+                for r in part.itertuples(index=False)
+            ]
+            out.append(
+                {
+                    "kind": "vs_baseline",
+                    "level": "info",
+                    "metric": None,
+                    "method": str(method),
+                    "baseline": baseline,
+                    "differences": [
+                        {
+                            "metric": r.metric,
+                            "diff": _num(r.diff),
+                            "ci": [_num(r.low), _num(r.high)],
+                            "verdict": r.verdict,
+                        }
+                        for r in part.itertuples(index=False)
+                    ],
+                    "text": f"{method} vs {baseline}: {'; '.join(verdicts)}.",
+                }
+            )
     return out
 
 

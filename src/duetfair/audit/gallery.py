@@ -37,8 +37,22 @@ MAX_CASES = 120
 THUMB_SIZE = 96
 """Thumbnail side in pixels."""
 
-IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd", ".png", ".jpg", ".jpeg", ".bmp", ".tif",
-                  ".tiff", ".npy", ".npz")
+IMAGE_SUFFIXES = (
+    ".nii.gz",
+    ".nii",
+    ".nrrd",
+    ".nhdr",
+    ".mha",
+    ".mhd",
+    ".png",
+    ".jpg",
+    ".jpeg",
+    ".bmp",
+    ".tif",
+    ".tiff",
+    ".npy",
+    ".npz",
+)
 """Image files :class:`FolderGallery` reads (longest suffix first where one ends another)."""
 
 
@@ -57,8 +71,15 @@ class Gallery:
 # ---- selection -----------------------------------------------------------------------------------
 
 
-def worst_cases(cases: pd.DataFrame, metric: str, attributes: Sequence[str], *, spec: Any = None,
-                per_group: int = PER_GROUP, max_cases: int = MAX_CASES) -> pd.DataFrame:
+def worst_cases(
+    cases: pd.DataFrame,
+    metric: str,
+    attributes: Sequence[str],
+    *,
+    spec: Any = None,
+    per_group: int = PER_GROUP,
+    max_cases: int = MAX_CASES,
+) -> pd.DataFrame:
     """The ``per_group`` worst cases of every group of every attribute.
 
     Args:
@@ -83,13 +104,16 @@ def worst_cases(cases: pd.DataFrame, metric: str, attributes: Sequence[str], *, 
     rows: list[dict[str, Any]] = []
     for attr in attributes:
         labels = groups.labels(cases, attr)
-        frame = pd.DataFrame({"case_id": cases["case_id"].astype(str).to_numpy(), "group": labels.to_numpy(),
-                              "score": values.to_numpy()})
+        frame = pd.DataFrame(
+            {"case_id": cases["case_id"].astype(str).to_numpy(), "group": labels.to_numpy(), "score": values.to_numpy()}
+        )
         frame = frame[frame["group"].notna() & frame["score"].notna()]
         for g in labels.cat.categories:
             part = frame[frame["group"] == g].sort_values("score", ascending=hb, kind="stable").head(per_group)
-            rows += [{"case_id": r.case_id, "attribute": attr, "group": str(g), "score": float(r.score)}
-                     for r in part.itertuples(index=False)]
+            rows += [
+                {"case_id": r.case_id, "attribute": attr, "group": str(g), "score": float(r.score)}
+                for r in part.itertuples(index=False)
+            ]
     return pd.DataFrame(rows[:max_cases], columns=cols)
 
 
@@ -107,8 +131,7 @@ def _slice(image: np.ndarray, ref: np.ndarray, pred: np.ndarray) -> tuple[np.nda
     z = int(np.argmax(counts)) if counts.any() else depth // 2
     # NIfTI arrays are (x, y, z): turn the slice so that y runs up the screen, as viewers show it
     turn = np.rot90
-    return (np.stack([turn(c[..., z]) for c in image]), turn(ref[..., z]), turn(pred[..., z]),
-            f"slice {z + 1}/{depth}")
+    return (np.stack([turn(c[..., z]) for c in image]), turn(ref[..., z]), turn(pred[..., z]), f"slice {z + 1}/{depth}")
 
 
 def _display(image: np.ndarray, rgb: bool | None) -> np.ndarray:
@@ -142,8 +165,15 @@ def _crop(ref: np.ndarray, pred: np.ndarray, min_fraction: float = 0.35) -> tupl
     return slice(y0, min(h, y0 + side)), slice(x0, min(w, x0 + side))
 
 
-def thumbnail(image: np.ndarray, ref: np.ndarray, pred: np.ndarray, *, size: int = THUMB_SIZE,
-              rgb: bool | None = None, quality: int = 88) -> tuple[str, str]:
+def thumbnail(
+    image: np.ndarray,
+    ref: np.ndarray,
+    pred: np.ndarray,
+    *,
+    size: int = THUMB_SIZE,
+    rgb: bool | None = None,
+    quality: int = 88,
+) -> tuple[str, str]:
     """One case as a JPEG data URI and a note (``slice 34/80`` for 3D, else empty).
 
     Args:
@@ -162,8 +192,10 @@ def thumbnail(image: np.ndarray, ref: np.ndarray, pred: np.ndarray, *, size: int
     if image.ndim == ref.ndim:
         image = image[None]
     if image.shape[1:] != ref.shape or pred.shape != ref.shape:
-        raise ValueError(f"image {tuple(image.shape[1:])}, reference {tuple(ref.shape)} and prediction "
-                         f"{tuple(pred.shape)} differ in shape")
+        raise ValueError(
+            f"image {tuple(image.shape[1:])}, reference {tuple(ref.shape)} and prediction "
+            f"{tuple(pred.shape)} differ in shape"
+        )
     img, r, p, where = _slice(image, ref, pred)
     ys, xs = _crop(r, p)
     view = _display(img[:, ys, xs], rgb)
@@ -174,11 +206,15 @@ def thumbnail(image: np.ndarray, ref: np.ndarray, pred: np.ndarray, *, size: int
     for mask, colour, style in ((r, "#00e000", "solid"), (p, "#ff00ff", "dashed")):
         labels = np.unique(mask[mask > 0])
         if labels.size:
-            ax.contour(mask.astype(np.float32), levels=(labels[:-1] + labels[1:]) / 2 if labels.size > 1 else [0.5],
-                       colors=colour, linewidths=1.1, linestyles=style)
+            ax.contour(
+                mask.astype(np.float32),
+                levels=(labels[:-1] + labels[1:]) / 2 if labels.size > 1 else [0.5],
+                colors=colour,
+                linewidths=1.1,
+                linestyles=style,
+            )
             if labels.size > 1:  # the outer boundary of the union too (e.g. optic disc around the cup)
-                ax.contour((mask > 0).astype(np.float32), levels=[0.5], colors=colour, linewidths=1.1,
-                           linestyles=style)
+                ax.contour((mask > 0).astype(np.float32), levels=[0.5], colors=colour, linewidths=1.1, linestyles=style)
     ax.set_axis_off()
     ax.set_xlim(-0.5, view.shape[1] - 0.5)
     ax.set_ylim(view.shape[0] - 0.5, -0.5)
@@ -187,8 +223,13 @@ def thumbnail(image: np.ndarray, ref: np.ndarray, pred: np.ndarray, *, size: int
     return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii"), where
 
 
-def build_gallery(picks: pd.DataFrame, draw: Callable[[Sequence[str]], Mapping[str, tuple[str, str] | str]], *,
-                  metric: str, per_group: int = PER_GROUP) -> Gallery:
+def build_gallery(
+    picks: pd.DataFrame,
+    draw: Callable[[Sequence[str]], Mapping[str, tuple[str, str] | str]],
+    *,
+    metric: str,
+    per_group: int = PER_GROUP,
+) -> Gallery:
     """Gallery of the ``picks`` of :func:`worst_cases`; ``draw(case_ids)`` returns, per case id it
     could draw, ``(data URI, note)`` (or the text of why it could not: a string without ``data:``)."""
     ids = list(dict.fromkeys(picks["case_id"].astype(str)))
@@ -198,8 +239,16 @@ def build_gallery(picks: pd.DataFrame, draw: Callable[[Sequence[str]], Mapping[s
     for r in picks.itertuples(index=False):
         got = drawn.get(str(r.case_id))
         if isinstance(got, tuple):
-            gallery.entries.append({"case_id": str(r.case_id), "attribute": r.attribute, "group": r.group,
-                                    "score": float(r.score), "src": got[0], "where": got[1]})
+            gallery.entries.append(
+                {
+                    "case_id": str(r.case_id),
+                    "attribute": r.attribute,
+                    "group": r.group,
+                    "score": float(r.score),
+                    "src": got[0],
+                    "where": got[1],
+                }
+            )
         else:
             failed[str(r.case_id)] = got or "no image found"
     if failed:
@@ -268,8 +317,16 @@ class FolderGallery:
         from duetfair.metrics.folders import match_folders, read_label_map
 
         images = list_images(self.images)
-        pairs = {p.case_id: p for p in match_folders(self.predictions, self.references, pred_pattern=self.pred_pattern,
-                                                     ref_pattern=self.ref_pattern, allow_missing=True)}
+        pairs = {
+            p.case_id: p
+            for p in match_folders(
+                self.predictions,
+                self.references,
+                pred_pattern=self.pred_pattern,
+                ref_pattern=self.ref_pattern,
+                allow_missing=True,
+            )
+        }
         loader = make_loader()
         out: dict[str, tuple[str, str] | str] = {}
         for cid in ids:

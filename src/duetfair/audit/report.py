@@ -60,17 +60,34 @@ from duetfair.metrics.hidden import cvar
 COMPARISON_COLUMNS = ("dice", "es_dice", "worst_group_dice", "cvar10")
 """Default comparison columns plotted when present."""
 
-COMPARISON_LABELS = {"dice": "Dice", "es_dice": "ES-Dice", "iou": "IoU", "es_iou": "ES-IoU",
-                     "worst_group_dice": "Worst-group Dice", "worst_dice": "Worst-group Dice",
-                     "cvar10": "Worst-group CVaR10", "worst_cvar10": "Worst-group CVaR10",
-                     "hidden_dice": "Hidden-subtype Dice"}
+COMPARISON_LABELS = {
+    "dice": "Dice",
+    "es_dice": "ES-Dice",
+    "iou": "IoU",
+    "es_iou": "ES-IoU",
+    "worst_group_dice": "Worst-group Dice",
+    "worst_dice": "Worst-group Dice",
+    "cvar10": "Worst-group CVaR10",
+    "worst_cvar10": "Worst-group CVaR10",
+    "hidden_dice": "Hidden-subtype Dice",
+}
 """Display names of comparison columns."""
 
 MAX_HEATMAPS = 6
 """At most this many attribute pairs get an intersectional heatmap."""
 
-__all__ = ["COMPARISON_COLUMNS", "MIN_N", "TrainingView", "build_figures", "fmt", "fmt_ci", "provenance",
-           "render_html", "render_markdown", "render_summary"]
+__all__ = [
+    "COMPARISON_COLUMNS",
+    "MIN_N",
+    "TrainingView",
+    "build_figures",
+    "fmt",
+    "fmt_ci",
+    "provenance",
+    "render_html",
+    "render_markdown",
+    "render_summary",
+]
 
 _pct = pct
 _pvalue = pvalue
@@ -131,19 +148,33 @@ def render_markdown(audit: Mapping[str, Any], *, title: str = "duetfair audit") 
         direction = "higher is better" if m.get("higher_is_better", True) else "lower is better"
         lines += [f"## {key} ({direction})", ""]
         left_out = f" ({m['n_missing']} without a defined value left out)" if m.get("n_missing") else ""
-        lines.append(f"Overall: **{fmt_ci(m['overall']['mean'], m['overall']['ci'])}** over {m['n_cases']} "
-                     f"cases{left_out}.")
+        lines.append(
+            f"Overall: **{fmt_ci(m['overall']['mean'], m['overall']['ci'])}** over {m['n_cases']} cases{left_out}."
+        )
         lines.append("")
         for attr, a in m["attributes"].items():
             lines += [f"### {key} by {attr}", ""]
-            rows = [[str(g["value"]) + (" (worst)" if str(g["value"]) == str(a["worst_group"]) else ""), str(g["n"]),
-                     fmt_ci(g["mean"], g["ci"]), fmt(g["cvar10"]), fmt(g.get("p10")), fmt(g.get("std")),
-                     _pct(g["failure_rate"])] for g in a["groups"]]
-            lines += _md_table(["group", "n", f"mean {key} (95% CI)", "CVaR10", "10th pct", "std",
-                                _failure_header(key, a, m)], rows)
+            rows = [
+                [
+                    str(g["value"]) + (" (worst)" if str(g["value"]) == str(a["worst_group"]) else ""),
+                    str(g["n"]),
+                    fmt_ci(g["mean"], g["ci"]),
+                    fmt(g["cvar10"]),
+                    fmt(g.get("p10")),
+                    fmt(g.get("std")),
+                    _pct(g["failure_rate"]),
+                ]
+                for g in a["groups"]
+            ]
+            lines += _md_table(
+                ["group", "n", f"mean {key} (95% CI)", "CVaR10", "10th pct", "std", _failure_header(key, a, m)], rows
+            )
             lines.append("")
-            extra = (f"; {a['n_unknown']} cases with unknown {attr} count only in the overall mean"
-                     if a.get("n_unknown") else "")
+            extra = (
+                f"; {a['n_unknown']} cases with unknown {attr} count only in the overall mean"
+                if a.get("n_unknown")
+                else ""
+            )
             lines.append(
                 f"Worst group **{a['worst_group']}** ({fmt(a['worst_mean'])}), best {a['best_group']} "
                 f"({fmt(a['best_mean'])}), "
@@ -153,11 +184,23 @@ def render_markdown(audit: Mapping[str, Any], *, title: str = "duetfair audit") 
             lines.append("")
         if m.get("subgroups"):
             lines += [f"### Divergent subgroups of {key}", ""]
-            rows = [[itemset_label(sg["itemset"]), str(sg["n"]), _pct(sg["support"]), fmt(sg["mean"]),
-                     f"{float(sg['divergence']):+.3f}", fmt(sg.get("welch_t"), 1), _pvalue(sg.get("p_value")),
-                     _pvalue(sg.get("q_value")), "yes" if sg.get("significant") else "no"] for sg in m["subgroups"]]
-            lines += _md_table(["subgroup", "n", "support", "mean", "divergence", "t (Welch)", "p", "q (BH)",
-                                "significant"], rows)
+            rows = [
+                [
+                    itemset_label(sg["itemset"]),
+                    str(sg["n"]),
+                    _pct(sg["support"]),
+                    fmt(sg["mean"]),
+                    f"{float(sg['divergence']):+.3f}",
+                    fmt(sg.get("welch_t"), 1),
+                    _pvalue(sg.get("p_value")),
+                    _pvalue(sg.get("q_value")),
+                    "yes" if sg.get("significant") else "no",
+                ]
+                for sg in m["subgroups"]
+            ]
+            lines += _md_table(
+                ["subgroup", "n", "support", "mean", "divergence", "t (Welch)", "p", "q (BH)", "significant"], rows
+            )
             lines.append("")
         if m.get("hidden_subtype"):
             h = m["hidden_subtype"]
@@ -210,8 +253,15 @@ def plot_group_means(metric_key: str, attr: str, summary: Mapping[str, Any], ove
     is_worst = [str(g["value"]) == str(worst) for g in groups]
     # a percentile interval need not contain the point estimate (tiny, skewed groups)
     err = np.clip(np.vstack([np.nan_to_num(means - lo), np.nan_to_num(hi - means)]), 0.0, None)
-    bars = ax.bar(x, means, color=[_WORST if w else _BLUE for w in is_worst], alpha=0.85, width=0.6,
-                  edgecolor="black", linewidth=0.6)
+    bars = ax.bar(
+        x,
+        means,
+        color=[_WORST if w else _BLUE for w in is_worst],
+        alpha=0.85,
+        width=0.6,
+        edgecolor="black",
+        linewidth=0.6,
+    )
     for bar, w in zip(bars, is_worst):
         if w:
             bar.set_hatch("//")
@@ -236,8 +286,9 @@ def plot_group_means(metric_key: str, attr: str, summary: Mapping[str, Any], ove
     return fig
 
 
-def plot_group_distribution(metric: str, attr: str, values: np.ndarray, labels: pd.Series,
-                            hidden: np.ndarray | None, seed: int = 0) -> Any:
+def plot_group_distribution(
+    metric: str, attr: str, values: np.ndarray, labels: pd.Series, hidden: np.ndarray | None, seed: int = 0
+) -> Any:
     """Figure: per-case ``metric`` per group (box + jittered points; hidden subtype as red crosses)."""
     cats = [c for c in labels.cat.categories if (labels == c).any()]
     fig = _figure(max(4.5, 1.0 * len(cats) + 2.0), 3.6)
@@ -253,8 +304,16 @@ def plot_group_distribution(metric: str, attr: str, values: np.ndarray, labels: 
         if hidden is not None:
             h = hidden[mask]
             ax.scatter(i + jitter[~h], v[~h], s=size, color=_BLUE, alpha=0.35, lw=0)
-            ax.scatter(i + jitter[h], v[h], s=size + 10, color=_WORST, alpha=0.8, marker="x", lw=0.9,
-                       label="hidden hard subtype" if i == 0 else None)
+            ax.scatter(
+                i + jitter[h],
+                v[h],
+                s=size + 10,
+                color=_WORST,
+                alpha=0.8,
+                marker="x",
+                lw=0.9,
+                label="hidden hard subtype" if i == 0 else None,
+            )
         else:
             ax.scatter(i + jitter, v, s=size, color=_BLUE, alpha=0.35, lw=0)
     ax.set_xticks(np.arange(len(cats)), [f"{c}\n(n={d.size})" for c, d in zip(cats, data)])
@@ -267,8 +326,17 @@ def plot_group_distribution(metric: str, attr: str, values: np.ndarray, labels: 
     return fig
 
 
-def plot_tail(metric: str, attr: str, values: np.ndarray, labels: pd.Series, *, alpha: float = 0.1,
-              threshold: float | None = None, higher_better: bool = True, cvar_method: str = "fractional") -> Any:
+def plot_tail(
+    metric: str,
+    attr: str,
+    values: np.ndarray,
+    labels: pd.Series,
+    *,
+    alpha: float = 0.1,
+    threshold: float | None = None,
+    higher_better: bool = True,
+    cvar_method: str = "fractional",
+) -> Any:
     """Figure: the per-case scores of every group sorted worst first (x: share of the group's
     cases), the CVaR region (worst ``alpha`` of each group) shaded and each group's CVaR drawn
     across it, the failure cut-off as a line."""
@@ -282,12 +350,18 @@ def plot_tail(metric: str, attr: str, values: np.ndarray, labels: pd.Series, *, 
         v = np.sort(v) if higher_better else np.sort(v)[::-1]
         x = (np.arange(v.size) + 0.5) / v.size * 100
         tail = cvar(v, alpha, higher_better=higher_better, cvar_method=cvar_method)
-        (line,) = ax.plot(x, v, lw=1.3, ms=4, markevery=max(1, v.size // 8), **_style(i),
-                          label=f"{c} (n={v.size}): CVaR {fmt(tail)}")
+        (line,) = ax.plot(
+            x, v, lw=1.3, ms=4, markevery=max(1, v.size // 8), **_style(i), label=f"{c} (n={v.size}): CVaR {fmt(tail)}"
+        )
         ax.hlines(tail, 0, share, colors=line.get_color(), linestyles=_style(i)["ls"], lw=2.4)
     if threshold is not None:
-        ax.axhline(threshold, color="black", ls=(0, (1, 2)), lw=1,
-                   label=f"failure cut-off {'<' if higher_better else '>'} {fmt(threshold, 2)}")
+        ax.axhline(
+            threshold,
+            color="black",
+            ls=(0, (1, 2)),
+            lw=1,
+            label=f"failure cut-off {'<' if higher_better else '>'} {fmt(threshold, 2)}",
+        )
     ax.set_xlim(0, 50)
     ax.set_xlabel("share of the group's cases, worst first (%; the worst half shown)")
     ax.set_ylabel(f"per-case {metric}")
@@ -297,8 +371,17 @@ def plot_tail(metric: str, attr: str, values: np.ndarray, labels: pd.Series, *, 
     return fig
 
 
-def plot_heatmap(metric: str, a: str, b: str, values: np.ndarray, la: pd.Series, lb: pd.Series, *,
-                 min_n: int = MIN_N, higher_better: bool = True) -> Any:
+def plot_heatmap(
+    metric: str,
+    a: str,
+    b: str,
+    values: np.ndarray,
+    la: pd.Series,
+    lb: pd.Series,
+    *,
+    min_n: int = MIN_N,
+    higher_better: bool = True,
+) -> Any:
     """Figure: mean ``metric`` over the groups of ``a`` x ``b`` with mean and n printed in every
     cell; cells with fewer than ``min_n`` cases greyed out and hatched (n only)."""
     import matplotlib
@@ -328,16 +411,24 @@ def plot_heatmap(metric: str, a: str, b: str, values: np.ndarray, la: pd.Series,
             if n[i, j] >= min_n:
                 level = (shown[i, j] - vmin) / (vmax - vmin)
                 dark = level < 0.55 if higher_better else level > 0.45
-                ax.text(j, i, f"{fmt(shown[i, j])}\nn={n[i, j]}", ha="center", va="center", fontsize=8,
-                        color="white" if dark else "black")
+                ax.text(
+                    j,
+                    i,
+                    f"{fmt(shown[i, j])}\nn={n[i, j]}",
+                    ha="center",
+                    va="center",
+                    fontsize=8,
+                    color="white" if dark else "black",
+                )
             else:
                 from matplotlib.patches import Rectangle
 
                 ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, hatch="///", edgecolor="0.6", lw=0))
                 ax.text(j, i, f"n={n[i, j]}\ntoo few", ha="center", va="center", fontsize=7, color="0.25")
     rotate = max((len(str(c)) for c in cb), default=0) > 6
-    ax.set_xticks(range(len(cb)), [str(c) for c in cb], rotation=30 if rotate else 0,
-                  ha="right" if rotate else "center")
+    ax.set_xticks(
+        range(len(cb)), [str(c) for c in cb], rotation=30 if rotate else 0, ha="right" if rotate else "center"
+    )
     ax.set_yticks(range(len(ca)), [str(c) for c in ca])
     ax.set_xlabel(b)
     ax.set_ylabel(a)
@@ -451,9 +542,16 @@ def plot_learning_curves(history: pd.DataFrame, best_epoch: int | None, select: 
     if best_epoch is not None and best_epoch > 0:
         ax.axvline(best_epoch, color="black", ls=(0, (4, 2)), lw=1)
         late = epochs.notna().any() and best_epoch > 0.6 * float(epochs.max())
-        ax.annotate(f"selected: epoch {best_epoch}" + (f" ({select})" if select else ""), xy=(best_epoch, 1.0),
-                    xycoords=("data", "axes fraction"), xytext=(-4 if late else 4, -4), textcoords="offset points",
-                    va="top", ha="right" if late else "left", fontsize=8)
+        ax.annotate(
+            f"selected: epoch {best_epoch}" + (f" ({select})" if select else ""),
+            xy=(best_epoch, 1.0),
+            xycoords=("data", "axes fraction"),
+            xytext=(-4 if late else 4, -4),
+            textcoords="offset points",
+            va="top",
+            ha="right" if late else "left",
+            fontsize=8,
+        )
     _epoch_axis(ax, epochs)
     ax.set_ylabel("validation Dice")
     ax.set_title("learning curves: overall vs worst-group validation Dice", fontsize=10)
@@ -462,8 +560,12 @@ def plot_learning_curves(history: pd.DataFrame, best_epoch: int | None, select: 
     return fig
 
 
-OBJECTIVE_STATE = {"q": "group weights q (GroupDRO / FairDRO)", "scale": "group scales (FEBS)",
-                   "group_value": "robust value R_g per group (FairDRO)", "group_dice_loss": "group Dice loss (FEBS)"}
+OBJECTIVE_STATE = {
+    "q": "group weights q (GroupDRO / FairDRO)",
+    "scale": "group scales (FEBS)",
+    "group_value": "robust value R_g per group (FairDRO)",
+    "group_dice_loss": "group Dice loss (FEBS)",
+}
 """Display names of per-group objective state logged as ``obj/<name>_<group id>``."""
 
 
@@ -480,8 +582,9 @@ def objective_families(history: pd.DataFrame) -> dict[str, list[tuple[str, int |
     return out
 
 
-def plot_objective_state(history: pd.DataFrame, name: str, columns: Sequence[tuple[str, int | None]],
-                         group_names: Sequence[str] = ()) -> Any:
+def plot_objective_state(
+    history: pd.DataFrame, name: str, columns: Sequence[tuple[str, int | None]], group_names: Sequence[str] = ()
+) -> Any:
     """Figure: one ``obj/`` quantity per epoch, one line per group (labelled at its end)."""
     fig = _figure(5.6, 3.2)
     ax = fig.add_subplot()
@@ -544,10 +647,13 @@ class TrainingView:
         if (best is None or best < 1) and "best_epoch" in history.columns:
             last = pd.to_numeric(history["best_epoch"], errors="coerce").dropna()
             best = int(last.iloc[-1]) if len(last) else None
-        return cls(history, best_epoch=best if best is not None and best > 0 else None,
-                   select=record.select if record is not None else None,
-                   group_names=list(record.group_names) if record is not None else [],
-                   objective=record.objective if record is not None else None)
+        return cls(
+            history,
+            best_epoch=best if best is not None and best > 0 else None,
+            select=record.select if record is not None else None,
+            group_names=list(record.group_names) if record is not None else [],
+            objective=record.objective if record is not None else None,
+        )
 
 
 def provenance(*, config: str | None = None, data: str | None = None, seed: Any = None, **extra: Any) -> dict[str, Any]:
@@ -563,8 +669,11 @@ def provenance(*, config: str | None = None, data: str | None = None, seed: Any 
             argv = ["python", "-m", "duetfair", *argv[1:]]
         elif name == "duetfair":
             argv[0] = "duetfair"
-    out: dict[str, Any] = {"duetfair": __version__, "command": shlex.join(argv),
-                           "date": datetime.now().astimezone().isoformat(timespec="seconds")}
+    out: dict[str, Any] = {
+        "duetfair": __version__,
+        "command": shlex.join(argv),
+        "date": datetime.now().astimezone().isoformat(timespec="seconds"),
+    }
     for key, value in (("seed", seed), ("data", data), ("config", config), *extra.items()):
         if value is not None:
             out[key] = value
@@ -628,9 +737,15 @@ def _audit_figures(audit: Mapping[str, Any], cases: pd.DataFrame | None, min_n: 
                 continue
             lab = labels[ok].reset_index(drop=True)
             figs[f"tail/{key}/{attr}"] = plot_tail(
-                base, attr, values[ok], lab, alpha=float(settings.get("cvar_alpha", 0.1)),
-                threshold=summary.get("failure_threshold"), higher_better=hb,
-                cvar_method=str(settings.get("cvar_method", "fractional")))
+                base,
+                attr,
+                values[ok],
+                lab,
+                alpha=float(settings.get("cvar_alpha", 0.1)),
+                threshold=summary.get("failure_threshold"),
+                higher_better=hb,
+                cvar_method=str(settings.get("cvar_method", "fractional")),
+            )
             hidden = (hidden_col.flags(view[hidden_col.name]) > 0)[ok] if hidden_col.name in view.columns else None
             figs[f"dist/{key}/{attr}"] = plot_group_distribution(base, attr, values[ok], lab, hidden)
         if index == 0 and values is not None and view is not None:
@@ -642,22 +757,36 @@ def _audit_figures(audit: Mapping[str, Any], cases: pd.DataFrame | None, min_n: 
                 ok = np.isfinite(values) & la.notna().to_numpy() & lb.notna().to_numpy()
                 if ok.any():
                     figs[f"heat/{key}/{a}+{b}"] = plot_heatmap(
-                        base, a, b, values[ok], la[ok].reset_index(drop=True), lb[ok].reset_index(drop=True),
-                        min_n=min_n, higher_better=hb)
+                        base,
+                        a,
+                        b,
+                        values[ok],
+                        la[ok].reset_index(drop=True),
+                        lb[ok].reset_index(drop=True),
+                        min_n=min_n,
+                        higher_better=hb,
+                    )
     return figs
 
 
 def _comparison_columns(comparison: pd.DataFrame) -> list[str]:
     return [c for c in COMPARISON_COLUMNS if c in comparison.columns] or [
-        c for c in comparison.columns
+        c
+        for c in comparison.columns
         if c != "method" and not str(c).endswith(("_low", "_high")) and pd.api.types.is_numeric_dtype(comparison[c])
     ]
 
 
-def build_figures(audit: Mapping[str, Any] | None, cases: pd.DataFrame | None = None,
-                  comparison: pd.DataFrame | None = None, *, paired: pd.DataFrame | None = None,
-                  baseline: str | None = None, training: TrainingView | None = None,
-                  min_n: int = MIN_N) -> dict[str, Any]:
+def build_figures(
+    audit: Mapping[str, Any] | None,
+    cases: pd.DataFrame | None = None,
+    comparison: pd.DataFrame | None = None,
+    *,
+    paired: pd.DataFrame | None = None,
+    baseline: str | None = None,
+    training: TrainingView | None = None,
+    min_n: int = MIN_N,
+) -> dict[str, Any]:
     """All report figures (matplotlib ``Figure`` objects), keyed ``means/<metric>/<attr>``; with the
     per-case table ``tail/<metric>/<attr>``, ``dist/<metric>/<attr>`` and
     ``heat/<first metric>/<a>+<b>``; ``comparison`` and ``paired``; ``training/curves`` and
@@ -698,30 +827,56 @@ def _markdown_table(md: str) -> dict[str, Any] | None:
     return {"header": cells(table[0]), "rows": rows, "note": note.replace("**", "").replace("`", "")}
 
 
-def _comparison_context(comparison: pd.DataFrame | None, paired: pd.DataFrame | None, paper_table: str | None,
-                        baseline: str | None, notes: Sequence[str]) -> dict[str, Any] | None:
+def _comparison_context(
+    comparison: pd.DataFrame | None,
+    paired: pd.DataFrame | None,
+    paper_table: str | None,
+    baseline: str | None,
+    notes: Sequence[str],
+) -> dict[str, Any] | None:
     if comparison is None and paired is None and paper_table is None:
         return None
-    out: dict[str, Any] = {"baseline": baseline, "notes": list(notes), "columns": [], "rows": [], "paired": [],
-                           "paired_columns": [],
-                           "paper": _markdown_table(paper_table) if paper_table else None}
+    out: dict[str, Any] = {
+        "baseline": baseline,
+        "notes": list(notes),
+        "columns": [],
+        "rows": [],
+        "paired": [],
+        "paired_columns": [],
+        "paper": _markdown_table(paper_table) if paper_table else None,
+    }
     if comparison is not None:
         cols = [c for c in comparison.columns if c != "method" and not str(c).endswith(("_low", "_high"))]
         out["columns"] = [_column_label(c) for c in cols]
         out["rows"] = [
-            {"method": str(r["method"]),
-             "cells": [fmt_ci(r[c], [r.get(f"{c}_low"), r.get(f"{c}_high")]) if f"{c}_low" in comparison.columns
-                       else fmt(r[c]) for c in cols]}
+            {
+                "method": str(r["method"]),
+                "cells": [
+                    fmt_ci(r[c], [r.get(f"{c}_low"), r.get(f"{c}_high")])
+                    if f"{c}_low" in comparison.columns
+                    else fmt(r[c])
+                    for c in cols
+                ],
+            }
             for _, r in comparison.iterrows()
         ]
     if paired is not None and len(paired):
         metrics = list(dict.fromkeys(paired["metric"].astype(str)))
         out["paired_columns"] = [_column_label(m) for m in metrics]
         out["paired"] = [
-            {"method": str(method),
-             "cells": [next(({"diff": fmt_signed_ci(r["diff"], [r["low"], r["high"]]), "verdict": str(r["verdict"])}
-                             for _, r in part[part["metric"].astype(str) == m].iterrows()), None)
-                       for m in metrics]}
+            {
+                "method": str(method),
+                "cells": [
+                    next(
+                        (
+                            {"diff": fmt_signed_ci(r["diff"], [r["low"], r["high"]]), "verdict": str(r["verdict"])}
+                            for _, r in part[part["metric"].astype(str) == m].iterrows()
+                        ),
+                        None,
+                    )
+                    for m in metrics
+                ],
+            }
             for method, part in paired.groupby("method", sort=False)
         ]
     return out
@@ -736,15 +891,23 @@ def _training_context(training: TrainingView | None, figs: Mapping[str, Any]) ->
         rows = h[pd.to_numeric(h["epoch"], errors="coerce") == training.best_epoch]
         if len(rows):
             r = rows.iloc[0]
-            selected = {k: fmt(r[c]) for k, c in (("dice", "val_dice"), ("worst", "val_worst_dice"),
-                                                   ("es", "val_es_dice")) if c in h.columns}
+            selected = {
+                k: fmt(r[c])
+                for k, c in (("dice", "val_dice"), ("worst", "val_worst_dice"), ("es", "val_es_dice"))
+                if c in h.columns
+            }
             if "val_worst_group" in h.columns:
                 selected["worst_group"] = str(r["val_worst_group"])
     families = [k for k in figs if k.startswith("training/obj/")]
-    return {"best_epoch": training.best_epoch, "select": training.select, "objective": training.objective,
-            "epochs": int(pd.to_numeric(h["epoch"], errors="coerce").max()), "selected": selected,
-            "families": families,
-            "names": {k: OBJECTIVE_STATE.get(k.split("/")[-1], k.split("/")[-1]) for k in families}}
+    return {
+        "best_epoch": training.best_epoch,
+        "select": training.select,
+        "objective": training.objective,
+        "epochs": int(pd.to_numeric(h["epoch"], errors="coerce").max()),
+        "selected": selected,
+        "families": families,
+        "names": {k: OBJECTIVE_STATE.get(k.split("/")[-1], k.split("/")[-1]) for k in families},
+    }
 
 
 def _gallery_context(gallery: Any) -> dict[str, Any] | None:
@@ -753,10 +916,15 @@ def _gallery_context(gallery: Any) -> dict[str, Any] | None:
     attrs: dict[str, dict[str, list[dict[str, Any]]]] = {}
     for e in gallery.entries:
         attrs.setdefault(str(e["attribute"]), {}).setdefault(str(e["group"]), []).append(e)
-    return {"metric": gallery.metric, "per_group": gallery.per_group, "notes": list(gallery.notes),
-            "n": len(gallery.entries),
-            "attributes": [{"name": a, "groups": [{"name": g, "cases": cs} for g, cs in groups.items()]}
-                           for a, groups in attrs.items()]}
+    return {
+        "metric": gallery.metric,
+        "per_group": gallery.per_group,
+        "notes": list(gallery.notes),
+        "n": len(gallery.entries),
+        "attributes": [
+            {"name": a, "groups": [{"name": g, "cases": cs} for g, cs in groups.items()]} for a, groups in attrs.items()
+        ],
+    }
 
 
 def _provenance_context(prov: Mapping[str, Any]) -> dict[str, Any]:
@@ -765,8 +933,10 @@ def _provenance_context(prov: Mapping[str, Any]) -> dict[str, Any]:
         if key == "config" and isinstance(value, str):
             blocks.append(("config", value))
         elif isinstance(value, Mapping):
-            blocks += [(f"{key}: {k}", v if isinstance(v, str) else json.dumps(v, indent=2, default=str))
-                       for k, v in value.items()]
+            blocks += [
+                (f"{key}: {k}", v if isinstance(v, str) else json.dumps(v, indent=2, default=str))
+                for k, v in value.items()
+            ]
         elif isinstance(value, (list, tuple)):
             items.append((key, ", ".join(map(str, value))))
         else:
@@ -816,8 +986,10 @@ def render_html(
     import jinja2
 
     require(audit is None or "metrics" in audit, "render_html: expected an audit dict with a 'metrics' entry")
-    require(audit is not None or comparison is not None or paper_table is not None,
-            "render_html: expected an audit or a comparison")
+    require(
+        audit is not None or comparison is not None or paper_table is not None,
+        "render_html: expected an audit or a comparison",
+    )
     if comparison is not None:
         require("method" in comparison.columns, "render_html: the comparison table needs a 'method' column")
     if min_n is None:
@@ -826,8 +998,9 @@ def render_html(
         gallery = _build_gallery(gallery, cases, audit)
     figs = build_figures(audit, cases, comparison, paired=paired, baseline=baseline, training=training, min_n=min_n)
     images = {k: _png(f) for k, f in figs.items()}
-    env = jinja2.Environment(loader=jinja2.PackageLoader("duetfair.audit", "templates"),
-                             autoescape=jinja2.select_autoescape(["html"]))
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("duetfair.audit", "templates"), autoescape=jinja2.select_autoescape(["html"])
+    )
     env.filters["fmt"] = fmt
     env.filters["pct"] = _pct
     env.filters["pvalue"] = _pvalue
@@ -838,9 +1011,18 @@ def render_html(
     findings = findings_of(audit) if audit is not None else []
     comp = _comparison_context(comparison, paired, paper_table, baseline, comparison_notes)
     if comparison is not None:
-        findings = comparison_findings(comparison[["method", *_comparison_columns(comparison)] + [
-            c for c in comparison.columns if str(c).endswith(("_low", "_high"))]], paired, baseline,
-            COMPARISON_LABELS) + findings
+        findings = (
+            comparison_findings(
+                comparison[
+                    ["method", *_comparison_columns(comparison)]
+                    + [c for c in comparison.columns if str(c).endswith(("_low", "_high"))]
+                ],
+                paired,
+                baseline,
+                COMPARISON_LABELS,
+            )
+            + findings
+        )
     slugs = {key: _slug(key) for key in (audit or {}).get("metrics", {})}
     train = _training_context(training, figs)
     gal = _gallery_context(gallery) if gallery is not None and hasattr(gallery, "entries") else None
@@ -852,11 +1034,22 @@ def render_html(
     sections += [("provenance", "Provenance")]
     prov = {**_audit_provenance(audit), **dict(provenance or {})}
     html = env.get_template("report.html").render(
-        title=title, audit=audit, settings=(audit or {}).get("settings", {}), images=images,
-        finding_blocks=_finding_blocks(findings), audit_name=audit_name,
-        cards=headline_cards(audit) if audit is not None else [], comparison=comp, training=train, gallery=gal,
-        heatmaps={key: [k for k in images if k.startswith(f"heat/{key}/")] for key in slugs}, slugs=slugs,
-        sections=sections, provenance=_provenance_context(prov), min_n=min_n, version=prov.get("duetfair", ""),
+        title=title,
+        audit=audit,
+        settings=(audit or {}).get("settings", {}),
+        images=images,
+        finding_blocks=_finding_blocks(findings),
+        audit_name=audit_name,
+        cards=headline_cards(audit) if audit is not None else [],
+        comparison=comp,
+        training=train,
+        gallery=gal,
+        heatmaps={key: [k for k in images if k.startswith(f"heat/{key}/")] for key in slugs},
+        slugs=slugs,
+        sections=sections,
+        provenance=_provenance_context(prov),
+        min_n=min_n,
+        version=prov.get("duetfair", ""),
     )
     return write_text(out_path, html)
 
@@ -877,8 +1070,14 @@ def _finding_blocks(findings: Sequence[Mapping[str, Any]]) -> list[dict[str, Any
     order = sorted(blocks, key=lambda k: rank[k[0]])
     out, metrics = [], 0
     for kind, title in order:
-        out.append({"kind": kind, "title": title, "entries": blocks[(kind, title)],
-                    "collapsed": kind == "metric" and metrics > 0})
+        out.append(
+            {
+                "kind": kind,
+                "title": title,
+                "entries": blocks[(kind, title)],
+                "collapsed": kind == "metric" and metrics > 0,
+            }
+        )
         metrics += kind == "metric"
     return out
 
@@ -907,10 +1106,14 @@ def render_summary(audit: Mapping[str, Any], *, top_subgroups: int = 3) -> str:
                 f"ES {fmt_ci(a['es'], a['es_ci'])}, worst-group CVaR10 {fmt(a['worst_cvar10'])}"
             )
         for sg in m.get("subgroups", [])[:top_subgroups]:
-            lines.append(f"  subgroup {itemset_label(sg['itemset'])}: n={sg['n']}, mean {fmt(sg['mean'])} "
-                         f"({float(sg['divergence']):+.3f}, t={fmt(sg['t'], 1)}, q={_pvalue(sg.get('q_value'))})")
+            lines.append(
+                f"  subgroup {itemset_label(sg['itemset'])}: n={sg['n']}, mean {fmt(sg['mean'])} "
+                f"({float(sg['divergence']):+.3f}, t={fmt(sg['t'], 1)}, q={_pvalue(sg.get('q_value'))})"
+            )
         if m.get("hidden_subtype"):
             h = m["hidden_subtype"]
-            lines.append(f"  hidden hard subtype ({_hidden_name(h)}): {h['n']} cases, mean {fmt(h['mean'])} vs "
-                         f"{fmt(h['mean_rest'])}; {_pct(h['share_in_worst_decile'])} of the worst 10% of cases")
+            lines.append(
+                f"  hidden hard subtype ({_hidden_name(h)}): {h['n']} cases, mean {fmt(h['mean'])} vs "
+                f"{fmt(h['mean_rest'])}; {_pct(h['share_in_worst_decile'])} of the worst 10% of cases"
+            )
     return "\n".join(lines) + "\n"

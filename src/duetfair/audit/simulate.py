@@ -112,12 +112,16 @@ def run_table_demo(
 
     out = Path(out_dir)
     cases = simulate_case_table(n, seed)
-    audit = audit_table(cases, DEMO_BY, metrics=("dice", "hd95"), bins=DEMO_BINS, n_boot=n_boot, seed=seed, min_support=0.05)
+    audit = audit_table(
+        cases, DEMO_BY, metrics=("dice", "hd95"), bins=DEMO_BINS, n_boot=n_boot, seed=seed, min_support=0.05
+    )
     paths = {"cases": out / "cases.csv", "json": out / "audit.json", "markdown": out / "audit.md"}
     with atomic_path(paths["cases"]) as tmp:
         cases.to_csv(tmp, index=False)
     write_json(paths["json"], audit)
     write_text(paths["markdown"], render_markdown(audit, title="duetfair demo: audit of a synthetic per-case table"))
     if html:
-        paths["html"] = render_html(audit, out / "report.html", cases=cases, title="duetfair demo: audit of a synthetic per-case table")
+        paths["html"] = render_html(
+            audit, out / "report.html", cases=cases, title="duetfair demo: audit of a synthetic per-case table"
+        )
     return {"audit": audit, "cases": cases, "paths": paths}

@@ -30,10 +30,11 @@ significant subgroup, warnings about small groups and unknown values), built by
 
 ``group_spec`` is the :class:`~duetfair.data.groups.GroupSpec` that turned the table's raw values
 into groups (a run's saved spec where it defines an attribute, else inferred from the table), so
-every consumer of the audit labels cases the same way. ``es`` uses the chosen variant, ``es_std`` / ``es_sum_abs`` are both variants' point estimates;
-intervals are ``[low, high]`` percentile bootstrap intervals. When the table holds several classes
-(a ``class`` column) and none is selected, every metric is audited per class under the key
-``"<metric>[<class>]"`` (e.g. ``dice[1]`` = rim, ``dice[2]`` = cup for FairSeg).
+every consumer of the audit labels cases the same way. ``es`` uses the chosen variant, ``es_std`` /
+``es_sum_abs`` are both variants' point estimates; intervals are ``[low, high]`` percentile
+bootstrap intervals. When the table holds several classes (a ``class`` column) and none is selected,
+every metric is audited per class under the key ``"<metric>[<class>]"`` (e.g. ``dice[1]`` = rim,
+``dice[2]`` = cup for FairSeg).
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ from duetfair.options import HIDDEN_COLUMN
 SCHEMA = "duetfair.audit/1"
 """Identifier of the audit JSON schema written by :func:`audit_table`."""
 
+
 def load_case_table(path: str | os.PathLike[str]) -> pd.DataFrame:
     """Read a per-case table (``.csv``, ``.tsv``, ``.parquet``, ``.xlsx``) with one-line errors."""
     df = read_table(path)
@@ -74,8 +76,10 @@ def _require_unique_cases(df: pd.DataFrame) -> None:
     if not dup.empty:
         row = dup.iloc[0]
         what = f"case '{row['case_id']}'" + (f" class {row['class']}" if "class" in keys else "")
-        raise DuetfairError(f"the per-case table has {dup.duplicated(keys).sum()} duplicate row(s), e.g. {what}; "
-                            f"expected one row per case{' and class' if 'class' in keys else ''}")
+        raise DuetfairError(
+            f"the per-case table has {dup.duplicated(keys).sum()} duplicate row(s), e.g. {what}; "
+            f"expected one row per case{' and class' if 'class' in keys else ''}"
+        )
 
 
 def _finite(x: Any) -> float | None:
@@ -114,7 +118,9 @@ def _class_views(df: pd.DataFrame, metrics: Sequence[str], class_: Any | None) -
     classes = pd.unique(df["class"].dropna())
     if class_ is not None:
         sel = df[df["class"].astype(str) == str(class_)]
-        require(len(sel) > 0, f"--class {class_}: no row with that class; classes present: {', '.join(map(str, classes))}")
+        require(
+            len(sel) > 0, f"--class {class_}: no row with that class; classes present: {', '.join(map(str, classes))}"
+        )
         return [(m, m, sel) for m in metrics]
     if len(classes) <= 1:
         return [(m, m, df) for m in metrics]
@@ -195,10 +201,25 @@ def audit_table(
     out_metrics: dict[str, Any] = {}
     for key, metric, table in _class_views(df, metrics, class_):
         out_metrics[key] = _audit_metric(
-            table, metric, by, groups, es_variant=es_variant, n_boot=n_boot, seed=seed, min_support=min_support,
-            max_length=max_length, level=level, cvar_alpha=cvar_alpha, cvar_method=cvar_method,
-            failure_threshold=cutoffs[metric], discovery=discovery, max_subgroups=max_subgroups,
-            redundancy_threshold=redundancy_threshold, redundancy_z=redundancy_z, fdr=fdr, hidden=hidden_col,
+            table,
+            metric,
+            by,
+            groups,
+            es_variant=es_variant,
+            n_boot=n_boot,
+            seed=seed,
+            min_support=min_support,
+            max_length=max_length,
+            level=level,
+            cvar_alpha=cvar_alpha,
+            cvar_method=cvar_method,
+            failure_threshold=cutoffs[metric],
+            discovery=discovery,
+            max_subgroups=max_subgroups,
+            redundancy_threshold=redundancy_threshold,
+            redundancy_z=redundancy_z,
+            fdr=fdr,
+            hidden=hidden_col,
         )
     result = {
         "schema": SCHEMA,
@@ -207,11 +228,19 @@ def audit_table(
         "bins": {a.name: {"edges": list(a.edges), "right": a.right} for a in groups.specs if a.edges is not None},
         "group_spec": groups.to_dict(),
         "settings": {
-            "es_variant": es_variant, "n_boot": int(n_boot), "seed": int(seed), "level": float(level),
-            "cvar_alpha": float(cvar_alpha), "cvar_method": cvar_method, "failure_thresholds": cutoffs,
-            "redundancy_z": redundancy_z, "fdr": float(fdr), "min_support": float(min_support),
+            "es_variant": es_variant,
+            "n_boot": int(n_boot),
+            "seed": int(seed),
+            "level": float(level),
+            "cvar_alpha": float(cvar_alpha),
+            "cvar_method": cvar_method,
+            "failure_thresholds": cutoffs,
+            "redundancy_z": redundancy_z,
+            "fdr": float(fdr),
+            "min_support": float(min_support),
             "min_group_n": MIN_GROUP_N,
-            "max_length": max_length, "class": None if class_ is None else str(class_),
+            "max_length": max_length,
+            "class": None if class_ is None else str(class_),
             "hidden_column": str(hidden_col),
         },
         "metrics": out_metrics,
@@ -222,9 +251,19 @@ def audit_table(
 
 def _audit_metric(df: pd.DataFrame, metric: str, by: Sequence[str], spec: GroupSpec, **kw: Any) -> dict[str, Any]:
     frames = [
-        GroupMetricFrame(df, metric, attr, spec=spec, es_variant=kw["es_variant"], n_boot=kw["n_boot"], seed=kw["seed"],
-                         level=kw["level"], cvar_alpha=kw["cvar_alpha"], cvar_method=kw["cvar_method"],
-                         failure_threshold=kw["failure_threshold"])
+        GroupMetricFrame(
+            df,
+            metric,
+            attr,
+            spec=spec,
+            es_variant=kw["es_variant"],
+            n_boot=kw["n_boot"],
+            seed=kw["seed"],
+            level=kw["level"],
+            cvar_alpha=kw["cvar_alpha"],
+            cvar_method=kw["cvar_method"],
+            failure_threshold=kw["failure_threshold"],
+        )
         for attr in by
     ]
     first = frames[0]
@@ -246,16 +285,32 @@ def _audit_metric(df: pd.DataFrame, metric: str, by: Sequence[str], spec: GroupS
 
 def _subgroups(df: pd.DataFrame, metric: str, spec: GroupSpec, kw: Mapping[str, Any]) -> list[dict[str, Any]]:
     found = find_divergent_subgroups(
-        df, metric, spec.attributes, min_support=kw["min_support"], max_length=kw["max_length"], spec=spec,
-        redundancy_threshold=kw["redundancy_threshold"], redundancy_z=kw["redundancy_z"], fdr=kw["fdr"],
+        df,
+        metric,
+        spec.attributes,
+        min_support=kw["min_support"],
+        max_length=kw["max_length"],
+        spec=spec,
+        redundancy_threshold=kw["redundancy_threshold"],
+        redundancy_z=kw["redundancy_z"],
+        fdr=kw["fdr"],
     )
     if not higher_is_better(metric):
         found = found.iloc[::-1].reset_index(drop=True)
     if kw["max_subgroups"] is not None:
         found = found.head(kw["max_subgroups"])
     return [
-        {"itemset": dict(r.itemset), "support": float(r.support), "n": int(r.n), "mean": float(r.mean),
-         "divergence": float(r.divergence), "t": _finite(r.t), "welch_t": _finite(r.welch_t),
-         "p_value": _finite(r.p_value), "q_value": _finite(r.q_value), "significant": bool(r.significant)}
+        {
+            "itemset": dict(r.itemset),
+            "support": float(r.support),
+            "n": int(r.n),
+            "mean": float(r.mean),
+            "divergence": float(r.divergence),
+            "t": _finite(r.t),
+            "welch_t": _finite(r.welch_t),
+            "p_value": _finite(r.p_value),
+            "q_value": _finite(r.q_value),
+            "significant": bool(r.significant),
+        }
         for r in found.itertuples(index=False)
     ]

@@ -61,10 +61,22 @@ class CaseDataset(Dataset):
             channel, e.g. MRI phases) or ``"repeat"`` (a single-channel image repeated).
     """
 
-    def __init__(self, meta: pd.DataFrame, group_spec: GroupSpec, read: ReadFn, *, num_classes: int,
-                 in_channels: int, spatial_dims: int, transform: Callable[[dict], dict] | None = None,
-                 cache: bool = False, skipped: pd.DataFrame | None = None, split_source: str | None = None,
-                 hidden: str | HiddenColumn | None = None, channel_source: ChannelSource = "native") -> None:
+    def __init__(
+        self,
+        meta: pd.DataFrame,
+        group_spec: GroupSpec,
+        read: ReadFn,
+        *,
+        num_classes: int,
+        in_channels: int,
+        spatial_dims: int,
+        transform: Callable[[dict], dict] | None = None,
+        cache: bool = False,
+        skipped: pd.DataFrame | None = None,
+        split_source: str | None = None,
+        hidden: str | HiddenColumn | None = None,
+        channel_source: ChannelSource = "native",
+    ) -> None:
         require("case_id" in meta.columns, "metadata needs a 'case_id' column")
         require(spatial_dims in (2, 3), f"spatial_dims must be 2 or 3, got {spatial_dims}")
         self.meta = meta.reset_index(drop=True)
@@ -80,12 +92,17 @@ class CaseDataset(Dataset):
         self._cache: dict[int, tuple[torch.Tensor, torch.Tensor]] | None = {} if cache else None
         self.codes = torch.as_tensor(group_spec.encode_frame(self.meta), dtype=torch.long)
         self._attrs = [self._row_attrs(i) for i in range(len(self.meta))]
-        require(channel_source in CHANNEL_SOURCES,
-                f"channel_source must be one of {CHANNEL_SOURCES}, got '{channel_source}'")
+        require(
+            channel_source in CHANNEL_SOURCES,
+            f"channel_source must be one of {CHANNEL_SOURCES}, got '{channel_source}'",
+        )
         self.channel_source: ChannelSource = channel_source
         self.hidden = HiddenColumn.parse(hidden)
-        self._hidden = (self.hidden.flags(self.meta[self.hidden.name]).tolist()
-                        if self.hidden.name in self.meta.columns else [-1] * len(self.meta))
+        self._hidden = (
+            self.hidden.flags(self.meta[self.hidden.name]).tolist()
+            if self.hidden.name in self.meta.columns
+            else [-1] * len(self.meta)
+        )
 
     def _row_attrs(self, i: int) -> dict[str, Any]:
         row = self.meta.iloc[i]
@@ -140,10 +157,18 @@ class CaseDataset(Dataset):
     def subset(self, indices: Sequence[int]) -> "CaseDataset":
         """A dataset with only rows ``indices`` (sharing the reader and spec)."""
         idx = [int(i) for i in indices]
-        sub = CaseDataset(self.meta.iloc[idx].copy(), self.group_spec, lambda k: self.read(idx[k]),
-                          num_classes=self.num_classes, in_channels=self.in_channels,
-                          spatial_dims=self.spatial_dims, transform=self.transform, split_source=self.split_source,
-                          hidden=self.hidden, channel_source=self.channel_source)
+        sub = CaseDataset(
+            self.meta.iloc[idx].copy(),
+            self.group_spec,
+            lambda k: self.read(idx[k]),
+            num_classes=self.num_classes,
+            in_channels=self.in_channels,
+            spatial_dims=self.spatial_dims,
+            transform=self.transform,
+            split_source=self.split_source,
+            hidden=self.hidden,
+            channel_source=self.channel_source,
+        )
         return sub
 
     def check(self, *, on_error: str = "raise") -> pd.DataFrame:
@@ -159,13 +184,16 @@ class CaseDataset(Dataset):
             except DuetfairError as exc:
                 if on_error == "raise":
                     raise
-                rows.append({"case_id": self.meta.at[i, "case_id"], "file": _file_of(self.meta.iloc[i]),
-                             "reason": str(exc)})
+                rows.append(
+                    {"case_id": self.meta.at[i, "case_id"], "file": _file_of(self.meta.iloc[i]), "reason": str(exc)}
+                )
         return pd.DataFrame(rows, columns=["case_id", "file", "reason"])
 
     def __repr__(self) -> str:
-        return (f"CaseDataset(n={len(self)}, spatial_dims={self.spatial_dims}, in_channels={self.in_channels}, "
-                f"num_classes={self.num_classes}, groups={self.group_spec!r})")
+        return (
+            f"CaseDataset(n={len(self)}, spatial_dims={self.spatial_dims}, in_channels={self.in_channels}, "
+            f"num_classes={self.num_classes}, groups={self.group_spec!r})"
+        )
 
 
 def drop_bad_cases(ds: CaseDataset, *, on_error: str) -> CaseDataset:
@@ -187,6 +215,7 @@ def drop_bad_cases(ds: CaseDataset, *, on_error: str) -> CaseDataset:
 
 # ---- loaders: missing files, the skipped share, one dataset per split ---------------------
 
+
 def file_report(meta: pd.DataFrame, columns: Sequence[str], hint: str = "") -> pd.DataFrame:
     """Rows of ``meta`` whose files (path or list of paths in ``columns``) do not exist:
     ``case_id``, ``file``, ``reason``, ``split`` (first missing file per case)."""
@@ -197,14 +226,21 @@ def file_report(meta: pd.DataFrame, columns: Sequence[str], hint: str = "") -> p
             gone = next((p for p in paths if p is None or not Path(p).is_file()), "")
             if gone != "":
                 note = f" ({hint})" if hint and col == "image" else ""
-                rows.append({"case_id": rec["case_id"], "file": str(gone), "split": rec.get("split"),
-                             "reason": f"case '{rec['case_id']}': {col} file '{gone}' does not exist{note}"})
+                rows.append(
+                    {
+                        "case_id": rec["case_id"],
+                        "file": str(gone),
+                        "split": rec.get("split"),
+                        "reason": f"case '{rec['case_id']}': {col} file '{gone}' does not exist{note}",
+                    }
+                )
                 break
     return pd.DataFrame(rows, columns=["case_id", "file", "reason", "split"])
 
 
-def keep_readable(meta: pd.DataFrame, columns: Sequence[str], *, what: str, on_error: str,
-                  max_skip_fraction: float, hint: str = "") -> tuple[pd.DataFrame, pd.DataFrame]:
+def keep_readable(
+    meta: pd.DataFrame, columns: Sequence[str], *, what: str, on_error: str, max_skip_fraction: float, hint: str = ""
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Drop cases with missing files before any reading: ``(kept rows, report)``.
 
     ``on_error="raise"`` refuses any missing file (one line: count, an example, the remedy);
@@ -217,24 +253,32 @@ def keep_readable(meta: pd.DataFrame, columns: Sequence[str], *, what: str, on_e
     report = file_report(meta, columns, hint)
     if report.empty:
         return meta, report
-    require(on_error == "skip", f"{what}: {len(report)} of {len(meta)} cases have missing files (e.g. "
-                                f"{report['reason'].iloc[0]}); check the folder layout (docs/datasets.md) or pass "
-                                f"on_error='skip'")
-    limit_skipped(len(report), len(meta), report["reason"].iloc[0], what=what, max_skip_fraction=max_skip_fraction,
-                  warn=False)
+    require(
+        on_error == "skip",
+        f"{what}: {len(report)} of {len(meta)} cases have missing files (e.g. "
+        f"{report['reason'].iloc[0]}); check the folder layout (docs/datasets.md) or pass "
+        f"on_error='skip'",
+    )
+    limit_skipped(
+        len(report), len(meta), report["reason"].iloc[0], what=what, max_skip_fraction=max_skip_fraction, warn=False
+    )
     return meta[~meta["case_id"].isin(set(report["case_id"]))].reset_index(drop=True), report
 
 
-def limit_skipped(n_skipped: int, n_total: int, example: str, *, what: str, max_skip_fraction: float,
-                  warn: bool = True) -> None:
+def limit_skipped(
+    n_skipped: int, n_total: int, example: str, *, what: str, max_skip_fraction: float, warn: bool = True
+) -> None:
     """Refuse when more than ``max_skip_fraction`` of ``n_total`` cases were skipped, else warn."""
     if n_skipped == 0:
         return
     share = n_skipped / max(n_total, 1)
     msg = f"{what}: {n_skipped} of {n_total} cases ({share:.1%}) could not be read and are left out (e.g. {example})"
-    require(share <= max_skip_fraction, f"{msg}; that is more than max_skip_fraction={max_skip_fraction:g}: check "
-                                        f"the folder layout (docs/datasets.md), or pass max_skip_fraction=1.0 to "
-                                        f"accept")
+    require(
+        share <= max_skip_fraction,
+        f"{msg}; that is more than max_skip_fraction={max_skip_fraction:g}: check "
+        f"the folder layout (docs/datasets.md), or pass max_skip_fraction=1.0 to "
+        f"accept",
+    )
     if warn:
         log.warning("%s; see .skipped of each split", msg)
 
@@ -242,10 +286,22 @@ def limit_skipped(n_skipped: int, n_total: int, example: str, *, what: str, max_
 ReadRow = Callable[[dict[str, Any]], tuple[torch.Tensor, torch.Tensor]]
 
 
-def build_split_datasets(meta: pd.DataFrame, spec: GroupSpec, read: ReadRow, *, source: str, in_channels: int,
-                         spatial_dims: int, skipped: pd.DataFrame, what: str, on_error: str,
-                         max_skip_fraction: float, cache: bool, num_classes: int = 2,
-                         channel_source: ChannelSource = "native") -> dict[str, CaseDataset]:
+def build_split_datasets(
+    meta: pd.DataFrame,
+    spec: GroupSpec,
+    read: ReadRow,
+    *,
+    source: str,
+    in_channels: int,
+    spatial_dims: int,
+    skipped: pd.DataFrame,
+    what: str,
+    on_error: str,
+    max_skip_fraction: float,
+    cache: bool,
+    num_classes: int = 2,
+    channel_source: ChannelSource = "native",
+) -> dict[str, CaseDataset]:
     """One :class:`CaseDataset` per split of ``meta`` (``split`` column) with ``split_source`` set;
     unreadable cases are dropped (``on_error="skip"``) and the total skip share checked."""
     n_total = len(meta) + len(skipped)
@@ -256,9 +312,17 @@ def build_split_datasets(meta: pd.DataFrame, spec: GroupSpec, read: ReadRow, *, 
         before = skipped.loc[skipped["split"] == split, ["case_id", "file", "reason"]].reset_index(drop=True)
         if len(part):
             rows = part.to_dict("records")
-            ds = CaseDataset(part, spec, lambda i, rows=rows: read(rows[i]), num_classes=num_classes,
-                             in_channels=in_channels, spatial_dims=spatial_dims, cache=cache,
-                             skipped=before if not before.empty else None, channel_source=channel_source)
+            ds = CaseDataset(
+                part,
+                spec,
+                lambda i, rows=rows: read(rows[i]),
+                num_classes=num_classes,
+                in_channels=in_channels,
+                spatial_dims=spatial_dims,
+                cache=cache,
+                skipped=before if not before.empty else None,
+                channel_source=channel_source,
+            )
             ds = drop_bad_cases(ds, on_error=on_error)
             reports.append(ds.skipped)
             if len(ds):
@@ -267,8 +331,9 @@ def build_split_datasets(meta: pd.DataFrame, spec: GroupSpec, read: ReadRow, *, 
     reports = [r for r in reports if not r.empty]
     if reports:
         report = pd.concat(reports, ignore_index=True).drop_duplicates("case_id")
-        limit_skipped(len(report), n_total, str(report["reason"].iloc[0]), what=what,
-                      max_skip_fraction=max_skip_fraction)
+        limit_skipped(
+            len(report), n_total, str(report["reason"].iloc[0]), what=what, max_skip_fraction=max_skip_fraction
+        )
     require(bool(out), f"{what}: no readable cases")
     return out
 
@@ -295,9 +360,12 @@ def collate_cases(cases: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """
     require(len(cases) > 0, "collate_cases: empty batch")
     shapes = {tuple(c["image"].shape) for c in cases}
-    require(len(shapes) == 1, f"cases {[c['case_id'] for c in cases[:4]]} have different image shapes "
-                              f"{sorted(shapes)[:3]} in one batch; set an image_size / spatial_size so all "
-                              f"cases share one shape")
+    require(
+        len(shapes) == 1,
+        f"cases {[c['case_id'] for c in cases[:4]]} have different image shapes "
+        f"{sorted(shapes)[:3]} in one batch; set an image_size / spatial_size so all "
+        f"cases share one shape",
+    )
     batch: dict[str, Any] = {
         "image": torch.stack([torch.as_tensor(c["image"], dtype=torch.float32) for c in cases]),
         "label": torch.stack([torch.as_tensor(c["label"]).long() for c in cases]),

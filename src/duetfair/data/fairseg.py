@@ -55,8 +55,10 @@ CODES: dict[str, tuple[tuple[str, ...], dict[int, str]]] = {
     "gender": (("gender", "male"), {0: "Female", 1: "Male"}),
     "ethnicity": (("ethnicity", "hispanic"), {0: "Non-Hispanic", 1: "Hispanic"}),
     "language": (("language",), {0: "English", 1: "Spanish", 2: "Other"}),
-    "maritalstatus": (("maritalstatus", "marriagestatus"),
-                      {0: "Married or Partnered", 1: "Single", 2: "Divorced", 3: "Widowed", 4: "Legally Separated"}),
+    "maritalstatus": (
+        ("maritalstatus", "marriagestatus"),
+        {0: "Married or Partnered", 1: "Single", 2: "Divorced", 3: "Widowed", 4: "Legally Separated"},
+    ),
 }
 ATTRIBUTES = ("race", "age", "gender", "ethnicity", "language", "maritalstatus")
 DAYS_PER_YEAR = 365.0
@@ -76,6 +78,7 @@ def fairseg_spec(attributes: Sequence[str] = ATTRIBUTES) -> GroupSpec:
 
 # -- files and splits ------------------------------------------------------------------------------
 
+
 def index_files(root: Path) -> dict[str, Path]:
     """One walk of ``root``: file name -> path of every ``data_*.npz`` (each name at most once)."""
     index: dict[str, Path] = {}
@@ -85,8 +88,10 @@ def index_files(root: Path) -> dict[str, Path]:
                 continue
             path = Path(folder) / name
             if name in index:
-                raise DuetfairError(f"FairSeg folder '{root}': '{name}' is both '{index[name]}' and '{path}'; "
-                                    f"expected each data_*.npz once")
+                raise DuetfairError(
+                    f"FairSeg folder '{root}': '{name}' is both '{index[name]}' and '{path}'; "
+                    f"expected each data_*.npz once"
+                )
             index[name] = path
     return index
 
@@ -98,8 +103,9 @@ def _list_paths(split_files: Mapping[str, str | os.PathLike[str]] | str | os.Pat
             require(split in SPLITS, f"split_files key '{split}' is not one of {list(SPLITS)}")
         return {s: Path(p) for s, p in split_files.items()}
     folder = Path(split_files)
-    require(folder.is_dir(),
-            f"split list folder '{folder}' does not exist; expected the folder of train.txt / test.txt")
+    require(
+        folder.is_dir(), f"split list folder '{folder}' does not exist; expected the folder of train.txt / test.txt"
+    )
     found = {s: folder / n for s, n in SPLIT_LIST_NAMES.items() if (folder / n).is_file()}
     require(bool(found), f"split list folder '{folder}' has none of {list(SPLIT_LIST_NAMES.values())}")
     return found
@@ -133,12 +139,15 @@ def _resolve_lists(root: Path, index: Mapping[str, Path], lists: Mapping[str, Pa
         names = read_split_list(lst)
         missing = [n for n in names if n not in index]
         if missing:
-            raise DuetfairError(f"split list '{lst}': {len(missing)} of {len(names)} files not found under "
-                                f"'{root}' (first: {', '.join(missing[:3])})")
+            raise DuetfairError(
+                f"split list '{lst}': {len(missing)} of {len(names)} files not found under "
+                f"'{root}' (first: {', '.join(missing[:3])})"
+            )
         both = [n for n in names if n in owner]
         if both:
-            raise DuetfairError(f"split list '{lst}': '{both[0]}' is also in the {owner[both[0]]} list; "
-                                f"expected disjoint splits")
+            raise DuetfairError(
+                f"split list '{lst}': '{both[0]}' is also in the {owner[both[0]]} list; expected disjoint splits"
+            )
         owner.update({n: split for n in names})
         out[split] = [index[n] for n in names]
     return out
@@ -156,16 +165,19 @@ def _resolve_folders(root: Path, index: Mapping[str, Path]) -> dict[str, list[Pa
     if len(outside) == len(split):
         return {"": [index[n] for n in sorted(index)]}
     if outside:
-        raise DuetfairError(f"FairSeg folder '{root}': {len(outside)} files (e.g. '{index[outside[0]]}') lie outside "
-                            f"the split folders; expected all or none under Training/Test folders")
+        raise DuetfairError(
+            f"FairSeg folder '{root}': {len(outside)} files (e.g. '{index[outside[0]]}') lie outside "
+            f"the split folders; expected all or none under Training/Test folders"
+        )
     out: dict[str, list[Path]] = {}
     for n in sorted(index):
         out.setdefault(split[n] or "", []).append(index[n])
     return out
 
 
-def files_by_split(root: Path, split_files: Mapping[str, str | os.PathLike[str]] | str | os.PathLike[str] | None
-                   ) -> dict[str, list[Path]]:
+def files_by_split(
+    root: Path, split_files: Mapping[str, str | os.PathLike[str]] | str | os.PathLike[str] | None
+) -> dict[str, list[Path]]:
     """Files per split from split lists (resolved through one index of ``root``) or split folders."""
     index = index_files(root)
     require(bool(index), f"FairSeg folder '{root}' has no data_*.npz files")
@@ -175,6 +187,7 @@ def files_by_split(root: Path, split_files: Mapping[str, str | os.PathLike[str]]
 
 
 # -- attributes ------------------------------------------------------------------------------------
+
 
 def _first_key(files: Sequence[str], keys: Sequence[str]) -> str | None:
     return next((k for k in keys if k in files), None)
@@ -189,8 +202,9 @@ def _code(data: Any, key: str | None, path: Path) -> int | None:
     try:
         value = float(arr.reshape(-1)[0])
     except (TypeError, ValueError):
-        raise DuetfairError(f"FairSeg file '{path}': key '{key}' holds {arr.reshape(-1)[0]!r}; "
-                            f"expected a number code") from None
+        raise DuetfairError(
+            f"FairSeg file '{path}': key '{key}' holds {arr.reshape(-1)[0]!r}; expected a number code"
+        ) from None
     if not np.isfinite(value):
         return None
     require(value == int(value), f"FairSeg file '{path}': key '{key}' holds {value}; expected an integer code")
@@ -203,10 +217,14 @@ def read_npz_raw(path: Path) -> dict[str, Any]:
         with np.load(path, allow_pickle=False) as data:
             files = data.files
             image, mask = _first_key(files, IMAGE_KEYS), _first_key(files, MASK_KEYS)
-            require(image is not None and mask is not None,
-                    f"FairSeg file '{path}' lacks image/mask keys {IMAGE_KEYS} / {MASK_KEYS}; has {files}")
-            row: dict[str, Any] = {"internal": any(k in files for k in INTERNAL_MARKERS),
-                                   "race": _code(data, _first_key(files, ("race",)), path)}
+            require(
+                image is not None and mask is not None,
+                f"FairSeg file '{path}' lacks image/mask keys {IMAGE_KEYS} / {MASK_KEYS}; has {files}",
+            )
+            row: dict[str, Any] = {
+                "internal": any(k in files for k in INTERNAL_MARKERS),
+                "race": _code(data, _first_key(files, ("race",)), path),
+            }
             for attr, (keys, _) in CODES.items():
                 row[attr] = _code(data, _first_key(files, keys), path)
             age = np.asarray(data["age"]).reshape(-1) if "age" in files else np.array([np.nan])
@@ -226,20 +244,28 @@ def _infer_internal_coding(codes: set[int], root: Path) -> str:
     """Race coding of internal-key files, from the codes they hold."""
     seen = codes - {-1}
     internal, public = seen & {3, 7}, seen & {0, 1}
-    require(not (internal and public), f"FairSeg folder '{root}': internal-key files mix race codes {sorted(seen)}; "
-                                       f"expected either 2/3/7 (internal) or 0/1/2 (public)")
+    require(
+        not (internal and public),
+        f"FairSeg folder '{root}': internal-key files mix race codes {sorted(seen)}; "
+        f"expected either 2/3/7 (internal) or 0/1/2 (public)",
+    )
     if internal or public:
         return "internal" if internal else "public"
-    require(not seen, f"FairSeg folder '{root}': internal-key files (disc_cup / hispanic) only hold race code 2, "
-                      f"Asian under the internal coding 2/3/7 but White under 0/1/2; "
-                      f"pass race_coding='internal' or 'public'")
+    require(
+        not seen,
+        f"FairSeg folder '{root}': internal-key files (disc_cup / hispanic) only hold race code 2, "
+        f"Asian under the internal coding 2/3/7 but White under 0/1/2; "
+        f"pass race_coding='internal' or 'public'",
+    )
     return "public"
 
 
 def _decode(raw: pd.DataFrame, root: Path, race_coding: str) -> pd.DataFrame:
     """Attribute codes -> names (``None`` = unknown); unknown codes raise naming file, key and value."""
-    require(race_coding in ("auto", "public", "internal"),
-            f"race_coding='{race_coding}'; expected 'auto', 'public' or 'internal'")
+    require(
+        race_coding in ("auto", "public", "internal"),
+        f"race_coding='{race_coding}'; expected 'auto', 'public' or 'internal'",
+    )
     coding = pd.Series("public", index=raw.index)
     if race_coding != "auto":
         coding[:] = race_coding
@@ -247,8 +273,9 @@ def _decode(raw: pd.DataFrame, root: Path, race_coding: str) -> pd.DataFrame:
         internal_codes = set(raw.loc[raw["internal"], "race"].dropna().astype(int))
         coding[raw["internal"]] = _infer_internal_coding(internal_codes, root)
     out = raw.copy()
-    out["race"] = [_name(c, RACE_CODINGS[k], f, f"race ({k} coding)")
-                   for c, k, f in zip(raw["race"], coding, raw["file"])]
+    out["race"] = [
+        _name(c, RACE_CODINGS[k], f, f"race ({k} coding)") for c, k, f in zip(raw["race"], coding, raw["file"])
+    ]
     for attr, (keys, names) in CODES.items():
         out[attr] = [_name(c, names, f, "/".join(keys)) for c, f in zip(raw[attr], raw["file"])]
     return out.drop(columns=["internal"])
@@ -259,19 +286,31 @@ def _name(code: Any, names: Mapping[int, str], file: str, key: str) -> str | Non
     if code is None or pd.isna(code) or int(code) == -1:
         return None
     if int(code) not in names:
-        raise DuetfairError(f"FairSeg file '{file}': key {key} holds code {int(code)}; expected one of "
-                            f"{sorted(names)} or -1 (unknown)")
+        raise DuetfairError(
+            f"FairSeg file '{file}': key {key} holds code {int(code)}; expected one of {sorted(names)} or -1 (unknown)"
+        )
     return names[int(code)]
 
 
 # -- datasets --------------------------------------------------------------------------------------
 
-def fairseg_datasets(root: str | os.PathLike[str], *, attributes: Sequence[str] = ("race",),
-                     split_files: Mapping[str, str | os.PathLike[str]] | str | os.PathLike[str] | None = None,
-                     race_coding: str = "auto", crop_size: int | None = 512, image_size: int | None = 224,
-                     channels: int | None = 3, normalize: Normalize = "auto",
-                     fractions: Sequence[float] = (0.8, 0.1, 0.1), val_fraction: float = 0.1, seed: int = 0,
-                     on_error: str = "raise", cache: bool = False) -> dict[str, CaseDataset]:
+
+def fairseg_datasets(
+    root: str | os.PathLike[str],
+    *,
+    attributes: Sequence[str] = ("race",),
+    split_files: Mapping[str, str | os.PathLike[str]] | str | os.PathLike[str] | None = None,
+    race_coding: str = "auto",
+    crop_size: int | None = 512,
+    image_size: int | None = 224,
+    channels: int | None = 3,
+    normalize: Normalize = "auto",
+    fractions: Sequence[float] = (0.8, 0.1, 0.1),
+    val_fraction: float = 0.1,
+    seed: int = 0,
+    on_error: str = "raise",
+    cache: bool = False,
+) -> dict[str, CaseDataset]:
     """Harvard-FairSeg datasets keyed by split.
 
     Args:
@@ -296,33 +335,52 @@ def fairseg_datasets(root: str | os.PathLike[str], *, attributes: Sequence[str] 
     root = Path(root)
     require(root.is_dir(), f"FairSeg folder '{root}' does not exist")
     spec = fairseg_spec(attributes)
-    rows = [{"case_id": f.stem, "file": str(f), "split": split or None, **read_npz_raw(f)}
-            for split, files in files_by_split(root, split_files).items() for f in files]
+    rows = [
+        {"case_id": f.stem, "file": str(f), "split": split or None, **read_npz_raw(f)}
+        for split, files in files_by_split(root, split_files).items()
+        for f in files
+    ]
     meta = _decode(pd.DataFrame(rows), root, race_coding)
     meta = _fill_splits(meta, spec, fractions, val_fraction, seed)
-    reader = CaseReader(num_classes=3, spatial_dims=2, label_map=LABEL_MAP, normalize=normalize,
-                        image_size=image_size, crop_size=crop_size, channels=channels)
+    reader = CaseReader(
+        num_classes=3,
+        spatial_dims=2,
+        label_map=LABEL_MAP,
+        normalize=normalize,
+        image_size=image_size,
+        crop_size=crop_size,
+        channels=channels,
+    )
     out: dict[str, CaseDataset] = {}
     for split in SPLITS:
         part = meta[meta["split"] == split].reset_index(drop=True)
         if len(part):
             files, ids = part["file"].tolist(), part["case_id"].tolist()
-            ds = CaseDataset(part, spec, lambda i, f=files, c=ids: _read_case(reader, Path(f[i]), c[i]),
-                             num_classes=3, in_channels=channels or 1, spatial_dims=2, cache=cache,
-                             channel_source="repeat" if (channels or 1) > 1 else "native")
+            ds = CaseDataset(
+                part,
+                spec,
+                lambda i, f=files, c=ids: _read_case(reader, Path(f[i]), c[i]),
+                num_classes=3,
+                in_channels=channels or 1,
+                spatial_dims=2,
+                cache=cache,
+                channel_source="repeat" if (channels or 1) > 1 else "native",
+            )
             out[split] = drop_bad_cases(ds, on_error=on_error)
     return out
 
 
-def _fill_splits(meta: pd.DataFrame, spec: GroupSpec, fractions: Sequence[float], val_fraction: float,
-                 seed: int) -> pd.DataFrame:
+def _fill_splits(
+    meta: pd.DataFrame, spec: GroupSpec, fractions: Sequence[float], val_fraction: float, seed: int
+) -> pd.DataFrame:
     meta = meta.copy()
     if meta["split"].isna().all():
         meta["split"] = assign_group_splits(meta, spec, fractions=fractions, seed=seed)
     elif "val" not in set(meta["split"]) and val_fraction > 0:
         tr = meta["split"] == "train"
-        meta.loc[tr, "split"] = assign_group_splits(meta[tr], spec, fractions=(1 - val_fraction, val_fraction, 0.0),
-                                                    seed=seed)
+        meta.loc[tr, "split"] = assign_group_splits(
+            meta[tr], spec, fractions=(1 - val_fraction, val_fraction, 0.0), seed=seed
+        )
     return meta
 
 
@@ -332,8 +390,9 @@ def _read_case(reader: CaseReader, path: Path, case_id: str) -> tuple[torch.Tens
             image = np.asarray(data[_first_key(data.files, IMAGE_KEYS)])
             mask = np.asarray(data[_first_key(data.files, MASK_KEYS)])
     except Exception as exc:  # noqa: BLE001
-        raise DuetfairError(f"case '{case_id}': cannot read FairSeg file '{path}': "
-                            f"{' '.join(str(exc).split())[:200]}") from exc
+        raise DuetfairError(
+            f"case '{case_id}': cannot read FairSeg file '{path}': {' '.join(str(exc).split())[:200]}"
+        ) from exc
     img = torch.as_tensor(image)
     img = img[None] if img.ndim == 2 else img.permute(2, 0, 1) if img.ndim == 3 and img.shape[-1] in (1, 3) else img
     if mask.ndim != 2:

@@ -16,9 +16,9 @@ This module is the only place where a raw attribute value becomes a group: train
 (:meth:`GroupSpec.encode_frame`), training group ids (:meth:`GroupSpec.group_ids`) and the audit's
 labels (:meth:`GroupSpec.labels`) all come from the same spec, so training, model selection and
 audit agree on every group. Bins state their closure (``right``) and get their labels from
-:func:`bin_labels`; intersections are named by joining labels with :data:`LABEL_JOIN`. Several attributes combine into one
-intersection id (mixed radix, :meth:`GroupSpec.intersection`). The spec is plain data
-(:meth:`GroupSpec.to_dict` / :meth:`GroupSpec.from_dict`, :meth:`GroupSpec.save` /
+:func:`bin_labels`; intersections are named by joining labels with :data:`LABEL_JOIN`. Several
+attributes combine into one intersection id (mixed radix, :meth:`GroupSpec.intersection`). The spec
+is plain data (:meth:`GroupSpec.to_dict` / :meth:`GroupSpec.from_dict`, :meth:`GroupSpec.save` /
 :meth:`GroupSpec.load`), saved with every run so inference encodes attributes the same way.
 """
 
@@ -70,8 +70,11 @@ def is_missing(value: Any) -> bool:
         return True
     if isinstance(value, str):
         return value.strip().lower() in MISSING_TOKENS
-    if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_)) \
-            and value == -1:
+    if (
+        isinstance(value, (int, float, np.integer, np.floating))
+        and not isinstance(value, (bool, np.bool_))
+        and value == -1
+    ):
         return True
     try:
         return bool(pd.isna(value))
@@ -137,24 +140,32 @@ class AttributeSpec:
     def __post_init__(self) -> None:
         self.values = [str(v) for v in self.values]
         require(len(self.values) >= 1, f"attribute '{self.name}': needs at least one group value")
-        require(len(set(self.values)) == len(self.values),
-                f"attribute '{self.name}': duplicate group values {self.values}")
-        require(self.match in ("exact", "prefix"),
-                f"attribute '{self.name}': match must be 'exact' or 'prefix', got '{self.match}'")
+        require(
+            len(set(self.values)) == len(self.values), f"attribute '{self.name}': duplicate group values {self.values}"
+        )
+        require(
+            self.match in ("exact", "prefix"),
+            f"attribute '{self.name}': match must be 'exact' or 'prefix', got '{self.match}'",
+        )
         if self.edges is not None:
             self.edges = [float(e) for e in self.edges]
-            require(all(a < b for a, b in zip(self.edges, self.edges[1:])),
-                    f"attribute '{self.name}': bin edges must increase strictly, got {self.edges}")
-            require(len(self.values) == len(self.edges) + 1,
-                    f"attribute '{self.name}': {len(self.edges)} edges need {len(self.edges) + 1} "
-                    f"labels, got {len(self.values)}")
+            require(
+                all(a < b for a, b in zip(self.edges, self.edges[1:])),
+                f"attribute '{self.name}': bin edges must increase strictly, got {self.edges}",
+            )
+            require(
+                len(self.values) == len(self.edges) + 1,
+                f"attribute '{self.name}': {len(self.edges)} edges need {len(self.edges) + 1} "
+                f"labels, got {len(self.values)}",
+            )
         if self.value_map is not None:
             self.value_map = {self._key(canonical(k)): str(v) for k, v in self.value_map.items()}
             bad = sorted(set(self.value_map.values()) - set(self.values))
-            require(not bad, f"attribute '{self.name}': value_map targets {bad} are not in values "
-                             f"{self.values}")
-        require(self.missing is None or self.missing in self.values,
-                f"attribute '{self.name}': missing group '{self.missing}' is not in values {self.values}")
+            require(not bad, f"attribute '{self.name}': value_map targets {bad} are not in values {self.values}")
+        require(
+            self.missing is None or self.missing in self.values,
+            f"attribute '{self.name}': missing group '{self.missing}' is not in values {self.values}",
+        )
         self._lookup = {self._key(v): i for i, v in enumerate(self.values)}
 
     @property
@@ -211,8 +222,9 @@ class AttributeSpec:
     def _encode_numeric(self, s: pd.Series) -> np.ndarray:
         assert self.edges is not None
         x = pd.to_numeric(s, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
-        codes = np.digitize(np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0), self.edges,
-                            right=self.right).astype(np.int64)
+        codes = np.digitize(np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0), self.edges, right=self.right).astype(
+            np.int64
+        )
         missing = s.map(is_missing).to_numpy(dtype=bool)
         codes[~np.isfinite(x)] = UNKNOWN
         codes[missing] = self.encode(None)
@@ -240,8 +252,10 @@ class AttributeSpec:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "AttributeSpec":
         """Inverse of :meth:`to_dict`."""
-        require(isinstance(d, Mapping) and "name" in d and "values" in d,
-                f"attribute spec must be a mapping with 'name' and 'values', got {d!r}")
+        require(
+            isinstance(d, Mapping) and "name" in d and "values" in d,
+            f"attribute spec must be a mapping with 'name' and 'values', got {d!r}",
+        )
         allowed = {"name", "values", "edges", "right", "value_map", "match", "missing", "case_sensitive"}
         extra = sorted(set(d) - allowed)
         require(not extra, f"attribute spec '{d['name']}': unknown keys {extra}; expected {sorted(allowed)}")
@@ -286,27 +300,35 @@ def parse_bins(text: str) -> tuple[str, dict[str, Any]]:
     try:
         edges = [float(x) for x in edges_txt.split(",") if x.strip() != ""]
     except ValueError:
-        raise DuetfairError(f"--bins '{text}': edges must be numbers separated by commas, such as age=20,40,60,80") from None
+        raise DuetfairError(
+            f"--bins '{text}': edges must be numbers separated by commas, such as age=20,40,60,80"
+        ) from None
     require(len(edges) >= 1, f"--bins '{text}': expected at least one edge")
     require(all(math.isfinite(x) for x in edges), f"--bins '{text}': edges must be finite")
     require(all(b > a for a, b in zip(edges, edges[1:])), f"--bins '{text}': edges must be strictly increasing")
     return name, {"edges": edges, "right": closed == "right"}
 
 
-def binned(name: str, edges: Sequence[float], labels: Sequence[str] | None = None, *,
-           right: bool = False) -> AttributeSpec:
+def binned(
+    name: str, edges: Sequence[float], labels: Sequence[str] | None = None, *, right: bool = False
+) -> AttributeSpec:
     """Spec of a continuous attribute cut at ``edges``; default labels from :func:`bin_labels`."""
     edges = [float(e) for e in edges]
     labels = bin_labels(edges, right) if labels is None else labels
     return AttributeSpec(name=name, values=list(labels), edges=edges, right=right)
 
 
-def categorical(name: str, values: Sequence[Any], *, value_map: Mapping[Any, str] | None = None,
-                match: Literal["exact", "prefix"] = "exact", missing: str | None = None) -> AttributeSpec:
+def categorical(
+    name: str,
+    values: Sequence[Any],
+    *,
+    value_map: Mapping[Any, str] | None = None,
+    match: Literal["exact", "prefix"] = "exact",
+    missing: str | None = None,
+) -> AttributeSpec:
     """Spec of a categorical attribute with group names ``values`` (code order)."""
     vm = {canonical(k): str(v) for k, v in value_map.items()} if value_map is not None else None
-    return AttributeSpec(name=name, values=[canonical(v) for v in values], value_map=vm, match=match,
-                         missing=missing)
+    return AttributeSpec(name=name, values=[canonical(v) for v in values], value_map=vm, match=match, missing=missing)
 
 
 class GroupSpec:
@@ -398,8 +420,10 @@ class GroupSpec:
         """
         parts = split_intersection(by)
         for p in parts:
-            require(p in df.columns, f"attribute column '{p}' not in the table; available columns: "
-                                     f"{', '.join(map(str, df.columns))}")
+            require(
+                p in df.columns,
+                f"attribute column '{p}' not in the table; available columns: {', '.join(map(str, df.columns))}",
+            )
         sub = self.select(parts)
         codes = sub.encode_frame(df)
         ids = sub.intersection(codes).numpy() if len(parts) > 1 else codes[:, 0]
@@ -422,8 +446,7 @@ class GroupSpec:
         out = np.full((len(df), len(self.specs)), UNKNOWN, dtype=np.int64)
         for j, a in enumerate(self.specs):
             if a.name not in df.columns:
-                require(not require_columns, f"attribute column '{a.name}' is missing; columns are "
-                                             f"{list(df.columns)}")
+                require(not require_columns, f"attribute column '{a.name}' is missing; columns are {list(df.columns)}")
                 continue
             out[:, j] = a.encode_series(df[a.name].reset_index(drop=True))
         return out
@@ -439,8 +462,7 @@ class GroupSpec:
         for a in self.specs:
             if a.name not in df.columns:
                 continue
-            vals = sorted({canonical(v) for v in df[a.name].tolist()
-                           if not is_missing(v) and a.encode(v) == UNKNOWN})
+            vals = sorted({canonical(v) for v in df[a.name].tolist() if not is_missing(v) and a.encode(v) == UNKNOWN})
             if vals:
                 out[a.name] = vals
         return out
@@ -465,11 +487,15 @@ class GroupSpec:
             LongTensor ``[...]`` in ``0 .. num_intersections - 1``; -1 if any code is unknown.
         """
         c = torch.as_tensor(codes, dtype=torch.long)
-        require(c.shape[-1:] == (len(self.specs),),
-                f"intersection: codes must end with {len(self.specs)} attributes, got shape {tuple(c.shape)}")
+        require(
+            c.shape[-1:] == (len(self.specs),),
+            f"intersection: codes must end with {len(self.specs)} attributes, got shape {tuple(c.shape)}",
+        )
         card = torch.tensor(self.cardinalities, dtype=torch.long, device=c.device)
-        require(bool(((c < card) | (c == UNKNOWN)).all()) and bool((c >= UNKNOWN).all()),
-                f"intersection: codes out of range for cardinalities {self.cardinalities}")
+        require(
+            bool(((c < card) | (c == UNKNOWN)).all()) and bool((c >= UNKNOWN).all()),
+            f"intersection: codes out of range for cardinalities {self.cardinalities}",
+        )
         radix = torch.ones_like(card)
         if len(card) > 1:
             radix[:-1] = torch.flip(torch.cumprod(torch.flip(card[1:], [0]), 0), [0])
@@ -478,9 +504,15 @@ class GroupSpec:
 
     # ---- construction -----------------------------------------------------------------------
     @classmethod
-    def infer(cls, df: pd.DataFrame, attributes: Sequence[str], *,
-              bins: Mapping[str, Sequence[float] | Mapping[str, Any]] | None = None,
-              max_categories: int = 50, max_numeric_levels: int = MAX_NUMERIC_LEVELS) -> "GroupSpec":
+    def infer(
+        cls,
+        df: pd.DataFrame,
+        attributes: Sequence[str],
+        *,
+        bins: Mapping[str, Sequence[float] | Mapping[str, Any]] | None = None,
+        max_categories: int = 50,
+        max_numeric_levels: int = MAX_NUMERIC_LEVELS,
+    ) -> "GroupSpec":
         """Build a spec from data: categorical attributes get their observed values (sorted).
 
         Args:
@@ -497,8 +529,10 @@ class GroupSpec:
         bins = dict(bins or {})
         specs: list[AttributeSpec] = []
         for name in attributes:
-            require(name in df.columns, f"attribute column '{name}' not in the table; available columns: "
-                                        f"{', '.join(map(str, df.columns))}")
+            require(
+                name in df.columns,
+                f"attribute column '{name}' not in the table; available columns: {', '.join(map(str, df.columns))}",
+            )
             if name in bins:
                 b = bins[name]
                 if not isinstance(b, AttributeSpec) or b.binned:
@@ -514,27 +548,38 @@ class GroupSpec:
             vals = sorted({canonical(v) for v in distinct if not is_missing(v)}, key=_natural_key)
             require(len(vals) > 0, f"attribute column '{name}' has no non-missing values")
             numeric = all(_is_number(v) for v in vals)
-            require(not numeric or len(vals) <= max_numeric_levels,
-                    f"attribute column '{name}' holds {len(vals)} distinct numbers: it looks continuous; bin it, "
-                    f"e.g. --bins {name}=" + ",".join(_suggest_edges(df[name])))
-            require(len(vals) <= max_categories,
-                    f"attribute column '{name}' has {len(vals)} distinct values (> {max_categories}); "
-                    f"give bins for a continuous attribute, e.g. bins={{'{name}': [60]}}")
+            require(
+                not numeric or len(vals) <= max_numeric_levels,
+                f"attribute column '{name}' holds {len(vals)} distinct numbers: it looks continuous; bin it, "
+                f"e.g. --bins {name}=" + ",".join(_suggest_edges(df[name])),
+            )
+            require(
+                len(vals) <= max_categories,
+                f"attribute column '{name}' has {len(vals)} distinct values (> {max_categories}); "
+                f"give bins for a continuous attribute, e.g. bins={{'{name}': [60]}}",
+            )
             specs.append(AttributeSpec(name=name, values=vals))
         return cls(specs)
 
     @classmethod
-    def for_table(cls, df: pd.DataFrame, by: Sequence[str], *,
-                  bins: Mapping[str, Sequence[float] | Mapping[str, Any]] | None = None,
-                  base: "GroupSpec | None" = None) -> "GroupSpec":
+    def for_table(
+        cls,
+        df: pd.DataFrame,
+        by: Sequence[str],
+        *,
+        bins: Mapping[str, Sequence[float] | Mapping[str, Any]] | None = None,
+        base: "GroupSpec | None" = None,
+    ) -> "GroupSpec":
         """The spec an audit of ``df`` by ``by`` uses: every attribute named in ``by`` (intersections
         split into their columns) from ``base`` (a run's saved spec) when it has it, unless ``bins``
         gives it explicitly; otherwise inferred from the data (:meth:`infer`)."""
         bins = dict(bins or {})
         columns = list(dict.fromkeys(p for attr in by for p in split_intersection(attr)))
         for attr in bins:
-            require(attr in df.columns, f"--bins: column '{attr}' not in the table; available columns: "
-                                        f"{', '.join(map(str, df.columns))}")
+            require(
+                attr in df.columns,
+                f"--bins: column '{attr}' not in the table; available columns: {', '.join(map(str, df.columns))}",
+            )
         known = {a.name: a for a in base.specs} if base is not None else {}
         fixed = {c: known[c] for c in columns if c in known and c not in bins}
         return cls.infer(df, columns, bins={**bins, **fixed})
@@ -546,8 +591,10 @@ class GroupSpec:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "GroupSpec":
         """Inverse of :meth:`to_dict`."""
-        require(isinstance(d, Mapping) and isinstance(d.get("attributes"), list),
-                "group spec must be a mapping with an 'attributes' list")
+        require(
+            isinstance(d, Mapping) and isinstance(d.get("attributes"), list),
+            "group spec must be a mapping with an 'attributes' list",
+        )
         return cls(d["attributes"])
 
     def save(self, path: str | os.PathLike[str]) -> Path:
@@ -576,8 +623,10 @@ def _require_numeric(col: pd.Series, name: str) -> None:
     """Refuse a column to bin that holds non-numeric, non-missing values (names the first one)."""
     numeric = pd.to_numeric(col, errors="coerce")
     bad = col[numeric.isna() & ~col.map(is_missing)]
-    require(bad.empty, f"column '{name}': value '{bad.iloc[0] if not bad.empty else ''}' is not numeric; "
-                       f"expected numbers to bin")
+    require(
+        bad.empty,
+        f"column '{name}': value '{bad.iloc[0] if not bad.empty else ''}' is not numeric; expected numbers to bin",
+    )
 
 
 def _is_number(text: str) -> bool:
@@ -610,14 +659,17 @@ def _natural_key(s: str) -> tuple[int, float, str]:
         return (1, 0.0, s)
 
 
-def group_labels(df: pd.DataFrame, by: str, *, bins: Sequence[float] | Mapping[str, Any] | None = None,
-                 spec: GroupSpec | None = None) -> pd.Series:
+def group_labels(
+    df: pd.DataFrame, by: str, *, bins: Sequence[float] | Mapping[str, Any] | None = None, spec: GroupSpec | None = None
+) -> pd.Series:
     """Labels of ``df`` for one attribute or intersection ``by`` (categorical Series, NaN = unknown),
     under ``spec`` where it defines the attribute, else a spec inferred from the data (with ``bins``
     for a single continuous column: edges, or ``{"edges", "right", "labels"}``)."""
     parts = split_intersection(by)
-    require(bins is None or len(parts) == 1,
-            f"attribute '{by}': bin the columns of an intersection one by one, not the intersection")
+    require(
+        bins is None or len(parts) == 1,
+        f"attribute '{by}': bin the columns of an intersection one by one, not the intersection",
+    )
     return GroupSpec.for_table(df, [by], bins={by: bins} if bins is not None else None, base=spec).labels(df, by)
 
 
@@ -654,8 +706,10 @@ class HiddenColumn:
             return cls(HIDDEN_COLUMN)
         name, sep, values = str(text).partition("=")
         hard = tuple(canonical(v) for v in values.split(",") if v.strip()) if sep else None
-        require(bool(name.strip()), f"hidden column '{text}': expected COLUMN or COLUMN=VALUE, e.g. morphology "
-                                    f"or morphology=irregular")
+        require(
+            bool(name.strip()),
+            f"hidden column '{text}': expected COLUMN or COLUMN=VALUE, e.g. morphology or morphology=irregular",
+        )
         require(not sep or bool(hard), f"hidden column '{text}': expected at least one hard value after '='")
         return cls(name.strip(), hard)
 
@@ -680,16 +734,23 @@ class HiddenColumn:
         try:
             return int(float(key) > 0)
         except ValueError:
-            raise DuetfairError(f"hidden column '{self.name}': value '{value}' is not 0/1, true/false or yes/no; "
-                                f"name the hard value(s), e.g. {self.name}={key}") from None
+            raise DuetfairError(
+                f"hidden column '{self.name}': value '{value}' is not 0/1, true/false or yes/no; "
+                f"name the hard value(s), e.g. {self.name}={key}"
+            ) from None
 
     def check(self, df: pd.DataFrame, where: str) -> None:
         """Refuse a table without the column or, for named hard values, without any of them
         (a typo would otherwise report no hard case at all)."""
-        require(self.name in df.columns, f"{where}: hidden column '{self.name}' is missing; columns are "
-                                         f"{list(map(str, df.columns))}")
+        require(
+            self.name in df.columns,
+            f"{where}: hidden column '{self.name}' is missing; columns are {list(map(str, df.columns))}",
+        )
         self.flags(df[self.name])
         if self.hard is not None:
             seen = {canonical(v) for v in df[self.name] if not is_missing(v)}
-            require(bool(seen & set(self.hard)), f"{where}: hidden column '{self.name}' never holds "
-                                                 f"{list(self.hard)}; its values are {sorted(seen)[:10]}")
+            require(
+                bool(seen & set(self.hard)),
+                f"{where}: hidden column '{self.name}' never holds "
+                f"{list(self.hard)}; its values are {sorted(seen)[:10]}",
+            )

@@ -35,8 +35,22 @@ from duetfair.io import read_table
 log = logging.getLogger("duetfair.data")
 
 SEXES = ("female", "male")
-SITES = ("abdomen", "acral", "back", "chest", "ear", "face", "foot", "genital", "hand", "lower extremity",
-         "neck", "scalp", "trunk", "upper extremity")
+SITES = (
+    "abdomen",
+    "acral",
+    "back",
+    "chest",
+    "ear",
+    "face",
+    "foot",
+    "genital",
+    "hand",
+    "lower extremity",
+    "neck",
+    "scalp",
+    "trunk",
+    "upper extremity",
+)
 METADATA_NAMES = ("HAM10000_metadata.tab", "HAM10000_metadata.csv", "HAM10000_metadata.tsv", "HAM10000_metadata")
 IMAGE_DIRS = ("HAM10000_images_part_1", "HAM10000_images_part_2", "HAM10000_images")
 MASK_DIRS = ("HAM10000_segmentations_lesion_tschandl", "HAM10000_segmentations")
@@ -50,22 +64,36 @@ OPTIONAL_SPLIT_FILES = {"dmoe": ("val",)}
 
 def ham10000_spec(attributes: Sequence[str] = ("age", "sex")) -> GroupSpec:
     """Group spec of HAM10000: age in 5 bins (<20, 20-39, 40-59, 60-79, >=80), sex, localization."""
-    specs = {"age": AttributeSpec("age", list(HAM_AGE_LABELS), edges=list(HAM_AGE_EDGES)),
-             "sex": AttributeSpec("sex", list(SEXES)),
-             "localization": AttributeSpec("localization", list(SITES))}
+    specs = {
+        "age": AttributeSpec("age", list(HAM_AGE_LABELS), edges=list(HAM_AGE_EDGES)),
+        "sex": AttributeSpec("sex", list(SEXES)),
+        "localization": AttributeSpec("localization", list(SITES)),
+    }
     for a in attributes:
         require(a in specs, f"unknown HAM10000 attribute '{a}'; expected some of {list(specs)}")
     return GroupSpec([specs[a] for a in attributes])
 
 
-def ham10000_datasets(root: str | os.PathLike[str], *, attributes: Sequence[str] = ("age", "sex"),
-                      metadata: str | None = None, images_dirs: Sequence[str] | str | None = None,
-                      masks_dir: str | None = None, split: str = "auto", split_dir: str | None = None,
-                      split_files: Mapping[str, str] | None = None, split_file: str | None = None,
-                      image_size: int | None = 224, normalize: Normalize = "auto",
-                      fractions: Sequence[float] = (0.8, 0.1, 0.1), val_fraction: float = 0.1, seed: int = 0,
-                      on_error: str = "raise", max_skip_fraction: float = 0.05,
-                      cache: bool = False) -> dict[str, CaseDataset]:
+def ham10000_datasets(
+    root: str | os.PathLike[str],
+    *,
+    attributes: Sequence[str] = ("age", "sex"),
+    metadata: str | None = None,
+    images_dirs: Sequence[str] | str | None = None,
+    masks_dir: str | None = None,
+    split: str = "auto",
+    split_dir: str | None = None,
+    split_files: Mapping[str, str] | None = None,
+    split_file: str | None = None,
+    image_size: int | None = 224,
+    normalize: Normalize = "auto",
+    fractions: Sequence[float] = (0.8, 0.1, 0.1),
+    val_fraction: float = 0.1,
+    seed: int = 0,
+    on_error: str = "raise",
+    max_skip_fraction: float = 0.05,
+    cache: bool = False,
+) -> dict[str, CaseDataset]:
     """HAM10000 datasets keyed by split.
 
     Args:
@@ -105,18 +133,31 @@ def ham10000_datasets(root: str | os.PathLike[str], *, attributes: Sequence[str]
     spec = ham10000_spec(attributes)
     meta = _metadata_table(root, metadata)
     meta, hint = _attach_files(meta, root, images_dirs, masks_dir)
-    meta["split"], source = _assign_split(meta, root, spec, split, split_dir, split_files, split_file,
-                                          fractions, val_fraction, seed)
+    meta["split"], source = _assign_split(
+        meta, root, spec, split, split_dir, split_files, split_file, fractions, val_fraction, seed
+    )
     meta = meta[meta["split"].notna()].reset_index(drop=True)
-    meta, skipped = keep_readable(meta, ("image", "label"), what="HAM10000", on_error=on_error,
-                                  max_skip_fraction=max_skip_fraction, hint=hint)
+    meta, skipped = keep_readable(
+        meta, ("image", "label"), what="HAM10000", on_error=on_error, max_skip_fraction=max_skip_fraction, hint=hint
+    )
     reader = CaseReader(num_classes=2, spatial_dims=2, label_map={255: 1}, normalize=normalize, image_size=image_size)
-    return build_split_datasets(meta, spec, lambda row: reader(row["image"], row["label"], row["case_id"]),
-                                source=source, in_channels=3, spatial_dims=2, skipped=skipped, what="HAM10000",
-                                on_error=on_error, max_skip_fraction=max_skip_fraction, cache=cache)
+    return build_split_datasets(
+        meta,
+        spec,
+        lambda row: reader(row["image"], row["label"], row["case_id"]),
+        source=source,
+        in_channels=3,
+        spatial_dims=2,
+        skipped=skipped,
+        what="HAM10000",
+        on_error=on_error,
+        max_skip_fraction=max_skip_fraction,
+        cache=cache,
+    )
 
 
 # ---- metadata and files ----------------------------------------------------------------------
+
 
 def _metadata_table(root: Path, name: str | None) -> pd.DataFrame:
     """The metadata with ``case_id`` first; sex and localization lower-cased."""
@@ -125,8 +166,10 @@ def _metadata_table(root: Path, name: str | None) -> pd.DataFrame:
     require(path is not None, f"HAM10000 folder '{root}' has no metadata file; looked for {list(names)}")
     meta = read_table(path)
     for col in ("lesion_id", "image_id"):
-        require(col in meta.columns, f"HAM10000 metadata '{path}': column '{col}' is missing; "
-                                     f"columns are {list(meta.columns)}")
+        require(
+            col in meta.columns,
+            f"HAM10000 metadata '{path}': column '{col}' is missing; columns are {list(meta.columns)}",
+        )
     meta = meta[meta["image_id"].map(lambda v: not is_missing(v))].copy()
     meta.insert(0, "case_id", meta["image_id"].astype(str).str.strip())
     dup = meta["case_id"][meta["case_id"].duplicated()].tolist()
@@ -147,25 +190,32 @@ def _find_dir(root: Path, name: str) -> Path | None:
     return None
 
 
-def _attach_files(meta: pd.DataFrame, root: Path, images_dirs: Sequence[str] | str | None,
-                  masks_dir: str | None) -> tuple[pd.DataFrame, str]:
+def _attach_files(
+    meta: pd.DataFrame, root: Path, images_dirs: Sequence[str] | str | None, masks_dir: str | None
+) -> tuple[pd.DataFrame, str]:
     """Add ``image`` and ``label`` paths; also return a note naming the image folders searched."""
     wanted = [images_dirs] if isinstance(images_dirs, str) else list(images_dirs or IMAGE_DIRS)
     folders = [d for d in (_find_dir(root, n) for n in wanted) if d is not None]
-    require(folders, f"HAM10000 folder '{root}' has none of the image folders {wanted} (unzip "
-                     f"HAM10000_images_part_1.zip and HAM10000_images_part_2.zip into folders of those names)")
+    require(
+        folders,
+        f"HAM10000 folder '{root}' has none of the image folders {wanted} (unzip "
+        f"HAM10000_images_part_1.zip and HAM10000_images_part_2.zip into folders of those names)",
+    )
     mask_names = [masks_dir] if masks_dir else list(MASK_DIRS)
     masks = next((d for d in (_find_dir(root, n) for n in mask_names) if d is not None), None)
-    require(masks is not None, f"HAM10000 folder '{root}' has no mask folder {mask_names} "
-                               f"(unzip HAM10000_segmentations_lesion_tschandl.zip)")
+    require(
+        masks is not None,
+        f"HAM10000 folder '{root}' has no mask folder {mask_names} (unzip HAM10000_segmentations_lesion_tschandl.zip)",
+    )
     index: dict[str, Path] = {}
     for folder in reversed(folders):  # the first folder wins for an image found twice
         index.update({p.name.lower(): p for p in folder.glob("*") if p.suffix.lower() in (".jpg", ".jpeg")})
     masks_index = {p.name.lower(): p for p in masks.glob("*.png")}
     meta = meta.copy()
     meta["image"] = [str(index.get(f"{i.lower()}.jpg", folders[0] / f"{i}.jpg")) for i in meta["case_id"]]
-    meta["label"] = [str(masks_index.get(f"{i.lower()}_segmentation.png", masks / f"{i}_segmentation.png"))
-                     for i in meta["case_id"]]
+    meta["label"] = [
+        str(masks_index.get(f"{i.lower()}_segmentation.png", masks / f"{i}_segmentation.png")) for i in meta["case_id"]
+    ]
     found = [str(f.relative_to(root)) for f in folders]
     absent = [n for n in wanted if _find_dir(root, n) is None]
     return meta, f"image folders searched: {found}" + (f"; not present: {absent}" if absent else "")
@@ -173,9 +223,19 @@ def _attach_files(meta: pd.DataFrame, root: Path, images_dirs: Sequence[str] | s
 
 # ---- splits ----------------------------------------------------------------------------------
 
-def _assign_split(meta: pd.DataFrame, root: Path, spec: GroupSpec, split: str, split_dir: str | None,
-                  split_files: Mapping[str, str] | None, split_file: str | None, fractions: Sequence[float],
-                  val_fraction: float, seed: int) -> tuple[pd.Series, str]:
+
+def _assign_split(
+    meta: pd.DataFrame,
+    root: Path,
+    spec: GroupSpec,
+    split: str,
+    split_dir: str | None,
+    split_files: Mapping[str, str] | None,
+    split_file: str | None,
+    fractions: Sequence[float],
+    val_fraction: float,
+    seed: int,
+) -> tuple[pd.Series, str]:
     """Split per row (``None`` = in no split file, left out) and the name of its source."""
     require(split in SPLIT_CHOICES, f"split must be one of {list(SPLIT_CHOICES)}, got '{split}'")
     if split_file is not None:
@@ -187,19 +247,26 @@ def _assign_split(meta: pd.DataFrame, root: Path, spec: GroupSpec, split: str, s
     out = meta["case_id"].map(assignment)
     left_out = int(out.isna().sum())
     if left_out:
-        log.info("HAM10000: %d of %d metadata images are in no split file and are left out (MEDFAIR drops images "
-                 "with missing age or sex)", left_out, len(meta))
+        log.info(
+            "HAM10000: %d of %d metadata images are in no split file and are left out (MEDFAIR drops images "
+            "with missing age or sex)",
+            left_out,
+            len(meta),
+        )
     if "val" not in files and val_fraction > 0:
         train = out == "train"
-        out[train] = assign_group_splits(meta[train], spec, fractions=(1 - val_fraction, val_fraction, 0.0),
-                                         group_by="lesion_id", seed=seed)
-    log.info("HAM10000: %s split from %s: %s", source, sorted(str(f) for f in files.values()),
-             out.value_counts().to_dict())
+        out[train] = assign_group_splits(
+            meta[train], spec, fractions=(1 - val_fraction, val_fraction, 0.0), group_by="lesion_id", seed=seed
+        )
+    log.info(
+        "HAM10000: %s split from %s: %s", source, sorted(str(f) for f in files.values()), out.value_counts().to_dict()
+    )
     return out, source
 
 
-def _split_source(root: Path, split: str, split_dir: str | None,
-                  split_files: Mapping[str, str] | None) -> tuple[str, dict[str, Path]]:
+def _split_source(
+    root: Path, split: str, split_dir: str | None, split_files: Mapping[str, str] | None
+) -> tuple[str, dict[str, Path]]:
     """``(source name, {split: file})``; no files for the lesion split."""
     if split_files:
         bad = sorted(set(split_files) - set(SPLITS))
@@ -209,8 +276,11 @@ def _split_source(root: Path, split: str, split_dir: str | None,
     found = {name: _paper_files(folder, name) for name in PAPER_SPLITS}
     if split == "auto":
         present = [name for name, files in found.items() if files]
-        require(len(present) < 2, f"HAM10000: '{folder}' holds both MEDFAIR (new_*.csv) and dMoE (train.csv, "
-                                  f"test.csv) split files; pass split='medfair' or split='dmoe'")
+        require(
+            len(present) < 2,
+            f"HAM10000: '{folder}' holds both MEDFAIR (new_*.csv) and dMoE (train.csv, "
+            f"test.csv) split files; pass split='medfair' or split='dmoe'",
+        )
         split = present[0] if present else "lesion"
     if split == "lesion":
         return "lesion", {}
@@ -232,8 +302,10 @@ def _read_split_files(files: Mapping[str, Path], meta: pd.DataFrame) -> dict[str
     out: dict[str, str] = {}
     for split, path in files.items():
         table = read_table(Path(path))
-        require("image_id" in table.columns, f"split file '{path}': column 'image_id' is missing; "
-                                             f"columns are {list(table.columns)}")
+        require(
+            "image_id" in table.columns,
+            f"split file '{path}': column 'image_id' is missing; columns are {list(table.columns)}",
+        )
         ids = [str(v).strip() for v in table["image_id"] if not is_missing(v)]
         unknown = [i for i in ids if i not in known]
         require(not unknown, f"split file '{path}': {len(unknown)} images ({unknown[:3]}) are not in the metadata")

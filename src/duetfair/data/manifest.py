@@ -34,8 +34,18 @@ RESERVED = ("image", "label", "case_id", "split")
 #: names (case-insensitive) of each role's column, in order of preference (:func:`detect_columns`)
 ROLE_ALIASES: dict[str, tuple[str, ...]] = {
     "image": ("image", "image_path", "image_file", "images", "img", "img_path", "scan", "path", "file", "filename"),
-    "label": ("label", "label_path", "label_file", "labels", "mask", "mask_path", "seg", "segmentation", "gt",
-              "ground_truth"),
+    "label": (
+        "label",
+        "label_path",
+        "label_file",
+        "labels",
+        "mask",
+        "mask_path",
+        "seg",
+        "segmentation",
+        "gt",
+        "ground_truth",
+    ),
     "case_id": ("case_id", "case", "id", "case_name", "image_id", "subject_id", "subject", "patient_id", "name"),
 }
 
@@ -47,19 +57,29 @@ def spatial_dims_of(path: str) -> int:
         return 3
     if first.endswith(SUFFIXES_2D):
         return 2
-    raise DuetfairError(f"file '{first}' has an unsupported type; expected one of "
-                        f"{list(SUFFIXES_2D + SUFFIXES_3D)}")
+    raise DuetfairError(f"file '{first}' has an unsupported type; expected one of {list(SUFFIXES_2D + SUFFIXES_3D)}")
 
 
-def manifest_datasets(path: str | os.PathLike[str], *, attributes: Sequence[str] | None = None,
-                      group_spec: GroupSpec | Mapping[str, Any] | None = None,
-                      bins: Mapping[str, Any] | None = None, num_classes: int | None = None,
-                      label_map: Mapping[int, int] | None = None, image_size: Sequence[int] | int | None = None,
-                      pixdim: Sequence[float] | None = None, normalize: Normalize = "auto",
-                      channels: int | None = None, fractions: Sequence[float] = (0.8, 0.1, 0.1),
-                      group_by: str | None = None, seed: int = 0, on_error: str = "raise",
-                      cache: bool = False, hidden_column: str | HiddenColumn | None = None,
-                      columns: Mapping[str, str] | None = None) -> dict[str, CaseDataset]:
+def manifest_datasets(
+    path: str | os.PathLike[str],
+    *,
+    attributes: Sequence[str] | None = None,
+    group_spec: GroupSpec | Mapping[str, Any] | None = None,
+    bins: Mapping[str, Any] | None = None,
+    num_classes: int | None = None,
+    label_map: Mapping[int, int] | None = None,
+    image_size: Sequence[int] | int | None = None,
+    pixdim: Sequence[float] | None = None,
+    normalize: Normalize = "auto",
+    channels: int | None = None,
+    fractions: Sequence[float] = (0.8, 0.1, 0.1),
+    group_by: str | None = None,
+    seed: int = 0,
+    on_error: str = "raise",
+    cache: bool = False,
+    hidden_column: str | HiddenColumn | None = None,
+    columns: Mapping[str, str] | None = None,
+) -> dict[str, CaseDataset]:
     """Datasets of a CSV manifest, keyed by split.
 
     Args:
@@ -111,12 +131,21 @@ def manifest_datasets(path: str | os.PathLike[str], *, attributes: Sequence[str]
         df["split"] = assign_group_splits(df, spec, fractions=fractions, group_by=group_by, seed=seed)
     else:
         bad = sorted(set(df["split"].dropna().astype(str)) - set(SPLITS))
-        require(not bad and not df["split"].isna().any(),
-                f"manifest '{path}': column 'split' holds {bad or ['missing values']}; expected {list(SPLITS)}")
+        require(
+            not bad and not df["split"].isna().any(),
+            f"manifest '{path}': column 'split' holds {bad or ['missing values']}; expected {list(SPLITS)}",
+        )
     if num_classes is None:
         num_classes = sidecar.get("num_classes") or _infer_num_classes(df, dims, label_map)
-    reader = CaseReader(num_classes=int(num_classes), spatial_dims=dims, label_map=label_map, normalize=normalize,
-                        image_size=image_size, pixdim=pixdim, channels=channels)
+    reader = CaseReader(
+        num_classes=int(num_classes),
+        spatial_dims=dims,
+        label_map=label_map,
+        normalize=normalize,
+        image_size=image_size,
+        pixdim=pixdim,
+        channels=channels,
+    )
     in_channels, channel_source = _probe_channels(df, reader, on_error)
     skipped = pd.DataFrame(skipped_rows, columns=["case_id", "file", "reason"])
     out: dict[str, CaseDataset] = {}
@@ -125,9 +154,18 @@ def manifest_datasets(path: str | os.PathLike[str], *, attributes: Sequence[str]
         if len(part) == 0:
             continue
         read = _row_reader(part, reader)
-        ds = CaseDataset(part, spec, read, num_classes=int(num_classes), in_channels=in_channels,
-                         spatial_dims=dims, cache=cache, skipped=skipped.copy(), hidden=hidden,
-                         channel_source=channel_source)
+        ds = CaseDataset(
+            part,
+            spec,
+            read,
+            num_classes=int(num_classes),
+            in_channels=in_channels,
+            spatial_dims=dims,
+            cache=cache,
+            skipped=skipped.copy(),
+            hidden=hidden,
+            channel_source=channel_source,
+        )
         out[split] = drop_bad_cases(ds, on_error=on_error)
     return out
 
@@ -155,10 +193,14 @@ def rename_roles(df: pd.DataFrame, columns: Mapping[str, str] | None, path: Path
         return df
     for role, col in columns.items():
         require(role in ROLE_ALIASES, f"manifest '{path}': columns: '{role}' is not one of {list(ROLE_ALIASES)}")
-        require(col in df.columns, f"manifest '{path}': column '{col}' (the {role} column) is missing; columns "
-                                   f"are {list(df.columns)}")
-        require(col == role or role not in df.columns,
-                f"manifest '{path}': columns: {role}={col}, but the manifest also has a column '{role}'")
+        require(
+            col in df.columns,
+            f"manifest '{path}': column '{col}' (the {role} column) is missing; columns are {list(df.columns)}",
+        )
+        require(
+            col == role or role not in df.columns,
+            f"manifest '{path}': columns: {role}={col}, but the manifest also has a column '{role}'",
+        )
     return df.rename(columns={col: role for role, col in columns.items()})
 
 
@@ -176,8 +218,11 @@ def detect_columns(df: pd.DataFrame, path: str | os.PathLike[str]) -> dict[str, 
         if role not in found and files:
             found[role] = files.pop(0)
     for role in ROLE_ALIASES:
-        require(role in found, f"manifest '{path}': no {role} column found; expected a column named like "
-                               f"{', '.join(ROLE_ALIASES[role][:5])} (columns are {list(map(str, df.columns))})")
+        require(
+            role in found,
+            f"manifest '{path}': no {role} column found; expected a column named like "
+            f"{', '.join(ROLE_ALIASES[role][:5])} (columns are {list(map(str, df.columns))})",
+        )
     return found
 
 
@@ -204,9 +249,16 @@ def _sidecar(path: Path) -> dict[str, Any]:
     return data
 
 
-def _spec(df: pd.DataFrame, path: Path, sidecar: Mapping[str, Any], attributes: Sequence[str] | None,
-          group_spec: GroupSpec | Mapping[str, Any] | None, bins: Mapping[str, Any] | None,
-          group_by: str | None, hidden: str) -> GroupSpec:
+def _spec(
+    df: pd.DataFrame,
+    path: Path,
+    sidecar: Mapping[str, Any],
+    attributes: Sequence[str] | None,
+    group_spec: GroupSpec | Mapping[str, Any] | None,
+    bins: Mapping[str, Any] | None,
+    group_by: str | None,
+    hidden: str,
+) -> GroupSpec:
     if group_spec is not None:
         spec = group_spec if isinstance(group_spec, GroupSpec) else GroupSpec.from_dict(group_spec)
     elif "group_spec" in sidecar and not bins:
@@ -219,9 +271,13 @@ def _spec(df: pd.DataFrame, path: Path, sidecar: Mapping[str, Any], attributes: 
     if attributes is not None:
         spec = spec.select(list(attributes))
     for a in spec.attributes:
-        require(a in df.columns, f"manifest '{path}': attribute column '{a}' is missing; columns are {list(df.columns)}")
-    require(hidden not in spec.attributes, f"manifest '{path}': column '{hidden}' is the analysis-only hidden column "
-                                           f"and cannot also be an attribute")
+        require(
+            a in df.columns, f"manifest '{path}': attribute column '{a}' is missing; columns are {list(df.columns)}"
+        )
+    require(
+        hidden not in spec.attributes,
+        f"manifest '{path}': column '{hidden}' is the analysis-only hidden column and cannot also be an attribute",
+    )
     return spec
 
 
@@ -233,11 +289,13 @@ def _report_unknown(spec: GroupSpec, df: pd.DataFrame, path: Path) -> None:
     if counts:
         unseen = spec.unseen_values(df)
         logging.getLogger("duetfair.data").warning(
-            "manifest '%s': cases with unknown attribute values (coded -1): %s; unseen values: %s", path, counts, unseen)
+            "manifest '%s': cases with unknown attribute values (coded -1): %s; unseen values: %s", path, counts, unseen
+        )
 
 
-def _resolve(df: pd.DataFrame, root: Path, path: Path, on_error: str,
-             skipped: list[dict[str, str]]) -> tuple[list[Any], list[str], list[bool]]:
+def _resolve(
+    df: pd.DataFrame, root: Path, path: Path, on_error: str, skipped: list[dict[str, str]]
+) -> tuple[list[Any], list[str], list[bool]]:
     """Resolve image/label paths inside ``root``; missing files raise or are skipped."""
     require(on_error in ("raise", "skip"), f"on_error must be 'raise' or 'skip', got '{on_error}'")
     images: list[Any] = []
@@ -281,7 +339,9 @@ def _infer_num_classes(df: pd.DataFrame, dims: int, label_map: Mapping[int, int]
         try:
             arr = np.asarray(loader(f))
         except Exception as exc:  # noqa: BLE001
-            raise DuetfairError(f"case '{cid}': cannot read label file '{f}': {' '.join(str(exc).split())[:200]}") from exc
+            raise DuetfairError(
+                f"case '{cid}': cannot read label file '{f}': {' '.join(str(exc).split())[:200]}"
+            ) from exc
         vals = np.unique(arr)
         if label_map:
             vals = np.array([label_map.get(int(v), int(v)) for v in vals])
@@ -291,7 +351,9 @@ def _infer_num_classes(df: pd.DataFrame, dims: int, label_map: Mapping[int, int]
     missing = sorted(set(range(present[-1] + 1)) - set(present)) if present else []
     if missing:
         top = present[-1]
-        raise DuetfairError(f"label file '{first_file[top]}' holds value {top}, but the labels use "
-                            f"{present[:-1]} and never {missing[:5]}; expected class ids 0..K-1: fix the file, map "
-                            f"the value with label_map, or declare num_classes")
+        raise DuetfairError(
+            f"label file '{first_file[top]}' holds value {top}, but the labels use "
+            f"{present[:-1]} and never {missing[:5]}; expected class ids 0..K-1: fix the file, map "
+            f"the value with label_map, or declare num_classes"
+        )
     return max(2, (present[-1] + 1) if present else 2)

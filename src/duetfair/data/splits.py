@@ -23,9 +23,15 @@ SPLITS = ("train", "val", "test")
 _GOLDEN = (np.sqrt(5.0) - 1.0) / 2.0
 
 
-def assign_splits(meta: pd.DataFrame, *, fractions: Sequence[float] = (0.8, 0.1, 0.1),
-                  names: Sequence[str] = SPLITS, stratify: Sequence[str] = (),
-                  group_by: str | None = None, seed: int = 0) -> pd.Series:
+def assign_splits(
+    meta: pd.DataFrame,
+    *,
+    fractions: Sequence[float] = (0.8, 0.1, 0.1),
+    names: Sequence[str] = SPLITS,
+    stratify: Sequence[str] = (),
+    group_by: str | None = None,
+    seed: int = 0,
+) -> pd.Series:
     """Assign every row of ``meta`` to a split.
 
     Args:
@@ -45,12 +51,13 @@ def assign_splits(meta: pd.DataFrame, *, fractions: Sequence[float] = (0.8, 0.1,
         meta["split"] = assign_splits(meta, stratify=["race"], group_by="patient_id", seed=0)
     """
     require(len(fractions) == len(names), f"assign_splits: {len(fractions)} fractions for {len(names)} names")
-    require(all(f >= 0 for f in fractions) and sum(fractions) > 0,
-            f"assign_splits: fractions must be non-negative with a positive sum, got {list(fractions)}")
+    require(
+        all(f >= 0 for f in fractions) and sum(fractions) > 0,
+        f"assign_splits: fractions must be non-negative with a positive sum, got {list(fractions)}",
+    )
     for c in [*stratify, *([group_by] if group_by else [])]:
         require(c in meta.columns, f"split column '{c}' is missing; columns are {list(meta.columns)}")
-    unit = (meta[group_by].astype(str) if group_by else pd.Series(np.arange(len(meta)).astype(str),
-                                                                   index=meta.index))
+    unit = meta[group_by].astype(str) if group_by else pd.Series(np.arange(len(meta)).astype(str), index=meta.index)
     if group_by:
         require(not meta[group_by].isna().any(), f"split column '{group_by}' has missing ids")
     strat = _strata(meta, stratify)
@@ -88,9 +95,16 @@ def _strata(meta: pd.DataFrame, stratify: Sequence[str]) -> pd.Series:
     return out
 
 
-def assign_group_splits(meta: pd.DataFrame, spec: "GroupSpec", *, attributes: Sequence[str] | None = None,
-                        extra: Sequence[str] = (), fractions: Sequence[float] = (0.8, 0.1, 0.1),
-                        group_by: str | None = None, seed: int = 0) -> pd.Series:
+def assign_group_splits(
+    meta: pd.DataFrame,
+    spec: "GroupSpec",
+    *,
+    attributes: Sequence[str] | None = None,
+    extra: Sequence[str] = (),
+    fractions: Sequence[float] = (0.8, 0.1, 0.1),
+    group_by: str | None = None,
+    seed: int = 0,
+) -> pd.Series:
     """:func:`assign_splits` stratified by *encoded* groups (age bins, not raw ages).
 
     Args:

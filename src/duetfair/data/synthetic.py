@@ -183,19 +183,30 @@ def make_params(task: str, image_size: int | None = None, **overrides: Any) -> A
 def _validate(task: str, p: Any) -> None:
     require(p.image_size >= 16, f"{task}: image_size must be >= 16, got {p.image_size}")
     require(0.0 <= p.hidden_prob <= 1.0, f"{task}: hidden_prob must be in [0, 1], got {p.hidden_prob}")
-    pairs = {"fundus2d": [("race_values", ["race_probs", "brightness", "contrast", "polarity", "noise",
-                                           "texture", "disc_radius", "cup_ratio"])],
-             "lesion2d": [("site_values", ["site_probs", "site_texture", "site_stripes", "site_contrast"])],
-             "tumor3d": [("stage_values", ["stage_probs", "stage_radius", "stage_irregularity"]),
-                         ("institution_values", ["institution_probs", "enhancement", "noise", "bias_field",
-                                                 "tissue"])]}[task]
+    pairs = {
+        "fundus2d": [
+            (
+                "race_values",
+                ["race_probs", "brightness", "contrast", "polarity", "noise", "texture", "disc_radius", "cup_ratio"],
+            )
+        ],
+        "lesion2d": [("site_values", ["site_probs", "site_texture", "site_stripes", "site_contrast"])],
+        "tumor3d": [
+            ("stage_values", ["stage_probs", "stage_radius", "stage_irregularity"]),
+            ("institution_values", ["institution_probs", "enhancement", "noise", "bias_field", "tissue"]),
+        ],
+    }[task]
     for values, per_group in pairs:
         k = len(getattr(p, values))
         for name in per_group:
-            require(len(getattr(p, name)) == k,
-                    f"{task}: '{name}' has {len(getattr(p, name))} entries; expected {k} (one per {values})")
+            require(
+                len(getattr(p, name)) == k,
+                f"{task}: '{name}' has {len(getattr(p, name))} entries; expected {k} (one per {values})",
+            )
         probs = getattr(p, per_group[0])
-        require(all(x >= 0 for x in probs) and sum(probs) > 0, f"{task}: '{per_group[0]}' must be >= 0 with a positive sum")
+        require(
+            all(x >= 0 for x in probs) and sum(probs) > 0, f"{task}: '{per_group[0]}' must be >= 0 with a positive sum"
+        )
 
 
 def group_spec(task: str, params: Any | None = None, attributes: Sequence[str] | None = None) -> GroupSpec:
@@ -203,22 +214,26 @@ def group_spec(task: str, params: Any | None = None, attributes: Sequence[str] |
     lesions); ``attributes`` selects and orders them (default: all of the task's)."""
     p = params if params is not None else make_params(task)
     if task == "fundus2d":
-        specs = [AttributeSpec("race", list(p.race_values)),
-                 AttributeSpec("age", list(FAIRSEG_AGE_LABELS), edges=list(FAIRSEG_AGE_EDGES)),
-                 AttributeSpec("sex", ["Female", "Male"])]
+        specs = [
+            AttributeSpec("race", list(p.race_values)),
+            AttributeSpec("age", list(FAIRSEG_AGE_LABELS), edges=list(FAIRSEG_AGE_EDGES)),
+            AttributeSpec("sex", ["Female", "Male"]),
+        ]
     elif task == "lesion2d":
-        specs = [AttributeSpec("age", list(HAM_AGE_LABELS), edges=list(HAM_AGE_EDGES)),
-                 AttributeSpec("sex", ["female", "male"]),
-                 AttributeSpec("site", list(p.site_values))]
+        specs = [
+            AttributeSpec("age", list(HAM_AGE_LABELS), edges=list(HAM_AGE_EDGES)),
+            AttributeSpec("sex", ["female", "male"]),
+            AttributeSpec("site", list(p.site_values)),
+        ]
     else:
-        specs = [AttributeSpec("stage", list(p.stage_values)),
-                 AttributeSpec("institution", list(p.institution_values))]
+        specs = [AttributeSpec("stage", list(p.stage_values)), AttributeSpec("institution", list(p.institution_values))]
     spec = GroupSpec(specs)
     return spec.select(list(attributes)) if attributes is not None else spec
 
 
-def generate(task: str, n: int, *, seed: int = 0, image_size: int | None = None, id_prefix: str | None = None,
-             **params: Any) -> SyntheticData:
+def generate(
+    task: str, n: int, *, seed: int = 0, image_size: int | None = None, id_prefix: str | None = None, **params: Any
+) -> SyntheticData:
     """Generate ``n`` cases of ``task`` in memory.
 
     Args:
@@ -238,9 +253,12 @@ def generate(task: str, n: int, *, seed: int = 0, image_size: int | None = None,
     """
     p = make_params(task, image_size, **params)
     need = int(n) * case_bytes(task, p.image_size)
-    require(need <= MAX_MEMORY_BYTES, f"{n} {task} cases of size {p.image_size} need {need / 2**30:.1f} GiB in memory "
-                                      f"(limit {MAX_MEMORY_BYTES >> 30} GiB); use fewer cases, a smaller image_size, "
-                                      f"or write them to disk with 'duetfair synth'")
+    require(
+        need <= MAX_MEMORY_BYTES,
+        f"{n} {task} cases of size {p.image_size} need {need / 2**30:.1f} GiB in memory "
+        f"(limit {MAX_MEMORY_BYTES >> 30} GiB); use fewer cases, a smaller image_size, "
+        f"or write them to disk with 'duetfair synth'",
+    )
     images, labels, metas = [], [], []
     for img, lab, meta in generate_chunks(task, n, seed=seed, image_size=image_size, id_prefix=id_prefix, **params):
         images.append(img)
@@ -255,18 +273,23 @@ def case_bytes(task: str, image_size: int) -> int:
     return voxels * (4 * IN_CHANNELS[task] + 8)
 
 
-def generate_chunks(task: str, n: int, *, seed: int = 0, image_size: int | None = None, id_prefix: str | None = None,
-                    **params: Any) -> Iterator[tuple[torch.Tensor, torch.Tensor, pd.DataFrame]]:
+def generate_chunks(
+    task: str, n: int, *, seed: int = 0, image_size: int | None = None, id_prefix: str | None = None, **params: Any
+) -> Iterator[tuple[torch.Tensor, torch.Tensor, pd.DataFrame]]:
     """:func:`generate` in chunks of :data:`CHUNK` cases: ``(images, labels, meta)`` per chunk,
     the same cases in the same order as :func:`generate` (memory: one chunk)."""
     require(isinstance(n, (int, np.integer)) and int(n) >= 1, f"number of cases must be >= 1, got {n}")
     require(0 <= int(seed) < 2**63, f"seed must be in [0, 2^63), got {seed}")
     p = make_params(task, image_size, **params)
     chunk = min(CHUNK, int(n)) * case_bytes(task, p.image_size)
-    require(chunk <= MAX_MEMORY_BYTES, f"image_size {p.image_size}: one chunk of {task} cases needs "
-                                       f"{chunk / 2**30:.1f} GiB (limit {MAX_MEMORY_BYTES >> 30} GiB); use a smaller size")
-    gen = torch.Generator().manual_seed(int(np.random.SeedSequence([int(seed), TASKS.index(task)])
-                                            .generate_state(1)[0]))
+    require(
+        chunk <= MAX_MEMORY_BYTES,
+        f"image_size {p.image_size}: one chunk of {task} cases needs "
+        f"{chunk / 2**30:.1f} GiB (limit {MAX_MEMORY_BYTES >> 30} GiB); use a smaller size",
+    )
+    gen = torch.Generator().manual_seed(
+        int(np.random.SeedSequence([int(seed), TASKS.index(task)]).generate_state(1)[0])
+    )
     maker = {"fundus2d": _fundus, "lesion2d": _lesion, "tumor3d": _tumor}[task]
     prefix = id_prefix or task
     for start in range(0, int(n), CHUNK):
@@ -297,8 +320,13 @@ def _smooth(gen: torch.Generator, n: int, size: int, dims: int, coarse: int = 6)
     return F.interpolate(z, size=(size,) * dims, mode=mode, align_corners=True)[:, 0]
 
 
-def _level(coords: list[torch.Tensor], centre: torch.Tensor, radii: torch.Tensor,
-           angle: torch.Tensor | None, irregular: torch.Tensor | None) -> torch.Tensor:
+def _level(
+    coords: list[torch.Tensor],
+    centre: torch.Tensor,
+    radii: torch.Tensor,
+    angle: torch.Tensor | None,
+    irregular: torch.Tensor | None,
+) -> torch.Tensor:
     """Signed shape level ``[n, *S]``: > 0 inside an ellipse(-oid) with a perturbed border.
 
     ``centre`` / ``radii``: ``[n, dims]`` in grid units; ``angle`` ``[n]`` (2D rotation);
@@ -332,8 +360,9 @@ def _band(coords: list[torch.Tensor], gen: torch.Generator, n: int, width: float
     """Soft straight band through the centre region (random angle and offset) ``[n, H, W]``."""
     theta = _uniform(gen, n, 0.0, math.pi)
     off = _uniform(gen, n, -0.25, 0.25)
-    dist = (torch.cos(theta)[:, None, None] * coords[0] + torch.sin(theta)[:, None, None] * coords[1]
-            - off[:, None, None])
+    dist = (
+        torch.cos(theta)[:, None, None] * coords[0] + torch.sin(theta)[:, None, None] * coords[1] - off[:, None, None]
+    )
     return torch.exp(-((dist / width) ** 2))
 
 
@@ -348,7 +377,7 @@ def _hairs(coords: list[torch.Tensor], gen: torch.Generator, counts: torch.Tenso
         off = _uniform(gen, n, -0.9, 0.9)[:, None, None]
         bend = _uniform(gen, n, -0.4, 0.4)[:, None, None]
         along = -torch.sin(theta) * coords[0] + torch.cos(theta) * coords[1]
-        dist = torch.cos(theta) * coords[0] + torch.sin(theta) * coords[1] - off - bend * along ** 2
+        dist = torch.cos(theta) * coords[0] + torch.sin(theta) * coords[1] - off - bend * along**2
         out = torch.maximum(out, active * torch.exp(-((dist / width) ** 2)))
     return out
 
@@ -398,12 +427,14 @@ def _fundus(p: FundusParams, n: int, gen: torch.Generator) -> tuple[torch.Tensor
     img = img + col(_take(p.noise, race)) * torch.randn((n, S, S), generator=gen)
     img = img.clamp(0.0, 1.0)
 
-    meta = pd.DataFrame({
-        "race": [p.race_values[i] for i in race.tolist()],
-        "age": age.numpy().astype(np.float64),
-        "sex": np.where(male.numpy(), "Male", "Female"),
-        HIDDEN_COLUMN: hidden.numpy().astype(np.int64),
-    })
+    meta = pd.DataFrame(
+        {
+            "race": [p.race_values[i] for i in race.tolist()],
+            "age": age.numpy().astype(np.float64),
+            "sex": np.where(male.numpy(), "Male", "Female"),
+            HIDDEN_COLUMN: hidden.numpy().astype(np.int64),
+        }
+    )
     return img.unsqueeze(1).float(), label.unsqueeze(1), meta
 
 
@@ -437,26 +468,32 @@ def _lesion(p: LesionParams, n: int, gen: torch.Generator) -> tuple[torch.Tensor
     texture_amp = _take(p.site_texture, site) + p.old_texture * old
     base = col(texture_amp) * _smooth(gen, n, S, 2, coarse=12)
     stripes = col(_take(p.site_stripes, site)) * torch.sin(
-        28.0 * (col(_uniform(gen, n, 0.5, 1.0)) * coords[0] + col(_uniform(gen, n, -0.5, 0.5)) * coords[1]))
+        28.0 * (col(_uniform(gen, n, 0.5, 1.0)) * coords[0] + col(_uniform(gen, n, -0.5, 0.5)) * coords[1])
+    )
     lesion_rgb = torch.tensor([-0.45, -0.42, -0.35])  # brown: darker, a little more in R and G
     mottle = 1.0 + 0.25 * _smooth(gen, n, S, 2, coarse=10)
     soft = _soft(level, p.edge) * mottle
     img = skin[:, :, None, None] + (base + stripes).unsqueeze(1)
     img = img + (col(contrast) * soft).unsqueeze(1) * lesion_rgb[None, :, None, None]
-    hair_n = torch.where(torch.rand(n, generator=gen) < torch.where(male, p.male_hair_prob, p.male_hair_prob / 3),
-                         torch.randint(1, 4, (n,), generator=gen), torch.zeros(n, dtype=torch.long))
+    hair_n = torch.where(
+        torch.rand(n, generator=gen) < torch.where(male, p.male_hair_prob, p.male_hair_prob / 3),
+        torch.randint(1, 4, (n,), generator=gen),
+        torch.zeros(n, dtype=torch.long),
+    )
     hair_n = torch.where(hidden, hair_n + p.hidden_hairs, hair_n)
     hair = _hairs(coords, gen, hair_n, width=0.025)
     img = img * (1 - 0.85 * hair.unsqueeze(1))
     img = img + p.noise * torch.randn((n, 3, S, S), generator=gen)
     img = img.clamp(0.0, 1.0)
 
-    meta = pd.DataFrame({
-        "age": age.numpy().astype(np.float64),
-        "sex": np.where(male.numpy(), "male", "female"),
-        "site": [p.site_values[i] for i in site.tolist()],
-        HIDDEN_COLUMN: hidden.numpy().astype(np.int64),
-    })
+    meta = pd.DataFrame(
+        {
+            "age": age.numpy().astype(np.float64),
+            "sex": np.where(male.numpy(), "male", "female"),
+            "site": [p.site_values[i] for i in site.tolist()],
+            HIDDEN_COLUMN: hidden.numpy().astype(np.int64),
+        }
+    )
     return img.float(), label.unsqueeze(1), meta
 
 
@@ -493,11 +530,13 @@ def _tumor(p: TumorParams, n: int, gen: torch.Generator) -> tuple[torch.Tensor, 
     img = img + col(_take(p.noise, inst)).unsqueeze(1) * torch.randn((n, C, S, S, S), generator=gen)
     img = _zscore(img)
 
-    meta = pd.DataFrame({
-        "stage": [p.stage_values[i] for i in stage.tolist()],
-        "institution": [p.institution_values[i] for i in inst.tolist()],
-        HIDDEN_COLUMN: hidden.numpy().astype(np.int64),
-    })
+    meta = pd.DataFrame(
+        {
+            "stage": [p.stage_values[i] for i in stage.tolist()],
+            "institution": [p.institution_values[i] for i in inst.tolist()],
+            HIDDEN_COLUMN: hidden.numpy().astype(np.int64),
+        }
+    )
     return img.float(), label.unsqueeze(1), meta
 
 
@@ -518,9 +557,17 @@ def _zscore(img: torch.Tensor) -> torch.Tensor:
 
 
 # ---- datasets and files -----------------------------------------------------------------------
-def synthetic_datasets(task: str = "fundus2d", *, n_train: int = 512, n_val: int = 128, n_test: int = 256,
-                       image_size: int | None = None, seed: int = 0, attributes: Sequence[str] | None = None,
-                       **params: Any) -> dict[str, "CaseDataset"]:
+def synthetic_datasets(
+    task: str = "fundus2d",
+    *,
+    n_train: int = 512,
+    n_val: int = 128,
+    n_test: int = 256,
+    image_size: int | None = None,
+    seed: int = 0,
+    attributes: Sequence[str] | None = None,
+    **params: Any,
+) -> dict[str, "CaseDataset"]:
     """In-memory train/val/test datasets of a synthetic task (no disk; tensors cached).
 
     Each split is generated from its own seed derived from ``seed``, so the test set does not
@@ -543,21 +590,39 @@ def synthetic_datasets(task: str = "fundus2d", *, n_train: int = 512, n_val: int
         if int(n) <= 0:
             continue
         split_seed = int(np.random.SeedSequence([int(seed), 7919, k]).generate_state(1)[0])
-        data = generate(task, int(n), seed=split_seed, id_prefix=f"{task}_{split}",
-                        **{f.name: getattr(p, f.name) for f in fields(p)})
+        data = generate(
+            task,
+            int(n),
+            seed=split_seed,
+            id_prefix=f"{task}_{split}",
+            **{f.name: getattr(p, f.name) for f in fields(p)},
+        )
         meta = data.meta.assign(split=split)
         images, labels = data.images, data.labels
-        out[split] = CaseDataset(meta, spec, lambda i, im=images, lb=labels: (im[i], lb[i]),
-                                 num_classes=NUM_CLASSES[task], in_channels=int(images.shape[1]),
-                                 channel_source="files" if SPATIAL_DIMS[task] == 3 else "native",
-                                 spatial_dims=SPATIAL_DIMS[task])
+        out[split] = CaseDataset(
+            meta,
+            spec,
+            lambda i, im=images, lb=labels: (im[i], lb[i]),
+            num_classes=NUM_CLASSES[task],
+            in_channels=int(images.shape[1]),
+            channel_source="files" if SPATIAL_DIMS[task] == 3 else "native",
+            spatial_dims=SPATIAL_DIMS[task],
+        )
     require(len(out) > 0, "synthetic dataset: all of n_train, n_val, n_test are 0")
     return out
 
 
-def write_synthetic(task: str, n: int, out_dir: str, *, seed: int = 0, image_size: int | None = None,
-                    fractions: Sequence[float] = (0.8, 0.1, 0.1), overwrite: bool = False,
-                    **params: Any) -> Path:
+def write_synthetic(
+    task: str,
+    n: int,
+    out_dir: str,
+    *,
+    seed: int = 0,
+    image_size: int | None = None,
+    fractions: Sequence[float] = (0.8, 0.1, 0.1),
+    overwrite: bool = False,
+    **params: Any,
+) -> Path:
     """Write ``n`` synthetic cases as a user dataset: ``manifest.csv`` + image/label files.
 
     2D tasks write 8-bit PNGs (``images/<id>.png``, ``labels/<id>.png`` holding class ids);
@@ -573,8 +638,10 @@ def write_synthetic(task: str, n: int, out_dir: str, *, seed: int = 0, image_siz
 
     root = Path(out_dir)
     manifest = root / "manifest.csv"
-    require(overwrite or not manifest.exists(),
-            f"'{manifest}' already exists; choose another --out folder or pass --overwrite")
+    require(
+        overwrite or not manifest.exists(),
+        f"'{manifest}' already exists; choose another --out folder or pass --overwrite",
+    )
     require(int(n) <= MAX_CASES_ON_DISK, f"--n {n}: at most {MAX_CASES_ON_DISK} cases are written")
     p = make_params(task, image_size, **params)
     spec = group_spec(task, p)
@@ -595,9 +662,16 @@ def write_synthetic(task: str, n: int, out_dir: str, *, seed: int = 0, image_siz
         meta.insert(0, "image", img_col)
         cols = ["image", "label", "case_id", *spec.attributes, "split", HIDDEN_COLUMN]
         meta[cols].to_csv(stage / manifest.name, index=False)
-        write_json(stage / manifest.with_suffix(".json").name,
-                   {"task": task, "num_classes": NUM_CLASSES[task], "spatial_dims": SPATIAL_DIMS[task], "seed": seed,
-                    "group_spec": spec.to_dict()})
+        write_json(
+            stage / manifest.with_suffix(".json").name,
+            {
+                "task": task,
+                "num_classes": NUM_CLASSES[task],
+                "spatial_dims": SPATIAL_DIMS[task],
+                "seed": seed,
+                "group_spec": spec.to_dict(),
+            },
+        )
     return manifest
 
 

@@ -74,11 +74,20 @@ class CaseReader:
         image_npz_key / label_npz_key: arrays to read from ``.npz`` files.
     """
 
-    def __init__(self, *, num_classes: int, spatial_dims: int, label_map: Mapping[int, int] | None = None,
-                 normalize: Normalize = "auto", image_size: Sequence[int] | int | None = None,
-                 crop_size: Sequence[int] | int | None = None, pixdim: Sequence[float] | None = None,
-                 channels: int | None = None, image_npz_key: str | None = None,
-                 label_npz_key: str | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        num_classes: int,
+        spatial_dims: int,
+        label_map: Mapping[int, int] | None = None,
+        normalize: Normalize = "auto",
+        image_size: Sequence[int] | int | None = None,
+        crop_size: Sequence[int] | int | None = None,
+        pixdim: Sequence[float] | None = None,
+        channels: int | None = None,
+        image_npz_key: str | None = None,
+        label_npz_key: str | None = None,
+    ) -> None:
         if normalize not in NORMALIZE_CHOICES:
             raise DuetfairError(f"normalize must be one of {NORMALIZE_CHOICES}, got '{normalize}'")
         if spatial_dims not in (2, 3):
@@ -106,11 +115,18 @@ class CaseReader:
         if self.crop_size is not None:
             ts.append(CenterSpatialCropd(keys=["image", "label"], roi_size=self.crop_size))
         if self.image_size is not None:
-            ts.append(Resized(keys=["image", "label"], spatial_size=self.image_size,
-                              mode=("area" if self.spatial_dims == 2 else "trilinear", "nearest")))
+            ts.append(
+                Resized(
+                    keys=["image", "label"],
+                    spatial_size=self.image_size,
+                    mode=("area" if self.spatial_dims == 2 else "trilinear", "nearest"),
+                )
+            )
         return Compose(ts) if ts else (lambda d: d)
 
-    def __call__(self, image_path: str | Sequence[str], label_path: str, case_id: str) -> tuple[torch.Tensor, torch.Tensor]:
+    def __call__(
+        self, image_path: str | Sequence[str], label_path: str, case_id: str
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Read one case; any problem raises :class:`DuetfairError` naming the case and file."""
         image = self._load(self._image_loader, image_path, case_id, "image")
         label = self._load(self._label_loader, label_path, case_id, "label")
@@ -120,8 +136,9 @@ class CaseReader:
         """Load an image (several paths: stacked channels) or a label, channel first, unchecked."""
         return self._load(self._image_loader if what == "image" else self._label_loader, path, case_id, what)
 
-    def process(self, image: torch.Tensor, label: torch.Tensor, image_path: Any, label_path: Any,
-                case_id: str) -> tuple[torch.Tensor, torch.Tensor]:
+    def process(
+        self, image: torch.Tensor, label: torch.Tensor, image_path: Any, label_path: Any, case_id: str
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Check and preprocess an already loaded ``image [C, *S]`` / ``label [1, *S]`` pair
         (paths only name the source in errors)."""
         label = self._check(image, label, image_path, str(label_path), case_id)
@@ -130,15 +147,18 @@ class CaseReader:
         try:
             data = self._post(data)
         except Exception as exc:  # noqa: BLE001 - MONAI raises many types
-            raise DuetfairError(f"case '{case_id}': preprocessing of {_describe(image_path)} failed: "
-                                f"{_one_line(exc)}") from exc
+            raise DuetfairError(
+                f"case '{case_id}': preprocessing of {_describe(image_path)} failed: {_one_line(exc)}"
+            ) from exc
         img = torch.as_tensor(np.asarray(data["image"]), dtype=torch.float32)
         lab = torch.as_tensor(np.asarray(data["label"])).round().long()
         img = self._normalize(img, raw_dtype)
         if self.channels is not None and img.shape[0] != self.channels:
             if img.shape[0] != 1:
-                raise DuetfairError(f"case '{case_id}': image {_describe(image_path)} has {img.shape[0]} "
-                                    f"channels; expected 1 or {self.channels}")
+                raise DuetfairError(
+                    f"case '{case_id}': image {_describe(image_path)} has {img.shape[0]} "
+                    f"channels; expected 1 or {self.channels}"
+                )
             img = img.repeat(self.channels, *([1] * self.spatial_dims))
         return img.contiguous(), lab.contiguous()
 
@@ -150,31 +170,40 @@ class CaseReader:
         try:
             arr = loader(str(paths[0]) if len(paths) == 1 else [str(p) for p in paths])
         except Exception as exc:  # noqa: BLE001 - corrupt / unreadable file
-            raise DuetfairError(f"case '{case_id}': cannot read {what} file {_describe(path)}: "
-                                f"{_one_line(exc)}") from exc
+            raise DuetfairError(
+                f"case '{case_id}': cannot read {what} file {_describe(path)}: {_one_line(exc)}"
+            ) from exc
         t = arr if isinstance(arr, torch.Tensor) else torch.as_tensor(np.asarray(arr))  # keep MetaTensor affine
         if t.ndim != self.spatial_dims + 1:
-            raise DuetfairError(f"case '{case_id}': {what} file {_describe(path)} has shape "
-                                f"{tuple(t.shape)} (channel first); expected {self.spatial_dims} spatial dims")
+            raise DuetfairError(
+                f"case '{case_id}': {what} file {_describe(path)} has shape "
+                f"{tuple(t.shape)} (channel first); expected {self.spatial_dims} spatial dims"
+            )
         return t
 
-    def _check(self, image: torch.Tensor, label: torch.Tensor, image_path: Any, label_path: str,
-               case_id: str) -> torch.Tensor:
+    def _check(
+        self, image: torch.Tensor, label: torch.Tensor, image_path: Any, label_path: str, case_id: str
+    ) -> torch.Tensor:
         if image.shape[1:] != label.shape[1:]:
-            raise DuetfairError(f"case '{case_id}': image {_describe(image_path)} has spatial shape "
-                                f"{tuple(image.shape[1:])} but label '{label_path}' has {tuple(label.shape[1:])}")
+            raise DuetfairError(
+                f"case '{case_id}': image {_describe(image_path)} has spatial shape "
+                f"{tuple(image.shape[1:])} but label '{label_path}' has {tuple(label.shape[1:])}"
+            )
         if image.is_floating_point() and not bool(torch.isfinite(image).all()):
             raise DuetfairError(f"case '{case_id}': image {_describe(image_path)} contains NaN or inf pixels")
         if label.shape[0] > 1:  # RGB(A) masks: accept when all colour channels agree
             if not bool((label[:3] == label[:1]).all()):
-                raise DuetfairError(f"case '{case_id}': label '{label_path}' has {label.shape[0]} differing "
-                                    f"channels; expected a single-channel class map")
+                raise DuetfairError(
+                    f"case '{case_id}': label '{label_path}' has {label.shape[0]} differing "
+                    f"channels; expected a single-channel class map"
+                )
             label = label[:1]
         lab = label.double() if label.is_floating_point() else label.long()
         if lab.is_floating_point():
             if not bool(torch.isfinite(lab).all()) or not bool((lab == lab.round()).all()):
-                raise DuetfairError(f"case '{case_id}': label '{label_path}' holds non-integer values; "
-                                    f"expected a class map")
+                raise DuetfairError(
+                    f"case '{case_id}': label '{label_path}' holds non-integer values; expected a class map"
+                )
             lab = lab.long()
         if self.label_map:
             out = lab.clone()
@@ -184,8 +213,10 @@ class CaseReader:
         values = torch.unique(lab)
         bad = [int(v) for v in values if v < 0 or v >= self.num_classes]
         if bad:
-            raise DuetfairError(f"case '{case_id}': label '{label_path}' holds values {bad[:5]} outside the "
-                                f"declared classes 0..{self.num_classes - 1}")
+            raise DuetfairError(
+                f"case '{case_id}': label '{label_path}' holds values {bad[:5]} outside the "
+                f"declared classes 0..{self.num_classes - 1}"
+            )
         return lab
 
     def _normalize(self, img: torch.Tensor, raw_dtype: torch.dtype) -> torch.Tensor:

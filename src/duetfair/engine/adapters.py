@@ -36,8 +36,10 @@ class Grouping:
     def __post_init__(self) -> None:
         attrs = self.spec.attributes
         require(len(attrs) > 0, "data: the dataset defines no attributes; fairness training needs at least one")
-        require(self.attribute is None or self.attribute in attrs,
-                f"config data.group_attribute: '{self.attribute}' is not one of {attrs}")
+        require(
+            self.attribute is None or self.attribute in attrs,
+            f"config data.group_attribute: '{self.attribute}' is not one of {attrs}",
+        )
         for a in self.route or ():
             require(a in attrs, f"config model.route_attributes: '{a}' is not one of {attrs}")
 
@@ -86,13 +88,18 @@ def build_datasets(kind: str, args: dict[str, Any], hidden_column: Optional[str]
     from duetfair.options import HIDDEN_COLUMN
 
     if hidden_column is not None and kind != "manifest":  # other loaders write the default column themselves
-        require(hidden_column == HIDDEN_COLUMN, f"config data.hidden_column: only data.kind 'manifest' reads a "
-                                                f"hidden column by name; kind '{kind}' has '{HIDDEN_COLUMN}' or none")
+        require(
+            hidden_column == HIDDEN_COLUMN,
+            f"config data.hidden_column: only data.kind 'manifest' reads a "
+            f"hidden column by name; kind '{kind}' has '{HIDDEN_COLUMN}' or none",
+        )
         hidden_column = None
     if hidden_column is not None:
         given = args.get("hidden_column")
-        require(given is None or str(given) == hidden_column,
-                f"config data.hidden_column '{hidden_column}' and data.args.hidden_column '{given}' differ; keep one")
+        require(
+            given is None or str(given) == hidden_column,
+            f"config data.hidden_column '{hidden_column}' and data.args.hidden_column '{given}' differ; keep one",
+        )
         args = {**args, "hidden_column": hidden_column}
     try:
         return _build(kind, **args)
@@ -100,8 +107,15 @@ def build_datasets(kind: str, args: dict[str, Any], hidden_column: Optional[str]
         raise DuetfairError(f"config data.args: {exc}") from None
 
 
-def build_model(name: str, args: dict[str, Any], *, in_channels: int, num_classes: int, num_groups: int | list[int],
-                image_shape: Sequence[int]) -> SegmentationModel:
+def build_model(
+    name: str,
+    args: dict[str, Any],
+    *,
+    in_channels: int,
+    num_classes: int,
+    num_groups: int | list[int],
+    image_shape: Sequence[int],
+) -> SegmentationModel:
     """``duetfair.models.registry.build_model`` with channels, classes, groups and (when the config
     does not give it) ``img_size`` taken from the data."""
     from duetfair.models.registry import build_model as _build

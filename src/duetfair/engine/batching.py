@@ -124,8 +124,14 @@ class LoaderCases:
             yield Batch(b["image"], b["label"], codes, b["case_ids"], idx)
 
 
-def make_source(dataset: Dataset, cache: bool, num_workers: int = 0, progress: Optional[Any] = None,
-                description: str = "caching", codes: Optional[torch.Tensor] = None) -> BatchSource:
+def make_source(
+    dataset: Dataset,
+    cache: bool,
+    num_workers: int = 0,
+    progress: Optional[Any] = None,
+    description: str = "caching",
+    codes: Optional[torch.Tensor] = None,
+) -> BatchSource:
     """:class:`CachedCases` when ``cache`` else :class:`LoaderCases`; ``codes [N, A]`` replace the
     cases' own attribute codes (a run's spec applied to other data)."""
     source: CachedCases | LoaderCases

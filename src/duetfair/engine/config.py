@@ -164,6 +164,7 @@ class TrainConfig(_Section):
     def _amp_bool(cls, value: Any) -> Any:
         # ``amp: off`` in YAML 1.1 is the boolean False
         return {False: "off", True: "auto"}.get(value, value) if isinstance(value, bool) else value
+
     progress: bool = True
     """Progress bars on a terminal (never in a log file)."""
     log_every_epoch: bool = True
@@ -222,8 +223,9 @@ class ExperimentConfig(_Section):
         d = self.to_dict()
         for k in ("output_dir", "name"):
             d.pop(k, None)
-        d["train"] = {k: v for k, v in d["train"].items()
-                      if k not in ("progress", "tensorboard", "log_every_epoch", "threads")}
+        d["train"] = {
+            k: v for k, v in d["train"].items() if k not in ("progress", "tensorboard", "log_every_epoch", "threads")
+        }
         d["data"].pop("hidden_column", None)
         d.pop("eval", None)
         blob = json.dumps(d, sort_keys=True, default=str).encode()
@@ -271,10 +273,11 @@ class _StrictLoader(yaml.SafeLoader):
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: set[Any] = set()
         for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+            key = self.construct_object(key_node, deep=deep)
             if key in seen:
-                raise DuetfairError(f"line {key_node.start_mark.line + 1}: key '{str(key)[:80]}' is given twice; "
-                                    f"expected each key once")
+                raise DuetfairError(
+                    f"line {key_node.start_mark.line + 1}: key '{str(key)[:80]}' is given twice; expected each key once"
+                )
             seen.add(key)
         return super().construct_mapping(node, deep=deep)
 
@@ -311,13 +314,16 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError) as exc:
         raise DuetfairError(f"config {path}: cannot read ({getattr(exc, 'strerror', None) or exc})") from None
     if data is None:
-        raise DuetfairError(f"config {path} is empty; expected sections such as data, model, objective, train "
-                            f"(or 'extends: fundus2d.yaml')")
+        raise DuetfairError(
+            f"config {path} is empty; expected sections such as data, model, objective, train "
+            f"(or 'extends: fundus2d.yaml')"
+        )
     if not isinstance(data, dict):
         raise DuetfairError(f"config {path}: expected a mapping of sections at top level, got {type(data).__name__}")
     if _count_nodes(data, MAX_CONFIG_NODES) > MAX_CONFIG_NODES:
-        raise DuetfairError(f"config {path}: expands to more than {MAX_CONFIG_NODES} values (YAML aliases?); "
-                            f"expected a plain config")
+        raise DuetfairError(
+            f"config {path}: expands to more than {MAX_CONFIG_NODES} values (YAML aliases?); expected a plain config"
+        )
     return data
 
 
@@ -423,7 +429,8 @@ def _apply_method(raw: dict[str, Any]) -> dict[str, Any]:
         model["name"] = variant_name(name, kind)
     elif kind != "none" and moe_kind(name) == "none":
         raise DuetfairError(
-            f"config method '{method}' needs a backbone with MoE variants ({', '.join(MOE_BACKBONES)}); model.name is '{name}'"
+            f"config method '{method}' needs a backbone with MoE variants "
+            f"({', '.join(MOE_BACKBONES)}); model.name is '{name}'"
         )
     obj = out.setdefault("objective", {})
     if isinstance(obj, dict) and "name" not in obj:

@@ -52,8 +52,10 @@ def init_from_env(device: str = "auto") -> tuple[DistInfo, torch.device]:
     """
     info = env_info()
     if device == "cuda" and not torch.cuda.is_available():
-        raise DuetfairError("train.device=cuda but this machine has no usable CUDA device (torch "
-                            f"{torch.__version__}, CUDA build {torch.version.cuda}); use train.device=auto or cpu")
+        raise DuetfairError(
+            "train.device=cuda but this machine has no usable CUDA device (torch "
+            f"{torch.__version__}, CUDA build {torch.version.cuda}); use train.device=auto or cpu"
+        )
     use_cuda = torch.cuda.is_available() and device in ("auto", "cuda")
     if use_cuda:
         dev = torch.device("cuda", info.local_rank % max(torch.cuda.device_count(), 1))

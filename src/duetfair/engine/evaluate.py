@@ -87,11 +87,18 @@ def metrics_table(
 
     frames: list[pd.DataFrame] = []
     for batch, pred in predict_batches(
-        model, source, eval_shard(len(source), info), device=device, batch_size=batch_size,
-        route_fn=route_fn, amp_dtype=amp_dtype, channels_last=channels_last,
+        model,
+        source,
+        eval_shard(len(source), info),
+        device=device,
+        batch_size=batch_size,
+        route_fn=route_fn,
+        amp_dtype=amp_dtype,
+        channels_last=channels_last,
     ):
-        df = per_case_metrics(pred, batch.label[:, 0], num_classes=num_classes, spacing=spacing,
-                              metrics=tuple(metrics), empty=empty)
+        df = per_case_metrics(
+            pred, batch.label[:, 0], num_classes=num_classes, spacing=spacing, metrics=tuple(metrics), empty=empty
+        )
         df.insert(0, "case_id", [batch.case_ids[int(i)] for i in df["case"]])
         df.insert(1, "_order", [int(batch.index[int(i)]) for i in df["case"]])
         frames.append(df.drop(columns=["case"]))
@@ -114,8 +121,9 @@ def load_run(run_dir: str | Path) -> tuple[Any, RunRecord, Any]:
     return load_config(run.config), run.read_record(), GroupSpec.load(run.group_spec)
 
 
-def load_model(run_dir: str | Path, checkpoint: str = "best",
-               device: torch.device | str = "cpu") -> tuple[nn.Module, Any, RunRecord, Any]:
+def load_model(
+    run_dir: str | Path, checkpoint: str = "best", device: torch.device | str = "cpu"
+) -> tuple[nn.Module, Any, RunRecord, Any]:
     """Model of a run with the weights of ``checkpoints/{checkpoint}.pt`` (``best`` falls back to
     ``last`` only when no validation ever improved, i.e. ``best.pt`` was never written; an unreadable
     ``best.pt`` is an error). Weights that do not fit the run's model or are not finite are refused.
@@ -129,19 +137,30 @@ def load_model(run_dir: str | Path, checkpoint: str = "best",
     if checkpoint == "best" and not path.is_file():
         path = RunDir(run_dir).checkpoint("last")
     state = load_checkpoint(path, map_location="cpu")
-    model = adapters.build_model(cfg.model.name, cfg.model.args, in_channels=record.in_channels,
-                                 num_classes=record.num_classes, num_groups=adapters.grouping(spec, cfg).route_cards,
-                                 image_shape=record.image_shape[1:])
+    model = adapters.build_model(
+        cfg.model.name,
+        cfg.model.args,
+        in_channels=record.in_channels,
+        num_classes=record.num_classes,
+        num_groups=adapters.grouping(spec, cfg).route_cards,
+        image_shape=record.image_shape[1:],
+    )
     try:
         model.load_state_dict(model_state(state))
     except RuntimeError as exc:
         first = " ".join(str(exc).split())[:200]
-        raise DuetfairError(f"checkpoint {path} does not fit the model of {run_dir}'s config.yaml ({first}); "
-                            f"was it copied from another run?") from None
-    bad = [name for name, t in model.state_dict().items() if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+        raise DuetfairError(
+            f"checkpoint {path} does not fit the model of {run_dir}'s config.yaml ({first}); "
+            f"was it copied from another run?"
+        ) from None
+    bad = [
+        name for name, t in model.state_dict().items() if t.is_floating_point() and not bool(torch.isfinite(t).all())
+    ]
     if bad:
-        raise DuetfairError(f"checkpoint {path}: weights '{bad[0]}' (and {len(bad) - 1} more) hold NaN or inf; the "
-                            f"training diverged: evaluate an earlier checkpoint or retrain with a lower optim.lr")
+        raise DuetfairError(
+            f"checkpoint {path}: weights '{bad[0]}' (and {len(bad) - 1} more) hold NaN or inf; the "
+            f"training diverged: evaluate an earlier checkpoint or retrain with a lower optim.lr"
+        )
     return model.to(device).eval(), cfg, record, spec
 
 
@@ -179,10 +198,9 @@ def evaluate_run(
     from duetfair.engine import adapters
     from duetfair.engine.batching import make_source
     from duetfair.engine.config import load_config
+    from duetfair.engine.distributed import set_threads
     from duetfair.io import staged_outputs, write_json
     from duetfair.metrics.cases import attach_metadata, case_level
-
-    from duetfair.engine.distributed import set_threads
 
     set_threads(threads)
     run = RunDir(run_dir)
@@ -193,13 +211,21 @@ def evaluate_run(
     datasets = adapters.build_datasets(data_cfg.kind, data_cfg.args, data_cfg.hidden_column)
     require(split in datasets, f"--split '{split}': the data has splits {sorted(datasets)}")
     ds = datasets[split]
-    require(int(ds.num_classes) == record.num_classes,
-            f"data has {ds.num_classes} classes but the run was trained with {record.num_classes}")
+    require(
+        int(ds.num_classes) == record.num_classes,
+        f"data has {ds.num_classes} classes but the run was trained with {record.num_classes}",
+    )
     source = make_source(ds, data_cfg.cache, data_cfg.num_workers, codes=recode(ds, spec))
-    table = metrics_table(model, source, num_classes=record.num_classes, device=dev,
-                          batch_size=cfg.train.eval_batch_size or cfg.train.batch_size,
-                          route_fn=adapters.grouping(spec, cfg).route_codes, metrics=cfg.eval.metrics,
-                          empty=cfg.eval.empty)
+    table = metrics_table(
+        model,
+        source,
+        num_classes=record.num_classes,
+        device=dev,
+        batch_size=cfg.train.eval_batch_size or cfg.train.batch_size,
+        route_fn=adapters.grouping(spec, cfg).route_codes,
+        metrics=cfg.eval.metrics,
+        empty=cfg.eval.empty,
+    )
     # every output is staged and committed together: a failure leaves the previous evaluation intact
     with run.lock("duetfair evaluate"), staged_outputs(run.root) as stage:
         out = RunDir(stage)
@@ -208,8 +234,16 @@ def evaluate_run(
         attributes = cfg.data.audit_attributes or list(spec.attributes)
         frame = case_level(cases)
         boot = cfg.eval.n_boot if n_boot is None else int(n_boot)
-        audit = audit_table(frame, by=attributes, metrics=("dice", "iou"), es_variant=cfg.eval.es_variant,
-                            n_boot=boot, seed=cfg.seed, spec=spec, hidden=ds.hidden)
+        audit = audit_table(
+            frame,
+            by=attributes,
+            metrics=("dice", "iou"),
+            es_variant=cfg.eval.es_variant,
+            n_boot=boot,
+            seed=cfg.seed,
+            spec=spec,
+            hidden=ds.hidden,
+        )
         write_json(out.audit, audit)
         used = "best" if checkpoint == "best" and run.checkpoint("best").is_file() else "last"
         summary = _summary(run.root, record, cfg, split, used, table, frame, audit, ds.hidden)
@@ -218,26 +252,59 @@ def evaluate_run(
             from duetfair.audit.report import TrainingView, provenance, render_html
 
             try:
-                gallery = worst_case_gallery(model, source, list(ds.meta["case_id"]), frame, spec, attributes, device=dev,
-                                             batch_size=cfg.train.eval_batch_size or cfg.train.batch_size,
-                                             route_fn=adapters.grouping(spec, cfg).route_codes,
-                                             rgb=record.channel_source in (None, "native"))
-                prov = provenance(config=run.config.read_text(encoding="utf-8"), seed=cfg.seed,
-                                  data=f"{data_cfg.kind} {dict(data_cfg.args)}, split {split}"
-                                       + (f" (data config {data_config})" if data_config is not None else ""),
-                                  run=str(run.root), checkpoint=checkpoint)
-                render_html(audit, out.report, cases=frame, title=f"duetfair evaluation: {record.name} ({split})",
-                            gallery=gallery, training=TrainingView.from_run(run.root), provenance=prov)
+                gallery = worst_case_gallery(
+                    model,
+                    source,
+                    list(ds.meta["case_id"]),
+                    frame,
+                    spec,
+                    attributes,
+                    device=dev,
+                    batch_size=cfg.train.eval_batch_size or cfg.train.batch_size,
+                    route_fn=adapters.grouping(spec, cfg).route_codes,
+                    rgb=record.channel_source in (None, "native"),
+                )
+                prov = provenance(
+                    config=run.config.read_text(encoding="utf-8"),
+                    seed=cfg.seed,
+                    data=f"{data_cfg.kind} {dict(data_cfg.args)}, split {split}"
+                    + (f" (data config {data_config})" if data_config is not None else ""),
+                    run=str(run.root),
+                    checkpoint=checkpoint,
+                )
+                render_html(
+                    audit,
+                    out.report,
+                    cases=frame,
+                    title=f"duetfair evaluation: {record.name} ({split})",
+                    gallery=gallery,
+                    training=TrainingView.from_run(run.root),
+                    provenance=prov,
+                )
             except ValueError as exc:  # a plotting problem must not lose the evaluation already written
                 run.report.unlink(missing_ok=True)  # an older report would not match the new numbers
-                warnings.warn(f"report.html not written ({exc}); cases.csv, summary.json and audit.json are complete",
-                              RuntimeWarning, stacklevel=2)
+                warnings.warn(
+                    f"report.html not written ({exc}); cases.csv, summary.json and audit.json are complete",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
     return summary
 
 
-def worst_case_gallery(model: nn.Module, source: BatchSource, case_ids: Sequence[str], frame: pd.DataFrame,
-                       spec: Any, attributes: Sequence[str], *, device: torch.device, batch_size: int,
-                       route_fn: RouteFn, metric: str = "dice", rgb: Optional[bool] = None) -> Any:
+def worst_case_gallery(
+    model: nn.Module,
+    source: BatchSource,
+    case_ids: Sequence[str],
+    frame: pd.DataFrame,
+    spec: Any,
+    attributes: Sequence[str],
+    *,
+    device: torch.device,
+    batch_size: int,
+    route_fn: RouteFn,
+    metric: str = "dice",
+    rgb: Optional[bool] = None,
+) -> Any:
     """The report's gallery: the worst cases of every group (:func:`duetfair.audit.gallery.worst_cases`
     of the case-level ``frame``) predicted again (only those cases; ``case_ids`` in the order of
     ``source``) and drawn as thumbnails."""
@@ -249,12 +316,14 @@ def worst_case_gallery(model: nn.Module, source: BatchSource, case_ids: Sequence
     def draw(ids: Sequence[str]) -> dict[str, Any]:
         wanted = sorted(index[c] for c in ids if c in index)
         out: dict[str, Any] = {}
-        for batch, pred in predict_batches(model, source, wanted, device=device, batch_size=batch_size,
-                                           route_fn=route_fn):
+        for batch, pred in predict_batches(
+            model, source, wanted, device=device, batch_size=batch_size, route_fn=route_fn
+        ):
             for i, cid in enumerate(batch.case_ids):
                 try:
-                    out[str(cid)] = thumbnail(batch.image[i].float().numpy(), batch.label[i, 0].numpy(),
-                                              pred[i].numpy(), rgb=rgb)
+                    out[str(cid)] = thumbnail(
+                        batch.image[i].float().numpy(), batch.label[i, 0].numpy(), pred[i].numpy(), rgb=rgb
+                    )
                 except Exception as exc:  # noqa: BLE001 - a case that cannot be drawn is only left out
                     out[str(cid)] = " ".join(str(exc).split())[:120] or type(exc).__name__
         return out
@@ -262,18 +331,34 @@ def worst_case_gallery(model: nn.Module, source: BatchSource, case_ids: Sequence
     return build_gallery(picks, draw, metric=metric)
 
 
-def _summary(root: Path, run: RunRecord, cfg: Any, split: str, checkpoint: str, table: pd.DataFrame,
-             frame: pd.DataFrame, audit: dict[str, Any], hidden: Any) -> dict[str, Any]:
+def _summary(
+    root: Path,
+    run: RunRecord,
+    cfg: Any,
+    split: str,
+    checkpoint: str,
+    table: pd.DataFrame,
+    frame: pd.DataFrame,
+    audit: dict[str, Any],
+    hidden: Any,
+) -> dict[str, Any]:
     """Headline numbers of ``summary.json``; ``hidden_subtype`` = Dice of the hard (``"1"``) and other
     (``"0"``) cases of the hidden column ``hidden`` (a ``HiddenColumn``), named in ``hidden_column``."""
     metric_cols = [c for c in ("dice", "iou", "hd95", "normhd", "nsd") if c in table.columns]
     per_class = {str(int(k)): {m: _finite_mean(part[m]) for m in metric_cols} for k, part in table.groupby("class")}
     out: dict[str, Any] = {
-        "run": str(root), "name": run.name, "method": run.method, "model": run.model,
-        "objective": run.objective, "split": split, "checkpoint": checkpoint,
-        "n_cases": int(frame.shape[0]), "group_attribute": cfg.data.group_attribute,
+        "run": str(root),
+        "name": run.name,
+        "method": run.method,
+        "model": run.model,
+        "objective": run.objective,
+        "split": split,
+        "checkpoint": checkpoint,
+        "n_cases": int(frame.shape[0]),
+        "group_attribute": cfg.data.group_attribute,
         "per_class": per_class,
-        "dice": _finite_mean(frame["dice"]), "iou": _finite_mean(frame["iou"]) if "iou" in frame else None,
+        "dice": _finite_mean(frame["dice"]),
+        "iou": _finite_mean(frame["iou"]) if "iou" in frame else None,
         "audit": audit,
     }
     if hidden.name in frame.columns:

@@ -74,14 +74,18 @@ def parse_attrs(items: Sequence[str]) -> dict[str, str]:
         require("=" in item, f"--attr '{item}': expected NAME=VALUE, e.g. --attr race=Black")
         key, value = (x.strip() for x in item.split("=", 1))
         require(bool(key), f"--attr '{item}': expected NAME=VALUE, e.g. --attr race=Black")
-        require(key not in attrs, f"--attr {key} given twice ({key}={attrs.get(key)}, {key}={value}); --attr "
-                                  f"applies to every input: give one value, or per-case values with --manifest")
+        require(
+            key not in attrs,
+            f"--attr {key} given twice ({key}={attrs.get(key)}, {key}={value}); --attr "
+            f"applies to every input: give one value, or per-case values with --manifest",
+        )
         attrs[key] = value
     return attrs
 
 
-def input_cases(inputs: Sequence[str | os.PathLike[str]],
-                attrs: Optional[Mapping[str, Any]] = None) -> list[PredictCase]:
+def input_cases(
+    inputs: Sequence[str | os.PathLike[str]], attrs: Optional[Mapping[str, Any]] = None
+) -> list[PredictCase]:
     """Cases of command-line inputs (each a file or ``;``-joined files), all with ``attrs``; the
     case id (and mask name) is the first file's name without its extension."""
     cases = []
@@ -91,8 +95,9 @@ def input_cases(inputs: Sequence[str | os.PathLike[str]],
     return cases
 
 
-def manifest_cases(path: str | os.PathLike[str], attributes: Sequence[str],
-                   attrs: Optional[Mapping[str, Any]] = None) -> list[PredictCase]:
+def manifest_cases(
+    path: str | os.PathLike[str], attributes: Sequence[str], attrs: Optional[Mapping[str, Any]] = None
+) -> list[PredictCase]:
     """Cases of a prediction manifest: an image column (``image``, or a known alias; ``;``-joined
     paths relative to the manifest's folder), optional ``case_id`` (default: first file's name) and
     the run's ``attributes`` as columns (missing values: unknown). ``attrs`` (``--attr``) fill
@@ -104,12 +109,18 @@ def manifest_cases(path: str | os.PathLike[str], attributes: Sequence[str],
     path = Path(path)
     df = read_table(path)
     image_col = _role_column(df, "image")
-    require(image_col is not None, f"manifest '{path}': no image column; expected one named "
-                                   f"{', '.join(ROLE_ALIASES['image'][:4])} (columns are {list(map(str, df.columns))})")
+    require(
+        image_col is not None,
+        f"manifest '{path}': no image column; expected one named "
+        f"{', '.join(ROLE_ALIASES['image'][:4])} (columns are {list(map(str, df.columns))})",
+    )
     id_col = _role_column(df, "case_id")
     both = sorted(set(attrs or {}) & set(df.columns))
-    require(not both, f"--attr {both[0] if both else ''}: the manifest '{path}' has a column of that name; give "
-                      f"per-case values in the manifest or one value with --attr, not both")
+    require(
+        not both,
+        f"--attr {both[0] if both else ''}: the manifest '{path}' has a column of that name; give "
+        f"per-case values in the manifest or one value with --attr, not both",
+    )
     cases = []
     for i, row in enumerate(df.to_dict("records")):
         where = f"manifest '{path.name}' row {i + 2}"
@@ -139,8 +150,10 @@ def _load_file(path: Path, spatial_dims: int, where: str) -> torch.Tensor:
     except Exception as exc:  # unreadable / corrupt file
         raise DuetfairError(f"{where}: cannot read image '{path}' ({str(exc).splitlines()[0][:120]})") from None
     img = torch.as_tensor(np.array(arr))
-    require(img.ndim == spatial_dims + 1, f"{where}: image '{path}' has shape {tuple(img.shape)} (channel first); "
-                                          f"the run expects {spatial_dims}D images")
+    require(
+        img.ndim == spatial_dims + 1,
+        f"{where}: image '{path}' has shape {tuple(img.shape)} (channel first); the run expects {spatial_dims}D images",
+    )
     return img
 
 
@@ -156,8 +169,10 @@ def fit_channels(img: torch.Tensor, in_channels: int, channel_source: Optional[s
     if in_channels == 1 and c in (3, 4):
         return img[:3].mean(0, keepdim=True)
     if channel_source == "files":
-        hint = (f"the run was trained on {in_channels} channels from separate files (e.g. MRI phases); give all of "
-                f"a case's {in_channels} files joined with ';' in the training order, e.g. \"pre.nii.gz;post1.nii.gz\"")
+        hint = (
+            f"the run was trained on {in_channels} channels from separate files (e.g. MRI phases); give all of "
+            f"a case's {in_channels} files joined with ';' in the training order, e.g. \"pre.nii.gz;post1.nii.gz\""
+        )
     elif channel_source == "repeat":
         hint = f"the run was trained on single-channel images repeated to {in_channels} channels; give one channel"
     else:
@@ -165,19 +180,30 @@ def fit_channels(img: torch.Tensor, in_channels: int, channel_source: Optional[s
     raise DuetfairError(f"{where}: {c} channel{'s' if c != 1 else ''}; {hint}")
 
 
-def read_case(case: PredictCase, spatial_dims: int, in_channels: int, normalize: str = "auto",
-              channel_source: Optional[str] = None) -> torch.Tensor:
+def read_case(
+    case: PredictCase,
+    spatial_dims: int,
+    in_channels: int,
+    normalize: str = "auto",
+    channel_source: Optional[str] = None,
+) -> torch.Tensor:
     """Channel-first float image ``[C, *S]`` of a case (its files stacked), with the run's channels
     (:func:`fit_channels`) and normalised like the training data."""
     from duetfair.data.transforms import normalize_image
 
     parts = [_load_file(f, spatial_dims, case.where) for f in case.files]
     shapes = {tuple(p.shape[1:]) for p in parts}
-    require(len(shapes) == 1, f"{case.where}: files {[str(f) for f in case.files]} have different spatial shapes "
-                              f"{sorted(shapes)}; expected one shape (stacked as channels)")
+    require(
+        len(shapes) == 1,
+        f"{case.where}: files {[str(f) for f in case.files]} have different spatial shapes "
+        f"{sorted(shapes)}; expected one shape (stacked as channels)",
+    )
     shape = next(iter(shapes))
-    require(min(shape) >= MIN_SIDE, f"{case.where}: image of size {'x'.join(map(str, shape))} is too small to "
-                                    f"segment; expected at least {MIN_SIDE} pixels per side")
+    require(
+        min(shape) >= MIN_SIDE,
+        f"{case.where}: image of size {'x'.join(map(str, shape))} is too small to "
+        f"segment; expected at least {MIN_SIDE} pixels per side",
+    )
     raw_dtype = parts[0].dtype
     img = fit_channels(torch.cat([p.float() for p in parts]), in_channels, channel_source, case.where)
     img = normalize_image(img, raw_dtype, normalize, spatial_dims)  # type: ignore[arg-type]
@@ -185,8 +211,9 @@ def read_case(case: PredictCase, spatial_dims: int, in_channels: int, normalize:
     return img.contiguous()
 
 
-def read_image(path: Path, spatial_dims: int, in_channels: int, normalize: str = "auto",
-               channel_source: Optional[str] = None) -> torch.Tensor:
+def read_image(
+    path: Path, spatial_dims: int, in_channels: int, normalize: str = "auto", channel_source: Optional[str] = None
+) -> torch.Tensor:
     """Channel-first float image ``[C, *S]`` of one input (a file or ``;``-joined files)."""
     return read_case(input_cases([path])[0], spatial_dims, in_channels, normalize, channel_source)
 
@@ -206,13 +233,15 @@ def encode_attributes(spec: Any, attrs: Optional[Mapping[str, Any]], where: str 
     if not attrs:
         return [-1] * len(spec.attributes), "none given (attribute-free fallback)"
     for name in attrs:
-        require(name in spec.attributes,
-                f"{where} {name}: not an attribute of this run; expected one of {spec.attributes}")
+        require(
+            name in spec.attributes, f"{where} {name}: not an attribute of this run; expected one of {spec.attributes}"
+        )
     codes = spec.encode(dict(attrs))
     for attr, code in zip(spec.attributes, codes):
         if attr in attrs and code < 0:
-            raise DuetfairError(f"{where} {attr}={attrs[attr]}: value not known to the run; expected one of "
-                                f"{spec.group_names(attr)}")
+            raise DuetfairError(
+                f"{where} {attr}={attrs[attr]}: value not known to the run; expected one of {spec.group_names(attr)}"
+            )
     missing = [a for a in spec.attributes if a not in attrs]
     return codes, "given" if not missing else f"given; {', '.join(missing)} unknown"
 
@@ -256,14 +285,19 @@ def _check_names(cases: Sequence[PredictCase]) -> None:
     seen: dict[str, str] = {}
     for case in cases:
         key = _mask_key(case.case_id)
-        require(key not in seen, f"{case.where} and {seen.get(key)} would both write {case.case_id}{MASK_SUFFIX}; "
-                                 f"give the cases distinct names (a case_id column of --manifest)")
+        require(
+            key not in seen,
+            f"{case.where} and {seen.get(key)} would both write {case.case_id}{MASK_SUFFIX}; "
+            f"give the cases distinct names (a case_id column of --manifest)",
+        )
         seen[key] = case.where
 
 
 def _mask_key(case_id: str) -> str:
-    require(bool(case_id) and "/" not in case_id and "\\" not in case_id and case_id not in (".", ".."),
-            f"case id '{case_id}': expected a name usable as a file name")
+    require(
+        bool(case_id) and "/" not in case_id and "\\" not in case_id and case_id not in (".", ".."),
+        f"case id '{case_id}': expected a name usable as a file name",
+    )
     return case_id.lower()
 
 
@@ -326,8 +360,9 @@ def predict_files(
     return table
 
 
-def _predict_case(case: PredictCase, model: Any, cfg: Any, run: Any, spec: Any, normalize: str, dev: torch.device,
-                  out: Path) -> dict[str, Any]:
+def _predict_case(
+    case: PredictCase, model: Any, cfg: Any, run: Any, spec: Any, normalize: str, dev: torch.device, out: Path
+) -> dict[str, Any]:
     """Segment one case with its own group; the row of ``predictions.csv``."""
     from duetfair.engine import adapters
 
@@ -344,9 +379,14 @@ def _predict_case(case: PredictCase, model: Any, cfg: Any, run: Any, spec: Any, 
     pred = model(x, group=route.to(dev)).argmax(1).cpu()
     mask = _resize(pred.float(), size, "nearest")[0].round().to(torch.uint8).numpy()
     target = write_mask(mask, case.files[0], out, case.case_id)
-    row: dict[str, Any] = {"case_id": case.case_id, "input": ";".join(map(str, case.files)), "mask": str(target),
-                           "shape": "x".join(map(str, size)), "group_source": source,
-                           "group": grouping.names[gid] if gid >= 0 else "unknown"}
+    row: dict[str, Any] = {
+        "case_id": case.case_id,
+        "input": ";".join(map(str, case.files)),
+        "mask": str(target),
+        "shape": "x".join(map(str, size)),
+        "group_source": source,
+        "group": grouping.names[gid] if gid >= 0 else "unknown",
+    }
     for k in range(1, run.num_classes):
         row[f"n_pred_{k}"] = int((mask == k).sum())
     return row

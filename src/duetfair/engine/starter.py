@@ -95,14 +95,23 @@ def summarize_manifest(path: str | os.PathLike[str], hidden: Optional[str] = Non
         hidden_col.check(df, f"manifest '{path}'")
     elif HIDDEN_COLUMN in df.columns:
         hidden_col = HiddenColumn.parse(HIDDEN_COLUMN)
-    summary = ManifestSummary(path=path, n_rows=len(df), roles=roles, spatial_dims=spatial_dims_of(first),
-                              files_per_case=len([s for s in first.split(";") if s.strip()]),
-                              hidden=None if hidden_col is None else str(hidden_col), has_split="split" in df.columns)
+    summary = ManifestSummary(
+        path=path,
+        n_rows=len(df),
+        roles=roles,
+        spatial_dims=spatial_dims_of(first),
+        files_per_case=len([s for s in first.split(";") if s.strip()]),
+        hidden=None if hidden_col is None else str(hidden_col),
+        has_split="split" in df.columns,
+    )
     skip = {*roles.values(), "split", *([hidden_col.name] if hidden_col is not None else [])}
     for col in (str(c) for c in df.columns if str(c) not in skip):
         _classify(summary, col, df[col])
-    require(bool(summary.attributes), f"manifest '{path}': no attribute column (besides {sorted(skip)}); fairness "
-                                      f"training needs at least one, e.g. sex, race or age")
+    require(
+        bool(summary.attributes),
+        f"manifest '{path}': no attribute column (besides {sorted(skip)}); fairness "
+        f"training needs at least one, e.g. sex, race or age",
+    )
     return summary
 
 
@@ -125,8 +134,9 @@ def _classify(summary: ManifestSummary, col: str, values: pd.Series) -> None:
     elif attribute_kind(values) == "continuous":
         summary.continuous[col] = nice_edges(known)
     elif text.nunique() > MAX_CATEGORIES or (len(text) >= 10 and text.nunique() == len(text)):
-        summary.notes.append(f"'{col}': {text.nunique()} distinct values (an identifier or free text?), "
-                             f"not an attribute")
+        summary.notes.append(
+            f"'{col}': {text.nunique()} distinct values (an identifier or free text?), not an attribute"
+        )
     else:
         summary.categorical.append(col)
 
@@ -150,16 +160,30 @@ def starter_config(summary: ManifestSummary, *, name: str, data_path: str, confi
         args.append(f"group_by: {_flow(summary.group_by)}")
     if roles:
         args.append(f"columns: {_flow(roles)}")
-    args += ["# num_classes: 2            # default: largest label value + 1 (all labels are read once)",
-             "# label_map: {255: 1}       # raw label value -> class, e.g. for 0/255 masks",
-             "# normalize: auto           # auto, scale, zscore, zscore_global (one z-score over all channels)",
-             "# on_error: skip            # leave out unreadable cases (listed) instead of stopping"]
-    lines = [*_header(summary, base, config_path or f"{name}.yaml"), f"extends: {base}", f"name: {_flow(name)}",
-             "method: erm", f"output_dir: {_flow(f'runs/{name}_erm')}", "data:", "  kind: manifest", "  args:",
-             *[f"    {a}" for a in args], f"  group_attribute: {_flow(group)}",
-             f"  audit_attributes: {_flow(summary.attributes)}"]
-    hidden = f"  hidden_column: {_flow(summary.hidden)}" if summary.hidden else \
-        "  # hidden_column: morphology   # analysis-only column of known hard cases (0/1, or morphology=irregular)"
+    args += [
+        "# num_classes: 2            # default: largest label value + 1 (all labels are read once)",
+        "# label_map: {255: 1}       # raw label value -> class, e.g. for 0/255 masks",
+        "# normalize: auto           # auto, scale, zscore, zscore_global (one z-score over all channels)",
+        "# on_error: skip            # leave out unreadable cases (listed) instead of stopping",
+    ]
+    lines = [
+        *_header(summary, base, config_path or f"{name}.yaml"),
+        f"extends: {base}",
+        f"name: {_flow(name)}",
+        "method: erm",
+        f"output_dir: {_flow(f'runs/{name}_erm')}",
+        "data:",
+        "  kind: manifest",
+        "  args:",
+        *[f"    {a}" for a in args],
+        f"  group_attribute: {_flow(group)}",
+        f"  audit_attributes: {_flow(summary.attributes)}",
+    ]
+    hidden = (
+        f"  hidden_column: {_flow(summary.hidden)}"
+        if summary.hidden
+        else "  # hidden_column: morphology   # analysis-only column of known hard cases (0/1, or morphology=irregular)"
+    )
     lines += [hidden, "  cache: true                    # keep decoded cases in memory (false for large 3D data)"]
     return "\n".join(lines) + "\n"
 
@@ -169,36 +193,50 @@ def _header(summary: ManifestSummary, base: str, config_path: str) -> list[str]:
     dims = f"{summary.spatial_dims}D, {summary.files_per_case} file(s) per case"
     if summary.files_per_case > 1:
         dims += " stacked as channels in the order given (predict needs all of them, joined with ';')"
-    found = [f"# duetfair experiment config for {summary.path} (written by duetfair init-config; edit freely).",
-             f"# {summary.n_rows} cases; image column '{summary.roles['image']}' ({dims}), label column "
-             f"'{summary.roles['label']}', case id column '{summary.roles['case_id']}'.",
-             "# Split: " + ("the manifest's split column." if summary.has_split
-                            else "random 80/10/10 (data.args.seed), stratified by the attributes.")]
+    found = [
+        f"# duetfair experiment config for {summary.path} (written by duetfair init-config; edit freely).",
+        f"# {summary.n_rows} cases; image column '{summary.roles['image']}' ({dims}), label column "
+        f"'{summary.roles['label']}', case id column '{summary.roles['case_id']}'.",
+        "# Split: "
+        + (
+            "the manifest's split column."
+            if summary.has_split
+            else "random 80/10/10 (data.args.seed), stratified by the attributes."
+        ),
+    ]
     found += [f"# Left out: {note}." for note in summary.notes]
-    return [*found, "#",
-            f"#   duetfair train {config_path} --set train.epochs=5       # try it",
-            f"#   duetfair benchmark {config_path} --method erm --method fair_dro --seeds 3",
-            "#",
-            f"# extends           packaged base config ({base}): model, optimiser, schedule, epochs, metrics",
-            "# method            erm, group_dro, febs, adversarial, moe, dmoe, fair_dro (DuetFair), divergence",
-            "# data.kind         manifest: a CSV / TSV / Excel / Parquet table, one row per case",
-            "# data.args         options of the manifest loader (duetfair.data.manifest.manifest_datasets):",
-            "#   path            the manifest, relative to the folder you run duetfair in; image paths in it are",
-            "#                   relative to the manifest's folder",
-            "#   attributes      patient attribute columns; their groups are trained on and audited",
-            "#   bins            cut points of continuous attributes (suggested from tertiles: edit), left-closed",
-            "#   image_size      every case is resized to this so cases batch together; the model is sized from it",
-            "#   seed            split seed when there is no split column (benchmark --seeds varies it)",
-            "#   group_by        patient-id column: a patient's cases stay in one split",
-            "#   columns         manifest column of image / label / case_id when named otherwise",
-            "# data.group_attribute   attribute whose groups the fairness objective and model selection use",
-            "# data.audit_attributes  attributes reported by duetfair evaluate",
-            "# data.hidden_column     analysis-only column of known hard cases, never a model input",
-            "#"]
+    return [
+        *found,
+        "#",
+        f"#   duetfair train {config_path} --set train.epochs=5       # try it",
+        f"#   duetfair benchmark {config_path} --method erm --method fair_dro --seeds 3",
+        "#",
+        f"# extends           packaged base config ({base}): model, optimiser, schedule, epochs, metrics",
+        "# method            erm, group_dro, febs, adversarial, moe, dmoe, fair_dro (DuetFair), divergence",
+        "# data.kind         manifest: a CSV / TSV / Excel / Parquet table, one row per case",
+        "# data.args         options of the manifest loader (duetfair.data.manifest.manifest_datasets):",
+        "#   path            the manifest, relative to the folder you run duetfair in; image paths in it are",
+        "#                   relative to the manifest's folder",
+        "#   attributes      patient attribute columns; their groups are trained on and audited",
+        "#   bins            cut points of continuous attributes (suggested from tertiles: edit), left-closed",
+        "#   image_size      every case is resized to this so cases batch together; the model is sized from it",
+        "#   seed            split seed when there is no split column (benchmark --seeds varies it)",
+        "#   group_by        patient-id column: a patient's cases stay in one split",
+        "#   columns         manifest column of image / label / case_id when named otherwise",
+        "# data.group_attribute   attribute whose groups the fairness objective and model selection use",
+        "# data.audit_attributes  attributes reported by duetfair evaluate",
+        "# data.hidden_column     analysis-only column of known hard cases, never a model input",
+        "#",
+    ]
 
 
-def write_starter_config(manifest: str | os.PathLike[str], out: str | os.PathLike[str], *,
-                         hidden: Optional[str] = None, overwrite: bool = False) -> tuple[Path, ManifestSummary]:
+def write_starter_config(
+    manifest: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    hidden: Optional[str] = None,
+    overwrite: bool = False,
+) -> tuple[Path, ManifestSummary]:
     """Write the starter config of ``manifest`` to ``out`` (refusing to replace a file unless
     ``overwrite``) after validating it; returns the path and what was found."""
     from duetfair.engine.config import load_config

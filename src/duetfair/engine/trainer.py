@@ -29,8 +29,8 @@ import contextlib
 import math
 import os
 import random
-import socket
 import signal
+import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -127,8 +127,14 @@ class _StepModule(nn.Module):
         self.aux_weight = aux_weight
         self.requires = frozenset(getattr(objective, "requires", frozenset()))
 
-    def forward(self, image: torch.Tensor, label: torch.Tensor, route: torch.Tensor, group_ids: torch.Tensor,
-                case_ids: list[str]) -> torch.Tensor:
+    def forward(
+        self,
+        image: torch.Tensor,
+        label: torch.Tensor,
+        route: torch.Tensor,
+        group_ids: torch.Tensor,
+        case_ids: list[str],
+    ) -> torch.Tensor:
         """Total training loss (scalar) of a batch: ``route`` is what the model routes on
         (``[B]`` or ``[B, A']``), ``group_ids [B]`` the objective's groups."""
         if "features" in self.requires:
@@ -136,8 +142,12 @@ class _StepModule(nn.Module):
         else:
             logits, features = self.model(image, group=route), None
         losses = self.loss_fn(logits.float(), label)
-        available: dict[str, Any] = {"logits": logits.float(), "target": label, "case_ids": case_ids,
-                                     "features": None if features is None else features.float()}
+        available: dict[str, Any] = {
+            "logits": logits.float(),
+            "target": label,
+            "case_ids": case_ids,
+            "features": None if features is None else features.float(),
+        }
         total = self.objective(losses, group_ids, **{k: available[k] for k in self.requires})
         if self.aux_weight > 0:
             total = total + self.aux_weight * self.model.aux_loss()
@@ -157,8 +167,15 @@ class Trainer:
         datasets: pre-built ``{"train", "val", ...}`` datasets (skips ``build_datasets``).
     """
 
-    def __init__(self, cfg: ExperimentConfig, run_dir: Optional[str | Path] = None, *, resume: bool = False,
-                 hooks: Optional[list[Hook]] = None, datasets: Optional[dict[str, Any]] = None) -> None:
+    def __init__(
+        self,
+        cfg: ExperimentConfig,
+        run_dir: Optional[str | Path] = None,
+        *,
+        resume: bool = False,
+        hooks: Optional[list[Hook]] = None,
+        datasets: Optional[dict[str, Any]] = None,
+    ) -> None:
         self.cfg = cfg
         self.run = RunDir(run_dir if run_dir is not None else cfg.output_dir)
         self.run_dir = self.run.root
@@ -191,16 +208,24 @@ class Trainer:
         if self.resume:
             require(last.is_file(), f"--resume: no checkpoint at {last}; train without --resume first")
         else:
-            require(not last.exists(),
-                    f"output folder {self.run_dir} already holds a run ({last}); use --resume to continue it or another --out")
+            require(
+                not last.exists(),
+                f"output folder {self.run_dir} already holds a run "
+                f"({last}); use --resume to continue it or another --out",
+            )
 
     def _build_data(self, datasets: Optional[dict[str, Any]]) -> None:
         cfg = self.cfg
-        self.datasets = (datasets if datasets is not None
-                         else adapters.build_datasets(cfg.data.kind, cfg.data.args, cfg.data.hidden_column))
+        self.datasets = (
+            datasets
+            if datasets is not None
+            else adapters.build_datasets(cfg.data.kind, cfg.data.args, cfg.data.hidden_column)
+        )
         for split in ("train", "val"):
-            require(split in self.datasets, f"data: loader '{cfg.data.kind}' gave splits {sorted(self.datasets)}; "
-                                            f"training needs 'train' and 'val'")
+            require(
+                split in self.datasets,
+                f"data: loader '{cfg.data.kind}' gave splits {sorted(self.datasets)}; training needs 'train' and 'val'",
+            )
         train = self.datasets["train"]
         self.spec = train.group_spec
         self.grouping = adapters.grouping(self.spec, cfg)
@@ -217,8 +242,9 @@ class Trainer:
     def audit_attributes(self) -> list[str]:
         attrs = self.cfg.data.audit_attributes or list(self.spec.attributes)
         for a in attrs:
-            require(a in self.spec.attributes,
-                    f"config data.audit_attributes: '{a}' is not one of {self.spec.attributes}")
+            require(
+                a in self.spec.attributes, f"config data.audit_attributes: '{a}' is not one of {self.spec.attributes}"
+            )
         return attrs
 
     @property
@@ -232,16 +258,24 @@ class Trainer:
 
     def _build_model(self) -> None:
         cfg = self.cfg
-        self.model = adapters.build_model(cfg.model.name, cfg.model.args, in_channels=self.in_channels,
-                                          num_classes=self.num_classes, num_groups=self.grouping.route_cards,
-                                          image_shape=self.image_shape[1:]).to(self.device)
+        self.model = adapters.build_model(
+            cfg.model.name,
+            cfg.model.args,
+            in_channels=self.in_channels,
+            num_classes=self.num_classes,
+            num_groups=self.grouping.route_cards,
+            image_shape=self.image_shape[1:],
+        ).to(self.device)
         self.channels_last = bool(cfg.train.channels_last and self.device.type == "cuda" and self.spatial_dims == 2)
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         ids = self.grouping.group_ids(self.datasets["train"].codes)
-        context = ObjectiveContext(num_groups=self.grouping.num_groups,
-                                   group_counts=tuple(torch.bincount(ids[ids >= 0], minlength=self.grouping.num_groups).tolist()),
-                                   feature_dim=getattr(self.model, "feature_dim", None), loss=dict(cfg.objective.loss))
+        context = ObjectiveContext(
+            num_groups=self.grouping.num_groups,
+            group_counts=tuple(torch.bincount(ids[ids >= 0], minlength=self.grouping.num_groups).tolist()),
+            feature_dim=getattr(self.model, "feature_dim", None),
+            loss=dict(cfg.objective.loss),
+        )
         self.objective = adapters.build_objective(cfg.objective.name, cfg.objective.args, context).to(self.device)
         self.loss_fn = adapters.build_loss(cfg.objective.loss).to(self.device)
         self.step_module = _StepModule(self.model, self.loss_fn, self.objective, cfg.model.aux_loss_weight)
@@ -263,8 +297,9 @@ class Trainer:
         if cfg.optim.lr_scale_batch:
             lr = lr * cfg.train.batch_size * self.info.world_size / cfg.optim.lr_scale_batch
         if cfg.optim.name == "sgd":
-            self.optimizer: torch.optim.Optimizer = torch.optim.SGD(params, lr=lr, momentum=cfg.optim.momentum,
-                                                                    weight_decay=cfg.optim.weight_decay)
+            self.optimizer: torch.optim.Optimizer = torch.optim.SGD(
+                params, lr=lr, momentum=cfg.optim.momentum, weight_decay=cfg.optim.weight_decay
+            )
         else:
             self.optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=cfg.optim.weight_decay)
         n_local = len(train_shard(torch.arange(len(self.train_source)), self.info))
@@ -275,7 +310,8 @@ class Trainer:
         warmup = int(round(cfg.schedule.warmup_epochs * self.steps_per_epoch))
         sch = cfg.schedule
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda s: lr_factor(s, total, warmup, sch.name, sch.power, sch.min_lr_ratio))
+            self.optimizer, lambda s: lr_factor(s, total, warmup, sch.name, sch.power, sch.min_lr_ratio)
+        )
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
 
     # ---- checkpoints -----------------------------------------------------------------------
@@ -294,8 +330,9 @@ class Trainer:
             "global_step": self.global_step,
             "best_score": self.best_score,
             "best_epoch": self.best_epoch,
-            "history": [{k: (v if isinstance(v, (int, float)) else str(v)) for k, v in row.items()}
-                        for row in self.history],
+            "history": [
+                {k: (v if isinstance(v, (int, float)) else str(v)) for k, v in row.items()} for row in self.history
+            ],
             "config_hash": self.cfg.config_hash(),
             "select": self.cfg.select_rule.value,
         }
@@ -308,9 +345,11 @@ class Trainer:
 
     def _load_last(self) -> None:
         state = load_checkpoint(self.run.checkpoint("last"), map_location=self.device)
-        require(state.get("config_hash") == self.cfg.config_hash(),
-                f"--resume: {self.run.checkpoint('last')} was trained with a different config "
-                f"(hash {state.get('config_hash')} vs {self.cfg.config_hash()}); resume with the run's config.yaml")
+        require(
+            state.get("config_hash") == self.cfg.config_hash(),
+            f"--resume: {self.run.checkpoint('last')} was trained with a different config "
+            f"(hash {state.get('config_hash')} vs {self.cfg.config_hash()}); resume with the run's config.yaml",
+        )
         self.model.load_state_dict(state["model"])
         self.objective.load_state_dict(state["objective"])
         self.optimizer.load_state_dict(state["optimizer"])
@@ -345,8 +384,9 @@ class Trainer:
         try:
             with self._progress() as progress:
                 self._console = progress.console
-                task = progress.add_task("epoch", total=self.cfg.train.epochs * self.steps_per_epoch,
-                                         completed=self.global_step)
+                task = progress.add_task(
+                    "epoch", total=self.cfg.train.epochs * self.steps_per_epoch, completed=self.global_step
+                )
                 while self.epoch < self.cfg.train.epochs:
                     if not self._train_epoch(progress, task):
                         status = "interrupted"
@@ -361,8 +401,15 @@ class Trainer:
             if writer is not None:
                 writer.close()
         self._write_run_files(status=status)
-        return TrainResult(self.run_dir, status, self.epoch, self.global_step, self.best_epoch, self.best_score,
-                           pd.DataFrame(self.history))
+        return TrainResult(
+            self.run_dir,
+            status,
+            self.epoch,
+            self.global_step,
+            self.best_epoch,
+            self.best_score,
+            pd.DataFrame(self.history),
+        )
 
     # ---- loop ------------------------------------------------------------------------------
     def _train_epoch(self, progress: Any, task: Any) -> bool:
@@ -407,13 +454,15 @@ class Trainer:
             image = image.contiguous(memory_format=torch.channels_last)
         codes = batch.codes.to(self.device, non_blocking=True)
         with autocast_context(self.device, self.amp_dtype):
-            total = self.ddp(image, label, self.grouping.route_codes(codes), self.grouping.group_ids(codes),
-                             batch.case_ids)
+            total = self.ddp(
+                image, label, self.grouping.route_codes(codes), self.grouping.group_ids(codes), batch.case_ids
+            )
         value = float(all_reduce_mean(total.detach(), self.info).item())
         if not math.isfinite(value):
             raise NonFiniteLossError(
                 f"training loss is {value} at epoch {self.epoch + 1} step {self.epoch_step + 1}; stopped. "
-                f"Last good checkpoint: {self._last_good()}. Try a lower optim.lr, optim.grad_clip or train.amp=off")
+                f"Last good checkpoint: {self._last_good()}. Try a lower optim.lr, optim.grad_clip or train.amp=off"
+            )
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(total).backward()
         if cfg.optim.grad_clip:
@@ -449,12 +498,21 @@ class Trainer:
         row["best_epoch"] = self.best_epoch
         self.history.append(row)
         if self.info.is_main and self.cfg.train.log_every_epoch and self._console is not None:
-            self._console.print(self._epoch_line(row, improved, time.perf_counter() - t0), highlight=False,
-                                markup=False, soft_wrap=True)
+            self._console.print(
+                self._epoch_line(row, improved, time.perf_counter() - t0), highlight=False, markup=False, soft_wrap=True
+            )
         state = self._state()
         if improved:
-            self._save("best.pt", {"model": state["model"], "epoch": self.epoch, "score": self.best_score,
-                                   "select": self.cfg.select_rule.value, "config_hash": state["config_hash"]})
+            self._save(
+                "best.pt",
+                {
+                    "model": state["model"],
+                    "epoch": self.epoch,
+                    "score": self.best_score,
+                    "select": self.cfg.select_rule.value,
+                    "config_hash": state["config_hash"],
+                },
+            )
         self._save("last.pt", state)
         if self.info.is_main:
             self._write_history()
@@ -471,8 +529,10 @@ class Trainer:
         (when validated), seconds (training + validation) and the selection."""
         parts = [f"epoch {row['epoch']}/{self.cfg.train.epochs}", f"loss {row['train_loss']:.4f}"]
         if "val_dice" in row:
-            parts += [f"val Dice {row['val_dice']:.4f}",
-                      f"worst-group Dice {row['val_worst_dice']:.4f} ({row['val_worst_group']})"]
+            parts += [
+                f"val Dice {row['val_dice']:.4f}",
+                f"worst-group Dice {row['val_worst_dice']:.4f} ({row['val_worst_group']})",
+            ]
         seconds = row["epoch_seconds"] + val_seconds if math.isfinite(row["epoch_seconds"]) else val_seconds
         parts.append(f"{seconds:.1f} s")
         if improved:
@@ -482,16 +542,31 @@ class Trainer:
     def _validate(self) -> dict[str, Any]:
         """Validation per-case Dice/IoU -> overall, worst-group and ES-Dice, selection score."""
         ebs = self.cfg.train.eval_batch_size or self.cfg.train.batch_size
-        table = metrics_table(self.model, self.val_source, num_classes=self.num_classes, device=self.device,
-                              batch_size=ebs, route_fn=self.grouping.route_codes, metrics=("dice", "iou"),
-                              info=self.info, amp_dtype=self.amp_dtype, channels_last=self.channels_last)
+        table = metrics_table(
+            self.model,
+            self.val_source,
+            num_classes=self.num_classes,
+            device=self.device,
+            batch_size=ebs,
+            route_fn=self.grouping.route_codes,
+            metrics=("dice", "iou"),
+            info=self.info,
+            amp_dtype=self.amp_dtype,
+            channels_last=self.channels_last,
+        )
         cases = case_level(attach_metadata(table, self.datasets["val"].meta, self.spec))
         es = self.cfg.eval.es_variant
         d = point_summary(cases, "dice", self.grouping.by, self.spec, es)
         iou = point_summary(cases, "iou", self.grouping.by, self.spec, es)
         score = {"overall": d["overall"], "worst_group": d["worst"], "es": d["es"]}[self.cfg.select_rule]
-        row: dict[str, Any] = {"val_dice": d["overall"], "val_worst_dice": d["worst"], "val_es_dice": d["es"],
-                               "val_iou": iou["overall"], "val_worst_group": d["worst_group"], "score": score}
+        row: dict[str, Any] = {
+            "val_dice": d["overall"],
+            "val_worst_dice": d["worst"],
+            "val_es_dice": d["es"],
+            "val_iou": iou["overall"],
+            "val_worst_group": d["worst_group"],
+            "score": score,
+        }
         row.update({f"val_dice/{g}": v for g, v in d["groups"].items()})
         self.objective.on_validation_end(self._validation_result(cases))
         return row
@@ -503,8 +578,9 @@ class Trainer:
         if self.objective.needs_subgroups:
             from duetfair.audit.discovery import find_divergent_subgroups
 
-            subgroups = find_divergent_subgroups(cases, "dice", self.audit_attributes, spec=self.spec,
-                                                 **self.cfg.objective.discovery)
+            subgroups = find_divergent_subgroups(
+                cases, "dice", self.audit_attributes, spec=self.spec, **self.cfg.objective.discovery
+            )
         return ValidationResult(cases=cases, train_labels=train_labels, subgroups=subgroups)
 
     # ---- output ----------------------------------------------------------------------------
@@ -519,15 +595,34 @@ class Trainer:
         save_config(self.cfg, self.run.config)
         self.spec.save(self.run.group_spec)
         cfg = self.cfg
-        self.run.write_record(RunRecord(
-            status=status, name=cfg.name, method=cfg.method, model=cfg.model.name, objective=cfg.objective.name,
-            select=cfg.select_rule, epochs_done=self.epoch, global_step=self.global_step, best_epoch=self.best_epoch,
-            best_score=self.best_score if math.isfinite(self.best_score) else None, num_classes=self.num_classes,
-            in_channels=self.in_channels, spatial_dims=self.spatial_dims, image_shape=self.image_shape,
-            channel_source=self.channel_source,
-            group_attribute=cfg.data.group_attribute, route_attributes=cfg.model.route_attributes,
-            pid=os.getpid(), host=socket.gethostname(), group_names=self.grouping.names, num_groups=self.grouping.num_groups, world_size=self.info.world_size,
-            device=str(self.device), config_hash=cfg.config_hash()))
+        self.run.write_record(
+            RunRecord(
+                status=status,
+                name=cfg.name,
+                method=cfg.method,
+                model=cfg.model.name,
+                objective=cfg.objective.name,
+                select=cfg.select_rule,
+                epochs_done=self.epoch,
+                global_step=self.global_step,
+                best_epoch=self.best_epoch,
+                best_score=self.best_score if math.isfinite(self.best_score) else None,
+                num_classes=self.num_classes,
+                in_channels=self.in_channels,
+                spatial_dims=self.spatial_dims,
+                image_shape=self.image_shape,
+                channel_source=self.channel_source,
+                group_attribute=cfg.data.group_attribute,
+                route_attributes=cfg.model.route_attributes,
+                pid=os.getpid(),
+                host=socket.gethostname(),
+                group_names=self.grouping.names,
+                num_groups=self.grouping.num_groups,
+                world_size=self.info.world_size,
+                device=str(self.device),
+                config_hash=cfg.config_hash(),
+            )
+        )
 
     def _tensorboard(self) -> Any:
         if not (self.cfg.train.tensorboard and self.info.is_main):
@@ -544,8 +639,15 @@ class Trainer:
 
         console = Console()  # a terminal gets bars, a log file only the epoch lines
         bars = self.cfg.train.progress and self.info.is_main and console.is_terminal
-        return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                        console=console, disable=not bars, transient=True)
+        return Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            console=console,
+            disable=not bars,
+            transient=True,
+        )
 
     def _install_sigint(self) -> Any:
         """First Ctrl-C: stop at the next step with a checkpoint; second: abort immediately."""
@@ -562,7 +664,12 @@ class Trainer:
         return signal.signal(signal.SIGINT, handler)
 
 
-def train(cfg: ExperimentConfig, run_dir: Optional[str | Path] = None, *, resume: bool = False,
-          hooks: Optional[list[Hook]] = None) -> TrainResult:
+def train(
+    cfg: ExperimentConfig,
+    run_dir: Optional[str | Path] = None,
+    *,
+    resume: bool = False,
+    hooks: Optional[list[Hook]] = None,
+) -> TrainResult:
     """Build a :class:`Trainer` and run it (``duetfair train``)."""
     return Trainer(cfg, run_dir, resume=resume, hooks=hooks).fit()

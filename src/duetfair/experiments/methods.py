@@ -33,23 +33,56 @@ from duetfair.rundir import RunDir
 
 DEMO_METHODS: tuple[str, ...] = ("erm", "group_dro", "febs", "moe", "dmoe", "fair_dro")
 
-_SMALL_VIT = ["model.args.preset=tiny", "model.args.dim=64", "model.args.depth=2", "model.args.heads=2",
-              "model.args.patch_size=4", "model.args.head_channels=32", "model.args.decoder_channels=[16,16]"]
+_SMALL_VIT = [
+    "model.args.preset=tiny",
+    "model.args.dim=64",
+    "model.args.depth=2",
+    "model.args.heads=2",
+    "model.args.patch_size=4",
+    "model.args.head_channels=32",
+    "model.args.decoder_channels=[16,16]",
+]
 
 #: ``--set`` overrides of the demo sizes (applied on top of the ``<task>_<method>`` configs).
 #: ``quick``: about 1 minute on 2 idle CPU cores; ``default``: about 8 (tiny ViT preset, 64 x 64).
 DEMO_SIZES: dict[str, list[str]] = {
-    "quick": _SMALL_VIT + ["data.args.n_train=256", "data.args.n_val=64", "data.args.n_test=128",
-                           "data.args.image_size=48", "train.epochs=8", "train.batch_size=16",
-                           "train.eval_batch_size=64", "optim.lr=3e-3", "eval.metrics=[dice,iou]",
-                           "schedule.warmup_epochs=0"],
-    "default": ["model.args.preset=tiny", "data.args.n_train=512", "data.args.n_val=128", "data.args.n_test=256",
-                "data.args.image_size=64", "train.epochs=20", "train.batch_size=16", "train.eval_batch_size=64",
-                "eval.metrics=[dice,iou,hd95,nsd]"],
+    "quick": _SMALL_VIT
+    + [
+        "data.args.n_train=256",
+        "data.args.n_val=64",
+        "data.args.n_test=128",
+        "data.args.image_size=48",
+        "train.epochs=8",
+        "train.batch_size=16",
+        "train.eval_batch_size=64",
+        "optim.lr=3e-3",
+        "eval.metrics=[dice,iou]",
+        "schedule.warmup_epochs=0",
+    ],
+    "default": [
+        "model.args.preset=tiny",
+        "data.args.n_train=512",
+        "data.args.n_val=128",
+        "data.args.n_test=256",
+        "data.args.image_size=64",
+        "train.epochs=20",
+        "train.batch_size=16",
+        "train.eval_batch_size=64",
+        "eval.metrics=[dice,iou,hd95,nsd]",
+    ],
 }
-DISPLAY = {"erm": "ERM", "group_dro": "GroupDRO", "febs": "FEBS", "adversarial": "Adversarial", "moe": "MoE",
-           "dmoe": "dMoE", "fair_dro": "FairDRO (dMoE + DRO)", "divergence": "Divergence (FairMedSeg)",
-           "cvar": "CVaR", "focal": "Focal"}
+DISPLAY = {
+    "erm": "ERM",
+    "group_dro": "GroupDRO",
+    "febs": "FEBS",
+    "adversarial": "Adversarial",
+    "moe": "MoE",
+    "dmoe": "dMoE",
+    "fair_dro": "FairDRO (dMoE + DRO)",
+    "divergence": "Divergence (FairMedSeg)",
+    "cvar": "CVaR",
+    "focal": "Focal",
+}
 
 Log = Callable[[str], None]
 
@@ -69,8 +102,9 @@ def run_state(run_dir: Path, config_hash: str) -> str:
     return "partial" if run.checkpoint("last").is_file() else "empty"
 
 
-def method_config(method: str, overrides: Sequence[str], *, task: str = "fundus2d",
-                  config: Optional[str | Path] = None) -> Any:
+def method_config(
+    method: str, overrides: Sequence[str], *, task: str = "fundus2d", config: Optional[str | Path] = None
+) -> Any:
     """The validated config of ``method``: the packaged ``<task>_<method>``, or the user's
     ``config`` switched to ``method`` (:func:`~duetfair.engine.config.with_method`), with
     ``overrides`` applied; refuses an override that undoes the method's model / objective pairing."""
@@ -83,14 +117,24 @@ def method_config(method: str, overrides: Sequence[str], *, task: str = "fundus2
         raw = with_method(load_raw(config), method)
     cfg = validate(apply_overrides(raw, list(overrides)))
     kind, objective, _ = METHODS[cfg.method] if cfg.method is not None else ("none", "erm", None)
-    require(cfg.method == method and cfg.objective.name == objective and moe_kind(cfg.model.name) == kind,
-            f"benchmark method '{method}': the overrides give method '{cfg.method}', objective "
-            f"'{cfg.objective.name}' and model '{cfg.model.name}'; drop --set method/objective.name/model.name")
+    require(
+        cfg.method == method and cfg.objective.name == objective and moe_kind(cfg.model.name) == kind,
+        f"benchmark method '{method}': the overrides give method '{cfg.method}', objective "
+        f"'{cfg.objective.name}' and model '{cfg.model.name}'; drop --set method/objective.name/model.name",
+    )
     return cfg
 
 
-def train_and_evaluate(method: str, run_dir: Path, overrides: Sequence[str], *, n_boot: int, task: str = "fundus2d",
-                       config: Optional[str | Path] = None, log: Log = print) -> Path:
+def train_and_evaluate(
+    method: str,
+    run_dir: Path,
+    overrides: Sequence[str],
+    *,
+    n_boot: int,
+    task: str = "fundus2d",
+    config: Optional[str | Path] = None,
+    log: Log = print,
+) -> Path:
     """Train ``method`` (see :func:`method_config`) into ``run_dir`` and evaluate it (test split).
 
     A finished, evaluated run of the same config is reused, a trained one only evaluated, an
@@ -98,8 +142,7 @@ def train_and_evaluate(method: str, run_dir: Path, overrides: Sequence[str], *, 
     from duetfair.engine.evaluate import evaluate_run
     from duetfair.engine.trainer import train
 
-    cfg = method_config(method, [*overrides, f"output_dir={run_dir}", "train.progress=false"], task=task,
-                        config=config)
+    cfg = method_config(method, [*overrides, f"output_dir={run_dir}", "train.progress=false"], task=task, config=config)
     name = DISPLAY.get(method, method)
     state = run_state(run_dir, cfg.config_hash())
     require(state != "other", f"{run_dir} holds a run of another config; remove it or choose another --out")
@@ -128,9 +171,18 @@ def seed_overrides(seed: int, *, task: str = "fundus2d", config: Optional[str | 
     return [f"seed={seed}"] + ([f"data.args.seed={seed}"] if "seed" in data_args else [])
 
 
-def run_methods(out: str | Path, *, task: str = "fundus2d", methods: Sequence[str] = DEMO_METHODS,
-                size: Optional[str] = "quick", seed: int = 0, extra: Sequence[str] = (), n_boot: int = 1000,
-                config: Optional[str | Path] = None, log: Log = print) -> list[Path]:
+def run_methods(
+    out: str | Path,
+    *,
+    task: str = "fundus2d",
+    methods: Sequence[str] = DEMO_METHODS,
+    size: Optional[str] = "quick",
+    seed: int = 0,
+    extra: Sequence[str] = (),
+    n_boot: int = 1000,
+    config: Optional[str | Path] = None,
+    log: Log = print,
+) -> list[Path]:
     """Train and evaluate every method into ``out/<method>``; returns the run folders.
 
     ``config``: a user's experiment config instead of the synthetic ``task`` (then ``size`` must be
@@ -144,20 +196,31 @@ def run_methods(out: str | Path, *, task: str = "fundus2d", methods: Sequence[st
         require(size in DEMO_SIZES, f"size '{size}': expected one of {sorted(DEMO_SIZES)}")
         available = set(list_packaged_configs())
         for m in methods:
-            require(f"{task}_{m}" in available,
-                    f"method '{m}' has no packaged config for task '{task}' ({task}_{m}.yaml)")
+            require(
+                f"{task}_{m}" in available, f"method '{m}' has no packaged config for task '{task}' ({task}_{m}.yaml)"
+            )
     else:
-        require(size is None, f"--size {size}: applies to the synthetic --task only; set the sizes of "
-                              f"{config} in the file or with --set")
+        require(
+            size is None,
+            f"--size {size}: applies to the synthetic --task only; set the sizes of {config} in the file or with --set",
+        )
     sizes = DEMO_SIZES[size] if config is None and size is not None else []
     overrides = [*sizes, *seed_overrides(seed, task=task, config=config), *extra]
     root = Path(out)
-    return [train_and_evaluate(m, root / m, overrides, n_boot=n_boot, task=task, config=config, log=log)
-            for m in methods]
+    return [
+        train_and_evaluate(m, root / m, overrides, n_boot=n_boot, task=task, config=config, log=log) for m in methods
+    ]
 
 
-def run_demo(out: str | Path = "runs/demo", *, quick: bool = False, methods: Sequence[str] = DEMO_METHODS,
-             seed: int = 0, extra: Sequence[str] = (), log: Log = print) -> str:
+def run_demo(
+    out: str | Path = "runs/demo",
+    *,
+    quick: bool = False,
+    methods: Sequence[str] = DEMO_METHODS,
+    seed: int = 0,
+    extra: Sequence[str] = (),
+    log: Log = print,
+) -> str:
     """The full demo (see the module docstring); returns the Markdown comparison table.
 
     ``extra``: further ``--set`` overrides applied to every run (after the demo size).
@@ -168,17 +231,23 @@ def run_demo(out: str | Path = "runs/demo", *, quick: bool = False, methods: Seq
     root = Path(out)
     size = "quick" if quick else "default"
     log(f"training {len(methods)} methods on the synthetic fundus benchmark ({size} size) into {root}")
-    runs = run_methods(root, methods=methods, size=size, seed=seed, extra=extra, n_boot=200 if quick else 1000,
-                       log=log)
+    runs = run_methods(root, methods=methods, size=size, seed=seed, extra=extra, n_boot=200 if quick else 1000, log=log)
     names = [DISPLAY.get(m, m) for m in methods]
     table = compare_runs(runs, names=names)
     md = format_table(table, "md")
     write_text(root / "comparison.md", md)
     write_text(root / "comparison.json", format_table(table, "json"))
     write_text(root / "comparison.csv", format_table(table, "csv"))
-    comparison_report(runs, root / "report.html", names=names, audit_run=runs[-1], n_boot=200 if quick else 1000,
-                      seed=seed, title=f"duetfair demo: method comparison (audit shown: {names[-1]})",
-                      provenance={"data": f"synthetic fundus benchmark ({size} size), runs in {root}"})
+    comparison_report(
+        runs,
+        root / "report.html",
+        names=names,
+        audit_run=runs[-1],
+        n_boot=200 if quick else 1000,
+        seed=seed,
+        title=f"duetfair demo: method comparison (audit shown: {names[-1]})",
+        provenance={"data": f"synthetic fundus benchmark ({size} size), runs in {root}"},
+    )
     return md
 
 
@@ -236,8 +305,11 @@ def benchmark_markdown(agg: pd.DataFrame, baseline: str = "erm") -> str:
     from duetfair.audit.compare import LABELS
 
     name = DISPLAY.get(baseline, baseline)
-    header = (["Method", "seeds"] + [LABELS.get(c, c) for c in cols]
-              + [f"ES-Dice vs {name}", f"Worst-group Dice vs {name}", "verdict"])
+    header = (
+        ["Method", "seeds"]
+        + [LABELS.get(c, c) for c in cols]
+        + [f"ES-Dice vs {name}", f"Worst-group Dice vs {name}", "verdict"]
+    )
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     for _, r in agg.iterrows():
         cells = [str(r["method"]), str(r["n_seeds"])]
@@ -255,9 +327,18 @@ def benchmark_markdown(agg: pd.DataFrame, baseline: str = "erm") -> str:
     return "\n".join(lines) + "\n"
 
 
-def run_benchmark(out: str | Path, *, task: str = "fundus2d", methods: Sequence[str] = DEMO_METHODS,
-                  seeds: Sequence[int] = (0, 1, 2), size: Optional[str] = "quick", extra: Sequence[str] = (),
-                  n_boot: int = 200, config: Optional[str | Path] = None, log: Log = print) -> dict[str, Any]:
+def run_benchmark(
+    out: str | Path,
+    *,
+    task: str = "fundus2d",
+    methods: Sequence[str] = DEMO_METHODS,
+    seeds: Sequence[int] = (0, 1, 2),
+    size: Optional[str] = "quick",
+    extra: Sequence[str] = (),
+    n_boot: int = 200,
+    config: Optional[str | Path] = None,
+    log: Log = print,
+) -> dict[str, Any]:
     """Method comparison over ``seeds``; writes ``methods.md`` / ``methods.json`` into ``out``.
 
     ``config``: benchmark a user's experiment config (own data) instead of the synthetic ``task``
@@ -271,8 +352,17 @@ def run_benchmark(out: str | Path, *, task: str = "fundus2d", methods: Sequence[
     rows = []
     for s in seeds:
         log(f"seed {s}")
-        runs = run_methods(root / f"seed{s}", task=task, methods=methods, size=size, seed=int(s), extra=extra,
-                           n_boot=n_boot, config=config, log=log)
+        runs = run_methods(
+            root / f"seed{s}",
+            task=task,
+            methods=methods,
+            size=size,
+            seed=int(s),
+            extra=extra,
+            n_boot=n_boot,
+            config=config,
+            log=log,
+        )
         for m, run in zip(methods, runs):
             row = run_row(run, name=DISPLAY.get(m, m))
             rows.append({"key": m, "seed": int(s), **{k: v for k, v in row.items() if not k.endswith("_ci")}})
@@ -281,17 +371,32 @@ def run_benchmark(out: str | Path, *, task: str = "fundus2d", methods: Sequence[
     agg = aggregate_seeds(per_seed, baseline)
     md = benchmark_markdown(agg, baseline)
     write_text(root / "methods.md", md)
-    result = {"task": None if config is not None else task, "config": None if config is None else str(config),
-              "size": size, "seeds": list(map(int, seeds)), "methods": list(methods),
-              "baseline": baseline, "aggregate": agg.to_dict(orient="records"),
-              "per_seed": per_seed.to_dict(orient="records")}
+    result = {
+        "task": None if config is not None else task,
+        "config": None if config is None else str(config),
+        "size": size,
+        "seeds": list(map(int, seeds)),
+        "methods": list(methods),
+        "baseline": baseline,
+        "aggregate": agg.to_dict(orient="records"),
+        "per_seed": per_seed.to_dict(orient="records"),
+    }
     write_json(root / "methods.json", result)
     _benchmark_report(root, agg, md, baseline, seeds=seeds, config=config, task=task, size=size)
     return {"markdown": md, **result}
 
 
-def _benchmark_report(root: Path, agg: pd.DataFrame, md: str, baseline: str, *, seeds: Sequence[int],
-                      config: Optional[str | Path], task: str, size: Optional[str]) -> None:
+def _benchmark_report(
+    root: Path,
+    agg: pd.DataFrame,
+    md: str,
+    baseline: str,
+    *,
+    seeds: Sequence[int],
+    config: Optional[str | Path],
+    task: str,
+    size: Optional[str],
+) -> None:
     """``report.html`` of a benchmark (methods with intervals across seeds, paired differences to
     the baseline with verdicts, the table); a plotting failure only warns (the results are written)."""
     import warnings
@@ -300,13 +405,26 @@ def _benchmark_report(root: Path, agg: pd.DataFrame, md: str, baseline: str, *, 
     from duetfair.audit.report import provenance
 
     source = f"config {config}" if config is not None else f"synthetic task {task} ({size} size)"
-    prov = provenance(config=Path(config).read_text(encoding="utf-8") if config is not None and Path(config).is_file()
-                      else None, data=source, seed=", ".join(map(str, seeds)))
-    note = (f"Each score: mean over {len(seeds)} seed(s) with a 95% bootstrap interval across seeds; differences "
-            f"to {DISPLAY.get(baseline, baseline)} are paired by seed. Runs in {root}/seed<S>/<method>.")
+    prov = provenance(
+        config=Path(config).read_text(encoding="utf-8") if config is not None and Path(config).is_file() else None,
+        data=source,
+        seed=", ".join(map(str, seeds)),
+    )
+    note = (
+        f"Each score: mean over {len(seeds)} seed(s) with a 95% bootstrap interval across seeds; differences "
+        f"to {DISPLAY.get(baseline, baseline)} are paired by seed. Runs in {root}/seed<S>/<method>."
+    )
     try:
-        seed_comparison_report(agg, md, baseline, root / "report.html", notes=[note], provenance=prov,
-                               title=f"duetfair benchmark: {source}, {len(seeds)} seed(s)")
+        seed_comparison_report(
+            agg,
+            md,
+            baseline,
+            root / "report.html",
+            notes=[note],
+            provenance=prov,
+            title=f"duetfair benchmark: {source}, {len(seeds)} seed(s)",
+        )
     except ValueError as exc:
-        warnings.warn(f"report.html not written ({exc}); methods.md and methods.json are complete", RuntimeWarning,
-                      stacklevel=2)
+        warnings.warn(
+            f"report.html not written ({exc}); methods.md and methods.json are complete", RuntimeWarning, stacklevel=2
+        )

@@ -4,8 +4,9 @@ The dMoE analysis reports 95 % percentile intervals from 1000 bootstrap resample
 each group separately for the equity-scaled value. A straightforward implementation draws one
 resample per Python iteration; here every resample of a block is drawn in one call
 (``Generator.integers`` into an int32 index matrix), gathered with one ``np.take`` (float32) and
-summed along the case axis (float64 accumulator), so the cost is the random indices themselves plus one gather. Blocks keep the index
-matrix around 1 M entries so it stays in cache and memory stays flat for any table size.
+summed along the case axis (float64 accumulator), so the cost is the random indices themselves plus
+one gather. Blocks keep the index matrix around 1 M entries so it stays in cache and memory stays
+flat for any table size.
 
 All functions are pure NumPy; ``rng`` is a :class:`numpy.random.Generator` so results are
 reproducible with a seed.
@@ -26,8 +27,10 @@ MAX_RESAMPLES = 100_000
 
 
 def _check_common(n_boot: int, level: float | None = None) -> None:
-    require(isinstance(n_boot, (int, np.integer)) and 1 <= n_boot <= MAX_RESAMPLES,
-            f"bootstrap: n_boot={n_boot!r}; expected an integer from 1 to at most {MAX_RESAMPLES}")
+    require(
+        isinstance(n_boot, (int, np.integer)) and 1 <= n_boot <= MAX_RESAMPLES,
+        f"bootstrap: n_boot={n_boot!r}; expected an integer from 1 to at most {MAX_RESAMPLES}",
+    )
     if level is not None:
         require(0.0 < level < 1.0, f"bootstrap: level={level!r}; expected a confidence level in (0, 1)")
 
@@ -98,7 +101,10 @@ def stratified_bootstrap_means(
     rng = np.random.default_rng(0) if rng is None else rng
     values = np.asarray(values, dtype=np.float64)
     strata = np.asarray(strata, dtype=np.int64)
-    require(values.shape == strata.shape and values.ndim == 1, "bootstrap: values and strata must be 1-D arrays of equal length")
+    require(
+        values.shape == strata.shape and values.ndim == 1,
+        "bootstrap: values and strata must be 1-D arrays of equal length",
+    )
     require(values.shape[0] >= 1, "bootstrap: cannot resample an empty array; expected at least one value")
     require(bool(np.all((strata >= -1) & (strata < num_strata))), f"bootstrap: strata must lie in [-1, {num_strata})")
     group_means = np.full((n_boot, num_strata), np.nan, dtype=np.float64)
@@ -155,4 +161,3 @@ def equity_scaled(overall: np.ndarray | float, group_means: np.ndarray, variant:
     else:
         spread = np.nanstd(group_means, axis=-1)
     return overall / (1.0 + spread)
-

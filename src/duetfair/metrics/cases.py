@@ -34,8 +34,9 @@ def _metadata(meta: pd.DataFrame, spec: GroupSpec, hidden_column: str) -> pd.Dat
     return meta[cols].assign(case_id=meta["case_id"].astype(str))
 
 
-def attach_metadata(table: pd.DataFrame, meta: pd.DataFrame, spec: GroupSpec, *,
-                    hidden_column: str = HIDDEN_COLUMN) -> pd.DataFrame:
+def attach_metadata(
+    table: pd.DataFrame, meta: pd.DataFrame, spec: GroupSpec, *, hidden_column: str = HIDDEN_COLUMN
+) -> pd.DataFrame:
     """Add the raw attribute columns (and the hidden column when present) to ``table`` by ``case_id``."""
     return table.merge(_metadata(meta, spec, hidden_column), on="case_id", how="left")
 

@@ -33,8 +33,11 @@ def challenge_spec(variables: Sequence[str]) -> GroupSpec:
     from duetfair.data.mamamia import ALIASES, mamamia_spec
 
     known = mamamia_spec(("age", "menopause", "dataset", "breast_density"))
-    specs = [dataclasses.replace(known[ALIASES.get(v, v)], name=v) for v in variables
-             if ALIASES.get(v, v) in known.attributes]
+    specs = [
+        dataclasses.replace(known[ALIASES.get(v, v)], name=v)
+        for v in variables
+        if ALIASES.get(v, v) in known.attributes
+    ]
     return GroupSpec(specs)
 
 
@@ -64,7 +67,9 @@ def mamamia_scores(
         in the performance but in no group of v; rows with NaN DSC or NormHD are dropped first.
     """
     for col in (dice, normhd, *variables):
-        require(col in df.columns, f"mamamia: column '{col}' not in the table; available: {', '.join(map(str, df.columns))}")
+        require(
+            col in df.columns, f"mamamia: column '{col}' not in the table; available: {', '.join(map(str, df.columns))}"
+        )
     require(len(variables) >= 1, "mamamia: expected at least one fairness variable")
     require(0.0 <= alpha <= 1.0, f"mamamia: alpha={alpha!r}; expected a weight in [0, 1]")
     data = df.dropna(subset=[dice, normhd])
@@ -81,7 +86,11 @@ def mamamia_scores(
         require(len(stats) >= 1, f"mamamia: variable '{var}' has no case with a known value")
         per_var[var] = 1.0 - 0.5 * (float(np.ptp(means_d)) + float(np.ptp(means_h)))
         groups[var] = {
-            str(g): {"n": int(stats.loc[g, (dice, "size")]), "dice": float(stats.loc[g, (dice, "mean")]), "normhd": float(stats.loc[g, (normhd, "mean")])}
+            str(g): {
+                "n": int(stats.loc[g, (dice, "size")]),
+                "dice": float(stats.loc[g, (dice, "mean")]),
+                "normhd": float(stats.loc[g, (normhd, "mean")]),
+            }
             for g in stats.index
         }
     fairness = float(np.mean(list(per_var.values())))

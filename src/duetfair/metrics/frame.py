@@ -53,21 +53,34 @@ def metric_values(df: pd.DataFrame, metric: str) -> np.ndarray:
     """Validated float64 values of ``df[metric]`` [n]; NaN (undefined) and, for distances, +inf (one
     mask empty) are kept for callers to count as missing. Refused: non-numbers, values outside
     [0, 1] (inf included) for bounded metrics, negative values (and -inf) for distances."""
-    require(metric in df.columns, f"metric column '{metric}' not in the table; available columns: {', '.join(map(str, df.columns))}")
+    require(
+        metric in df.columns,
+        f"metric column '{metric}' not in the table; available columns: {', '.join(map(str, df.columns))}",
+    )
     col = df[metric]
     numeric = pd.to_numeric(col, errors="coerce")
-    bad = col[numeric.isna() & col.notna() & (col.astype("string").str.strip().str.lower().isin({"", "nan", "inf", "-inf", "none"}) == False)]  # noqa: E712
+    bad = col[
+        numeric.isna()
+        & col.notna()
+        & ~col.astype("string").str.strip().str.lower().isin({"", "nan", "inf", "-inf", "none"}).fillna(False)
+    ]
     require(bad.empty, f"metric column '{metric}': value '{bad.iloc[0] if not bad.empty else ''}' is not numeric")
     values = numeric.to_numpy(dtype=np.float64)
     known = values[~np.isnan(values)]
     if metric.lower() in BOUNDED_METRICS:
         out = known[(known < 0) | (known > 1)]
-        require(out.size == 0, f"metric column '{metric}': value {out[0] if out.size else 0:g} is outside [0, 1]; "
-                               f"expected a {metric} score in [0, 1]")
+        require(
+            out.size == 0,
+            f"metric column '{metric}': value {out[0] if out.size else 0:g} is outside [0, 1]; "
+            f"expected a {metric} score in [0, 1]",
+        )
     elif not higher_is_better(metric):
         out = known[known < 0]
-        require(out.size == 0, f"metric column '{metric}': value {out[0] if out.size else 0:g} is negative; "
-                               f"expected a distance >= 0 (inf when a mask is empty)")
+        require(
+            out.size == 0,
+            f"metric column '{metric}': value {out[0] if out.size else 0:g} is negative; "
+            f"expected a distance >= 0 (inf when a mask is empty)",
+        )
     return values
 
 
@@ -128,8 +141,10 @@ class GroupMetricFrame:
 
     def __post_init__(self) -> None:
         self.es_variant = parse(EsVariant, self.es_variant, "es_variant")
-        require(isinstance(self.n_boot, int) and 0 <= self.n_boot <= MAX_RESAMPLES,
-                f"bootstrap: n_boot={self.n_boot!r}; expected an integer from 0 to at most {MAX_RESAMPLES}")
+        require(
+            isinstance(self.n_boot, int) and 0 <= self.n_boot <= MAX_RESAMPLES,
+            f"bootstrap: n_boot={self.n_boot!r}; expected an integer from 0 to at most {MAX_RESAMPLES}",
+        )
         require(0.0 < self.level < 1.0, f"level={self.level!r}; expected a confidence level in (0, 1)")
         require(len(self.df) > 0, "the per-case table is empty; expected at least one case")
         values = metric_values(self.df, self.metric)
@@ -145,12 +160,17 @@ class GroupMetricFrame:
         remap = np.full(len(self.labels.cat.categories) + 1, -1, dtype=np.int64)
         remap[present] = np.arange(len(present))
         self.codes = np.where(self.codes >= 0, remap[self.codes], -1)
-        require(len(present) >= 2, f"attribute '{self.by}': only {len(present)} group with a known value ({', '.join(self.group_names) or 'none'}); expected at least 2 groups to compare")
+        require(
+            len(present) >= 2,
+            f"attribute '{self.by}': only {len(present)} group with a known value "
+            f"({', '.join(self.group_names) or 'none'}); expected at least 2 groups to compare",
+        )
         if self.higher_better is None:
             self.higher_better = higher_is_better(self.metric)
         thr = self.failure_threshold
-        self.cutoff: float | None = default_failure_threshold(self.metric) if thr == "default" else (
-            None if thr is None else float(thr))
+        self.cutoff: float | None = (
+            default_failure_threshold(self.metric) if thr == "default" else (None if thr is None else float(thr))
+        )
 
     # -- point estimates --
     @property
@@ -171,7 +191,9 @@ class GroupMetricFrame:
     @property
     def group_means(self) -> np.ndarray:
         """M_g per group [G] (order of :attr:`group_names`)."""
-        sums = np.bincount(self.codes[self.codes >= 0], weights=self.values[self.codes >= 0], minlength=len(self.group_names))
+        sums = np.bincount(
+            self.codes[self.codes >= 0], weights=self.values[self.codes >= 0], minlength=len(self.group_names)
+        )
         return sums / self.group_sizes
 
     @property
@@ -240,11 +262,15 @@ class GroupMetricFrame:
                 self._cache["boot"] = {"groups": [nan] * len(self.group_names), "es": nan, "es_samples": None}
             else:
                 rng = np.random.default_rng((self.seed, 1))
-                groups, strat_overall = stratified_bootstrap_means(self.values, self.codes, len(self.group_names), self.n_boot, rng)
+                groups, strat_overall = stratified_bootstrap_means(
+                    self.values, self.codes, len(self.group_names), self.n_boot, rng
+                )
                 es_samples = equity_scaled(strat_overall, groups, self.es_variant) if self.es_defined else None
                 self._cache["boot"] = {
                     "groups": percentile_ci_columns(groups, self.level),
-                    "es": percentile_ci(es_samples, self.level) if es_samples is not None else (float("nan"), float("nan")),
+                    "es": percentile_ci(es_samples, self.level)
+                    if es_samples is not None
+                    else (float("nan"), float("nan")),
                     "es_samples": es_samples,
                 }
         return self._cache["boot"]
@@ -278,18 +304,43 @@ class GroupMetricFrame:
         cis = self._boot()["groups"]
         rows = []
         for g, name in enumerate(self.group_names):
-            stats = tail_stats(self.values[self.codes == g], alpha=self.cvar_alpha, cvar_method=self.cvar_method,
-                               failure_threshold=self.cutoff, higher_better=bool(self.higher_better))
-            rows.append({"group": name, "n": stats["n"], "mean": stats["mean"], "ci_low": cis[g][0], "ci_high": cis[g][1], "std": stats["std"], "cvar": stats["cvar"], "p10": stats["p10"], "failure_rate": stats["failure_rate"]})
+            stats = tail_stats(
+                self.values[self.codes == g],
+                alpha=self.cvar_alpha,
+                cvar_method=self.cvar_method,
+                failure_threshold=self.cutoff,
+                higher_better=bool(self.higher_better),
+            )
+            rows.append(
+                {
+                    "group": name,
+                    "n": stats["n"],
+                    "mean": stats["mean"],
+                    "ci_low": cis[g][0],
+                    "ci_high": cis[g][1],
+                    "std": stats["std"],
+                    "cvar": stats["cvar"],
+                    "p10": stats["p10"],
+                    "failure_rate": stats["failure_rate"],
+                }
+            )
         return pd.DataFrame(rows).set_index("group")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready summary of the attribute (the ``attributes[<by>]`` entry of the audit JSON)."""
         table = self.by_group
         groups = [
-            {"value": str(name), "n": int(r["n"]), "mean": float(r["mean"]), "ci": [float(r["ci_low"]), float(r["ci_high"])],
-             "cvar10": float(r["cvar"]), "p10": float(r["p10"]), "std": float(r["std"]), "failure_rate": float(r["failure_rate"]),
-             "small": bool(r["n"] < self.min_group_n)}
+            {
+                "value": str(name),
+                "n": int(r["n"]),
+                "mean": float(r["mean"]),
+                "ci": [float(r["ci_low"]), float(r["ci_high"])],
+                "cvar10": float(r["cvar"]),
+                "p10": float(r["p10"]),
+                "std": float(r["std"]),
+                "failure_rate": float(r["failure_rate"]),
+                "small": bool(r["n"] < self.min_group_n),
+            }
             for name, r in table.iterrows()
         ]
         return {
@@ -311,8 +362,9 @@ class GroupMetricFrame:
         }
 
 
-def point_summary(df: pd.DataFrame, metric: str, by: str, spec: GroupSpec | None = None,
-                  es_variant: str = "sum_abs") -> dict[str, Any]:
+def point_summary(
+    df: pd.DataFrame, metric: str, by: str, spec: GroupSpec | None = None, es_variant: str = "sum_abs"
+) -> dict[str, Any]:
     """Point estimates (no bootstrap) of a case-level metric by group: ``overall`` (all cases, the
     unknown group included), per-group means ``groups``, ``worst_group``/``worst``, ``gap``, ``es``.
 
@@ -328,8 +380,20 @@ def point_summary(df: pd.DataFrame, metric: str, by: str, spec: GroupSpec | None
         means = pd.Series(values[known]).groupby(labels[known].astype(str).to_numpy()).mean()
         name = str(means.index[0]) if len(means) else None
         worst = float(means.iloc[0]) if len(means) else overall
-        return {"overall": overall, "groups": {str(k): float(v) for k, v in means.items()}, "worst_group": name,
-                "worst": worst, "gap": 0.0, "es": overall}
+        return {
+            "overall": overall,
+            "groups": {str(k): float(v) for k, v in means.items()},
+            "worst_group": name,
+            "worst": worst,
+            "gap": 0.0,
+            "es": overall,
+        }
     frame = GroupMetricFrame(df, metric, by, spec=spec, es_variant=es_variant, n_boot=0, higher_better=True)
-    return {"overall": frame.overall, "groups": dict(zip(frame.group_names, map(float, frame.group_means))),
-            "worst_group": frame.worst_group, "worst": frame.worst_mean, "gap": frame.gap, "es": frame.es}
+    return {
+        "overall": frame.overall,
+        "groups": dict(zip(frame.group_names, map(float, frame.group_means))),
+        "worst_group": frame.worst_group,
+        "worst": frame.worst_mean,
+        "gap": frame.gap,
+        "es": frame.es,
+    }

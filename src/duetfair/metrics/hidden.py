@@ -44,8 +44,9 @@ def higher_is_better(metric: str) -> bool:
 # ---- CVaR -----------------------------------------------------------------------------------
 
 
-def cvar(values: np.ndarray, alpha: float = 0.1, *, higher_better: bool = True,
-         cvar_method: str = "fractional") -> float:
+def cvar(
+    values: np.ndarray, alpha: float = 0.1, *, higher_better: bool = True, cvar_method: str = "fractional"
+) -> float:
     """CVaR_alpha of ``values`` [n] (NaN ignored): the mean of the worst ``alpha`` fraction.
 
     The worst tail is the low one when ``higher_better`` (Dice), the high one otherwise (HD95).
@@ -62,8 +63,9 @@ def cvar(values: np.ndarray, alpha: float = 0.1, *, higher_better: bool = True,
     worst case and the mean. Returns NaN for an empty input.
     """
     require(0.0 < alpha <= 1.0, f"cvar: alpha={alpha!r}; expected a fraction in (0, 1]")
-    require(cvar_method in CVAR_METHODS,
-            f"cvar: cvar_method={cvar_method!r}; expected one of {', '.join(CVAR_METHODS)}")
+    require(
+        cvar_method in CVAR_METHODS, f"cvar: cvar_method={cvar_method!r}; expected one of {', '.join(CVAR_METHODS)}"
+    )
     v = np.asarray(values, dtype=np.float64).ravel()
     v = v[~np.isnan(v)]
     if v.size == 0:
@@ -110,8 +112,9 @@ def parse_failure_threshold(setting: str, *, higher_better: bool | None = None) 
     """
     match = _SETTING.match(str(setting))
     if match is None:
-        raise DuetfairError(f"failure threshold {setting!r}: expected '<metric><<|>><value>', e.g. 'dice<0.5' or "
-                            f"'hd95>10'")
+        raise DuetfairError(
+            f"failure threshold {setting!r}: expected '<metric><<|>><value>', e.g. 'dice<0.5' or 'hd95>10'"
+        )
     metric, op, raw = match.groups()
     try:
         value = float(raw)
@@ -121,8 +124,10 @@ def parse_failure_threshold(setting: str, *, higher_better: bool | None = None) 
     hb = higher_is_better(metric) if higher_better is None else higher_better
     expected = "<" if hb else ">"
     direction = "higher is better, so a case fails below" if hb else "lower is better, so a case fails above"
-    require(op == expected,
-            f"failure threshold {setting!r}: for '{metric}' {direction} the threshold; write '{metric}{expected}{raw}'")
+    require(
+        op == expected,
+        f"failure threshold {setting!r}: for '{metric}' {direction} the threshold; write '{metric}{expected}{raw}'",
+    )
     return metric, value
 
 
@@ -144,8 +149,10 @@ def failure_thresholds(metrics: Iterable[str], settings: Sequence[str] | None = 
     seen: set[str] = set()
     for setting in settings or ():
         name, value = parse_failure_threshold(setting)
-        require(name.lower() in by_lower,
-                f"failure threshold {setting!r}: metric '{name}' is not audited; expected one of {', '.join(metrics)}")
+        require(
+            name.lower() in by_lower,
+            f"failure threshold {setting!r}: metric '{name}' is not audited; expected one of {', '.join(metrics)}",
+        )
         require(name.lower() not in seen, f"failure threshold {setting!r}: metric '{name}' is set twice")
         seen.add(name.lower())
         out[by_lower[name.lower()]] = value
@@ -234,13 +241,20 @@ def hidden_failure_table(
     require(metric in df.columns, f"hidden: column '{metric}' not in the table")
     require(group in df.columns, f"hidden: column '{group}' not in the table")
     if isinstance(failure_threshold, str):
-        require(failure_threshold == "default",
-                f"hidden: failure_threshold={failure_threshold!r}; expected a number, None or 'default'")
+        require(
+            failure_threshold == "default",
+            f"hidden: failure_threshold={failure_threshold!r}; expected a number, None or 'default'",
+        )
         failure_threshold = default_failure_threshold(metric)
     hb = higher_is_better(metric) if higher_better is None else higher_better
     rows = {
-        label: tail_stats(part[metric].to_numpy(dtype=np.float64), alpha=alpha, failure_threshold=failure_threshold,
-                          higher_better=hb, cvar_method=cvar_method)
+        label: tail_stats(
+            part[metric].to_numpy(dtype=np.float64),
+            alpha=alpha,
+            failure_threshold=failure_threshold,
+            higher_better=hb,
+            cvar_method=cvar_method,
+        )
         for label, part in df.groupby(group, sort=True, observed=True, dropna=True)
     }
     return pd.DataFrame.from_dict(rows, orient="index", columns=TAIL_COLUMNS)

@@ -54,11 +54,16 @@ HD_MAX_MAMAMIA = 150.0
 
 def _as_long(x: torch.Tensor | np.ndarray, name: str) -> torch.Tensor:
     t = torch.as_tensor(x)
-    require(not t.is_floating_point() or bool(torch.all(t == t.round())), f"{name}: expected an integer label map, got non-integer values")
+    require(
+        not t.is_floating_point() or bool(torch.all(t == t.round())),
+        f"{name}: expected an integer label map, got non-integer values",
+    )
     return t.long().cpu()
 
 
-def _spacing_list(spacing: float | Sequence[float] | Sequence[Sequence[float]] | None, batch: int, dims: int) -> list[list[float]] | None:
+def _spacing_list(
+    spacing: float | Sequence[float] | Sequence[Sequence[float]] | None, batch: int, dims: int
+) -> list[list[float]] | None:
     if spacing is None:
         return None
     arr = np.asarray(spacing, dtype=np.float64)
@@ -68,7 +73,10 @@ def _spacing_list(spacing: float | Sequence[float] | Sequence[Sequence[float]] |
         require(arr.shape[0] == dims, f"spacing: {arr.shape[0]} values for {dims} spatial dimensions")
         arr = np.broadcast_to(arr, (batch, dims))
     else:
-        require(arr.shape == (batch, dims), f"spacing: shape {tuple(arr.shape)}; expected ({batch}, {dims}) for per-case spacing")
+        require(
+            arr.shape == (batch, dims),
+            f"spacing: shape {tuple(arr.shape)}; expected ({batch}, {dims}) for per-case spacing",
+        )
     require(bool(np.all(arr > 0)), "spacing: values must be > 0")
     return [list(map(float, row)) for row in arr]
 
@@ -101,7 +109,9 @@ def _surface_metrics(
             hd = compute_hausdorff_distance(p, t, include_background=False, percentile=95, spacing=spacing)
             out["hd95"] = hd.double().numpy()
         if "nsd" in want:
-            nsd = compute_surface_dice(p, t, [float(nsd_tolerance)] * len(classes), include_background=False, spacing=spacing)
+            nsd = compute_surface_dice(
+                p, t, [float(nsd_tolerance)] * len(classes), include_background=False, spacing=spacing
+            )
             out["nsd"] = nsd.double().numpy()
     return out
 
@@ -113,9 +123,11 @@ EMPTY_FILL: dict[str, dict[str, dict[str, float]]] = {
     # policy: {cell: {metric: value}}; cells "both" (both empty), "ref" (only the reference empty),
     # "pred" (only the prediction empty)
     "nan": {"both": _ALL_NAN, "ref": _ALL_NAN, "pred": _MISSED},
-    "fairseg": {"both": {"dice": 0.0, "iou": 0.0, "hd95": 0.0, "nsd": _NAN},
-                "ref": {"dice": 1.0, "iou": 1.0, "hd95": 0.0, "nsd": 0.0},
-                "pred": {"dice": 0.0, "iou": 0.0, "hd95": 0.0, "nsd": 0.0}},
+    "fairseg": {
+        "both": {"dice": 0.0, "iou": 0.0, "hd95": 0.0, "nsd": _NAN},
+        "ref": {"dice": 1.0, "iou": 1.0, "hd95": 0.0, "nsd": 0.0},
+        "pred": {"dice": 0.0, "iou": 0.0, "hd95": 0.0, "nsd": 0.0},
+    },
     "mamamia": {"both": {"dice": 0.0, "iou": 0.0, "hd95": 0.0, "nsd": 0.0}, "ref": _MISSED, "pred": _MISSED},
 }
 """Metric values of empty-mask cells per policy (the table of the module docstring)."""
@@ -148,8 +160,9 @@ def _pooled_hd95_pair(a: np.ndarray, b: np.ndarray, spacing: list[float] | None)
     return float(np.percentile(np.concatenate([d_ab, d_ba]), 95))
 
 
-def pooled_hd95(pred: torch.Tensor, target: torch.Tensor, classes: Sequence[int],
-                spacing: list[list[float]] | None = None) -> np.ndarray:
+def pooled_hd95(
+    pred: torch.Tensor, target: torch.Tensor, classes: Sequence[int], spacing: list[list[float]] | None = None
+) -> np.ndarray:
     """HD95 as the Harvard-FairSeg evaluation computes it, per (case, class) -> [B, C].
 
     Pairs where either mask is empty are NaN (the empty policy fills them).
@@ -199,8 +212,14 @@ def per_case_metrics(
     """
     empty = parse(EmptyPolicy, empty, "empty")
     unknown = [m for m in metrics if m not in METRICS]
-    require(not unknown, f"metrics: unknown metric '{unknown[0] if unknown else ''}'; expected a subset of {', '.join(METRICS)}")
-    require(isinstance(num_classes, int) and num_classes >= 2, f"num_classes={num_classes!r}; expected an integer >= 2 (background included)")
+    require(
+        not unknown,
+        f"metrics: unknown metric '{unknown[0] if unknown else ''}'; expected a subset of {', '.join(METRICS)}",
+    )
+    require(
+        isinstance(num_classes, int) and num_classes >= 2,
+        f"num_classes={num_classes!r}; expected an integer >= 2 (background included)",
+    )
     require(nsd_tolerance >= 0, f"nsd_tolerance={nsd_tolerance!r}; expected >= 0")
     p, t = _as_long(pred, "pred"), _as_long(target, "target")
     if p.ndim in (4, 5) and p.shape[1] == 1:
@@ -212,7 +231,10 @@ def per_case_metrics(
     for name, x in (("pred", p), ("target", t)):
         require(bool(((x >= 0) & (x < num_classes)).all()), f"{name}: class ids must lie in [0, {num_classes})")
     classes = list(range(1, num_classes)) if classes is None else [int(c) for c in classes]
-    require(len(classes) >= 1 and all(0 <= c < num_classes for c in classes), f"classes={classes}; expected ids in [0, {num_classes})")
+    require(
+        len(classes) >= 1 and all(0 <= c < num_classes for c in classes),
+        f"classes={classes}; expected ids in [0, {num_classes})",
+    )
     batch, dims = p.shape[0], p.ndim - 1
     require(case_ids is None or len(case_ids) == batch, f"case_ids: {len(case_ids or [])} ids for a batch of {batch}")
     spacing_list = _spacing_list(spacing, batch, dims)

@@ -41,7 +41,9 @@ class SegmentationModel(nn.Module, abc.ABC):
         self._aux_terms: list[torch.Tensor] = []
 
     @abc.abstractmethod
-    def forward_features(self, image: torch.Tensor, group: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward_features(
+        self, image: torch.Tensor, group: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Return ``(logits [B, K, *spatial], feats [B, feature_dim])``."""
 
     def forward(self, image: torch.Tensor, group: torch.Tensor | None = None) -> torch.Tensor:
@@ -53,7 +55,8 @@ class SegmentationModel(nn.Module, abc.ABC):
         expected = 2 + self.spatial_dims
         if image.dim() != expected or image.shape[1] != self.in_channels:
             raise DuetfairError(
-                f"{type(self).__name__}: expected image [B, {self.in_channels}, {', '.join('S' * self.spatial_dims)}], got {list(image.shape)}"
+                f"{type(self).__name__}: expected image [B, {self.in_channels}, "
+                f"{', '.join('S' * self.spatial_dims)}], got {list(image.shape)}"
             )
         divs = [divisor] * self.spatial_dims if isinstance(divisor, int) else list(divisor)
         spatial = list(image.shape[2:])
@@ -83,7 +86,9 @@ class SegmentationModel(nn.Module, abc.ABC):
         return torch.stack(self._aux_terms).sum()
 
 
-def tokens_moe(model: SegmentationModel, moe: DistributionAwareMoE, fmap: torch.Tensor, group: torch.Tensor | None) -> torch.Tensor:
+def tokens_moe(
+    model: SegmentationModel, moe: DistributionAwareMoE, fmap: torch.Tensor, group: torch.Tensor | None
+) -> torch.Tensor:
     """Residual MoE on a feature map ``[B, C, *spatial]`` with every voxel a token; same shape out."""
     B, C = fmap.shape[:2]
     tokens = fmap.flatten(2).transpose(1, 2)  # [B, N, C]

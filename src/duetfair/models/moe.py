@@ -7,10 +7,11 @@ are summed. The caller adds the output as a residual: ``h = h + dmoe(h, group)``
 
 Dispatch is vectorised: the ``B * N * top_k`` token-expert assignments are sorted by expert once
 (``argsort``), the sorted tokens go through the experts as one grouped GEMM (or padded blocks and
-one ``bmm`` per layer, or one matmul per expert on CPU; see ``dispatch``), and the outputs are brought back with the inverse permutation and
-gated. There is no Python loop over samples or groups, and the ``grouped_mm`` and ``blocked``
-paths (chosen automatically on GPU and under ``torch.compile``) have only static shapes (no ``.item()``, ``.any()`` or ``nonzero()``), so it does not synchronise a GPU and compiles
-under ``torch.compile`` without graph breaks.
+one ``bmm`` per layer, or one matmul per expert on CPU; see ``dispatch``), and the outputs are
+brought back with the inverse permutation and gated. There is no Python loop over samples or groups,
+and the ``grouped_mm`` and ``blocked`` paths (chosen automatically on GPU and under
+``torch.compile``) have only static shapes (no ``.item()``, ``.any()`` or ``nonzero()``), so it does
+not synchronise a GPU and compiles under ``torch.compile`` without graph breaks.
 
 Differences from the public reference, all named parameters:
 
@@ -102,7 +103,9 @@ class MoEExperts(nn.Module):
 
     def __init__(self, dim: int, num_experts: int, hidden_mult: int = 4, dropout: float = 0.1) -> None:
         super().__init__()
-        require(dim >= 1 and num_experts >= 1 and hidden_mult >= 1, "MoEExperts: dim, num_experts, hidden_mult must be >= 1")
+        require(
+            dim >= 1 and num_experts >= 1 and hidden_mult >= 1, "MoEExperts: dim, num_experts, hidden_mult must be >= 1"
+        )
         require(0.0 <= dropout < 1.0, f"MoEExperts: dropout must be in [0, 1), got {dropout}")
         hidden = hidden_mult * dim
         self.dim, self.hidden, self.num_experts, self.dropout = dim, hidden, num_experts, dropout
@@ -146,7 +149,9 @@ class MoEExperts(nn.Module):
         starts = torch.arange(nb, device=xs.device) * block
         block_expert = torch.searchsorted(padded_ends, starts, right=True).clamp_max(E - 1)  # [nb]
         h = torch.baddbmm(self.b1.index_select(0, block_expert).unsqueeze(1), xp, self.w1.index_select(0, block_expert))
-        y = torch.baddbmm(self.b2.index_select(0, block_expert).unsqueeze(1), torch.relu(h), self.w2.index_select(0, block_expert))
+        y = torch.baddbmm(
+            self.b2.index_select(0, block_expert).unsqueeze(1), torch.relu(h), self.w2.index_select(0, block_expert)
+        )
         return y.view(nb * block, C).index_select(0, dest)
 
     def forward(self, xs: torch.Tensor, expert_ids: torch.Tensor, counts: torch.Tensor, dispatch: str) -> torch.Tensor:
@@ -173,7 +178,9 @@ class MoEExperts(nn.Module):
             # unbind once: indexing w[e] per expert would allocate a zero [E, ...] gradient per select
             params = zip(self.w1.unbind(0), self.b1.unbind(0), self.w2.unbind(0), self.b2.unbind(0))
             chunks = xs.split(counts.tolist())
-            y = torch.cat([torch.addmm(b2, torch.relu(torch.addmm(b1, c, w1)), w2) for (w1, b1, w2, b2), c in zip(params, chunks)])
+            y = torch.cat(
+                [torch.addmm(b2, torch.relu(torch.addmm(b1, c, w1)), w2) for (w1, b1, w2, b2), c in zip(params, chunks)]
+            )
         return F.dropout(y, self.dropout, self.training)
 
 
@@ -184,9 +191,14 @@ class GroupRouter(nn.Module):
     pre-softplus noise scale in the last ``E``), ``R`` = total number of routers.
     """
 
-    def __init__(self, dim: int, num_groups: int | Sequence[int], num_experts: int, multi_attribute: MultiAttribute = "sum") -> None:
+    def __init__(
+        self, dim: int, num_groups: int | Sequence[int], num_experts: int, multi_attribute: MultiAttribute = "sum"
+    ) -> None:
         super().__init__()
-        require(multi_attribute in ("sum", "intersection"), f"multi_attribute: expected 'sum' or 'intersection', got {multi_attribute!r}")
+        require(
+            multi_attribute in ("sum", "intersection"),
+            f"multi_attribute: expected 'sum' or 'intersection', got {multi_attribute!r}",
+        )
         self.cards = normalize_num_groups(num_groups)
         self.num_experts = num_experts
         self.multi_attribute = multi_attribute
@@ -216,14 +228,21 @@ class GroupRouter(nn.Module):
         if g.dim() == 1:
             g = g.unsqueeze(1)
         if g.dim() != 2 or g.shape[0] != batch or g.shape[1] != A:
-            raise DuetfairError(f"group: expected shape [{batch}] or [{batch}, {A}] (one code per attribute), got {list(g.shape)}")
+            raise DuetfairError(
+                f"group: expected shape [{batch}] or [{batch}, {A}] (one code per attribute), got {list(g.shape)}"
+            )
         if g.device.type == "cpu" and not torch.compiler.is_compiling():
             bad = (g >= self.cards_t) | (g < -1)
             if bool(bad.any()):
-                raise DuetfairError(f"group: codes must be -1 (unknown) or in [0, cardinality) for cardinalities {self.cards}, got {g[bad.any(1)][0].tolist()}")
+                raise DuetfairError(
+                    "group: codes must be -1 (unknown) or in [0, cardinality) for "
+                    f"cardinalities {self.cards}, got {g[bad.any(1)][0].tolist()}"
+                )
         return g
 
-    def effective_params(self, group: torch.Tensor | None, batch: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    def effective_params(
+        self, group: torch.Tensor | None, batch: int, device: torch.device
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-sample router parameters ``(W [B, C, 2E], b [B, 2E])`` after fallback and summing."""
         g = self._codes(group, batch, device)
         means_w, means_b = [], []
@@ -235,7 +254,9 @@ class GroupRouter(nn.Module):
         total = self.weight.shape[0]
         if self.multi_attribute == "intersection":
             unknown = (g < 0).any(1)
-            idx = torch.where(unknown, torch.full_like(unknown, total, dtype=torch.long), (g.clamp_min(0) * self.radix).sum(1))
+            idx = torch.where(
+                unknown, torch.full_like(unknown, total, dtype=torch.long), (g.clamp_min(0) * self.radix).sum(1)
+            )
             return table_w.index_select(0, idx), table_b.index_select(0, idx)
         mean_idx = total + torch.arange(self.num_attributes, device=device)
         idx = torch.where(g < 0, mean_idx.expand_as(g), g + self.starts)  # [B, A]
@@ -300,8 +321,10 @@ class DistributionAwareMoE(nn.Module):
         require(num_experts >= 1, f"num_experts: expected >= 1, got {num_experts}")
         require(1 <= top_k <= num_experts, f"top_k: expected 1 <= top_k <= num_experts={num_experts}, got {top_k}")
         require(load_balance_weight >= 0.0, f"load_balance_weight: expected >= 0, got {load_balance_weight}")
-        require(dispatch in ("auto", "grouped_mm", "blocked", "split"),
-                f"dispatch: expected 'auto', 'grouped_mm', 'blocked' or 'split', got {dispatch!r}")
+        require(
+            dispatch in ("auto", "grouped_mm", "blocked", "split"),
+            f"dispatch: expected 'auto', 'grouped_mm', 'blocked' or 'split', got {dispatch!r}",
+        )
         self.dim, self.num_experts, self.top_k = dim, num_experts, top_k
         self.noisy_gating, self.eval_noise = noisy_gating, eval_noise
         self.load_balance_weight = float(load_balance_weight)
@@ -315,17 +338,23 @@ class DistributionAwareMoE(nn.Module):
         return list(self.router.cards)
 
     def extra_repr(self) -> str:
-        return (f"dim={self.dim}, num_groups={self.router.cards}, num_experts={self.num_experts}, top_k={self.top_k}, "
-                f"noisy_gating={self.noisy_gating}, eval_noise={self.eval_noise}, multi_attribute={self.router.multi_attribute!r}, "
-                f"dispatch={self.dispatch!r}")
+        return (
+            f"dim={self.dim}, num_groups={self.router.cards}, num_experts={self.num_experts}, top_k={self.top_k}, "
+            f"noisy_gating={self.noisy_gating}, eval_noise={self.eval_noise}, "
+            f"multi_attribute={self.router.multi_attribute!r}, "
+            f"dispatch={self.dispatch!r}"
+        )
 
     def _resolve_dispatch(self, x: torch.Tensor) -> str:
         if self.dispatch in ("split", "blocked"):
             return self.dispatch
         can_gmm = self.experts.grouped_mm_ok(x)
         if self.dispatch == "grouped_mm":
-            require(can_gmm, f"dispatch='grouped_mm' needs rows aligned to 16 bytes and bfloat16 outside eager CPU "
-                             f"(dim={self.dim}, dtype={x.dtype}, device={x.device.type}); use 'blocked'")
+            require(
+                can_gmm,
+                f"dispatch='grouped_mm' needs rows aligned to 16 bytes and bfloat16 outside eager CPU "
+                f"(dim={self.dim}, dtype={x.dtype}, device={x.device.type}); use 'blocked'",
+            )
             return "grouped_mm"
         if x.device.type == "cpu" and not torch.compiler.is_compiling():
             return "split"
@@ -359,7 +388,9 @@ class DistributionAwareMoE(nn.Module):
         ys = self.experts(xs, sorted_ids, counts, self._resolve_dispatch(x))
         y = _Permute.apply(ys, inv, order).view(T, k, C)
         out = (y * gates.reshape(T, k, 1).to(y.dtype)).sum(1).view(B, N, C)
-        self._aux = self._balance_loss(logits, counts, T * k) if self.load_balance_weight > 0 and self.training else None
+        self._aux = (
+            self._balance_loss(logits, counts, T * k) if self.load_balance_weight > 0 and self.training else None
+        )
         return out
 
     def _balance_loss(self, logits: torch.Tensor, counts: torch.Tensor, assignments: int) -> torch.Tensor:
@@ -378,6 +409,14 @@ class DistributionAwareMoE(nn.Module):
 class MoE(DistributionAwareMoE):
     """Attribute-blind MoE (the ablation): a single router, the group is ignored."""
 
-    def __init__(self, dim: int, num_experts: int = 8, top_k: int = 2, hidden_mult: int = 4, dropout: float = 0.1,
-                 noisy_gating: bool = True, **kwargs) -> None:
+    def __init__(
+        self,
+        dim: int,
+        num_experts: int = 8,
+        top_k: int = 2,
+        hidden_mult: int = 4,
+        dropout: float = 0.1,
+        noisy_gating: bool = True,
+        **kwargs,
+    ) -> None:
         super().__init__(dim, 1, num_experts, top_k, hidden_mult, dropout, noisy_gating, **kwargs)

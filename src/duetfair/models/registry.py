@@ -25,8 +25,15 @@ from duetfair.models.base import SegmentationModel
 from duetfair.models.resunet3d import ResUNet
 from duetfair.models.vit_seg import ViTSeg
 
-__all__ = ["MODEL_NAMES", "MOE_BACKBONES", "build_model", "count_params_flops", "moe_kind", "variant_name",
-           "MonaiSegmenter"]
+__all__ = [
+    "MODEL_NAMES",
+    "MOE_BACKBONES",
+    "build_model",
+    "count_params_flops",
+    "moe_kind",
+    "variant_name",
+    "MonaiSegmenter",
+]
 
 
 class MonaiSegmenter(SegmentationModel):
@@ -41,8 +48,17 @@ class MonaiSegmenter(SegmentationModel):
         divisor: spatial sizes must be divisible by this.
     """
 
-    def __init__(self, net: nn.Module, feature_module: nn.Module, feature_dim: int, *, in_channels: int,
-                 num_classes: int, spatial_dims: int, divisor: int = 1) -> None:
+    def __init__(
+        self,
+        net: nn.Module,
+        feature_module: nn.Module,
+        feature_dim: int,
+        *,
+        in_channels: int,
+        num_classes: int,
+        spatial_dims: int,
+        divisor: int = 1,
+    ) -> None:
         super().__init__()
         self.net, self.feature_dim, self.divisor = net, feature_dim, divisor
         self.in_channels, self.num_classes, self.spatial_dims = in_channels, num_classes, spatial_dims
@@ -52,7 +68,9 @@ class MonaiSegmenter(SegmentationModel):
     def _capture(self, module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
         self._captured.append(output)
 
-    def forward_features(self, image: torch.Tensor, group: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward_features(
+        self, image: torch.Tensor, group: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         self.check_input(image, self.divisor)
         self._start_forward()
         self._captured = []
@@ -96,44 +114,92 @@ def _resunet(moe: str) -> Callable[..., nn.Module]:
     return build
 
 
-def _unet(*, in_channels: int, num_classes: int, num_groups, img_size=None, spatial_dims=None,
-          channels: Sequence[int] = (16, 32, 64, 128, 256), strides: Sequence[int] = (2, 2, 2, 2),
-          num_res_units: int = 2, **kw) -> nn.Module:
+def _unet(
+    *,
+    in_channels: int,
+    num_classes: int,
+    num_groups,
+    img_size=None,
+    spatial_dims=None,
+    channels: Sequence[int] = (16, 32, 64, 128, 256),
+    strides: Sequence[int] = (2, 2, 2, 2),
+    num_res_units: int = 2,
+    **kw,
+) -> nn.Module:
     from monai.networks.layers.simplelayers import SkipConnection
     from monai.networks.nets import UNet
 
     sd = _spatial_dims(img_size, spatial_dims, 2)
-    net = UNet(sd, in_channels, num_classes, channels=tuple(channels), strides=tuple(strides), num_res_units=num_res_units, **kw)
+    net = UNet(
+        sd,
+        in_channels,
+        num_classes,
+        channels=tuple(channels),
+        strides=tuple(strides),
+        num_res_units=num_res_units,
+        **kw,
+    )
     bottom = net.model
     while isinstance(bottom, nn.Sequential) and len(bottom) == 3 and isinstance(bottom[1], SkipConnection):
         bottom = bottom[1].submodule
     divisor = 1
     for s in strides:
         divisor *= int(s)
-    return MonaiSegmenter(net, bottom, int(channels[-1]), in_channels=in_channels, num_classes=num_classes,
-                          spatial_dims=sd, divisor=divisor)
+    return MonaiSegmenter(
+        net,
+        bottom,
+        int(channels[-1]),
+        in_channels=in_channels,
+        num_classes=num_classes,
+        spatial_dims=sd,
+        divisor=divisor,
+    )
 
 
-def _segresnet(*, in_channels: int, num_classes: int, num_groups, img_size=None, spatial_dims=None,
-               init_filters: int = 16, blocks_down: Sequence[int] = (1, 2, 2, 4), **kw) -> nn.Module:
+def _segresnet(
+    *,
+    in_channels: int,
+    num_classes: int,
+    num_groups,
+    img_size=None,
+    spatial_dims=None,
+    init_filters: int = 16,
+    blocks_down: Sequence[int] = (1, 2, 2, 4),
+    **kw,
+) -> nn.Module:
     from monai.networks.nets import SegResNet
 
     sd = _spatial_dims(img_size, spatial_dims, 2)
     net = SegResNet(sd, init_filters, in_channels, num_classes, blocks_down=tuple(blocks_down), **kw)
     levels = len(blocks_down)
-    return MonaiSegmenter(net, net.down_layers[-1], init_filters * 2 ** (levels - 1), in_channels=in_channels,
-                          num_classes=num_classes, spatial_dims=sd, divisor=2 ** (levels - 1))
+    return MonaiSegmenter(
+        net,
+        net.down_layers[-1],
+        init_filters * 2 ** (levels - 1),
+        in_channels=in_channels,
+        num_classes=num_classes,
+        spatial_dims=sd,
+        divisor=2 ** (levels - 1),
+    )
 
 
-def _swinunetr(*, in_channels: int, num_classes: int, num_groups, img_size=None, spatial_dims=None,
-               feature_size: int = 24, **kw) -> nn.Module:
+def _swinunetr(
+    *, in_channels: int, num_classes: int, num_groups, img_size=None, spatial_dims=None, feature_size: int = 24, **kw
+) -> nn.Module:
     from monai.networks.nets import SwinUNETR
 
     sd = _spatial_dims(img_size, spatial_dims, 2)
     require(feature_size % 12 == 0, f"swinunetr: feature_size must be divisible by 12, got {feature_size}")
     net = SwinUNETR(in_channels, num_classes, feature_size=feature_size, spatial_dims=sd, **kw)
-    return MonaiSegmenter(net, net.encoder10, 16 * feature_size, in_channels=in_channels, num_classes=num_classes,
-                          spatial_dims=sd, divisor=32)
+    return MonaiSegmenter(
+        net,
+        net.encoder10,
+        16 * feature_size,
+        in_channels=in_channels,
+        num_classes=num_classes,
+        spatial_dims=sd,
+        divisor=32,
+    )
 
 
 MOE_VARIANTS: dict[str, str] = {"none": "", "moe": "_moe", "dmoe": "_dmoe"}
@@ -164,8 +230,15 @@ def variant_name(backbone: str, kind: str) -> str:
     return backbone + MOE_VARIANTS[kind]
 
 
-def build_model(name: str, *, in_channels: int, num_classes: int, num_groups: int | list[int] = 1,
-                img_size: int | Sequence[int] | None = None, **kwargs) -> SegmentationModel:
+def build_model(
+    name: str,
+    *,
+    in_channels: int,
+    num_classes: int,
+    num_groups: int | list[int] = 1,
+    img_size: int | Sequence[int] | None = None,
+    **kwargs,
+) -> SegmentationModel:
     """Build the model ``name`` (one of :data:`MODEL_NAMES`).
 
     Args:
@@ -188,8 +261,9 @@ def build_model(name: str, *, in_channels: int, num_classes: int, num_groups: in
     if "moe_kwargs" in kwargs and moe_kind(name) == "none":
         raise DuetfairError(f"model {name!r}: moe_kwargs only apply to the *_moe / *_dmoe models")
     try:
-        return _BUILDERS[name](in_channels=in_channels, num_classes=num_classes, num_groups=num_groups,
-                               img_size=img_size, **kwargs)
+        return _BUILDERS[name](
+            in_channels=in_channels, num_classes=num_classes, num_groups=num_groups, img_size=img_size, **kwargs
+        )
     except TypeError as exc:  # unknown keyword for this model
         raise DuetfairError(f"model {name!r}: {exc}") from exc
 

@@ -64,7 +64,12 @@ class ResUNet(SegmentationModel):
         require(feature_size >= 1, f"feature_size: expected >= 1, got {feature_size}")
         require(spatial_dims in (2, 3), f"spatial_dims: expected 2 or 3, got {spatial_dims}")
         require(moe in ("none", "moe", "dmoe"), f"moe: expected 'none', 'moe' or 'dmoe', got {moe!r}")
-        self.in_channels, self.num_classes, self.spatial_dims, self.moe_mode = in_channels, num_classes, spatial_dims, moe
+        self.in_channels, self.num_classes, self.spatial_dims, self.moe_mode = (
+            in_channels,
+            num_classes,
+            spatial_dims,
+            moe,
+        )
         if img_size is not None and "instance" in str(norm_name).lower():
             sizes = [img_size] * spatial_dims if isinstance(img_size, int) else list(img_size)
             if min(sizes) < 2 ** (len(STAGE_MULTIPLIERS) + 1):
@@ -90,11 +95,16 @@ class ResUNet(SegmentationModel):
         )
         self.head = UnetOutBlock(sd, f, num_classes)
 
-    def forward_features(self, image: torch.Tensor, group: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward_features(
+        self, image: torch.Tensor, group: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         self.check_input(image, 2 ** len(self.stages))
         if self.training and self._instance_norm:
-            require(min(image.shape[2:]) >= 2 ** (len(self.stages) + 1),
-                    f"ResUNet: instance norm needs >1 voxel at the bottleneck in training; spatial size {list(image.shape[2:])} must be >= 64")
+            require(
+                min(image.shape[2:]) >= 2 ** (len(self.stages) + 1),
+                "ResUNet: instance norm needs >1 voxel at the bottleneck in "
+                f"training; spatial size {list(image.shape[2:])} must be >= 64",
+            )
         self._start_forward()
         g = None if self.moe_mode == "moe" else group
         h = self.stem(image)

@@ -1,11 +1,11 @@
 """TransUNet-style 2D ViT segmenter with optional (distribution-aware) MoE after encoder blocks.
 
-Architecture (dMoE paper, TransUNet with a ViT-B/16 encoder, no skip connections):
-patch embedding (MONAI ``PatchEmbeddingBlock``, learnable positions) -> ``depth`` pre-norm
-transformer blocks (fused-QKV ``scaled_dot_product_attention`` + MONAI ``MLPBlock``), each followed by the residual ``h = h + moe(h, group)`` when MoE is on ->
-LayerNorm -> tokens reshaped to a ``dim x (H/p) x (W/p)`` map -> CUP decoder: 3x3 conv to
-``head_channels``, then ``log2(p)`` stages of bilinear x2 upsampling + two 3x3 conv-BN-ReLU ->
-3x3 conv head to ``num_classes`` logits at the input resolution.
+Architecture (dMoE paper, TransUNet with a ViT-B/16 encoder, no skip connections): patch embedding
+(MONAI ``PatchEmbeddingBlock``, learnable positions) -> ``depth`` pre-norm transformer blocks
+(fused-QKV ``scaled_dot_product_attention`` + MONAI ``MLPBlock``), each followed by the residual ``h
+= h + moe(h, group)`` when MoE is on -> LayerNorm -> tokens reshaped to a ``dim x (H/p) x (W/p)``
+map -> CUP decoder: 3x3 conv to ``head_channels``, then ``log2(p)`` stages of bilinear x2 upsampling
++ two 3x3 conv-BN-ReLU -> 3x3 conv head to ``num_classes`` logits at the input resolution.
 
 ``moe_sharing="shared"`` uses one MoE instance after every block (as the reference does);
 ``"per_block"`` gives every block its own MoE.
@@ -45,8 +45,12 @@ class ViTSegConfig:
 
 #: ``tiny``: CPU demo; ``small``: ViT-S/16 width; ``base``: ViT-B/16 at 224 (dMoE / TransUNet paper).
 VIT_PRESETS: dict[str, ViTSegConfig] = {
-    "tiny": ViTSegConfig(img_size=64, patch_size=8, dim=96, depth=4, heads=4, head_channels=64, decoder_channels=(32, 16, 16)),
-    "small": ViTSegConfig(img_size=224, patch_size=16, dim=384, depth=8, heads=6, head_channels=256, decoder_channels=(128, 64, 32, 16)),
+    "tiny": ViTSegConfig(
+        img_size=64, patch_size=8, dim=96, depth=4, heads=4, head_channels=64, decoder_channels=(32, 16, 16)
+    ),
+    "small": ViTSegConfig(
+        img_size=224, patch_size=16, dim=384, depth=8, heads=6, head_channels=256, decoder_channels=(128, 64, 32, 16)
+    ),
     "base": ViTSegConfig(img_size=224, patch_size=16, dim=768, depth=12, heads=12),
 }
 
@@ -59,7 +63,11 @@ class _UpBlock(nn.Sequential):
     """Bilinear x2 upsampling then two 3x3 conv-BN-ReLU (TransUNet decoder block without skip)."""
 
     def __init__(self, cin: int, cout: int) -> None:
-        super().__init__(nn.Upsample(scale_factor=2, mode="bilinear", align_corners=True), _conv_bn_relu(cin, cout), _conv_bn_relu(cout, cout))
+        super().__init__(
+            nn.Upsample(scale_factor=2, mode="bilinear", align_corners=True),
+            _conv_bn_relu(cin, cout),
+            _conv_bn_relu(cout, cout),
+        )
 
 
 class TransformerBlock(nn.Module):
@@ -129,21 +137,30 @@ class ViTSeg(SegmentationModel):
         cfg = replace(VIT_PRESETS[preset], **overrides)
         require(in_channels >= 1 and num_classes >= 1, "ViTSeg: in_channels and num_classes must be >= 1")
         require(moe in ("none", "moe", "dmoe"), f"moe: expected 'none', 'moe' or 'dmoe', got {moe!r}")
-        require(moe_sharing in ("shared", "per_block"), f"moe_sharing: expected 'shared' or 'per_block', got {moe_sharing!r}")
+        require(
+            moe_sharing in ("shared", "per_block"),
+            f"moe_sharing: expected 'shared' or 'per_block', got {moe_sharing!r}",
+        )
         p = cfg.patch_size
         require(p >= 2 and p & (p - 1) == 0, f"patch_size: expected a power of two >= 2, got {p}")
         require(cfg.img_size % p == 0, f"img_size {cfg.img_size} must be divisible by patch_size {p}")
         require(cfg.dim % cfg.heads == 0, f"dim {cfg.dim} must be divisible by heads {cfg.heads}")
         ups = int(math.log2(p))
-        require(len(cfg.decoder_channels) == ups, f"decoder_channels: expected {ups} stages for patch_size {p}, got {len(cfg.decoder_channels)}")
+        require(
+            len(cfg.decoder_channels) == ups,
+            f"decoder_channels: expected {ups} stages for patch_size {p}, got {len(cfg.decoder_channels)}",
+        )
         self.config, self.in_channels, self.num_classes, self.spatial_dims = cfg, in_channels, num_classes, 2
         self.feature_dim, self.moe_mode, self.moe_sharing = cfg.dim, moe, moe_sharing
         self.grid = cfg.img_size // p
 
-        self.embed = PatchEmbeddingBlock(in_channels, cfg.img_size, p, cfg.dim, cfg.heads, proj_type="conv",
-                                         dropout_rate=dropout, spatial_dims=2)
-        self.blocks = nn.ModuleList(TransformerBlock(cfg.dim, cfg.mlp_ratio * cfg.dim, cfg.heads, dropout, qkv_bias=True)
-                                    for _ in range(cfg.depth))
+        self.embed = PatchEmbeddingBlock(
+            in_channels, cfg.img_size, p, cfg.dim, cfg.heads, proj_type="conv", dropout_rate=dropout, spatial_dims=2
+        )
+        self.blocks = nn.ModuleList(
+            TransformerBlock(cfg.dim, cfg.mlp_ratio * cfg.dim, cfg.heads, dropout, qkv_bias=True)
+            for _ in range(cfg.depth)
+        )
         self.norm = nn.LayerNorm(cfg.dim)
         groups = 1 if moe == "moe" else num_groups
         n_moe = 0 if moe == "none" else (1 if moe_sharing == "shared" else cfg.depth)
@@ -162,7 +179,9 @@ class ViTSeg(SegmentationModel):
         """Encoder tokens ``[B, (S/p)^2, dim]`` after the final LayerNorm."""
         self.check_input(image)
         S = self.config.img_size
-        require(tuple(image.shape[2:]) == (S, S), f"ViTSeg: expected {S}x{S} images (img_size), got {list(image.shape[2:])}")
+        require(
+            tuple(image.shape[2:]) == (S, S), f"ViTSeg: expected {S}x{S} images (img_size), got {list(image.shape[2:])}"
+        )
         self._start_forward()
         h = self.embed(image)
         for i, block in enumerate(self.blocks):
@@ -172,7 +191,9 @@ class ViTSeg(SegmentationModel):
                 h = self._apply_moe(moe, h, None if self.moe_mode == "moe" else group)
         return self.norm(h)
 
-    def forward_features(self, image: torch.Tensor, group: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward_features(
+        self, image: torch.Tensor, group: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         tokens = self.encode(image, group)
         B, N, C = tokens.shape
         fmap = tokens.transpose(1, 2).reshape(B, C, self.grid, self.grid)

@@ -81,31 +81,50 @@ class Adversarial(Objective):
     @classmethod
     def from_context(cls, context: ObjectiveContext, **options: Any) -> "Adversarial":
         """The head's input width is the model's ``feature_dim``."""
-        require(context.feature_dim is not None or "feature_dim" in options,
-                "objective 'adversarial' needs model features; the model has no feature_dim")
+        require(
+            context.feature_dim is not None or "feature_dim" in options,
+            "objective 'adversarial' needs model features; the model has no feature_dim",
+        )
         options.setdefault("feature_dim", context.feature_dim)
         return cls(context.num_groups, **options)
 
-    def __init__(self, num_groups: int, *, feature_dim: int, weight: float = 1.0, reversal: float = 1.0,
-                 hidden: int = 128, dropout: float = 0.0) -> None:
+    def __init__(
+        self,
+        num_groups: int,
+        *,
+        feature_dim: int,
+        weight: float = 1.0,
+        reversal: float = 1.0,
+        hidden: int = 128,
+        dropout: float = 0.0,
+    ) -> None:
         super().__init__(num_groups)
-        require(isinstance(feature_dim, int) and feature_dim > 0,
-                f"adversarial: feature_dim must be a positive integer (the model's feature_dim), got {feature_dim!r}")
-        require(weight >= 0 and reversal >= 0, f"adversarial: weight and reversal must be >= 0, got {weight}, {reversal}")
+        require(
+            isinstance(feature_dim, int) and feature_dim > 0,
+            f"adversarial: feature_dim must be a positive integer (the model's feature_dim), got {feature_dim!r}",
+        )
+        require(
+            weight >= 0 and reversal >= 0, f"adversarial: weight and reversal must be >= 0, got {weight}, {reversal}"
+        )
         require(hidden >= 0, f"adversarial: hidden must be >= 0, got {hidden}")
         self.weight, self.feature_dim = float(weight), feature_dim
         self.reverse = GradientReversal(reversal)
-        layers: list[nn.Module] = [nn.Linear(feature_dim, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, num_groups)] \
-            if hidden else [nn.Dropout(dropout), nn.Linear(feature_dim, num_groups)]
+        layers: list[nn.Module] = (
+            [nn.Linear(feature_dim, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, num_groups)]
+            if hidden
+            else [nn.Dropout(dropout), nn.Linear(feature_dim, num_groups)]
+        )
         self.head = nn.Sequential(*layers)
         self.register_buffer("last_ce", torch.zeros(()))
         self.register_buffer("last_accuracy", torch.zeros(()))
 
     def compute(self, losses: torch.Tensor, group: torch.Tensor, *, features: torch.Tensor) -> torch.Tensor:
         """``mean(losses) + weight * CE(head(GRL(features)), group)`` (CE over known cases)."""
-        require(features.ndim == 2 and features.shape == (losses.shape[0], self.feature_dim),
-                f"adversarial: features must be [B, F] = [{losses.shape[0]}, {self.feature_dim}], "
-                f"got {tuple(features.shape)}")
+        require(
+            features.ndim == 2 and features.shape == (losses.shape[0], self.feature_dim),
+            f"adversarial: features must be [B, F] = [{losses.shape[0]}, {self.feature_dim}], "
+            f"got {tuple(features.shape)}",
+        )
         seg = weighted_loss(losses, erm_weights(losses))
         known = group >= 0
         logits = self.head(self.reverse(features))

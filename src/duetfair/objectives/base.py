@@ -38,8 +38,16 @@ from duetfair.objectives.distributed import all_reduce_sum, rank_share
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["Objective", "ObjectiveContext", "ValidationResult", "EXTRA_INPUTS", "check_batch", "erm_weights",
-           "mix_unknown", "weighted_loss"]
+__all__ = [
+    "Objective",
+    "ObjectiveContext",
+    "ValidationResult",
+    "EXTRA_INPUTS",
+    "check_batch",
+    "erm_weights",
+    "mix_unknown",
+    "weighted_loss",
+]
 
 
 @dataclass(frozen=True)
@@ -75,26 +83,35 @@ class ValidationResult:
     train_labels: "pd.DataFrame"
     subgroups: "pd.DataFrame | None" = None
 
+
 EXTRA_INPUTS = frozenset({"logits", "target", "features", "case_ids"})
 
 
 def check_batch(losses: torch.Tensor, group: torch.Tensor, num_groups: int) -> None:
     """Validate per-case losses ``[B]`` (float) and group ids ``[B]`` (integer in ``[-1, G)``)."""
-    require(isinstance(losses, torch.Tensor) and losses.ndim == 1 and losses.numel() > 0,
-            f"objective: losses must be a non-empty 1-D tensor [B] of per-case losses, got shape "
-            f"{tuple(getattr(losses, 'shape', ()))}")
+    require(
+        isinstance(losses, torch.Tensor) and losses.ndim == 1 and losses.numel() > 0,
+        f"objective: losses must be a non-empty 1-D tensor [B] of per-case losses, got shape "
+        f"{tuple(getattr(losses, 'shape', ()))}",
+    )
     require(losses.is_floating_point(), f"objective: losses must be floating point, got {losses.dtype}")
-    require(isinstance(group, torch.Tensor) and group.shape == losses.shape,
-            f"objective: group must be a tensor [B] = {tuple(losses.shape)} with one id per case "
-            f"(pick one attribute or use GroupSpec.intersection), got shape "
-            f"{tuple(getattr(group, 'shape', ()))}")
-    require(not group.is_floating_point() and not group.dtype == torch.bool,
-            f"objective: group must hold integer ids, got {group.dtype}")
+    require(
+        isinstance(group, torch.Tensor) and group.shape == losses.shape,
+        f"objective: group must be a tensor [B] = {tuple(losses.shape)} with one id per case "
+        f"(pick one attribute or use GroupSpec.intersection), got shape "
+        f"{tuple(getattr(group, 'shape', ()))}",
+    )
+    require(
+        not group.is_floating_point() and not group.dtype == torch.bool,
+        f"objective: group must hold integer ids, got {group.dtype}",
+    )
     if group.numel() and group.device.type == "cpu":  # on an accelerator the check would sync every step
         lo, hi = int(group.min()), int(group.max())
-        require(lo >= -1 and hi < num_groups,
-                f"objective: group ids must lie in [-1, {num_groups - 1}] (num_groups={num_groups}, "
-                f"-1 = unknown), got values in [{lo}, {hi}]")
+        require(
+            lo >= -1 and hi < num_groups,
+            f"objective: group ids must lie in [-1, {num_groups - 1}] (num_groups={num_groups}, "
+            f"-1 = unknown), got values in [{lo}, {hi}]",
+        )
 
 
 def erm_weights(losses: torch.Tensor) -> torch.Tensor:
@@ -142,8 +159,10 @@ class Objective(nn.Module, abc.ABC):
 
     def __init__(self, num_groups: int) -> None:
         super().__init__()
-        require(isinstance(num_groups, int) and num_groups >= 1,
-                f"objective: num_groups must be a positive integer, got {num_groups!r}")
+        require(
+            isinstance(num_groups, int) and num_groups >= 1,
+            f"objective: num_groups must be a positive integer, got {num_groups!r}",
+        )
         self.num_groups = num_groups
 
     def forward(

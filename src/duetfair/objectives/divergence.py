@@ -70,8 +70,9 @@ def divergence_weights(
         for itemset, m in zip(used["itemset"], magnitude):
             members = _members(itemset, as_text, len(train_meta))
             boost = np.where(members, np.maximum(boost, m), boost)
-    return pd.Series(1.0 + gain * boost, index=pd.Index(train_meta["case_id"].astype(str), name="case_id"),
-                     name="weight")
+    return pd.Series(
+        1.0 + gain * boost, index=pd.Index(train_meta["case_id"].astype(str), name="case_id"), name="weight"
+    )
 
 
 class DivergenceReweighting(Objective):
@@ -92,8 +93,16 @@ class DivergenceReweighting(Objective):
     requires = frozenset({"case_ids"})
     needs_subgroups = True
 
-    def __init__(self, num_groups: int = 1, *, alpha: float = 0.2, t_threshold: float = 2.0, gain: float = 1.0,
-                 normalize: bool = True, higher_is_better: bool = True) -> None:
+    def __init__(
+        self,
+        num_groups: int = 1,
+        *,
+        alpha: float = 0.2,
+        t_threshold: float = 2.0,
+        gain: float = 1.0,
+        normalize: bool = True,
+        higher_is_better: bool = True,
+    ) -> None:
         super().__init__(num_groups)
         require(0 <= alpha <= 1, f"divergence: alpha must be in [0, 1], got {alpha}")
         self.alpha, self.t_threshold, self.gain = float(alpha), float(t_threshold), float(gain)
@@ -109,8 +118,14 @@ class DivergenceReweighting(Objective):
 
     def update(self, subgroups: pd.DataFrame, train_meta: pd.DataFrame) -> None:
         """Recompute every training case's weight from this epoch's mined subgroups."""
-        weights = divergence_weights(subgroups, train_meta, t_threshold=self.t_threshold, gain=self.gain,
-                                     normalize=self.normalize, higher_is_better=self.higher_is_better)
+        weights = divergence_weights(
+            subgroups,
+            train_meta,
+            t_threshold=self.t_threshold,
+            gain=self.gain,
+            normalize=self.normalize,
+            higher_is_better=self.higher_is_better,
+        )
         self._weights = {str(k): float(v) for k, v in weights.items()}
         self._n_subgroups = len(_significant_underperforming(subgroups, self.t_threshold, self.higher_is_better))
 
@@ -122,19 +137,25 @@ class DivergenceReweighting(Objective):
 
     def compute(self, losses: torch.Tensor, group: torch.Tensor, *, case_ids: Sequence[str]) -> torch.Tensor:
         """``alpha * mean(l) + (1 - alpha) * sum(w l) / sum(w)`` over the global batch."""
-        require(len(case_ids) == losses.shape[0],
-                f"divergence: got {len(case_ids)} case_ids for a batch of {losses.shape[0]} losses")
+        require(
+            len(case_ids) == losses.shape[0],
+            f"divergence: got {len(case_ids)} case_ids for a batch of {losses.shape[0]} losses",
+        )
         w = self.case_weights(case_ids, losses.device).to(losses.dtype)
-        totals = all_reduce_sum(torch.stack([torch.tensor(float(losses.numel()), dtype=w.dtype, device=w.device),
-                                             w.sum()]))
+        totals = all_reduce_sum(
+            torch.stack([torch.tensor(float(losses.numel()), dtype=w.dtype, device=w.device), w.sum()])
+        )
         n, w_total = totals.unbind()
         combined = self.alpha / n + (1 - self.alpha) * w / w_total
         return weighted_loss(losses, combined)
 
     def get_extra_state(self) -> dict[str, Any]:
         """Per-case weights for ``state_dict()`` (plain lists, loadable with ``weights_only=True``)."""
-        return {"case_ids": list(self._weights), "weights": list(self._weights.values()),
-                "n_subgroups": self._n_subgroups}
+        return {
+            "case_ids": list(self._weights),
+            "weights": list(self._weights.values()),
+            "n_subgroups": self._n_subgroups,
+        }
 
     def set_extra_state(self, state: dict[str, Any]) -> None:
         """Restore the per-case weights saved by :meth:`get_extra_state`."""
@@ -144,20 +165,28 @@ class DivergenceReweighting(Objective):
     def log_values(self) -> dict[str, float]:
         """Number of subgroups used, of up-weighted cases, the largest weight, unmatched ids in the last batch."""
         values = list(self._weights.values())
-        return {"subgroups_used": float(self._n_subgroups),
-                "cases_upweighted": float(sum(v > 1.0 for v in values)),
-                "max_weight": float(max(values, default=1.0)),
-                "unmatched_case_ids": float(self._unmatched)}
+        return {
+            "subgroups_used": float(self._n_subgroups),
+            "cases_upweighted": float(sum(v > 1.0 for v in values)),
+            "max_weight": float(max(values, default=1.0)),
+            "unmatched_case_ids": float(self._unmatched),
+        }
 
 
 def _check_frames(subgroups: pd.DataFrame, train_meta: pd.DataFrame) -> None:
     missing = [c for c in SUBGROUP_COLUMNS if c not in subgroups.columns]
-    require(not missing, f"divergence: subgroups table lacks column(s) {missing}; expected the discovery "
-                         f"output with columns {list(SUBGROUP_COLUMNS)}")
+    require(
+        not missing,
+        f"divergence: subgroups table lacks column(s) {missing}; expected the discovery "
+        f"output with columns {list(SUBGROUP_COLUMNS)}",
+    )
     require("case_id" in train_meta.columns, "divergence: train_meta lacks column 'case_id'")
     dup = train_meta["case_id"].astype(str).duplicated()
-    require(not dup.any(), f"divergence: train_meta has duplicate case_id "
-                           f"'{train_meta['case_id'].astype(str)[dup].iloc[0] if dup.any() else ''}'")
+    require(
+        not dup.any(),
+        f"divergence: train_meta has duplicate case_id "
+        f"'{train_meta['case_id'].astype(str)[dup].iloc[0] if dup.any() else ''}'",
+    )
     attrs = _attributes(subgroups)
     absent = sorted(a for a in attrs if a not in train_meta.columns)
     require(not absent, f"divergence: train_meta lacks attribute column(s) {absent} used by the subgroups")

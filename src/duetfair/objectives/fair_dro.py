@@ -53,8 +53,13 @@ ACROSS = ("uniform", "size", "dro")
 
 
 def within_group_weights(
-    losses: torch.Tensor, group: torch.Tensor, num_groups: int, *, within: str = "kl",
-    alpha: float = 0.5, tau: float = 1.0,
+    losses: torch.Tensor,
+    group: torch.Tensor,
+    num_groups: int,
+    *,
+    within: str = "kl",
+    alpha: float = 0.5,
+    tau: float = 1.0,
 ) -> torch.Tensor:
     """Detached within-group weights ``W [B]``: over each group's global cases they sum to 1.
 
@@ -131,8 +136,14 @@ class FairDRO(Objective):
     """
 
     def __init__(
-        self, num_groups: int, *, within: str = "kl", alpha: float = 0.5, tau: float = 1.0,
-        across: str = "size", step_size: float = 0.01,
+        self,
+        num_groups: int,
+        *,
+        within: str = "kl",
+        alpha: float = 0.5,
+        tau: float = 1.0,
+        across: str = "size",
+        step_size: float = 0.01,
     ) -> None:
         super().__init__(num_groups)
         _check_options(within, across, alpha, tau)
@@ -144,8 +155,9 @@ class FairDRO(Objective):
 
     def compute(self, losses: torch.Tensor, group: torch.Tensor) -> torch.Tensor:
         """FairDRO loss of ``losses [B]`` (updates ``q`` in train mode when ``across="dro"``)."""
-        within_w = within_group_weights(losses, group, self.num_groups, within=self.within,
-                                        alpha=self.alpha, tau=self.tau)
+        within_w = within_group_weights(
+            losses, group, self.num_groups, within=self.within, alpha=self.alpha, tau=self.tau
+        )
         values, counts = group_sums(within_w * losses.detach(), group, self.num_groups)
         self.group_value.copy_(values.to(self.group_value))
         if self.across == "dro" and self.training:
@@ -184,7 +196,7 @@ def _cvar_weights(losses: torch.Tensor, group: torch.Tensor, num_groups: int, al
     weights = torch.zeros_like(all_l)
     if bool(known.any()):
         weights[known] = _cvar_weights_local(all_l[known], all_g[known], num_groups, alpha)
-    return weights[offset: offset + losses.numel()]
+    return weights[offset : offset + losses.numel()]
 
 
 def _cvar_weights_local(losses: torch.Tensor, group: torch.Tensor, num_groups: int, alpha: float) -> torch.Tensor:

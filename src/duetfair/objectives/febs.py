@@ -40,9 +40,7 @@ TANH1 = math.tanh(1.0)
 """Scale of a group as good as the best one (ratio 1); also used for unknown-attribute cases."""
 
 
-def febs_group_scales(
-    group_dice_loss: torch.Tensor, counts: torch.Tensor, gamma: float = 1.0
-) -> torch.Tensor:
+def febs_group_scales(group_dice_loss: torch.Tensor, counts: torch.Tensor, gamma: float = 1.0) -> torch.Tensor:
     """Scales ``w [G] = tanh((min_present L / L_g) ** gamma)``; absent groups get ``tanh(1)``.
 
     Args:
@@ -55,7 +53,9 @@ def febs_group_scales(
     if not bool(present.any()):
         return torch.full_like(group_dice_loss, TANH1)
     best = group_dice_loss[present].min()
-    ratio = torch.where(group_dice_loss > tiny, best / group_dice_loss.clamp_min(tiny), torch.ones_like(group_dice_loss))
+    ratio = torch.where(
+        group_dice_loss > tiny, best / group_dice_loss.clamp_min(tiny), torch.ones_like(group_dice_loss)
+    )
     ratio = torch.where(present, ratio, torch.ones_like(ratio))
     return torch.tanh(ratio.pow(gamma))
 
@@ -79,8 +79,15 @@ class FEBS(Objective):
     requires = frozenset({"logits", "target"})
 
     def __init__(
-        self, num_groups: int, *, gamma: float = 1.0, lambda_dice: float = 0.5, include_background: bool = True,
-        weight: Sequence[float] | None = None, smooth_nr: float = 1e-5, smooth_dr: float = 1e-5,
+        self,
+        num_groups: int,
+        *,
+        gamma: float = 1.0,
+        lambda_dice: float = 0.5,
+        include_background: bool = True,
+        weight: Sequence[float] | None = None,
+        smooth_nr: float = 1e-5,
+        smooth_dr: float = 1e-5,
     ) -> None:
         super().__init__(num_groups)
         require(gamma > 0, f"febs: gamma must be > 0, got {gamma}")
@@ -101,11 +108,14 @@ class FEBS(Objective):
                 options.setdefault(key, context.loss[key])
         return cls(context.num_groups, **options)
 
-    def compute(self, losses: torch.Tensor, group: torch.Tensor, *, logits: torch.Tensor,
-                target: torch.Tensor) -> torch.Tensor:
+    def compute(
+        self, losses: torch.Tensor, group: torch.Tensor, *, logits: torch.Tensor, target: torch.Tensor
+    ) -> torch.Tensor:
         """Mean over cases of ``l_i`` with its Dice term replaced by the FEBS-scaled Dice."""
-        require(logits.shape[0] == losses.shape[0],
-                f"febs: logits batch {logits.shape[0]} does not match losses batch {losses.shape[0]}")
+        require(
+            logits.shape[0] == losses.shape[0],
+            f"febs: logits batch {logits.shape[0]} does not match losses batch {losses.shape[0]}",
+        )
         inter, pred, ref = self._dice_stats(logits, target)  # [B, C] each, differentiable
         sums, counts = group_sums(torch.stack([inter, pred, ref], dim=1), group, self.num_groups)
         group_loss = (1 - self._dice(*sums.unbind(1))).sum(dim=1)
@@ -126,17 +136,22 @@ class FEBS(Objective):
         """Mean over classes ``[B, C] -> [B]``, class-weighted like MONAI ``DiceLoss``."""
         if self.class_weight is not None and values.shape[1] > 1:
             cw = self.class_weight if self.include_background else self.class_weight[1:]
-            require(cw.numel() == values.shape[1],
-                    f"febs: {self.class_weight.numel()} class weights for {values.shape[1] + (not self.include_background)} classes")
+            require(
+                cw.numel() == values.shape[1],
+                f"febs: {self.class_weight.numel()} class weights for "
+                f"{values.shape[1] + (not self.include_background)} classes",
+            )
             values = values * cw.to(values)
         return values.mean(dim=1)
 
     def _dice_stats(self, logits: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """Per-case, per-class soft-Dice sums ``(I, P, T)``, each ``[B, C]``."""
         tgt = target if target.ndim == logits.ndim else target.unsqueeze(1)
-        require(tgt.shape[0] == logits.shape[0] and tgt.shape[2:] == logits.shape[2:] and tgt.shape[1] == 1,
-                f"febs: target must be a class map [B, 1, *spatial] matching logits {tuple(logits.shape)}, "
-                f"got {tuple(target.shape)}")
+        require(
+            tgt.shape[0] == logits.shape[0] and tgt.shape[2:] == logits.shape[2:] and tgt.shape[1] == 1,
+            f"febs: target must be a class map [B, 1, *spatial] matching logits {tuple(logits.shape)}, "
+            f"got {tuple(target.shape)}",
+        )
         k = logits.shape[1]
         if k == 1:
             probs, onehot = torch.sigmoid(logits), tgt.to(logits.dtype)

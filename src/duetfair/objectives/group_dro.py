@@ -96,14 +96,19 @@ class GroupDRO(Objective):
         return {f"q_{g}": float(v) for g, v in enumerate(self.q)}
 
 
-def _adjustment(adjustment: float | Sequence[float], group_counts: Sequence[int] | None, num_groups: int) -> torch.Tensor:
+def _adjustment(
+    adjustment: float | Sequence[float], group_counts: Sequence[int] | None, num_groups: int
+) -> torch.Tensor:
     c = torch.as_tensor(adjustment, dtype=torch.float32).reshape(-1)
-    require(c.numel() in (1, num_groups), f"group_dro: adjustment must be a number or {num_groups} numbers, "
-                                          f"got {c.numel()}")
+    require(
+        c.numel() in (1, num_groups), f"group_dro: adjustment must be a number or {num_groups} numbers, got {c.numel()}"
+    )
     if not bool((c != 0).any()):
         return torch.zeros(num_groups)
-    require(group_counts is not None and len(group_counts) == num_groups,
-            f"group_dro: adjustment {c.tolist()} needs group_counts with {num_groups} training-set sizes")
+    require(
+        group_counts is not None and len(group_counts) == num_groups,
+        f"group_dro: adjustment {c.tolist()} needs group_counts with {num_groups} training-set sizes",
+    )
     n = torch.as_tensor(list(group_counts), dtype=torch.float32)
     require(bool((n > 0).all()), f"group_dro: group_counts must all be > 0, got {n.tolist()}")
     return c.expand(num_groups) / n.sqrt()

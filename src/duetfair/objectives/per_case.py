@@ -61,9 +61,10 @@ class PerCaseDiceCE(nn.Module):
         smooth_dr: float = 1e-5,
     ) -> None:
         super().__init__()
-        require(lambda_dice >= 0 and lambda_ce >= 0 and lambda_dice + lambda_ce > 0,
-                f"PerCaseDiceCE: lambda_dice and lambda_ce must be >= 0 and not both 0, got "
-                f"{lambda_dice} and {lambda_ce}")
+        require(
+            lambda_dice >= 0 and lambda_ce >= 0 and lambda_dice + lambda_ce > 0,
+            f"PerCaseDiceCE: lambda_dice and lambda_ce must be >= 0 and not both 0, got {lambda_dice} and {lambda_ce}",
+        )
         w = None if weight is None else torch.as_tensor(weight, dtype=torch.float32).reshape(-1)
         if w is not None:
             require(bool((w >= 0).all()), f"PerCaseDiceCE: class weights must be >= 0, got {w.tolist()}")
@@ -98,18 +99,26 @@ class PerCaseDiceCE(nn.Module):
         return self._dice(probs, target), self._ce(logits, target)
 
     def _check(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        require(logits.ndim in (4, 5), f"PerCaseDiceCE: logits must be [B, K, H, W] or [B, K, H, W, D], "
-                                       f"got shape {tuple(logits.shape)}")
+        require(
+            logits.ndim in (4, 5),
+            f"PerCaseDiceCE: logits must be [B, K, H, W] or [B, K, H, W, D], got shape {tuple(logits.shape)}",
+        )
         if target.ndim == logits.ndim - 1:
             target = target.unsqueeze(1)
-        require(target.ndim == logits.ndim and target.shape[1] == 1
-                and target.shape[0] == logits.shape[0] and target.shape[2:] == logits.shape[2:],
-                f"PerCaseDiceCE: target must be a class map [B, 1, *spatial] matching logits "
-                f"{tuple(logits.shape)}, got {tuple(target.shape)}")
+        require(
+            target.ndim == logits.ndim
+            and target.shape[1] == 1
+            and target.shape[0] == logits.shape[0]
+            and target.shape[2:] == logits.shape[2:],
+            f"PerCaseDiceCE: target must be a class map [B, 1, *spatial] matching logits "
+            f"{tuple(logits.shape)}, got {tuple(target.shape)}",
+        )
         k = logits.shape[1]
         if self.weight is not None:
-            require(self.weight.numel() == k,
-                    f"PerCaseDiceCE: {self.weight.numel()} class weights given for {k} output channels")
+            require(
+                self.weight.numel() == k,
+                f"PerCaseDiceCE: {self.weight.numel()} class weights given for {k} output channels",
+            )
         return target.long()
 
     def _probabilities(self, logits: torch.Tensor) -> torch.Tensor:
@@ -137,7 +146,8 @@ class PerCaseDiceCE(nn.Module):
         weight = None if self.weight is None else self.weight.to(logits)
         if logits.shape[1] == 1:
             voxel = F.binary_cross_entropy_with_logits(
-                logits, target.to(logits.dtype), pos_weight=weight, reduction="none")
+                logits, target.to(logits.dtype), pos_weight=weight, reduction="none"
+            )
             return voxel.reshape(b, -1).mean(dim=1)
         labels = target[:, 0]
         voxel = F.cross_entropy(logits, labels, weight=weight, reduction="none").reshape(b, -1)

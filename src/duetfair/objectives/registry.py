@@ -46,8 +46,9 @@ def objective_options(name: str) -> dict[str, Any]:
     return {p.name: p.default for p in params.values() if p.kind is inspect.Parameter.KEYWORD_ONLY}
 
 
-def build_objective(name: str, *, num_groups: int | None = None, context: ObjectiveContext | None = None,
-                    **kwargs: Any) -> Objective:
+def build_objective(
+    name: str, *, num_groups: int | None = None, context: ObjectiveContext | None = None, **kwargs: Any
+) -> Objective:
     """Instantiate objective ``name`` with its keyword ``kwargs``, for ``num_groups`` group ids or
     from the trainer's ``context`` (which fills in what the objective needs: training group counts,
     the model's feature width, the per-case loss options; see ``Objective.from_context``).
