@@ -35,17 +35,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from duetfair.data.groups import attribute_kind, known_values
 from duetfair.errors import DuetfairError, require
 from duetfair.io import read_table
-
-HIDDEN_COLUMN = "hidden_subtype"
-"""Analysis-only column passed through from the metadata, never an attribute by default."""
-
-CONTINUOUS_MIN_VALUES = 10
-"""A numeric attribute with more distinct values than this needs ``--bins``."""
-
-UNKNOWN_TOKENS = frozenset({"", "unknown", "nan", "none", "na", "n/a", "-1", "missing"})
-"""Raw attribute values read as unknown (as in the audit)."""
+from duetfair.options import HIDDEN_COLUMN
 
 NNUNET_METRICS = {"Dice": "dice", "IoU": "iou", "n_ref": "n_ref", "n_pred": "n_pred"}
 """nnU-Net summary.json keys -> per-case table columns."""
@@ -170,24 +163,6 @@ def join_metadata(table: pd.DataFrame, meta: pd.DataFrame) -> tuple[pd.DataFrame
     return joined, JoinReport(len(cases), unmatched, without)
 
 
-def _known(series: pd.Series) -> pd.Series:
-    text = series.astype("string").str.strip().str.lower()
-    return series[series.notna() & ~text.isin(UNKNOWN_TOKENS).fillna(True)]
-
-
-def attribute_kind(series: pd.Series) -> str:
-    """``"continuous"`` (numeric, more than :data:`CONTINUOUS_MIN_VALUES` distinct values),
-    ``"constant"`` (fewer than 2 known values) or ``"categorical"``."""
-    values = _known(series)
-    distinct = values.astype("string").str.strip().nunique()
-    if distinct < 2:
-        return "constant"
-    numeric = pd.to_numeric(values, errors="coerce")
-    if numeric.notna().all() and numeric.nunique() > CONTINUOUS_MIN_VALUES:
-        return "continuous"
-    return "categorical"
-
-
 def choose_attributes(
     cases: pd.DataFrame,
     meta: pd.DataFrame,
@@ -220,7 +195,7 @@ def choose_attributes(
         for p in parts:
             require(
                 p in bins or attribute_kind(meta[p]) != "continuous",
-                f"attribute '{p}' is continuous ({_known(meta[p]).nunique()} distinct numbers); bin it, "
+                f"attribute '{p}' is continuous ({known_values(meta[p]).nunique()} distinct numbers); bin it, "
                 f"e.g. --bins {p}=40,60,80, or choose the attributes with --by",
             )
         if not explicit and attribute_kind(one_per_case[spec]) == "constant":
@@ -241,7 +216,7 @@ def choose_attributes(
 
 
 def _looks_like_id(series: pd.Series) -> bool:
-    values = _known(series)
+    values = known_values(series)
     return (
         len(values) >= 20
         and values.astype("string").nunique() > 0.5 * len(values)

@@ -629,6 +629,22 @@ def _require_numeric(col: pd.Series, name: str) -> None:
     )
 
 
+def known_values(series: pd.Series) -> pd.Series:
+    """The values of ``series`` that are not missing (:func:`is_missing`)."""
+    return series[~series.map(is_missing).astype(bool)]
+
+
+def attribute_kind(series: pd.Series) -> str:
+    """``"constant"`` (fewer than 2 distinct known values), ``"continuous"`` (numbers with more than
+    :data:`MAX_NUMERIC_LEVELS` distinct values: it needs bins) or ``"categorical"``."""
+    values = known_values(series)
+    distinct = {canonical(v) for v in values.drop_duplicates().tolist()}
+    if len(distinct) < 2:
+        return "constant"
+    numeric = all(_is_number(v) for v in distinct)
+    return "continuous" if numeric and len(distinct) > MAX_NUMERIC_LEVELS else "categorical"
+
+
 def _is_number(text: str) -> bool:
     try:
         float(text)

@@ -4,7 +4,7 @@ The manifest's columns decide the config: the image / label / case-id columns
 (:func:`duetfair.data.manifest.detect_columns`), the attribute columns (every other column except
 ``split``, the hidden column, a patient-id column used to keep a patient's cases in one split, file
 columns and identifiers), bins for a continuous attribute (numeric with many distinct values,
-:func:`duetfair.audit.inputs.attribute_kind`: cut at "nice" tertiles), 2D or 3D from the image
+:func:`duetfair.data.groups.attribute_kind`: cut at "nice" tertiles), 2D or 3D from the image
 file suffix (base config ``fundus2d.yaml`` or ``tumor3d.yaml``), and ``group_attribute`` = the first
 categorical attribute. The text is validated as a config before it is written.
 """
@@ -118,8 +118,7 @@ def summarize_manifest(path: str | os.PathLike[str], hidden: Optional[str] = Non
 def _classify(summary: ManifestSummary, col: str, values: pd.Series) -> None:
     """Put column ``col`` into the summary's categorical / continuous attributes, the patient
     column, or the notes."""
-    from duetfair.audit.inputs import attribute_kind
-    from duetfair.data.groups import is_missing
+    from duetfair.data.groups import attribute_kind, is_missing
     from duetfair.data.manifest import SUFFIXES_2D, SUFFIXES_3D
 
     known = values[~values.map(is_missing)]
