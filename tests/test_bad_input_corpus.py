@@ -16,25 +16,7 @@ import pytest
 from PIL import Image
 
 from duetfair.cli import main
-
-TINY = [
-    "data.args.n_train=16",
-    "data.args.n_val=8",
-    "data.args.n_test=8",
-    "data.args.image_size=32",
-    "model.args.dim=32",
-    "model.args.depth=1",
-    "model.args.heads=2",
-    "model.args.patch_size=8",
-    "model.args.head_channels=16",
-    "model.args.decoder_channels=[8,8,8]",
-    "train.epochs=1",
-    "train.batch_size=8",
-    "train.progress=false",
-    "train.tensorboard=false",
-    "eval.metrics=[dice,iou]",
-    "eval.n_boot=10",
-]
+from helpers import TINY, sets
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +72,7 @@ def w(tmp_path_factory: pytest.TempPathFactory) -> Path:
     Image.fromarray(np.zeros((8, 8), dtype=np.uint8)).save(root / "preds" / "c1.png")
     Image.fromarray(np.zeros((16, 16), dtype=np.uint8)).save(root / "refs" / "c1.png")
     try:
-        main(["train", "fundus2d_erm", *[a for s in TINY for a in ("--set", s)], "--out", str(root / "run")])
+        main(["train", "fundus2d_erm", *sets(*TINY), "--out", str(root / "run")])
     except SystemExit as exc:
         assert not exc.code
     # a damaged copy of the run, one per kind of damage
@@ -263,7 +245,7 @@ def _cases(w: Path) -> list[tuple[str, list[str], str]]:
                 "objective.name=magic",
                 "--set",
                 "method=null",
-                *[a for s in TINY for a in ("--set", s)],
+                *sets(*TINY),
                 "--out",
                 str(w / "r_obj"),
             ],
@@ -276,7 +258,7 @@ def _cases(w: Path) -> list[tuple[str, list[str], str]]:
                 "fundus2d_fair_dro",
                 "--set",
                 "objective.args.temperature=2",
-                *[a for s in TINY for a in ("--set", s)],
+                *sets(*TINY),
                 "--out",
                 str(w / "r_opt"),
             ],
@@ -289,7 +271,7 @@ def _cases(w: Path) -> list[tuple[str, list[str], str]]:
                 "fundus2d_erm",
                 "--set",
                 "data.args.colour=red",
-                *[a for s in TINY for a in ("--set", s)],
+                *sets(*TINY),
                 "--out",
                 str(w / "r_arg"),
             ],
@@ -302,7 +284,7 @@ def _cases(w: Path) -> list[tuple[str, list[str], str]]:
                 "fundus2d_erm",
                 "--set",
                 "data.group_attribute=height",
-                *[a for s in TINY for a in ("--set", s)],
+                *sets(*TINY),
                 "--out",
                 str(w / "r_ga"),
             ],
@@ -315,7 +297,7 @@ def _cases(w: Path) -> list[tuple[str, list[str], str]]:
                 "fundus2d_dmoe",
                 "--set",
                 "model.route_attributes=[race,height]",
-                *[a for s in TINY for a in ("--set", s)],
+                *sets(*TINY),
                 "--out",
                 str(w / "r_ra"),
             ],
@@ -328,7 +310,7 @@ def _cases(w: Path) -> list[tuple[str, list[str], str]]:
                 "fundus2d_erm",
                 "--set",
                 "train.device=cuda",
-                *[a for s in TINY for a in ("--set", s)],
+                *sets(*TINY),
                 "--out",
                 str(w / "r_cuda"),
             ],
@@ -338,7 +320,7 @@ def _cases(w: Path) -> list[tuple[str, list[str], str]]:
         ("train resume nothing", ["train", "fundus2d_erm", "--resume", "--out", str(w / "fresh")], "no checkpoint"),
         (
             "train out is file",
-            ["train", "fundus2d_erm", *[a for s in TINY for a in ("--set", s)], "--out", str(w / "file.txt")],
+            ["train", "fundus2d_erm", *sets(*TINY), "--out", str(w / "file.txt")],
             "cannot use",
         ),
         # ---- evaluate ----

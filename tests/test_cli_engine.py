@@ -10,47 +10,18 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from duetfair.cli import main
-
-TINY = [
-    "data.args.n_train=16",
-    "data.args.n_val=8",
-    "data.args.n_test=8",
-    "data.args.image_size=32",
-    "model.args.dim=32",
-    "model.args.depth=1",
-    "model.args.heads=2",
-    "model.args.patch_size=8",
-    "model.args.head_channels=16",
-    "model.args.decoder_channels=[8,8,8]",
-    "train.epochs=1",
-    "train.batch_size=8",
-    "train.progress=false",
-    "train.tensorboard=false",
-    "eval.metrics=[dice,iou]",
-    "eval.n_boot=10",
-]
+from helpers import TINY, run, sets
 
 
-def run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    try:
-        main(args)
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
-def _sets(*extra: str) -> list[str]:
-    return [arg for item in (*TINY, *extra) for arg in ("--set", item)]
+def _tiny(*extra: str) -> list[str]:
+    return sets(*TINY, *extra)
 
 
 def test_train_evaluate_compare_predict(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     runs = []
     for method in ("erm", "dmoe"):
         out = tmp_path / method
-        code, stdout, err = run(["train", f"fundus2d_{method}", *_sets(), "--out", str(out)], capsys)
+        code, stdout, err = run(["train", f"fundus2d_{method}", *_tiny(), "--out", str(out)], capsys)
         assert code == 0, err
         assert "done: 1 epochs" in stdout and (out / "checkpoints" / "best.pt").is_file()
         code, stdout, err = run(["evaluate", str(out), "--bootstrap", "10"], capsys)
@@ -104,7 +75,7 @@ def test_user_errors_exit_2_with_one_line(
 
 
 def test_resume_without_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, _, err = run(["train", "fundus2d_erm", *_sets(), "--out", str(tmp_path / "fresh"), "--resume"], capsys)
+    code, _, err = run(["train", "fundus2d_erm", *_tiny(), "--out", str(tmp_path / "fresh"), "--resume"], capsys)
     assert code == 2 and "no checkpoint" in err
 
 

@@ -12,33 +12,9 @@ import pytest
 import yaml
 
 from duetfair.cli import main
+from helpers import TINY_MODEL, run, sets
 
-TINY = [
-    "model.args.dim=32",
-    "model.args.depth=1",
-    "model.args.heads=2",
-    "model.args.patch_size=8",
-    "model.args.head_channels=16",
-    "model.args.decoder_channels=[8,8,8]",
-    "train.epochs=1",
-    "train.batch_size=8",
-    "train.tensorboard=false",
-    "eval.metrics=[dice,iou]",
-    "eval.n_boot=10",
-    "schedule.warmup_epochs=0",
-    "data.args.image_size=[32,32]",
-]
-SETS = [a for item in TINY for a in ("--set", item)]
-
-
-def run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    try:
-        main(args)
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out = capsys.readouterr()
-    return code, out.out, out.err
+SETS = sets(*TINY_MODEL, "train.epochs=1", "data.args.image_size=[32,32]")
 
 
 @pytest.fixture(scope="module")

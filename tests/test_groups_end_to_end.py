@@ -13,32 +13,7 @@ import yaml
 
 from duetfair.cli import main
 from duetfair.data.groups import GroupSpec, binned, categorical
-
-MODEL = [
-    "model.args.dim=32",
-    "model.args.depth=1",
-    "model.args.heads=2",
-    "model.args.patch_size=8",
-    "model.args.head_channels=16",
-    "model.args.decoder_channels=[8,8,8]",
-    "train.epochs=2",
-    "train.batch_size=8",
-    "train.progress=false",
-    "train.tensorboard=false",
-    "eval.metrics=[dice,iou]",
-    "eval.n_boot=10",
-    "schedule.warmup_epochs=0",
-]
-
-
-def run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    try:
-        main(args)
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out = capsys.readouterr()
-    return code, out.out, out.err
+from helpers import TINY_MODEL, run, sets
 
 
 @pytest.fixture(scope="module")
@@ -74,9 +49,9 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "model": {"route_attributes": ["race", "menopause"]},
     }
     (root / "exp.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
-    sets = [a for item in MODEL for a in ("--set", item)]
+    tiny = sets(*TINY_MODEL, "train.epochs=2")
     for args in (
-        ["train", str(root / "exp.yaml"), *sets, "--out", str(root / "run")],
+        ["train", str(root / "exp.yaml"), *tiny, "--out", str(root / "run")],
         ["evaluate", str(root / "run"), "--bootstrap", "10"],
     ):
         try:

@@ -7,22 +7,16 @@ from pathlib import Path
 
 import torch
 
+from helpers import TINY_MODEL
+
 TINY_DDP = [
+    *TINY_MODEL,
     "data.args.n_train=24",
     "data.args.n_val=10",
     "data.args.n_test=4",
     "data.args.image_size=32",
-    "model.args.dim=32",
-    "model.args.depth=1",
-    "model.args.heads=2",
-    "model.args.patch_size=8",
-    "model.args.head_channels=16",
-    "model.args.decoder_channels=[8,8,8]",
     "train.epochs=1",
     "train.batch_size=4",
-    "train.progress=false",
-    "train.tensorboard=false",
-    "schedule.warmup_epochs=0",
 ]
 
 

@@ -7,26 +7,17 @@ from pathlib import Path
 import pytest
 
 from duetfair.engine.config import ExperimentConfig, load_config
+from helpers import TINY_MODEL
 
 TINY = [
+    *TINY_MODEL,
     "data.args.n_train=24",
     "data.args.n_val=12",
     "data.args.n_test=12",
     "data.args.image_size=32",
-    "model.args.dim=32",
-    "model.args.depth=1",
-    "model.args.heads=2",
-    "model.args.patch_size=8",
-    "model.args.head_channels=16",
-    "model.args.decoder_channels=[8,8,8]",
     "train.epochs=2",
-    "train.batch_size=8",
     "train.eval_batch_size=12",
-    "train.progress=false",
-    "train.tensorboard=false",
-    "eval.metrics=[dice,iou]",
     "eval.n_boot=20",
-    "schedule.warmup_epochs=0",
 ]
 
 

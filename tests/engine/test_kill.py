@@ -15,31 +15,23 @@ import torch
 
 from duetfair.engine.checkpoint import load_checkpoint
 from duetfair.rundir import RunDir
+from helpers import TINY_MODEL, sets
 
 TINY = [
+    *TINY_MODEL,
     "data.args.n_train=48",
     "data.args.n_val=8",
     "data.args.n_test=8",
     "data.args.image_size=32",
-    "model.args.dim=32",
-    "model.args.depth=1",
-    "model.args.heads=2",
-    "model.args.patch_size=8",
-    "model.args.head_channels=16",
-    "model.args.decoder_channels=[8,8,8]",
     "train.epochs=6",
-    "train.batch_size=8",
-    "train.progress=false",
-    "train.tensorboard=false",
     "train.threads=1",
-    "schedule.warmup_epochs=0",
 ]
 
 
 def _train(out: Path, *extra: str) -> subprocess.Popen:
     args = [sys.executable, "-m", "duetfair", "train", "fundus2d_group_dro", "--out", str(out), *extra]
     return subprocess.Popen(
-        args + [a for s in TINY for a in ("--set", s)],
+        args + sets(*TINY),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         env={**os.environ, "PYTHONHASHSEED": "0"},

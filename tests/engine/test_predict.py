@@ -19,21 +19,7 @@ from duetfair.engine.config import load_config
 from duetfair.engine.predict import parse_attrs, predict_files
 from duetfair.engine.trainer import train
 from duetfair.errors import DuetfairError
-
-MODEL = [
-    "model.args.dim=32",
-    "model.args.depth=1",
-    "model.args.heads=2",
-    "model.args.patch_size=8",
-    "model.args.head_channels=16",
-    "model.args.decoder_channels=[8,8,8]",
-    "train.epochs=1",
-    "train.batch_size=8",
-    "train.progress=false",
-    "train.tensorboard=false",
-    "eval.metrics=[dice,iou]",
-    "schedule.warmup_epochs=0",
-]
+from helpers import TINY_MODEL
 
 
 def _write_cases(root: Path, n: int = 24, phases: int = 3, size: int = 32) -> Path:
@@ -76,7 +62,7 @@ def _train(root: Path, manifest: Path, name: str, **args: object) -> Path:
         },
     }
     (root / f"{name}.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
-    train(load_config(root / f"{name}.yaml", MODEL), root / name)
+    train(load_config(root / f"{name}.yaml", [*TINY_MODEL, "train.epochs=1"]), root / name)
     return root / name
 
 
