@@ -222,7 +222,7 @@ def score_cmd(
         None,
         "--bins",
         help="Bin a continuous attribute, e.g. age=40,60,80 (repeatable); required for numeric "
-        "columns with more than 10 distinct values.",
+        "columns with more than 12 distinct values.",
     ),
     metric: Optional[list[str]] = typer.Option(
         None,

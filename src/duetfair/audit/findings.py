@@ -270,18 +270,7 @@ def _subgroup(key: str, m: Mapping[str, Any], fdr: float) -> dict[str, Any] | No
             f"No subgroup of {key} diverges significantly (Benjamini-Hochberg q <= {fmt(fdr, 2)}); the most "
             f"divergent, {itemset_label(top['itemset'])} (n={top['n']}), has {_eq('q', top.get('q_value'))}."
         )
-        return {
-            "kind": "subgroup",
-            "level": "info",
-            "metric": key,
-            "attribute": None,
-            "text": text,
-            "significant": False,
-            "itemset": dict(top["itemset"]),
-            "n": int(top["n"]),
-            "divergence": _num(top["divergence"]),
-            "q_value": _num(top.get("q_value")),
-        }
+        return _subgroup_finding(key, top, text, significant=False)
     d = float(sig["divergence"])
     where = "below" if d < 0 else "above"
     text = (
@@ -289,21 +278,26 @@ def _subgroup(key: str, m: Mapping[str, Any], fdr: float) -> dict[str, Any] | No
         f"{pct(sig['support'])} of cases) with mean {fmt(sig['mean'])}, {fmt(abs(d))} {where} the overall mean "
         f"(Welch t = {fmt(sig.get('welch_t'), 1)}, {_eq('q', sig.get('q_value'))})."
     )
+    return _subgroup_finding(key, sig, text, significant=True)
+
+
+def _subgroup_finding(key: str, sg: Mapping[str, Any], text: str, *, significant: bool) -> dict[str, Any]:
+    """The finding of one subgroup of the audit (its numbers and the sentence that states them)."""
     return {
         "kind": "subgroup",
         "level": "info",
         "metric": key,
         "attribute": None,
         "text": text,
-        "significant": True,
-        "itemset": dict(sig["itemset"]),
-        "n": int(sig["n"]),
-        "support": _num(sig["support"]),
-        "mean": _num(sig["mean"]),
-        "divergence": d,
-        "welch_t": _num(sig.get("welch_t")),
-        "p_value": _num(sig.get("p_value")),
-        "q_value": _num(sig.get("q_value")),
+        "significant": significant,
+        "itemset": dict(sg["itemset"]),
+        "n": int(sg["n"]),
+        "support": _num(sg["support"]),
+        "mean": _num(sg["mean"]),
+        "divergence": _num(sg["divergence"]),
+        "welch_t": _num(sg.get("welch_t")),
+        "p_value": _num(sg.get("p_value")),
+        "q_value": _num(sg.get("q_value")),
     }
 
 
