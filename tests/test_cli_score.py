@@ -290,7 +290,7 @@ def _break(kind, preds, refs):
         ("float", [], "pt02.nii.gz: label value 1.5 is not an integer"),
         ("range", ["--labels", "1,2"], "pt03.nii.gz: label value 7 is out of range"),
         ("range", [], "case 'pt03': the prediction has label 7, which no reference has"),
-        ("meta12", ["--by", "age"], "attribute 'age' is continuous (12 distinct numbers); bin it"),
+        ("meta13", ["--by", "age"], "attribute 'age' is continuous (13 distinct numbers); bin it"),
         (None, ["--by", "ethnicity"], "--by ethnicity: 'ethnicity' is not a metadata column"),
         (
             None,
@@ -305,8 +305,8 @@ def _break(kind, preds, refs):
 )
 def test_bad_input_one_line_exit_2(tmp_path, capsys, kind, extra, message):
     preds, refs, meta = build(tmp_path, n=9)
-    if kind == "meta12":  # 12 metadata rows, 9 of them scored
-        build(tmp_path / "m", n=0, meta_rows=range(12))
+    if kind == "meta13":  # 13 metadata rows (13 distinct ages), 9 of them scored
+        build(tmp_path / "m", n=0, meta_rows=range(13))
         meta = tmp_path / "m" / "patients.csv"
     if kind in ("orphan", "missing", "shape", "spacing", "float", "range"):
         _break(kind, preds, refs)
