@@ -142,7 +142,12 @@ def train_and_evaluate(
     from duetfair.engine.evaluate import evaluate_run
     from duetfair.engine.trainer import train
 
-    cfg = method_config(method, [*overrides, f"output_dir={run_dir}", "train.progress=false"], task=task, config=config)
+    cfg = method_config(
+        method,
+        [*overrides, f"output_dir={run_dir}", "train.progress=false", "train.log_every_epoch=false"],
+        task=task,
+        config=config,
+    )
     name = DISPLAY.get(method, method)
     state = run_state(run_dir, cfg.config_hash())
     require(state != "other", f"{run_dir} holds a run of another config; remove it or choose another --out")
