@@ -139,3 +139,25 @@ def test_weights_are_a_distribution_and_robust_value_dominates_mean(data, within
         assert float(inside[members].sum()) == pytest.approx(1.0)
         # a robust aggregate is never below the group mean
         assert float((inside[members] * losses[members]).sum()) >= float(losses[members].mean()) - 1e-9
+
+
+def test_within_group_weight_concentration_is_logged_per_group():
+    """ess_g = (sum w)^2 / (n_g sum w^2): 1 for the plain mean, alpha for CVaR_alpha, tiny for a sharp tilt."""
+    from duetfair.objectives.fair_dro import FairDRO
+
+    losses = torch.tensor([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8])
+    group = torch.tensor([0, 0, 0, 0, 1, 1, 1, 1])
+    for kwargs, want in (
+        (dict(within="mean"), 1.0),
+        (dict(within="cvar", alpha=0.5), 0.5),
+        (dict(within="kl", tau=1e-3), 0.25),
+    ):
+        obj = FairDRO(2, across="size", **kwargs).train()
+        obj(losses, group)
+        obj(losses, group)
+        logged = obj.log_values()
+        assert logged["ess_0"] == pytest.approx(want, rel=1e-4) and logged["ess_1"] == pytest.approx(want, rel=1e-4)
+        assert math.isnan(obj.log_values()["ess_0"])  # reset after each call: one value per epoch
+    tilted = FairDRO(2, within="kl", tau=1.0).train()
+    tilted(losses, group)
+    assert 0.9 < tilted.log_values()["ess_0"] < 1.0  # the default's tilt is mild at these loss scales

@@ -152,6 +152,8 @@ class FairDRO(Objective):
         self.alpha, self.tau, self.step_size = float(alpha), float(tau), float(step_size)
         self.register_buffer("q", torch.full((num_groups,), 1.0 / num_groups))
         self.register_buffer("group_value", torch.zeros(num_groups))
+        self.register_buffer("ess_sum", torch.zeros(num_groups, dtype=torch.float64))
+        self.register_buffer("ess_batches", torch.zeros(num_groups, dtype=torch.float64))
 
     def compute(self, losses: torch.Tensor, group: torch.Tensor) -> torch.Tensor:
         """FairDRO loss of ``losses [B]`` (updates ``q`` in train mode when ``across="dro"``)."""
@@ -160,6 +162,8 @@ class FairDRO(Objective):
         )
         values, counts = group_sums(within_w * losses.detach(), group, self.num_groups)
         self.group_value.copy_(values.to(self.group_value))
+        if self.training:
+            self._track_concentration(within_w, group, counts)
         if self.across == "dro" and self.training:
             q = self.q * torch.exp(self.step_size * values.to(self.q))
             self.q.copy_(q / q.sum())
@@ -167,11 +171,32 @@ class FairDRO(Objective):
         weights = mix_unknown(_on_known(across_w, group) * within_w, group)
         return weighted_loss(losses, weights)
 
+    def _track_concentration(self, within_w: torch.Tensor, group: torch.Tensor, counts: torch.Tensor) -> None:
+        """Accumulate each group's relative effective sample size of its within-group weights,
+        ``ESS_g / n_g = (sum w)^2 / (n_g sum w^2)`` over the group's cases of a (global) batch:
+        1 = uniform weights (plain group mean), ``1 / n_g`` = all weight on one case."""
+        known = group >= 0
+        w = torch.where(known, within_w.detach(), torch.zeros_like(within_w)).double()
+        sums, _ = group_sums(w, group, self.num_groups)
+        squares, _ = group_sums(w * w, group, self.num_groups)
+        present = counts > 0
+        ess = sums.double() ** 2 / (counts.double().clamp_min(1) * squares.double().clamp_min(1e-300))
+        self.ess_sum += torch.where(present, ess, torch.zeros_like(ess)).to(self.ess_sum)
+        self.ess_batches += present.to(self.ess_batches)
+
     def log_values(self) -> dict[str, float]:
-        """Robust value ``R_g`` of each group in the last batch, and ``q_g`` for ``across="dro"``."""
+        """Robust value ``R_g`` of each group in the last batch, ``q_g`` for ``across="dro"``, and the
+        mean relative effective sample size ``ess_g`` of the within-group weights over the training
+        batches since the last call (1 = uniform; a small value = the weight sits on few hard cases)."""
         out = {f"group_value_{g}": float(v) for g, v in enumerate(self.group_value)}
         if self.across == "dro":
             out.update({f"q_{g}": float(v) for g, v in enumerate(self.q)})
+        mean = self.ess_sum / self.ess_batches.clamp_min(1)
+        out.update(
+            {f"ess_{g}": float(v) if n > 0 else float("nan") for g, (v, n) in enumerate(zip(mean, self.ess_batches))}
+        )
+        self.ess_sum.zero_()
+        self.ess_batches.zero_()
         return out
 
 
