@@ -216,13 +216,15 @@ def evaluate_run(
         f"data has {ds.num_classes} classes but the run was trained with {record.num_classes}",
     )
     source = make_source(ds, data_cfg.cache, data_cfg.num_workers, codes=recode(ds, spec))
+    route_fn = adapters.grouping(spec, cfg).route_codes
+    batch_size = cfg.train.eval_batch_size or cfg.train.batch_size
     table = metrics_table(
         model,
         source,
         num_classes=record.num_classes,
         device=dev,
-        batch_size=cfg.train.eval_batch_size or cfg.train.batch_size,
-        route_fn=adapters.grouping(spec, cfg).route_codes,
+        batch_size=batch_size,
+        route_fn=route_fn,
         metrics=cfg.eval.metrics,
         empty=cfg.eval.empty,
     )
@@ -260,8 +262,8 @@ def evaluate_run(
                     spec,
                     attributes,
                     device=dev,
-                    batch_size=cfg.train.eval_batch_size or cfg.train.batch_size,
-                    route_fn=adapters.grouping(spec, cfg).route_codes,
+                    batch_size=batch_size,
+                    route_fn=route_fn,
                     rgb=record.channel_source in (None, "native"),
                 )
                 prov = provenance(

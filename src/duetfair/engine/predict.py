@@ -211,13 +211,6 @@ def read_case(
     return img.contiguous()
 
 
-def read_image(
-    path: Path, spatial_dims: int, in_channels: int, normalize: str = "auto", channel_source: Optional[str] = None
-) -> torch.Tensor:
-    """Channel-first float image ``[C, *S]`` of one input (a file or ``;``-joined files)."""
-    return read_case(input_cases([path])[0], spatial_dims, in_channels, normalize, channel_source)
-
-
 def _resize(x: torch.Tensor, size: Sequence[int], mode: str) -> torch.Tensor:
     """Resize ``[C, *S]`` to ``size`` (``mode``: ``area``/``trilinear`` for images, ``nearest``)."""
     if tuple(x.shape[1:]) == tuple(size):

@@ -26,6 +26,7 @@ records the step, so ``--resume`` continues on exactly the batches an uninterrup
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import os
 import random
@@ -571,9 +572,14 @@ class Trainer:
         self.objective.on_validation_end(self._validation_result(cases))
         return row
 
+    @functools.cached_property
+    def _train_labels(self) -> pd.DataFrame:
+        """The training cases' attribute labels (fixed for the run: computed once)."""
+        return label_frame(self.datasets["train"].meta, self.spec, self.audit_attributes)
+
     def _validation_result(self, cases: pd.DataFrame) -> ValidationResult:
         """What objectives see after validation; subgroups are mined only for those that ask."""
-        train_labels = label_frame(self.datasets["train"].meta, self.spec, self.audit_attributes)
+        train_labels = self._train_labels
         subgroups = None
         if self.objective.needs_subgroups:
             from duetfair.audit.discovery import find_divergent_subgroups

@@ -19,13 +19,6 @@ from duetfair.errors import require
 from duetfair.options import HIDDEN_COLUMN
 
 
-def case_scores(table: pd.DataFrame, metric: str = "dice", classes: Optional[Sequence[int]] = None) -> pd.DataFrame:
-    """One row per case: ``case_id`` and the mean of ``metric`` over (selected) classes (NaN skipped)."""
-    require(metric in table.columns, f"per-case table has no '{metric}' column; columns are {list(table.columns)}")
-    t = table if classes is None else table[table["class"].isin(list(classes))]
-    return t.groupby("case_id", sort=False)[metric].mean().reset_index()
-
-
 def _metadata(meta: pd.DataFrame, spec: GroupSpec, hidden_column: str) -> pd.DataFrame:
     """``case_id``, the spec's raw attribute columns and the hidden column, from a loader's metadata."""
     cols = ["case_id"] + [a for a in spec.attributes if a in meta.columns]
