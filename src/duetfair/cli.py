@@ -625,6 +625,9 @@ def evaluate_cmd(
         min=1,
         help="CPU threads (default: one per core, at most 8; lower it when jobs share the machine).",
     ),
+    out: Optional[str] = typer.Option(
+        None, "--out", help="Folder of the outputs (default: RUN_DIR), e.g. RUN_DIR/eval-val for a validation audit."
+    ),
 ) -> None:
     """Predict a split and audit it: cases.csv, summary.json, audit.json and report.html in RUN_DIR.
 
@@ -633,7 +636,7 @@ def evaluate_cmd(
 
     Examples:
       duetfair evaluate runs/fair_dro
-      duetfair evaluate runs/fair_dro --split val --bootstrap 200
+      duetfair evaluate runs/fair_dro --split val --bootstrap 200 --out runs/fair_dro/eval-val
     """
     from duetfair.engine.evaluate import evaluate_run
 
@@ -645,6 +648,7 @@ def evaluate_cmd(
         n_boot=bootstrap,
         report=not no_report,
         threads=threads,
+        out=out,
     )
     attr = summary.get("group_attribute")
     line = f"{summary['name']} [{summary['split']}, {summary['n_cases']} cases]: Dice {summary['dice']:.4f}"
@@ -654,7 +658,8 @@ def evaluate_cmd(
         line += f", ES-Dice ({attr}) {a['es']:.4f}, worst group {a['worst_group']} {a['worst_mean']:.4f}"
     console.print(line, highlight=False, markup=False)
     console.print(
-        f"wrote cases.csv, summary.json, audit.json{'' if no_report else ', report.html'} in {run_dir}", highlight=False
+        f"wrote cases.csv, summary.json, audit.json{'' if no_report else ', report.html'} in {out or run_dir}",
+        highlight=False,
     )
 
 
@@ -782,7 +787,10 @@ def benchmark_cmd(
         None, "--task", help="Synthetic task: fundus2d (default), lesion2d or tumor3d; not with CONFIG."
     ),
     method: Optional[list[str]] = typer.Option(
-        None, "--method", help="Method to include (repeatable; default: the demo's six)."
+        None,
+        "--method",
+        help="Method to include (repeatable; default: the demo's six; 'all': the published benchmark's twelve, "
+        "oracle included).",
     ),
     seeds: int = typer.Option(
         3,
@@ -790,7 +798,15 @@ def benchmark_cmd(
         help="Number of seeds (0..N-1): training, and the data / split where the config's data.args has a seed.",
     ),
     size: Optional[str] = typer.Option(
-        None, "--size", help="--task only: quick (default) or default (see duetfair.experiments.methods.DEMO_SIZES)."
+        None,
+        "--size",
+        help="--task only: quick (default), default, bench (the published benchmark) or paper (GPU); see "
+        "duetfair.experiments.methods.SIZES.",
+    ),
+    split: str = typer.Option(
+        "test",
+        "--split",
+        help="Split the table reports: test, or val to choose defaults and hyper-parameters without touching test.",
     ),
     set_: Optional[list[str]] = typer.Option(None, "--set", help="Extra config override for every run (repeatable)."),
 ) -> None:
@@ -805,8 +821,9 @@ def benchmark_cmd(
       duetfair benchmark --seeds 3
       duetfair benchmark --task lesion2d --method erm --method fair_dro --seeds 5 --size default
       duetfair benchmark my_data.yaml --method erm --method fair_dro --seeds 5 --out runs/my_bench
+      duetfair benchmark --task tumor3d --method all --size bench --seeds 5 --out runs/bench/tumor3d
     """
-    from duetfair.experiments.methods import DEMO_METHODS, run_benchmark
+    from duetfair.experiments.methods import BENCH_METHODS, DEMO_METHODS, run_benchmark
 
     if seeds < 1:
         raise DuetfairError(f"--seeds {seeds}: expected at least 1")
@@ -819,14 +836,16 @@ def benchmark_cmd(
         out,
         task=task or "fundus2d",
         config=source,
-        methods=method or list(DEMO_METHODS),
+        methods=list(BENCH_METHODS) if method == ["all"] else method or list(DEMO_METHODS),
         seeds=list(range(seeds)),
         size=size if source is not None else (size or "quick"),
         extra=list(set_ or []),
+        split=split,
         log=lambda s: console.print(s, highlight=False, markup=False),
     )
     typer.echo(result["markdown"], nl=False)
-    console.print(f"wrote {out}/methods.md and {out}/methods.json", highlight=False, markup=False)
+    stem = "methods" if split == "test" else f"methods-{split}"
+    console.print(f"wrote {out}/{stem}.md and {out}/{stem}.json", highlight=False, markup=False)
 
 
 # ---- demo --------------------------------------------------------------------------------------

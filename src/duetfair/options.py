@@ -32,7 +32,9 @@ class Method(StrEnum):
     MOE = "moe"
     DMOE = "dmoe"
     FAIR_DRO = "fair_dro"
+    SUBGROUP_DRO = "subgroup_dro"
     DIVERGENCE = "divergence"
+    ORACLE = "oracle"
 
 
 class SelectRule(StrEnum):

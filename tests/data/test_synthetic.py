@@ -96,3 +96,14 @@ def test_build_datasets_in_memory_contract():
         "synthetic", task="tumor3d", n_train=2, n_val=0, n_test=0, image_size=16, attributes=["institution"]
     )
     assert one["train"].group_spec.attributes == ["institution"] and one["train"][0]["image"].shape == (3, 16, 16, 16)
+
+
+def test_planted_subtype_is_an_attribute_only_on_request():
+    from duetfair.data.synthetic import group_spec, synthetic_datasets
+    from duetfair.options import HIDDEN_COLUMN
+
+    for task in ("fundus2d", "lesion2d", "tumor3d"):
+        assert HIDDEN_COLUMN not in group_spec(task).attributes
+    train = synthetic_datasets("lesion2d", n_train=64, n_val=0, n_test=0, attributes=["age", HIDDEN_COLUMN])["train"]
+    assert train.group_spec.attributes == ["age", HIDDEN_COLUMN]
+    assert train.codes[:, 1].tolist() == train.meta[HIDDEN_COLUMN].tolist()  # typical 0, hidden 1

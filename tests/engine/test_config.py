@@ -127,6 +127,10 @@ def test_with_method_switches_a_user_config_to_each_method() -> None:
         with_method(raw, "best")
     with pytest.raises(DuetfairError, match="needs a backbone with MoE variants"):
         validate(with_method(apply_overrides(raw, ["model.name=unet"]), "moe"))
+    sub = validate(with_method(raw, "subgroup_dro"))  # the DuetFair loss on the plain model
+    assert (sub.model.name, sub.objective.name, sub.objective.args["within"]) == ("vit_seg", "fair_dro", "kl")
+    with pytest.raises(DuetfairError, match="method 'oracle' needs the planted subtype"):
+        with_method(raw, "oracle")
 
 
 def test_analysis_and_display_settings_do_not_change_the_hash() -> None:

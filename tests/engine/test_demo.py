@@ -50,6 +50,24 @@ def test_benchmark_smoke_two_seeds(tmp_path: Path) -> None:
     assert "verdict" in result["markdown"]
 
 
+def test_benchmark_on_validation_keeps_the_test_evaluation(tmp_path: Path) -> None:
+    """Choosing on validation writes methods-val.* and <run>/eval-val; the test outputs stay apart."""
+    out = tmp_path / "b"
+    test = run_benchmark(out, methods=("erm", "dmoe", "oracle"), seeds=(0,), extra=TINY_DEMO, n_boot=10, log=print)
+    before = (out / "seed0" / "dmoe" / "summary.json").read_text()
+    val = run_benchmark(
+        out, methods=("erm", "dmoe", "oracle"), seeds=(0,), extra=TINY_DEMO, n_boot=10, split="val", log=print
+    )
+    assert (out / "methods-val.md").is_file() and (out / "methods.md").is_file()
+    assert json.loads((out / "seed0" / "dmoe" / "eval-val" / "summary.json").read_text())["split"] == "val"
+    assert (out / "seed0" / "dmoe" / "summary.json").read_text() == before
+    assert val["split"] == "val" and val["baselines"] == ["erm", "dmoe"]
+    assert "Paired difference to dMoE" in test["markdown"] and "Oracle (knows the subtype)" in test["markdown"]
+    # the oracle routes on the true subtype and draws it as often as the typical cases
+    cfg = json.loads((out / "seed0" / "oracle" / "run.json").read_text())
+    assert cfg["route_attributes"] == ["race", "hidden_subtype"]
+
+
 def test_aggregate_seeds_paired_differences() -> None:
     rows = []
     for seed, (a, b) in enumerate([(0.70, 0.75), (0.60, 0.66), (0.80, 0.84)]):
@@ -63,6 +81,7 @@ def test_aggregate_seeds_paired_differences() -> None:
     assert 0.04 - 1e-9 <= lo <= hi <= 0.06 + 1e-9
     md = benchmark_markdown(agg)
     assert "es_dice: better" in md  # every seed improved: the interval excludes 0
+    assert "Paired difference to ERM" in md and "| ERM |" in md.split("Paired")[0]
     assert np.isnan(seed_ci(np.array([0.5]))[0])  # one seed: no interval
 
 

@@ -145,3 +145,25 @@ def test_one_plain_line_per_epoch_when_not_a_terminal(tmp_path: Path, tiny, caps
         assert "\x1b[" not in line  # plain text, no terminal codes
     train(tiny("erm", "train.log_every_epoch=false"), tmp_path / "quiet")
     assert "epoch 1/2" not in capsys.readouterr().out
+
+
+def test_balanced_epoch_order_draws_groups_equally_often() -> None:
+    from duetfair.objectives.group_dro import group_balanced_weights
+
+    groups = torch.tensor([0] * 90 + [1] * 10)
+    weights = group_balanced_weights(groups)
+    order = epoch_order(100, 0, 0, weights)
+    assert torch.equal(order, epoch_order(100, 0, 0, weights)) and order.numel() == 100
+    counts = torch.bincount(groups[torch.cat([epoch_order(100, 0, e, weights) for e in range(20)])])
+    assert counts[1] / counts.sum() == pytest.approx(0.5, abs=0.05)  # 10 % of the cases, half the draws
+
+
+def test_balance_by_groups_or_an_attribute(tmp_path: Path, tiny) -> None:
+    trainer = Trainer(tiny("group_dro", "train.balance_by=groups"), tmp_path / "a")
+    ids = trainer.grouping.group_ids(trainer.datasets["train"].codes)
+    w = trainer.sample_weights
+    assert w is not None and float(w[ids == ids[0]].sum()) == pytest.approx(float(w[ids == ids.max()].sum()))
+    assert Trainer(tiny("erm"), tmp_path / "b").sample_weights is None
+    assert Trainer(tiny("erm", "train.balance_by=sex"), tmp_path / "c").sample_weights is not None
+    with pytest.raises(DuetfairError, match=r"train.balance_by: 'site' is not 'groups' or one of"):
+        Trainer(tiny("erm", "train.balance_by=site"), tmp_path / "d")

@@ -161,3 +161,51 @@ def test_within_group_weight_concentration_is_logged_per_group():
     tilted = FairDRO(2, within="kl", tau=1.0).train()
     tilted(losses, group)
     assert 0.9 < tilted.log_values()["ess_0"] < 1.0  # the default's tilt is mild at these loss scales
+
+
+def _fractional_cvar(values: torch.Tensor, alpha: float) -> float:
+    """Mean of the worst ``alpha`` fraction of ``values`` (fractional last case)."""
+    v = values.sort(descending=True).values
+    k = alpha * v.numel()
+    full = int(math.floor(k))
+    partial = (k - full) * float(v[full]) if full < v.numel() else 0.0
+    return (float(v[:full].sum()) + partial) / k
+
+
+def test_dual_cvar_starts_at_the_group_cvar_and_trains_its_thresholds():
+    torch.manual_seed(0)
+    objective = FairDRO(2, within="dual_cvar", alpha=0.5, across="uniform")
+    losses = torch.rand(9, requires_grad=True)
+    group = torch.tensor([0, 0, 0, 0, 1, 1, 1, 1, -1])
+    loss = objective(losses, group)
+    loss.backward()
+    values = objective.log_values()
+    # eta_g starts at the group's median, where eta + E[(l - eta)_+] / alpha is the group's CVaR_0.5
+    for g, part in ((0, losses[:4]), (1, losses[4:8])):
+        assert values[f"group_value_{g}"] == pytest.approx(_fractional_cvar(part.detach(), 0.5), abs=1e-6)
+        assert values[f"eta_{g}"] == pytest.approx(float(part.detach().median() + part.detach().sort().values[2]) / 2)
+    expected = 8 / 9 * 0.5 * (values["group_value_0"] + values["group_value_1"]) + float(losses[8].detach()) / 9
+    assert float(loss) == pytest.approx(expected, abs=1e-6)
+    # only the cases above their group's threshold (and the unknown case) get a gradient
+    above = torch.cat([losses[:4] > objective.eta[0], losses[4:8] > objective.eta[1]])
+    assert torch.equal(losses.grad[:8] > 0, above) and losses.grad[8] == pytest.approx(1 / 9)
+    # d/d eta = A_g share * (1 - P(l > eta) / alpha) = 0 at the median of an even group
+    assert torch.allclose(objective.eta.grad, torch.zeros(2), atol=1e-6)
+    assert {"ess_0", "ess_1"} <= set(values) and values["ess_0"] == pytest.approx(0.5)
+
+
+def test_dual_cvar_threshold_moves_towards_the_quantile():
+    torch.manual_seed(1)
+    objective = FairDRO(1, within="dual_cvar", alpha=0.2, across="size")
+    opt = torch.optim.SGD(objective.parameters(), lr=0.05)
+    for _ in range(400):
+        losses = torch.rand(16)  # uniform losses: the 0.8 quantile is 0.8
+        opt.zero_grad()
+        objective(losses, torch.zeros(16, dtype=torch.long)).backward()
+        opt.step()
+    assert float(objective.eta[0]) == pytest.approx(0.8, abs=0.08)
+
+
+def test_dual_cvar_has_no_in_batch_weights():
+    with pytest.raises(DuetfairError, match="dual_cvar"):
+        within_group_weights(torch.rand(4), torch.zeros(4, dtype=torch.long), 1, within="dual_cvar")

@@ -51,13 +51,20 @@ def _nan(x: Any) -> float:
     return float("nan") if x is None else float(x)
 
 
-def run_row(run_dir: str | Path, attribute: Optional[str] = None, name: Optional[str] = None) -> dict[str, Any]:
-    """Numbers of one evaluated run (see the module docstring) as a flat dict."""
+def run_row(
+    run_dir: str | Path,
+    attribute: Optional[str] = None,
+    name: Optional[str] = None,
+    results: Optional[str | Path] = None,
+) -> dict[str, Any]:
+    """Numbers of one evaluated run (see the module docstring) as a flat dict; ``results``: the
+    folder of the evaluation to read (``duetfair evaluate --out``; default the run folder)."""
     run = RunDir(run_dir)
     root = run.root
     require(root.is_dir(), f"run directory {root} not found")
-    audit = run.read_json(run.audit, "audit")
-    summary = run.read_json(run.summary, "summary")
+    evaluation = RunDir(results) if results is not None else run
+    audit = run.read_json(evaluation.audit, "audit")
+    summary = run.read_json(evaluation.summary, "summary")
     record = run.read_record() if run.record.is_file() else None
     if attribute is None:
         attribute = (record.group_attribute if record else None) or next(

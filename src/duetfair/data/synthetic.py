@@ -209,9 +209,17 @@ def _validate(task: str, p: Any) -> None:
         )
 
 
+#: Group names of the planted subtype when it is selected as an attribute (codes 0 / 1).
+HIDDEN_GROUPS = ("typical", "hidden")
+
+
 def group_spec(task: str, params: Any | None = None, attributes: Sequence[str] | None = None) -> GroupSpec:
     """Group spec of a synthetic task (age bins: FairSeg <60/>=60 for fundus, HAM10000 5 bins for
-    lesions); ``attributes`` selects and orders them (default: all of the task's)."""
+    lesions); ``attributes`` selects and orders them (default: all of the task's).
+
+    The planted subtype (:data:`~duetfair.options.HIDDEN_COLUMN`, groups :data:`HIDDEN_GROUPS`) is
+    never an attribute by default; naming it in ``attributes`` gives a model the true subtype, which
+    only the oracle of the benchmark does (it measures how much knowing the hard cases could gain)."""
     p = params if params is not None else make_params(task)
     if task == "fundus2d":
         specs = [
@@ -227,8 +235,13 @@ def group_spec(task: str, params: Any | None = None, attributes: Sequence[str] |
         ]
     else:
         specs = [AttributeSpec("stage", list(p.stage_values)), AttributeSpec("institution", list(p.institution_values))]
+    specs.append(
+        AttributeSpec(HIDDEN_COLUMN, list(HIDDEN_GROUPS), value_map={"0": HIDDEN_GROUPS[0], "1": HIDDEN_GROUPS[1]})
+    )
     spec = GroupSpec(specs)
-    return spec.select(list(attributes)) if attributes is not None else spec
+    if attributes is None:
+        return spec.select([s.name for s in specs[:-1]])
+    return spec.select(list(attributes))
 
 
 def generate(

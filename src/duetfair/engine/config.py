@@ -36,7 +36,7 @@ from typing import Any, Literal, Optional
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from duetfair.errors import DuetfairError
+from duetfair.errors import DuetfairError, require
 from duetfair.options import DatasetKind, EmptyPolicy, EsVariant, Method, SelectRule, parse
 
 #: method shortcut -> (model MoE kind, objective name, default selection rule)
@@ -50,8 +50,14 @@ METHODS: dict[Method, tuple[str, str, SelectRule]] = {
     Method.MOE: ("moe", "erm", SelectRule.OVERALL),
     Method.DMOE: ("dmoe", "erm", SelectRule.WORST_GROUP),
     Method.FAIR_DRO: ("dmoe", "fair_dro", SelectRule.WORST_GROUP),
+    Method.SUBGROUP_DRO: ("none", "fair_dro", SelectRule.WORST_GROUP),
     Method.DIVERGENCE: ("none", "divergence", SelectRule.WORST_GROUP),
+    Method.ORACLE: ("dmoe", "erm", SelectRule.WORST_GROUP),
 }
+"""Method shortcut -> (MoE kind, objective, default selection rule). ``subgroup_dro`` is the FairDRO
+loss on the plain model (the DuetFair ablation); ``oracle`` is the benchmark's ceiling on a synthetic
+task: a dMoE model that routes on the true hidden subtype as well and draws the subtype's cases as
+often as the others (packaged ``<task>_oracle`` configs only)."""
 
 
 class _Section(BaseModel):
@@ -155,6 +161,10 @@ class TrainConfig(_Section):
     deterministic: bool = True
     val_every: int = Field(1, ge=1)
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    balance_by: Optional[str] = None
+    """Group-balanced sampling: every epoch draws as many cases as the training split holds, with
+    replacement, each group of this attribute equally often (``"groups"``: the objective's groups;
+    the reference GroupDRO recipe). ``None`` (default): a plain permutation of the split."""
     threads: Optional[int] = Field(None, ge=1, le=1024)
     """CPU threads of this process (torch intra-op); ``None``: one per core, at most 8. Lower it
     when several jobs share a machine (see docs/reliability.md)."""
@@ -448,6 +458,11 @@ def with_method(raw: dict[str, Any], method: str) -> dict[str, Any]:
     from duetfair.models.registry import MOE_VARIANTS, moe_kind
 
     target = parse(Method, method, "--method")
+    require(
+        target != Method.ORACLE,
+        "method 'oracle' needs the planted subtype of a synthetic task; it has packaged configs only "
+        "(<task>_oracle), not a switch for another config",
+    )
     kind, objective, _ = METHODS[target]
     own = validate(raw)
     out = copy.deepcopy(raw)

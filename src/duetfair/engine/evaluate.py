@@ -180,9 +180,10 @@ def evaluate_run(
     device: str = "auto",
     report: bool = True,
     threads: Optional[int] = None,
+    out: Optional[str | Path] = None,
 ) -> dict[str, Any]:
     """``duetfair evaluate``: predict a split, write ``cases.csv``, ``summary.json``, ``audit.json``
-    and ``report.html`` into the run folder; return the summary.
+    and ``report.html`` into the run folder (or ``out``); return the summary.
 
     Args:
         run_dir: folder written by ``duetfair train``.
@@ -193,6 +194,8 @@ def evaluate_run(
         device: ``auto``, ``cpu`` or ``cuda``.
         threads: CPU threads (default: one per core, at most 8; see ``engine.distributed.set_threads``).
         report: also render ``report.html``.
+        out: folder of the outputs (default: the run folder); e.g. a validation evaluation kept
+            beside the test one.
     """
     from duetfair.audit import audit_table
     from duetfair.engine import adapters
@@ -229,7 +232,8 @@ def evaluate_run(
         empty=cfg.eval.empty,
     )
     # every output is staged and committed together: a failure leaves the previous evaluation intact
-    with run.lock("duetfair evaluate"), staged_outputs(run.root) as stage:
+    target = RunDir(out) if out is not None else run
+    with run.lock("duetfair evaluate"), staged_outputs(target.root) as stage:
         out = RunDir(stage)
         cases = attach_metadata(table, ds.meta, spec, hidden_column=ds.hidden.name)
         cases.to_csv(out.cases, index=False)
@@ -284,7 +288,7 @@ def evaluate_run(
                     provenance=prov,
                 )
             except ValueError as exc:  # a plotting problem must not lose the evaluation already written
-                run.report.unlink(missing_ok=True)  # an older report would not match the new numbers
+                target.report.unlink(missing_ok=True)  # an older report would not match the new numbers
                 warnings.warn(
                     f"report.html not written ({exc}); cases.csv, summary.json and audit.json are complete",
                     RuntimeWarning,

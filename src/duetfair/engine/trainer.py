@@ -62,6 +62,7 @@ from duetfair.metrics.cases import attach_metadata, case_level, label_frame
 from duetfair.metrics.frame import point_summary
 from duetfair.models.base import SegmentationModel
 from duetfair.objectives.base import Objective, ObjectiveContext, ValidationResult
+from duetfair.objectives.group_dro import group_balanced_weights
 from duetfair.rundir import RunDir, RunRecord
 
 Hook = Callable[["Trainer", str], None]
@@ -96,10 +97,13 @@ def seed_everything(seed: int, deterministic: bool = True) -> None:
         torch.backends.cudnn.benchmark = torch.cuda.is_available()
 
 
-def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
-    """Permutation of ``n`` cases for ``epoch``; a pure function of ``(seed, epoch)``."""
+def epoch_order(n: int, seed: int, epoch: int, weights: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Case order ``[n]`` of ``epoch``, a pure function of ``(seed, epoch)``: a permutation, or with
+    sampling ``weights [n]`` (``train.balance_by``) ``n`` draws with replacement."""
     gen = torch.Generator().manual_seed(int(seed) * 1_000_003 + int(epoch))
-    return torch.randperm(n, generator=gen)
+    if weights is None:
+        return torch.randperm(n, generator=gen)
+    return torch.multinomial(weights, n, replacement=True, generator=gen)
 
 
 def lr_factor(step: int, total: int, warmup: int, name: str, power: float, min_ratio: float) -> float:
@@ -271,6 +275,7 @@ class Trainer:
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         ids = self.grouping.group_ids(self.datasets["train"].codes)
+        self.sample_weights = self._sample_weights(ids)
         context = ObjectiveContext(
             num_groups=self.grouping.num_groups,
             group_counts=tuple(torch.bincount(ids[ids >= 0], minlength=self.grouping.num_groups).tolist()),
@@ -290,6 +295,17 @@ class Trainer:
             unused = moe_kind(cfg.model.name) != "none" or any(True for _ in self.objective.parameters())
             devices = [self.device.index] if self.device.type == "cuda" else None
             self.ddp = DDP(self.step_module, device_ids=devices, find_unused_parameters=unused)
+
+    def _sample_weights(self, group_ids: torch.Tensor) -> Optional[torch.Tensor]:
+        """Per-case sampling weights ``[N]`` of ``train.balance_by`` (``None``: plain permutation)."""
+        by = self.cfg.train.balance_by
+        if by is None:
+            return None
+        if by == "groups":
+            return group_balanced_weights(group_ids)
+        attrs = self.spec.attributes
+        require(by in attrs, f"config train.balance_by: '{by}' is not 'groups' or one of {attrs}")
+        return group_balanced_weights(self.datasets["train"].codes[:, attrs.index(by)])
 
     def _build_optim(self) -> None:
         cfg = self.cfg
@@ -417,7 +433,7 @@ class Trainer:
         """Train the rest of the current epoch; False if stopped (checkpoint written)."""
         cfg = self.cfg
         self.ddp.train()
-        order = train_shard(epoch_order(len(self.train_source), cfg.seed, self.epoch), self.info)
+        order = train_shard(epoch_order(len(self.train_source), cfg.seed, self.epoch, self.sample_weights), self.info)
         bs = cfg.train.batch_size
         limit = self.steps_per_epoch * bs if self.drop_last else order.numel()
         order = order[self.epoch_step * bs : limit]

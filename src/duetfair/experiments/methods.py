@@ -4,14 +4,14 @@ synthetic benchmark or on any experiment config (a user's own data).
 The demo trains ERM, GroupDRO, FEBS, MoE, dMoE and FairDRO (dMoE + subgroup-conditioned DRO, the
 DuetFair pairing) on the synthetic fundus task (race groups, hidden hard subtype) with a CPU-sized
 ViT, evaluates every run on the test split, prints the comparison table and writes
-``comparison.{md,json,csv}`` and ``report.html``. Sizes: :data:`DEMO_SIZES` (``quick`` for tests and
+``comparison.{md,json,csv}`` and ``report.html``. Sizes: :data:`SIZES` (``quick`` for tests and
 a first look, ``default`` for a comparison that means something).
 
 The benchmark repeats the comparison over several seeds (data and training) and reports, per method,
 the mean over seeds with a percentile bootstrap interval across seeds, and the paired difference to
 ERM. Nothing is tuned per method: every method gets the same data, model size, epochs and optimiser.
 On a synthetic task (``task``) every method uses its packaged ``<task>_<method>`` config at a
-:data:`DEMO_SIZES` size; on a user's config (``config``) the method shortcut is applied to that
+:data:`SIZES` size; on a user's config (``config``) the method shortcut is applied to that
 config (:func:`duetfair.engine.config.with_method`) and its sizes are kept. A seed sets ``seed``
 and, where the config's ``data.args`` has a ``seed`` (the synthetic data, a manifest's split seed),
 that too. Finished runs are reused, interrupted ones resumed, so a killed benchmark is re-run with
@@ -32,6 +32,23 @@ from duetfair.metrics.bootstrap import bootstrap_means, percentile_ci
 from duetfair.rundir import RunDir
 
 DEMO_METHODS: tuple[str, ...] = ("erm", "group_dro", "febs", "moe", "dmoe", "fair_dro")
+BENCH_METHODS: tuple[str, ...] = (
+    "erm",
+    "group_dro",
+    "febs",
+    "adversarial",
+    "cvar",
+    "focal",
+    "divergence",
+    "moe",
+    "dmoe",
+    "subgroup_dro",
+    "fair_dro",
+    "oracle",
+)
+"""The published benchmark's rows (``duetfair benchmark --method all``): the baselines, FairMedSeg
+divergence, the sample-level robust losses, the DuetFair ablation (``dmoe`` alone, ``subgroup_dro``
+= the FairDRO loss on the plain model, ``fair_dro`` = both) and the ``oracle`` ceiling."""
 
 _SMALL_VIT = [
     "model.args.preset=tiny",
@@ -42,35 +59,111 @@ _SMALL_VIT = [
     "model.args.head_channels=32",
     "model.args.decoder_channels=[16,16]",
 ]
+_SMALL_2D = [
+    "data.args.image_size=48",
+    "train.batch_size=16",
+    "train.eval_batch_size=64",
+    "optim.lr=3e-3",
+    "schedule.warmup_epochs=0",
+]
+_SMALL_3D = ["model.args.feature_size=4", "train.batch_size=4", "optim.lr=3e-3", "schedule.warmup_epochs=0"]
 
-#: ``--set`` overrides of the demo sizes (applied on top of the ``<task>_<method>`` configs).
-#: ``quick``: about 1 minute on 2 idle CPU cores; ``default``: about 8 (tiny ViT preset, 64 x 64).
-DEMO_SIZES: dict[str, list[str]] = {
-    "quick": _SMALL_VIT
-    + [
-        "data.args.n_train=256",
-        "data.args.n_val=64",
-        "data.args.n_test=128",
-        "data.args.image_size=48",
-        "train.epochs=8",
-        "train.batch_size=16",
-        "train.eval_batch_size=64",
-        "optim.lr=3e-3",
-        "eval.metrics=[dice,iou]",
-        "schedule.warmup_epochs=0",
-    ],
-    "default": [
-        "model.args.preset=tiny",
-        "data.args.n_train=512",
-        "data.args.n_val=128",
-        "data.args.n_test=256",
-        "data.args.image_size=64",
-        "train.epochs=20",
-        "train.batch_size=16",
-        "train.eval_batch_size=64",
-        "eval.metrics=[dice,iou,hd95,nsd]",
-    ],
+#: ``--set`` overrides of each size, per family of tasks (``2d``: fundus2d, lesion2d; ``3d``:
+#: tumor3d), applied on top of the ``<task>_<method>`` configs:
+#:
+#: * ``quick``: tests and a first look (about 1 minute for the demo's six methods on 2 CPU cores);
+#: * ``default``: the demo's comparison (tiny ViT preset, 64 x 64; about 10 minutes);
+#: * ``bench``: the published benchmark, sized so that ERM's validation curve is flat by the last
+#:   epoch while 12 methods x 5 seeds x 3 tasks fit in a few hours on 2 CPU cores;
+#: * ``paper``: near the papers' scale, for a GPU (224 x 224 ViT-B/16, or 64^3 volumes with the
+#:   paper's 3D width; bf16); the data sizes stay within the in-memory synthetic limit.
+SIZES: dict[str, dict[str, list[str]]] = {
+    "2d": {
+        "quick": _SMALL_VIT
+        + _SMALL_2D
+        + [
+            "data.args.n_train=256",
+            "data.args.n_val=64",
+            "data.args.n_test=128",
+            "train.epochs=8",
+            "eval.metrics=[dice,iou]",
+        ],
+        "default": [
+            "model.args.preset=tiny",
+            "data.args.n_train=512",
+            "data.args.n_val=128",
+            "data.args.n_test=256",
+            "data.args.image_size=64",
+            "train.epochs=20",
+            "train.batch_size=16",
+            "train.eval_batch_size=64",
+            "eval.metrics=[dice,iou,hd95,nsd]",
+        ],
+        "bench": _SMALL_VIT
+        + _SMALL_2D
+        + [
+            "data.args.n_train=256",
+            "data.args.n_val=128",
+            "data.args.n_test=256",
+            "train.epochs=24",
+            "eval.metrics=[dice,iou]",
+        ],
+        "paper": [
+            "model.args.preset=base",
+            "data.args.n_train=4000",
+            "data.args.n_val=1000",
+            "data.args.n_test=2000",
+            "data.args.image_size=224",
+            "train.epochs=100",
+            "train.batch_size=42",
+            "train.amp=bf16",
+            "train.device=cuda",
+            "optim.lr=1e-4",
+            "eval.metrics=[dice,iou,hd95,nsd]",
+        ],
+    },
+    "3d": {
+        "quick": _SMALL_3D
+        + [
+            "data.args.n_train=48",
+            "data.args.n_val=24",
+            "data.args.n_test=48",
+            "train.epochs=6",
+            "eval.metrics=[dice,iou]",
+        ],
+        "default": ["data.args.n_train=192", "data.args.n_val=48", "data.args.n_test=96", "train.epochs=30"],
+        "bench": _SMALL_3D
+        + [
+            "data.args.n_train=64",
+            "data.args.n_val=64",
+            "data.args.n_test=128",
+            "train.epochs=12",
+            "eval.metrics=[dice,iou]",
+        ],
+        "paper": [
+            "model.args.feature_size=24",
+            "data.args.n_train=600",
+            "data.args.n_val=150",
+            "data.args.n_test=300",
+            "data.args.image_size=64",
+            "train.epochs=300",
+            "train.batch_size=2",
+            "train.amp=bf16",
+            "train.device=cuda",
+            "optim.lr=1e-4",
+            "eval.metrics=[dice,iou,hd95,nsd]",
+        ],
+    },
 }
+
+
+def size_overrides(task: str, size: str) -> list[str]:
+    """The ``--set`` overrides of ``size`` for synthetic ``task`` (see :data:`SIZES`)."""
+    family = "3d" if task == "tumor3d" else "2d"
+    require(size in SIZES[family], f"size '{size}': expected one of {sorted(SIZES[family])}")
+    return list(SIZES[family][size])
+
+
 DISPLAY = {
     "erm": "ERM",
     "group_dro": "GroupDRO",
@@ -79,18 +172,26 @@ DISPLAY = {
     "moe": "MoE",
     "dmoe": "dMoE",
     "fair_dro": "FairDRO (dMoE + DRO)",
+    "subgroup_dro": "Subgroup DRO (plain model)",
     "divergence": "Divergence (FairMedSeg)",
-    "cvar": "CVaR",
-    "focal": "Focal",
+    "cvar": "CVaR (sample-level)",
+    "focal": "Focal (sample-level)",
+    "oracle": "Oracle (knows the subtype)",
 }
 
 Log = Callable[[str], None]
 
 
-def run_state(run_dir: Path, config_hash: str) -> str:
-    """What a benchmark finds in ``run_dir`` for a config: ``evaluated`` (reuse), ``trained`` (only
-    evaluate), ``partial`` (resume from ``checkpoints/last.pt``), ``empty`` (train) or ``other`` (a
-    different config's run: refused)."""
+def results_dir(run_dir: Path, split: str, config_split: str = "test") -> Path:
+    """Where the evaluation of ``split`` lives: the run folder for the config's own evaluation split,
+    ``<run>/eval-<split>`` for another (e.g. the validation split used to choose defaults)."""
+    return run_dir if split == config_split else run_dir / f"eval-{split}"
+
+
+def run_state(run_dir: Path, config_hash: str, results: Optional[Path] = None) -> str:
+    """What a benchmark finds in ``run_dir`` for a config: ``evaluated`` (reuse; its evaluation in
+    ``results``, default the run folder), ``trained`` (only evaluate), ``partial`` (resume from
+    ``checkpoints/last.pt``), ``empty`` (train) or ``other`` (a different config's run: refused)."""
     run = RunDir(run_dir)
     if not run.record.is_file():
         return "other" if run.checkpoint("last").exists() else "empty"
@@ -98,7 +199,7 @@ def run_state(run_dir: Path, config_hash: str) -> str:
     if record.config_hash != config_hash:
         return "other"
     if record.status == "completed":
-        return "evaluated" if run.summary.is_file() else "trained"
+        return "evaluated" if RunDir(results or run_dir).summary.is_file() else "trained"
     return "partial" if run.checkpoint("last").is_file() else "empty"
 
 
@@ -133,12 +234,16 @@ def train_and_evaluate(
     n_boot: int,
     task: str = "fundus2d",
     config: Optional[str | Path] = None,
+    split: Optional[str] = None,
+    report: bool = True,
     log: Log = print,
 ) -> Path:
-    """Train ``method`` (see :func:`method_config`) into ``run_dir`` and evaluate it (test split).
+    """Train ``method`` (see :func:`method_config`) into ``run_dir`` and evaluate it on ``split``
+    (default: the config's ``eval.split``, ``test``; another split goes to :func:`results_dir`).
 
     A finished, evaluated run of the same config is reused, a trained one only evaluated, an
-    interrupted one resumed; a run folder of another config is refused."""
+    interrupted one resumed; a run folder of another config is refused. Returns the folder of the
+    evaluation."""
     from duetfair.engine.evaluate import evaluate_run
     from duetfair.engine.trainer import train
 
@@ -149,20 +254,24 @@ def train_and_evaluate(
         config=config,
     )
     name = DISPLAY.get(method, method)
-    state = run_state(run_dir, cfg.config_hash())
+    split = split or cfg.eval.split
+    results = results_dir(run_dir, split, cfg.eval.split)
+    state = run_state(run_dir, cfg.config_hash(), results)
     require(state != "other", f"{run_dir} holds a run of another config; remove it or choose another --out")
     if state == "evaluated":
         log(f"  {name}: reusing finished run {run_dir}")
-        return run_dir
+        return results
     if state != "trained":
         if state == "partial":
             log(f"  {name}: resuming unfinished run {run_dir}")
         result = train(cfg, run_dir, resume=state == "partial")
         if result.status != "completed":
             raise KeyboardInterrupt
-    summary = evaluate_run(run_dir, n_boot=n_boot)
-    log(f"  {name}: test Dice {summary['dice']:.3f} (best epoch {RunDir(run_dir).read_record().best_epoch})")
-    return run_dir
+    summary = evaluate_run(
+        run_dir, split=split, n_boot=n_boot, report=report, out=results if results != run_dir else None
+    )
+    log(f"  {name}: {split} Dice {summary['dice']:.3f} (best epoch {RunDir(run_dir).read_record().best_epoch})")
+    return results
 
 
 def seed_overrides(seed: int, *, task: str = "fundus2d", config: Optional[str | Path] = None) -> list[str]:
@@ -186,9 +295,12 @@ def run_methods(
     extra: Sequence[str] = (),
     n_boot: int = 1000,
     config: Optional[str | Path] = None,
+    split: Optional[str] = None,
+    report: bool = True,
     log: Log = print,
 ) -> list[Path]:
-    """Train and evaluate every method into ``out/<method>``; returns the run folders.
+    """Train every method into ``out/<method>`` and evaluate it on ``split`` (see
+    :func:`train_and_evaluate`); returns the evaluation folders.
 
     ``config``: a user's experiment config instead of the synthetic ``task`` (then ``size`` must be
     ``None``: the config's own sizes are used)."""
@@ -198,7 +310,8 @@ def run_methods(
     for m in methods:
         parse(Method, m, "--method")
     if config is None:
-        require(size in DEMO_SIZES, f"size '{size}': expected one of {sorted(DEMO_SIZES)}")
+        require(size is not None, "a synthetic task needs a size")
+        sizes = size_overrides(task, size)
         available = set(list_packaged_configs())
         for m in methods:
             require(
@@ -209,11 +322,14 @@ def run_methods(
             size is None,
             f"--size {size}: applies to the synthetic --task only; set the sizes of {config} in the file or with --set",
         )
-    sizes = DEMO_SIZES[size] if config is None and size is not None else []
+        sizes = []
     overrides = [*sizes, *seed_overrides(seed, task=task, config=config), *extra]
     root = Path(out)
     return [
-        train_and_evaluate(m, root / m, overrides, n_boot=n_boot, task=task, config=config, log=log) for m in methods
+        train_and_evaluate(
+            m, root / m, overrides, n_boot=n_boot, task=task, config=config, split=split, report=report, log=log
+        )
+        for m in methods
     ]
 
 
@@ -271,26 +387,33 @@ def seed_ci(values: np.ndarray, n_boot: int = 2000, seed: int = 0, level: float 
     return percentile_ci(bootstrap_means(v, n_boot, np.random.default_rng(seed)), level)
 
 
-def aggregate_seeds(per_seed: pd.DataFrame, baseline: str = "erm") -> pd.DataFrame:
+def aggregate_seeds(per_seed: pd.DataFrame, baselines: str | Sequence[str] = ("erm",)) -> pd.DataFrame:
     """Per method: mean over seeds and bootstrap interval across seeds of every headline column,
-    and the paired difference to ``baseline`` (same seed) with its interval."""
+    and the paired difference to each of ``baselines`` (same seed) with its interval
+    (``<col>_vs_<baseline>`` and ``<col>_vs_<baseline>_ci``)."""
+    names = [baselines] if isinstance(baselines, str) else list(baselines)
+    bases = {b: per_seed[per_seed["key"] == b].set_index("seed") for b in names}
     rows = []
-    base = per_seed[per_seed["key"] == baseline].set_index("seed")
     for key, part in per_seed.groupby("key", sort=False):
         row: dict[str, Any] = {"method": part["method"].iloc[0], "key": key, "n_seeds": int(len(part))}
         for col in BENCH_COLUMNS:
             if col not in part:
                 continue
             vals = part[col].to_numpy(dtype=float)
-            row[col] = float(np.nanmean(vals)) if np.isfinite(vals).any() else float("nan")
+            row[col] = _nanmean(vals)
             row[f"{col}_ci"] = list(seed_ci(vals))
-            if len(base) and col in base:
-                diff = part.set_index("seed")[col] - base[col].reindex(part["seed"]).to_numpy()
-                d = diff.to_numpy(dtype=float)
-                row[f"{col}_vs_{baseline}"] = float(np.nanmean(d)) if np.isfinite(d).any() else float("nan")
-                row[f"{col}_vs_{baseline}_ci"] = list(seed_ci(d))
+            for b, base in bases.items():
+                if len(base) and col in base:
+                    diff = part.set_index("seed")[col] - base[col].reindex(part["seed"]).to_numpy()
+                    d = diff.to_numpy(dtype=float)
+                    row[f"{col}_vs_{b}"] = _nanmean(d)
+                    row[f"{col}_vs_{b}_ci"] = list(seed_ci(d))
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _nanmean(v: np.ndarray) -> float:
+    return float(np.nanmean(v)) if np.isfinite(v).any() else float("nan")
 
 
 def _fmt(v: float, ci: Sequence[float] | None, signed: bool = False) -> str:
@@ -302,34 +425,58 @@ def _fmt(v: float, ci: Sequence[float] | None, signed: bool = False) -> str:
     return s
 
 
-def benchmark_markdown(agg: pd.DataFrame, baseline: str = "erm") -> str:
-    """Markdown table of :func:`aggregate_seeds`: best mean per column in bold, and a verdict column
-    saying whether the method beat the baseline on ES-Dice and worst-group Dice (interval above 0)."""
-    cols = [c for c in BENCH_COLUMNS if c in agg.columns]
-    best = {c: agg[c].max() for c in cols if agg[c].notna().any()}
+#: Scores of the paired-difference tables and of the verdicts (all higher-is-better).
+VERDICT_COLUMNS = ("es_dice", "worst_dice", "worst_cvar10")
+PAIRED_COLUMNS = ("dice", *VERDICT_COLUMNS, "hidden_dice")
+
+
+def verdict(ci: Sequence[float] | None) -> str:
+    """``better`` / ``worse`` when the paired interval excludes 0, else ``no clear difference``."""
+    if ci is None or not all(math.isfinite(x) for x in ci):
+        return "n/a"
+    return "better" if ci[0] > 0 else "worse" if ci[1] < 0 else "no clear difference"
+
+
+def benchmark_markdown(agg: pd.DataFrame, baselines: str | Sequence[str] = ("erm",)) -> str:
+    """Markdown of :func:`aggregate_seeds`: the scores (mean over seeds, interval across seeds, best
+    mean per column in bold; the oracle ceiling is not a contender), then one table per baseline of
+    paired differences with a verdict per score of :data:`VERDICT_COLUMNS`."""
     from duetfair.audit.compare import LABELS
 
-    name = DISPLAY.get(baseline, baseline)
-    header = (
-        ["Method", "seeds"]
-        + [LABELS.get(c, c) for c in cols]
-        + [f"ES-Dice vs {name}", f"Worst-group Dice vs {name}", "verdict"]
-    )
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    names = [baselines] if isinstance(baselines, str) else list(baselines)
+    contenders = agg[agg["key"] != "oracle"]
+    cols = [c for c in BENCH_COLUMNS if c in agg.columns]
+    best = {c: contenders[c].max() for c in cols if contenders[c].notna().any()}
+    header = ["Method", "seeds"] + [LABELS.get(c, c) for c in cols]
+    lines = _row(header) + ["|" + "|".join("---" for _ in header) + "|"]
     for _, r in agg.iterrows():
         cells = [str(r["method"]), str(r["n_seeds"])]
         for c in cols:
             text = _fmt(r[c], r.get(f"{c}_ci"))
-            cells.append(f"**{text}**" if c in best and r[c] == best[c] else text)
-        verdict = []
-        for c in ("es_dice", "worst_dice"):
-            d, ci = r.get(f"{c}_vs_{baseline}"), r.get(f"{c}_vs_{baseline}_ci")
-            cells.append(_fmt(d, ci, signed=True) if r["key"] != baseline else "-")
-            if r["key"] != baseline and ci is not None and all(math.isfinite(x) for x in ci):
-                verdict.append(f"{c}: " + ("better" if ci[0] > 0 else "worse" if ci[1] < 0 else "no clear difference"))
-        cells.append("; ".join(verdict) if verdict else ("baseline" if r["key"] == baseline else "n/a (1 seed)"))
-        lines.append("| " + " | ".join(cells) + " |")
+            cells.append(f"**{text}**" if c in best and r["key"] != "oracle" and r[c] == best[c] else text)
+        lines += _row(cells)
+    for b in names:
+        if f"dice_vs_{b}" not in agg.columns:
+            continue
+        name = DISPLAY.get(b, b)
+        paired = [c for c in PAIRED_COLUMNS if f"{c}_vs_{b}" in agg.columns]
+        header = ["Method"] + [f"{LABELS.get(c, c)} vs {name}" for c in paired] + ["verdict"]
+        lines += ["", f"Paired difference to {name} (same seed; 95% interval across seeds):", ""]
+        lines += _row(header) + ["|" + "|".join("---" for _ in header) + "|"]
+        for _, r in agg.iterrows():
+            if r["key"] == b:
+                continue
+            cells = [str(r["method"])] + [_fmt(r[f"{c}_vs_{b}"], r.get(f"{c}_vs_{b}_ci"), signed=True) for c in paired]
+            marks = [
+                f"{c}: {verdict(r.get(f'{c}_vs_{b}_ci'))}" for c in VERDICT_COLUMNS if f"{c}_vs_{b}" in agg.columns
+            ]
+            cells.append("; ".join(marks) if r["n_seeds"] > 1 else "n/a (1 seed)")
+            lines += _row(cells)
     return "\n".join(lines) + "\n"
+
+
+def _row(cells: Sequence[str]) -> list[str]:
+    return ["| " + " | ".join(cells) + " |"]
 
 
 def run_benchmark(
@@ -342,12 +489,17 @@ def run_benchmark(
     extra: Sequence[str] = (),
     n_boot: int = 200,
     config: Optional[str | Path] = None,
+    split: Optional[str] = None,
     log: Log = print,
 ) -> dict[str, Any]:
-    """Method comparison over ``seeds``; writes ``methods.md`` / ``methods.json`` into ``out``.
+    """Method comparison over ``seeds``; writes ``methods.md`` / ``methods.json`` / ``report.html``
+    into ``out`` (``methods-<split>.*`` for a split other than the configs' ``eval.split``).
 
     ``config``: benchmark a user's experiment config (own data) instead of the synthetic ``task``
-    (``size`` then ``None``); runs go to ``out/seed<S>/<method>``, finished ones are reused."""
+    (``size`` then ``None``); runs go to ``out/seed<S>/<method>``, finished ones are reused.
+    ``split``: the split evaluated (default ``test``); ``"val"`` is the one to choose defaults and
+    hyper-parameters on, and its evaluations sit beside the test ones in ``<run>/eval-val``.
+    Paired differences are to ERM and, when benchmarked, to dMoE alone."""
     from duetfair.audit.compare import run_row
     from duetfair.io import write_json, write_text
 
@@ -357,7 +509,7 @@ def run_benchmark(
     rows = []
     for s in seeds:
         log(f"seed {s}")
-        runs = run_methods(
+        results = run_methods(
             root / f"seed{s}",
             task=task,
             methods=methods,
@@ -366,28 +518,42 @@ def run_benchmark(
             extra=extra,
             n_boot=n_boot,
             config=config,
+            split=split,
+            report=False,
             log=log,
         )
-        for m, run in zip(methods, runs):
-            row = run_row(run, name=DISPLAY.get(m, m))
+        for m, res in zip(methods, results):
+            row = run_row(root / f"seed{s}" / m, name=DISPLAY.get(m, m), results=res)
             rows.append({"key": m, "seed": int(s), **{k: v for k, v in row.items() if not k.endswith("_ci")}})
     per_seed = pd.DataFrame(rows)
-    baseline = "erm" if "erm" in methods else methods[0]
-    agg = aggregate_seeds(per_seed, baseline)
-    md = benchmark_markdown(agg, baseline)
-    write_text(root / "methods.md", md)
+    baselines = [b for b in ("erm", "dmoe") if b in methods] or [methods[0]]
+    agg = aggregate_seeds(per_seed, baselines)
+    md = benchmark_markdown(agg, baselines)
+    stem = "methods" if split in (None, "test") else f"methods-{split}"
+    write_text(root / f"{stem}.md", md)
     result = {
         "task": None if config is not None else task,
         "config": None if config is None else str(config),
         "size": size,
+        "split": split or "test",
         "seeds": list(map(int, seeds)),
         "methods": list(methods),
-        "baseline": baseline,
+        "baselines": baselines,
         "aggregate": agg.to_dict(orient="records"),
         "per_seed": per_seed.to_dict(orient="records"),
     }
-    write_json(root / "methods.json", result)
-    _benchmark_report(root, agg, md, baseline, seeds=seeds, config=config, task=task, size=size)
+    write_json(root / f"{stem}.json", result)
+    _benchmark_report(
+        root,
+        agg,
+        md,
+        baselines[0],
+        seeds=seeds,
+        config=config,
+        task=task,
+        size=size,
+        name="report.html" if stem == "methods" else f"report-{split}.html",
+    )
     return {"markdown": md, **result}
 
 
@@ -401,6 +567,7 @@ def _benchmark_report(
     config: Optional[str | Path],
     task: str,
     size: Optional[str],
+    name: str = "report.html",
 ) -> None:
     """``report.html`` of a benchmark (methods with intervals across seeds, paired differences to
     the baseline with verdicts, the table); a plotting failure only warns (the results are written)."""
@@ -424,7 +591,7 @@ def _benchmark_report(
             agg,
             md,
             baseline,
-            root / "report.html",
+            root / name,
             notes=[note],
             provenance=prov,
             title=f"duetfair benchmark: {source}, {len(seeds)} seed(s)",

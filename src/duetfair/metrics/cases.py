@@ -22,7 +22,7 @@ from duetfair.options import HIDDEN_COLUMN
 def _metadata(meta: pd.DataFrame, spec: GroupSpec, hidden_column: str) -> pd.DataFrame:
     """``case_id``, the spec's raw attribute columns and the hidden column, from a loader's metadata."""
     cols = ["case_id"] + [a for a in spec.attributes if a in meta.columns]
-    if hidden_column in meta.columns:
+    if hidden_column in meta.columns and hidden_column not in cols:  # the oracle routes on it too
         cols.append(hidden_column)
     return meta[cols].assign(case_id=meta["case_id"].astype(str))
 

@@ -13,6 +13,13 @@ Within a group (``within``):
   result does not depend on case order). ``alpha = 1`` is the group mean.
 * ``"kl"``: KL-DRO, ``W_i = softmax(l_i / tau)`` over the group's cases; ``tau -> inf`` is the mean.
 * ``"mean"``: the group mean.
+* ``"dual_cvar"``: CVaR_alpha in its dual (Rockafellar-Uryasev) form
+  ``R_g = eta_g + E_g[(l - eta_g)_+] / alpha`` with one learned threshold ``eta_g`` per group (a
+  parameter trained with the model; initialised at the first training batch's per-group
+  ``1 - alpha`` quantile). Minimising over ``eta_g`` gives CVaR_alpha, and the mini-batch mean of
+  ``(l - eta_g)_+`` is unbiased for any batch size, whereas the in-batch ``"cvar"`` of a group with
+  one or two cases in the batch is the loss of one case. Cases above ``eta_g`` get the weight
+  ``1 / (alpha n_g)``; the others none.
 
 Across groups (``across``), over the groups present in the batch:
 
@@ -43,12 +50,12 @@ import math
 import torch
 
 from duetfair.errors import require
-from duetfair.objectives.base import Objective, check_batch, mix_unknown, weighted_loss
-from duetfair.objectives.distributed import all_gather_cat, all_reduce_max, group_sums
+from duetfair.objectives.base import Objective, check_batch, erm_weights, mix_unknown, weighted_loss
+from duetfair.objectives.distributed import all_gather_cat, all_reduce_max, group_sums, rank_share
 
 __all__ = ["FairDRO", "fair_dro_weights", "within_group_weights", "across_group_weights"]
 
-WITHIN = ("cvar", "kl", "mean")
+WITHIN = ("cvar", "kl", "mean", "dual_cvar")
 ACROSS = ("uniform", "size", "dro")
 
 
@@ -66,6 +73,7 @@ def within_group_weights(
     Unknown-attribute cases (``group == -1``) get 0.
     """
     _check_options(within, "uniform", alpha, tau)
+    require(within != "dual_cvar", "fair_dro: within='dual_cvar' has learned thresholds; use the FairDRO objective")
     l = losses.detach()
     if within == "cvar":
         return _cvar_weights(l, group, num_groups, alpha)
@@ -122,8 +130,9 @@ class FairDRO(Objective):
 
     Args:
         num_groups: number of groups ``G``.
-        within: ``"kl"`` (default) | ``"cvar"`` | ``"mean"`` within-group aggregate.
-        alpha: CVaR level in ``(0, 1]`` (fraction of worst cases per group; ``within="cvar"`` only).
+        within: ``"kl"`` (default) | ``"cvar"`` | ``"dual_cvar"`` | ``"mean"`` within-group aggregate.
+        alpha: CVaR level in ``(0, 1]`` (fraction of worst cases per group; ``"cvar"`` and
+            ``"dual_cvar"``).
         tau: KL-DRO temperature ``> 0`` (``within="kl"`` only).
         across: ``"size"`` (default) | ``"uniform"`` | ``"dro"`` across-group aggregate.
         step_size: exponentiated-gradient step of ``q`` for ``across="dro"``.
@@ -154,9 +163,14 @@ class FairDRO(Objective):
         self.register_buffer("group_value", torch.zeros(num_groups))
         self.register_buffer("ess_sum", torch.zeros(num_groups, dtype=torch.float64))
         self.register_buffer("ess_batches", torch.zeros(num_groups, dtype=torch.float64))
+        if within == "dual_cvar":
+            self.eta = torch.nn.Parameter(torch.zeros(num_groups))
+            self.register_buffer("eta_ready", torch.zeros((), dtype=torch.bool))
 
     def compute(self, losses: torch.Tensor, group: torch.Tensor) -> torch.Tensor:
         """FairDRO loss of ``losses [B]`` (updates ``q`` in train mode when ``across="dro"``)."""
+        if self.within == "dual_cvar":
+            return self._dual_cvar(losses, group)
         within_w = within_group_weights(
             losses, group, self.num_groups, within=self.within, alpha=self.alpha, tau=self.tau
         )
@@ -170,6 +184,45 @@ class FairDRO(Objective):
         across_w = across_group_weights(counts, across=self.across, q=self.q)
         weights = mix_unknown(_on_known(across_w, group) * within_w, group)
         return weighted_loss(losses, weights)
+
+    def _dual_cvar(self, losses: torch.Tensor, group: torch.Tensor) -> torch.Tensor:
+        """``(n_known / N) sum_g A_g R_g + (1 / N) sum_unknown l_i`` with the dual-form ``R_g``;
+        gradients reach the cases above ``eta_g`` and ``eta_g`` itself."""
+        if self.training and not bool(self.eta_ready):
+            self._init_eta(losses, group)
+        known = group >= 0
+        idx = group.clamp_min(0)
+        eta = self.eta.to(losses.dtype)
+        excess = torch.where(known, (losses - eta[idx]).clamp_min(0), torch.zeros_like(losses))
+        sums, counts = group_sums(excess, group, self.num_groups)
+        values = eta.detach() + sums / (self.alpha * counts.clamp_min(1))
+        self.group_value.copy_(torch.where(counts > 0, values, torch.zeros_like(values)).to(self.group_value))
+        above = torch.where(known & (excess > 0), 1.0 / (self.alpha * counts[idx].clamp_min(1)), 0.0)
+        if self.training:
+            self._track_concentration(above, group, counts)
+        if self.across == "dro" and self.training:
+            q = self.q * torch.exp(self.step_size * torch.where(counts > 0, values, 0.0).to(self.q))
+            self.q.copy_(q / q.sum())
+        across_w = across_group_weights(counts, across=self.across, q=self.q)
+        per_case = mix_unknown(_on_known(across_w, group) * above, group)
+        local = torch.where(known, per_case * excess, per_case * losses).sum()
+        share = counts.sum() * erm_weights(losses)[0]  # n_known / N, global
+        return rank_share(local) + share * (across_w * eta).sum()
+
+    @torch.no_grad()
+    def _init_eta(self, losses: torch.Tensor, group: torch.Tensor) -> None:
+        """``eta_g`` <- the ``1 - alpha`` quantile of group ``g``'s losses in the first training batch
+        (all ranks' losses; the batch's overall quantile for groups absent from it)."""
+        all_l, _ = all_gather_cat(losses.detach().float())
+        all_g, _ = all_gather_cat(group)
+        q = 1.0 - self.alpha
+        eta = torch.full_like(self.eta, float(torch.quantile(all_l, q)))
+        for g in range(self.num_groups):
+            mine = all_l[all_g == g]
+            if mine.numel():
+                eta[g] = torch.quantile(mine, q)
+        self.eta.copy_(eta)
+        self.eta_ready.fill_(True)
 
     def _track_concentration(self, within_w: torch.Tensor, group: torch.Tensor, counts: torch.Tensor) -> None:
         """Accumulate each group's relative effective sample size of its within-group weights,
@@ -189,6 +242,8 @@ class FairDRO(Objective):
         mean relative effective sample size ``ess_g`` of the within-group weights over the training
         batches since the last call (1 = uniform; a small value = the weight sits on few hard cases)."""
         out = {f"group_value_{g}": float(v) for g, v in enumerate(self.group_value)}
+        if self.within == "dual_cvar":
+            out.update({f"eta_{g}": float(v) for g, v in enumerate(self.eta.detach())})
         if self.across == "dro":
             out.update({f"q_{g}": float(v) for g, v in enumerate(self.q)})
         mean = self.ess_sum / self.ess_batches.clamp_min(1)
