@@ -172,7 +172,7 @@ def _fractional_cvar(values: torch.Tensor, alpha: float) -> float:
     return (float(v[:full].sum()) + partial) / k
 
 
-def test_dual_cvar_starts_at_the_group_cvar_and_trains_its_thresholds():
+def test_dual_cvar_starts_at_the_group_cvar_and_steps_its_thresholds():
     torch.manual_seed(0)
     objective = FairDRO(2, within="dual_cvar", alpha=0.5, across="uniform")
     losses = torch.rand(9, requires_grad=True)
@@ -181,29 +181,31 @@ def test_dual_cvar_starts_at_the_group_cvar_and_trains_its_thresholds():
     loss.backward()
     values = objective.log_values()
     # eta_g starts at the group's median, where eta + E[(l - eta)_+] / alpha is the group's CVaR_0.5
-    for g, part in ((0, losses[:4]), (1, losses[4:8])):
-        assert values[f"group_value_{g}"] == pytest.approx(_fractional_cvar(part.detach(), 0.5), abs=1e-6)
-        assert values[f"eta_{g}"] == pytest.approx(float(part.detach().median() + part.detach().sort().values[2]) / 2)
+    for g, part in ((0, losses[:4].detach()), (1, losses[4:8].detach())):
+        assert values[f"group_value_{g}"] == pytest.approx(_fractional_cvar(part, 0.5), abs=1e-6)
+        median = float(part.sort().values[1:3].mean())
+        # half of the group above the threshold: the dual gradient 1 - p / alpha is 0, eta stays
+        assert values[f"eta_{g}"] == pytest.approx(median, abs=1e-6)
     expected = 8 / 9 * 0.5 * (values["group_value_0"] + values["group_value_1"]) + float(losses[8].detach()) / 9
     assert float(loss) == pytest.approx(expected, abs=1e-6)
     # only the cases above their group's threshold (and the unknown case) get a gradient
     above = torch.cat([losses[:4] > objective.eta[0], losses[4:8] > objective.eta[1]])
     assert torch.equal(losses.grad[:8] > 0, above) and losses.grad[8] == pytest.approx(1 / 9)
-    # d/d eta = A_g share * (1 - P(l > eta) / alpha) = 0 at the median of an even group
-    assert torch.allclose(objective.eta.grad, torch.zeros(2), atol=1e-6)
-    assert {"ess_0", "ess_1"} <= set(values) and values["ess_0"] == pytest.approx(0.5)
+    assert values["ess_0"] == pytest.approx(0.5)  # the share of the group above its threshold
 
 
-def test_dual_cvar_threshold_moves_towards_the_quantile():
+def test_dual_cvar_threshold_follows_the_quantile_as_losses_fall():
     torch.manual_seed(1)
     objective = FairDRO(1, within="dual_cvar", alpha=0.2, across="size")
-    opt = torch.optim.SGD(objective.parameters(), lr=0.05)
-    for _ in range(400):
-        losses = torch.rand(16)  # uniform losses: the 0.8 quantile is 0.8
-        opt.zero_grad()
-        objective(losses, torch.zeros(16, dtype=torch.long)).backward()
-        opt.step()
-    assert float(objective.eta[0]) == pytest.approx(0.8, abs=0.08)
+    zeros = torch.zeros(16, dtype=torch.long)
+    for scale in (1.0, 0.3):  # the model improves: every loss shrinks
+        for _ in range(400):
+            objective(scale * torch.rand(16), zeros)
+        assert float(objective.eta[0]) == pytest.approx(0.8 * scale, abs=0.08 * scale)
+    objective.eval()
+    before = objective.eta.clone()
+    objective(torch.rand(16), zeros)
+    assert torch.equal(objective.eta, before)  # evaluation does not move the threshold
 
 
 def test_dual_cvar_has_no_in_batch_weights():

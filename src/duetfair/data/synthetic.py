@@ -6,9 +6,13 @@ It reproduces the *structure* of the papers' problems so that fairness methods c
   (target size / shape distributions) depend on the attributes, so an attribute-aware model has
   something to adapt to, and minority groups are genuinely harder;
 * **intra-group hidden failures** - inside every group a minority subtype (``hidden_prob``, default
-  15 %), drawn independently of the attributes and absent from the metadata a model sees, is much
-  harder but learnable: low contrast, an artefact (band, hair, motion ghost) and small irregular
-  targets. It is recorded in the analysis-only column ``hidden_subtype``.
+  15 %), drawn independently of the attributes and absent from the metadata a model sees, looks
+  *systematically different*: its target has another appearance (fundus: a cup darker than the
+  rim; skin: an amelanotic lesion lighter than the skin; tumour: a rim-enhancing tumour whose
+  necrotic core does not enhance), plus an artefact and somewhat lower contrast. A model that
+  learns mostly from the typical cases fails on it, yet it is learnable: a model that sees enough
+  of it (the benchmark's oracle) segments it much better. It is recorded in the analysis-only
+  column ``hidden_subtype``.
 
 Generation is vectorised over cases with torch (float32, CPU), seeded and deterministic: the same
 task, size, parameters and seed give the same cases bit for bit. Every effect size and proportion
@@ -89,10 +93,11 @@ class FundusParams:
     irregularity: float = 0.06  #: border irregularity of ordinary cases
     edge: float = 0.05  #: softness of the image edges (labels stay hard)
     hidden_prob: float = 0.15  #: proportion of the hidden hard subtype inside every group
-    hidden_contrast: float = 0.45  #: contrast factor of the hidden subtype
-    hidden_artifact: float = 0.35  #: amplitude of the artefact band across the disc (hidden)
-    hidden_cup_scale: float = 0.65  #: cup ratio factor of the hidden subtype (small cups)
-    hidden_irregularity: float = 0.3  #: border irregularity of the hidden subtype
+    hidden_contrast: float = 0.8  #: contrast factor of the hidden subtype
+    hidden_cup_polarity: float = -1.0  #: sign of the cup's step over the rim (hidden; -1: darker cup)
+    hidden_artifact: float = 0.2  #: amplitude of the artefact band across the disc (hidden)
+    hidden_cup_scale: float = 0.9  #: cup ratio factor of the hidden subtype
+    hidden_irregularity: float = 0.1  #: border irregularity of the hidden subtype
 
 
 @dataclass(frozen=True)
@@ -117,10 +122,11 @@ class LesionParams:
     irregularity: float = 0.1  #: lesion border irregularity of ordinary cases
     edge: float = 0.04  #: softness of the image edges
     hidden_prob: float = 0.15  #: proportion of the hidden hard subtype inside every group
-    hidden_contrast: float = 0.45  #: contrast factor of the hidden subtype
-    hidden_hairs: int = 6  #: dense hairs occluding the hidden subtype
-    hidden_radius_scale: float = 0.6  #: lesion radius factor of the hidden subtype
-    hidden_irregularity: float = 0.35  #: border irregularity of the hidden subtype
+    hidden_contrast: float = 0.7  #: contrast factor of the hidden subtype
+    hidden_polarity: float = -1.0  #: sign of the hidden lesion's colour step (-1: lighter than skin)
+    hidden_hairs: int = 2  #: extra hairs over the hidden subtype
+    hidden_radius_scale: float = 0.85  #: lesion radius factor of the hidden subtype
+    hidden_irregularity: float = 0.15  #: border irregularity of the hidden subtype
 
 
 @dataclass(frozen=True)
@@ -141,10 +147,11 @@ class TumorParams:
     tissue: tuple[float, ...] = (0.10, 0.10, 0.18, 0.12)  #: fibroglandular texture amplitude
     edge: float = 0.05  #: softness of the image edges
     hidden_prob: float = 0.15  #: proportion of the hidden hard subtype inside every group
-    hidden_enhancement: float = 0.3  #: contrast uptake factor of the hidden (non-mass) subtype
-    hidden_ghost: float = 0.25  #: amplitude of a motion ghost stripe in the hidden subtype
-    hidden_radius_scale: float = 0.75  #: radius factor of the hidden subtype
-    hidden_irregularity: float = 0.3  #: extra shape irregularity of the hidden subtype
+    hidden_enhancement: float = 0.8  #: contrast uptake factor of the hidden (rim-enhancing) subtype
+    hidden_core: float = 0.6  #: radius fraction of the hidden subtype's non-enhancing necrotic core
+    hidden_ghost: float = 0.15  #: amplitude of a motion ghost stripe in the hidden subtype
+    hidden_radius_scale: float = 1.1  #: radius factor of the hidden subtype
+    hidden_irregularity: float = 0.05  #: extra shape irregularity of the hidden subtype
 
 
 PARAMS: dict[str, type] = {"fundus2d": FundusParams, "lesion2d": LesionParams, "tumor3d": TumorParams}
@@ -433,7 +440,9 @@ def _fundus(p: FundusParams, n: int, gen: torch.Generator) -> tuple[torch.Tensor
     img = col(_take(p.brightness, race)) - 0.08 * (coords[0] ** 2 + coords[1] ** 2)  # vignetting
     img = img + col(_take(p.texture, race)) * _smooth(gen, n, S, 2, coarse=9)
     step = col(pol * contrast)
-    img = img + step * (0.30 * _soft(disc_level, p.edge) + 0.25 * _soft(cup_level, p.edge) * _soft(disc_level, p.edge))
+    cup_sign = col(torch.where(hidden, p.hidden_cup_polarity, 1.0))
+    cup_soft = _soft(cup_level, p.edge) * _soft(disc_level, p.edge)
+    img = img + step * (0.30 * _soft(disc_level, p.edge) + 0.25 * cup_sign * cup_soft)
     band = _band(coords, gen, n, width=0.12) * col(hidden.float() * p.hidden_artifact)
     sign = torch.where(torch.rand(n, generator=gen) < 0.5, -1.0, 1.0)
     img = img + col(sign) * band
@@ -487,7 +496,8 @@ def _lesion(p: LesionParams, n: int, gen: torch.Generator) -> tuple[torch.Tensor
     mottle = 1.0 + 0.25 * _smooth(gen, n, S, 2, coarse=10)
     soft = _soft(level, p.edge) * mottle
     img = skin[:, :, None, None] + (base + stripes).unsqueeze(1)
-    img = img + (col(contrast) * soft).unsqueeze(1) * lesion_rgb[None, :, None, None]
+    sign = torch.where(hidden, p.hidden_polarity, 1.0)  # amelanotic: lighter than the skin
+    img = img + (col(contrast * sign) * soft).unsqueeze(1) * lesion_rgb[None, :, None, None]
     hair_n = torch.where(
         torch.rand(n, generator=gen) < torch.where(male, p.male_hair_prob, p.male_hair_prob / 3),
         torch.randint(1, 4, (n,), generator=gen),
@@ -533,10 +543,12 @@ def _tumor(p: TumorParams, n: int, gen: torch.Generator) -> tuple[torch.Tensor, 
     bias = 1.0 + col(_take(p.bias_field, inst)) * _smooth(gen, n, S, 3, coarse=3)
     uptake = _take(p.enhancement, inst) * torch.where(hidden, p.hidden_enhancement, 1.0)
     soft = _soft(level, p.edge)
+    core = _soft(_level(coords, centre, radii * p.hidden_core, None, None), p.edge)
+    enhancing = torch.where(col(hidden.float()) > 0, (soft - core).clamp_min(0), soft)  # necrotic core
     phases = []
     for k in range(C):  # pre-contrast (k = 0) then wash-in over the post-contrast phases
         curve = 0.0 if k == 0 else 0.6 * (1 - math.exp(-1.5 * k))
-        vol = tissue + col(uptake * curve) * soft + (0.05 * soft if k == 0 else 0.0)
+        vol = tissue + col(uptake * curve) * enhancing + (0.05 * soft if k == 0 else 0.0)
         phases.append(vol)
     img = torch.stack(phases, 1) * bias.unsqueeze(1)
     img = img + _ghost(coords, gen, hidden, p.hidden_ghost).unsqueeze(1)

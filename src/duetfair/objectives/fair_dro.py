@@ -14,12 +14,16 @@ Within a group (``within``):
 * ``"kl"``: KL-DRO, ``W_i = softmax(l_i / tau)`` over the group's cases; ``tau -> inf`` is the mean.
 * ``"mean"``: the group mean.
 * ``"dual_cvar"``: CVaR_alpha in its dual (Rockafellar-Uryasev) form
-  ``R_g = eta_g + E_g[(l - eta_g)_+] / alpha`` with one learned threshold ``eta_g`` per group (a
-  parameter trained with the model; initialised at the first training batch's per-group
-  ``1 - alpha`` quantile). Minimising over ``eta_g`` gives CVaR_alpha, and the mini-batch mean of
-  ``(l - eta_g)_+`` is unbiased for any batch size, whereas the in-batch ``"cvar"`` of a group with
-  one or two cases in the batch is the loss of one case. Cases above ``eta_g`` get the weight
-  ``1 / (alpha n_g)``; the others none.
+  ``R_g = eta_g + E_g[(l - eta_g)_+] / alpha`` with one threshold ``eta_g`` per group learned across
+  batches. Minimising over ``eta_g`` gives CVaR_alpha, and the mini-batch mean of ``(l - eta_g)_+``
+  is unbiased for any batch size, whereas the in-batch ``"cvar"`` of a group with one or two cases
+  in the batch is the loss of one case. Cases above ``eta_g`` get the weight ``1 / (alpha n_g)``;
+  the others none. ``eta_g`` starts at the first training batch's per-group ``1 - alpha`` quantile
+  and takes one stochastic-gradient step on the dual per training batch,
+  ``eta_g <- eta_g - eta_step * R_g * (1 - p_g / alpha)`` (``p_g``: share of the group's batch
+  cases above ``eta_g``): the step is relative to the group's loss level, so the threshold follows
+  the losses down as the model trains (an optimiser step of a fixed size in loss units lags behind
+  them, and then no case is above the threshold and the model stops learning).
 
 Across groups (``across``), over the groups present in the batch:
 
@@ -136,6 +140,7 @@ class FairDRO(Objective):
         tau: KL-DRO temperature ``> 0`` (``within="kl"`` only).
         across: ``"size"`` (default) | ``"uniform"`` | ``"dro"`` across-group aggregate.
         step_size: exponentiated-gradient step of ``q`` for ``across="dro"``.
+        eta_step: relative step of the thresholds ``eta_g`` (``within="dual_cvar"`` only).
 
     Example::
 
@@ -153,10 +158,13 @@ class FairDRO(Objective):
         tau: float = 1.0,
         across: str = "size",
         step_size: float = 0.01,
+        eta_step: float = 0.05,
     ) -> None:
         super().__init__(num_groups)
         _check_options(within, across, alpha, tau)
         require(step_size >= 0, f"fair_dro: step_size must be >= 0, got {step_size}")
+        require(0 < eta_step < 1, f"fair_dro: eta_step must be in (0, 1), got {eta_step}")
+        self.eta_step = float(eta_step)
         self.within, self.across = within, across
         self.alpha, self.tau, self.step_size = float(alpha), float(tau), float(step_size)
         self.register_buffer("q", torch.full((num_groups,), 1.0 / num_groups))
@@ -164,7 +172,7 @@ class FairDRO(Objective):
         self.register_buffer("ess_sum", torch.zeros(num_groups, dtype=torch.float64))
         self.register_buffer("ess_batches", torch.zeros(num_groups, dtype=torch.float64))
         if within == "dual_cvar":
-            self.eta = torch.nn.Parameter(torch.zeros(num_groups))
+            self.register_buffer("eta", torch.zeros(num_groups))
             self.register_buffer("eta_ready", torch.zeros((), dtype=torch.bool))
 
     def compute(self, losses: torch.Tensor, group: torch.Tensor) -> torch.Tensor:
@@ -186,8 +194,9 @@ class FairDRO(Objective):
         return weighted_loss(losses, weights)
 
     def _dual_cvar(self, losses: torch.Tensor, group: torch.Tensor) -> torch.Tensor:
-        """``(n_known / N) sum_g A_g R_g + (1 / N) sum_unknown l_i`` with the dual-form ``R_g``;
-        gradients reach the cases above ``eta_g`` and ``eta_g`` itself."""
+        """``(n_known / N) sum_g A_g R_g + (1 / N) sum_unknown l_i`` with the dual-form ``R_g`` at the
+        current thresholds; gradients reach the cases above ``eta_g``. Train mode: then one step of
+        every present group's ``eta_g``."""
         if self.training and not bool(self.eta_ready):
             self._init_eta(losses, group)
         known = group >= 0
@@ -195,19 +204,23 @@ class FairDRO(Objective):
         eta = self.eta.to(losses.dtype)
         excess = torch.where(known, (losses - eta[idx]).clamp_min(0), torch.zeros_like(losses))
         sums, counts = group_sums(excess, group, self.num_groups)
-        values = eta.detach() + sums / (self.alpha * counts.clamp_min(1))
-        self.group_value.copy_(torch.where(counts > 0, values, torch.zeros_like(values)).to(self.group_value))
+        values = torch.where(counts > 0, eta + sums / (self.alpha * counts.clamp_min(1)), torch.zeros_like(eta))
+        self.group_value.copy_(values.to(self.group_value))
         above = torch.where(known & (excess > 0), 1.0 / (self.alpha * counts[idx].clamp_min(1)), 0.0)
         if self.training:
             self._track_concentration(above, group, counts)
+            n_above, _ = group_sums((excess > 0).to(losses.dtype), group, self.num_groups)
+            share = n_above / counts.clamp_min(1)
+            step = self.eta_step * values * (1.0 - share / self.alpha)
+            self.eta.copy_(torch.where(counts > 0, eta - step, eta).to(self.eta))
         if self.across == "dro" and self.training:
-            q = self.q * torch.exp(self.step_size * torch.where(counts > 0, values, 0.0).to(self.q))
+            q = self.q * torch.exp(self.step_size * values.to(self.q))
             self.q.copy_(q / q.sum())
         across_w = across_group_weights(counts, across=self.across, q=self.q)
         per_case = mix_unknown(_on_known(across_w, group) * above, group)
-        local = torch.where(known, per_case * excess, per_case * losses).sum()
-        share = counts.sum() * erm_weights(losses)[0]  # n_known / N, global
-        return rank_share(local) + share * (across_w * eta).sum()
+        weighted = torch.where(known, per_case * excess, per_case * losses).sum()
+        constant = counts.sum() * erm_weights(losses)[0] * (across_w * eta).sum()  # (n_known / N) sum A_g eta_g
+        return rank_share(weighted) + constant
 
     @torch.no_grad()
     def _init_eta(self, losses: torch.Tensor, group: torch.Tensor) -> None:
@@ -243,7 +256,7 @@ class FairDRO(Objective):
         batches since the last call (1 = uniform; a small value = the weight sits on few hard cases)."""
         out = {f"group_value_{g}": float(v) for g, v in enumerate(self.group_value)}
         if self.within == "dual_cvar":
-            out.update({f"eta_{g}": float(v) for g, v in enumerate(self.eta.detach())})
+            out.update({f"eta_{g}": float(v) for g, v in enumerate(self.eta)})
         if self.across == "dro":
             out.update({f"q_{g}": float(v) for g, v in enumerate(self.q)})
         mean = self.ess_sum / self.ess_batches.clamp_min(1)
