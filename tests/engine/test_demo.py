@@ -112,3 +112,17 @@ def test_benchmark_config_seeds_and_method_pairing(tmp_path: Path) -> None:
     assert cfg.data.kind == "manifest"
     with pytest.raises(DuetfairError, match="drop --set method/objective.name/model.name"):
         method_config("erm", ["objective.name=group_dro"], config="manifest_example")
+
+
+@pytest.mark.parametrize("task", ["fundus2d", "lesion2d", "tumor3d"])
+def test_every_size_and_benchmark_method_gives_a_valid_config(task: str) -> None:
+    from duetfair.experiments.methods import BENCH_METHODS, SIZES, method_config, size_overrides
+
+    family = "3d" if task == "tumor3d" else "2d"
+    for size in SIZES[family]:
+        for method in BENCH_METHODS:
+            # the paper size asks for a GPU; the config itself must be valid anywhere
+            cfg = method_config(method, [*size_overrides(task, size), "train.device=auto"], task=task)
+            assert cfg.method == method
+    with pytest.raises(Exception, match="size 'huge'"):
+        size_overrides(task, "huge")
