@@ -34,7 +34,6 @@ VARIANTS: dict[str, tuple[str, list[str], str]] = {
     "erm": ("erm", [], "erm"),
     "dmoe": ("dmoe", [], "dmoe"),
     "fair_dro kl tau=1 size": ("fair_dro", ["objective.args={within: kl, tau: 1.0, across: size}"], "dmoe"),
-    "fair_dro kl tau=0.1 size": ("fair_dro", ["objective.args={within: kl, tau: 0.1, across: size}"], "dmoe"),
     "fair_dro cvar 0.5 uniform (in-batch)": (
         "fair_dro",
         ["objective.args={within: cvar, alpha: 0.5, across: uniform}"],
@@ -43,11 +42,6 @@ VARIANTS: dict[str, tuple[str, list[str], str]] = {
     "fair_dro dual_cvar 0.5 size": (
         "fair_dro",
         ["objective.args={within: dual_cvar, alpha: 0.5, across: size}"],
-        "dmoe",
-    ),
-    "fair_dro dual_cvar 0.5 uniform": (
-        "fair_dro",
-        ["objective.args={within: dual_cvar, alpha: 0.5, across: uniform}"],
         "dmoe",
     ),
     "fair_dro dual_cvar 0.5 uniform + balanced": (

@@ -648,7 +648,7 @@ def evaluate_cmd(
         n_boot=bootstrap,
         report=not no_report,
         threads=threads,
-        out=out,
+        out_dir=out,
     )
     attr = summary.get("group_attribute")
     line = f"{summary['name']} [{summary['split']}, {summary['n_cases']} cases]: Dice {summary['dice']:.4f}"

@@ -94,3 +94,14 @@ def test_predict_nifti_keeps_affine(evaluated_runs: dict[str, Path], tmp_path: P
     back = nib.load(str(out))
     assert out.name == "vol_mask.nii.gz"
     assert np.allclose(back.affine, affine) and np.array_equal(np.asarray(back.dataobj), mask)
+
+
+def test_evaluate_another_split_into_its_own_folder(evaluated_runs: dict[str, Path], capsys) -> None:
+    from helpers import run
+
+    root = evaluated_runs["erm"]
+    before = (root / "summary.json").read_text()
+    code, out, _ = run(["evaluate", str(root), "--split", "val", "--out", str(root / "eval-val"), "--no-report"], capsys)
+    assert code == 0 and "[val," in out and str(root / "eval-val") in out.replace("\n", "")
+    assert json.loads((root / "eval-val" / "summary.json").read_text())["split"] == "val"
+    assert (root / "summary.json").read_text() == before  # the test evaluation is untouched

@@ -180,10 +180,10 @@ def evaluate_run(
     device: str = "auto",
     report: bool = True,
     threads: Optional[int] = None,
-    out: Optional[str | Path] = None,
+    out_dir: Optional[str | Path] = None,
 ) -> dict[str, Any]:
     """``duetfair evaluate``: predict a split, write ``cases.csv``, ``summary.json``, ``audit.json``
-    and ``report.html`` into the run folder (or ``out``); return the summary.
+    and ``report.html`` into the run folder (or ``out_dir``); return the summary.
 
     Args:
         run_dir: folder written by ``duetfair train``.
@@ -194,7 +194,7 @@ def evaluate_run(
         device: ``auto``, ``cpu`` or ``cuda``.
         threads: CPU threads (default: one per core, at most 8; see ``engine.distributed.set_threads``).
         report: also render ``report.html``.
-        out: folder of the outputs (default: the run folder); e.g. a validation evaluation kept
+        out_dir: folder of the outputs (default: the run folder); e.g. a validation evaluation kept
             beside the test one.
     """
     from duetfair.audit import audit_table
@@ -232,7 +232,7 @@ def evaluate_run(
         empty=cfg.eval.empty,
     )
     # every output is staged and committed together: a failure leaves the previous evaluation intact
-    target = RunDir(out) if out is not None else run
+    target = RunDir(out_dir) if out_dir is not None else run
     with run.lock("duetfair evaluate"), staged_outputs(target.root) as stage:
         out = RunDir(stage)
         cases = attach_metadata(table, ds.meta, spec, hidden_column=ds.hidden.name)

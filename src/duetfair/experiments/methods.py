@@ -268,7 +268,7 @@ def train_and_evaluate(
         if result.status != "completed":
             raise KeyboardInterrupt
     summary = evaluate_run(
-        run_dir, split=split, n_boot=n_boot, report=report, out=results if results != run_dir else None
+        run_dir, split=split, n_boot=n_boot, report=report, out_dir=results if results != run_dir else None
     )
     log(f"  {name}: {split} Dice {summary['dice']:.3f} (best epoch {RunDir(run_dir).read_record().best_epoch})")
     return results
