@@ -135,9 +135,9 @@ SIZES: dict[str, dict[str, list[str]]] = {
         "bench": _SMALL_3D
         + [
             "data.args.n_train=64",
-            "data.args.n_val=32",
+            "data.args.n_val=24",
             "data.args.n_test=128",
-            "train.epochs=10",
+            "train.epochs=8",
             "eval.metrics=[dice,iou]",
         ],
         "paper": [
