@@ -6,7 +6,7 @@ PIP := $(VENV)/bin/pip
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint test-slow test-all bench setup clean
+.PHONY: demo test lint test-slow test-all bench bench-methods setup clean
 
 setup: $(STAMP)
 
@@ -35,6 +35,14 @@ test-all: $(STAMP)
 
 bench: $(STAMP)
 	for b in benchmarks/bench_*.py; do $(PY) $$b || exit 1; done
+
+# The published method benchmark (docs/benchmarks.md, "Methods"): three suites, twelve methods,
+# SEEDS seeds each; resumable (finished runs are reused). A few hours on 2 CPU cores.
+SEEDS ?= 5
+bench-methods: $(STAMP)
+	for t in fundus2d lesion2d tumor3d; do \
+	  $(VENV)/bin/duetfair benchmark --task $$t --method all --size bench --seeds $(SEEDS) --out runs/bench/$$t || exit 1; \
+	done
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info
