@@ -80,7 +80,7 @@ def test_aggregate_seeds_paired_differences() -> None:
     lo, hi = x["es_dice_vs_erm_ci"]
     assert 0.04 - 1e-9 <= lo <= hi <= 0.06 + 1e-9
     md = benchmark_markdown(agg)
-    assert "es_dice: better" in md  # every seed improved: the interval excludes 0
+    assert "ES-Dice: better" in md  # every seed improved: the interval excludes 0
     assert "Paired difference to ERM" in md and "| ERM |" in md.split("Paired")[0]
     assert np.isnan(seed_ci(np.array([0.5]))[0])  # one seed: no interval
 

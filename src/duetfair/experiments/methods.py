@@ -425,9 +425,10 @@ def _fmt(v: float, ci: Sequence[float] | None, signed: bool = False) -> str:
     return s
 
 
-#: Scores of the paired-difference tables and of the verdicts (all higher-is-better).
-VERDICT_COLUMNS = ("es_dice", "worst_dice", "worst_cvar10")
-PAIRED_COLUMNS = ("dice", *VERDICT_COLUMNS, "hidden_dice")
+#: Scores of the paired-difference tables and of the verdicts (all higher-is-better; the hidden
+#: subtype only where the data knows it).
+VERDICT_COLUMNS = ("es_dice", "worst_dice", "worst_cvar10", "hidden_dice")
+PAIRED_COLUMNS = ("dice", *VERDICT_COLUMNS)
 
 
 def verdict(ci: Sequence[float] | None) -> str:
@@ -468,7 +469,9 @@ def benchmark_markdown(agg: pd.DataFrame, baselines: str | Sequence[str] = ("erm
                 continue
             cells = [str(r["method"])] + [_fmt(r[f"{c}_vs_{b}"], r.get(f"{c}_vs_{b}_ci"), signed=True) for c in paired]
             marks = [
-                f"{c}: {verdict(r.get(f'{c}_vs_{b}_ci'))}" for c in VERDICT_COLUMNS if f"{c}_vs_{b}" in agg.columns
+                f"{LABELS.get(c, c)}: {verdict(r.get(f'{c}_vs_{b}_ci'))}"
+                for c in VERDICT_COLUMNS
+                if f"{c}_vs_{b}" in agg.columns and math.isfinite(r[f"{c}_vs_{b}"])
             ]
             cells.append("; ".join(marks) if r["n_seeds"] > 1 else "n/a (1 seed)")
             lines += _row(cells)
