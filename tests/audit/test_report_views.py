@@ -335,3 +335,14 @@ def test_provenance_and_refusals(tmp_path, cases):
     with pytest.raises(DuetfairError, match="expected an audit or a comparison"):
         render_html(None, tmp_path / "x.html")
     assert isinstance(Gallery().entries, list)
+
+
+def test_reference_rows_are_never_the_best(tmp_path):
+    from duetfair.audit.findings import comparison_findings
+
+    frame = pd.DataFrame(
+        {"method": ["ERM", "FairDRO", "Oracle"], "contender": [True, True, False], "dice": [0.7, 0.75, 0.9]}
+    )
+    best = [f for f in comparison_findings(frame) if f["kind"] == "best_method"]
+    assert [f["method"] for f in best] == ["FairDRO"]
+    assert all(f["method"] == "Oracle" for f in comparison_findings(frame.drop(columns="contender"))[:1])

@@ -101,7 +101,9 @@ def test_evaluate_another_split_into_its_own_folder(evaluated_runs: dict[str, Pa
 
     root = evaluated_runs["erm"]
     before = (root / "summary.json").read_text()
-    code, out, _ = run(["evaluate", str(root), "--split", "val", "--out", str(root / "eval-val"), "--no-report"], capsys)
+    code, out, _ = run(
+        ["evaluate", str(root), "--split", "val", "--out", str(root / "eval-val"), "--no-report"], capsys
+    )
     assert code == 0 and "[val," in out and str(root / "eval-val") in out.replace("\n", "")
     assert json.loads((root / "eval-val" / "summary.json").read_text())["split"] == "val"
     assert (root / "summary.json").read_text() == before  # the test evaluation is untouched

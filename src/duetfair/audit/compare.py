@@ -428,16 +428,18 @@ def seed_comparison_report(
     title: str = "duetfair benchmark",
     notes: Sequence[str] = (),
     provenance: Optional[dict[str, Any]] = None,
+    references: Sequence[str] = (),
 ) -> Path:
     """The HTML report of a multi-seed benchmark: ``aggregate`` has one row per method (``method``,
     ``key``, per score ``<col>``, ``<col>_ci`` across seeds and ``<col>_vs_<baseline>`` /
     ``..._ci``, as :func:`duetfair.experiments.methods.aggregate_seeds` writes it); ``markdown``
-    is its table."""
-    from duetfair.audit.findings import verdict
+    is its table. ``references``: keys of rows shown as a reference (a ceiling), never the best."""
+    from duetfair.audit.findings import CONTENDER, verdict
     from duetfair.audit.report import render_html
 
     cols = [c for c in columns if c in aggregate.columns and aggregate[c].notna().any()]
     frame = pd.DataFrame({"method": aggregate["method"].astype(str)})
+    frame[CONTENDER] = ~aggregate["key"].isin(list(references))
     for c in cols:
         frame[c] = aggregate[c].astype(float)
         frame[f"{c}_low"] = [ci[0] if isinstance(ci, (list, tuple)) else math.nan for ci in aggregate[f"{c}_ci"]]

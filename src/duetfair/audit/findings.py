@@ -30,6 +30,8 @@ from __future__ import annotations
 import math
 from typing import Any, Mapping, Sequence
 
+import numpy as np
+
 from duetfair.audit.discovery import itemset_label
 from duetfair.metrics.frame import MIN_GROUP_N
 
@@ -495,6 +497,17 @@ def headline_cards(audit: Mapping[str, Any], *, max_attributes: int = 4) -> list
 
 # ---- findings of a method comparison -----------------------------------------------------------
 
+CONTENDER = "contender"
+"""Optional boolean column of a comparison frame: False marks a reference row (e.g. an oracle
+ceiling) shown beside the methods but never ranked as the best."""
+
+
+def contenders(comparison: Any) -> Any:
+    """Boolean array ``[rows]``: which rows compete for "best" (all unless ``contender`` says no)."""
+    if CONTENDER not in comparison.columns:
+        return np.ones(len(comparison), dtype=bool)
+    return comparison[CONTENDER].fillna(True).astype(bool).to_numpy()
+
 
 def comparison_findings(
     comparison: Any, paired: Any = None, baseline: str | None = None, labels: Mapping[str, str] | None = None
@@ -503,7 +516,8 @@ def comparison_findings(
 
     Args:
         comparison: one row per method (``method`` and score columns, optional ``_low``/``_high``),
-            every score higher-is-better.
+            every score higher-is-better; an optional boolean ``contender`` column marks reference
+            rows (a ceiling such as the benchmark's oracle) that are never named the best.
         paired: differences to the baseline (``method``, ``metric``, ``diff``, ``low``, ``high``,
             ``verdict``), optional.
         baseline: name of the baseline method.
@@ -514,10 +528,12 @@ def comparison_findings(
     columns = [
         c
         for c in comparison.columns
-        if c != "method" and not str(c).endswith(("_low", "_high")) and str(comparison[c].dtype) != "object"
+        if c not in ("method", CONTENDER)
+        and not str(c).endswith(("_low", "_high"))
+        and str(comparison[c].dtype) != "object"
     ]
     for col in columns:
-        values = comparison[col].astype(float)
+        values = comparison[col].astype(float).where(contenders(comparison))
         if not values.notna().any() or len(comparison) < 2:
             continue
         i = int(values.idxmax())

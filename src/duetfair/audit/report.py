@@ -43,8 +43,10 @@ import pandas as pd
 
 from duetfair.audit.discovery import itemset_label
 from duetfair.audit.findings import (
+    CONTENDER,
     MIN_N,
     comparison_findings,
+    contenders,
     findings_of,
     fmt,
     fmt_ci,
@@ -443,8 +445,10 @@ def _column_label(col: str) -> str:
 
 def plot_comparison(comparison: pd.DataFrame, columns: Sequence[str]) -> Any:
     """Figure: methods side by side, one panel per score column: the value of every method with
-    its interval (where given), the value printed next to it, the best method's marker filled."""
+    its interval (where given), the value printed next to it, the best method's marker filled
+    (reference rows, ``contender`` False, drawn as grey diamonds and never the best)."""
     methods = comparison["method"].astype(str).tolist()
+    contender = contenders(comparison)
     ncol = min(len(columns), 4)
     nrow = math.ceil(len(columns) / ncol)
     fig = _figure(3.0 * ncol + 1.6, 0.32 * len(methods) * nrow + 1.3 * nrow + 0.3)
@@ -459,9 +463,12 @@ def plot_comparison(comparison: pd.DataFrame, columns: Sequence[str]) -> Any:
         has = np.isfinite(lo) & np.isfinite(hi)
         err = np.clip(np.vstack([np.where(has, vals - lo, 0), np.where(has, hi - vals, 0)]), 0, None)
         ax.errorbar(vals, y, xerr=err, fmt="none", ecolor="black", capsize=3, lw=1)
-        best = np.nanargmax(vals) if np.isfinite(vals).any() else -1
+        ranked = np.where(contender, vals, np.nan)
+        best = np.nanargmax(ranked) if np.isfinite(ranked).any() else -1
         for i, (v, yi) in enumerate(zip(vals, y)):
-            if np.isfinite(v):
+            if np.isfinite(v) and not contender[i]:
+                ax.plot(v, yi, "D", ms=5, color="grey", mfc="white", mew=1.4)
+            elif np.isfinite(v):
                 ax.plot(v, yi, "o", ms=6, color=_BLUE, mfc=_BLUE if i == best else "white", mew=1.4)
         right = np.where(has, np.fmax(hi, vals), vals)
         finite = np.concatenate([vals[np.isfinite(vals)], lo[np.isfinite(lo)], hi[np.isfinite(hi)]])
@@ -773,7 +780,9 @@ def _comparison_columns(comparison: pd.DataFrame) -> list[str]:
     return [c for c in COMPARISON_COLUMNS if c in comparison.columns] or [
         c
         for c in comparison.columns
-        if c != "method" and not str(c).endswith(("_low", "_high")) and pd.api.types.is_numeric_dtype(comparison[c])
+        if c not in ("method", CONTENDER)
+        and not str(c).endswith(("_low", "_high"))
+        and pd.api.types.is_numeric_dtype(comparison[c])
     ]
 
 
@@ -1015,7 +1024,7 @@ def render_html(
             comparison_findings(
                 comparison[
                     ["method", *_comparison_columns(comparison)]
-                    + [c for c in comparison.columns if str(c).endswith(("_low", "_high"))]
+                    + [c for c in comparison.columns if str(c).endswith(("_low", "_high")) or c == CONTENDER]
                 ],
                 paired,
                 baseline,

@@ -597,6 +597,7 @@ def _benchmark_report(
             root / name,
             notes=[note],
             provenance=prov,
+            references=("oracle",),
             title=f"duetfair benchmark: {source}, {len(seeds)} seed(s)",
         )
     except ValueError as exc:
