@@ -66,7 +66,11 @@ _SMALL_2D = [
     "optim.lr=3e-3",
     "schedule.warmup_epochs=0",
 ]
-_SMALL_3D = ["model.args.feature_size=4", "train.batch_size=4", "optim.lr=3e-3", "schedule.warmup_epochs=0"]
+_SMALL_3D = [
+    "train.batch_size=4",
+    "optim.lr=3e-3",
+    "schedule.warmup_epochs=0",
+]  # packaged f = 8: f = 4 can stay all-background
 
 #: ``--set`` overrides of each size, per family of tasks (``2d``: fundus2d, lesion2d; ``3d``:
 #: tumor3d), applied on top of the ``<task>_<method>`` configs:
