@@ -49,7 +49,7 @@ VARIANTS: dict[str, tuple[str, list[str], str]] = {
         ["objective.args={within: dual_cvar, alpha: 0.5, across: uniform}", "train.balance_by=groups"],
         "dmoe",
     ),
-    "group_dro": ("group_dro", ["objective.args={step_size: 0.01}"], "erm"),
+    "group_dro": ("group_dro", ["objective.args={step_size: 0.01}", "train.balance_by=null"], "erm"),
     "group_dro + balanced": ("group_dro", ["objective.args={step_size: 0.01}", "train.balance_by=groups"], "erm"),
 }
 SCORES = ("dice", "worst_dice", "worst_cvar10", "hidden_dice")
