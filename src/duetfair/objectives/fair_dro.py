@@ -174,6 +174,7 @@ class FairDRO(Objective):
         if within == "dual_cvar":
             self.register_buffer("eta", torch.zeros(num_groups))
             self.register_buffer("eta_ready", torch.zeros((), dtype=torch.bool))
+        self._eta_checked = False
 
     def compute(self, losses: torch.Tensor, group: torch.Tensor) -> torch.Tensor:
         """FairDRO loss of ``losses [B]`` (updates ``q`` in train mode when ``across="dro"``)."""
@@ -197,11 +198,13 @@ class FairDRO(Objective):
         """``(n_known / N) sum_g A_g R_g + (1 / N) sum_unknown l_i`` with the dual-form ``R_g`` at the
         current thresholds; gradients reach the cases above ``eta_g``. Train mode: then one step of
         every present group's ``eta_g``."""
-        if self.training and not bool(self.eta_ready):
-            self._init_eta(losses, group)
+        if self.training and not self._eta_checked:  # one host read per run, not one per step
+            if not bool(self.eta_ready):
+                self._init_eta(losses, group)
+            self._eta_checked = True
         known = group >= 0
         idx = group.clamp_min(0)
-        eta = self.eta.to(losses.dtype)
+        eta = self.eta.to(losses.dtype, copy=True)  # the step below must not move this batch's thresholds
         excess = torch.where(known, (losses - eta[idx]).clamp_min(0), torch.zeros_like(losses))
         sums, counts = group_sums(excess, group, self.num_groups)
         values = torch.where(counts > 0, eta + sums / (self.alpha * counts.clamp_min(1)), torch.zeros_like(eta))
