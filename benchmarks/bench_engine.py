@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from duetfair.engine.config import load_config  # noqa: E402
 from duetfair.engine.trainer import Trainer, epoch_order  # noqa: E402
-from duetfair.experiments.methods import DEMO_SIZES  # noqa: E402
+from duetfair.experiments.methods import size_overrides  # noqa: E402
 from duetfair.io import write_json  # noqa: E402
 
 
@@ -61,7 +61,7 @@ def pure_epoch(trainer: Trainer, epoch: int) -> tuple[float, int]:
 
 def measure(method: str, epochs: int, out: Path) -> dict:
     overrides = [
-        *DEMO_SIZES["default"],
+        *size_overrides("fundus2d", "default"),
         f"train.epochs={epochs}",
         "train.progress=false",
         "train.tensorboard=false",

@@ -30,7 +30,7 @@ from duetfair.io import write_json  # noqa: E402
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--size", default="quick", choices=["quick", "default"])
+    parser.add_argument("--size", default="quick", choices=["quick", "default", "bench"])
     parser.add_argument("--task", default="fundus2d")
     parser.add_argument("--methods", nargs="+", default=list(DEMO_METHODS))
     parser.add_argument("--runs", default=None, help="keep the runs in this folder (default: a temporary one)")
