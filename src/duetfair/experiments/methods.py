@@ -49,6 +49,8 @@ BENCH_METHODS: tuple[str, ...] = (
 """The published benchmark's rows (``duetfair benchmark --method all``): the baselines, FairMedSeg
 divergence, the sample-level robust losses, the DuetFair ablation (``dmoe`` alone, ``subgroup_dro``
 = the FairDRO loss on the plain model, ``fair_dro`` = both) and the ``oracle`` ceiling."""
+REFERENCE_METHODS: tuple[str, ...] = ("oracle",)
+"""Rows shown as a reference (a ceiling), never marked as the best method."""
 
 _SMALL_VIT = [
     "model.args.preset=tiny",
@@ -449,16 +451,17 @@ def benchmark_markdown(agg: pd.DataFrame, baselines: str | Sequence[str] = ("erm
     from duetfair.audit.compare import LABELS
 
     names = [baselines] if isinstance(baselines, str) else list(baselines)
-    contenders = agg[agg["key"] != "oracle"]
+    reference = agg["key"].isin(REFERENCE_METHODS)
+    contenders = agg[~reference]
     cols = [c for c in BENCH_COLUMNS if c in agg.columns]
     best = {c: contenders[c].max() for c in cols if contenders[c].notna().any()}
     header = ["Method", "seeds"] + [LABELS.get(c, c) for c in cols]
     lines = _row(header) + ["|" + "|".join("---" for _ in header) + "|"]
-    for _, r in agg.iterrows():
+    for i, r in agg.iterrows():
         cells = [str(r["method"]), str(r["n_seeds"])]
         for c in cols:
             text = _fmt(r[c], r.get(f"{c}_ci"))
-            cells.append(f"**{text}**" if c in best and r["key"] != "oracle" and r[c] == best[c] else text)
+            cells.append(f"**{text}**" if c in best and not reference[i] and r[c] == best[c] else text)
         lines += _row(cells)
     for b in names:
         if f"dice_vs_{b}" not in agg.columns:
@@ -601,7 +604,7 @@ def _benchmark_report(
             root / name,
             notes=[note],
             provenance=prov,
-            references=("oracle",),
+            references=REFERENCE_METHODS,
             title=f"duetfair benchmark: {source}, {len(seeds)} seed(s)",
         )
     except ValueError as exc:
