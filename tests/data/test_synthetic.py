@@ -52,6 +52,19 @@ def test_bad_parameters_are_refused():
         generate("fundus2d", 2, race_probs=(0.5, 0.5))
     with pytest.raises(DuetfairError, match="unknown synthetic task"):
         generate("xray", 2)
+    with pytest.raises(DuetfairError, match="glare_radius"):
+        generate("lesion2d", 2, glare_radius=(0.2, 0.1))
+    with pytest.raises(DuetfairError, match="glare_prob"):
+        generate("lesion2d", 2, glare_prob=1.5)
+
+
+def test_lesion_glare_spots_are_bright_background():
+    """Glare (off by default) never changes the label and brightens background pixels."""
+    plain = generate("lesion2d", 40, seed=2, image_size=32)
+    glare = generate("lesion2d", 40, seed=2, image_size=32, glare_prob=1.0)
+    assert torch.equal(plain.labels, glare.labels)
+    brighter = (glare.images - plain.images)[(glare.labels == 0).expand_as(glare.images)]
+    assert (brighter > 0.25).float().mean() > 0.01  # noise alone: about 1e-5
 
 
 def test_fixed_threshold_scores_lower_on_minorities_and_much_lower_on_hidden():

@@ -127,6 +127,10 @@ class LesionParams:
     hidden_hairs: int = 2  #: extra hairs over the hidden subtype
     hidden_radius_scale: float = 0.85  #: lesion radius factor of the hidden subtype
     hidden_irregularity: float = 0.15  #: border irregularity of the hidden subtype
+    glare_prob: float = 0.0  #: probability of glare spots (air bubbles) in a case, background by label (0: off)
+    glare_max: int = 3  #: largest number of glare spots in a case (1..glare_max, uniform)
+    glare_radius: tuple[float, float] = (0.05, 0.12)  #: glare spot radius range (fraction of side)
+    glare_rgb: tuple[float, float, float] = (0.35, 0.35, 0.35)  #: colour step of a glare spot (R, G, B)
 
 
 @dataclass(frozen=True)
@@ -190,6 +194,14 @@ def make_params(task: str, image_size: int | None = None, **overrides: Any) -> A
 def _validate(task: str, p: Any) -> None:
     require(p.image_size >= 16, f"{task}: image_size must be >= 16, got {p.image_size}")
     require(0.0 <= p.hidden_prob <= 1.0, f"{task}: hidden_prob must be in [0, 1], got {p.hidden_prob}")
+    if task == "lesion2d":
+        require(0.0 <= p.glare_prob <= 1.0, f"{task}: glare_prob must be in [0, 1], got {p.glare_prob}")
+        require(p.glare_max >= 1, f"{task}: glare_max must be >= 1, got {p.glare_max}")
+        require(
+            0 < p.glare_radius[0] <= p.glare_radius[1],
+            f"{task}: glare_radius must be (low, high) with 0 < low <= high, got {p.glare_radius}",
+        )
+        require(len(p.glare_rgb) == 3, f"{task}: glare_rgb must have 3 entries (R, G, B), got {p.glare_rgb}")
     pairs = {
         "fundus2d": [
             (
@@ -402,6 +414,23 @@ def _hairs(coords: list[torch.Tensor], gen: torch.Generator, counts: torch.Tenso
     return out
 
 
+def _glare(p: LesionParams, coords: list[torch.Tensor], gen: torch.Generator, n: int) -> torch.Tensor:
+    """Glare spots ``[n, 3, H, W]`` to add to the image: ``1..glare_max`` round spots in a
+    ``glare_prob`` share of the cases, anywhere in the image, colour step ``glare_rgb``."""
+    counts = torch.where(
+        torch.rand(n, generator=gen) < p.glare_prob,
+        torch.randint(1, p.glare_max + 1, (n,), generator=gen),
+        torch.zeros(n, dtype=torch.long),
+    )
+    mask = torch.zeros((n, *coords[0].shape[1:]))
+    for k in range(int(counts.max()) if n else 0):  # loop over spot index, vectorised over cases
+        centre = _uniform(gen, n, -0.9, 0.9, 2)
+        r = _uniform(gen, n, 2 * p.glare_radius[0], 2 * p.glare_radius[1])
+        level = _level(coords, centre, torch.stack([r, r], 1), None, None)
+        mask = torch.maximum(mask, (counts > k).float()[:, None, None] * _soft(level, p.edge))
+    return mask.unsqueeze(1) * torch.tensor(p.glare_rgb)[None, :, None, None]
+
+
 def _ages(gen: torch.Generator, n: int, mean: float, std: float, lo: float, hi: float) -> torch.Tensor:
     return (mean + std * torch.randn(n, generator=gen)).clamp(lo, hi).round()
 
@@ -506,6 +535,8 @@ def _lesion(p: LesionParams, n: int, gen: torch.Generator) -> tuple[torch.Tensor
     hair_n = torch.where(hidden, hair_n + p.hidden_hairs, hair_n)
     hair = _hairs(coords, gen, hair_n, width=0.025)
     img = img * (1 - 0.85 * hair.unsqueeze(1))
+    if p.glare_prob > 0:  # no draws when off: the default cases stay those of earlier releases
+        img = img + _glare(p, coords, gen, n)
     img = img + p.noise * torch.randn((n, 3, S, S), generator=gen)
     img = img.clamp(0.0, 1.0)
 
