@@ -37,7 +37,7 @@ bench: $(STAMP)
 	for b in benchmarks/bench_*.py; do $(PY) $$b || exit 1; done
 
 # The published method benchmark (docs/benchmarks.md, "Methods"): three suites, twelve methods,
-# SEEDS seeds each; resumable (finished runs are reused). A few hours on 2 CPU cores.
+# SEEDS seeds each; resumable (finished runs are reused). Several hours on 2 CPU cores.
 SEEDS ?= 5
 bench-methods: $(STAMP)
 	for t in fundus2d lesion2d tumor3d; do \

@@ -7,7 +7,7 @@ Dice (the tail a group mean hides), each as the mean over seeds with a bootstrap
 seeds, and the paired difference to the reference method (dMoE alone for FairDRO variants, the
 plain model for GroupDRO variants).
 
-    python benchmarks/select_defaults.py --runs runs/select --seeds 3
+    python benchmarks/select_defaults.py --runs runs/select --seeds 3 --set train.epochs=24
 
 Writes ``benchmarks/results/select_defaults.json``; finished runs in ``--runs`` are reused, so a
 killed study continues with the same command. ``--only`` trains a subset (e.g. to run two
@@ -67,10 +67,11 @@ def main() -> None:
     parser.add_argument("--runs", default="runs/select_defaults")
     parser.add_argument("--only", nargs="+", default=None, help="variants to train (default: all)")
     parser.add_argument("--threads", type=int, default=None, help="train.threads of every run")
+    parser.add_argument("--set", action="append", default=[], help="extra config override of every run")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "select_defaults.json"))
     args = parser.parse_args()
     names = args.only or list(VARIANTS)
-    extra = [f"train.threads={args.threads}"] if args.threads else []
+    extra = [*args.set, *([f"train.threads={args.threads}"] if args.threads else [])]
     t0 = time.perf_counter()
     rows = []
     for name in names:
