@@ -415,14 +415,17 @@ def _hairs(coords: list[torch.Tensor], gen: torch.Generator, counts: torch.Tenso
     return out
 
 
+def _counts(gen: torch.Generator, n: int, prob: float | torch.Tensor, most: int) -> torch.Tensor:
+    """Per-case object counts ``[n]`` (int64): uniform in ``1..most`` with probability ``prob``
+    (a float or ``[n]``), else 0."""
+    present = torch.rand(n, generator=gen) < prob
+    return torch.where(present, torch.randint(1, most + 1, (n,), generator=gen), torch.zeros(n, dtype=torch.long))
+
+
 def _glare(p: LesionParams, coords: list[torch.Tensor], gen: torch.Generator, n: int) -> torch.Tensor:
     """Glare spots ``[n, 3, H, W]`` to add to the image: ``1..glare_max`` round spots in a
     ``glare_prob`` share of the cases, anywhere in the image, colour step ``glare_rgb``."""
-    counts = torch.where(
-        torch.rand(n, generator=gen) < p.glare_prob,
-        torch.randint(1, p.glare_max + 1, (n,), generator=gen),
-        torch.zeros(n, dtype=torch.long),
-    )
+    counts = _counts(gen, n, p.glare_prob, p.glare_max)
     mask = torch.zeros((n, *coords[0].shape[1:]))
     for k in range(int(counts.max()) if n else 0):  # loop over spot index, vectorised over cases
         centre = _uniform(gen, n, -0.9, 0.9, 2)
@@ -528,11 +531,7 @@ def _lesion(p: LesionParams, n: int, gen: torch.Generator) -> tuple[torch.Tensor
     img = skin[:, :, None, None] + (base + stripes).unsqueeze(1)
     sign = torch.where(hidden, p.hidden_polarity, 1.0)  # amelanotic: lighter than the skin
     img = img + (col(contrast * sign) * soft).unsqueeze(1) * lesion_rgb[None, :, None, None]
-    hair_n = torch.where(
-        torch.rand(n, generator=gen) < torch.where(male, p.male_hair_prob, p.male_hair_prob / 3),
-        torch.randint(1, 4, (n,), generator=gen),
-        torch.zeros(n, dtype=torch.long),
-    )
+    hair_n = _counts(gen, n, torch.where(male, p.male_hair_prob, p.male_hair_prob / 3), 3)
     hair_n = torch.where(hidden, hair_n + p.hidden_hairs, hair_n)
     hair = _hairs(coords, gen, hair_n, width=0.025)
     img = img * (1 - 0.85 * hair.unsqueeze(1))
