@@ -7,7 +7,7 @@ Dice (the tail a group mean hides), each as the mean over seeds with a bootstrap
 seeds, and the paired difference to the reference method (dMoE alone for FairDRO variants, the
 plain model for GroupDRO variants).
 
-    python benchmarks/select_defaults.py --runs runs/select --seeds 3 --set train.epochs=24
+    python benchmarks/select_defaults.py --runs runs/select --seeds 3
 
 Writes ``benchmarks/results/select_defaults.json``; finished runs in ``--runs`` are reused, so a
 killed study continues with the same command. ``--only`` trains a subset (e.g. to run two
