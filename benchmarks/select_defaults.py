@@ -65,7 +65,9 @@ def main() -> None:
     parser.add_argument("--size", default="bench")
     parser.add_argument("--task", default="fundus2d")
     parser.add_argument("--runs", default="runs/select_defaults")
-    parser.add_argument("--only", nargs="+", default=None, help="variants to train (default: all)")
+    parser.add_argument(
+        "--only", nargs="+", default=None, choices=list(VARIANTS), help="variants to train (default: all)"
+    )
     parser.add_argument("--threads", type=int, default=None, help="train.threads of every run")
     parser.add_argument("--set", action="append", default=[], help="extra config override of every run")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "select_defaults.json"))
