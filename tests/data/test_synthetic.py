@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from duetfair.data import build_datasets, collate_cases
-from duetfair.data.synthetic import generate, group_spec
+from duetfair.data.synthetic import SyntheticData, generate, group_spec
 from duetfair.errors import DuetfairError
 
 
@@ -56,15 +56,47 @@ def test_bad_parameters_are_refused():
         generate("lesion2d", 2, glare_radius=(0.2, 0.1))
     with pytest.raises(DuetfairError, match="glare_prob"):
         generate("lesion2d", 2, glare_prob=1.5)
+    with pytest.raises(DuetfairError, match="cyst_hidden_prob"):
+        generate("tumor3d", 2, cyst_hidden_prob=-0.1)
+    with pytest.raises(DuetfairError, match="cyst_core"):
+        generate("tumor3d", 2, cyst_core=1.0)
 
 
-def test_lesion_glare_spots_are_bright_background():
-    """Glare (off by default) never changes the label and brightens background pixels."""
-    plain = generate("lesion2d", 40, seed=2, image_size=32)
-    glare = generate("lesion2d", 40, seed=2, image_size=32, glare_prob=1.0)
+def _light_background(d: SyntheticData) -> torch.Tensor:
+    """Per case ``[n]``: share of background pixels clearly lighter than the case's skin."""
+    smooth = F.avg_pool2d(d.images.mean(1, keepdim=True), 3, stride=1, padding=1)[:, 0]
+    skin = smooth.flatten(1).median(1).values[:, None, None]
+    bg = d.labels[:, 0] == 0
+    return ((smooth > skin + 0.12) & bg).flatten(1).sum(1) / bg.flatten(1).sum(1)
+
+
+def test_lesion_glare_spots_are_light_background_of_the_typical_cases():
+    """Glare never changes the label; it lightens background pixels of the cases it is drawn in."""
+    kw = dict(seed=2, image_size=32, hidden_prob=0.3)
+    plain = generate("lesion2d", 80, glare_prob=0.0, glare_hidden_prob=0.0, **kw)
+    glare = generate("lesion2d", 80, glare_prob=1.0, glare_hidden_prob=0.0, **kw)
     assert torch.equal(plain.labels, glare.labels)
-    brighter = (glare.images - plain.images)[(glare.labels == 0).expand_as(glare.images)]
-    assert (brighter > 0.25).float().mean() > 0.01  # noise alone: about 1e-5
+    hidden = torch.tensor(glare.meta["hidden_subtype"].tolist()) == 1
+    light, before = _light_background(glare), _light_background(plain)
+    assert light[~hidden].mean() > before[~hidden].mean() + 0.02
+    assert light[hidden].mean() < before[hidden].mean() + 0.005  # the decoy lies in typical cases only
+
+
+def test_tumor_cysts_enhance_in_the_background_of_the_typical_cases():
+    """A cyst never changes the label; its wall enhances (post - pre contrast) in the background."""
+    kw = dict(seed=3, image_size=24, hidden_prob=0.3, noise=(0.0, 0.0, 0.0, 0.0))
+    plain = generate("tumor3d", 40, cyst_prob=0.0, cyst_hidden_prob=0.0, **kw)
+    cyst = generate("tumor3d", 40, cyst_prob=1.0, cyst_hidden_prob=0.0, **kw)
+    assert torch.equal(plain.labels, cyst.labels)
+    hidden = torch.tensor(cyst.meta["hidden_subtype"].tolist()) == 1
+
+    def enhancing_background(d: SyntheticData) -> torch.Tensor:
+        gain = d.images[:, -1] - d.images[:, 0]
+        return ((gain > 0.8) & (d.labels[:, 0] == 0)).flatten(1).float().mean(1)
+
+    with_cyst, without = enhancing_background(cyst), enhancing_background(plain)
+    assert with_cyst[~hidden].mean() > without[~hidden].mean() + 0.003  # a wall: about 0.3 % of the volume
+    assert with_cyst[hidden].mean() < without[hidden].mean() + 0.001
 
 
 def test_fixed_threshold_scores_lower_on_minorities_and_much_lower_on_hidden():

@@ -145,6 +145,18 @@ def test_analysis_and_display_settings_do_not_change_the_hash() -> None:
         load_config("manifest_example", ["data.hidden_column==x"])
 
 
+def test_the_synthetic_generator_version_is_part_of_the_hash(monkeypatch: pytest.MonkeyPatch) -> None:
+    from duetfair.data import synthetic
+
+    before = {task: load_config(task).config_hash() for task in synthetic.TASKS}
+    assert len(set(before.values())) == 3
+    monkeypatch.setitem(synthetic.GENERATOR_VERSION, "lesion2d", synthetic.GENERATOR_VERSION["lesion2d"] + 1)
+    after = {task: load_config(task).config_hash() for task in synthetic.TASKS}
+    assert after["lesion2d"] != before["lesion2d"]  # a finished run of older cases is not reused
+    assert after["fundus2d"] == before["fundus2d"] and after["tumor3d"] == before["tumor3d"]
+    assert synthetic.GENERATOR_VERSION["fundus2d"] == 1  # version 1 adds nothing: older runs keep their hash
+
+
 def test_hidden_column_reaches_only_the_manifest_loader(monkeypatch: pytest.MonkeyPatch) -> None:
     from duetfair.engine import adapters
 

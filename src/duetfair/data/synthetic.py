@@ -10,10 +10,16 @@ It reproduces the *structure* of the papers' problems so that fairness methods c
   *systematically different*: its target has another appearance (fundus: a cup darker than the
   rim; skin: an amelanotic lesion lighter than the skin; tumour: a rim-enhancing tumour whose
   necrotic core does not enhance), plus an artefact and somewhat lower contrast. A model that
-  learns mostly from the typical cases scores lower on it. On ``fundus2d`` part of that gap can be
-  learned (a model that sees enough of the subtype, the benchmark's oracle, segments it better);
-  on ``lesion2d`` and ``tumor3d`` at the CPU benchmark size, once ERM has converged, no measurable
-  part. It is recorded in the analysis-only column ``hidden_subtype``.
+  learns mostly from the typical cases scores lower on it. It is recorded in the analysis-only
+  column ``hidden_subtype``;
+* **decoys that make the subtype a lesson against the majority** - in ``lesion2d`` and
+  ``tumor3d`` the typical cases hold a background object that looks like the subtype's target
+  (glare spots coloured like an amelanotic lesion; a benign cyst with an enhancing wall and a
+  non-enhancing core), so what most cases teach ("this is background") is wrong for the subtype.
+  The subtype can still be told apart from its context (no typical target beside it, a rounder
+  decoy), so it is learnable but under-represented: a model that sees enough of it, the
+  benchmark's oracle, segments it better than ERM (measured on validation; see the benchmark
+  docs). ``fundus2d`` needs no decoy: its subtype's cup inverts what the typical cups teach.
 
 Generation is vectorised over cases with torch (float32, CPU), seeded and deterministic: the same
 task, size, parameters and seed give the same cases bit for bit. Every effect size and proportion
@@ -59,6 +65,12 @@ if TYPE_CHECKING:
     from duetfair.data.dataset import CaseDataset
 
 TASKS = ("fundus2d", "lesion2d", "tumor3d")
+GENERATOR_VERSION: dict[str, int] = {"fundus2d": 1, "lesion2d": 2, "tumor3d": 2}
+"""Version of each task's cases under its default parameters, raised whenever a change of the
+generator changes them (version 2: the decoys of ``lesion2d`` and ``tumor3d``). From version 2 on
+it is part of the config hash of a run on the task (see :func:`generator_version`), so a finished
+run trained on older cases is never taken for a new one; version 1 adds nothing to the hash, so
+runs made before versions existed keep theirs."""
 CHUNK = 256  # cases generated at once (bounds peak memory, keeps tensors cache-friendly)
 MAX_MEMORY_BYTES = 4 << 30
 """Largest synthetic dataset held in memory (4 GiB of images and labels); larger requests are
@@ -128,10 +140,11 @@ class LesionParams:
     hidden_hairs: int = 2  #: extra hairs over the hidden subtype
     hidden_radius_scale: float = 0.85  #: lesion radius factor of the hidden subtype
     hidden_irregularity: float = 0.15  #: border irregularity of the hidden subtype
-    glare_prob: float = 0.0  #: probability of glare spots (air bubbles) in a case, background by label (0: off)
-    glare_max: int = 3  #: largest number of glare spots in a case (1..glare_max, uniform)
-    glare_radius: tuple[float, float] = (0.05, 0.12)  #: glare spot radius range (fraction of side)
-    glare_rgb: tuple[float, float, float] = (0.35, 0.35, 0.35)  #: colour step of a glare spot (R, G, B)
+    glare_prob: float = 1.0  #: probability of glare spots (air bubbles) in a typical case, background by label
+    glare_hidden_prob: float = 0.0  #: probability of glare spots in a hidden-subtype case
+    glare_max: int = 2  #: largest number of glare spots in a case (1..glare_max, uniform)
+    glare_radius: tuple[float, float] = (0.14, 0.24)  #: glare spot radius range (fraction of side)
+    glare_rgb: tuple[float, float, float] = (0.30, 0.28, 0.23)  #: colour step of a glare spot (R, G, B)
 
 
 @dataclass(frozen=True)
@@ -157,6 +170,10 @@ class TumorParams:
     hidden_ghost: float = 0.15  #: amplitude of a motion ghost stripe in the hidden subtype
     hidden_radius_scale: float = 1.1  #: radius factor of the hidden subtype
     hidden_irregularity: float = 0.05  #: extra shape irregularity of the hidden subtype
+    cyst_prob: float = 1.0  #: probability of a benign cyst in a typical case, background by label
+    cyst_hidden_prob: float = 0.0  #: probability of a benign cyst in a hidden-subtype case
+    cyst_radius: tuple[float, float] = (0.08, 0.14)  #: cyst radius range (fraction of side)
+    cyst_core: float = 0.6  #: radius fraction of the cyst's fluid core
 
 
 PARAMS: dict[str, type] = {"fundus2d": FundusParams, "lesion2d": LesionParams, "tumor3d": TumorParams}
@@ -175,6 +192,12 @@ class SyntheticData:
     labels: torch.Tensor
     meta: pd.DataFrame
     params: Any = field(repr=False, default=None)
+
+
+def generator_version(args: dict[str, Any]) -> int:
+    """:data:`GENERATOR_VERSION` of the task named by synthetic dataset arguments ``args``
+    (``task``, or its alias ``kind``; default ``fundus2d``); 1 for an unknown task name."""
+    return GENERATOR_VERSION.get(str(args.get("task", args.get("kind", TASKS[0]))), 1)
 
 
 def make_params(task: str, image_size: int | None = None, **overrides: Any) -> Any:
@@ -196,13 +219,22 @@ def _validate(task: str, p: Any) -> None:
     require(p.image_size >= 16, f"{task}: image_size must be >= 16, got {p.image_size}")
     require(0.0 <= p.hidden_prob <= 1.0, f"{task}: hidden_prob must be in [0, 1], got {p.hidden_prob}")
     if task == "lesion2d":
-        require(0.0 <= p.glare_prob <= 1.0, f"{task}: glare_prob must be in [0, 1], got {p.glare_prob}")
+        for name in ("glare_prob", "glare_hidden_prob"):
+            require(0.0 <= getattr(p, name) <= 1.0, f"{task}: {name} must be in [0, 1], got {getattr(p, name)}")
         require(p.glare_max >= 1, f"{task}: glare_max must be >= 1, got {p.glare_max}")
         require(
             0 < p.glare_radius[0] <= p.glare_radius[1],
             f"{task}: glare_radius must be (low, high) with 0 < low <= high, got {p.glare_radius}",
         )
         require(len(p.glare_rgb) == 3, f"{task}: glare_rgb must have 3 entries (R, G, B), got {p.glare_rgb}")
+    if task == "tumor3d":
+        for name in ("cyst_prob", "cyst_hidden_prob"):
+            require(0.0 <= getattr(p, name) <= 1.0, f"{task}: {name} must be in [0, 1], got {getattr(p, name)}")
+        require(
+            0 < p.cyst_radius[0] <= p.cyst_radius[1],
+            f"{task}: cyst_radius must be (low, high) with 0 < low <= high, got {p.cyst_radius}",
+        )
+        require(0.0 < p.cyst_core < 1.0, f"{task}: cyst_core must be in (0, 1), got {p.cyst_core}")
     pairs = {
         "fundus2d": [
             (
@@ -422,10 +454,12 @@ def _counts(gen: torch.Generator, n: int, prob: float | torch.Tensor, most: int)
     return torch.where(present, torch.randint(1, most + 1, (n,), generator=gen), torch.zeros(n, dtype=torch.long))
 
 
-def _glare(p: LesionParams, coords: list[torch.Tensor], gen: torch.Generator, n: int) -> torch.Tensor:
+def _glare(p: LesionParams, coords: list[torch.Tensor], gen: torch.Generator, hidden: torch.Tensor) -> torch.Tensor:
     """Glare spots ``[n, 3, H, W]`` to add to the image: ``1..glare_max`` round spots in a
-    ``glare_prob`` share of the cases, anywhere in the image, colour step ``glare_rgb``."""
-    counts = _counts(gen, n, p.glare_prob, p.glare_max)
+    ``glare_prob`` share of the typical cases and a ``glare_hidden_prob`` share of the hidden
+    subtype's (``hidden [n]`` bool), anywhere in the image, colour step ``glare_rgb``."""
+    n = len(hidden)
+    counts = _counts(gen, n, torch.where(hidden, p.glare_hidden_prob, p.glare_prob), p.glare_max)
     mask = torch.zeros((n, *coords[0].shape[1:]))
     for k in range(int(counts.max()) if n else 0):  # loop over spot index, vectorised over cases
         centre = _uniform(gen, n, -0.9, 0.9, 2)
@@ -535,8 +569,8 @@ def _lesion(p: LesionParams, n: int, gen: torch.Generator) -> tuple[torch.Tensor
     hair_n = torch.where(hidden, hair_n + p.hidden_hairs, hair_n)
     hair = _hairs(coords, gen, hair_n, width=0.025)
     img = img * (1 - 0.85 * hair.unsqueeze(1))
-    if p.glare_prob > 0:  # no draws when off: the default cases stay those of earlier releases
-        img = img + _glare(p, coords, gen, n)
+    if p.glare_prob > 0 or p.glare_hidden_prob > 0:  # no draws when off (the version-1 cases)
+        img = img + _glare(p, coords, gen, hidden)
     img = img + p.noise * torch.randn((n, 3, S, S), generator=gen)
     img = img.clamp(0.0, 1.0)
 
@@ -576,11 +610,13 @@ def _tumor(p: TumorParams, n: int, gen: torch.Generator) -> tuple[torch.Tensor, 
     soft = _soft(level, p.edge)
     core = _soft(_level(coords, centre, radii * p.hidden_core, None, None), p.edge)
     enhancing = torch.where(col(hidden.float()) > 0, (soft - core).clamp_min(0), soft)  # necrotic core
+    wall, fluid = _cyst(p, coords, gen, hidden, centre, soft)
+    wall_uptake = _take(p.enhancement, inst) * p.hidden_enhancement  # the cyst wall enhances like the rim
     phases = []
     for k in range(C):  # pre-contrast (k = 0) then wash-in over the post-contrast phases
         curve = 0.0 if k == 0 else 0.6 * (1 - math.exp(-1.5 * k))
-        vol = tissue + col(uptake * curve) * enhancing + (0.05 * soft if k == 0 else 0.0)
-        phases.append(vol)
+        vol = tissue + col(uptake * curve) * enhancing + (0.05 * soft - 0.05 * fluid if k == 0 else 0.0)
+        phases.append(vol + col(wall_uptake * curve) * wall)
     img = torch.stack(phases, 1) * bias.unsqueeze(1)
     img = img + _ghost(coords, gen, hidden, p.hidden_ghost).unsqueeze(1)
     img = img + col(_take(p.noise, inst)).unsqueeze(1) * torch.randn((n, C, S, S, S), generator=gen)
@@ -594,6 +630,36 @@ def _tumor(p: TumorParams, n: int, gen: torch.Generator) -> tuple[torch.Tensor, 
         }
     )
     return img.float(), label.unsqueeze(1), meta
+
+
+def _cyst(
+    p: TumorParams,
+    coords: list[torch.Tensor],
+    gen: torch.Generator,
+    hidden: torch.Tensor,
+    centre: torch.Tensor,
+    tumour: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Benign cyst (background by label): its enhancing wall and its fluid core, each ``[n, *S]``
+    in [0, 1], zero where the case has none or inside the tumour (``tumour [n, *S]``, soft mask).
+
+    A cyst lies in a ``cyst_prob`` share of the typical cases and a ``cyst_hidden_prob`` share of
+    the hidden subtype's, in the octant opposite the tumour (``centre [n, 3]``). Like the hidden
+    subtype it is a ring-enhancing sphere with a non-enhancing core; it differs by a round border,
+    its size (``cyst_radius``), a core darker than the tissue before contrast, and it lies beside a
+    solid tumour."""
+    n = len(hidden)
+    if p.cyst_prob == 0 and p.cyst_hidden_prob == 0:  # no draws when off
+        zero = torch.zeros_like(tumour)
+        return zero, zero
+    present = torch.rand(n, generator=gen) < torch.where(hidden, p.cyst_hidden_prob, p.cyst_prob)
+    where = -torch.where(centre >= 0, 1.0, -1.0) * _uniform(gen, n, 0.35, 0.65, 3)
+    r = _uniform(gen, n, 2 * p.cyst_radius[0], 2 * p.cyst_radius[1])
+    radii = torch.stack([r, r, r], 1)
+    keep = _col(present.float(), 3) * (1 - tumour)
+    outer = _soft(_level(coords, where, radii, None, None), p.edge)
+    inner = _soft(_level(coords, where, radii * p.cyst_core, None, None), p.edge)
+    return keep * (outer - inner).clamp_min(0), keep * inner
 
 
 def _ghost(coords: list[torch.Tensor], gen: torch.Generator, hidden: torch.Tensor, amp: float) -> torch.Tensor:

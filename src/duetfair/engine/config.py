@@ -229,7 +229,8 @@ class ExperimentConfig(_Section):
 
     def config_hash(self) -> str:
         """Hash of everything that changes the training trajectory (output paths, display and
-        analysis-only settings excluded, so adding such a setting keeps old runs resumable)."""
+        analysis-only settings excluded, so adding such a setting keeps old runs resumable); on
+        synthetic data also the generator's version (``duetfair.data.synthetic.GENERATOR_VERSION``)."""
         d = self.to_dict()
         for k in ("output_dir", "name"):
             d.pop(k, None)
@@ -237,6 +238,12 @@ class ExperimentConfig(_Section):
             k: v for k, v in d["train"].items() if k not in ("progress", "tensorboard", "log_every_epoch", "threads")
         }
         d["data"].pop("hidden_column", None)
+        if self.data.kind == DatasetKind.SYNTHETIC:  # the cases change with the generator's version
+            from duetfair.data.synthetic import generator_version
+
+            version = generator_version(self.data.args)
+            if version > 1:
+                d["data"]["generator_version"] = version
         d.pop("eval", None)
         blob = json.dumps(d, sort_keys=True, default=str).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
