@@ -17,14 +17,19 @@ hidden cases vs the rest, rank of the first subgroup holding ``hidden_subtype=1`
 * ``fundus2d``: gap 0.18-0.36, share 0.40-0.75 (base 0.13-0.18, at least 2.2 times), failure rate
   0.29-0.65 vs 0.03-0.09, CVaR10 0.03-0.22 vs 0.38-0.54, rank 0-2 (the planted hard groups
   ``race=Asian`` and ``race=Black`` are sometimes above it);
-* ``lesion2d``: gap 0.23-0.87, share 0.55-1.00 (base 0.13-0.20, at least 3.2 times), failure rate
-  0.22-1.00 vs 0.01-0.04, CVaR10 0.00-0.20 vs 0.52-0.68, rank 0;
-* ``tumor3d``: gap 0.12-0.30, share 0.35-0.85 (base 0.11-0.19, at least 1.9 times), failure rate
-  0.09-0.38 vs 0.00-0.04, CVaR10 0.00-0.32 vs 0.48-0.87, rank 0-1 (the planted hard groups
-  ``stage=T1`` and ``institution=C`` are sometimes above it).
+* ``lesion2d`` (generator version 2, glare decoys): gap 0.14-0.43, share 0.40-1.00 (base
+  0.13-0.20, at least 2.9 times), failure rate 0.19-0.80 vs 0.03-0.07, CVaR10 0.03-0.31 vs
+  0.40-0.50, rank 0;
+* ``tumor3d`` (generator version 2, cyst decoys): on seeds 0-3, 6 and 7 gap 0.13-0.29, share
+  0.35-0.60 (base 0.11-0.19, at least 2.5 times), failure rate 0.24-0.39 vs 0.03-0.12, CVaR10
+  0.00-0.10 vs 0.25-0.57, rank 0-2 (the planted hard groups ``stage=T1`` and ``institution=C``
+  are sometimes above it). On seeds 4 and 5 six epochs on 32 cases leave the subtype's gap small
+  (0.05 and 0.09, share 1.4 and 1.6 times the base rate) and discovery does not list it; the test
+  runs seed 0 (gap 0.24, share 3.1 times, rank 0).
 
-The thresholds in :data:`SETUPS` sit at about half of the smallest measured gaps and well below
-the smallest measured worst-decile ratios; the ranks allow for the task's other planted hard groups.
+The thresholds in :data:`SETUPS` sit at about half of the smallest measured gaps (``tumor3d``: of
+the six seeds above) and well below the smallest measured worst-decile ratios; the ranks allow for
+the task's other planted hard groups.
 """
 
 from __future__ import annotations
@@ -103,9 +108,9 @@ SETUPS = {
             "data.args.image_size=32",
             "train.epochs=8",
         ),
-        min_gap=0.12,
+        min_gap=0.07,
         min_share_ratio=2.0,
-        min_failure_gap=0.09,
+        min_failure_gap=0.07,
         max_rank=1,
     ),
     "tumor3d": Setup(
@@ -129,7 +134,7 @@ SETUPS = {
 }
 
 MIN_CVAR_GAP = 0.1
-"""Smallest accepted CVaR10 of the rest minus that of the hidden subtype (measured: at least 0.21)."""
+"""Smallest accepted CVaR10 of the rest minus that of the hidden subtype (measured: at least 0.17)."""
 
 
 @dataclass
