@@ -112,7 +112,7 @@ def test_fixed_threshold_scores_lower_on_minorities_and_much_lower_on_hidden():
 
 
 def test_tumor_stage_and_hidden_difficulty():
-    d = generate("tumor3d", 120, seed=0, image_size=24)
+    d = generate("tumor3d", 120, seed=0, image_size=24, cyst_prob=0.0)  # the decoy fools the rule on typical cases
     smooth = F.avg_pool3d(d.images[:, -1:], 3, stride=1, padding=1)
     m = d.meta.assign(dice=_dice(smooth > 1.5, d.labels >= 1).numpy())
     by_stage = m[m["hidden_subtype"] == 0].groupby("stage")["dice"].mean()
