@@ -218,23 +218,15 @@ def make_params(task: str, image_size: int | None = None, **overrides: Any) -> A
 
 def _validate(task: str, p: Any) -> None:
     require(p.image_size >= 16, f"{task}: image_size must be >= 16, got {p.image_size}")
-    require(0.0 <= p.hidden_prob <= 1.0, f"{task}: hidden_prob must be in [0, 1], got {p.hidden_prob}")
+    _require_probs(task, p, "hidden_prob")
     if task == "lesion2d":
-        for name in ("glare_prob", "glare_hidden_prob"):
-            require(0.0 <= getattr(p, name) <= 1.0, f"{task}: {name} must be in [0, 1], got {getattr(p, name)}")
+        _require_probs(task, p, "glare_prob", "glare_hidden_prob")
         require(p.glare_max >= 1, f"{task}: glare_max must be >= 1, got {p.glare_max}")
-        require(
-            0 < p.glare_radius[0] <= p.glare_radius[1],
-            f"{task}: glare_radius must be (low, high) with 0 < low <= high, got {p.glare_radius}",
-        )
+        _require_range(task, p, "glare_radius")
         require(len(p.glare_rgb) == 3, f"{task}: glare_rgb must have 3 entries (R, G, B), got {p.glare_rgb}")
     if task == "tumor3d":
-        for name in ("cyst_prob", "cyst_hidden_prob"):
-            require(0.0 <= getattr(p, name) <= 1.0, f"{task}: {name} must be in [0, 1], got {getattr(p, name)}")
-        require(
-            0 < p.cyst_radius[0] <= p.cyst_radius[1],
-            f"{task}: cyst_radius must be (low, high) with 0 < low <= high, got {p.cyst_radius}",
-        )
+        _require_probs(task, p, "cyst_prob", "cyst_hidden_prob")
+        _require_range(task, p, "cyst_radius")
         require(0.0 < p.cyst_core < 1.0, f"{task}: cyst_core must be in (0, 1), got {p.cyst_core}")
     pairs = {
         "fundus2d": [
@@ -260,6 +252,16 @@ def _validate(task: str, p: Any) -> None:
         require(
             all(x >= 0 for x in probs) and sum(probs) > 0, f"{task}: '{per_group[0]}' must be >= 0 with a positive sum"
         )
+
+
+def _require_probs(task: str, p: Any, *names: str) -> None:
+    for name in names:
+        require(0.0 <= getattr(p, name) <= 1.0, f"{task}: {name} must be in [0, 1], got {getattr(p, name)}")
+
+
+def _require_range(task: str, p: Any, name: str) -> None:
+    low, high = getattr(p, name)
+    require(0 < low <= high, f"{task}: {name} must be (low, high) with 0 < low <= high, got {getattr(p, name)}")
 
 
 #: Group names of the planted subtype when it is selected as an attribute (codes 0 / 1).
