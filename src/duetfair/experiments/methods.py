@@ -71,7 +71,6 @@ _SMALL_2D = [
 _SMALL_3D = [
     "train.batch_size=4",
     "optim.lr=3e-3",
-    "schedule.warmup_epochs=0",
 ]  # packaged f = 8: f = 4 can stay all-background
 
 #: ``--set`` overrides of each size, per family of tasks (``2d``: fundus2d, lesion2d; ``3d``:
@@ -132,6 +131,7 @@ SIZES: dict[str, dict[str, list[str]]] = {
     "3d": {
         "quick": _SMALL_3D
         + [
+            "schedule.warmup_epochs=0",
             "data.args.n_train=48",
             "data.args.n_val=24",
             "data.args.n_test=48",
@@ -144,7 +144,8 @@ SIZES: dict[str, dict[str, list[str]]] = {
             "data.args.n_train=64",
             "data.args.n_val=24",
             "data.args.n_test=128",
-            "train.epochs=16",
+            "train.epochs=24",
+            "schedule.warmup_epochs=2",
             "eval.metrics=[dice,iou]",
         ],
         "paper": [
