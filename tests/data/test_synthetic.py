@@ -60,6 +60,10 @@ def test_bad_parameters_are_refused():
         generate("tumor3d", 2, cyst_hidden_prob=-0.1)
     with pytest.raises(DuetfairError, match="cyst_core"):
         generate("tumor3d", 2, cyst_core=1.0)
+    with pytest.raises(DuetfairError, match="cyst_radius"):
+        generate("tumor3d", 2, cyst_radius=(0.0, 0.1))
+    with pytest.raises(DuetfairError, match="hidden_prob"):
+        generate("tumor3d", 2, hidden_prob=1.2)
 
 
 def _light_background(d: SyntheticData) -> torch.Tensor:

@@ -126,3 +126,14 @@ def test_every_size_and_benchmark_method_gives_a_valid_config(task: str) -> None
             assert cfg.method == method
     with pytest.raises(Exception, match="size 'huge'"):
         size_overrides(task, "huge")
+
+
+def test_tumor3d_bench_budget_is_the_converged_one() -> None:
+    """The 3D ``bench`` size trains 24 epochs with a 2-epoch warm-up (ERM had not converged at 16 on
+    generator version 2); ``quick`` keeps no warm-up."""
+    from duetfair.experiments.methods import method_config, size_overrides
+
+    bench = method_config("erm", size_overrides("tumor3d", "bench"), task="tumor3d")
+    assert (bench.train.epochs, bench.schedule.warmup_epochs) == (24, 2)
+    quick = method_config("erm", size_overrides("tumor3d", "quick"), task="tumor3d")
+    assert (quick.train.epochs, quick.schedule.warmup_epochs) == (6, 0)
