@@ -20,15 +20,15 @@ hidden cases vs the rest, rank of the first subgroup holding ``hidden_subtype=1`
 * ``lesion2d`` (generator version 2, glare decoys): gap 0.14-0.43, share 0.40-1.00 (base
   0.13-0.20, at least 2.9 times), failure rate 0.19-0.80 vs 0.03-0.07, CVaR10 0.03-0.31 vs
   0.40-0.50, rank 0;
-* ``tumor3d`` (generator version 2, cyst decoys): on seeds 0-3, 6 and 7 gap 0.13-0.29, share
-  0.35-0.60 (base 0.11-0.19, at least 2.5 times), failure rate 0.24-0.39 vs 0.03-0.12, CVaR10
-  0.00-0.10 vs 0.25-0.57, rank 0-2 (the planted hard groups ``stage=T1`` and ``institution=C``
-  are sometimes above it). On seeds 4 and 5 six epochs on 32 cases leave the subtype's gap small
-  (0.05 and 0.09, share 1.4 and 1.6 times the base rate) and discovery does not list it; the test
-  runs seed 0 (gap 0.24, share 3.1 times, rank 0).
+* ``tumor3d`` (generator version 3, cysts as large as the tumours): on seeds 0, 1 and 3-7 gap
+  0.11-0.28, share 0.30-0.65 (base 0.11-0.19, at least 1.8 times), failure rate 0.19-0.43 vs
+  0.03-0.08 (seed 5: 0.06 vs 0.04), CVaR10 0.00-0.37 vs 0.30-0.62 (at least 0.11 apart), rank 0-2
+  (the planted hard groups ``stage=T1`` and ``institution=C`` are sometimes above it). On seed 2
+  eight epochs on 48 cases leave the model weak on every case (mean Dice of the rest 0.63) and
+  nothing stands out; the test runs seed 0 (gap 0.21, share 2.7 times, rank 0).
 
 The thresholds in :data:`SETUPS` sit at about half of the smallest measured gaps (``tumor3d``: of
-the six seeds above) and well below the smallest measured worst-decile ratios; the ranks allow for
+the seven seeds above) and well below the smallest measured worst-decile ratios; the ranks allow for
 the task's other planted hard groups.
 """
 
@@ -115,16 +115,16 @@ SETUPS = {
     ),
     "tumor3d": Setup(
         overrides=(
-            "data.args.n_train=32",
+            "data.args.n_train=48",
             "data.args.n_val=8",
             "data.args.n_test=192",
             "data.args.image_size=32",
             "model.args.feature_size=8",
-            # foreground-only Dice: with the background in the Dice term, 6 short epochs sometimes
-            # end before the model predicts any tumour voxel (every case then fails alike)
+            # foreground-only Dice: with the background in the Dice term, a few short epochs
+            # sometimes end before the model predicts any tumour voxel (every case then fails alike)
             "objective.loss.include_background=false",
             "train.batch_size=2",
-            "train.epochs=6",
+            "train.epochs=8",
         ),
         min_gap=0.06,
         min_share_ratio=1.5,
@@ -134,7 +134,8 @@ SETUPS = {
 }
 
 MIN_CVAR_GAP = 0.1
-"""Smallest accepted CVaR10 of the rest minus that of the hidden subtype (measured: at least 0.17)."""
+"""Smallest accepted CVaR10 of the rest minus that of the hidden subtype (measured: at least 0.11,
+on ``tumor3d`` seed 7)."""
 
 
 @dataclass

@@ -130,10 +130,12 @@ def test_every_size_and_benchmark_method_gives_a_valid_config(task: str) -> None
 
 def test_tumor3d_bench_budget_is_the_converged_one() -> None:
     """The 3D ``bench`` size trains 24 epochs with a 2-epoch warm-up (ERM had not converged at 16 on
-    generator version 2); ``quick`` keeps no warm-up."""
+    generator version 2) and validates on 128 cases, so that the rarest stage (5 %) has about six
+    cases to select a checkpoint by; ``quick`` keeps no warm-up."""
     from duetfair.experiments.methods import method_config, size_overrides
 
     bench = method_config("erm", size_overrides("tumor3d", "bench"), task="tumor3d")
     assert (bench.train.epochs, bench.schedule.warmup_epochs) == (24, 2)
+    assert bench.data.args["n_val"] == 128
     quick = method_config("erm", size_overrides("tumor3d", "quick"), task="tumor3d")
     assert (quick.train.epochs, quick.schedule.warmup_epochs) == (6, 0)

@@ -17,10 +17,10 @@ It reproduces the *structure* of the papers' problems so that fairness methods c
   (glare spots coloured like an amelanotic lesion; a benign cyst with an enhancing wall and a
   non-enhancing core), so what most cases teach ("this is background") is wrong for the subtype.
   The subtype can still be told apart from its context (no typical target beside it, a rounder
-  decoy), so it is learnable but under-represented. On ``fundus2d`` and ``lesion2d`` a model that
-  sees enough of it, the benchmark's oracle, segments it better than ERM; on ``tumor3d`` the decoy
-  widens ERM's gap but the oracle does not close it at the CPU benchmark size (see the benchmark
-  docs). ``fundus2d`` needs no decoy: its subtype's cup inverts what the typical cups teach.
+  decoy), so it is learnable but under-represented: a model that sees enough of it, the benchmark's
+  oracle, segments it better than ERM. The tumour cysts are as large as the tumours, so that size
+  alone does not give the subtype away. ``fundus2d`` needs no decoy: its subtype's cup inverts what
+  the typical cups teach.
 
 Generation is vectorised over cases with torch (float32, CPU), seeded and deterministic: the same
 task, size, parameters and seed give the same cases bit for bit. Every effect size and proportion
@@ -66,9 +66,10 @@ if TYPE_CHECKING:
     from duetfair.data.dataset import CaseDataset
 
 TASKS = ("fundus2d", "lesion2d", "tumor3d")
-GENERATOR_VERSION: dict[str, int] = {"fundus2d": 1, "lesion2d": 2, "tumor3d": 2}
+GENERATOR_VERSION: dict[str, int] = {"fundus2d": 1, "lesion2d": 2, "tumor3d": 3}
 """Version of each task's cases under its default parameters, raised whenever a change of the
-generator changes them (version 2: the decoys of ``lesion2d`` and ``tumor3d``). From version 2 on
+generator changes them (version 2: the decoys of ``lesion2d`` and ``tumor3d``; version 3 of
+``tumor3d``: cysts as large as the tumours, so that size no longer tells the subtype from a cyst). From version 2 on
 it is part of the config hash of a run on the task (see :func:`generator_version`), so a finished
 run trained on older cases is never taken for a new one; version 1 adds nothing to the hash, so
 runs made before versions existed keep theirs."""
@@ -173,7 +174,7 @@ class TumorParams:
     hidden_irregularity: float = 0.05  #: extra shape irregularity of the hidden subtype
     cyst_prob: float = 1.0  #: probability of a benign cyst in a typical case, background by label
     cyst_hidden_prob: float = 0.0  #: probability of a benign cyst in a hidden-subtype case
-    cyst_radius: tuple[float, float] = (0.08, 0.14)  #: cyst radius range (fraction of side)
+    cyst_radius: tuple[float, float] = (0.12, 0.24)  #: cyst radius range (fraction of side)
     cyst_core: float = 0.6  #: radius fraction of the cyst's fluid core
 
 

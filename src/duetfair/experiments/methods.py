@@ -142,7 +142,7 @@ SIZES: dict[str, dict[str, list[str]]] = {
         "bench": _SMALL_3D
         + [
             "data.args.n_train=64",
-            "data.args.n_val=24",
+            "data.args.n_val=128",
             "data.args.n_test=128",
             "train.epochs=24",
             "schedule.warmup_epochs=2",
