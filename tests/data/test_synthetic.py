@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from duetfair.data import build_datasets, collate_cases
-from duetfair.data.synthetic import SyntheticData, generate, group_spec
+from duetfair.data.synthetic import SyntheticData, generate, generator_version, group_spec, synthetic_task
 from duetfair.errors import DuetfairError
 
 
@@ -64,6 +64,15 @@ def test_bad_parameters_are_refused():
         generate("tumor3d", 2, cyst_radius=(0.0, 0.1))
     with pytest.raises(DuetfairError, match="hidden_prob"):
         generate("tumor3d", 2, hidden_prob=1.2)
+
+
+def test_the_task_is_named_by_task_or_its_alias_kind():
+    assert synthetic_task({}) == "fundus2d" and synthetic_task({"kind": "tumor3d"}) == "tumor3d"
+    assert generator_version({"kind": "tumor3d"}) == generator_version({"task": "tumor3d"}) == 3
+    with pytest.raises(DuetfairError, match="'task' or 'kind', not both"):
+        synthetic_task({"task": "fundus2d", "kind": "lesion2d"})
+    with pytest.raises(DuetfairError, match="not both"):
+        build_datasets("synthetic", task="fundus2d", kind="fundus2d", n_train=2, n_val=0, n_test=0)
 
 
 def _light_background(d: SyntheticData) -> torch.Tensor:

@@ -10,7 +10,6 @@ from typing import Any, Callable
 
 from duetfair.data.dataset import CaseDataset, collate_cases
 from duetfair.data.groups import UNKNOWN, AttributeSpec, GroupSpec
-from duetfair.errors import require
 from duetfair.options import DatasetKind, parse
 
 __all__ = ["build_datasets", "CaseDataset", "GroupSpec", "AttributeSpec", "collate_cases", "UNKNOWN"]
@@ -55,7 +54,8 @@ def build_datasets(kind: str, /, **kwargs: Any) -> dict[str, CaseDataset]:
         case = ds["train"][0]   # {"image", "label", "case_id", "attrs", "codes", "hidden"}
     """
     kind = parse(DatasetKind, kind, "dataset kind")
-    if kind == "synthetic" and "kind" in kwargs:
-        require("task" not in kwargs, "synthetic dataset: give 'task' or 'kind', not both")
-        kwargs["task"] = kwargs.pop("kind")
+    if kind == "synthetic":
+        from duetfair.data.synthetic import synthetic_task
+
+        kwargs = {**{k: v for k, v in kwargs.items() if k != "kind"}, "task": synthetic_task(kwargs)}
     return _builder(kind)(**kwargs)

@@ -44,7 +44,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -196,10 +196,17 @@ class SyntheticData:
     params: Any = field(repr=False, default=None)
 
 
-def generator_version(args: dict[str, Any]) -> int:
-    """:data:`GENERATOR_VERSION` of the task named by synthetic dataset arguments ``args``
-    (``task``, or its alias ``kind``; default ``fundus2d``); 1 for an unknown task name."""
-    return GENERATOR_VERSION.get(str(args.get("task", args.get("kind", TASKS[0]))), 1)
+def synthetic_task(args: Mapping[str, Any]) -> str:
+    """The task named by synthetic dataset arguments ``args``: ``task``, or its alias ``kind``
+    (not both); ``fundus2d`` when neither is given."""
+    require(not {"task", "kind"} <= set(args), "synthetic dataset: give 'task' or 'kind', not both")
+    return str(args.get("task", args.get("kind", TASKS[0])))
+
+
+def generator_version(args: Mapping[str, Any]) -> int:
+    """:data:`GENERATOR_VERSION` of the task named by synthetic dataset arguments ``args`` (see
+    :func:`synthetic_task`); 1 for an unknown task name."""
+    return GENERATOR_VERSION.get(synthetic_task(args), 1)
 
 
 def make_params(task: str, image_size: int | None = None, **overrides: Any) -> Any:
@@ -684,7 +691,7 @@ def _zscore(img: torch.Tensor) -> torch.Tensor:
 
 # ---- datasets and files -----------------------------------------------------------------------
 def synthetic_datasets(
-    task: str = "fundus2d",
+    task: str = TASKS[0],
     *,
     n_train: int = 512,
     n_val: int = 128,
