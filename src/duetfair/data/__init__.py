@@ -57,5 +57,6 @@ def build_datasets(kind: str, /, **kwargs: Any) -> dict[str, CaseDataset]:
     if kind == "synthetic":
         from duetfair.data.synthetic import synthetic_task
 
-        kwargs = {**{k: v for k, v in kwargs.items() if k != "kind"}, "task": synthetic_task(kwargs)}
+        kwargs["task"] = synthetic_task(kwargs)
+        kwargs.pop("kind", None)
     return _builder(kind)(**kwargs)
