@@ -78,16 +78,30 @@ class CachedCases:
     def __len__(self) -> int:
         return self.image.shape[0]
 
+    def nbytes(self) -> int:
+        """Memory held by the stacked tensors (bytes)."""
+        return sum(t.numel() * t.element_size() for t in (self.image, self.label, self.codes))
+
+    def to(self, device: torch.device) -> "CachedCases":
+        """The same cases with the stacked tensors on ``device`` (batches are then cut there)."""
+        moved = object.__new__(CachedCases)
+        moved.image, moved.label, moved.codes = (t.to(device) for t in (self.image, self.label, self.codes))
+        moved.case_ids = self.case_ids
+        return moved
+
     def batches(self, order: torch.Tensor, batch_size: int, drop_last: bool = False) -> Iterator[Batch]:
-        """Yield batches following ``order`` (indices into the split)."""
+        """Yield batches following ``order`` (indices into the split, on the CPU). With the cache on
+        a device the order goes there once and every batch is cut there (no host copy)."""
+        on_device = order.to(self.image.device, non_blocking=True)
         for start in range(0, order.numel(), batch_size):
             idx = order[start : start + batch_size]
             if drop_last and idx.numel() < batch_size:
                 return
+            didx = on_device[start : start + batch_size]
             yield Batch(
-                self.image.index_select(0, idx),
-                self.label.index_select(0, idx),
-                self.codes.index_select(0, idx),
+                self.image.index_select(0, didx),
+                self.label.index_select(0, didx),
+                self.codes.index_select(0, didx),
                 [self.case_ids[i] for i in idx.tolist()],
                 idx,
             )

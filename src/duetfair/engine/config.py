@@ -158,7 +158,12 @@ class TrainConfig(_Section):
     select: Optional[SelectRule] = None
     amp: Literal["auto", "off", "bf16", "fp16"] = "auto"
     channels_last: bool = True
-    deterministic: bool = True
+    deterministic: bool | Literal["auto"] = "auto"
+    """Deterministic kernels: ``auto`` (default) = on for CPU (bit-exact runs and resume), off on
+    CUDA with a line at start-up (fast kernels); ``true`` / ``false`` force them on / off."""
+    compile: bool = False
+    """``torch.compile`` the model's forward (every model, with and without MoE); the checkpoints
+    are those of the eager model."""
     val_every: int = Field(1, ge=1)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     balance_by: Optional[str] = None
@@ -237,6 +242,12 @@ class ExperimentConfig(_Section):
         d["train"] = {
             k: v for k, v in d["train"].items() if k not in ("progress", "tensorboard", "log_every_epoch", "threads")
         }
+        # `auto` is `true` on CPU, the earlier default; an unset compile changes nothing: both keep
+        # the hashes (and the resumability) of runs written before these settings existed
+        if d["train"].get("deterministic") == "auto":
+            d["train"]["deterministic"] = True
+        if not d["train"].get("compile"):
+            d["train"].pop("compile", None)
         d["data"].pop("hidden_column", None)
         if self.data.kind == DatasetKind.SYNTHETIC:  # the cases change with the generator's version
             from duetfair.data.synthetic import generator_version

@@ -29,7 +29,6 @@ import contextlib
 import functools
 import math
 import os
-import random
 import signal
 import socket
 import time
@@ -37,12 +36,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Literal, Optional
 
-import numpy as np
 import pandas as pd
 import torch
 from torch import nn
 
 from duetfair.engine import adapters
+from duetfair.engine.acceleration import (
+    LossMonitor,
+    compile_model,
+    device_source,
+    resolve_determinism,
+    seed_everything,
+)
 from duetfair.engine.batching import BatchSource, augment_batch, make_source
 from duetfair.engine.checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
 from duetfair.engine.config import ExperimentConfig, save_config
@@ -83,18 +88,6 @@ class TrainResult:
     best_epoch: int
     best_score: float
     history: pd.DataFrame = field(repr=False)
-
-
-def seed_everything(seed: int, deterministic: bool = True) -> None:
-    """Seed python, numpy and torch; deterministic kernels on CPU (and cuDNN) when asked."""
-    random.seed(seed)
-    np.random.seed(seed % (2**32))
-    torch.manual_seed(seed)
-    if deterministic:
-        torch.use_deterministic_algorithms(True, warn_only=True)
-        torch.backends.cudnn.benchmark = False
-    else:
-        torch.backends.cudnn.benchmark = torch.cuda.is_available()
 
 
 def epoch_order(n: int, seed: int, epoch: int, weights: Optional[torch.Tensor] = None) -> torch.Tensor:
@@ -190,7 +183,8 @@ class Trainer:
         self._stop = False
         self.info, self.device = init_from_env(cfg.train.device)
         set_threads(cfg.train.threads, self.info)
-        seed_everything(cfg.seed + self.info.rank, cfg.train.deterministic)
+        self.determinism = resolve_determinism(cfg.train.deterministic, self.device)
+        seed_everything(cfg.seed + self.info.rank, self.determinism.enabled)
         self.generator = torch.Generator().manual_seed(cfg.seed * 7919 + self.info.rank)
         self._check_run_dir()
         self._build_data(datasets)
@@ -238,8 +232,12 @@ class Trainer:
         self.in_channels = int(train.in_channels)
         self.spatial_dims = int(train.spatial_dims)
         self.channel_source = getattr(train, "channel_source", "native")
-        self.train_source: BatchSource = make_source(train, cfg.data.cache, cfg.data.num_workers)
-        self.val_source: BatchSource = make_source(self.datasets["val"], cfg.data.cache, cfg.data.num_workers)
+        self.train_source: BatchSource = device_source(
+            make_source(train, cfg.data.cache, cfg.data.num_workers), self.device
+        )
+        self.val_source: BatchSource = device_source(
+            make_source(self.datasets["val"], cfg.data.cache, cfg.data.num_workers), self.device
+        )
         first = self.datasets["train"][0]
         self.image_shape = list(first["image"].shape)
 
@@ -274,6 +272,7 @@ class Trainer:
         self.channels_last = bool(cfg.train.channels_last and self.device.type == "cuda" and self.spatial_dims == 2)
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        compile_model(self.model, cfg.train.compile)
         ids = self.grouping.group_ids(self.datasets["train"].codes)
         self.sample_weights = self._sample_weights(ids)
         context = ObjectiveContext(
@@ -401,6 +400,8 @@ class Trainer:
         try:
             with self._progress() as progress:
                 self._console = progress.console
+                if self.info.is_main and self.determinism.note:
+                    self._console.print(self.determinism.note, highlight=False, markup=False, soft_wrap=True)
                 task = progress.add_task(
                     "epoch", total=self.cfg.train.epochs * self.steps_per_epoch, completed=self.global_step
                 )
@@ -440,20 +441,36 @@ class Trainer:
         if self.epoch_step == 0:
             self._loss_sum, self._loss_n = 0.0, 0
         t0 = time.perf_counter()
+        # losses are read one step late, so the host queues step t + 1 before it waits for step t
+        monitor = LossMonitor(self.device)
         for batch in self.train_source.batches(order, bs, drop_last=self.drop_last):
-            loss = self._step(batch)
-            self._loss_sum += loss
-            self._loss_n += 1
+            self._account(monitor.push(self._step(batch)), progress, task)
             self.epoch_step += 1
             self.global_step += 1
-            progress.update(task, advance=1, description=f"epoch {self.epoch + 1}/{cfg.train.epochs} loss {loss:.4f}")
             for hook in self.hooks:
                 hook(self, "step")
             if self._stop_requested() and self.epoch_step < self.steps_per_epoch:
+                self._account(monitor.drain(), progress, task)
                 self._save("last.pt")
                 return False
+        self._account(monitor.drain(), progress, task)
         self._epoch_time = time.perf_counter() - t0
         return True
+
+    def _account(self, loss: Optional[float], progress: Any, task: Any) -> None:
+        """Add the loss of the step before the current one to the epoch's mean (refusing a
+        non-finite loss) and advance the progress display; ``None``: nothing to account yet."""
+        if loss is None:
+            return
+        self._loss_n += 1  # the accounted step's number in the epoch (resume keeps the count)
+        if not math.isfinite(loss):
+            raise NonFiniteLossError(
+                f"training loss is {loss} at epoch {self.epoch + 1} step {self._loss_n}; stopped. "
+                f"Last good checkpoint: {self._last_good()}. Try a lower optim.lr, optim.grad_clip or train.amp=off"
+            )
+        self._loss_sum += loss
+        description = f"epoch {self.epoch + 1}/{self.cfg.train.epochs} loss {loss:.4f}"
+        progress.update(task, advance=1, description=description)
 
     def _stop_requested(self) -> bool:
         flag = torch.tensor([1.0 if self._stop else 0.0])
@@ -462,7 +479,9 @@ class Trainer:
         self._stop = bool(flag.item() > 0)
         return self._stop
 
-    def _step(self, batch: Any) -> float:
+    def _step(self, batch: Any) -> torch.Tensor:
+        """One optimiser step; returns the batch's loss (averaged over ranks) as a detached scalar
+        tensor on the device, read later by :class:`LossMonitor` (no host sync here)."""
         cfg = self.cfg
         image, label = batch.image.to(self.device, non_blocking=True), batch.label.to(self.device, non_blocking=True)
         if cfg.augment.enabled:
@@ -474,12 +493,7 @@ class Trainer:
             total = self.ddp(
                 image, label, self.grouping.route_codes(codes), self.grouping.group_ids(codes), batch.case_ids
             )
-        value = float(all_reduce_mean(total.detach(), self.info).item())
-        if not math.isfinite(value):
-            raise NonFiniteLossError(
-                f"training loss is {value} at epoch {self.epoch + 1} step {self.epoch_step + 1}; stopped. "
-                f"Last good checkpoint: {self._last_good()}. Try a lower optim.lr, optim.grad_clip or train.amp=off"
-            )
+        value = all_reduce_mean(total.detach(), self.info)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(total).backward()
         if cfg.optim.grad_clip:

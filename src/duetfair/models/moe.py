@@ -40,7 +40,7 @@ from torch import nn
 
 from duetfair.errors import DuetfairError, require
 
-__all__ = ["DistributionAwareMoE", "MoE", "MoEExperts", "GroupRouter", "normalize_num_groups"]
+__all__ = ["DistributionAwareMoE", "MoE", "MoEExperts", "GroupRouter", "compute_dtype", "normalize_num_groups"]
 
 Dispatch = Literal["auto", "grouped_mm", "blocked", "split"]
 MultiAttribute = Literal["sum", "intersection"]
@@ -52,6 +52,15 @@ def normalize_num_groups(num_groups: int | Sequence[int]) -> list[int]:
     require(len(cards) >= 1, "num_groups: expected an int or a non-empty list of ints")
     require(all(g >= 1 for g in cards), f"num_groups: expected cardinalities >= 1, got {cards}")
     return cards
+
+
+def compute_dtype(x: torch.Tensor) -> torch.dtype:
+    """The dtype the expert matmuls run in: the autocast dtype of ``x``'s device when autocast is
+    on there (the expert weights stay fp32 master weights), else ``x.dtype``."""
+    device = x.device.type
+    if torch.is_autocast_enabled(device):
+        return torch.get_autocast_dtype(device)
+    return x.dtype
 
 
 def _uniform_(tensor: torch.Tensor, fan_in: int) -> torch.Tensor:
@@ -118,16 +127,18 @@ class MoEExperts(nn.Module):
         """Apply expert ``e`` to rows ``x [M, C]`` -> ``[M, C]`` (no dropout; for references/tests)."""
         return torch.addmm(self.b2[e], torch.relu(torch.addmm(self.b1[e], x, self.w1[e])), self.w2[e])
 
-    def grouped_mm_ok(self, x: torch.Tensor) -> bool:
-        """Whether ``torch.nn.functional.grouped_mm`` can run on ``x``.
+    def grouped_mm_ok(self, x: torch.Tensor, dtype: torch.dtype | None = None) -> bool:
+        """Whether ``torch.nn.functional.grouped_mm`` can run on ``x`` computed in ``dtype``
+        (default ``x.dtype``; under autocast pass :func:`compute_dtype`).
 
         Needs 16-byte aligned rows, and bfloat16 except in eager mode on CPU (the CUDA kernels and
         the compiler's shape function accept only bfloat16).
         """
-        size = x.element_size()
+        dtype = x.dtype if dtype is None else dtype
+        size = torch.empty((), dtype=dtype).element_size()
         aligned = (self.dim * size) % 16 == 0 and (self.hidden * size) % 16 == 0
         eager_cpu = x.device.type == "cpu" and not torch.compiler.is_compiling()
-        return hasattr(F, "grouped_mm") and aligned and (x.dtype == torch.bfloat16 or eager_cpu)
+        return hasattr(F, "grouped_mm") and aligned and (dtype == torch.bfloat16 or eager_cpu)
 
     def _blocked(self, xs: torch.Tensor, expert_ids: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
         """Static-shape grouped matmul for any dtype: per-expert segments padded to blocks + ``bmm``.
@@ -158,7 +169,8 @@ class MoEExperts(nn.Module):
         """Run sorted assignments through their experts.
 
         Args:
-            xs: ``[M, C]`` token rows sorted by expert (expert 0 first).
+            xs: ``[M, C]`` token rows sorted by expert (expert 0 first), in the compute dtype
+                (under autocast: the autocast dtype, see :func:`compute_dtype`).
             expert_ids: ``[M]`` expert of each row (non-decreasing).
             counts: ``[E]`` number of rows per expert.
             dispatch: ``"grouped_mm"`` (one grouped GEMM), ``"blocked"`` (padded blocks + bmm;
@@ -169,9 +181,12 @@ class MoEExperts(nn.Module):
             ``[M, C]`` expert outputs (dropout applied in training mode).
         """
         if dispatch == "grouped_mm":
+            # autocast does not cover grouped_mm: every operand in the rows' dtype (bf16 weights
+            # are a cast copy, as autocast makes for nn.Linear; the master weights keep theirs)
+            w1, b1, w2, b2 = (p.to(xs.dtype) for p in (self.w1, self.b1, self.w2, self.b2))
             offs = counts.cumsum(0).to(torch.int32)
-            h = F.grouped_mm(xs, self.w1, offs=offs) + self.b1.index_select(0, expert_ids)
-            y = F.grouped_mm(torch.relu(h), self.w2, offs=offs) + self.b2.index_select(0, expert_ids)
+            h = F.grouped_mm(xs, w1, offs=offs) + b1.index_select(0, expert_ids)
+            y = F.grouped_mm(torch.relu(h), w2, offs=offs) + b2.index_select(0, expert_ids)
         elif dispatch == "blocked":
             y = self._blocked(xs, expert_ids, counts)
         else:
@@ -265,9 +280,17 @@ class GroupRouter(nn.Module):
         return w, b
 
     def forward(self, x: torch.Tensor, group: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Router logits for tokens ``x [B, N, C]``: ``(clean [B, N, E], noise_scale [B, N, E])``."""
+        """Router logits for tokens ``x [B, N, C]``: ``(clean [B, N, E], noise_scale [B, N, E])``,
+        float32 for float32 / bfloat16 / float16 tokens.
+
+        The router always runs in float32, under autocast too (as Switch Transformers do): its
+        matmul is ``2E / (2 * k * H)`` of the expert FLOPs, and a bfloat16 router would change the
+        top-k choice of near-tied tokens against the float32 model.
+        """
         w, b = self.effective_params(group, x.shape[0], x.device)
-        logits = torch.baddbmm(b.unsqueeze(1).to(x.dtype), x, w.to(x.dtype))
+        dtype = torch.promote_types(x.dtype, torch.float32)
+        with torch.autocast(x.device.type, enabled=False):
+            logits = torch.baddbmm(b.unsqueeze(1).to(dtype), x.to(dtype), w.to(dtype))
         clean, raw_noise = logits.split(self.num_experts, dim=-1)
         return clean, F.softplus(raw_noise)
 
@@ -345,15 +368,16 @@ class DistributionAwareMoE(nn.Module):
             f"dispatch={self.dispatch!r}"
         )
 
-    def _resolve_dispatch(self, x: torch.Tensor) -> str:
+    def _resolve_dispatch(self, x: torch.Tensor, dtype: torch.dtype) -> str:
+        """The dispatch path for tokens ``x`` computed in ``dtype`` (see ``dispatch``)."""
         if self.dispatch in ("split", "blocked"):
             return self.dispatch
-        can_gmm = self.experts.grouped_mm_ok(x)
+        can_gmm = self.experts.grouped_mm_ok(x, dtype)
         if self.dispatch == "grouped_mm":
             require(
                 can_gmm,
                 f"dispatch='grouped_mm' needs rows aligned to 16 bytes and bfloat16 outside eager CPU "
-                f"(dim={self.dim}, dtype={x.dtype}, device={x.device.type}); use 'blocked'",
+                f"(dim={self.dim}, dtype={dtype}, device={x.device.type}); use 'blocked'",
             )
             return "grouped_mm"
         if x.device.type == "cpu" and not torch.compiler.is_compiling():
@@ -378,6 +402,10 @@ class DistributionAwareMoE(nn.Module):
         B, N, C = x.shape
         T, k, E = B * N, self.top_k, self.num_experts
         gates, top_idx, logits = self.route(x, group)
+        dtype = compute_dtype(x)
+        path = self._resolve_dispatch(x, dtype)
+        if path == "grouped_mm":
+            x = x.to(dtype)  # the k copies of every token are made in the compute dtype
         flat = top_idx.reshape(T * k)
         order = torch.argsort(flat, stable=True)  # assignment slots sorted by expert
         inv = torch.empty_like(order).scatter_(0, order, torch.arange(T * k, device=x.device))
@@ -385,7 +413,7 @@ class DistributionAwareMoE(nn.Module):
         ends = torch.searchsorted(sorted_ids, torch.arange(E, device=x.device, dtype=sorted_ids.dtype), right=True)
         counts = torch.diff(ends, prepend=ends.new_zeros(1))  # [E], static shape, no host sync
         xs = _Dispatch.apply(x.reshape(T, C), torch.div(order, k, rounding_mode="floor"), inv, k)
-        ys = self.experts(xs, sorted_ids, counts, self._resolve_dispatch(x))
+        ys = self.experts(xs, sorted_ids, counts, path)
         y = _Permute.apply(ys, inv, order).view(T, k, C)
         out = (y * gates.reshape(T, k, 1).to(y.dtype)).sum(1).view(B, N, C)
         self._aux = (
