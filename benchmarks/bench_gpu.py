@@ -25,6 +25,7 @@ Prints tables and writes JSON (``--out``). Without a GPU it says "no GPU" and ex
 from __future__ import annotations
 
 import argparse
+import functools
 import platform
 import statistics
 import subprocess
@@ -92,6 +93,40 @@ def peak_gib(fn: Callable[[], Any], device: torch.device) -> float:
     return torch.cuda.max_memory_allocated(device) / 2**30
 
 
+def count_syncs(fn: Callable[[], Any], device: torch.device) -> int:
+    """Host synchronisations of one call of ``fn`` (CUDA sync debug mode; -1 elsewhere)."""
+    if device.type != "cuda":
+        return -1
+    import warnings
+
+    torch.cuda.synchronize()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            fn()
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    return sum("synchroniz" in str(w.message) for w in caught)
+
+
+def kernel_profile(fn: Callable[[], Any], device: torch.device, top: int = 12) -> list[Result]:
+    """The ``top`` operators of ``fn`` by device time (ms per call of ``fn``), from ``torch.profiler``."""
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    fn()
+    with profile(activities=activities) as prof:
+        for _ in range(3):
+            fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+    attr = "device_time_total" if device.type == "cuda" else "cpu_time_total"
+    events = sorted(prof.key_averages(), key=lambda e: getattr(e, attr, 0.0), reverse=True)
+    rows = [{"op": e.key[:60], "ms": round(getattr(e, attr, 0.0) / 3e3, 3), "calls": e.count // 3} for e in events]
+    return rows[:top]
+
+
 def autocast(device: torch.device, on: bool) -> Any:
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=on)
 
@@ -132,10 +167,18 @@ def bench_layer(device: torch.device, shapes: dict, repeats: int, compile_shapes
         for mode in ("fp32", "bf16", "bf16_compiled"):
             if f"dmoe_{mode}" in ms:
                 row[f"ratio_{mode}"] = round(ms[f"dmoe_{mode}"] / ms[f"dense_{mode}"], 3)
+        row["host_syncs_dmoe_bf16"] = count_syncs(fns["dmoe_bf16"], device)
         row["peak_gib_dmoe_bf16"] = round(peak_gib(fns["dmoe_bf16"], device), 3)
         row["peak_gib_dense_bf16"] = round(peak_gib(fns["dense_bf16"], device), 3)
+        if name in compile_shapes:
+            row["profile_dmoe_bf16"] = kernel_profile(fns["dmoe_bf16"], device)
+            row["profile_dense_bf16"] = kernel_profile(fns["dense_bf16"], device)
         rows.append(row)
-        print_rows([row], list(row))
+        print_rows([row], [c for c in row if not c.startswith("profile")])
+        for key in ("profile_dmoe_bf16", "profile_dense_bf16"):
+            if key in row:
+                print(f"-- {key}: top operators by device time")
+                print_rows(row[key], ["op", "ms", "calls"])
     return rows
 
 
@@ -251,7 +294,7 @@ def bare_loop_seconds(trainer: Any, epochs: int) -> float:
     return seconds
 
 
-def bench_trainer(device: torch.device, smoke: bool, workdir: Path) -> list[Result]:
+def bench_trainer(device: torch.device, smoke: bool, workdir: Path, compiled: bool) -> list[Result]:
     from duetfair.engine.trainer import Trainer
 
     rows = []
@@ -264,6 +307,9 @@ def bench_trainer(device: torch.device, smoke: bool, workdir: Path) -> list[Resu
         row: Result = {"deterministic": str(deterministic), "images": n, "trainer_epoch_s": round(epoch_s, 3)}
         row["trainer_images_per_s"] = round(n / epoch_s, 1)
         if deterministic == "auto":
+            first = torch.arange(cfg.train.batch_size)
+            batch = next(iter(trainer.train_source.batches(first, cfg.train.batch_size)))
+            row["host_syncs_per_step"] = count_syncs(functools.partial(trainer._step, batch), device)
             bare = bare_loop_seconds(trainer, epochs=2)
             row["bare_epoch_s"] = round(bare, 3)
             row["bare_images_per_s"] = round(n / bare, 1)
@@ -271,16 +317,39 @@ def bench_trainer(device: torch.device, smoke: bool, workdir: Path) -> list[Resu
         rows.append(row)
         print_rows([row], list(row))
     rows[1]["deterministic_cost"] = round(rows[1]["trainer_epoch_s"] / rows[0]["trainer_epoch_s"], 3)
+    if compiled:
+        rows.append(compiled_trainer_row(device, smoke, workdir / "compiled"))
+        print_rows(rows[-1:], list(rows[-1]))
     return rows
 
 
-def paper_smoke(workdir: Path, timeout: int) -> list[Result]:
+def compiled_trainer_row(device: torch.device, smoke: bool, workdir: Path) -> Result:
+    """The trainer's epoch with ``train.compile: true`` (same run otherwise)."""
+    from duetfair.engine.trainer import Trainer
+
+    cfg = trainer_config(device, smoke, "auto", workdir)
+    cfg.train.compile = True
+    trainer = Trainer(cfg, workdir)
+    result = trainer.fit()
+    n = trainer.steps_per_epoch * cfg.train.batch_size
+    epoch_s = float(result.history["epoch_seconds"].iloc[-1])
+    return {
+        "deterministic": "auto",
+        "compile": True,
+        "images": n,
+        "trainer_epoch_s": round(epoch_s, 3),
+        "trainer_images_per_s": round(n / epoch_s, 1),
+        "first_epoch_s": round(float(result.history["epoch_seconds"].iloc[0]), 1),
+        "val_dice": round(float(result.history["val_dice"].iloc[-1]), 4),
+    }
+
+
+def paper_smoke(workdir: Path, timeout: int, tasks: list[str]) -> list[Result]:
     """``duetfair benchmark --size paper`` for both families, every method, one tiny epoch."""
     rows = []
-    for task, data in (
-        ("tumor3d", ["n_train=4", "n_val=2", "n_test=2"]),
-        ("fundus2d", ["n_train=84", "n_val=8", "n_test=8"]),
-    ):
+    sizes = {"tumor3d": ["n_train=8", "n_val=12", "n_test=12"], "fundus2d": ["n_train=84", "n_val=12", "n_test=12"]}
+    for task in tasks:
+        data = sizes[task]
         cmd = [sys.executable, "-m", "duetfair", "benchmark", "--task", task, "--method", "all", "--size", "paper"]
         cmd += ["--seeds", "1", "--out", str(workdir / f"paper_{task}"), "--set", "train.epochs=1"]
         cmd += [arg for d in data for arg in ("--set", f"data.args.{d}")]
@@ -321,8 +390,11 @@ def main(argv: list[str] | None = None) -> Result:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sections", default="layer,model,trainer", help="comma-separated: layer,model,trainer")
     parser.add_argument("--repeats", type=int, default=5, help="timed blocks per measurement (median)")
-    parser.add_argument("--compile-models", action="store_true", help="also time the compiled full models")
+    parser.add_argument(
+        "--compile-models", action="store_true", help="also time the compiled full models and a train.compile epoch"
+    )
     parser.add_argument("--paper-smoke", action="store_true", help="run every method at --size paper briefly")
+    parser.add_argument("--paper-tasks", default="tumor3d,fundus2d", help="tasks of --paper-smoke")
     parser.add_argument("--smoke", action="store_true", help="tiny shapes on any device: exercise every path")
     parser.add_argument("--workdir", type=Path, default=Path("runs/bench_gpu"))
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "bench_gpu.json")
@@ -350,11 +422,11 @@ def main(argv: list[str] | None = None) -> Result:
         write_json(args.out, result)
     if "trainer" in sections:
         print("\n== trainer epoch vs bare loop; deterministic kernels on vs auto ==")
-        result["trainer"] = bench_trainer(device, args.smoke, args.workdir / "trainer")
+        result["trainer"] = bench_trainer(device, args.smoke, args.workdir / "trainer", args.compile_models)
         write_json(args.out, result)
     if args.paper_smoke:
         print("\n== duetfair benchmark --size paper, every method, one epoch ==")
-        result["paper_smoke"] = paper_smoke(args.workdir, timeout=600)
+        result["paper_smoke"] = paper_smoke(args.workdir, timeout=600, tasks=args.paper_tasks.split(","))
         write_json(args.out, result)
     print(f"\nwrote {args.out}")
     return result

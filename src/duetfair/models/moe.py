@@ -43,6 +43,10 @@ from duetfair.errors import DuetfairError, require
 __all__ = ["DistributionAwareMoE", "MoE", "MoEExperts", "GroupRouter", "compute_dtype", "normalize_num_groups"]
 
 Dispatch = Literal["auto", "grouped_mm", "blocked", "split"]
+
+#: Extra columns of the ``grouped_mm`` rows: a column of ones for the folded biases, then zeros
+#: (8 bf16 / fp16 values = 16 bytes, the alignment the grouped GEMM kernels need).
+FOLD = 8
 MultiAttribute = Literal["sum", "intersection"]
 
 
@@ -140,6 +144,32 @@ class MoEExperts(nn.Module):
         eager_cpu = x.device.type == "cpu" and not torch.compiler.is_compiling()
         return hasattr(F, "grouped_mm") and aligned and (dtype == torch.bfloat16 or eager_cpu)
 
+    @staticmethod
+    def fold_tokens(x: torch.Tensor) -> torch.Tensor:
+        """Rows ``x [T, C]`` -> ``[T, C + FOLD]``: a column of ones (it multiplies the folded
+        biases, see :meth:`folded_weights`), then zeros that keep the rows 16-byte aligned."""
+        pad = x.new_zeros(x.shape[0], FOLD)
+        pad[:, 0] = 1
+        return torch.cat([x, pad], dim=1)
+
+    def folded_weights(self, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """Expert weights with their biases folded in, in ``dtype`` (a cast copy under autocast,
+        as autocast makes for ``nn.Linear``; the master weights keep their dtype).
+
+        ``w1 [E, C + FOLD, H + FOLD]``: row ``C`` holds ``b1`` and a 1 in column ``H``, so the
+        hidden rows get a constant-1 column that ReLU keeps; ``w2 [E, H + FOLD, C]``: row ``H``
+        holds ``b2``. Both biases are then part of the grouped GEMMs, forward and backward: no
+        per-row bias gather and no atomic scatter-add into ``E`` bias rows in the backward (on a
+        GPU that scatter cost as much as a grouped GEMM).
+        """
+        E, C, H = self.num_experts, self.dim, self.hidden
+        w1, b1, w2, b2 = (p.to(dtype) for p in (self.w1, self.b1, self.w2, self.b2))
+        one = w1.new_zeros(E, C + FOLD, FOLD)
+        one[:, C, 0] = 1
+        rows1 = torch.cat([w1, b1.unsqueeze(1), w1.new_zeros(E, FOLD - 1, H)], dim=1)
+        rows2 = torch.cat([w2, b2.unsqueeze(1), w2.new_zeros(E, FOLD - 1, C)], dim=1)
+        return torch.cat([rows1, one], dim=2), rows2
+
     def _blocked(self, xs: torch.Tensor, expert_ids: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
         """Static-shape grouped matmul for any dtype: per-expert segments padded to blocks + ``bmm``.
 
@@ -169,8 +199,9 @@ class MoEExperts(nn.Module):
         """Run sorted assignments through their experts.
 
         Args:
-            xs: ``[M, C]`` token rows sorted by expert (expert 0 first), in the compute dtype
-                (under autocast: the autocast dtype, see :func:`compute_dtype`).
+            xs: ``[M, C]`` token rows sorted by expert (expert 0 first); for ``grouped_mm``
+                ``[M, C + FOLD]`` rows of :meth:`fold_tokens` in the compute dtype (under
+                autocast: the autocast dtype, see :func:`compute_dtype`).
             expert_ids: ``[M]`` expert of each row (non-decreasing).
             counts: ``[E]`` number of rows per expert.
             dispatch: ``"grouped_mm"`` (one grouped GEMM), ``"blocked"`` (padded blocks + bmm;
@@ -181,12 +212,9 @@ class MoEExperts(nn.Module):
             ``[M, C]`` expert outputs (dropout applied in training mode).
         """
         if dispatch == "grouped_mm":
-            # autocast does not cover grouped_mm: every operand in the rows' dtype (bf16 weights
-            # are a cast copy, as autocast makes for nn.Linear; the master weights keep theirs)
-            w1, b1, w2, b2 = (p.to(xs.dtype) for p in (self.w1, self.b1, self.w2, self.b2))
+            w1, w2 = self.folded_weights(xs.dtype)
             offs = counts.cumsum(0).to(torch.int32)
-            h = F.grouped_mm(xs, w1, offs=offs) + b1.index_select(0, expert_ids)
-            y = F.grouped_mm(torch.relu(h), w2, offs=offs) + b2.index_select(0, expert_ids)
+            y = F.grouped_mm(torch.relu(F.grouped_mm(xs, w1, offs=offs)), w2, offs=offs)
         elif dispatch == "blocked":
             y = self._blocked(xs, expert_ids, counts)
         else:
@@ -404,15 +432,16 @@ class DistributionAwareMoE(nn.Module):
         gates, top_idx, logits = self.route(x, group)
         dtype = compute_dtype(x)
         path = self._resolve_dispatch(x, dtype)
-        if path == "grouped_mm":
-            x = x.to(dtype)  # the k copies of every token are made in the compute dtype
+        tokens = x.reshape(T, C)
+        if path == "grouped_mm":  # the k copies of every token are made in the compute dtype
+            tokens = self.experts.fold_tokens(tokens.to(dtype))
         flat = top_idx.reshape(T * k)
         order = torch.argsort(flat, stable=True)  # assignment slots sorted by expert
         inv = torch.empty_like(order).scatter_(0, order, torch.arange(T * k, device=x.device))
         sorted_ids = flat.index_select(0, order)
         ends = torch.searchsorted(sorted_ids, torch.arange(E, device=x.device, dtype=sorted_ids.dtype), right=True)
         counts = torch.diff(ends, prepend=ends.new_zeros(1))  # [E], static shape, no host sync
-        xs = _Dispatch.apply(x.reshape(T, C), torch.div(order, k, rounding_mode="floor"), inv, k)
+        xs = _Dispatch.apply(tokens, torch.div(order, k, rounding_mode="floor"), inv, k)
         ys = self.experts(xs, sorted_ids, counts, path)
         y = _Permute.apply(ys, inv, order).view(T, k, C)
         out = (y * gates.reshape(T, k, 1).to(y.dtype)).sum(1).view(B, N, C)
