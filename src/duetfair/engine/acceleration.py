@@ -21,9 +21,9 @@ from typing import Any, Literal, Optional
 
 import numpy as np
 import torch
-from torch import nn
 
 from duetfair.engine.batching import BatchSource, CachedCases
+from duetfair.models.base import SegmentationModel
 
 DeterministicSetting = bool | Literal["auto"]
 
@@ -111,7 +111,7 @@ class LossMonitor:
         return float(value.item())
 
 
-def compile_model(model: nn.Module, enabled: bool) -> None:
+def compile_model(model: SegmentationModel, enabled: bool) -> None:
     """``torch.compile`` the model's ``forward_features`` (what ``forward`` calls) in place.
 
     Parameters, buffers and the state dict stay those of the eager module, so checkpoints written
@@ -120,5 +120,4 @@ def compile_model(model: nn.Module, enabled: bool) -> None:
     """
     if not enabled:
         return
-    forward = model.forward_features
-    model.forward_features = torch.compile(forward)
+    model.forward_features = torch.compile(model.forward_features)  # type: ignore[method-assign]
