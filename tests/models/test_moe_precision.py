@@ -24,6 +24,8 @@ GRAD_TOL = 5e-2
 
 def _relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a - b).norm() / b.norm().clamp_min(1e-12))
+
+
 DISPATCHES = ["split", "blocked", "grouped_mm", "auto"]
 
 
