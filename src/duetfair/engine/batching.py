@@ -158,6 +158,15 @@ def make_source(
     return source
 
 
+def epoch_order(n: int, seed: int, epoch: int, weights: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Case order ``[n]`` of ``epoch``, a pure function of ``(seed, epoch)``: a permutation, or with
+    sampling ``weights [n]`` (``train.balance_by``) ``n`` draws with replacement."""
+    gen = torch.Generator().manual_seed(int(seed) * 1_000_003 + int(epoch))
+    if weights is None:
+        return torch.randperm(n, generator=gen)
+    return torch.multinomial(weights, n, replacement=True, generator=gen)
+
+
 def augment_batch(
     image: torch.Tensor,
     label: torch.Tensor,
@@ -173,14 +182,14 @@ def augment_batch(
     b = image.shape[0]
     spatial = image.ndim - 2
     view = (b,) + (1,) * (image.ndim - 1)
-    draws = torch.rand(b, spatial + 1, generator=generator)
+    draws = torch.rand(b, spatial + 1, generator=generator).to(image.device)  # one small copy, no sync
     for axis in range(spatial):
-        mask = (draws[:, axis] < flip_prob).to(image.device).view(view)
+        mask = (draws[:, axis] < flip_prob).view(view)
         dim = 2 + axis
         image = torch.where(mask, image.flip(dim), image)
         label = torch.where(mask, label.flip(dim), label)
     if spatial >= 2 and image.shape[2] == image.shape[3] and rot90_prob > 0:
-        mask = (draws[:, spatial] < rot90_prob).to(image.device).view(view)
+        mask = (draws[:, spatial] < rot90_prob).view(view)
         image = torch.where(mask, image.rot90(1, (2, 3)), image)
         label = torch.where(mask, label.rot90(1, (2, 3)), label)
     return image, label

@@ -5,18 +5,12 @@ The run folder (:class:`duetfair.rundir.RunDir`) gets ``config.yaml``, ``group_s
 group / ES-Dice, selection score, objective log values such as GroupDRO weights), checkpoints and
 TensorBoard scalars.
 
-Model selection uses validation per-case Dice (mean over foreground classes of each case) and the
-rule ``train.select``: ``overall`` (mean Dice), ``worst_group`` (lowest group mean; default of the
-fairness methods) or ``es`` (equity-scaled Dice). Groups are those of ``data.group_attribute`` (or
-the intersection of all attributes), labelled by the data's group spec, exactly as the audit of the
-run's ``cases.csv`` labels them. The trainer knows no objective by name: objectives receive what
-they need through :class:`~duetfair.objectives.base.ObjectiveContext` and
-:meth:`~duetfair.objectives.base.Objective.on_validation_end`.
-
-Output: on a terminal a progress bar (``train.progress``); on rank 0, one plain line per finished
-epoch (``train.log_every_epoch``, default on): loss, validation overall / worst-group Dice, seconds,
-and whether the epoch was selected. In a log file, CI or a cluster job (not a terminal) there are no
-bars, only these lines, so progress is visible while the run goes on.
+Model selection: :mod:`duetfair.engine.selection` (``train.select`` on validation per-case Dice,
+groups labelled as the audit labels them). The trainer knows no objective by name: objectives
+receive what they need through :class:`~duetfair.objectives.base.ObjectiveContext` and
+:meth:`~duetfair.objectives.base.Objective.on_validation_end`. Output: one plain line per epoch on
+rank 0 (``train.log_every_epoch``), bars only on a terminal (:mod:`duetfair.engine.console`).
+Accelerators: :mod:`duetfair.engine.acceleration`.
 
 Reproducibility: every epoch's order is a permutation drawn from ``seed`` and the epoch number, the
 augmentation generator and all RNG states are checkpointed, and a checkpoint taken mid-epoch (Ctrl-C)
@@ -48,9 +42,10 @@ from duetfair.engine.acceleration import (
     resolve_determinism,
     seed_everything,
 )
-from duetfair.engine.batching import BatchSource, augment_batch, make_source
+from duetfair.engine.batching import BatchSource, augment_batch, epoch_order, make_source
 from duetfair.engine.checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
 from duetfair.engine.config import ExperimentConfig, save_config
+from duetfair.engine.console import install_stop_handler, lr_factor, progress_display, tensorboard_writer
 from duetfair.engine.distributed import (
     all_reduce_mean,
     average_buffers,
@@ -61,12 +56,12 @@ from duetfair.engine.distributed import (
     train_shard,
 )
 from duetfair.engine.evaluate import autocast_context, metrics_table
+from duetfair.engine.selection import epoch_line, validation_row
+from duetfair.engine.step import StepModule
 from duetfair.errors import DuetfairError, require
 from duetfair.io import atomic_path
 from duetfair.metrics.cases import attach_metadata, case_level, label_frame
-from duetfair.metrics.frame import point_summary
-from duetfair.models.base import SegmentationModel
-from duetfair.objectives.base import Objective, ObjectiveContext, ValidationResult
+from duetfair.objectives.base import ObjectiveContext, ValidationResult
 from duetfair.objectives.group_dro import group_balanced_weights
 from duetfair.rundir import RunDir, RunRecord
 
@@ -88,68 +83,6 @@ class TrainResult:
     best_epoch: int
     best_score: float
     history: pd.DataFrame = field(repr=False)
-
-
-def epoch_order(n: int, seed: int, epoch: int, weights: Optional[torch.Tensor] = None) -> torch.Tensor:
-    """Case order ``[n]`` of ``epoch``, a pure function of ``(seed, epoch)``: a permutation, or with
-    sampling ``weights [n]`` (``train.balance_by``) ``n`` draws with replacement."""
-    gen = torch.Generator().manual_seed(int(seed) * 1_000_003 + int(epoch))
-    if weights is None:
-        return torch.randperm(n, generator=gen)
-    return torch.multinomial(weights, n, replacement=True, generator=gen)
-
-
-def lr_factor(step: int, total: int, warmup: int, name: str, power: float, min_ratio: float) -> float:
-    """Multiplier of the base lr at iteration ``step`` (linear warm-up, then poly/cosine/constant)."""
-    if warmup > 0 and step < warmup:
-        return (step + 1) / warmup
-    if name == "constant":
-        return 1.0
-    progress = min(max(step - warmup, 0) / max(total - warmup, 1), 1.0)
-    if name == "poly":
-        value = (1.0 - progress) ** power
-    else:
-        value = 0.5 * (1.0 + math.cos(math.pi * progress))
-    return min_ratio + (1.0 - min_ratio) * value
-
-
-class _StepModule(nn.Module):
-    """Model + per-case loss + objective in one module, so DDP synchronises every trainable part
-    (also the adversarial head of an objective). ``forward`` returns (total loss, objective loss)."""
-
-    def __init__(self, model: SegmentationModel, loss_fn: nn.Module, objective: Objective, aux_weight: float) -> None:
-        super().__init__()
-        self.model = model
-        self.loss_fn = loss_fn
-        self.objective = objective
-        self.aux_weight = aux_weight
-        self.requires = frozenset(getattr(objective, "requires", frozenset()))
-
-    def forward(
-        self,
-        image: torch.Tensor,
-        label: torch.Tensor,
-        route: torch.Tensor,
-        group_ids: torch.Tensor,
-        case_ids: list[str],
-    ) -> torch.Tensor:
-        """Total training loss (scalar) of a batch: ``route`` is what the model routes on
-        (``[B]`` or ``[B, A']``), ``group_ids [B]`` the objective's groups."""
-        if "features" in self.requires:
-            logits, features = self.model.forward_features(image, group=route)
-        else:
-            logits, features = self.model(image, group=route), None
-        losses = self.loss_fn(logits.float(), label)
-        available: dict[str, Any] = {
-            "logits": logits.float(),
-            "target": label,
-            "case_ids": case_ids,
-            "features": None if features is None else features.float(),
-        }
-        total = self.objective(losses, group_ids, **{k: available[k] for k in self.requires})
-        if self.aux_weight > 0:
-            total = total + self.aux_weight * self.model.aux_loss()
-        return total
 
 
 class Trainer:
@@ -283,7 +216,7 @@ class Trainer:
         )
         self.objective = adapters.build_objective(cfg.objective.name, cfg.objective.args, context).to(self.device)
         self.loss_fn = adapters.build_loss(cfg.objective.loss).to(self.device)
-        self.step_module = _StepModule(self.model, self.loss_fn, self.objective, cfg.model.aux_loss_weight)
+        self.step_module = StepModule(self.model, self.loss_fn, self.objective, cfg.model.aux_loss_weight)
         self.ddp: nn.Module = self.step_module
         if self.info.enabled:
             from torch.nn.parallel import DistributedDataParallel as DDP
@@ -394,11 +327,11 @@ class Trainer:
 
     def _fit(self) -> TrainResult:
         self._write_run_files(status="running")
-        old = self._install_sigint()
+        old = install_stop_handler(self)
         status: Literal["completed", "interrupted"] = "completed"
-        writer = self._tensorboard()
+        writer = tensorboard_writer(self.run.tensorboard, enabled=self.cfg.train.tensorboard and self.info.is_main)
         try:
-            with self._progress() as progress:
+            with progress_display(bars=self.cfg.train.progress and self.info.is_main) as progress:
                 self._console = progress.console
                 if self.info.is_main and self.determinism.note:
                     self._console.print(self.determinism.note, highlight=False, markup=False, soft_wrap=True)
@@ -530,7 +463,16 @@ class Trainer:
         self.history.append(row)
         if self.info.is_main and self.cfg.train.log_every_epoch and self._console is not None:
             self._console.print(
-                self._epoch_line(row, improved, time.perf_counter() - t0), highlight=False, markup=False, soft_wrap=True
+                epoch_line(
+                    row,
+                    epochs=self.cfg.train.epochs,
+                    rule=self.cfg.select_rule,
+                    improved=improved,
+                    val_seconds=time.perf_counter() - t0,
+                ),
+                highlight=False,
+                markup=False,
+                soft_wrap=True,
             )
         state = self._state()
         if improved:
@@ -555,21 +497,6 @@ class Trainer:
         for hook in self.hooks:
             hook(self, "epoch")
 
-    def _epoch_line(self, row: dict[str, Any], improved: bool, val_seconds: float) -> str:
-        """One plain line of a finished epoch: training loss, validation overall / worst-group Dice
-        (when validated), seconds (training + validation) and the selection."""
-        parts = [f"epoch {row['epoch']}/{self.cfg.train.epochs}", f"loss {row['train_loss']:.4f}"]
-        if "val_dice" in row:
-            parts += [
-                f"val Dice {row['val_dice']:.4f}",
-                f"worst-group Dice {row['val_worst_dice']:.4f} ({row['val_worst_group']})",
-            ]
-        seconds = row["epoch_seconds"] + val_seconds if math.isfinite(row["epoch_seconds"]) else val_seconds
-        parts.append(f"{seconds:.1f} s")
-        if improved:
-            parts.append(f"selected ({self.cfg.select_rule} {row['score']:.4f})")
-        return "  ".join(parts)
-
     def _validate(self) -> dict[str, Any]:
         """Validation per-case Dice/IoU -> overall, worst-group and ES-Dice, selection score."""
         ebs = self.cfg.train.eval_batch_size or self.cfg.train.batch_size
@@ -586,19 +513,9 @@ class Trainer:
             channels_last=self.channels_last,
         )
         cases = case_level(attach_metadata(table, self.datasets["val"].meta, self.spec))
-        es = self.cfg.eval.es_variant
-        d = point_summary(cases, "dice", self.grouping.by, self.spec, es)
-        iou = point_summary(cases, "iou", self.grouping.by, self.spec, es)
-        score = {"overall": d["overall"], "worst_group": d["worst"], "es": d["es"]}[self.cfg.select_rule]
-        row: dict[str, Any] = {
-            "val_dice": d["overall"],
-            "val_worst_dice": d["worst"],
-            "val_es_dice": d["es"],
-            "val_iou": iou["overall"],
-            "val_worst_group": d["worst_group"],
-            "score": score,
-        }
-        row.update({f"val_dice/{g}": v for g, v in d["groups"].items()})
+        row = validation_row(
+            cases, by=self.grouping.by, spec=self.spec, es_variant=self.cfg.eval.es_variant, rule=self.cfg.select_rule
+        )
         self.objective.on_validation_end(self._validation_result(cases))
         return row
 
@@ -659,45 +576,6 @@ class Trainer:
                 config_hash=cfg.config_hash(),
             )
         )
-
-    def _tensorboard(self) -> Any:
-        if not (self.cfg.train.tensorboard and self.info.is_main):
-            return None
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-        except ImportError:  # tensorboard not installed: CSV history only
-            return None
-        return SummaryWriter(log_dir=str(self.run.tensorboard))
-
-    def _progress(self) -> Any:
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-        console = Console()  # a terminal gets bars, a log file only the epoch lines
-        bars = self.cfg.train.progress and self.info.is_main and console.is_terminal
-        return Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeRemainingColumn(),
-            console=console,
-            disable=not bars,
-            transient=True,
-        )
-
-    def _install_sigint(self) -> Any:
-        """First Ctrl-C: stop at the next step with a checkpoint; second: abort immediately."""
-        import threading
-
-        if threading.current_thread() is not threading.main_thread():
-            return None
-
-        def handler(signum: int, frame: Any) -> None:
-            if self._stop:
-                raise KeyboardInterrupt
-            self._stop = True
-
-        return signal.signal(signal.SIGINT, handler)
 
 
 def train(

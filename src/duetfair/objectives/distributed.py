@@ -91,13 +91,15 @@ def group_sums(values: torch.Tensor, group: torch.Tensor, num_groups: int) -> tu
     Returns:
         ``(sums [G, ...], counts [G])`` summed over all ranks; counts are in ``values.dtype``.
     """
-    known = group >= 0
-    vals = values.detach()[known]
-    idx = group[known]
+    # unknown cases add an exact zero to group 0: no boolean-mask indexing, which would read the
+    # number of known cases on the host (a device synchronisation every step on a GPU)
+    vals = values.detach()
+    known = (group >= 0).view(-1, *([1] * (vals.ndim - 1)))
+    idx = group.clamp_min(0)
     sums = torch.zeros((num_groups, *vals.shape[1:]), dtype=vals.dtype, device=vals.device)
-    sums.index_add_(0, idx, vals)
+    sums.index_add_(0, idx, torch.where(known, vals, torch.zeros_like(vals)))
     counts = torch.zeros(num_groups, dtype=vals.dtype, device=vals.device)
-    counts.index_add_(0, idx, torch.ones_like(idx, dtype=vals.dtype))
+    counts.index_add_(0, idx, known.reshape(-1).to(vals.dtype))
     if is_distributed():
         packed = all_reduce_sum(torch.cat([sums.reshape(num_groups, -1), counts[:, None]], dim=1))
         return packed[:, :-1].reshape(sums.shape), packed[:, -1]
