@@ -12,6 +12,7 @@ from duetfair.engine.config import (
     apply_overrides,
     list_packaged_configs,
     load_config,
+    load_raw,
     parse_override,
     save_config,
     validate,
@@ -171,3 +172,40 @@ def test_hidden_column_reaches_only_the_manifest_loader(monkeypatch: pytest.Monk
         adapters.build_datasets("fairseg", {"root": "x"}, "morphology")
     with pytest.raises(DuetfairError, match="differ; keep one"):
         adapters.build_datasets("manifest", {"path": "m.csv", "hidden_column": "a"}, "b")
+
+
+def test_every_method_resolves_the_same_from_train_and_benchmark() -> None:
+    """``duetfair train <task>_<method>`` and ``duetfair benchmark <task>.yaml --method <method>``
+    give the same resolved config for every task and method (one recipe per method)."""
+    from duetfair.engine.config import _task_configs, with_method
+    from duetfair.engine.recipes import RECIPES
+    from duetfair.options import Method
+
+    for task in _task_configs():
+        for method in (m for m in Method if m != Method.ORACLE):
+            packaged = load_config(f"{task}_{method.value}").to_dict()
+            switched = validate(with_method(load_raw(task), method.value)).to_dict()
+            for d in (packaged, switched):
+                d.pop("name"), d.pop("output_dir")
+            assert packaged == switched, (task, method)
+            recipe = RECIPES[method]
+            assert packaged["objective"]["name"] == recipe.objective
+            for key, value in recipe.objective_args.items():
+                assert packaged["objective"]["args"][key] == value, (task, method, key)
+            if recipe.balance_by:
+                assert packaged["train"]["balance_by"] == recipe.balance_by
+
+
+def test_benchmark_switch_applies_the_recipe_to_a_users_config(tmp_path: Path) -> None:
+    """The bugs of two owners: GroupDRO without balanced batches, adversarial at 10x the weight."""
+    from duetfair.engine.config import with_method
+
+    own = tmp_path / "own.yaml"
+    own.write_text("extends: fundus2d.yaml\nname: own\nobjective: {args: {}}\ntrain: {epochs: 3}\n")
+    group_dro = validate(with_method(load_raw(own), "group_dro"))
+    assert group_dro.train.balance_by == "groups" and group_dro.objective.args == {"step_size": 0.01}
+    adversarial = validate(with_method(load_raw(own), "adversarial"))
+    assert adversarial.objective.args["weight"] == 0.1 and adversarial.train.balance_by is None
+    assert adversarial.train.epochs == 3  # the user's own settings are kept
+    kept = validate(with_method(apply_overrides(load_raw(own), ["train.balance_by=race"]), "group_dro"))
+    assert kept.train.balance_by == "race"  # a config's own value wins over the recipe

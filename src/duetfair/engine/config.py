@@ -36,28 +36,15 @@ from typing import Any, Literal, Optional
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from duetfair.engine.recipes import RECIPES, apply_recipe
 from duetfair.errors import DuetfairError, require
 from duetfair.options import DatasetKind, EmptyPolicy, EsVariant, Method, SelectRule, parse
 
-#: method shortcut -> (model MoE kind, objective name, default selection rule)
-METHODS: dict[Method, tuple[str, str, SelectRule]] = {
-    Method.ERM: ("none", "erm", SelectRule.OVERALL),
-    Method.GROUP_DRO: ("none", "group_dro", SelectRule.WORST_GROUP),
-    Method.FEBS: ("none", "febs", SelectRule.WORST_GROUP),
-    Method.ADVERSARIAL: ("none", "adversarial", SelectRule.WORST_GROUP),
-    Method.CVAR: ("none", "cvar", SelectRule.WORST_GROUP),
-    Method.FOCAL: ("none", "focal", SelectRule.WORST_GROUP),
-    Method.MOE: ("moe", "erm", SelectRule.OVERALL),
-    Method.DMOE: ("dmoe", "erm", SelectRule.WORST_GROUP),
-    Method.FAIR_DRO: ("dmoe", "fair_dro", SelectRule.WORST_GROUP),
-    Method.SUBGROUP_DRO: ("none", "fair_dro", SelectRule.WORST_GROUP),
-    Method.DIVERGENCE: ("none", "divergence", SelectRule.WORST_GROUP),
-    Method.ORACLE: ("dmoe", "erm", SelectRule.WORST_GROUP),
-}
-"""Method shortcut -> (MoE kind, objective, default selection rule). ``subgroup_dro`` is the FairDRO
-loss on the plain model (the DuetFair ablation); ``oracle`` is the benchmark's ceiling on a synthetic
-task: a dMoE model that routes on the true hidden subtype as well and draws the subtype's cases as
-often as the others (packaged ``<task>_oracle`` configs only)."""
+METHODS: dict[Method, tuple[str, str, SelectRule]] = {m: (r.moe, r.objective, r.select) for m, r in RECIPES.items()}
+"""Method shortcut -> (MoE kind, objective, default selection rule): a view of
+:data:`duetfair.engine.recipes.RECIPES`, the owner of every method's recipe. ``subgroup_dro`` is
+the FairDRO loss on the plain model (the DuetFair ablation); ``oracle`` is the benchmark's ceiling
+on a synthetic task (packaged ``<task>_oracle`` configs only)."""
 
 
 class _Section(BaseModel):
@@ -249,6 +236,11 @@ class ExperimentConfig(_Section):
         if not d["train"].get("compile"):
             d["train"].pop("compile", None)
         d["data"].pop("hidden_column", None)
+        from duetfair.objectives.registry import OBJECTIVES
+
+        mines = getattr(OBJECTIVES.get(self.objective.name), "needs_subgroups", True)
+        if not mines:  # subgroup-mining options change nothing for an objective that mines none
+            d["objective"]["discovery"] = {}
         if self.data.kind == DatasetKind.SYNTHETIC:  # the cases change with the generator's version
             from duetfair.data.synthetic import generator_version
 
@@ -269,8 +261,32 @@ def packaged_config_dir() -> Path:
 
 
 def list_packaged_configs() -> list[str]:
-    """Names (without ``.yaml``) of the packaged configs."""
-    return sorted(p.stem for p in packaged_config_dir().glob("*.yaml"))
+    """Names (without ``.yaml``) of the packaged configs: the files, and ``<task>_<method>`` for
+    every task config and method (made from the task's file and the method's recipe)."""
+    files = {p.stem for p in packaged_config_dir().glob("*.yaml")}
+    methods = [m.value for m in Method if m != Method.ORACLE]
+    return sorted(files | {f"{task}_{m}" for task in _task_configs() for m in methods})
+
+
+def _task_configs() -> list[str]:
+    """Packaged configs that are a task of their own (no ``extends``): the bases of the
+    ``<task>_<method>`` names."""
+    return sorted(p.stem for p in packaged_config_dir().glob("*.yaml") if "extends" not in _read_yaml(p))
+
+
+def _method_config(spec: str | Path) -> Optional[dict[str, Any]]:
+    """The raw config of a packaged ``<task>_<method>`` name without a file of its own: the task's
+    config switched to the method exactly as ``duetfair benchmark CONFIG --method`` does, so both
+    resolve to the same config. ``None`` when ``spec`` is not such a name."""
+    name = str(spec).removesuffix(".yaml")
+    if Path(spec).exists() or "/" in name or (packaged_config_dir() / f"{name}.yaml").is_file():
+        return None
+    for method in sorted((m.value for m in Method if m != Method.ORACLE), key=len, reverse=True):
+        task = name.removesuffix(f"_{method}")
+        if task != name and (packaged_config_dir() / f"{task}.yaml").is_file() and task in _task_configs():
+            raw = with_method(load_raw(task), method)
+            return {**raw, "name": name, "output_dir": f"runs/{name}"}
+    return None
 
 
 def find_config(spec: str | Path) -> Path:
@@ -383,7 +399,11 @@ def merge_configs(base: dict[str, Any], child: dict[str, Any]) -> dict[str, Any]
 
 
 def load_raw(spec: str | Path, _seen: Optional[set[Path]] = None) -> dict[str, Any]:
-    """Read a config file following ``extends:`` chains (relative to the file, else packaged)."""
+    """Read a config file following ``extends:`` chains (relative to the file, else packaged);
+    a packaged ``<task>_<method>`` name is made from the task's config (:func:`_method_config`)."""
+    virtual = _method_config(spec)
+    if virtual is not None:
+        return virtual
     path = find_config(spec).resolve()
     seen = set() if _seen is None else _seen
     if path in seen:
@@ -463,16 +483,18 @@ def _apply_method(raw: dict[str, Any]) -> dict[str, Any]:
     obj = out.setdefault("objective", {})
     if isinstance(obj, dict) and "name" not in obj:
         obj["name"] = objective
-    return out
+    return apply_recipe(out, RECIPES[Method(method)])
 
 
 def with_method(raw: dict[str, Any], method: str) -> dict[str, Any]:
     """``raw`` (any experiment config, e.g. a user's manifest config) switched to ``method``, as
     ``duetfair benchmark CONFIG --method ...`` does: ``method`` set, the model reduced to its
-    backbone so that the shortcut picks the method's variant (:data:`METHODS`), the objective set to
-    the method's, its ``args`` dropped when the objective changes (they were the other objective's
-    options) and ``model.args.moe_kwargs`` dropped for a method without MoE. Everything else (data,
-    sizes, optimiser, ``train.select``) is kept, so every method trains on the same footing."""
+    backbone so that the shortcut picks the method's variant, the objective set to the method's,
+    its ``args`` dropped when the objective changes (they were the other objective's options; the
+    method's recipe fills them, :mod:`duetfair.engine.recipes`) and ``model.args.moe_kwargs``
+    dropped for a method without MoE. Everything else (data, sizes, optimiser, ``train.select``,
+    ``objective.discovery``, ``train.balance_by`` when the config sets it) is kept, so every method
+    trains on the same footing."""
     from duetfair.models.registry import MOE_VARIANTS, moe_kind
 
     target = parse(Method, method, "--method")

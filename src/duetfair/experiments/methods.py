@@ -27,6 +27,7 @@ from typing import Any, Callable, Optional, Sequence
 import numpy as np
 import pandas as pd
 
+from duetfair.engine.recipes import RECIPES
 from duetfair.errors import require
 from duetfair.metrics.bootstrap import bootstrap_means, percentile_ci
 from duetfair.rundir import RunDir
@@ -172,20 +173,8 @@ def size_overrides(task: str, size: str) -> list[str]:
     return list(SIZES[family][size])
 
 
-DISPLAY = {
-    "erm": "ERM",
-    "group_dro": "GroupDRO",
-    "febs": "FEBS",
-    "adversarial": "Adversarial",
-    "moe": "MoE",
-    "dmoe": "dMoE",
-    "fair_dro": "FairDRO (dMoE + DRO)",
-    "subgroup_dro": "Subgroup DRO (plain model)",
-    "divergence": "Divergence (FairMedSeg)",
-    "cvar": "CVaR (sample-level)",
-    "focal": "Focal (sample-level)",
-    "oracle": "Oracle (knows the subtype)",
-}
+DISPLAY = {method.value: recipe.display for method, recipe in RECIPES.items()}
+"""Display names of the methods in tables and reports (from :mod:`duetfair.engine.recipes`)."""
 
 Log = Callable[[str], None]
 
