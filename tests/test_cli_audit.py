@@ -59,8 +59,9 @@ def test_audit_markdown_json_html_files(table, tmp_path):
         assert res.exit_code == 0, res.output
     assert "dice by race+sex" in (tmp_path / "a.md").read_text()
     assert json.loads((tmp_path / "a.json").read_text())["settings"]["es_variant"] == "std"
-    # per metric: group means, tail and distribution; the first metric's race x sex heatmap
-    assert (tmp_path / "a.html").read_text().count("data:image/png;base64") == 7
+    # per metric: group means, tail and distribution; the first metric's race x sex heatmap and its
+    # chart of the failure-share bounds by race+sex
+    assert (tmp_path / "a.html").read_text().count("data:image/png;base64") == 8
 
 
 def test_demo_command(tmp_path):

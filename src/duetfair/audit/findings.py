@@ -17,7 +17,11 @@ sentences, so the three forms say the same thing with the same numbers. Kinds:
 * ``subgroup`` (per metric, with discovery): the most divergent subgroup whose Benjamini-Hochberg
   ``q_value`` passes the false discovery rate, or that none does;
 * ``hidden_subtype`` (per metric, when the table knows the hidden column);
-* ``small_group`` (warning): groups with fewer than ``min_n`` cases (unstable means and intervals);
+* the certified statements lead every metric (:mod:`duetfair.audit.statements`): ``certificate``,
+  ``new_case`` and ``gap_test``;
+* ``insufficient_evidence`` (warning): groups whose data could not detect the audit's gap to detect,
+  with the cases needed; it replaces ``small_group`` (groups with fewer than ``min_n`` cases), which
+  only audits written without the verdicts still get;
 * ``unknowns`` (warning): attributes whose value is unknown for at least ``unknown_share`` of the
   cases (they count in the overall mean only).
 
@@ -33,6 +37,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from duetfair.audit.discovery import itemset_label
+from duetfair.audit.statements import certified_cards, certified_findings, evidence_warnings
 from duetfair.metrics.frame import MIN_GROUP_N
 
 MIN_N = MIN_GROUP_N
@@ -146,7 +151,9 @@ def _names(values: Sequence[str]) -> str:
     return ", ".join(values[:-1]) + " and " + values[-1]
 
 
-def _worst_group(key: str, attr: str, a: Mapping[str, Any], higher_better: bool) -> dict[str, Any] | None:
+def _worst_group(
+    key: str, attr: str, a: Mapping[str, Any], higher_better: bool, level: float = 0.95
+) -> dict[str, Any] | None:
     groups = a["groups"]
     worst = next((g for g in groups if str(g["value"]) == str(a.get("worst_group"))), None)
     if worst is None:
@@ -162,18 +169,19 @@ def _worst_group(key: str, attr: str, a: Mapping[str, Any], higher_better: bool)
     else:
         text += "; it is the only group."
     side = "below" if higher_better else "above"
+    share = f"{100 * level:g}%"
     if sep is not None and len(groups) > 1:
         separated, overlaps = sep
         if separated and not overlaps:
-            text += f" Its 95% interval lies {side} those of all other groups."
+            text += f" Its {share} interval lies {side} those of all other groups."
         elif separated:
             text += (
-                f" Its 95% interval lies {side} {'that' if len(separated) == 1 else 'those'} of "
+                f" Its {share} interval lies {side} {'that' if len(separated) == 1 else 'those'} of "
                 f"{_names(separated)} but overlaps {'that' if len(overlaps) == 1 else 'those'} of "
                 f"{_names(overlaps)}."
             )
         else:
-            text += " Its 95% interval overlaps those of all other groups, so the gap may be chance."
+            text += f" Its {share} interval overlaps those of all other groups, so the gap may be chance."
     elif len(groups) > 1:
         text += " No intervals (bootstrap off): separation not assessed."
     return {
@@ -329,11 +337,13 @@ def _hidden(key: str, m: Mapping[str, Any]) -> dict[str, Any] | None:
     }
 
 
-def _warnings(key: str, m: Mapping[str, Any], min_n: int, unknown_share: float) -> list[dict[str, Any]]:
+def _warnings(
+    key: str, m: Mapping[str, Any], min_n: int, unknown_share: float, small_groups: bool = True
+) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     n_cases = int(m.get("n_cases") or 0)
     for attr, a in m["attributes"].items():
-        small = [g for g in a["groups"] if 0 < g.get("n", 0) < min_n]
+        small = [g for g in a["groups"] if 0 < g.get("n", 0) < min_n] if small_groups else []
         if small:
             listed = _names([f"{g['value']} (n={g['n']})" for g in small])
             text = (
@@ -389,10 +399,12 @@ def build_findings(
         min_n = int(settings.get("min_group_n", MIN_N))
     fdr = float(settings.get("fdr", 0.05))
     out: list[dict[str, Any]] = []
+    level = float(settings.get("level", 0.95))
     for key, m in audit["metrics"].items():
         hb = bool(m.get("higher_is_better", True))
+        out.extend(certified_findings(key, m, audit))  # the certified statements lead
         for attr, a in m["attributes"].items():
-            found = _worst_group(key, attr, a, hb)
+            found = _worst_group(key, attr, a, hb, level)
             if found:
                 out.append(found)
             failures = _failures(key, attr, a, hb)
@@ -406,8 +418,10 @@ def build_findings(
             if extra:
                 out.append(extra)
     first = next(iter(audit["metrics"].items()), None)
+    evidence = evidence_warnings(audit)  # replaces the fixed small-group flag when present
+    out.extend(evidence or [])
     if first is not None:
-        out.extend(_warnings(first[0], first[1], min_n, unknown_share))
+        out.extend(_warnings(first[0], first[1], min_n, unknown_share, small_groups=evidence is None))
     return out
 
 
@@ -442,13 +456,16 @@ def headline_cards(audit: Mapping[str, Any], *, max_attributes: int = 4) -> list
         worst = next((g for g in a["groups"] if str(g["value"]) == str(a.get("worst_group"))), None)
         if worst is None:
             continue
+        sel = a.get("selection") or {}  # intervals that hold whichever group is the worst
+        ci = list((sel.get("worst_mean") or {}).get("ci") or worst["ci"])
+        gap_ci = (sel.get("gap") or {}).get("ci")
         cards.append(
             {
                 "label": f"worst {attr}: {worst['value']}",
                 "value": _num(worst["mean"]),
-                "ci": list(worst["ci"]),
-                "text": fmt_ci(worst["mean"], worst["ci"]),
-                "note": f"n={worst['n']}; gap {fmt(a.get('gap'))}",
+                "ci": ci,
+                "text": fmt_ci(worst["mean"], ci),
+                "note": f"n={worst['n']}; gap {fmt_ci(a.get('gap'), gap_ci)}",
             }
         )
     if attrs and _num(attrs[0][1].get("es")) is not None:
@@ -466,12 +483,13 @@ def headline_cards(audit: Mapping[str, Any], *, max_attributes: int = 4) -> list
     tails = [(attr, g) for attr, a in attrs for g in a["groups"] if g.get("n", 0) and _num(g.get("cvar10")) is not None]
     if tails:
         attr, g = (min if hb else max)(tails, key=lambda t: float(t[1]["cvar10"]))
+        ci = list(((m["attributes"][attr].get("selection") or {}).get("worst_cvar10") or {}).get("ci") or [])
         cards.append(
             {
                 "label": "worst-group CVaR10",
                 "value": _num(g["cvar10"]),
-                "ci": [],
-                "text": fmt(g["cvar10"]),
+                "ci": ci,
+                "text": fmt_ci(g["cvar10"], ci),
                 "note": f"{g['value']} ({attr}): mean of its worst 10% of cases",
             }
         )
@@ -483,15 +501,17 @@ def headline_cards(audit: Mapping[str, Any], *, max_attributes: int = 4) -> list
     ]
     if rates:
         attr, a, g = max(rates, key=lambda t: float(t[2]["failure_rate"]))
+        ci = list((g.get("certificate") or {}).get("share_ci") or [])
         cards.append(
             {
                 "label": "highest failure share",
                 "value": _num(g["failure_rate"]),
-                "ci": [],
-                "text": pct(g["failure_rate"]),
+                "ci": ci,
+                "text": pct(g["failure_rate"]) + (f" ({pct(ci[0])}-{pct(ci[1])})" if len(ci) == 2 else ""),
                 "note": f"{g['value']} ({attr}): {_cutoff_text(_base(key), a['failure_threshold'], hb)}",
             }
         )
+    cards += certified_cards(key, m)
     return cards
 
 

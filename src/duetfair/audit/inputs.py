@@ -472,8 +472,11 @@ def write_audit(
     title: str = "duetfair audit",
     inputs: Mapping[str, Any] | None = None,
     gallery: Any = None,
+    **options: Any,
 ) -> tuple[dict[str, Any], dict[str, Path]]:
     """Audit a joined per-case table and write ``cases.csv``, ``audit.json``, ``audit.md``, ``report.html``.
+
+    ``options`` go to :func:`duetfair.audit.audit_table` (e.g. ``confidence``, ``detect``, ``reference``).
 
     ``inputs`` (sources, counts of the join) is stored under the ``"inputs"`` key of the audit;
     ``gallery`` (e.g. :class:`~duetfair.audit.gallery.FolderGallery`) adds the worst cases' images
@@ -501,6 +504,7 @@ def write_audit(
         n_boot=n_boot,
         seed=seed,
         discovery=discovery,
+        **options,
     )
     if inputs:
         audit["inputs"] = dict(inputs)

@@ -55,6 +55,7 @@ from duetfair.audit.findings import (
     pct,
     pvalue,
 )
+from duetfair.audit.report_certify import certify_figures, guarantee_tables, markdown_guarantees, summary_lines
 from duetfair.errors import require
 from duetfair.io import write_text
 from duetfair.metrics.hidden import cvar
@@ -146,6 +147,7 @@ def render_markdown(audit: Mapping[str, Any], *, title: str = "duetfair audit") 
     )
     lines.append("")
     lines += markdown_findings(audit)
+    lines += markdown_guarantees(audit)
     for key, m in audit["metrics"].items():
         direction = "higher is better" if m.get("higher_is_better", True) else "lower is better"
         lines += [f"## {key} ({direction})", ""]
@@ -801,6 +803,7 @@ def build_figures(
     ``heat/<first metric>/<a>+<b>``; ``comparison`` and ``paired``; ``training/curves`` and
     ``training/obj/<name>``."""
     figs: dict[str, Any] = _audit_figures(audit, cases, min_n) if audit is not None else {}
+    figs.update(certify_figures(audit))
     if comparison is not None:
         columns = _comparison_columns(comparison)
         if columns:
@@ -1050,6 +1053,7 @@ def render_html(
         finding_blocks=_finding_blocks(findings),
         audit_name=audit_name,
         cards=headline_cards(audit) if audit is not None else [],
+        guarantees=guarantee_tables(audit),
         comparison=comp,
         training=train,
         gallery=gal,
@@ -1119,6 +1123,8 @@ def render_summary(audit: Mapping[str, Any], *, top_subgroups: int = 3) -> str:
                 f"  subgroup {itemset_label(sg['itemset'])}: n={sg['n']}, mean {fmt(sg['mean'])} "
                 f"({float(sg['divergence']):+.3f}, t={fmt(sg['t'], 1)}, q={_pvalue(sg.get('q_value'))})"
             )
+        if key == next(iter(audit["metrics"])):
+            lines += summary_lines(audit)
         if m.get("hidden_subtype"):
             h = m["hidden_subtype"]
             lines.append(

@@ -19,6 +19,14 @@ JSON-ready dict; its shape (schema version 1) is::
      }},
      "findings": [{"kind", "level", "metric", "attribute", "text", ...}]}
 
+Every group, every attribute and ``overall`` also carry the certified statements of
+:mod:`duetfair.audit.certify` (``certificate``, ``failure_curve``, ``new_case``, ``evidence``,
+``gap_test``, ``verdict``, ``cvar10_ci``; per attribute ``selection``, ``reference``,
+``insufficient_groups``), each with its method name; ``gap_tests`` describes the
+Benjamini-Hochberg family over all of them and ``settings`` adds ``confidence``, ``detect``,
+``reference`` and the methods used. The ``small`` flag (n < ``min_group_n``) is kept for
+compatibility; the findings use the ``insufficient evidence`` verdict instead.
+
 ``findings`` are the audit's main points in plain words with the numbers behind them (worst group
 per attribute and whether its interval separates, hidden-failure shares, the most divergent
 significant subgroup, warnings about small groups and unknown values), built by
@@ -46,6 +54,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from duetfair.audit.certify import CertifySettings, certify_metric, finish_gap_tests, parse_detect
 from duetfair.audit.discovery import DEFAULT_REDUNDANCY_Z, find_divergent_subgroups
 from duetfair.audit.findings import build_findings
 from duetfair.data.groups import GroupSpec, HiddenColumn
@@ -150,6 +159,11 @@ def audit_table(
     class_: Any | None = None,
     spec: GroupSpec | None = None,
     hidden: str | HiddenColumn | None = HIDDEN_COLUMN,
+    confidence: float | None = None,
+    detect: float | str | Sequence[float | str] | Mapping[str, float | None] | None = None,
+    reference: str | None = None,
+    gap_test: str = "permutation",
+    fdr_method: str = "bh",
 ) -> dict[str, Any]:
     """Audit a per-case table: overall, per-group, fairness and tail numbers, divergent subgroups.
 
@@ -181,6 +195,16 @@ def audit_table(
         hidden: analysis-only column of known hard cases (``"hidden_subtype"``, ``"morphology"``,
             ``"morphology=irregular"``; :class:`~duetfair.data.groups.HiddenColumn`), reported as
             ``hidden_subtype`` when the table has it.
+        confidence: confidence of the guarantees, tests and new intervals
+            (:mod:`duetfair.audit.certify`; default ``level``).
+        detect: gap of the mean to detect per metric (``0.05``, ``"hd95=5"``, a list or a mapping;
+            default 0.05 for metrics in [0, 1], not assessed for distances).
+        reference: group every other group is tested against (a value, or ``ATTRIBUTE=VALUE``;
+            None: the rest of the population).
+        gap_test: ``"permutation"`` (default; studentized, exact when no group differs) or
+            ``"welch"`` test of a group against its reference.
+        fdr_method: ``"bh"`` (Benjamini-Hochberg, default) or ``"by"`` (Benjamini-Yekutieli) over
+            every gap test of the audit.
 
     Returns:
         The audit dict (see the module docstring), JSON-ready except for NaN, which
@@ -198,8 +222,18 @@ def audit_table(
     groups = GroupSpec.for_table(df, by, bins=bins, base=spec)
     hidden_col = HiddenColumn.parse(hidden)
     cutoffs = failure_thresholds(list(metrics), failure_threshold)
+    views = _class_views(df, metrics, class_)
+    certify = CertifySettings(
+        confidence=level if confidence is None else float(confidence),
+        detect=parse_detect(detect, metrics),
+        reference=None if reference is None else str(reference),
+        gap_test=gap_test,
+        fdr_method=fdr_method,
+        fdr=fdr,
+        n_views=len(views),
+    )
     out_metrics: dict[str, Any] = {}
-    for key, metric, table in _class_views(df, metrics, class_):
+    for key, metric, table in views:
         out_metrics[key] = _audit_metric(
             table,
             metric,
@@ -220,7 +254,9 @@ def audit_table(
             redundancy_z=redundancy_z,
             fdr=fdr,
             hidden=hidden_col,
+            certify=certify,
         )
+    gap_tests = finish_gap_tests(out_metrics, fdr=fdr, method=certify.fdr_method)
     result = {
         "schema": SCHEMA,
         "n_rows": int(len(df)),
@@ -242,8 +278,10 @@ def audit_table(
             "max_length": max_length,
             "class": None if class_ is None else str(class_),
             "hidden_column": str(hidden_col),
+            **certify.to_dict(),
         },
         "metrics": out_metrics,
+        "gap_tests": gap_tests,
     }
     result["findings"] = build_findings(result)
     return result
@@ -275,6 +313,7 @@ def _audit_metric(df: pd.DataFrame, metric: str, by: Sequence[str], spec: GroupS
         "attributes": {attr: frame.to_dict() for attr, frame in zip(by, frames)},
         "subgroups": [],
     }
+    certify_metric(result, frames, metric=metric, settings=kw["certify"], n_boot=kw["n_boot"], seed=kw["seed"])
     if kw["discovery"]:
         result["subgroups"] = _subgroups(df, metric, spec, kw)
     hidden = _hidden_summary(df, metric, kw["hidden"])

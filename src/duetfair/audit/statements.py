@@ -1,0 +1,323 @@
+"""The certified statements of an audit in plain words (the findings' lead).
+
+:func:`certified_findings` turns the blocks that :mod:`duetfair.audit.certify` adds to a metric
+into findings (the same ``{"kind", "level", "metric", "attribute", "text", ...}`` dicts as
+:func:`duetfair.audit.findings.build_findings`), in this order:
+
+* ``certificate`` (overall, then per attribute): "with 95% confidence, at most 39.3% of site D
+  cases have dice < 0.5 (0 of 6 observed)", and the bounds that hold for all groups at once; for
+  the overall population also the new-case bound;
+* ``new_case`` (per attribute): "a new case of A has dice >= 0.61 with probability 0.9", and the
+  groups too small for such a bound;
+* ``gap_test`` (per attribute): which groups are worse (or better) than the reference after
+  Benjamini-Hochberg correction over every test of the audit, else that none is, with the largest
+  difference; the worst-group mean and the gap with intervals that include the selection of the
+  worst group.
+
+:func:`evidence_warnings` gives the ``insufficient_evidence`` warnings (which groups need more cases
+and how many); it replaces the fixed ``small_group`` warning when the audit carries the verdicts.
+An audit written before these blocks existed gives no certified findings.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Mapping, Sequence
+
+
+def _num(x: Any) -> float | None:
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(v) else v
+
+
+def _fmt(x: Any, digits: int = 3) -> str:
+    v = _num(x)
+    return "n/a" if v is None else f"{v:.{digits}f}"
+
+
+def _pct(x: Any) -> str:
+    v = _num(x)
+    return "n/a" if v is None else f"{100 * v:.1f}%"
+
+
+def _conf(c: Any) -> str:
+    """0.95 -> ``95%`` (0.975 -> ``97.5%``)."""
+    v = 100 * float(c)
+    return f"{v:.0f}%" if abs(v - round(v)) < 1e-9 else f"{v:g}%"
+
+
+def _q(p: Any) -> str:
+    v = _num(p)
+    if v is None:
+        return "n/a"
+    return "< 0.001" if v < 0.001 else f"= {v:.3f}"
+
+
+def _names(values: Sequence[str]) -> str:
+    values = list(values)
+    return values[0] if len(values) == 1 else ", ".join(values[:-1]) + " and " + values[-1]
+
+
+def _cutoff(key: str, cutoff: Any, hb: bool) -> str:
+    return f"{key.partition('[')[0]} {'<' if hb else '>'} {_fmt(cutoff, 3).rstrip('0').rstrip('.')}"
+
+
+def _signed(value: Any, ci: Sequence[Any] | None) -> str:
+    v = _num(value)
+    if v is None:
+        return "n/a"
+    text = f"{v:+.3f}"
+    if ci and _num(ci[0]) is not None and _num(ci[1]) is not None:
+        text += f" ({float(ci[0]):+.3f} to {float(ci[1]):+.3f})"
+    return text
+
+
+def _ci(value: Any, ci: Sequence[Any] | None) -> str:
+    if not ci or _num(ci[0]) is None or _num(ci[1]) is None:
+        return _fmt(value)
+    return f"{_fmt(value)} ({_fmt(ci[0])}-{_fmt(ci[1])})"
+
+
+def _finding(kind: str, key: str, attr: str | None, text: str, level: str = "info", **extra: Any) -> dict[str, Any]:
+    return {"kind": kind, "level": level, "metric": key, "attribute": attr, "text": text, **extra}
+
+
+# ---- certificates --------------------------------------------------------------------------
+
+
+def _overall(key: str, m: Mapping[str, Any], hb: bool) -> dict[str, Any] | None:
+    cert, new = m["overall"].get("certificate"), m["overall"].get("new_case")
+    if not cert or not new:
+        return None
+    conf = _conf(cert.get("confidence", new["confidence"]))
+    parts = []
+    if cert.get("cutoff") is not None:
+        parts.append(
+            f"at most {_pct(cert['upper'])} of all {cert['n']} cases have {_cutoff(key, cert['cutoff'], hb)} "
+            f"({cert['failures']} observed)"
+        )
+    if new.get("bound") is not None:
+        parts.append(
+            f"a new case has {key} {new['direction']} {_fmt(new['bound'])} with probability {new['content']:g}"
+        )
+    if not parts:
+        return None
+    text = f"With {conf} confidence, " + ", and ".join(parts) + " (cases exchangeable, no distribution assumed)."
+    return _finding(
+        "certificate",
+        key,
+        None,
+        text,
+        upper=_num(cert.get("upper")),
+        cutoff=cert.get("cutoff"),
+        new_case=_num(new.get("bound")),
+    )
+
+
+def _certificate(key: str, attr: str, a: Mapping[str, Any], hb: bool) -> dict[str, Any] | None:
+    groups = [g for g in a["groups"] if (g.get("certificate") or {}).get("cutoff") is not None]
+    if not groups:
+        return None
+    ranked = sorted(groups, key=lambda g: -float(g["certificate"]["upper"]))
+    first = ranked[0]["certificate"]
+    cutoff = _cutoff(key, first["cutoff"], hb)
+    head = (
+        f"With {_conf(first['confidence'])} confidence, at most {_pct(first['upper'])} of {attr} {ranked[0]['value']} "
+        f"cases have {cutoff} ({first['failures']} of {first['n']} observed)"
+    )
+    rest = [
+        f"{_pct(g['certificate']['upper'])} of {g['value']} ({g['certificate']['failures']}/{g['n']})"
+        for g in ranked[1:]
+    ]
+    text = head + (f"; at most {', '.join(rest)}." if rest else ".")
+    if len(groups) > 1 and ranked[0]["certificate"].get("upper_all_groups") is not None:
+        together = [f"{g['value']} {_pct(g['certificate']['upper_all_groups'])}" for g in ranked]
+        text += f" Holding for all {attr} groups at once: {', '.join(together)}."
+    bounds = [
+        {
+            "group": str(g["value"]),
+            "n": int(g["n"]),
+            "failures": int(g["certificate"]["failures"]),
+            "upper": _num(g["certificate"]["upper"]),
+            "upper_all_groups": _num(g["certificate"].get("upper_all_groups")),
+        }
+        for g in ranked
+    ]
+    return _finding("certificate", key, attr, text, cutoff=float(first["cutoff"]), bounds=bounds)
+
+
+def _new_case(key: str, attr: str, a: Mapping[str, Any]) -> dict[str, Any] | None:
+    groups = [g for g in a["groups"] if g.get("new_case")]
+    if not groups:
+        return None
+    new = groups[0]["new_case"]
+    have = [g for g in groups if g["new_case"].get("bound") is not None]
+    lacking = [str(g["value"]) for g in groups if g["new_case"].get("bound") is None]
+    direction, content = new["direction"], f"{new['content']:g}"
+    if have:
+        first, *others = have
+        text = (
+            f"With {_conf(new['confidence'])} confidence, a new {attr} {first['value']} case has {key} {direction} "
+            f"{_fmt(first['new_case']['bound'])} with probability {content}"
+        )
+        more = [f"{g['value']} {direction} {_fmt(g['new_case']['bound'])}" for g in others]
+        text += f"; likewise {', '.join(more)}." if more else "."
+    else:
+        text = f"No {attr} group has enough cases for a bound on a new case's {key}."
+    if lacking and have:
+        text += f" {_names(lacking)}: too few cases for this bound (at least {new['min_n']} needed)."
+    elif lacking:
+        text += f" It needs at least {new['min_n']} cases per group."
+    bounds = {str(g["value"]): _num(g["new_case"].get("bound")) for g in groups}
+    return _finding("new_case", key, attr, text, content=new["content"], bounds=bounds, min_n=new["min_n"])
+
+
+# ---- tested gaps ---------------------------------------------------------------------------
+
+
+def _selection_text(key: str, a: Mapping[str, Any]) -> str:
+    sel = a.get("selection") or {}
+    if "worst_mean" not in sel:
+        return ""
+    worst = sel["worst_mean"]
+    share = (sel.get("worst_share") or {}).get(str(a.get("worst_group")))
+    text = (
+        f" With intervals that hold whichever group is the worst, the worst-group mean {key} is "
+        f"{_ci(worst['estimate'], worst['ci'])} and the gap between the best and worst group "
+        f"{_ci(sel['gap']['estimate'], sel['gap']['ci'])}"
+    )
+    if share is not None:
+        text += f"; {a.get('worst_group')} is the worst group in {_pct(share)} of bootstrap resamples"
+    return text + "."
+
+
+def _gap_tests(key: str, attr: str, a: Mapping[str, Any], n_tests: int) -> dict[str, Any] | None:
+    tested = [g for g in a["groups"] if g.get("gap_test") and _num(g["gap_test"].get("p_value")) is not None]
+    if not tested:
+        return None
+    ref = a.get("reference", "rest")
+    against = "the rest" if ref == "rest" else ref
+    sig = [g for g in tested if g["gap_test"].get("significant")]
+    family = f"Benjamini-Hochberg over the audit's {n_tests} tests"
+    conf = _conf((a.get("selection") or {}).get("confidence", 0.95))
+    parts = [
+        f"{g['value']} is {g['gap_test']['direction']} than {against} (difference in mean {key} "
+        f"{_signed(g['gap_test']['diff'], g['gap_test']['ci'])}, q {_q(g['gap_test']['q_value'])})"
+        for g in sorted(sig, key=lambda g: float(g["gap_test"]["q_value"]))
+    ]
+    if parts:
+        text = f"{attr}: " + "; ".join(parts) + f"; {family} ({conf} intervals, each on its own)."
+    else:
+        best = min(tested, key=lambda g: float(g["gap_test"]["p_value"]))
+        top, name = best["gap_test"], best["value"]
+        text = (
+            f"{attr}: no group differs from {against} after {family}; the smallest q is {name}'s "
+            f"(difference {_signed(top['diff'], top['ci'])}, q {_q(top['q_value'])}; the interval is not "
+            "corrected for the number of tests)."
+        )
+    text += _selection_text(key, a)
+    tests = [
+        {
+            "group": str(g["value"]),
+            "diff": _num(g["gap_test"]["diff"]),
+            "ci": list(g["gap_test"]["ci"]),
+            "q_value": _num(g["gap_test"].get("q_value")),
+            "significant": bool(g["gap_test"].get("significant")),
+            "direction": g["gap_test"].get("direction"),
+        }
+        for g in tested
+    ]
+    return _finding("gap_test", key, attr, text, reference=ref, tests=tests, selection=a.get("selection"))
+
+
+def certified_findings(key: str, m: Mapping[str, Any], audit: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The certified findings of one metric (none for an audit without the certify blocks)."""
+    hb = bool(m.get("higher_is_better", True))
+    n_tests = int((audit.get("gap_tests") or {}).get("n_tests", 0))
+    out = [_overall(key, m, hb)]
+    for attr, a in m["attributes"].items():
+        out.append(_certificate(key, attr, a, hb))
+    for attr, a in m["attributes"].items():
+        out.append(_new_case(key, attr, a))
+    for attr, a in m["attributes"].items():
+        out.append(_gap_tests(key, attr, a, n_tests))
+    return [f for f in out if f]
+
+
+# ---- enough evidence -----------------------------------------------------------------------
+
+
+def _need_text(g: Mapping[str, Any]) -> str:
+    e = g["evidence"]
+    mde = f"smallest detectable gap {_fmt(e['detectable_gap'])}" if _num(e.get("detectable_gap")) else None
+    if e.get("n_needed") is not None:
+        need = f"about {e['n_needed']} cases needed, {e['more_cases']} more"
+    elif _num(e.get("sd")) is None or int(g["n"]) < 3:
+        need = "too few cases to estimate its spread"
+    else:
+        need = "more cases of this group alone would not suffice (the reference varies too much)"
+    return f"{g['value']} (n={g['n']}; {mde + '; ' if mde else ''}{need})"
+
+
+def evidence_warnings(audit: Mapping[str, Any]) -> list[dict[str, Any]] | None:
+    """``insufficient_evidence`` warnings of the first metric with a gap to detect; None when the
+    audit carries no verdicts (then the caller keeps the fixed small-group warning)."""
+    for key, m in audit.get("metrics", {}).items():
+        attrs = m["attributes"]
+        if not all("verdict" in g for a in attrs.values() for g in a["groups"]):
+            return None
+        detect = next((g["evidence"]["detect"] for a in attrs.values() for g in a["groups"] if g.get("evidence")), None)
+        if detect is None:
+            continue
+        out = []
+        for attr, a in attrs.items():
+            short = [g for g in a["groups"] if g.get("verdict") == "insufficient evidence"]
+            if not short:
+                continue
+            e = short[0]["evidence"]
+            listed = _names([_need_text(g) for g in short])
+            text = (
+                f"{attr}: insufficient evidence to detect a gap of {_fmt(detect)} in mean {key} "
+                f"({_conf(e['power'])} power, two-sided test at {_conf(e['alpha'])}) for {listed}."
+            )
+            groups = [
+                {
+                    "group": str(g["value"]),
+                    "n": int(g["n"]),
+                    "detectable_gap": _num(g["evidence"].get("detectable_gap")),
+                    "n_needed": g["evidence"].get("n_needed"),
+                    "more_cases": g["evidence"].get("more_cases"),
+                }
+                for g in short
+            ]
+            out.append(_finding("insufficient_evidence", key, attr, text, "warning", detect=detect, groups=groups))
+        return out
+    return None
+
+
+def certified_cards(key: str, m: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Summary card of the highest certified failure share of a metric's groups (none without
+    certificates): ``{"label", "value", "ci", "text", "note"}`` as :func:`headline_cards`."""
+    bounds = [
+        (attr, g)
+        for attr, a in m["attributes"].items()
+        for g in a["groups"]
+        if (g.get("certificate") or {}).get("cutoff") is not None
+    ]
+    if not bounds:
+        return []
+    hb = bool(m.get("higher_is_better", True))
+    attr, g = max(bounds, key=lambda t: float(t[1]["certificate"]["upper"]))
+    c = g["certificate"]
+    return [
+        {
+            "label": f"failure share, {_conf(c['confidence'])} bound",
+            "value": _num(c["upper"]),
+            "ci": [],
+            "text": f"\u2264 {_pct(c['upper'])}",
+            "note": f"{g['value']} ({attr}): {c['failures']}/{c['n']} with {_cutoff(key, c['cutoff'], hb)}",
+        }
+    ]
