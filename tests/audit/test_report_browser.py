@@ -123,7 +123,7 @@ def audit(table):
 
 def test_audit_report_in_a_browser(tmp_path, table, audit):
     report = render_html(audit, tmp_path / "audit.html", cases=table, title="audit report")
-    figures = {f"{kind}/dice/{attr}" for kind in ("means", "tail", "dist") for attr in ("race", "sex")}
+    figures = {f"{kind}/dice/{attr}" for kind in ("means", "tail", "dist", "certify") for attr in ("race", "sex")}
     check_page(report, tmp_path, ["findings", "metric-dice", "provenance"], figures | {"heat/dice/race+sex"})
 
 
@@ -164,7 +164,7 @@ def test_run_report_in_a_browser(tmp_path, table, audit):
         provenance={"config": "seed: 0\n"},
         title="run report",
     )
-    figures = {f"{kind}/dice/{attr}" for kind in ("means", "tail", "dist") for attr in ("race", "sex")}
+    figures = {f"{kind}/dice/{attr}" for kind in ("means", "tail", "dist", "certify") for attr in ("race", "sex")}
     figures |= {"heat/dice/race+sex", "training/curves", "training/obj/q"}
     check_page(
         report,

@@ -46,13 +46,15 @@ def test_markdown_and_html_reports(cases, tmp_path):
         "tail/dice/race",
         "tail/dice/age",
         "heat/dice/race+age",
+        "certify/dice/race",
+        "certify/dice/age",
         "comparison",
     }
     path = render_html(audit, tmp_path / "r.html", cases=cases, comparison=comparison, title="Report <x>")
     html = path.read_text()
     assert "Report &lt;x&gt;" in html and "fairdro" in html and "0.820 (0.800-0.840)" in html
     images = re.findall(r'src="data:image/png;base64,([^"]+)"', html)
-    assert len(images) == 8 and all(base64.b64decode(i)[:4] == b"\x89PNG" for i in images)
+    assert len(images) == 10 and all(base64.b64decode(i)[:4] == b"\x89PNG" for i in images)
     assert "http://" not in html and "https://" not in html  # self-contained
     assert "worst" in render_summary(audit)
 
