@@ -242,3 +242,19 @@ def test_score_passes_the_options(tmp_path):
     assert audit["settings"]["confidence"] == 0.9 and audit["settings"]["detect"]["dice"] == 0.1
     assert audit["metrics"]["dice"]["attributes"]["site"]["reference"] == "A"
     assert "at most" in res.stdout and "Guarantees" in (tmp_path / "o" / "audit.md").read_text()
+
+
+def test_distances_without_a_gap_to_detect_get_the_detectable_gaps():
+    audit = audit_table(_table(), ["site"], metrics=("hd95",), n_boot=0, discovery=False)
+    kinds = [f["kind"] for f in audit["findings"]]
+    assert "small_group" not in kinds and "insufficient_evidence" not in kinds
+    found = next(f for f in audit["findings"] if f["kind"] == "detectable_gaps")
+    assert "--detect hd95=GAP" in found["text"] and set(found["detectable_gaps"]) == {"A", "T", "W", "D", "B"}
+    assert all(
+        g["verdict"] in ("no significant gap", "worse than the reference", "better than the reference")
+        for g in audit["metrics"]["hd95"]["attributes"]["site"]["groups"]
+    )
+    md = render_markdown(audit)
+    assert "worst-group CVaR10" in md and "(at least " in md  # a distance's tail: one-sided interval
+    with_gap = audit_table(_table(), ["site"], metrics=("hd95",), n_boot=0, discovery=False, detect="hd95=1")
+    assert any(f["kind"] == "insufficient_evidence" for f in with_gap["findings"])

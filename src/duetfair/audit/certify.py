@@ -179,8 +179,8 @@ def resolve_reference(reference: str | None, attributes: Mapping[str, Sequence[s
         return out
     target, sep, value = reference.partition("=")
     if sep and target in attributes:
-        names = list(attributes[target])
-        require(value in names, f"--reference {reference}: '{value}' is not a group of {target} ({', '.join(names)})")
+        listed = list(attributes[target])
+        require(value in listed, f"--reference {reference}: '{value}' is not a group of {target} ({', '.join(listed)})")
         out[target] = value
         return out
     for attr, names in attributes.items():

@@ -150,6 +150,17 @@ def _row(g: Mapping[str, Any], hb: bool) -> dict[str, str]:
     }
 
 
+def _interval(block: Mapping[str, Any] | None) -> str:
+    """``estimate (low-high)``; a one-sided interval (a distance's unbounded tail) as ``(at least low)``."""
+    block = block or {}
+    est, ci = block.get("estimate"), list(block.get("ci") or [None, None])
+    if ci[0] is not None and ci[1] is None:
+        return f"{fmt(est)} (at least {fmt(ci[0])})"
+    if ci[0] is None and ci[1] is not None:
+        return f"{fmt(est)} (at most {fmt(ci[1])})"
+    return fmt_ci(est, ci)
+
+
 HEADER = {
     "group": "group",
     "n": "n",
@@ -185,11 +196,9 @@ def guarantee_tables(audit: Mapping[str, Any] | None) -> dict[str, Any] | None:
                 "name": attr,
                 "reference": "the rest" if a.get("reference", "rest") == "rest" else a["reference"],
                 "rows": [_row(g, hb) for g in a["groups"]],
-                "worst": fmt_ci((sel.get("worst_mean") or {}).get("estimate"), (sel.get("worst_mean") or {}).get("ci")),
-                "gap": fmt_ci((sel.get("gap") or {}).get("estimate"), (sel.get("gap") or {}).get("ci")),
-                "worst_cvar": fmt_ci(
-                    (sel.get("worst_cvar10") or {}).get("estimate"), (sel.get("worst_cvar10") or {}).get("ci")
-                ),
+                "worst": _interval(sel.get("worst_mean")),
+                "gap": _interval(sel.get("gap")),
+                "worst_cvar": _interval(sel.get("worst_cvar10")),
             }
         )
     cutoff = next((a.get("failure_threshold") for a in m["attributes"].values()), None)

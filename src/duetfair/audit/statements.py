@@ -262,10 +262,29 @@ def _need_text(g: Mapping[str, Any]) -> str:
     return f"{g['value']} (n={g['n']}; {mde + '; ' if mde else ''}{need})"
 
 
+def _detectable_gaps(key: str, m: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Without a gap to detect (a distance without ``--detect``): each attribute's detectable gaps."""
+    out = []
+    for attr, a in m["attributes"].items():
+        gaps = [(g, (g.get("evidence") or {}).get("detectable_gap")) for g in a["groups"] if g.get("evidence")]
+        if not gaps:
+            continue
+        parts = [f"{g['value']} {_fmt(d) if d is not None else 'n/a (n < 3)'}" for g, d in gaps]
+        text = (
+            f"{attr}: no gap to detect is set for {key} (--detect {key.partition('[')[0]}=GAP); the smallest gaps "
+            f"to the reference the data could detect (80% power) are {', '.join(parts)}."
+        )
+        found = {str(g["value"]): _num(d) for g, d in gaps}
+        out.append(_finding("detectable_gaps", key, attr, text, detectable_gaps=found))
+    return out
+
+
 def evidence_warnings(audit: Mapping[str, Any]) -> list[dict[str, Any]] | None:
-    """``insufficient_evidence`` warnings of the first metric with a gap to detect; None when the
-    audit carries no verdicts (then the caller keeps the fixed small-group warning)."""
-    for key, m in audit.get("metrics", {}).items():
+    """``insufficient_evidence`` warnings of the first metric with a gap to detect (without one, the
+    first metric's ``detectable_gaps``); None when the audit carries no verdicts (then the caller
+    keeps the fixed small-group warning)."""
+    metrics = audit.get("metrics", {})
+    for key, m in metrics.items():
         attrs = m["attributes"]
         if not all("verdict" in g for a in attrs.values() for g in a["groups"]):
             return None
@@ -295,7 +314,8 @@ def evidence_warnings(audit: Mapping[str, Any]) -> list[dict[str, Any]] | None:
             ]
             out.append(_finding("insufficient_evidence", key, attr, text, "warning", detect=detect, groups=groups))
         return out
-    return None
+    first = next(iter(metrics.items()), None)
+    return None if first is None else _detectable_gaps(*first)
 
 
 def certified_cards(key: str, m: Mapping[str, Any]) -> list[dict[str, Any]]:

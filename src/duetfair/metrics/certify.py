@@ -235,9 +235,10 @@ def cvar_bounds(
     """Distribution-free interval of a group's CVaR_alpha (the mean of its worst ``alpha`` share).
 
     Every distribution inside the two-sided Dvoretzky-Kiefer-Wolfowitz band around the empirical
-    one (margin :func:`two_sided_margin`; the approach of Thomas and Learned-Miller, 2019) has its CVaR between the band's two extreme distributions: mass ``d``
-    moved to the worst end of ``support`` (the lower bound of the tail's quality) or taken from the
-    worst cases to the best end (the upper bound). ``support`` is the metric's possible range
+    one (margin :func:`two_sided_margin`; the approach of Thomas and Learned-Miller, 2019) has its
+    CVaR between the band's two extreme distributions: mass ``d`` moved to the worst end of
+    ``support`` (the lower bound of the tail's quality) or taken from the worst cases to the best
+    end (the upper bound). ``support`` is the metric's possible range
     (``(0, 1)`` for Dice; ``(0, inf)`` for a distance, whose worse bound is then infinite).
 
     Returns:
