@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Optional
 import typer
 from rich.console import Console
 
+from duetfair.cli_certify import CONFIDENCE, DETECT, REFERENCE, certify_options
 from duetfair.errors import DuetfairError
 
 if TYPE_CHECKING:
@@ -89,20 +90,9 @@ def audit_cmd(
     fdr: float = typer.Option(
         0.05, "--fdr", help="False discovery rate of the Benjamini-Hochberg 'significant' flag of subgroups."
     ),
-    confidence: float = typer.Option(
-        0.95, "--confidence", help="Confidence of every interval, per-group guarantee and test (default 0.95)."
-    ),
-    detect: Optional[list[str]] = typer.Option(
-        None,
-        "--detect",
-        help="Gap of the mean to detect with 80% power: 0.05 (every metric in [0, 1]) or METRIC=GAP, e.g. "
-        "hd95=5 (repeatable; default 0.05 for Dice, IoU, NSD). Groups that cannot are flagged 'insufficient evidence'.",
-    ),
-    reference: Optional[str] = typer.Option(
-        None,
-        "--reference",
-        help="Group every other group is tested against, e.g. White or race=White (default: the rest of the cases).",
-    ),
+    confidence: float = CONFIDENCE,
+    detect: Optional[list[str]] = DETECT,
+    reference: Optional[str] = REFERENCE,
     fmt: str = typer.Option("json", "--format", help="Output format: json, md or html."),
     out: Optional[str] = typer.Option(
         None, "--out", help="Write the report to this file (default: print JSON/Markdown; html needs --out)."
@@ -175,7 +165,7 @@ def audit_cmd(
         redundancy_z=redundancy_z or None,
         fdr=fdr,
         hidden=hidden_col,
-        **_certify_options(confidence, detect, reference),
+        **certify_options(confidence, detect, reference),
     )
     if fmt == "html":
         from duetfair.audit.report import render_html
@@ -209,13 +199,6 @@ def _audit_hidden(hidden: Optional[str], run: Optional[RunDir], table: pd.DataFr
 
         return HiddenColumn.parse(load_config(run.config).data.hidden_column)
     return HiddenColumn.parse(None)
-
-
-def _certify_options(confidence: float, detect: Optional[list[str]], reference: Optional[str]) -> dict[str, object]:
-    """``--confidence`` (the level of every interval, guarantee and test), ``--detect``, ``--reference``."""
-    if not 0.5 <= confidence < 1.0:
-        raise DuetfairError(f"--confidence {confidence}: expected a confidence level in [0.5, 1), e.g. 0.95")
-    return {"level": confidence, "confidence": confidence, "detect": detect or None, "reference": reference}
 
 
 # ---- score -------------------------------------------------------------------------------------
@@ -299,20 +282,9 @@ def score_cmd(
     bootstrap: int = typer.Option(1000, "--bootstrap", help="Bootstrap resamples for the 95% intervals (0: none)."),
     seed: int = typer.Option(0, "--seed", help="Bootstrap seed."),
     no_discovery: bool = typer.Option(False, "--no-discovery", help="Skip divergent subgroup discovery."),
-    confidence: float = typer.Option(
-        0.95, "--confidence", help="Confidence of every interval, per-group guarantee and test (default 0.95)."
-    ),
-    detect: Optional[list[str]] = typer.Option(
-        None,
-        "--detect",
-        help="Gap of the mean to detect with 80% power: 0.05 (every metric in [0, 1]) or METRIC=GAP, e.g. "
-        "hd95=5 (repeatable; default 0.05 for Dice, IoU, NSD). Groups that cannot are flagged 'insufficient evidence'.",
-    ),
-    reference: Optional[str] = typer.Option(
-        None,
-        "--reference",
-        help="Group every other group is tested against, e.g. White or race=White (default: the rest of the cases).",
-    ),
+    confidence: float = CONFIDENCE,
+    detect: Optional[list[str]] = DETECT,
+    reference: Optional[str] = REFERENCE,
     images: Optional[str] = typer.Option(
         None,
         "--images",
@@ -398,7 +370,7 @@ def score_cmd(
         title=title,
         inputs={**source, "metadata": meta, "join": report.to_dict(), **({"images": images} if images else {})},
         gallery=_folder_gallery(images, pred_dir, ref_dir, pred_pattern or pattern, ref_pattern or pattern),
-        **_certify_options(confidence, detect, reference),
+        **certify_options(confidence, detect, reference),
     )
     typer.echo(render_summary(audit), nl=False)
     console.print(f"wrote {', '.join(p.name for p in paths.values())} in {out}", highlight=False, markup=False)

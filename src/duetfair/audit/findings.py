@@ -17,11 +17,8 @@ sentences, so the three forms say the same thing with the same numbers. Kinds:
 * ``subgroup`` (per metric, with discovery): the most divergent subgroup whose Benjamini-Hochberg
   ``q_value`` passes the false discovery rate, or that none does;
 * ``hidden_subtype`` (per metric, when the table knows the hidden column);
-* the certified statements lead every metric (:mod:`duetfair.audit.statements`): ``certificate``,
-  ``new_case`` and ``gap_test``;
-* ``insufficient_evidence`` (warning): groups whose data could not detect the audit's gap to detect,
-  with the cases needed; it replaces ``small_group`` (groups with fewer than ``min_n`` cases), which
-  only audits written without the verdicts still get;
+* first of every metric, the certified statements of :mod:`duetfair.audit.statements`; its
+  ``insufficient_evidence`` warnings replace ``small_group`` (n < ``min_n``; old audits only);
 * ``unknowns`` (warning): attributes whose value is unknown for at least ``unknown_share`` of the
   cases (they count in the overall mean only).
 
@@ -37,7 +34,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from duetfair.audit.discovery import itemset_label
-from duetfair.audit.statements import certified_cards, certified_findings, evidence_warnings
+from duetfair.audit.statements import certified_cards, certified_findings, evidence_warnings, selection_cis
 from duetfair.metrics.frame import MIN_GROUP_N
 
 MIN_N = MIN_GROUP_N
@@ -151,15 +148,13 @@ def _names(values: Sequence[str]) -> str:
     return ", ".join(values[:-1]) + " and " + values[-1]
 
 
-def _worst_group(
-    key: str, attr: str, a: Mapping[str, Any], higher_better: bool, level: float = 0.95
-) -> dict[str, Any] | None:
+def _worst_group(key: str, attr: str, a: Mapping[str, Any], hb: bool, level: float = 0.95) -> dict[str, Any] | None:
     groups = a["groups"]
     worst = next((g for g in groups if str(g["value"]) == str(a.get("worst_group"))), None)
     if worst is None:
         return None
     best = a.get("best_group")
-    sep = _separation(a, higher_better)
+    sep = _separation(a, hb)
     text = (
         f"{key} by {attr}: the worst group is {worst['value']} with {fmt_ci(worst['mean'], worst['ci'])} "
         f"(n={worst['n']})"
@@ -168,8 +163,7 @@ def _worst_group(
         text += f", against {fmt(a.get('best_mean'))} for {best}; gap {fmt(a.get('gap'))}."
     else:
         text += "; it is the only group."
-    side = "below" if higher_better else "above"
-    share = f"{100 * level:g}%"
+    side, share = ("below" if hb else "above"), f"{100 * level:g}%"
     if sep is not None and len(groups) > 1:
         separated, overlaps = sep
         if separated and not overlaps:
@@ -337,13 +331,11 @@ def _hidden(key: str, m: Mapping[str, Any]) -> dict[str, Any] | None:
     }
 
 
-def _warnings(
-    key: str, m: Mapping[str, Any], min_n: int, unknown_share: float, small_groups: bool = True
-) -> list[dict[str, Any]]:
+def _warnings(key: str, m: Mapping[str, Any], min_n: int, unknown_share: float) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     n_cases = int(m.get("n_cases") or 0)
     for attr, a in m["attributes"].items():
-        small = [g for g in a["groups"] if 0 < g.get("n", 0) < min_n] if small_groups else []
+        small = [g for g in a["groups"] if 0 < g.get("n", 0) < min_n]
         if small:
             listed = _names([f"{g['value']} (n={g['n']})" for g in small])
             text = (
@@ -399,12 +391,11 @@ def build_findings(
         min_n = int(settings.get("min_group_n", MIN_N))
     fdr = float(settings.get("fdr", 0.05))
     out: list[dict[str, Any]] = []
-    level = float(settings.get("level", 0.95))
     for key, m in audit["metrics"].items():
         hb = bool(m.get("higher_is_better", True))
         out.extend(certified_findings(key, m, audit))  # the certified statements lead
         for attr, a in m["attributes"].items():
-            found = _worst_group(key, attr, a, hb, level)
+            found = _worst_group(key, attr, a, hb, float(settings.get("level", 0.95)))
             if found:
                 out.append(found)
             failures = _failures(key, attr, a, hb)
@@ -418,10 +409,9 @@ def build_findings(
             if extra:
                 out.append(extra)
     first = next(iter(audit["metrics"].items()), None)
-    evidence = evidence_warnings(audit)  # replaces the fixed small-group flag when present
-    out.extend(evidence or [])
+    out.extend((evidence := evidence_warnings(audit)) or [])  # replaces the small-group flag when present
     if first is not None:
-        out.extend(_warnings(first[0], first[1], min_n, unknown_share, small_groups=evidence is None))
+        out.extend(_warnings(first[0], first[1], min_n if evidence is None else 0, unknown_share))
     return out
 
 
@@ -456,9 +446,7 @@ def headline_cards(audit: Mapping[str, Any], *, max_attributes: int = 4) -> list
         worst = next((g for g in a["groups"] if str(g["value"]) == str(a.get("worst_group"))), None)
         if worst is None:
             continue
-        sel = a.get("selection") or {}  # intervals that hold whichever group is the worst
-        ci = list((sel.get("worst_mean") or {}).get("ci") or worst["ci"])
-        gap_ci = (sel.get("gap") or {}).get("ci")
+        ci, gap_ci = selection_cis(a, worst["ci"])  # intervals that hold whichever group is the worst
         cards.append(
             {
                 "label": f"worst {attr}: {worst['value']}",

@@ -341,3 +341,10 @@ def certified_cards(key: str, m: Mapping[str, Any]) -> list[dict[str, Any]]:
             "note": f"{g['value']} ({attr}): {c['failures']}/{c['n']} with {_cutoff(key, c['cutoff'], hb)}",
         }
     ]
+
+
+def selection_cis(a: Mapping[str, Any], fallback: Sequence[Any]) -> tuple[list[Any], list[Any] | None]:
+    """Intervals of an attribute's worst-group mean and gap that hold whichever group is the worst
+    (``fallback`` for the mean, None for the gap, in an audit without them)."""
+    sel = a.get("selection") or {}
+    return list((sel.get("worst_mean") or {}).get("ci") or fallback), (sel.get("gap") or {}).get("ci")
