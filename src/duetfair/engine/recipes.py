@@ -51,9 +51,7 @@ RECIPES: dict[Method, Recipe] = {
     Method.MOE: Recipe("moe", "erm", SelectRule.OVERALL, "MoE"),
     Method.DMOE: Recipe("dmoe", "erm", SelectRule.WORST_GROUP, "dMoE"),
     Method.FAIR_DRO: Recipe("dmoe", "fair_dro", SelectRule.WORST_GROUP, "FairDRO (dMoE + DRO)", dict(_DRO)),
-    Method.SUBGROUP_DRO: Recipe(
-        "none", "fair_dro", SelectRule.WORST_GROUP, "Subgroup DRO (plain model)", dict(_DRO)
-    ),
+    Method.SUBGROUP_DRO: Recipe("none", "fair_dro", SelectRule.WORST_GROUP, "Subgroup DRO (plain model)", dict(_DRO)),
     Method.DIVERGENCE: Recipe(
         "none",
         "divergence",
