@@ -299,7 +299,7 @@ def _break(kind, preds, refs):
         ),
         (None, ["--id-column", "sex"], "2 case ids appear twice in column 'sex'"),
         (None, ["--metric", "volume"], "--metric volume: expected one of dice, iou, hd95, nsd"),
-        (None, ["--empty", "zero"], "--empty: 'zero' is not one of 'nan', 'fairseg', 'mamamia'"),
+        (None, ["--empty", "zero"], "--empty: 'zero' is not one of 'nnunet', 'nan', 'fairseg', 'mamamia'"),
         (None, ["--pattern", "{case}_{case}"], "expected {case} exactly once"),
     ],
 )
@@ -374,7 +374,7 @@ def test_missing_listing_and_allow_missing(tmp_path, capsys):
 @pytest.mark.parametrize(
     "args,message",
     [
-        ([], "expected one input: PRED_DIR REF_DIR, --nnunet FILE or --monai-csv FILE (got none)"),
+        ([], "expected one input: PRED_DIR REF_DIR, --nnunet FILE, --monai-csv FILE or --merge PARTS (got none)"),
         (["p"], "expected REF_DIR after PRED_DIR"),
         (["p", "r", "--nnunet", "s.json"], "got PRED_DIR REF_DIR, --nnunet"),
     ],

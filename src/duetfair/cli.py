@@ -210,8 +210,11 @@ def score_cmd(
     ref_dir: Optional[str] = typer.Argument(
         None, help="Folder of reference masks, matched to the predictions by case id."
     ),
-    meta: str = typer.Option(
-        ..., "--meta", help="Metadata table (CSV, TSV, XLSX, Parquet): one row per case, an id column, attributes."
+    meta: Optional[str] = typer.Option(
+        None,
+        "--meta",
+        help="Metadata table (CSV, TSV, XLSX, Parquet): one row per case, an id column, attributes "
+        "(required, except for --shard).",
     ),
     out: str = typer.Option(..., "--out", help="Output folder: cases.csv, audit.json, audit.md, report.html."),
     id_column: Optional[str] = typer.Option(
@@ -260,7 +263,12 @@ def score_cmd(
         "--allow-missing",
         help="Score a reference without prediction as an empty prediction (as challenges do) instead of failing.",
     ),
-    empty: str = typer.Option("nan", "--empty", help="Empty-mask policy: nan (MONAI/nnU-Net), fairseg or mamamia."),
+    empty: str = typer.Option(
+        "nnunet",
+        "--empty",
+        help="Empty-mask policy: nnunet (nnU-Net v2: a structure predicted on a case without it, or missed, "
+        "scores Dice 0, a failure), nan (undefined whenever the reference is empty), fairseg or mamamia.",
+    ),
     nsd_tolerance: float = typer.Option(
         1.0, "--nsd-tolerance", help="NSD tolerance in the reference's unit (mm for NIfTI, pixels for PNG)."
     ),
@@ -291,6 +299,30 @@ def score_cmd(
         help="Folder of the images (matched by case id; nnU-Net's case_0000 too): the report "
         "shows the worst cases of every group with both contours (folders input only).",
     ),
+    fail: Optional[list[str]] = typer.Option(
+        None,
+        "--fail",
+        help="Failure cut-off of a metric, e.g. hd95>10 or dice<0.6 (repeatable; defaults: Dice 0.5, IoU 1/3, "
+        "NSD 0.5, none for distances).",
+    ),
+    shard: Optional[str] = typer.Option(
+        None,
+        "--shard",
+        help="Score only shard K of N of the cases (a stable share by case id), e.g. 3/8 in a job array; writes "
+        "a part (cases.csv, shard.json) to --out for --merge. See docs/cluster.md.",
+    ),
+    merge: Optional[list[str]] = typer.Option(
+        None,
+        "--merge",
+        help="Instead of folders: the parts written by --shard (their folders, or the folder holding them; "
+        "repeatable); all N must be there, each case once.",
+    ),
+    hd95_unit: Optional[str] = typer.Option(
+        None,
+        "--hd95-unit",
+        help="Unit of HD95 in --monai-csv files: mm, voxels (MONAI's MetricsSaver: no spacing), pixels; "
+        "default unknown (said in the report).",
+    ),
 ) -> None:
     """Score predicted masks against reference masks and audit them by patient group, in one go.
 
@@ -314,27 +346,52 @@ def score_cmd(
     """
     from duetfair.audit.inputs import choose_attributes, join_metadata, read_metadata, write_audit
     from duetfair.audit.report import render_summary
+    from duetfair.cli_score import check_score_sources, units_of
     from duetfair.data.groups import parse_bins
     from duetfair.metrics.folders import SCORE_METRICS, parse_label_names, parse_labels, parse_regions
 
-    given = {"PRED_DIR REF_DIR": pred_dir is not None, "--nnunet": nnunet is not None, "--monai-csv": bool(monai_csv)}
-    sources = [name for name, on in given.items() if on]
-    if len(sources) != 1:
-        raise DuetfairError(
-            "expected one input: PRED_DIR REF_DIR, --nnunet FILE or --monai-csv FILE "
-            f"(got {', '.join(sources) or 'none'})"
+    check_score_sources(
+        pred_dir=pred_dir,
+        ref_dir=ref_dir,
+        nnunet=nnunet,
+        monai_csv=list(monai_csv or []),
+        merge=list(merge or []),
+        meta=meta,
+        shard=shard,
+        hd95_unit=hd95_unit,
+    )
+    if shard is not None:
+        _score_shard(
+            pred_dir,
+            ref_dir,
+            shard,
+            labels,
+            label_names,
+            region,
+            metric,
+            empty,
+            nsd_tolerance,
+            out,
+            pred_pattern or pattern,
+            ref_pattern or pattern,
+            allow_missing,
+            workers,
         )
-    if pred_dir is not None and ref_dir is None:
-        raise DuetfairError("expected REF_DIR after PRED_DIR: duetfair score PRED_DIR REF_DIR --meta FILE --out DIR")
+        return
     if bootstrap < 0:
         raise DuetfairError(f"--bootstrap {bootstrap}: expected a number of resamples >= 0")
     if images is not None and pred_dir is None:
         raise DuetfairError("--images draws the predicted and reference masks; it needs PRED_DIR REF_DIR")
-    meta_df = read_metadata(meta, id_column)
+    meta_df = read_metadata(str(meta), id_column)
     edges = dict(parse_bins(spec) for spec in (bins or []))
-    label_list, regions = parse_labels(labels), parse_regions(region)
+    label_list, regions = parse_labels(labels, background=bool(monai_csv)), parse_regions(region)
     names = parse_label_names(label_names, label_list)
-    if pred_dir is not None:
+    notes: list[str] = []
+    if merge:
+        from duetfair.metrics.shards import merge_parts
+
+        table, source = merge_parts(list(merge))
+    elif pred_dir is not None:
         table, source = _score_folders(
             pred_dir,
             str(ref_dir),
@@ -350,13 +407,15 @@ def score_cmd(
             workers,
         )
     else:
-        table, source = _read_scores(nnunet, list(monai_csv or []), pred_pattern or pattern, label_list, regions, names)
+        table, source = _read_scores(
+            nnunet, list(monai_csv or []), pred_pattern or pattern, label_list, regions, names, notes
+        )
     cases, report = join_metadata(table, meta_df)
-    attributes, notes = choose_attributes(cases, meta_df, by, edges)
-    for line in report.messages() + notes:
+    attributes, skipped = choose_attributes(cases, meta_df, by, edges)
+    for line in report.messages() + notes + skipped:
         err_console.print(f"warning: {line}", highlight=False, markup=False, soft_wrap=True)
     metrics = list(metric or [m for m in SCORE_METRICS if m in cases.columns])
-    title = f"duetfair audit of {pred_dir or nnunet or (monai_csv or [''])[0]}"
+    title = f"duetfair audit of {pred_dir or nnunet or (monai_csv or merge or [''])[0]}"
     audit, paths = write_audit(
         cases,
         out,
@@ -370,6 +429,8 @@ def score_cmd(
         title=title,
         inputs={**source, "metadata": meta, "join": report.to_dict(), **({"images": images} if images else {})},
         gallery=_folder_gallery(images, pred_dir, ref_dir, pred_pattern or pattern, ref_pattern or pattern),
+        failure_threshold=fail,
+        units=units_of(source, hd95_unit),
         **certify_options(confidence, detect, reference),
     )
     typer.echo(render_summary(audit), nl=False)
@@ -402,16 +463,17 @@ def _read_scores(
     labels: Optional[list[int]],
     regions: list,
     names: dict[int, str],
+    notes: list[str],
 ) -> tuple[object, dict[str, object]]:
     """``duetfair score --nnunet`` / ``--monai-csv``: the per-case table of another tool's output."""
     from duetfair.audit.inputs import read_monai_csv, read_nnunet_summary
 
     if nnunet is not None:
         table = read_nnunet_summary(
-            nnunet, pattern=pattern, label_names=names, regions={r.ids: r.name for r in regions}
+            nnunet, pattern=pattern, label_names=names, regions={r.ids: r.name for r in regions}, labels=labels
         )
         return table, {"kind": "nnunet", "summary": nnunet}
-    table = read_monai_csv(monai_csv, pattern=pattern, labels=labels, label_names=names)
+    table = read_monai_csv(monai_csv, pattern=pattern, labels=labels, label_names=names, notes=notes)
     return table, {"kind": "monai_csv", "files": monai_csv}
 
 
@@ -434,6 +496,7 @@ def _score_folders(
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+    from duetfair.cli_score import folder_unit
     from duetfair.metrics.folders import SCORE_METRICS, ScoreSpec, default_workers, match_folders, score_pairs
 
     pairs = match_folders(
@@ -467,7 +530,7 @@ def _score_folders(
     )
     with bar or nullcontext():
         task = bar.add_task("scoring", total=len(pairs)) if bar is not None else None
-        step = (lambda k: bar.advance(task, k)) if bar is not None and task is not None else None
+        step = (lambda k: bar.advance(task, k)) if bar is not None and task is not None else _log_progress(len(pairs))
         table = score_pairs(
             pairs, spec, workers=default_workers() if workers is None else workers, label_names=names, progress=step
         )
@@ -479,8 +542,69 @@ def _score_folders(
         "missing_predictions": missing[:20],
         "empty": empty,
         "nsd_tolerance": float(nsd_tolerance),
+        "hd95_unit": folder_unit([p.ref for p in pairs]),
     }
     return table, source
+
+
+def _log_progress(total: int) -> object:
+    """Plain progress lines on stdout when it is not a terminal (a log file, CI, a cluster job)."""
+    from duetfair.cli_score import progress_step
+
+    if console.is_terminal:
+        return None
+    return progress_step(total, lambda s: console.print(s, highlight=False, markup=False))
+
+
+def _score_shard(
+    pred_dir: Optional[str],
+    ref_dir: Optional[str],
+    shard: str,
+    labels: Optional[str],
+    label_names: Optional[str],
+    region: Optional[list[str]],
+    metric: Optional[list[str]],
+    empty: str,
+    nsd_tolerance: float,
+    out: str,
+    pred_pattern: Optional[str],
+    ref_pattern: Optional[str],
+    allow_missing: bool,
+    workers: Optional[int],
+) -> None:
+    """``duetfair score PRED REF --shard K/N --out PART`` (see :mod:`duetfair.metrics.shards`)."""
+    from duetfair.cli_score import score_shard
+    from duetfair.metrics.folders import (
+        SCORE_METRICS,
+        ScoreSpec,
+        default_workers,
+        parse_label_names,
+        parse_labels,
+        parse_regions,
+    )
+
+    label_list, regions = parse_labels(labels), parse_regions(region)
+    spec = ScoreSpec(
+        tuple(label_list) if label_list is not None else None,
+        tuple(regions),
+        tuple(metric or SCORE_METRICS),
+        empty,
+        float(nsd_tolerance),
+    )
+    line = score_shard(
+        str(pred_dir),
+        str(ref_dir),
+        shard_text=shard,
+        spec=spec,
+        names=parse_label_names(label_names, label_list),
+        pred_pattern=pred_pattern,
+        ref_pattern=ref_pattern,
+        allow_missing=allow_missing,
+        workers=default_workers() if workers is None else workers,
+        out=out,
+        make_progress=_log_progress,  # type: ignore[arg-type]
+    )
+    console.print(line, highlight=False, markup=False, soft_wrap=True)
 
 
 # ---- synth -------------------------------------------------------------------------------------

@@ -63,9 +63,12 @@ class EsVariant(StrEnum):
 
 
 class EmptyPolicy(StrEnum):
-    """What a metric is when a mask is empty: ``nan`` (undefined), ``fairseg`` or ``mamamia``
-    (the conventions of those papers' evaluation code; see ``metrics.per_case``)."""
+    """What a metric is when a mask is empty: ``nnunet`` (default: nnU-Net v2's evaluator; a
+    structure predicted where the reference has none, or missed, is a failure), ``nan`` (undefined
+    whenever the reference is empty), ``fairseg`` or ``mamamia`` (those papers' evaluation code);
+    see ``metrics.per_case``."""
 
+    NNUNET = "nnunet"
     NAN = "nan"
     FAIRSEG = "fairseg"
     MAMAMIA = "mamamia"

@@ -66,7 +66,9 @@ def summary(tmp_path):
 
 
 def test_nnunet_summary(summary):
-    table = read_nnunet_summary(summary, label_names={1: "anterior", 2: "posterior"}, regions={(1, 2): "whole"})
+    table = read_nnunet_summary(
+        summary, label_names={1: "anterior", 2: "posterior"}, regions={(1, 2): "whole"}, labels=[1, 2]
+    )
     assert list(table.columns) == ["case_id", "class", "dice", "iou", "n_ref", "n_pred"]
     assert table["case_id"].tolist() == [f"hippo_00{i}" for i in range(1, 5) for _ in range(3)]
     assert table["class"].tolist()[:3] == ["anterior", "posterior", "whole"]
@@ -75,6 +77,19 @@ def test_nnunet_summary(summary):
     assert table.loc[0, "dice"] == 0.9 and table.loc[0, "n_ref"] == 120
     plain = read_nnunet_summary(summary, pattern="hippo_{case}.nii.gz")
     assert plain["case_id"].iloc[0] == "001" and plain["class"].tolist()[:3] == [1, 2, "1+2"]
+
+
+def test_nnunet_selection_and_region_names(summary):
+    """--region names nnU-Net's keys, a single label too; with regions and no --labels only the
+    regions are kept (as for mask folders); a label or region nnU-Net did not evaluate is an error."""
+    only = read_nnunet_summary(summary, regions={(1, 2): "whole", (2,): "core"})
+    assert only["class"].tolist()[:2] == ["whole", "core"] and len(only) == 8
+    one = read_nnunet_summary(summary, labels=[2])
+    assert one["class"].tolist() == [2] * 4
+    with pytest.raises(DuetfairError, match=r"--region et=3: .* has no such label or region; it has 1, 2, \(1, 2\)"):
+        read_nnunet_summary(summary, regions={(3,): "et"})
+    with pytest.raises(DuetfairError, match="--labels 5: "):
+        read_nnunet_summary(summary, labels=[1, 5])
 
 
 def test_nnunet_errors(tmp_path):
@@ -158,10 +173,15 @@ def test_choose_attributes():
     )
     meta = cases
     assert attribute_kind(cases["age"]) == "continuous" and attribute_kind(cases["site"]) == "constant"
+    # a continuous column the user did not ask for is skipped with a note naming --bins ...
+    chosen, notes = choose_attributes(cases, meta)
+    assert chosen == ["race"] and "attribute 'age' skipped: continuous (40 distinct numbers)" in notes[0]
+    assert "--bins age=" in notes[0]
+    # ... one asked for keeps the clear error
     with pytest.raises(
         DuetfairError, match=r"attribute 'age' is continuous \(40 distinct numbers\); bin it, e.g. --bins age="
     ):
-        choose_attributes(cases, meta)
+        choose_attributes(cases, meta, by=["race", "age"])
     chosen, notes = choose_attributes(cases, meta, bins={"age": [30, 40]})
     assert chosen == ["race", "age"] and len(notes) == 2
     assert choose_attributes(cases, meta, by=["race+site"])[0] == ["race+site"]

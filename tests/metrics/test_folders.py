@@ -134,7 +134,7 @@ def test_3d_multiclass_and_region_match_monai(folders3d):
     assert table["class"].tolist()[:3] == [1, 2, "disc"]
     assert_matches_monai(table, preds, refs, {1: (1,), 2: (2,), "disc": (1, 2)}, SPACING, tol=2.0)
     absent = table[(table["case_id"] == "c3") & (table["class"] == 2)].iloc[0]
-    assert absent["n_ref"] == 0 and absent["n_pred"] == 0 and np.isnan(absent["dice"])  # "nan" policy
+    assert absent["n_ref"] == 0 and absent["n_pred"] == 0 and np.isnan(absent["dice"])  # both empty: NaN
 
 
 def test_labels_found_in_references_and_names(folders3d):

@@ -61,6 +61,12 @@ def _pair(ref_empty, pred_empty):
 # (ref_empty, pred_empty) -> expected (dice, iou, hd95, nsd, normhd) per policy; the "fairseg" row is
 # calculate_metric_percase of the FairSeg code (Dice, HD95, Jaccard) plus MONAI's own NSD convention
 EXPECTED = {
+    # nnU-Net v2: Dice = IoU = 0 whenever TP + FP + FN > 0, NaN only when both masks are empty
+    "nnunet": {
+        (True, True): (np.nan,) * 5,
+        (True, False): (0, 0, np.inf, 0, 1),
+        (False, True): (0, 0, np.inf, 0, 1),
+    },
     "nan": {(True, True): (np.nan,) * 5, (True, False): (np.nan,) * 5, (False, True): (0, 0, np.inf, 0, 1)},
     "fairseg": {(True, True): (0, 0, 0, np.nan, 0), (True, False): (1, 1, 0, 0, 0), (False, True): (0, 0, 0, 0, 0)},
     "mamamia": {
@@ -71,7 +77,7 @@ EXPECTED = {
 }
 
 
-@pytest.mark.parametrize("empty", ["nan", "fairseg", "mamamia"])
+@pytest.mark.parametrize("empty", ["nnunet", "nan", "fairseg", "mamamia"])
 @pytest.mark.parametrize("ref_empty,pred_empty", [(True, True), (True, False), (False, True), (False, False)])
 def test_empty_policies(empty, ref_empty, pred_empty):
     pred, target = _pair(ref_empty, pred_empty)
@@ -85,6 +91,14 @@ def test_empty_policies(empty, ref_empty, pred_empty):
     np.testing.assert_array_equal(
         np.array(got, dtype=float), np.array(EXPECTED[empty][(ref_empty, pred_empty)], dtype=float)
     )
+
+
+def test_default_policy_is_nnunets_dice():
+    """The default scores a false positive on a case without the structure as nnU-Net v2 does:
+    Dice = 2 TP / (2 TP + FP + FN) = 0, a failure, not an undefined value that leaves the means."""
+    pred, target = _pair(ref_empty=True, pred_empty=False)
+    row = per_case_metrics(pred, target, num_classes=2).iloc[0]
+    assert row["dice"] == 0.0 and row["iou"] == 0.0 and row["hd95"] == np.inf
 
 
 def _blob_maps(shape, seed):

@@ -51,6 +51,9 @@ def _nan(x: Any) -> float:
     return float("nan") if x is None else float(x)
 
 
+_NO_METRIC: dict[str, Any] = {"es": None, "es_ci": [None, None], "overall": {"mean": None}, "groups": []}
+
+
 def run_row(
     run_dir: str | Path,
     attribute: Optional[str] = None,
@@ -72,7 +75,8 @@ def run_row(
         )
     require(attribute is not None, f"{root}: no attribute to compare; pass --by")
     dice = _attr_entry(audit, "dice", attribute, root)
-    iou = _attr_entry(audit, "iou", attribute, root)
+    # IoU only when the run evaluated it (eval.metrics may be [dice]); absent -> not a number
+    iou = _attr_entry(audit, "iou", attribute, root) if "iou" in audit.get("metrics", {}) else _NO_METRIC
     row: dict[str, Any] = {
         "method": name or (record.method or record.name if record else None) or root.name,
         "run": str(root),

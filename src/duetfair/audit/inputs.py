@@ -174,8 +174,8 @@ def choose_attributes(
     ``by`` given: each part of each spec must be a metadata column, and a continuous one (judged
     on the whole metadata table, :func:`attribute_kind`) needs bins. ``by`` None: every metadata
     column except ``case_id`` / ``hidden_subtype``; columns with fewer than 2 known values among
-    the scored ``cases`` and text columns with a distinct value in almost every case (identifiers)
-    are skipped with a note; a continuous column without bins is an error.
+    the scored ``cases``, text columns with a distinct value in almost every case (identifiers) and
+    continuous columns without ``bins`` are skipped with a note (naming ``--bins``).
     """
     bins = dict(bins or {})
     columns = [c for c in meta.columns if c not in ("case_id", HIDDEN_COLUMN)]
@@ -192,11 +192,18 @@ def choose_attributes(
                 p in columns,
                 f"--by {spec}: '{p}' is not a metadata column; metadata columns: {', '.join(columns) or 'none'}",
             )
-        for p in parts:
-            require(
-                p in bins or attribute_kind(meta[p]) != "continuous",
+        continuous = [p for p in parts if p not in bins and attribute_kind(meta[p]) == "continuous"]
+        if continuous and not explicit:  # a column nobody asked for must not stop the audit
+            p = continuous[0]
+            notes.append(
+                f"attribute '{p}' skipped: continuous ({known_values(meta[p]).nunique()} distinct numbers); "
+                f"audit it with --bins {p}=EDGE,EDGE,... (e.g. --bins {p}=40,60,80)"
+            )
+            continue
+        for p in continuous:
+            raise DuetfairError(
                 f"attribute '{p}' is continuous ({known_values(meta[p]).nunique()} distinct numbers); bin it, "
-                f"e.g. --bins {p}=40,60,80, or choose the attributes with --by",
+                f"e.g. --bins {p}=40,60,80, or choose the attributes with --by"
             )
         if not explicit and attribute_kind(one_per_case[spec]) == "constant":
             notes.append(f"attribute '{spec}' skipped: fewer than 2 known groups among the scored cases")
@@ -227,21 +234,53 @@ def _looks_like_id(series: pd.Series) -> bool:
 # ---- nnU-Net -----------------------------------------------------------------------------------
 
 
-def _nnunet_class(key: str, regions: Mapping[tuple[int, ...], str]) -> Any:
-    """nnU-Net metrics key (``"1"``, ``"(1, 2)"``, ``"(3,)"``) -> class value (label id, region name or ``1+2``)."""
+def _nnunet_ids(key: str, source: Path) -> tuple[int, ...]:
+    """nnU-Net metrics key -> label ids: ``"3"`` (a label, or a single-label region) -> ``(3,)``,
+    ``"(1, 2)"`` -> ``(1, 2)`` (nnU-Net's ``label_or_region_to_key`` is ``str()`` of either)."""
     try:
-        return int(key)
+        return (int(key),)
     except ValueError:
         pass
     try:
         ids = tuple(int(v) for v in key.strip().strip("()").split(",") if v.strip())
     except ValueError:
+        ids = ()
+    require(len(ids) > 0, f"{source}: metrics key '{key}' is neither a label such as 3 nor a region such as (1, 2)")
+    return ids
+
+
+def _nnunet_selection(
+    keys: Sequence[tuple[int, ...]],
+    labels: Sequence[int] | None,
+    regions: Mapping[tuple[int, ...], str],
+    source: Path,
+) -> dict[tuple[int, ...], Any]:
+    """``{key ids: class}`` of the structures to keep: everything (regions named) without
+    ``labels`` / ``regions``; else exactly those (only the regions when no labels are given, as
+    for mask folders). A requested label or region that nnU-Net did not evaluate is an error."""
+    present = list(dict.fromkeys(keys))
+    shown = ", ".join(str(k[0]) if len(k) == 1 else str(k) for k in sorted(present, key=lambda k: (len(k) > 1, k)))
+
+    def name(ids: tuple[int, ...]) -> Any:
+        key = tuple(sorted(ids))
+        if key in regions:
+            return regions[key]
+        return ids[0] if len(ids) == 1 else "+".join(map(str, ids))
+
+    if labels is None and not regions:
+        return {k: name(k) for k in present}
+    wanted: dict[tuple[int, ...], Any] = {(int(v),): int(v) for v in labels or []}
+    wanted.update({tuple(sorted(ids)): n for ids, n in regions.items()})
+    by_sorted = {tuple(sorted(k)): k for k in present}
+    missing = [ids for ids in wanted if ids not in by_sorted]
+    if missing:
+        ids = missing[0]
+        what = f"--region {wanted[ids]}={'+'.join(map(str, ids))}" if ids in regions else f"--labels {ids[0]}"
         raise DuetfairError(
-            f"nnU-Net summary: metrics key '{key}' is neither a label nor a region such as (1, 2)"
-        ) from None
-    if len(ids) == 1:
-        return ids[0]
-    return regions.get(tuple(sorted(ids)), "+".join(map(str, ids)))
+            f"{what}: nnU-Net's summary {source} has no such label or region; it has {shown} "
+            f"(a region is named by its labels, e.g. --region wt=1+2+3 for '(1, 2, 3)', --region et=3 for '3')"
+        )
+    return {by_sorted[ids]: n for ids, n in wanted.items()}
 
 
 def read_nnunet_summary(
@@ -250,16 +289,23 @@ def read_nnunet_summary(
     pattern: str | None = None,
     label_names: Mapping[int, str] | None = None,
     regions: Mapping[tuple[int, ...], str] | None = None,
+    labels: Sequence[int] | None = None,
 ) -> pd.DataFrame:
     """Per-case table of an nnU-Net v2 ``summary.json``: ``case_id``, ``class``, ``dice``, ``iou``, ``n_ref``,
     ``n_pred``.
+
+    nnU-Net's Dice and IoU are NaN only when both masks are empty and 0 when one is (the default
+    ``nnunet`` empty-mask policy of mask folders), so both inputs give the same table.
 
     Args:
         path: the ``summary.json`` of ``nnUNetv2_evaluate_folder`` / a validation folder.
         pattern: case-id rule applied to the prediction file names (see
             :mod:`duetfair.metrics.folders`; default: the name without its extension).
         label_names: label id -> name for the ``class`` column.
-        regions: sorted label ids -> name for nnU-Net regions (default ``1+2``).
+        regions: sorted label ids -> name of nnU-Net regions, single-label ones included
+            (``{(1, 2, 3): "wt", (3,): "et"}``; default names ``1+2+3``, and the label id).
+        labels: label ids to keep (default: every key; with ``regions`` and no ``labels`` only
+            the regions). A label or region missing from the summary is an error.
     """
     from duetfair.metrics.folders import compile_pattern
 
@@ -275,7 +321,7 @@ def read_nnunet_summary(
         f"{p}: no 'metric_per_case' list; expected nnU-Net v2's summary.json",
     )
     case_of = compile_pattern(pattern)
-    rows = []
+    cases = []
     for i, entry in enumerate(entries):
         require(
             isinstance(entry, dict) and isinstance(entry.get("metrics"), dict),
@@ -285,15 +331,21 @@ def read_nnunet_summary(
         require(file is not None, f"{p}: metric_per_case[{i}] has neither 'prediction_file' nor 'reference_file'")
         cid = file_case_id(str(file), case_of)
         require(cid is not None, f"{p}: file name '{file}' does not match --pattern '{pattern}'")
-        for key, values in entry["metrics"].items():
-            row: dict[str, Any] = {"case_id": cid, "class": _nnunet_class(str(key), regions or {})}
+        cases.append((cid, {_nnunet_ids(str(k), p): v for k, v in entry["metrics"].items()}))
+    keep = _nnunet_selection([k for _, m in cases for k in m], labels, regions or {}, p)
+    rows = []
+    for cid, metrics in cases:
+        for ids, values in metrics.items():
+            if ids not in keep:
+                continue
+            row: dict[str, Any] = {"case_id": cid, "class": keep[ids]}
             for src, dst in NNUNET_METRICS.items():
-                if src in values:
+                if isinstance(values, dict) and src in values:
                     row[dst] = np.nan if values[src] is None else values[src]
             rows.append(row)
     table = pd.DataFrame(rows)
     require("dice" in table.columns, f"{p}: no 'Dice' in the per-case metrics; expected nnU-Net v2's summary.json")
-    return _finish(name_classes(_ordered(table), label_names), p)
+    return _finish(name_classes(_ordered(table, list(keep.values())), label_names), p)
 
 
 def name_classes(table: pd.DataFrame, names: Mapping[int, str] | None) -> pd.DataFrame:
@@ -328,9 +380,10 @@ def _finish(table: pd.DataFrame, source: Path) -> pd.DataFrame:
     return table[cols].reset_index(drop=True)
 
 
-def _ordered(table: pd.DataFrame) -> pd.DataFrame:
-    """Rows by case id, then label ids (ascending), then regions / named classes (first appearance)."""
-    classes = list(dict.fromkeys(table["class"]))
+def _ordered(table: pd.DataFrame, order: Sequence[Any] | None = None) -> pd.DataFrame:
+    """Rows by case id, then label ids (ascending), then regions / named classes (in ``order``, else
+    first appearance) -- the order of scored mask folders."""
+    classes = list(dict.fromkeys([*(order or []), *table["class"]]))
     ints = sorted(c for c in classes if isinstance(c, (int, np.integer)))
     rank = {c: i for i, c in enumerate(ints + [c for c in classes if not isinstance(c, (int, np.integer))])}
     order = table.assign(_rank=table["class"].map(rank)).sort_values(["case_id", "_rank"], kind="stable")
@@ -371,25 +424,37 @@ def read_monai_csv(
     pattern: str | None = None,
     labels: Sequence[int] | None = None,
     label_names: Mapping[int, str] | None = None,
+    notes: list[str] | None = None,
 ) -> pd.DataFrame:
     """Per-case table of MONAI per-case CSVs (module doc), merged on ``case_id`` and ``class``.
+
+    MONAI writes ``class0`` for the background when a metric was computed with
+    ``include_background=True`` (the default of ``DiceMetric``; ``HausdorffDistanceMetric`` and
+    ``SurfaceDiceMetric`` default to False). ``labels`` starting with 0 (``0,1,2``) mark that
+    column as the background: it is dropped, and files of the same run written without it (one
+    class column fewer) take the labels after 0. Files whose numbers of class columns differ are an
+    error without such ``labels``; a ``class0`` that scores like the background (Dice / IoU / NSD
+    >= 0.95 in every case) is reported in ``notes``.
 
     Args:
         specs: CSV paths, each optionally ``METRIC=path`` (otherwise the metric of a MONAI raw
             file comes from its name: ``mean_dice_raw.csv`` -> dice, ``hausdorff_distance`` -> hd95,
             ``surface_dice`` -> nsd, ``iou`` -> iou).
         pattern: case-id rule for the ``filename`` column (see :mod:`duetfair.metrics.folders`).
-        labels: label ids of the ``class0, class1, ...`` columns in order (default 1, 2, ...).
+        labels: label ids of the ``class0, class1, ...`` columns in order (default 1, 2, ...); 0
+            marks the background column (dropped).
         label_names: label id -> name for the ``class`` column.
+        notes: receives one-line notes for people (a ``class0`` that looks like the background).
     """
     from duetfair.metrics.folders import compile_pattern
 
     require(len(specs) > 0, "--monai-csv: expected at least one CSV file")
     case_of = compile_pattern(pattern)
     table: pd.DataFrame | None = None
+    layouts: dict[Path, int] = {}
     for spec in specs:
         metric, path = _monai_spec(spec)
-        part = _read_one_monai(path, metric, case_of, labels)
+        part = _read_one_monai(path, metric, case_of, labels, layouts, notes)
         if table is None:
             table = part
         else:
@@ -397,6 +462,14 @@ def read_monai_csv(
             require(not clash, f"{path}: metric '{clash[0] if clash else ''}' is given by two CSV files")
             table = table.merge(part, on=["case_id", "class"], how="outer")
     assert table is not None
+    if labels is None and len(set(layouts.values())) > 1:
+        counts = sorted(layouts.items(), key=lambda kv: kv[1])
+        (b, nb), (a, na) = counts[0], counts[-1]
+        raise DuetfairError(
+            f"--monai-csv: {a} has {na} class columns, {b} has {nb}: MONAI wrote the first with the background "
+            f"(include_background=True); pass --labels {','.join(map(str, range(na)))} (0 = background, dropped)"
+        )
+    table = table[[not (isinstance(c, (int, np.integer)) and c == 0) for c in table["class"]]]
     return _finish(name_classes(_ordered(table), label_names), Path(specs[0]))
 
 
@@ -407,7 +480,12 @@ def _read_csv(path: Path) -> pd.DataFrame:
 
 
 def _read_one_monai(
-    path: Path, metric: str | None, case_of: Callable[[str], str | None], labels: Sequence[int] | None
+    path: Path,
+    metric: str | None,
+    case_of: Callable[[str], str | None],
+    labels: Sequence[int] | None,
+    layouts: dict[Path, int],
+    notes: list[str] | None,
 ) -> pd.DataFrame:
     df = _read_csv(path)
     id_col = "case_id" if "case_id" in df.columns else ("filename" if "filename" in df.columns else None)
@@ -425,7 +503,7 @@ def _read_one_monai(
         return df[
             ["case_id", "class"] + [c.lower() for c in metrics] + [c for c in ("n_ref", "n_pred") if c in df.columns]
         ]
-    return _melt_monai(df, path, metric or metric_of_file(path.name), labels)
+    return _melt_monai(df, path, metric or metric_of_file(path.name), labels, layouts, notes)
 
 
 def _is_int(value: Any) -> bool:
@@ -435,20 +513,39 @@ def _is_int(value: Any) -> bool:
         return False
 
 
-def _melt_monai(df: pd.DataFrame, path: Path, metric: str | None, labels: Sequence[int] | None) -> pd.DataFrame:
-    """MONAI raw layout (``class0, class1, ..., mean``) -> long rows."""
+def _melt_monai(
+    df: pd.DataFrame,
+    path: Path,
+    metric: str | None,
+    labels: Sequence[int] | None,
+    layouts: dict[Path, int],
+    notes: list[str] | None,
+) -> pd.DataFrame:
+    """MONAI raw layout (``class0, class1, ..., mean``) -> long rows (class 0 = background, dropped later)."""
     require(
         metric is not None, f"{path}: cannot tell the metric from the file name; name it, e.g. --monai-csv dice={path}"
     )
     class_cols = [c for c in df.columns if c not in ("case_id", "mean")]
     require(len(class_cols) > 0, f"{path}: no class column; expected MONAI's filename,class0,...,mean layout")
     classes: list[Any] = [int(c[5:]) + 1 if re.fullmatch(r"class\d+", c) else c for c in class_cols]
+    layouts[path] = len(class_cols)
     if labels is not None:
+        fits = [int(v) for v in labels] if len(labels) == len(class_cols) else None
+        if fits is None and 0 in labels and len(labels) - 1 == len(class_cols):
+            fits = [int(v) for v in labels if v != 0]  # a file of the same run written without the background
         require(
-            len(labels) == len(class_cols),
-            f"{path}: {len(class_cols)} class columns ({', '.join(class_cols)}) for {len(labels)} --labels",
+            fits is not None,
+            f"{path}: {len(class_cols)} class columns ({', '.join(class_cols)}) for --labels "
+            f"{','.join(map(str, labels))}; expected one label per column (0 = the background column)",
         )
-        classes = [int(v) for v in labels]
+        classes = list(fits or [])
+    elif metric in ("dice", "iou", "nsd") and len(class_cols) >= 2 and notes is not None:
+        first = pd.to_numeric(df[class_cols[0]], errors="coerce").to_numpy(dtype=float)
+        if np.isfinite(first).all() and (first >= 0.95).all():
+            notes.append(
+                f"{path}: column {class_cols[0]} scores like the background (>= 0.95 in every case); if MONAI "
+                f"computed it with include_background=True, pass --labels {','.join(map(str, range(len(class_cols))))}"
+            )
     long = df.melt(id_vars=["case_id"], value_vars=class_cols, var_name="_col", value_name=metric)
     long["class"] = long["_col"].map(dict(zip(class_cols, classes)))
     long[metric] = pd.to_numeric(long[metric], errors="coerce")
@@ -472,6 +569,8 @@ def write_audit(
     title: str = "duetfair audit",
     inputs: Mapping[str, Any] | None = None,
     gallery: Any = None,
+    failure_threshold: Sequence[str] | None = None,
+    units: Mapping[str, str] | None = None,
     **options: Any,
 ) -> tuple[dict[str, Any], dict[str, Path]]:
     """Audit a joined per-case table and write ``cases.csv``, ``audit.json``, ``audit.md``, ``report.html``.
@@ -480,8 +579,10 @@ def write_audit(
 
     ``inputs`` (sources, counts of the join) is stored under the ``"inputs"`` key of the audit;
     ``gallery`` (e.g. :class:`~duetfair.audit.gallery.FolderGallery`) adds the worst cases' images
-    to the report. Returns ``(audit, {name: path})``; a plotting failure skips ``report.html`` with
-    a warning.
+    to the report; ``failure_threshold`` the ``--fail`` cut-offs (``["hd95>10"]``); ``units`` the
+    unit of each distance metric (``{"hd95": "mm"}``, stored under ``"units"``; ``unknown`` when
+    not given). Returns ``(audit, {name: path})``; a plotting failure skips ``report.html`` with a
+    warning.
     """
     from duetfair.audit import audit_table
     from duetfair.audit.report import render_html, render_markdown
@@ -504,10 +605,13 @@ def write_audit(
         n_boot=n_boot,
         seed=seed,
         discovery=discovery,
+        failure_threshold=list(failure_threshold) if failure_threshold else None,
         **options,
     )
     if inputs:
         audit["inputs"] = dict(inputs)
+    if any(m.split("[")[0] == "hd95" for m in metrics):
+        audit["units"] = {"hd95": str((units or {}).get("hd95", "unknown"))}
     paths = {"cases": out / "cases.csv", "audit": out / "audit.json", "markdown": out / "audit.md"}
     with atomic_path(paths["cases"]) as tmp:
         cases.to_csv(tmp, index=False)

@@ -55,6 +55,7 @@ from duetfair.audit.findings import (
     pct,
     pvalue,
 )
+from duetfair.audit.metric_notes import metric_title, missing_note
 from duetfair.audit.report_certify import certify_figures, guarantee_tables, markdown_guarantees, summary_lines
 from duetfair.errors import require
 from duetfair.io import write_text
@@ -150,8 +151,8 @@ def render_markdown(audit: Mapping[str, Any], *, title: str = "duetfair audit") 
     lines += markdown_guarantees(audit)
     for key, m in audit["metrics"].items():
         direction = "higher is better" if m.get("higher_is_better", True) else "lower is better"
-        lines += [f"## {key} ({direction})", ""]
-        left_out = f" ({m['n_missing']} without a defined value left out)" if m.get("n_missing") else ""
+        lines += [f"## {metric_title(audit, key)} ({direction})", ""]
+        left_out = missing_note(m)
         lines.append(
             f"Overall: **{fmt_ci(m['overall']['mean'], m['overall']['ci'])}** over {m['n_cases']} cases{left_out}."
         )
@@ -1020,6 +1021,8 @@ def render_html(
     env.globals["itemset_label"] = itemset_label
     env.globals["hidden_name"] = _hidden_name
     env.globals["failure_header"] = _failure_header
+    env.globals["missing_note"] = missing_note
+    env.globals["metric_title"] = lambda key: metric_title(audit or {}, key)
     findings = findings_of(audit) if audit is not None else []
     comp = _comparison_context(comparison, paired, paper_table, baseline, comparison_notes)
     if comparison is not None:
@@ -1112,7 +1115,10 @@ def render_summary(audit: Mapping[str, Any], *, top_subgroups: int = 3) -> str:
     """A short plain-text summary of an audit (what a console prints)."""
     lines: list[str] = []
     for key, m in audit["metrics"].items():
-        lines.append(f"{key}: overall {fmt_ci(m['overall']['mean'], m['overall']['ci'])} over {m['n_cases']} cases")
+        lines.append(
+            f"{metric_title(audit, key)}: overall {fmt_ci(m['overall']['mean'], m['overall']['ci'])} "
+            f"over {m['n_cases']} cases{missing_note(m)}"
+        )
         for attr, a in m["attributes"].items():
             lines.append(
                 f"  by {attr:<10} worst {a['worst_group']} {fmt(a['worst_mean'])}, gap {fmt(a['gap'])}, "

@@ -6,10 +6,10 @@ JSON-ready dict; its shape (schema version 1) is::
 
     {"schema": "duetfair.audit/1", "n_rows", "by", "bins", "group_spec", "settings": {...},
      "metrics": {"dice": {
-        "n_cases", "n_missing", "higher_is_better",
+        "n_cases", "n_missing", "n_inf", "higher_is_better",
         "overall": {"mean", "ci"},
         "attributes": {"race": {
-            "groups": [{"value", "n", "mean", "ci", "cvar10", "p10", "std", "failure_rate", "small"}],
+            "groups": [{"value", "n", "mean", "ci", "cvar10", "p10", "std", "failure_rate", "n_inf", "small"}],
             "n_unknown", "worst_group", "worst_mean", "best_group", "best_mean", "gap",
             "es", "es_ci", "es_std", "es_sum_abs", "skewness", "worst_cvar10", "failure_threshold",
             "small_groups"}},
@@ -308,6 +308,7 @@ def _audit_metric(df: pd.DataFrame, metric: str, by: Sequence[str], spec: GroupS
     result: dict[str, Any] = {
         "n_cases": first.n_cases,
         "n_missing": first.n_missing,
+        "n_inf": first.n_inf,
         "higher_is_better": bool(first.higher_better),
         "overall": {"mean": first.overall, "ci": list(first.overall_ci)},
         "attributes": {attr: frame.to_dict() for attr, frame in zip(by, frames)},

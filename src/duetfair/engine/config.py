@@ -180,7 +180,7 @@ class EvalConfig(_Section):
 
     split: str = "test"
     metrics: list[Literal["dice", "iou", "hd95", "nsd"]] = ["dice", "iou", "hd95", "nsd"]
-    empty: EmptyPolicy = EmptyPolicy.NAN
+    empty: EmptyPolicy = EmptyPolicy.NNUNET
     n_boot: int = Field(1000, ge=0)
     es_variant: EsVariant = EsVariant.SUM_ABS
 

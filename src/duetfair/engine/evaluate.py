@@ -72,7 +72,7 @@ def metrics_table(
     batch_size: int,
     route_fn: RouteFn,
     metrics: Sequence[str] = ("dice", "iou"),
-    empty: str = "nan",
+    empty: str = "nnunet",
     spacing: Optional[Sequence[float]] = None,
     info: DistInfo = DistInfo(),
     amp_dtype: Optional[torch.dtype] = None,
@@ -243,7 +243,7 @@ def evaluate_run(
         audit = audit_table(
             frame,
             by=attributes,
-            metrics=("dice", "iou"),
+            metrics=tuple(m for m in ("dice", "iou") if m in frame.columns),  # as the config evaluates
             es_variant=cfg.eval.es_variant,
             n_boot=boot,
             seed=cfg.seed,

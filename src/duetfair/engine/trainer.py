@@ -63,6 +63,7 @@ from duetfair.io import atomic_path
 from duetfair.metrics.cases import attach_metadata, case_level, label_frame
 from duetfair.objectives.base import ObjectiveContext, ValidationResult
 from duetfair.objectives.group_dro import group_balanced_weights
+from duetfair.progress import time_text
 from duetfair.rundir import RunDir, RunRecord
 
 Hook = Callable[["Trainer", str], None]
@@ -326,6 +327,7 @@ class Trainer:
             return self._fit()
 
     def _fit(self) -> TrainResult:
+        self._started = (time.perf_counter(), self.epoch)  # elapsed / time left of the epoch lines
         self._write_run_files(status="running")
         old = install_stop_handler(self)
         status: Literal["completed", "interrupted"] = "completed"
@@ -469,7 +471,9 @@ class Trainer:
                     rule=self.cfg.select_rule,
                     improved=improved,
                     val_seconds=time.perf_counter() - t0,
-                ),
+                )
+                + "  "
+                + self._time_left(row["epoch"]),
                 highlight=False,
                 markup=False,
                 soft_wrap=True,
@@ -496,6 +500,11 @@ class Trainer:
                 writer.flush()
         for hook in self.hooks:
             hook(self, "epoch")
+
+    def _time_left(self, epoch: int) -> str:
+        """``12 s elapsed, about 40 s left`` of this call of fit (a resumed run counts from where it resumed)."""
+        t0, e0 = getattr(self, "_started", (time.perf_counter(), 0))
+        return time_text(epoch - e0, self.cfg.train.epochs - e0, time.perf_counter() - t0)
 
     def _validate(self) -> dict[str, Any]:
         """Validation per-case Dice/IoU -> overall, worst-group and ES-Dice, selection score."""

@@ -30,6 +30,7 @@ import pandas as pd
 from duetfair.engine.recipes import RECIPES
 from duetfair.errors import require
 from duetfair.metrics.bootstrap import bootstrap_means, percentile_ci
+from duetfair.progress import ProgressLine, epoch_hook
 from duetfair.rundir import RunDir
 
 DEMO_METHODS: tuple[str, ...] = ("erm", "group_dro", "febs", "moe", "dmoe", "fair_dro")
@@ -234,13 +235,15 @@ def train_and_evaluate(
     split: Optional[str] = None,
     report: bool = True,
     log: Log = print,
+    progress: Optional[ProgressLine] = None,
 ) -> Path:
     """Train ``method`` (see :func:`method_config`) into ``run_dir`` and evaluate it on ``split``
     (default: the config's ``eval.split``, ``test``; another split goes to :func:`results_dir`).
 
     A finished, evaluated run of the same config is reused, a trained one only evaluated, an
-    interrupted one resumed; a run folder of another config is refused. Returns the folder of the
-    evaluation."""
+    interrupted one resumed; a run folder of another config is refused. ``progress`` (epochs of
+    the whole demo / benchmark) gets a line per trained epoch, so a log shows how far it is and
+    about how long is left. Returns the folder of the evaluation."""
     from duetfair.engine.evaluate import evaluate_run
     from duetfair.engine.trainer import train
 
@@ -257,13 +260,18 @@ def train_and_evaluate(
     require(state != "other", f"{run_dir} holds a run of another config; remove it or choose another --out")
     if state == "evaluated":
         log(f"  {name}: reusing finished run {run_dir}")
+        if progress is not None:
+            progress.skip(cfg.train.epochs)
         return results
     if state != "trained":
         if state == "partial":
             log(f"  {name}: resuming unfinished run {run_dir}")
-        result = train(cfg, run_dir, resume=state == "partial")
+        hooks = [epoch_hook(name, progress)] if progress is not None else None
+        result = train(cfg, run_dir, resume=state == "partial", hooks=hooks)
         if result.status != "completed":
             raise KeyboardInterrupt
+    elif progress is not None:
+        progress.skip(cfg.train.epochs)
     summary = evaluate_run(
         run_dir, split=split, n_boot=n_boot, report=report, out_dir=results if results != run_dir else None
     )
@@ -295,6 +303,7 @@ def run_methods(
     split: Optional[str] = None,
     report: bool = True,
     log: Log = print,
+    progress: Optional[ProgressLine] = None,
 ) -> list[Path]:
     """Train every method into ``out/<method>`` and evaluate it on ``split`` (see
     :func:`train_and_evaluate`); returns the evaluation folders.
@@ -324,10 +333,36 @@ def run_methods(
     root = Path(out)
     return [
         train_and_evaluate(
-            m, root / m, overrides, n_boot=n_boot, task=task, config=config, split=split, report=report, log=log
+            m,
+            root / m,
+            overrides,
+            n_boot=n_boot,
+            task=task,
+            config=config,
+            split=split,
+            report=report,
+            log=log,
+            progress=progress,
         )
         for m in methods
     ]
+
+
+def epoch_progress(
+    methods: Sequence[str],
+    n_seeds: int,
+    log: Log,
+    *,
+    task: str = "fundus2d",
+    size: Optional[str] = "quick",
+    config: Optional[str | Path] = None,
+    extra: Sequence[str] = (),
+) -> ProgressLine:
+    """A :class:`~duetfair.progress.ProgressLine` over every epoch the methods x seeds will train
+    (a line per epoch: the estimate of the time left is what matters in a long log)."""
+    sizes = size_overrides(task, size) if config is None and size is not None else []
+    epochs = method_config(methods[0], [*sizes, *extra], task=task, config=config).train.epochs
+    return ProgressLine("epochs", len(methods) * n_seeds * epochs, log, label="  training", every=0.0)
 
 
 def run_demo(
@@ -349,7 +384,17 @@ def run_demo(
     root = Path(out)
     size = "quick" if quick else "default"
     log(f"training {len(methods)} methods on the synthetic fundus benchmark ({size} size) into {root}")
-    runs = run_methods(root, methods=methods, size=size, seed=seed, extra=extra, n_boot=200 if quick else 1000, log=log)
+    progress = epoch_progress(methods, 1, log, size=size, extra=extra)
+    runs = run_methods(
+        root,
+        methods=methods,
+        size=size,
+        seed=seed,
+        extra=extra,
+        n_boot=200 if quick else 1000,
+        log=log,
+        progress=progress,
+    )
     names = [DISPLAY.get(m, m) for m in methods]
     table = compare_runs(runs, names=names)
     md = format_table(table, "md")
@@ -508,6 +553,7 @@ def run_benchmark(
     require(len(set(methods)) == len(methods), f"benchmark: a method is listed twice in {list(methods)}")
     root = Path(out)
     rows = []
+    progress = epoch_progress(methods, len(seeds), log, task=task, size=size, config=config, extra=extra)
     for s in seeds:
         log(f"seed {s}")
         results = run_methods(
@@ -520,8 +566,9 @@ def run_benchmark(
             n_boot=n_boot,
             config=config,
             split=split,
-            report=False,
+            report=True,  # each run's own report.html: why a run won or lost
             log=log,
+            progress=progress,
         )
         for m, res in zip(methods, results):
             row = run_row(root / f"seed{s}" / m, name=DISPLAY.get(m, m), results=res)

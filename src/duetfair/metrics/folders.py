@@ -90,21 +90,23 @@ class Region:
     ids: tuple[int, ...]
 
 
-def _int_list(text: str, what: str) -> list[int]:
+def _int_list(text: str, what: str, background: bool = False) -> list[int]:
     try:
         values = [int(v) for v in re.split(r"[,+\s]+", text.strip()) if v != ""]
     except ValueError:
         raise DuetfairError(f"{what} '{text}': expected integer label ids such as 1,2") from None
     require(len(values) > 0, f"{what} '{text}': expected at least one label id")
-    require(all(v > 0 for v in values), f"{what} '{text}': label ids must be > 0 (0 is the background)")
+    lowest = 0 if background else 1
+    require(all(v >= lowest for v in values), f"{what} '{text}': label ids must be > 0 (0 is the background)")
     return values
 
 
-def parse_labels(text: str | None) -> list[int] | None:
-    """``"1,2"`` -> ``[1, 2]`` (None stays None: labels found in the references)."""
+def parse_labels(text: str | None, *, background: bool = False) -> list[int] | None:
+    """``"1,2"`` -> ``[1, 2]`` (None stays None: labels found in the references). ``background``:
+    0 is accepted (it marks the background column of a MONAI CSV)."""
     if text is None or text.strip() == "":
         return None
-    values = _int_list(text, "--labels")
+    values = _int_list(text, "--labels", background)
     require(len(set(values)) == len(values), f"--labels '{text}': a label is listed twice")
     return values
 
@@ -346,7 +348,7 @@ class ScoreSpec:
     labels: tuple[int, ...] | None = None
     regions: tuple[Region, ...] = ()
     metrics: tuple[str, ...] = SCORE_METRICS
-    empty: str = "nan"
+    empty: str = "nnunet"
     nsd_tolerance: float = 1.0
 
     @property
@@ -598,19 +600,43 @@ def score_pairs(
         Rows sorted by case id, then labels (ascending) and regions (given order).
     """
     require(len(pairs) > 0, "no case to score")
+    check_spec(spec, label_names)
+    return finish_table(score_cases(pairs, spec, workers=workers, progress=progress), spec, label_names)
+
+
+def check_spec(spec: ScoreSpec, label_names: Mapping[int, str] | None = None) -> None:
+    """One-line errors for an unknown metric or empty-mask policy, or positional names that cannot apply."""
     unknown = [m for m in spec.metrics if m not in SCORE_METRICS]
     require(not unknown, f"--metric {unknown[0] if unknown else ''}: expected one of {', '.join(SCORE_METRICS)}")
-    require(isinstance(workers, int) and workers >= 1, f"--workers {workers}: expected a number >= 1")
     positional = bool(label_names) and any(k < 0 for k in (label_names or {}))
     require(
         not (positional and spec.labels is None and spec.regions),
         "--label-names: with --region and without --labels only the regions are scored; give --labels or ID=NAME pairs",
     )
     parse(EmptyPolicy, spec.empty, "--empty")
+
+
+def score_cases(
+    pairs: Sequence[CasePair],
+    spec: ScoreSpec,
+    *,
+    workers: int = 1,
+    progress: Callable[[int], None] | None = None,
+) -> list[CaseScore]:
+    """Score every case (in ``workers`` processes) -> one :class:`CaseScore` per pair, in order."""
+    require(isinstance(workers, int) and workers >= 1, f"--workers {workers}: expected a number >= 1")
+    if not pairs:
+        return []
     if workers == 1 or len(pairs) == 1:
-        scores = _run_here(pairs, spec, progress)
-    else:
-        scores = _run_pool(pairs, spec, workers, progress)
+        return _run_here(pairs, spec, progress)
+    return _run_pool(pairs, spec, workers, progress)
+
+
+def finish_table(
+    scores: Sequence[CaseScore], spec: ScoreSpec, label_names: Mapping[int, str] | None = None
+) -> pd.DataFrame:
+    """The per-case table of scored cases: rows of labels a case lacks added (labels found in the
+    references), sorted, labels named (see :func:`score_pairs`)."""
     table, labels = _complete(scores, spec)
     return _order(table, labels, spec, resolve_label_names(label_names or {}, labels))
 
@@ -636,7 +662,7 @@ def score_folders(
     regions: Sequence[Region] = (),
     label_names: Mapping[int, str] | None = None,
     metrics: Sequence[str] = SCORE_METRICS,
-    empty: str = "nan",
+    empty: str = "nnunet",
     nsd_tolerance: float = 1.0,
     pred_pattern: str | None = None,
     ref_pattern: str | None = None,

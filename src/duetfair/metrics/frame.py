@@ -8,8 +8,10 @@ or one inferred from the table): the frame never turns raw values into groups it
 * unknown attribute values (missing under the spec: NaN, empty, ``"unknown"``, ``-1``, unless the
   spec defines an explicit ``unknown`` group, as MAMA-MIA does) count in the overall mean M_all and
   in no group, as the papers do;
-* cases whose metric is NaN or infinite (undefined under the empty-mask policy) are left out of
-  that metric entirely and counted in ``n_missing``;
+* cases whose metric is NaN (undefined under the empty-mask policy) or infinite are left out of
+  that metric's means and counted in ``n_missing``; an infinite distance (HD95 with one mask empty:
+  a structure missed entirely, or predicted where the reference has none) is a failure, counted in
+  ``n_inf`` (overall and per group) and in the failure rate when a cut-off is set;
 * ``equity-scaled`` value: ``variant="sum_abs"`` (default; FairSeg / dMoE / DuetFair)
   ``M_all / (1 + sum_g |M_all - M_g|)``, or ``"std"`` (FairMedFM) ``M_all / (1 + std_g M_g)``;
 * worst group = lowest mean (highest for distances), gap = max - min of group means, skewness =
@@ -154,6 +156,8 @@ class GroupMetricFrame:
         self.values = values[valid]
         self.labels = labels[valid].reset_index(drop=True)
         self.n_missing = int((~valid).sum())
+        self.n_inf = int(np.isposinf(values).sum())
+        self._inf_labels = labels[np.isposinf(values)].astype(str).to_numpy() if self.n_inf else np.array([])
         self.codes = self.labels.cat.codes.to_numpy().astype(np.int64)
         present = np.unique(self.codes[self.codes >= 0])
         self.group_names = [str(self.labels.cat.categories[c]) for c in present]
@@ -311,17 +315,22 @@ class GroupMetricFrame:
                 failure_threshold=self.cutoff,
                 higher_better=bool(self.higher_better),
             )
+            n_inf = int((self._inf_labels == name).sum()) if self.n_inf else 0
+            rate = stats["failure_rate"]
+            if n_inf and self.cutoff is not None:  # an infinite distance is beyond every cut-off
+                rate = (rate * stats["n"] + n_inf) / (stats["n"] + n_inf)
             rows.append(
                 {
                     "group": name,
                     "n": stats["n"],
+                    "n_inf": n_inf,
                     "mean": stats["mean"],
                     "ci_low": cis[g][0],
                     "ci_high": cis[g][1],
                     "std": stats["std"],
                     "cvar": stats["cvar"],
                     "p10": stats["p10"],
-                    "failure_rate": stats["failure_rate"],
+                    "failure_rate": rate,
                 }
             )
         return pd.DataFrame(rows).set_index("group")
@@ -339,6 +348,7 @@ class GroupMetricFrame:
                 "p10": float(r["p10"]),
                 "std": float(r["std"]),
                 "failure_rate": float(r["failure_rate"]),
+                "n_inf": int(r["n_inf"]),
                 "small": bool(r["n"] < self.min_group_n),
             }
             for name, r in table.iterrows()

@@ -14,13 +14,22 @@ Empty masks (``n_ref`` or ``n_pred`` = 0) follow the named ``empty`` policy:
 ============== =========================== =========================== ===========================
 policy         ref empty, pred empty       ref empty, pred not         ref not, pred empty
 ============== =========================== =========================== ===========================
+``"nnunet"``   all NaN                     Dice/IoU/NSD 0, HD95 inf    Dice/IoU/NSD 0, HD95 inf
 ``"nan"``      all NaN                     all NaN                     Dice/IoU/NSD 0, HD95 inf
 ``"fairseg"``  Dice/IoU/HD95 0, NSD NaN    Dice/IoU 1, HD95 0, NSD 0   Dice/IoU/HD95 0, NSD 0
 ``"mamamia"``  Dice/IoU/NSD 0, HD95 0      Dice/IoU/NSD 0, HD95 inf    Dice/IoU/NSD 0, HD95 inf
 ============== =========================== =========================== ===========================
 
-``"nan"`` (default) is MONAI / nnU-Net: a metric is undefined without a reference, so the case
-leaves the means. ``"mamamia"`` reproduces the MAMA-MIA challenge scoring.
+``"nnunet"`` (default) is nnU-Net v2's evaluator (``compute_metrics`` in
+``nnunetv2/evaluation/evaluate_predictions.py``): Dice = 2 TP / (2 TP + FP + FN) and IoU = TP /
+(TP + FP + FN), NaN only when TP + FP + FN = 0, so a structure predicted on a case that has none (a
+false positive on a healthy case) scores 0 and counts as a failure, as a total miss does. NSD is 0
+there too (MONAI ``compute_surface_dice`` with one surface empty) and HD95, which nnU-Net does not
+compute, is infinite: the audit counts infinite distances as failures and leaves them out of the
+means (see ``docs/conventions.md``). ``"nan"`` treats every metric as undefined when the reference
+is empty (MONAI ``DiceMetric``'s ``ignore_empty=True`` for Dice and IoU): such cases leave the means,
+so a false positive on a healthy case is not seen. ``"mamamia"`` reproduces the MAMA-MIA challenge
+scoring.
 
 ``"fairseg"`` reproduces the Harvard-FairSeg evaluation (``calculate_metric_percase`` in
 ``TransUNet/utils.py`` / ``SAMed/utils.py`` of Harvard-Ophthalmology-AI-Lab/FairSeg, also used by
@@ -120,6 +129,7 @@ _NAN, _INF = float("nan"), float("inf")
 _ALL_NAN = {"dice": _NAN, "iou": _NAN, "hd95": _NAN, "nsd": _NAN}
 _MISSED = {"dice": 0.0, "iou": 0.0, "hd95": _INF, "nsd": 0.0}
 EMPTY_FILL: dict[str, dict[str, dict[str, float]]] = {
+    "nnunet": {"both": _ALL_NAN, "ref": _MISSED, "pred": _MISSED},
     # policy: {cell: {metric: value}}; cells "both" (both empty), "ref" (only the reference empty),
     # "pred" (only the prediction empty)
     "nan": {"both": _ALL_NAN, "ref": _ALL_NAN, "pred": _MISSED},
@@ -186,7 +196,7 @@ def per_case_metrics(
     spacing: float | Sequence[float] | Sequence[Sequence[float]] | None = None,
     metrics: Sequence[str] = ("dice", "iou", "hd95", "nsd"),
     nsd_tolerance: float = 1.0,
-    empty: str = "nan",
+    empty: str = "nnunet",
     hd_max: float = HD_MAX_MAMAMIA,
     case_ids: Sequence[str] | None = None,
 ) -> pd.DataFrame:
@@ -201,8 +211,10 @@ def per_case_metrics(
             (HD95, NSD tolerance) are in this unit (pixels/voxels when None).
         metrics: subset of ``("dice", "iou", "hd95", "nsd")``; ``hd95`` also yields ``normhd``.
         nsd_tolerance: NSD tolerance in the unit of ``spacing``.
-        empty: empty-mask policy ``"nan"`` (default, MONAI/nnU-Net), ``"fairseg"`` (also pooled
-            HD95, as the FairSeg code) or ``"mamamia"``; see the module docstring.
+        empty: empty-mask policy ``"nnunet"`` (default: nnU-Net v2's Dice / IoU; a structure
+            predicted where the reference has none scores 0), ``"nan"`` (undefined whenever the
+            reference is empty), ``"fairseg"`` (also pooled HD95, as the FairSeg code) or
+            ``"mamamia"``; see the module docstring.
         hd_max: NormHD normaliser (MAMA-MIA: 150 mm).
         case_ids: optional B case ids, written as a ``case_id`` column.
 
