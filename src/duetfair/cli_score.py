@@ -35,6 +35,11 @@ def check_score_sources(
         "--merge": bool(merge),
     }
     sources = [name for name, on in given.items() if on]
+    if merge and pred_dir is not None and nnunet is None and not monai_csv:
+        raise DuetfairError(
+            f"--merge takes one folder each ('{pred_dir}' is extra): repeat --merge for every part, or give the "
+            f"folder that holds all parts, e.g. --merge parts"
+        )
     if len(sources) != 1:
         raise DuetfairError(
             "expected one input: PRED_DIR REF_DIR, --nnunet FILE, --monai-csv FILE or --merge PARTS "
