@@ -16,7 +16,22 @@ shared with other processes, torch's intra-op threads are sensitive to the load 
 is printed and stored).
 
 All paths read the files and compute Dice, IoU, HD95 and NSD (1 mm) for both labels; the script
-checks that they agree and prints a table with the speed-ups. Writes
+checks that they agree and prints a table with the speed-ups.
+
+Dice / IoU only, against nnU-Net v2's evaluator (when ``nnunetv2`` is installed: ``pip install
+nnunetv2==2.8.1``; it is not a dependency of duetfair, and without it this part is skipped and
+says so):
+
+(d) ``nnU-Net, W workers``: ``compute_metrics_on_folder`` of ``nnunetv2.evaluation.
+    evaluate_predictions`` -- the function behind ``nnUNetv2_evaluate_folder`` -- with its
+    SimpleITK reader, labels 1 and 2 and W processes of its own pool, no output file;
+(e) ``ours, W workers``: :func:`~duetfair.metrics.folders.score_folders` with ``metrics=("dice",
+    "iou")`` and W workers (what ``duetfair score --metric dice --metric iou --workers W`` scores);
+(f) ``duetfair score CLI``: the whole command in a fresh process (``--metric dice --metric iou``,
+    reading, scoring, joining the metadata, the audit with 1000 bootstrap resamples and subgroup
+    discovery, cases.csv / audit.json / audit.md / report.html), for scale.
+
+Dice, IoU, ``n_ref`` and ``n_pred`` of (d) and (e) must agree exactly. Writes
 ``benchmarks/results/bench_score.json``.
 
     python benchmarks/bench_score.py                       # 50 volumes of 128^3
@@ -136,6 +151,106 @@ def _loop(pred_dir: Path, ref_dir: Path, labels: tuple[int, ...]) -> pd.DataFram
     return pd.DataFrame(rows)
 
 
+def nnunet_available() -> bool:
+    try:
+        import nnunetv2.evaluation.evaluate_predictions  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def nnunet_evaluator(pred_dir: Path, ref_dir: Path, workers: int, labels: tuple[int, ...] = (1, 2)) -> pd.DataFrame:
+    """nnU-Net v2's own evaluator on the folders (its pool, its SimpleITK reader) -> rows
+    ``case_id, class, dice, iou, n_ref, n_pred``."""
+    from nnunetv2.evaluation.evaluate_predictions import compute_metrics_on_folder
+    from nnunetv2.imageio.simpleitk_reader_writer import SimpleITKIO
+
+    result = compute_metrics_on_folder(
+        str(ref_dir), str(pred_dir), None, SimpleITKIO(), ".nii.gz", list(labels), None, workers
+    )
+    rows = []
+    for entry in result["metric_per_case"]:
+        case = Path(entry["prediction_file"]).name[: -len(".nii.gz")]
+        for lab, m in entry["metrics"].items():
+            rows.append(
+                {
+                    "case_id": case,
+                    "class": int(lab),
+                    "dice": float(m["Dice"]),
+                    "iou": float(m["IoU"]),
+                    "n_ref": int(m["n_ref"]),
+                    "n_pred": int(m["n_pred"]),
+                }
+            )
+    return pd.DataFrame(rows).sort_values(["case_id", "class"]).reset_index(drop=True)
+
+
+def cli_score(pred_dir: Path, ref_dir: Path, root: Path, workers: int) -> pd.DataFrame:
+    """``duetfair score`` (Dice / IoU) as a user runs it, in a fresh process; returns its cases.csv."""
+    import subprocess
+
+    meta = root / "patients.csv"
+    if not meta.exists():
+        ids = sorted(p.name[: -len(".nii.gz")] for p in ref_dir.glob("*.nii.gz"))
+        pd.DataFrame({"case_id": ids, "site": [f"S{i % 3}" for i in range(len(ids))]}).to_csv(meta, index=False)
+    out = root / "cli_out"
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    cmd = [
+        sys.executable,
+        "-m",
+        "duetfair",
+        "score",
+        str(pred_dir),
+        str(ref_dir),
+        "--meta",
+        str(meta),
+        "--out",
+        str(out),
+        "--metric",
+        "dice",
+        "--metric",
+        "iou",
+        "--labels",
+        "1,2",
+        "--workers",
+        str(workers),
+    ]
+    subprocess.run(cmd, check=True, env=env, capture_output=True)
+    return pd.read_csv(out / "cases.csv")
+
+
+def overlap_comparison(preds: Path, refs: Path, root: Path, workers: list[int], repeats: int) -> dict:
+    """(d)-(f) of the module docstring: seconds, ratios and the largest differences."""
+    if not nnunet_available():
+        print("nnU-Net v2 is not installed (pip install nnunetv2==2.8.1): Dice/IoU vs nnU-Net not measured")
+        return {"nnunet": "not installed; not measured"}
+    paths: dict[str, Callable[[], pd.DataFrame]] = {}
+    for w in workers:
+        paths[f"nnU-Net evaluator, {w} workers"] = partial(nnunet_evaluator, preds, refs, w)
+        paths[f"ours (Dice/IoU), {w} workers"] = partial(
+            score_folders, preds, refs, labels=[1, 2], workers=w, metrics=("dice", "iou")
+        )
+        paths[f"duetfair score CLI, {w} workers"] = partial(cli_score, preds, refs, root, w)
+    nnunet_evaluator(preds, refs, workers[0])  # warm-up: file cache, imports
+    seconds, results = timed_round_robin(paths, repeats)
+    ref = results[f"nnU-Net evaluator, {workers[0]} workers"]
+    ours = results[f"ours (Dice/IoU), {workers[0]} workers"].sort_values(["case_id", "class"]).reset_index(drop=True)
+    diffs = {c: float(np.nanmax(np.abs(ours[c].to_numpy(float) - ref[c].to_numpy(float)))) for c in ("dice", "iou")}
+    diffs.update({c: int(np.abs(ours[c].to_numpy() - ref[c].to_numpy()).max()) for c in ("n_ref", "n_pred")})
+    print(f"{'Dice/IoU path':<36}{'seconds':>10}{'cases/s':>10}{'nnU-Net / path':>16}")
+    n = len(ref) // 2
+    for name, sec in seconds.items():
+        w = name.rsplit(", ", 1)[1]
+        base = seconds[f"nnU-Net evaluator, {w}"]
+        print(f"{name:<36}{sec:>10.2f}{n / sec:>10.2f}{base / sec:>16.2f}")
+    print("max |ours - nnU-Net|: " + ", ".join(f"{k} {v:.2e}" for k, v in diffs.items()))
+    return {
+        "seconds": seconds,
+        "nnunet_over_path": {k: seconds[f"nnU-Net evaluator, {k.rsplit(', ', 1)[1]}"] / v for k, v in seconds.items()},
+        "max_abs_difference_vs_nnunet": diffs,
+    }
+
+
 def timed_round_robin(paths: dict[str, Callable[[], pd.DataFrame]], repeats: int) -> tuple[dict[str, float], dict]:
     """Best wall time of every path over ``repeats`` rounds (paths alternate, so load from other
     processes on a shared machine spreads over all of them) and each path's last result."""
@@ -158,6 +273,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data", default=None, help="folder for the generated volumes (default: a temporary one)")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "bench_score.json"))
+    parser.add_argument("--only-overlap", action="store_true", help="only the Dice/IoU comparison with nnU-Net")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -165,6 +281,13 @@ def main() -> None:
         t0 = time.perf_counter()
         preds, refs = write_data(root, args.cases, args.size, args.seed)
         print(f"wrote {args.cases} pairs of {args.size}^3 NIfTI in {time.perf_counter() - t0:.1f} s")
+        load_overlap = os.getloadavg()
+        overlap = overlap_comparison(preds, refs, root, args.workers, args.repeats)
+        overlap["load_average_before_after"] = [load_overlap[0], os.getloadavg()[0]]
+        if args.only_overlap:
+            write_json(args.out, {"benchmark": "score", "cases": args.cases, "size": args.size, "overlap": overlap})
+            print(f"wrote {args.out}")
+            return
         score_folders(preds, refs, labels=[1, 2], workers=1, metrics=METRICS)  # warm-up: imports
         monai_loop(preds, refs)
         paths: dict[str, Callable[[], pd.DataFrame]] = {
@@ -216,6 +339,7 @@ def main() -> None:
             "speedup_over_loop": {name: base / sec for name, sec in seconds.items()},
             "max_abs_difference_vs_loop": diffs,
             "load_average_before_after": [load_before[0], load_after[0]],
+            "overlap": overlap,
             "machine": {
                 "python": platform.python_version(),
                 "cpu_count": os.cpu_count(),

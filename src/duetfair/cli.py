@@ -553,7 +553,7 @@ def _log_progress(total: int) -> object:
 
     if console.is_terminal:
         return None
-    return progress_step(total, lambda s: console.print(s, highlight=False, markup=False))
+    return progress_step(total, lambda s: console.print(s, highlight=False, markup=False, soft_wrap=True))
 
 
 def _score_shard(
@@ -974,7 +974,7 @@ def benchmark_cmd(
         size=size if source is not None else (size or "quick"),
         extra=list(set_ or []),
         split=split,
-        log=lambda s: console.print(s, highlight=False, markup=False),
+        log=lambda s: console.print(s, highlight=False, markup=False, soft_wrap=True),
     )
     typer.echo(result["markdown"], nl=False)
     stem = "methods" if split == "test" else f"methods-{split}"
@@ -988,7 +988,9 @@ def demo_cmd(
         "runs/demo", "--out", help="Output folder (one run per method, comparison.md/json/csv, report.html)."
     ),
     quick: bool = typer.Option(
-        False, "--quick", help="Small sizes: about 3 minutes on 2 CPU cores (default size: about 15)."
+        False,
+        "--quick",
+        help="Small sizes (what make demo runs): about 2 minutes on 2 CPU cores (default size: 8 to 10).",
     ),
     table_only: bool = typer.Option(
         False, "--table-only", help="No training: simulate a per-case results table and audit it (seconds)."
@@ -1023,14 +1025,25 @@ def demo_cmd(
         return
     from duetfair.experiments.methods import run_demo
 
-    table = run_demo(out, quick=quick, seed=seed, log=lambda s: console.print(s, highlight=False, markup=False))
+    table = run_demo(
+        out, quick=quick, seed=seed, log=lambda s: console.print(s, highlight=False, markup=False, soft_wrap=True)
+    )
     typer.echo(table, nl=False)
     console.print(
         f"wrote {out}/comparison.md, comparison.json, comparison.csv and report.html "
         f"(per-method runs in {out}/<method>/)",
         highlight=False,
         markup=False,
+        soft_wrap=True,
     )
+    if quick:
+        console.print(
+            "This was the quick size (8 epochs). The full comparison: make demo-full, or duetfair demo "
+            "--out runs/demo-full (20 epochs, HD95/NSD; about 8 to 10 minutes on 2 cores).",
+            highlight=False,
+            markup=False,
+            soft_wrap=True,
+        )
 
 
 MAX_MESSAGE = 400

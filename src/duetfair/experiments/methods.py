@@ -51,6 +51,11 @@ BENCH_METHODS: tuple[str, ...] = (
 """The published benchmark's rows (``duetfair benchmark --method all``): the baselines, FairMedSeg
 divergence, the sample-level robust losses, the DuetFair ablation (``dmoe`` alone, ``subgroup_dro``
 = the FairDRO loss on the plain model, ``fair_dro`` = both) and the ``oracle`` ceiling."""
+DEMO_THREADS = 1
+"""CPU threads of the demo's training and evaluation. Its models are so small that a second torch
+thread gains little, and on a machine whose cores other jobs use, torch's threads wait on each
+other: one epoch of the quick demo took 30-40 s with two threads and 3 s with one on a 2-core
+machine at load 6 (docs/benchmarks.md). ``--set train.threads=N`` overrides it."""
 REFERENCE_METHODS: tuple[str, ...] = ("oracle",)
 """Rows shown as a reference (a ceiling), never marked as the best method."""
 
@@ -273,7 +278,12 @@ def train_and_evaluate(
     elif progress is not None:
         progress.skip(cfg.train.epochs)
     summary = evaluate_run(
-        run_dir, split=split, n_boot=n_boot, report=report, out_dir=results if results != run_dir else None
+        run_dir,
+        split=split,
+        n_boot=n_boot,
+        report=report,
+        out_dir=results if results != run_dir else None,
+        threads=cfg.train.threads,
     )
     log(f"  {name}: {split} Dice {summary['dice']:.3f} (best epoch {RunDir(run_dir).read_record().best_epoch})")
     return results
@@ -383,6 +393,8 @@ def run_demo(
 
     root = Path(out)
     size = "quick" if quick else "default"
+    if not any(str(e).startswith("train.threads=") for e in extra):
+        extra = [f"train.threads={DEMO_THREADS}", *extra]
     log(f"training {len(methods)} methods on the synthetic fundus benchmark ({size} size) into {root}")
     progress = epoch_progress(methods, 1, log, size=size, extra=extra)
     runs = run_methods(
@@ -392,6 +404,7 @@ def run_demo(
         seed=seed,
         extra=extra,
         n_boot=200 if quick else 1000,
+        report=not quick,  # the quick demo's report is the comparison's (duetfair evaluate RUN draws one run's)
         log=log,
         progress=progress,
     )

@@ -75,6 +75,9 @@ SPACING_RTOL = 1e-3
 CROP_MARGIN = 2
 """Voxels kept around the foreground when a case is cropped before scoring (MONAI uses 1)."""
 
+OVERLAP_MAX_LABEL = 256
+"""Dice / IoU only: label maps whose labels are all below this are scored from one joint histogram."""
+
 MAX_LISTED = 5
 """How many names an error lists before ``and N more``."""
 
@@ -282,7 +285,14 @@ def read_label_map(path: Path) -> tuple[np.ndarray, tuple[float, ...]]:
     """Read a label map with MONAI ``LoadImage`` -> ``(array [*S], spacing)`` (one value per axis;
     mm from the header of NIfTI / NRRD / MHA, 1.0 for formats without spacing)."""
     from duetfair.data.transforms import make_loader
+    from duetfair.metrics.overlap import read_nifti_labels
 
+    try:
+        fast = read_nifti_labels(path)  # NIfTI as MONAI's NibabelReader reads it, without its copies
+    except Exception:  # noqa: BLE001 - MONAI's path below reports the unreadable file
+        fast = None
+    if fast is not None:
+        return fast[0], fast[1]
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -327,7 +337,7 @@ def label_values(arr: np.ndarray, path: Path) -> tuple[np.ndarray, list[int]]:
     require(lo >= 0, f"{path}: label value {lo} is negative; expected label ids >= 0 (0 = background)")
     hi = int(arr.max()) if arr.size else 0
     if hi < 1 << 16:
-        values = np.flatnonzero(np.bincount(arr.reshape(-1), minlength=1)).tolist()
+        values = np.flatnonzero(np.bincount(arr.ravel(order="K"), minlength=1)).tolist()
     else:
         values = np.unique(arr).tolist()
     return arr, [int(v) for v in values if v != 0]
@@ -443,10 +453,18 @@ def score_case(pair: CasePair, spec: ScoreSpec) -> CaseScore:
     from duetfair.metrics.per_case import per_case_metrics
 
     pred, ref, spacing, pred_labels, ref_labels = load_pair(pair, spec.allowed)
+    structures = _structures(spec, sorted(set(pred_labels) | set(ref_labels)))
+    if set(spec.metrics) <= {"dice", "iou"} and max([0, *pred_labels, *ref_labels]) < OVERLAP_MAX_LABEL:
+        from duetfair.metrics.overlap import overlap_rows  # one histogram pass, no crop needed
+
+        rows = overlap_rows(pred, ref, structures, metrics=spec.metrics, empty=spec.empty)
+        if not rows.empty:
+            rows.insert(0, "case_id", pair.case_id)
+        return CaseScore(pair.case_id, rows if structures else pd.DataFrame(), ref_labels, pred_labels)
     box = foreground_box(pred, ref)
     pred, ref = pred[box], ref[box]
     frames = []
-    for region in _structures(spec, sorted(set(pred_labels) | set(ref_labels))):
+    for region in structures:
         p = np.isin(pred, region.ids) if len(region.ids) > 1 else pred == region.ids[0]
         r = np.isin(ref, region.ids) if len(region.ids) > 1 else ref == region.ids[0]
         df = per_case_metrics(

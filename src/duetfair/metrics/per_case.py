@@ -153,6 +153,26 @@ def _apply_empty_policy(values: dict[str, np.ndarray], n_ref: np.ndarray, n_pred
                 values[name][cells[cell]] = val
 
 
+def overlap_metrics(
+    tp: np.ndarray, n_ref: np.ndarray, n_pred: np.ndarray, metrics: Sequence[str]
+) -> dict[str, np.ndarray]:
+    """Dice = 2 TP / (n_ref + n_pred) and IoU = TP / (n_ref + n_pred - TP) from voxel counts (any
+    shape, float64; NaN where both masks are empty, before the empty-mask policy)."""
+    tp = np.asarray(tp, dtype=np.float64)
+    values: dict[str, np.ndarray] = {}
+    with np.errstate(invalid="ignore", divide="ignore"):
+        if "dice" in metrics:
+            values["dice"] = 2.0 * tp / (n_pred + n_ref)
+        if "iou" in metrics:
+            values["iou"] = tp / (n_pred + n_ref - tp)
+    return values
+
+
+def apply_empty_policy(values: dict[str, np.ndarray], n_ref: np.ndarray, n_pred: np.ndarray, empty: str) -> None:
+    """Overwrite metrics of empty-mask pairs in place following the named policy (``EMPTY_FILL``)."""
+    _apply_empty_policy(values, np.asarray(n_ref), np.asarray(n_pred), str(parse(EmptyPolicy, empty, "empty")))
+
+
 def _surface(mask: np.ndarray) -> np.ndarray:
     """Surface pixels/voxels: the mask minus its erosion by the face-connected structure."""
     from scipy import ndimage
@@ -257,12 +277,7 @@ def per_case_metrics(
     tp = (pm & tm).sum(-1).double().numpy()
     n_pred = pm.sum(-1).numpy().astype(np.int64)
     n_ref = tm.sum(-1).numpy().astype(np.int64)
-    values: dict[str, np.ndarray] = {}
-    with np.errstate(invalid="ignore", divide="ignore"):
-        if "dice" in metrics:
-            values["dice"] = 2.0 * tp / (n_pred + n_ref)
-        if "iou" in metrics:
-            values["iou"] = tp / (n_pred + n_ref - tp)
+    values = overlap_metrics(tp, n_ref, n_pred, metrics)
     pooled = empty == "fairseg" and "hd95" in metrics
     want = set(metrics) - ({"hd95"} if pooled else set())
     values.update(_surface_metrics(p, t, classes, spacing_list, want, nsd_tolerance))
