@@ -782,6 +782,7 @@ def evaluate_cmd(
         report=not no_report,
         threads=threads,
         out_dir=out,
+        log=lambda s: console.print(s, highlight=False, markup=False, soft_wrap=True),
     )
     attr = summary.get("group_attribute")
     line = f"{summary['name']} [{summary['split']}, {summary['n_cases']} cases]: Dice {summary['dice']:.4f}"

@@ -86,7 +86,9 @@ def test_nnunet_selection_and_region_names(summary):
     assert only["class"].tolist()[:2] == ["whole", "core"] and len(only) == 8
     one = read_nnunet_summary(summary, labels=[2])
     assert one["class"].tolist() == [2] * 4
-    with pytest.raises(DuetfairError, match=r"--region et=3: .* has no such label or region; it has 1, 2, \(1, 2\)"):
+    with pytest.raises(
+        DuetfairError, match=r"--region et=3: nnU-Net's summary.json has no such label or region; it has 1, 2, \(1, 2\)"
+    ):
         read_nnunet_summary(summary, regions={(3,): "et"})
     with pytest.raises(DuetfairError, match="--labels 5: "):
         read_nnunet_summary(summary, labels=[1, 5])

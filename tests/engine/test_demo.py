@@ -39,6 +39,40 @@ def test_demo_smoke(tmp_path: Path) -> None:
     assert sum("reusing finished run" in line for line in logs) == 2
 
 
+def test_demo_prints_a_line_per_epoch_with_the_time_left(tmp_path: Path) -> None:
+    """Without a terminal nothing else would show progress: one line per epoch of the whole demo,
+    with the method, the time elapsed and an estimate of what is left; one torch thread."""
+    logs: list[str] = []
+    extra = [e for e in TINY_DEMO if not e.startswith("train.epochs")] + ["train.epochs=2"]
+    run_demo(tmp_path / "demo", quick=True, methods=("erm", "fair_dro"), extra=extra, log=logs.append)
+    lines = [line for line in logs if line.strip().startswith("training:")]
+    assert len(lines) == 4, logs
+    assert "1/4 epochs (ERM epoch 1/2" in lines[0] and "elapsed, about" in lines[0] and "left" in lines[0]
+    assert "4/4 epochs (FairDRO (dMoE + DRO) epoch 2/2" in lines[-1] and lines[-1].endswith("done")
+    assert json.loads((tmp_path / "demo" / "erm" / "run.json").read_text())  # trained
+    import yaml
+
+    cfg = yaml.safe_load((tmp_path / "demo" / "erm" / "config.yaml").read_text())
+    assert cfg["train"]["threads"] == 1
+
+
+def test_benchmark_with_dice_only_and_a_report_per_run(tmp_path: Path) -> None:
+    """``--set eval.metrics=[dice]`` works (no IoU anywhere), and every run folder has its report."""
+    result = run_benchmark(
+        tmp_path / "b",
+        methods=("erm", "dmoe"),
+        seeds=(0,),
+        extra=[*TINY_DEMO, "eval.metrics=[dice]"],
+        n_boot=10,
+        log=lambda s: None,
+    )
+    assert "ERM" in result["markdown"]
+    for m in ("erm", "dmoe"):
+        run = tmp_path / "b" / "seed0" / m
+        assert (run / "report.html").stat().st_size > 1000
+        assert set(json.loads((run / "audit.json").read_text())["metrics"]) == {"dice"}
+
+
 def test_benchmark_smoke_two_seeds(tmp_path: Path) -> None:
     result = run_benchmark(
         tmp_path / "b", methods=("erm", "dmoe"), seeds=(0, 1), extra=TINY_DEMO, n_boot=10, log=lambda s: None

@@ -277,7 +277,7 @@ def _nnunet_selection(
         ids = missing[0]
         what = f"--region {wanted[ids]}={'+'.join(map(str, ids))}" if ids in regions else f"--labels {ids[0]}"
         raise DuetfairError(
-            f"{what}: nnU-Net's summary {source} has no such label or region; it has {shown} "
+            f"{what}: nnU-Net's {source.name} has no such label or region; it has {shown} "
             f"(a region is named by its labels, e.g. --region wt=1+2+3 for '(1, 2, 3)', --region et=3 for '3')"
         )
     return {by_sorted[ids]: n for ids, n in wanted.items()}

@@ -22,6 +22,7 @@ from torch import nn
 from duetfair.engine.batching import BatchSource
 from duetfair.engine.distributed import DistInfo, eval_shard, gather_objects
 from duetfair.errors import DuetfairError, require
+from duetfair.progress import ProgressLine
 from duetfair.rundir import RunDir, RunRecord
 
 RouteFn = Callable[[torch.Tensor], Optional[torch.Tensor]]
@@ -77,8 +78,10 @@ def metrics_table(
     info: DistInfo = DistInfo(),
     amp_dtype: Optional[torch.dtype] = None,
     channels_last: bool = False,
+    progress: Optional[Callable[[int], None]] = None,
 ) -> pd.DataFrame:
-    """Per-case, per-class metrics of ``model`` on every case of ``source``.
+    """Per-case, per-class metrics of ``model`` on every case of ``source`` (``progress``: called
+    with the number of cases of every finished batch).
 
     Under DDP each rank predicts a disjoint shard (no case twice) and all ranks receive the full
     table, sorted by the split's case order. Columns: ``case_id``, ``class`` and the metric columns.
@@ -102,6 +105,8 @@ def metrics_table(
         df.insert(0, "case_id", [batch.case_ids[int(i)] for i in df["case"]])
         df.insert(1, "_order", [int(batch.index[int(i)]) for i in df["case"]])
         frames.append(df.drop(columns=["case"]))
+        if progress is not None:
+            progress(int(pred.shape[0]))
     parts = gather_objects(pd.concat(frames, ignore_index=True) if frames else None, info)
     table = pd.concat([p for p in parts if p is not None], ignore_index=True)
     table = table.sort_values(["_order", "class"], kind="stable").drop(columns="_order")
@@ -181,6 +186,7 @@ def evaluate_run(
     report: bool = True,
     threads: Optional[int] = None,
     out_dir: Optional[str | Path] = None,
+    log: Optional[Callable[[str], None]] = None,
 ) -> dict[str, Any]:
     """``duetfair evaluate``: predict a split, write ``cases.csv``, ``summary.json``, ``audit.json``
     and ``report.html`` into the run folder (or ``out_dir``); return the summary.
@@ -196,6 +202,8 @@ def evaluate_run(
         report: also render ``report.html``.
         out_dir: folder of the outputs (default: the run folder); e.g. a validation evaluation kept
             beside the test one.
+        log: receives a plain progress line every 10 seconds while the split is predicted (cases
+            done, time elapsed, time left); None: silent.
     """
     from duetfair.audit import audit_table
     from duetfair.engine import adapters
@@ -230,6 +238,7 @@ def evaluate_run(
         route_fn=route_fn,
         metrics=cfg.eval.metrics,
         empty=cfg.eval.empty,
+        progress=ProgressLine("cases", len(source), log, label="predicting").advance if log is not None else None,
     )
     # every output is staged and committed together: a failure leaves the previous evaluation intact
     target = RunDir(out_dir) if out_dir is not None else run
