@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # First contact: six methods at the quick size, the comparison table and runs/demo/report.html with
-# the findings (about 2 minutes on 2 cores: 1 min 58 s of CPU time measured; README "The demo").
+# the findings (about 2 minutes on 2 cores: 1 min 58 s / 2 min 11 s of CPU time measured; README "The demo").
 demo: $(STAMP)
 	$(VENV)/bin/duetfair demo --quick
 
