@@ -359,6 +359,7 @@ def score_cmd(
         meta=meta,
         shard=shard,
         hd95_unit=hd95_unit,
+        images=images,
     )
     if shard is not None:
         _score_shard(

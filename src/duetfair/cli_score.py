@@ -26,6 +26,7 @@ def check_score_sources(
     meta: Optional[str],
     shard: Optional[str],
     hd95_unit: Optional[str],
+    images: Optional[str] = None,
 ) -> None:
     """One-line errors for a ``score`` call whose inputs do not fit together."""
     given = {
@@ -51,6 +52,10 @@ def check_score_sources(
         shard is None or pred_dir is not None,
         f"--shard {shard}: shards split the scoring of mask folders (PRED_DIR REF_DIR); "
         f"{sources[0]} holds scores already",
+    )
+    require(
+        shard is None or images is None,
+        f"--images: a part of --shard {shard} is not audited; the report (and its gallery) comes from --merge",
     )
     require(
         meta is not None or shard is not None,
