@@ -343,6 +343,10 @@ def score_cmd(
       duetfair score preds/ refs/ --meta fairseg.csv --out audit --labels 1,2 --label-names rim,cup --region disc=1+2
 
       duetfair score --nnunet fold_0/validation/summary.json --meta patients.csv --out audit
+
+      duetfair score preds/ labelsTs/ --shard 3/8 --out parts/3   (task 3 of a job array; docs/cluster.md)
+
+      duetfair score --merge parts --meta patients.csv --out audit
     """
     from duetfair.audit.inputs import choose_attributes, join_metadata, read_metadata, write_audit
     from duetfair.audit.report import render_summary
