@@ -31,6 +31,11 @@ app = typer.Typer(
 console = Console()
 err_console = Console(stderr=True)
 
+MISSING_HELP = (
+    "A word your table uses for a missing attribute value, e.g. NA (repeatable). Empty cells, nan, "
+    "unknown, missing and -1 are always missing; NA, None or null are group names unless given here."
+)
+
 
 @app.callback()
 def _root() -> None:
@@ -97,6 +102,7 @@ def audit_cmd(
     out: Optional[str] = typer.Option(
         None, "--out", help="Write the report to this file (default: print JSON/Markdown; html needs --out)."
     ),
+    missing: Optional[list[str]] = typer.Option(None, "--missing", help=MISSING_HELP),
     group_spec: Optional[str] = typer.Option(
         None,
         "--group-spec",
@@ -139,7 +145,7 @@ def audit_cmd(
         raise DuetfairError("--format html: expected --out FILE.html")
     if bootstrap < 0:
         raise DuetfairError(f"--bootstrap {bootstrap}: expected a number of resamples >= 0")
-    table = load_case_table(cases)
+    table = load_case_table(cases, missing=missing or ())
     edges = dict(parse_bins(spec) for spec in (bins or []))
     run = RunDir.containing(cases)
     spec_path = group_spec or (str(run.group_spec) if run is not None else None)
@@ -293,6 +299,7 @@ def score_cmd(
     confidence: float = CONFIDENCE,
     detect: Optional[list[str]] = DETECT,
     reference: Optional[str] = REFERENCE,
+    missing: Optional[list[str]] = typer.Option(None, "--missing", help=MISSING_HELP),
     images: Optional[str] = typer.Option(
         None,
         "--images",
@@ -387,7 +394,7 @@ def score_cmd(
         raise DuetfairError(f"--bootstrap {bootstrap}: expected a number of resamples >= 0")
     if images is not None and pred_dir is None:
         raise DuetfairError("--images draws the predicted and reference masks; it needs PRED_DIR REF_DIR")
-    meta_df = read_metadata(str(meta), id_column)
+    meta_df = read_metadata(str(meta), id_column, missing=missing or ())
     edges = dict(parse_bins(spec) for spec in (bins or []))
     label_list, regions = parse_labels(labels, background=bool(monai_csv)), parse_regions(region)
     names = parse_label_names(label_names, label_list)
@@ -502,7 +509,8 @@ def _score_folders(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from duetfair.cli_score import folder_unit
-    from duetfair.metrics.folders import SCORE_METRICS, ScoreSpec, default_workers, match_folders, score_pairs
+    from duetfair.metrics.folders import SCORE_METRICS, ScoreSpec, match_folders, score_pairs
+    from duetfair.procs import cap_workers
 
     pairs = match_folders(
         pred_dir, ref_dir, pred_pattern=pred_pattern, ref_pattern=ref_pattern, allow_missing=allow_missing
@@ -521,6 +529,9 @@ def _score_folders(
         empty,
         float(nsd_tolerance),
     )
+    n_workers, note = cap_workers(workers, n_tasks=len(pairs))
+    if note:
+        err_console.print(f"note: {note}", highlight=False, markup=False)
     bar = (
         Progress(
             TextColumn("scoring"),
@@ -536,9 +547,7 @@ def _score_folders(
     with bar or nullcontext():
         task = bar.add_task("scoring", total=len(pairs)) if bar is not None else None
         step = (lambda k: bar.advance(task, k)) if bar is not None and task is not None else _log_progress(len(pairs))
-        table = score_pairs(
-            pairs, spec, workers=default_workers() if workers is None else workers, label_names=names, progress=step
-        )
+        table = score_pairs(pairs, spec, workers=n_workers, label_names=names, progress=step)
     source = {
         "kind": "folders",
         "predictions": pred_dir,
@@ -579,14 +588,8 @@ def _score_shard(
 ) -> None:
     """``duetfair score PRED REF --shard K/N --out PART`` (see :mod:`duetfair.metrics.shards`)."""
     from duetfair.cli_score import score_shard
-    from duetfair.metrics.folders import (
-        SCORE_METRICS,
-        ScoreSpec,
-        default_workers,
-        parse_label_names,
-        parse_labels,
-        parse_regions,
-    )
+    from duetfair.metrics.folders import SCORE_METRICS, ScoreSpec, parse_label_names, parse_labels, parse_regions
+    from duetfair.procs import cap_workers
 
     label_list, regions = parse_labels(labels), parse_regions(region)
     spec = ScoreSpec(
@@ -596,6 +599,9 @@ def _score_shard(
         empty,
         float(nsd_tolerance),
     )
+    n_workers, note = cap_workers(workers)
+    if note:
+        err_console.print(f"note: {note}", highlight=False, markup=False)
     line = score_shard(
         str(pred_dir),
         str(ref_dir),
@@ -605,7 +611,7 @@ def _score_shard(
         pred_pattern=pred_pattern,
         ref_pattern=ref_pattern,
         allow_missing=allow_missing,
-        workers=default_workers() if workers is None else workers,
+        workers=n_workers,
         out=out,
         make_progress=_log_progress,  # type: ignore[arg-type]
     )
@@ -1103,6 +1109,8 @@ def main(argv: Optional[list[str]] = None) -> None:
         _fail(os_error_message(exc), 2)
     except MemoryError:
         _fail("out of memory; reduce the request (sizes, --bootstrap, --n) or free memory", 2)
+    except RecursionError:
+        _fail("an input is nested too deeply to be read (JSON / YAML nesting); expected an ordinary file", 2)
     except KeyboardInterrupt:
         _fail("interrupted", 130)
     except Exception as exc:  # noqa: BLE001 - last resort: a bug must still not print a traceback

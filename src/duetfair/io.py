@@ -8,12 +8,13 @@ permissions of a new file (``0666`` less the umask), so reports can be served an
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 from duetfair.errors import DuetfairError
 
@@ -44,32 +45,92 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
             tmp.unlink()
 
 
+STAGE_PREFIX = ".partial-"
+"""Name prefix of the hidden folder a command stages its outputs in (:func:`staged_outputs`)."""
+
+COMMIT_PREFIX = ".commit-"
+"""Name prefix of a staging folder whose outputs are being moved in (completed by the next run)."""
+
+
 @contextmanager
 def staged_outputs(out_dir: str | os.PathLike[str]) -> Iterator[Path]:
     """Write a command's outputs together or not at all.
 
     Yields a hidden staging folder inside ``out_dir``; when the block succeeds every file in it is
-    moved into ``out_dir`` (each by an atomic rename, replacing older versions), and when it fails
-    the staging folder is removed, and ``out_dir`` too if this call created it and it is empty.
-    A reader never sees new outputs mixed with the old ones of a failed run.
+    moved into ``out_dir`` (each by an atomic rename, replacing older versions; a folder that is
+    new in ``out_dir`` moves in one rename), and when it fails the staging folder is removed, and
+    ``out_dir`` too if this call created it and it is empty. A reader never sees new outputs mixed
+    with the old ones of a failed run.
+
+    A staging folder is locked (``flock``) by its writer while it lives. What a killed writer left
+    is recovered by the next call on the same folder (:func:`recover_stages`): a staging folder
+    still being written is removed; one whose files were being moved in (renamed ``.commit-*``
+    first, so the set is complete) has the rest moved in, so the outputs end all old or all new.
     """
     import shutil
 
     out = Path(out_dir)
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=".partial-", dir=out))
+    recover_stages(out)
+    stage = Path(tempfile.mkdtemp(prefix=STAGE_PREFIX, dir=out))
+    fd = os.open(stage, os.O_RDONLY)
+    current = stage
     try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         yield stage
-        for item in sorted(stage.rglob("*")):
-            if item.is_file():
-                target = out / item.relative_to(stage)
-                target.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(item, target)
+        current = stage.with_name(COMMIT_PREFIX + stage.name[len(STAGE_PREFIX) :])
+        os.rename(stage, current)  # from here on the new set wins, even if the process is killed
+        _move_into(current, out)
     finally:
-        shutil.rmtree(stage, ignore_errors=True)
+        shutil.rmtree(current, ignore_errors=True)
+        os.close(fd)
         if created and out.is_dir() and not any(out.iterdir()):
             out.rmdir()
+
+
+def recover_stages(out_dir: str | os.PathLike[str]) -> list[Path]:
+    """Finish or remove what killed writers left in ``out_dir`` (see :func:`staged_outputs`):
+    ``.commit-*`` folders are moved in, ``.partial-*`` folders removed; folders whose writer is
+    alive (it holds their lock) are left alone. Returns the folders recovered."""
+    import shutil
+
+    out = Path(out_dir)
+    done = []
+    if not out.is_dir():
+        return done
+    for entry in sorted(out.iterdir()):
+        if not entry.name.startswith((STAGE_PREFIX, COMMIT_PREFIX)) or not entry.is_dir() or entry.is_symlink():
+            continue
+        fd = os.open(entry, os.O_RDONLY)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:  # a live writer
+                continue
+            if entry.name.startswith(COMMIT_PREFIX):
+                _move_into(entry, out)
+            shutil.rmtree(entry, ignore_errors=True)
+            done.append(entry)
+        finally:
+            os.close(fd)
+    return done
+
+
+def _move_into(src: Path, dst: Path) -> None:
+    """Move the contents of folder ``src`` into ``dst``: files by atomic rename over older ones,
+    folders that ``dst`` lacks in one rename, folders it has merged (streamed, no listing kept)."""
+    with os.scandir(src) as entries:
+        for entry in entries:
+            target = dst / entry.name
+            if entry.is_dir(follow_symlinks=False):
+                if target.is_dir() and not target.is_symlink():
+                    _move_into(Path(entry.path), target)
+                    continue
+                if not target.exists() and not target.is_symlink():
+                    os.rename(entry.path, target)
+                    continue
+            os.replace(entry.path, target)
 
 
 def _umask() -> int:
@@ -78,11 +139,30 @@ def _umask() -> int:
     return mask
 
 
-def read_table(path: str | os.PathLike[str], *, sheet: str | int | None = None) -> pd.DataFrame:
+NUMBER_NA_TOKENS = frozenset({"na", "n/a", "nan", "-nan", "none", "null", "#n/a", "#na", "<na>"})
+"""Cells (stripped, any case) read as a missing number in a column of numbers. In a column of
+text they are text: a group may be called ``NA`` (North America) or ``None``."""
+
+
+def read_table(
+    path: str | os.PathLike[str],
+    *,
+    sheet: str | int | None = None,
+    text_columns: Iterable[str] | Callable[[list[str]], Iterable[str]] = (),
+    missing: Iterable[str] = (),
+) -> pd.DataFrame:
     """Read a table: CSV (comma- or tab-separated, sniffed from the header), ``.tsv``/``.tab``
     (tab-separated, e.g. the Dataverse export), ``.xlsx``/``.xls`` (``sheet``, default the first)
     or ``.parquet``/``.pq``. Header names are stripped of spaces and quotes. One-line errors for a
-    missing, empty or unreadable file."""
+    missing, empty or unreadable file.
+
+    Cell values (CSV, Excel): an empty cell is missing (NaN). A column whose other cells are all
+    numbers, or words for a missing number (:data:`NUMBER_NA_TOKENS`: ``NA``, ``null``, ...), is a
+    column of numbers; any other column keeps its cells as text, so ``NA`` or ``None`` stays a
+    value (a group name). ``text_columns`` (names, or a function of the header giving them, e.g.
+    the id column) are always text, so ``007`` keeps its zeros. ``missing``: further cell values
+    (stripped, any case) the user declares missing, in every column.
+    """
     import pandas as pd
 
     p = Path(path)
@@ -91,19 +171,66 @@ def read_table(path: str | os.PathLike[str], *, sheet: str | int | None = None) 
     if not p.is_file():
         raise DuetfairError(f"table '{p}' is not a file")
     suffix = p.suffix.lower()
+    raw = {"keep_default_na": False, "na_values": [""]}
     try:
         if suffix in (".xlsx", ".xls"):
-            table = pd.read_excel(p, sheet_name=sheet if sheet is not None else 0, engine="openpyxl")
+            table = pd.read_excel(p, sheet_name=sheet if sheet is not None else 0, engine="openpyxl", **raw)
         elif suffix in (".parquet", ".pq"):
             table = pd.read_parquet(p)
         else:
-            table = pd.read_csv(p, sep="\t" if suffix in (".tsv", ".tab") or _tab_header(p) else ",")
+            sep = "\t" if suffix in (".tsv", ".tab") or _tab_header(p) else ","
+            table = pd.read_csv(p, sep=sep, dtype=str, **raw)
     except pd.errors.EmptyDataError:
         raise DuetfairError(f"table '{p}' is empty; expected a header and one row per case") from None
+    except RecursionError:
+        raise DuetfairError(f"table '{p}' cannot be read: nested too deeply") from None
     except Exception as exc:  # noqa: BLE001 - any parse failure is bad input
         raise DuetfairError(f"table '{p}' cannot be read: {' '.join(str(exc).split())[:300]}") from None
     table.columns = [str(c).strip().strip('"') for c in table.columns]
-    return table
+    keep = set(text_columns(list(table.columns)) if callable(text_columns) else text_columns)
+    return _typed(table, keep, {str(t).strip().lower() for t in missing}, parquet=suffix in (".parquet", ".pq"))
+
+
+def _typed(table: pd.DataFrame, text: set[str], missing: set[str], *, parquet: bool) -> pd.DataFrame:
+    """Columns of numbers as numbers (see :func:`read_table`), ``text`` columns as text, the
+    declared ``missing`` cells as NaN."""
+    import numpy as np
+    import pandas as pd
+
+    out = {}
+    for j, name in enumerate(table.columns):
+        col = table.iloc[:, j]
+        if missing and (col.dtype == object or pd.api.types.is_string_dtype(col)):
+            declared = col.astype("string").str.strip().str.lower().isin(missing).fillna(False).to_numpy(dtype=bool)
+            if declared.any():
+                col = col.astype(object).where(~declared, np.nan)
+        if name in text:
+            col = col.map(_as_text, na_action="ignore").astype(object)
+        elif not parquet and (col.dtype == object or pd.api.types.is_string_dtype(col)):
+            col = _maybe_numbers(col)
+        out[j] = col
+    typed = pd.DataFrame(out, index=table.index)
+    typed.columns = table.columns
+    return typed
+
+
+def _as_text(value: Any) -> str:
+    """A cell as text: ``7`` -> ``"7"``, ``7.0`` (an Excel number) -> ``"7"``, text stripped."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value).strip()
+
+
+def _maybe_numbers(col: pd.Series) -> pd.Series:
+    """``col`` as numbers when every non-empty cell is a number or a missing-number word."""
+    import pandas as pd
+
+    words = col.astype(object).where(col.notna(), "").astype(str).str.strip()
+    numbers = pd.to_numeric(words.where(words != "", None), errors="coerce")
+    na_words = (words == "") | words.str.lower().isin(NUMBER_NA_TOKENS)
+    if bool((numbers.notna() | na_words).all()) and (bool(numbers.notna().any()) or bool(col.isna().all())):
+        return numbers.astype("float64") if numbers.isna().any() else numbers
+    return col
 
 
 def _tab_header(path: Path) -> bool:

@@ -16,7 +16,8 @@ A process that writes a run (``train``, ``evaluate``) holds :meth:`RunDir.lock`:
 ``flock`` on ``.lock``, which records the holder's PID, host and start time. A second writer is
 refused with a message naming the holder; the kernel releases the lock when its holder dies (even
 by ``kill -9``), so a lock left by a killed run is recovered, and ``run.json`` then reads as
-``interrupted`` instead of ``running``.
+``interrupted`` instead of ``running``: the first reader (any command that opens the run) also
+rewrites the file so.
 """
 
 from __future__ import annotations
@@ -233,13 +234,33 @@ class RunDir:
             record = RunRecord.model_validate(json.loads(self.record.read_text(encoding="utf-8")))
             if record.status == "running" and not self.locked():  # its process is gone
                 record.status = "interrupted"
+                self._record_interrupted()
             return record
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise DuetfairError(f"{self.record}: not valid JSON ({exc}); the run folder is damaged") from None
+        except RecursionError:
+            raise DuetfairError(f"{self.record}: nested too deeply; the run folder is damaged") from None
         except ValidationError as exc:
             err = exc.errors()[0]
             key = ".".join(str(p) for p in err["loc"]) or "run.json"
             raise DuetfairError(f"{self.record}: {key}: {err['msg'].lower()}; the run folder is damaged") from None
+
+    def _record_interrupted(self) -> None:
+        """Rewrite a ``running`` run.json whose process is gone as ``interrupted`` (best effort:
+        under the lock, so no writer is starting; a read-only folder keeps its file)."""
+        try:
+            fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError:
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            data = json.loads(self.record.read_text(encoding="utf-8"))
+            if isinstance(data, dict) and data.get("status") == "running":
+                write_json(self.record, {**data, "status": "interrupted"})
+        except (OSError, ValueError):
+            pass
+        finally:
+            os.close(fd)
 
     def write_record(self, record: RunRecord) -> Path:
         """Write ``run.json`` atomically."""
@@ -252,5 +273,7 @@ class RunDir:
             data = json.loads(path.read_text(encoding="utf-8"))
         except json.JSONDecodeError as exc:
             raise DuetfairError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+        except (RecursionError, UnicodeDecodeError):
+            raise DuetfairError(f"{path}: not readable JSON (nested too deeply or not UTF-8 text)") from None
         require(isinstance(data, dict), f"{path}: expected a JSON object")
         return data

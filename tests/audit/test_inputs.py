@@ -142,8 +142,8 @@ def test_generic_per_case_csv(tmp_path):
 
 
 def test_metadata_ids_and_join(tmp_path):
-    (tmp_path / "meta.csv").write_text("patient,race,age\n1,Black,50\n2.0,White,61\n3,Asian,70\n9,White,40\n")
-    meta = read_metadata(tmp_path / "meta.csv")  # first column is the id
+    (tmp_path / "meta.csv").write_text("patient,race,age\n1,Black,50\n2,White,61\n3,Asian,70\n9,White,40\n")
+    meta = read_metadata(tmp_path / "meta.csv")  # first column is the id, read as text
     assert meta.columns.tolist() == ["case_id", "race", "age"] and meta["case_id"].tolist() == ["1", "2", "3", "9"]
     table = pd.DataFrame({"case_id": ["1", "2", "4"], "class": 1, "dice": [0.9, 0.8, 0.7]})
     joined, report = join_metadata(table, meta)

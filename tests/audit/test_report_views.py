@@ -302,9 +302,13 @@ def test_benchmark_report_from_seed_aggregate(tmp_path):
     from duetfair.experiments.methods import aggregate_seeds, benchmark_markdown
 
     rows = []
-    for seed, (a, b) in enumerate([(0.70, 0.75), (0.60, 0.66), (0.80, 0.84)]):
+    for seed, (a, b) in enumerate([(0.70, 0.75), (0.60, 0.66), (0.80, 0.84), (0.65, 0.70), (0.75, 0.80)]):
         rows.append({"key": "erm", "method": "ERM", "seed": seed, "es_dice": a, "dice": a, "worst_dice": a - 0.1})
         rows.append({"key": "x", "method": "X", "seed": seed, "es_dice": b, "dice": b, "worst_dice": a - 0.1})
+    few = aggregate_seeds(pd.DataFrame(rows[:6]))  # 3 seeds: the interval is their range, no verdict
+    thin = seed_comparison_report(few, benchmark_markdown(few), "erm", tmp_path / "t.html").read_text()
+    assert 'class="verdict-too-few-seeds"' in thin and 'class="verdict-better"' not in thin
+    assert "3 seeds are too few for a verdict" in benchmark_markdown(few)
     agg = aggregate_seeds(pd.DataFrame(rows))
     path = seed_comparison_report(
         agg,
@@ -319,7 +323,8 @@ def test_benchmark_report_from_seed_aggregate(tmp_path):
     header = re.search(r"<tr><th>method</th>(.*?)</tr>", page).group(1)
     assert header.count("<th>") == 3 and header.index("ES-Dice") < header.index("Worst-group Dice")
     row = re.search(r"<tr><td>X</td>(.*?)</tr>", page).group(1)
-    assert re.match(r'<td>\+0\.050 \(\+0\.04\d to \+0\.06\d\)<br><span class="verdict-better">better</span></td>', row)
+    better = r'<td>\+0\.050 \(\+0\.0[45]\d to \+0\.0[56]\d\)<br><span class="verdict-better">better</span></td>'
+    assert re.match(better, row)
     assert '<td>+0.000 (+0.000 to +0.000)<br><span class="verdict-no-clear-difference">' in row
     assert 'id="metric-' not in page  # no audit in a benchmark report
 

@@ -21,7 +21,9 @@ from typing import Any, Optional, Sequence
 import numpy as np
 import pandas as pd
 
+from duetfair.audit.markdown import md_text
 from duetfair.errors import DuetfairError, require
+from duetfair.io import read_table
 from duetfair.rundir import RunDir
 
 FORMATS = ("md", "csv", "json", "latex")
@@ -118,10 +120,64 @@ def compare_runs(
     rows = [run_row(d, attribute, None if names is None else names[i]) for i, d in enumerate(run_dirs)]
     attrs = {r["attribute"] for r in rows}
     require(len(attrs) == 1, f"compare: runs use different group attributes {sorted(attrs)}; choose one with --by")
+    require_same_evaluation(run_dirs)
     df = pd.DataFrame(rows)
     if df["method"].duplicated().any():
         df["method"] = [f"{m} ({Path(r).name})" for m, r in zip(df["method"], df["run"])]
     return df
+
+
+def _evaluation_identity(run: RunDir) -> tuple[Any, Any, Optional[set[str]]]:
+    """``(split, data, case ids)`` of a run's evaluation: the split and data ``summary.json`` names
+    (the data of the run's config.yaml for evaluations that did not record it), the ids of cases.csv."""
+    summary = run.read_json(run.summary, "summary")
+    data = summary.get("data")
+    if data is None and run.config.is_file():  # the resolved config the run saved (plain YAML)
+        import yaml
+
+        try:
+            section = (yaml.safe_load(run.config.read_text(encoding="utf-8")) or {}).get("data") or {}
+            data = {"kind": section.get("kind"), "args": dict(section.get("args") or {})}
+        except (yaml.YAMLError, AttributeError, TypeError, ValueError, RecursionError):
+            data = None
+    ids = None
+    if run.cases.is_file():
+        ids = set(read_table(run.cases, text_columns=["case_id"])["case_id"].astype(str))
+    return summary.get("split"), data, ids
+
+
+def require_same_evaluation(run_dirs: Sequence[str | Path]) -> None:
+    """Refuse runs evaluated on different splits, different data or different cases: their numbers
+    are not comparable (a ranking of them would compare the data, not the methods)."""
+    if len(run_dirs) < 2:
+        return
+    first = RunDir(run_dirs[0])
+    split0, data0, ids0 = _evaluation_identity(first)
+    for d in run_dirs[1:]:
+        run = RunDir(d)
+        split, data, ids = _evaluation_identity(run)
+        require(
+            split == split0,
+            f"compare: {first.root} was evaluated on split '{split0}' and {run.root} on '{split}'; "
+            f"compare evaluations of the same split (duetfair evaluate --split)",
+        )
+        require(
+            data0 is None or data is None or data == data0,
+            f"compare: {first.root} and {run.root} were evaluated on different data ({_short(data0)} vs "
+            f"{_short(data)}); compare runs evaluated on the same data",
+        )
+        if ids0 is not None and ids is not None:
+            shared = len(ids0 & ids)
+            require(
+                ids0 == ids,
+                f"compare: {first.root} ({len(ids0)} cases) and {run.root} ({len(ids)} cases) were evaluated on "
+                f"different cases ({shared} shared); compare runs evaluated on the same cases",
+            )
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    text = json.dumps(value, sort_keys=True, default=str)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def value_columns(df: pd.DataFrame) -> list[str]:
@@ -140,6 +196,25 @@ def best_rows(df: pd.DataFrame) -> dict[str, list[str]]:
             top = values.max()
             out[col] = [m for m, v in zip(df["method"], values) if v == top]
     return out
+
+
+_LATEX = {
+    "\\": "\\textbackslash{}",
+    "&": "\\&",
+    "%": "\\%",
+    "$": "\\$",
+    "#": "\\#",
+    "_": "\\_",
+    "{": "\\{",
+    "}": "\\}",
+    "~": "\\textasciitilde{}",
+    "^": "\\textasciicircum{}",
+}
+
+
+def latex_text(value: Any) -> str:
+    """``value`` as LaTeX text that typesets as itself (no command of the data is run), one line."""
+    return "".join(_LATEX.get(ch, ch) for ch in " ".join(str(value).split()))
 
 
 def _cell(value: float, ci: Optional[list[float]], digits: int) -> str:
@@ -177,9 +252,10 @@ def format_table(df: pd.DataFrame, fmt: str = "md", digits: int = 3) -> str:
             out[f"best_{c}"] = out["method"].isin(methods)
         return out.to_csv(index=False)
     header = [LABELS.get(c, c.replace("dice[", "Dice ").replace("iou[", "IoU ").rstrip("]")) for c in cols]
+    esc = md_text if fmt == "md" else latex_text  # method and group names come from user data
     lines: list[list[str]] = []
     for _, r in df.iterrows():
-        cells = [str(r["method"])]
+        cells = [esc(r["method"])]
         for c in cols:
             ci = r.get(f"{c}_ci") if f"{c}_ci" in df.columns else None
             text = _cell(r[c], ci, digits)
@@ -187,31 +263,26 @@ def format_table(df: pd.DataFrame, fmt: str = "md", digits: int = 3) -> str:
                 text = f"**{text}**" if fmt == "md" else f"\\textbf{{{text}}}"
             cells.append(text)
         if "worst_group" in df.columns:
-            cells.append(str(r["worst_group"]))
+            cells.append(esc(r["worst_group"]))
         lines.append(cells)
-    header = ["Method"] + header + (["Worst group"] if "worst_group" in df.columns else [])
+    header = [esc(h) for h in ["Method"] + header + (["Worst group"] if "worst_group" in df.columns else [])]
     if fmt == "md":
         attr = df["attribute"].iloc[0]
         rows = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
         rows += ["| " + " | ".join(c for c in cells) + " |" for cells in lines]
         note = (
-            f"\nGroups: `{attr}`. Values: point estimate (95 % bootstrap interval); best per column in bold. "
+            f"\nGroups: {md_text(attr)}. Values: point estimate (95 % bootstrap interval); best per column in bold. "
             "Worst-group CVaR10 = mean Dice of the worst 10 % of cases in the worst group (hidden failures).\n"
         )
         return "\n".join(rows) + "\n" + note
-    esc = [h.replace("_", "\\_").replace("%", "\\%").replace("&", "\\&") for h in header]
-    body = [
-        " & ".join(c.replace("_", "\\_").replace("&", "\\&") if not c.startswith("\\textbf") else c for c in cells)
-        + " \\\\"
-        for cells in lines
-    ]
+    body = [" & ".join(cells) + " \\\\" for cells in lines]
     spec = "l" + "c" * (len(header) - 1)
     return (
         "\n".join(
             [
                 "\\begin{tabular}{" + spec + "}",
                 "\\toprule",
-                " & ".join(esc) + " \\\\",
+                " & ".join(header) + " \\\\",
                 "\\midrule",
                 *body,
                 "\\bottomrule",
@@ -235,7 +306,7 @@ def _case_dice(run: RunDir, attribute: str) -> tuple[pd.DataFrame, str]:
     from duetfair.metrics.cases import case_level
 
     require(run.cases.is_file(), f"{run.root}: missing {run.cases.name}; run 'duetfair evaluate {run.root}' first")
-    frame = case_level(pd.read_csv(run.cases), ["dice"])
+    frame = case_level(read_table(run.cases, text_columns=["case_id"]), ["dice"])
     spec = GroupSpec.load(run.group_spec) if run.group_spec.is_file() else None
     labels = GroupSpec.for_table(frame, [attribute], base=spec).labels(frame, attribute)
     audit = run.read_json(run.audit, "audit") if run.audit.is_file() else {}
@@ -383,7 +454,7 @@ def comparison_report(
     if audit_run is not None:
         run = RunDir(audit_run)
         audit = run.read_json(run.audit, "audit")
-        cases = case_level(pd.read_csv(run.cases)) if run.cases.is_file() else None
+        cases = case_level(read_table(run.cases, text_columns=["case_id"])) if run.cases.is_file() else None
     runs = {str(m): str(r) for m, r in zip(table["method"], table["run"])}
     configs = {m: RunDir(r).config.read_text(encoding="utf-8") for m, r in runs.items() if RunDir(r).config.is_file()}
     prov = {
@@ -422,6 +493,22 @@ def comparison_report(
     )
 
 
+MIN_VERDICT_SEEDS = 5
+"""Fewest seeds for a better / worse verdict across seeds. With 2 or 3 seeds the percentile
+bootstrap interval of their mean is exactly their min-max range (every resample of 3 values has a
+chance of at least 1/27 > 2.5 % to repeat the smallest), not a 95 % interval: too thin to judge."""
+
+
+def seed_verdict(low: Any, high: Any, n_seeds: Any) -> str:
+    """Verdict of a difference across seeds: ``too few seeds`` below :data:`MIN_VERDICT_SEEDS`
+    (the evidence is too thin to call), else ``better`` / ``worse`` / ``no clear difference`` as for
+    cases."""
+    from duetfair.audit.findings import verdict
+
+    n = int(n_seeds) if n_seeds is not None and n_seeds == n_seeds else 0
+    return "too few seeds" if n < MIN_VERDICT_SEEDS else verdict(low, high)
+
+
 def seed_comparison_report(
     aggregate: pd.DataFrame,
     markdown: str,
@@ -438,7 +525,7 @@ def seed_comparison_report(
     ``key``, per score ``<col>``, ``<col>_ci`` across seeds and ``<col>_vs_<baseline>`` /
     ``..._ci``, as :func:`duetfair.experiments.methods.aggregate_seeds` writes it); ``markdown``
     is its table. ``references``: keys of rows shown as a reference (a ceiling), never the best."""
-    from duetfair.audit.findings import CONTENDER, verdict
+    from duetfair.audit.findings import CONTENDER
     from duetfair.audit.report import render_html
 
     cols = [c for c in columns if c in aggregate.columns and aggregate[c].notna().any()]
@@ -463,7 +550,7 @@ def seed_comparison_report(
                     "diff": float(d),
                     "low": float(ci[0]),
                     "high": float(ci[1]),
-                    "verdict": verdict(ci[0], ci[1]),
+                    "verdict": seed_verdict(ci[0], ci[1], r.get("n_seeds")),
                     "n_cases": None,
                 }
             )

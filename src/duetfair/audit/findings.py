@@ -164,7 +164,9 @@ def _worst_group(key: str, attr: str, a: Mapping[str, Any], hb: bool, level: flo
     else:
         text += "; it is the only group."
     side, share = ("below" if hb else "above"), f"{100 * level:g}%"
-    if sep is not None and len(groups) > 1:
+    if int(worst.get("n", 0)) < 2 and len(groups) > 1:
+        text += " One case has no interval: too few cases to call it worse than the others."
+    elif sep is not None and len(groups) > 1:
         separated, overlaps = sep
         if separated and not overlaps:
             text += f" Its {share} interval lies {side} those of all other groups."

@@ -22,7 +22,6 @@ and in no group) and are counted. :func:`write_audit` audits the table and write
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
@@ -35,6 +34,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from duetfair.audit.checks import count_value, load_json_strict, numeric_column, score_value
 from duetfair.data.groups import attribute_kind, known_values
 from duetfair.errors import DuetfairError, require
 from duetfair.io import read_table
@@ -69,13 +69,21 @@ def file_case_id(path: str, case_of: Callable[[str], str | None]) -> str | None:
 # ---- metadata ----------------------------------------------------------------------------------
 
 
-def read_metadata(path: str | os.PathLike[str], id_column: str | None = None) -> pd.DataFrame:
+def read_metadata(
+    path: str | os.PathLike[str], id_column: str | None = None, *, missing: Sequence[str] = ()
+) -> pd.DataFrame:
     """Metadata table (CSV, TSV, XLSX, Parquet) with its id column renamed ``case_id`` (first).
 
     The id column is ``id_column``, else ``case_id`` when present, else the first column. Ids are
-    compared as text (:func:`canonical_id`); a duplicate or empty id is an error.
+    read and compared as text (``007`` stays ``007``; :func:`canonical_id`); a duplicate or empty
+    id is an error. ``missing``: the table's own missing-value words (``NA``), see
+    :func:`duetfair.io.read_table`.
     """
-    df = read_table(path)
+    df = read_table(
+        path,
+        text_columns=lambda cols: [id_column or ("case_id" if "case_id" in cols else cols[0])] if cols else [],
+        missing=missing,
+    )
     require(len(df.columns) > 0 and len(df) > 0, f"metadata {path}: the table is empty; expected one row per case")
     df.columns = [str(c).strip() for c in df.columns]
     col = id_column or ("case_id" if "case_id" in df.columns else df.columns[0])
@@ -311,10 +319,7 @@ def read_nnunet_summary(
 
     p = Path(path)
     require(p.is_file(), f"{p}: file not found; expected nnU-Net's summary.json")
-    try:
-        data = json.loads(p.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise DuetfairError(f"{p}: not valid JSON ({' '.join(str(exc).split())[:120]})") from None
+    data = load_json_strict(p, "nnU-Net's summary.json")
     entries = data.get("metric_per_case") if isinstance(data, dict) else None
     require(
         isinstance(entries, list) and len(entries) > 0,
@@ -331,7 +336,15 @@ def read_nnunet_summary(
         require(file is not None, f"{p}: metric_per_case[{i}] has neither 'prediction_file' nor 'reference_file'")
         cid = file_case_id(str(file), case_of)
         require(cid is not None, f"{p}: file name '{file}' does not match --pattern '{pattern}'")
-        cases.append((cid, {_nnunet_ids(str(k), p): v for k, v in entry["metrics"].items()}))
+        cases.append(
+            (
+                cid,
+                {
+                    _nnunet_ids(str(k), p): _nnunet_checked(v, f"{p}: metric_per_case[{i}].metrics['{k}']")
+                    for k, v in entry["metrics"].items()
+                },
+            )
+        )
     keep = _nnunet_selection([k for _, m in cases for k in m], labels, regions or {}, p)
     rows = []
     for cid, metrics in cases:
@@ -340,12 +353,24 @@ def read_nnunet_summary(
                 continue
             row: dict[str, Any] = {"case_id": cid, "class": keep[ids]}
             for src, dst in NNUNET_METRICS.items():
-                if isinstance(values, dict) and src in values:
-                    row[dst] = np.nan if values[src] is None else values[src]
+                if src in values:
+                    row[dst] = values[src]
             rows.append(row)
     table = pd.DataFrame(rows)
     require("dice" in table.columns, f"{p}: no 'Dice' in the per-case metrics; expected nnU-Net v2's summary.json")
     return _finish(name_classes(_ordered(table, list(keep.values())), label_names), p)
+
+
+def _nnunet_checked(values: Any, where: str) -> dict[str, float]:
+    """The metrics of one label or region of an nnU-Net entry: an object whose Dice / IoU are numbers
+    or null and whose voxel counts are whole numbers >= 0 (:mod:`duetfair.audit.checks`)."""
+    require(isinstance(values, dict), f'{where}: expected an object of metrics such as {{"Dice": 0.9}}')
+    counts = ("n_ref", "n_pred")
+    return {
+        src: (count_value if dst in counts else score_value)(values[src], f"{where}.{src}")
+        for src, dst in NNUNET_METRICS.items()
+        if src in values
+    }
 
 
 def name_classes(table: pd.DataFrame, names: Mapping[int, str] | None) -> pd.DataFrame:
@@ -474,7 +499,7 @@ def read_monai_csv(
 
 
 def _read_csv(path: Path) -> pd.DataFrame:
-    df = read_table(path)
+    df = read_table(path, text_columns=("case_id", "filename"))
     require(len(df) > 0, f"{path}: the CSV has no rows")
     return df
 
@@ -500,6 +525,8 @@ def _read_one_monai(
         if "class" not in df.columns:
             df["class"] = 1
         df["class"] = [int(float(c)) if _is_int(c) else c for c in df["class"]]
+        for col in [c.lower() for c in metrics] + [c for c in ("n_ref", "n_pred") if c in df.columns]:
+            df[col] = numeric_column(df[col], f"{path}: column '{col}'", counts=col in ("n_ref", "n_pred"))
         return df[
             ["case_id", "class"] + [c.lower() for c in metrics] + [c for c in ("n_ref", "n_pred") if c in df.columns]
         ]
@@ -548,7 +575,7 @@ def _melt_monai(
             )
     long = df.melt(id_vars=["case_id"], value_vars=class_cols, var_name="_col", value_name=metric)
     long["class"] = long["_col"].map(dict(zip(class_cols, classes)))
-    long[metric] = pd.to_numeric(long[metric], errors="coerce")
+    long[metric] = numeric_column(long[metric], f"{path}: column of {metric}")
     return long[["case_id", "class", metric]]
 
 
@@ -586,7 +613,7 @@ def write_audit(
     """
     from duetfair.audit import audit_table
     from duetfair.audit.report import render_html, render_markdown
-    from duetfair.io import atomic_path, write_json, write_text
+    from duetfair.io import staged_outputs, write_json, write_text
 
     out = Path(out_dir)
     require(not out.exists() or out.is_dir(), f"--out {out}: exists and is not a folder")
@@ -612,17 +639,21 @@ def write_audit(
         audit["inputs"] = dict(inputs)
     if any(m.split("[")[0] == "hd95" for m in metrics):
         audit["units"] = {"hd95": str((units or {}).get("hd95", "unknown"))}
-    paths = {"cases": out / "cases.csv", "audit": out / "audit.json", "markdown": out / "audit.md"}
-    with atomic_path(paths["cases"]) as tmp:
-        cases.to_csv(tmp, index=False)
-    write_json(paths["audit"], audit)
-    write_text(paths["markdown"], render_markdown(audit, title=title))
-    try:
-        paths["html"] = render_html(audit, out / "report.html", cases=cases, title=title, gallery=gallery)
-    except ValueError as exc:  # a plotting problem must not lose the audit already written
-        warnings.warn(
-            f"report.html not written ({exc}); cases.csv, audit.json and audit.md are complete",
-            RuntimeWarning,
-            stacklevel=2,
-        )
-    return audit, paths
+    names = {"cases": "cases.csv", "audit": "audit.json", "markdown": "audit.md", "html": "report.html"}
+    with staged_outputs(out) as stage:  # all four files replace the previous ones together, or none does
+        cases.to_csv(stage / names["cases"], index=False)
+        write_json(stage / names["audit"], audit)
+        write_text(stage / names["markdown"], render_markdown(audit, title=title))
+        written = {"html": True}
+        try:
+            render_html(audit, stage / names["html"], cases=cases, title=title, gallery=gallery)
+        except ValueError as exc:
+            written["html"] = False  # a plotting problem must not lose the audit already written
+            warnings.warn(
+                f"report.html not written ({exc}); cases.csv, audit.json and audit.md are complete",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+    if not written["html"]:
+        (out / names["html"]).unlink(missing_ok=True)  # an older report would not match the new numbers
+    return audit, {k: out / v for k, v in names.items() if written.get(k, True)}

@@ -55,6 +55,7 @@ from duetfair.audit.findings import (
     pct,
     pvalue,
 )
+from duetfair.audit.markdown import md_cells, md_plain, md_text
 from duetfair.audit.metric_notes import metric_title, missing_note
 from duetfair.audit.report_certify import certify_figures, guarantee_tables, markdown_guarantees, summary_lines
 from duetfair.errors import require
@@ -107,8 +108,9 @@ def _hidden_name(h: Mapping[str, Any]) -> str:
 
 
 def _md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    """A Markdown table of plain-text cells (escaped: user values cannot add markup or cells)."""
+    lines = ["| " + " | ".join(map(md_text, header)) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(map(md_text, r)) + " |" for r in rows]
     return lines
 
 
@@ -130,35 +132,38 @@ def markdown_findings(audit: Mapping[str, Any]) -> list[str]:
         lines += _md_table(["headline", "value (95% CI)", "note"], [[c["label"], c["text"], c["note"]] for c in cards])
         lines.append("")
     for block in _finding_blocks(findings_of(audit)):
-        lines += [f"**{block['title']}**", ""]
-        lines += [f"- {'**Warning:** ' if f.get('level') == 'warning' else ''}{f['text']}" for f in block["entries"]]
+        lines += [f"**{md_text(block['title'])}**", ""]
+        lines += [
+            f"- {'**Warning:** ' if f.get('level') == 'warning' else ''}{md_text(f['text'])}" for f in block["entries"]
+        ]
         lines.append("")
     return lines
 
 
 def render_markdown(audit: Mapping[str, Any], *, title: str = "duetfair audit") -> str:
-    """Markdown report of an audit dict (same content as the JSON, for people)."""
+    """Markdown report of an audit dict (same content as the JSON, for people); every value from
+    the data (title, column and group names) is escaped (:func:`~duetfair.audit.markdown.md_text`)."""
     s = audit.get("settings", {})
-    lines = [f"# {title}", ""]
+    lines = [f"# {md_text(title)}", ""]
     lines.append(
-        f"{audit.get('n_rows', 0)} rows; attributes: {', '.join(audit.get('by', []))}; "
+        f"{audit.get('n_rows', 0)} rows; attributes: {md_text(', '.join(audit.get('by', [])))}; "
         f"{s.get('n_boot', 0)} bootstrap resamples (seed {s.get('seed', 0)}, "
         f"{int(100 * s.get('level', 0.95))}% percentile intervals); "
-        f"equity-scaled variant `{s.get('es_variant', 'sum_abs')}`; CVaR fraction {s.get('cvar_alpha', 0.1)}."
+        f"equity-scaled variant {md_text(s.get('es_variant', 'sum_abs'))}; CVaR fraction {s.get('cvar_alpha', 0.1)}."
     )
     lines.append("")
     lines += markdown_findings(audit)
     lines += markdown_guarantees(audit)
     for key, m in audit["metrics"].items():
         direction = "higher is better" if m.get("higher_is_better", True) else "lower is better"
-        lines += [f"## {metric_title(audit, key)} ({direction})", ""]
+        lines += [f"## {md_text(metric_title(audit, key))} ({direction})", ""]
         left_out = missing_note(m)
         lines.append(
             f"Overall: **{fmt_ci(m['overall']['mean'], m['overall']['ci'])}** over {m['n_cases']} cases{left_out}."
         )
         lines.append("")
         for attr, a in m["attributes"].items():
-            lines += [f"### {key} by {attr}", ""]
+            lines += [f"### {md_text(key)} by {md_text(attr)}", ""]
             rows = [
                 [
                     str(g["value"]) + (" (worst)" if str(g["value"]) == str(a["worst_group"]) else ""),
@@ -176,19 +181,19 @@ def render_markdown(audit: Mapping[str, Any], *, title: str = "duetfair audit") 
             )
             lines.append("")
             extra = (
-                f"; {a['n_unknown']} cases with unknown {attr} count only in the overall mean"
+                f"; {a['n_unknown']} cases with unknown {md_text(attr)} count only in the overall mean"
                 if a.get("n_unknown")
                 else ""
             )
             lines.append(
-                f"Worst group **{a['worst_group']}** ({fmt(a['worst_mean'])}), best {a['best_group']} "
-                f"({fmt(a['best_mean'])}), "
-                f"gap {fmt(a['gap'])}; ES-{key} **{fmt_ci(a['es'], a['es_ci'])}** (std variant {fmt(a['es_std'])}); "
+                f"Worst group **{md_text(a['worst_group'])}** ({fmt(a['worst_mean'])}), best "
+                f"{md_text(a['best_group'])} ({fmt(a['best_mean'])}), gap {fmt(a['gap'])}; "
+                f"ES-{md_text(key)} **{fmt_ci(a['es'], a['es_ci'])}** (std variant {fmt(a['es_std'])}); "
                 f"skewness {fmt(a['skewness'])}; worst-group CVaR10 {fmt(a['worst_cvar10'])}{extra}."
             )
             lines.append("")
         if m.get("subgroups"):
-            lines += [f"### Divergent subgroups of {key}", ""]
+            lines += [f"### Divergent subgroups of {md_text(key)}", ""]
             rows = [
                 [
                     itemset_label(sg["itemset"]),
@@ -210,7 +215,8 @@ def render_markdown(audit: Mapping[str, Any], *, title: str = "duetfair audit") 
         if m.get("hidden_subtype"):
             h = m["hidden_subtype"]
             lines.append(
-                f"Hidden hard subtype ({_hidden_name(h)}): {h['n']} cases, mean {key} {fmt(h['mean'])} vs "
+                f"Hidden hard subtype ({md_text(_hidden_name(h))}): {h['n']} cases, mean {md_text(key)} "
+                f"{fmt(h['mean'])} vs "
                 f"{fmt(h['mean_rest'])} for the rest; "
                 f"they are {_pct(h['share_in_worst_decile'])} of the worst 10% of cases."
             )
@@ -832,12 +838,16 @@ def _markdown_table(md: str) -> dict[str, Any] | None:
     if len(table) < 2:
         return None
 
-    def cells(line: str) -> list[str]:
-        return [c.strip() for c in line.strip().strip("|").split("|")]
+    def cells(line: str) -> list[str]:  # escaped cells (audit.markdown.md_text) back to their text
+        return [md_plain(c) for c in md_cells(line)]
 
-    rows = [[{"text": c.strip("*"), "best": c.startswith("**")} for c in cells(ln)] for ln in table[2:]]
+    def cell(text: str) -> dict[str, Any]:
+        best = text.startswith("**") and text.endswith("**") and len(text) > 4
+        return {"text": md_plain(text[2:-2] if best else text), "best": best}
+
+    rows = [[cell(c) for c in md_cells(ln)] for ln in table[2:]]
     note = " ".join(ln.strip() for ln in lines if ln.strip() and not ln.startswith("|"))
-    return {"header": cells(table[0]), "rows": rows, "note": note.replace("**", "").replace("`", "")}
+    return {"header": cells(table[0]), "rows": rows, "note": md_plain(note.replace("**", "").replace("`", ""))}
 
 
 def _comparison_context(

@@ -69,9 +69,11 @@ SCHEMA = "duetfair.audit/1"
 """Identifier of the audit JSON schema written by :func:`audit_table`."""
 
 
-def load_case_table(path: str | os.PathLike[str]) -> pd.DataFrame:
-    """Read a per-case table (``.csv``, ``.tsv``, ``.parquet``, ``.xlsx``) with one-line errors."""
-    df = read_table(path)
+def load_case_table(path: str | os.PathLike[str], *, missing: Sequence[str] = ()) -> pd.DataFrame:
+    """Read a per-case table (``.csv``, ``.tsv``, ``.parquet``, ``.xlsx``) with one-line errors;
+    ``case_id`` is text (``007`` keeps its zeros), ``missing``: the table's own missing-value words
+    (see :func:`duetfair.io.read_table`)."""
+    df = read_table(path, text_columns=["case_id"], missing=missing)
     require(len(df.columns) > 0 and len(df) > 0, f"{path}: the table is empty; expected one row per case")
     return df
 

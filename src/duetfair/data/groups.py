@@ -7,7 +7,7 @@ A :class:`GroupSpec` says which attributes define subgroups and how each raw val
   Asian/Black/White, or MAMA-MIA free-text ``menopause`` -> pre/post by prefix);
 * **binned** attributes: continuous values (age) cut at ``edges`` into labelled intervals.
 
-Missing values (:data:`MISSING_TOKENS`: empty, NaN, ``unknown``, ``-1``, ...) and unseen values
+Missing values (:data:`MISSING_TOKENS`: empty, NaN, ``unknown``, ``-1``, ``missing``) and unseen values
 become ``-1`` (unknown) and are counted (:meth:`GroupSpec.unknown_counts`), never a crash and never
 a silent merge into another group, unless the attribute names a ``missing`` group (MAMA-MIA counts
 missing menopause as its own ``unknown`` group).
@@ -42,8 +42,11 @@ from duetfair.io import write_json
 UNKNOWN = -1
 """Code of a missing or unseen attribute value."""
 
-MISSING_TOKENS = frozenset({"", "nan", "none", "null", "na", "n/a", "-1", "missing", "unknown"})
-"""Raw strings (stripped, case-insensitive) read as a missing attribute value."""
+MISSING_TOKENS = frozenset({"", "nan", "-1", "missing", "unknown"})
+"""Raw strings (stripped, case-insensitive) read as a missing attribute value. Words such as
+``NA``, ``None`` or ``null`` are not among them: they can be group names (North America); a
+table's own missing words are declared where it is read (``duetfair audit --missing NA``,
+:func:`duetfair.io.read_table`), and in a column of numbers they are missing numbers."""
 
 MAX_NUMERIC_LEVELS = 12
 """A column of numbers with more distinct values than this is continuous and must be binned."""
@@ -65,7 +68,7 @@ MAMAMIA_AGE_LABELS = ("0-40", "41-50", "51-60", "61-70", "71+")
 
 def is_missing(value: Any) -> bool:
     """True for ``None``, NaN, ``pd.NA``/``NaT``, the number -1 and the strings of
-    :data:`MISSING_TOKENS` (empty, ``unknown``, ``NA``, ...)."""
+    :data:`MISSING_TOKENS` (empty, ``nan``, ``unknown``, ``missing``, ``-1``)."""
     if value is None:
         return True
     if isinstance(value, str):
@@ -80,6 +83,15 @@ def is_missing(value: Any) -> bool:
         return bool(pd.isna(value))
     except (TypeError, ValueError):
         return False
+
+
+def is_missing_number(value: Any) -> bool:
+    """:func:`is_missing`, or a word for a missing number (``NA``, ``n/a``, ``null``, ``None``;
+    :data:`duetfair.io.NUMBER_NA_TOKENS`): in a column of numbers (an attribute cut into bins) such
+    a word cannot be a group name."""
+    from duetfair.io import NUMBER_NA_TOKENS
+
+    return is_missing(value) or (isinstance(value, str) and value.strip().lower() in NUMBER_NA_TOKENS)
 
 
 def canonical(value: Any) -> str:
@@ -183,7 +195,7 @@ class AttributeSpec:
 
     def encode(self, value: Any) -> int:
         """Code of one raw value; ``-1`` when missing (unless ``missing`` names a group) or unseen."""
-        if is_missing(value):
+        if is_missing_number(value) if self.binned else is_missing(value):
             return self._lookup[self._key(self.missing)] if self.missing is not None else UNKNOWN
         if self.binned:
             try:
@@ -225,7 +237,7 @@ class AttributeSpec:
         codes = np.digitize(np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0), self.edges, right=self.right).astype(
             np.int64
         )
-        missing = s.map(is_missing).to_numpy(dtype=bool)
+        missing = s.map(is_missing_number).to_numpy(dtype=bool)
         codes[~np.isfinite(x)] = UNKNOWN
         codes[missing] = self.encode(None)
         return codes
@@ -462,7 +474,8 @@ class GroupSpec:
         for a in self.specs:
             if a.name not in df.columns:
                 continue
-            vals = sorted({canonical(v) for v in df[a.name].tolist() if not is_missing(v) and a.encode(v) == UNKNOWN})
+            gone = is_missing_number if a.binned else is_missing
+            vals = sorted({canonical(v) for v in df[a.name].tolist() if not gone(v) and a.encode(v) == UNKNOWN})
             if vals:
                 out[a.name] = vals
         return out
@@ -622,7 +635,7 @@ class GroupSpec:
 def _require_numeric(col: pd.Series, name: str) -> None:
     """Refuse a column to bin that holds non-numeric, non-missing values (names the first one)."""
     numeric = pd.to_numeric(col, errors="coerce")
-    bad = col[numeric.isna() & ~col.map(is_missing)]
+    bad = col[numeric.isna() & ~col.map(is_missing_number)]
     require(
         bad.empty,
         f"column '{name}': value '{bad.iloc[0] if not bad.empty else ''}' is not numeric; expected numbers to bin",

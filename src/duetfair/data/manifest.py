@@ -243,8 +243,10 @@ def _sidecar(path: Path) -> dict[str, Any]:
         return {}
     try:
         data = json.loads(side.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise DuetfairError(f"manifest sidecar '{side}' is not valid JSON: {exc}") from exc
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DuetfairError(f"manifest sidecar '{side}' is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise DuetfairError(f"manifest sidecar '{side}' is nested too deeply; expected a JSON object") from None
     require(isinstance(data, dict), f"manifest sidecar '{side}' must hold a JSON object")
     return data
 

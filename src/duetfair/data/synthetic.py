@@ -766,7 +766,7 @@ def write_synthetic(
     ``spatial_dims`` and the group spec, so ``build_datasets("manifest", path=...)`` needs nothing
     else. Returns the manifest path.
     """
-    from duetfair.data.splits import assign_group_splits
+    from duetfair.data.splits import assign_splits
     from duetfair.io import staged_outputs, write_json
 
     root = Path(out_dir)
@@ -782,19 +782,10 @@ def write_synthetic(
     with staged_outputs(root) as stage:  # the whole dataset, or nothing
         (stage / "images").mkdir()
         (stage / "labels").mkdir()
-        img_col, lab_col, metas = [], [], []
-        for images, labels, part in generate_chunks(task, n, seed=seed, image_size=image_size, **params):
-            for i, cid in enumerate(part["case_id"]):
-                im, lb = writer(stage, cid, images[i], labels[i])
-                img_col.append(im)
-                lab_col.append(lb)
-            metas.append(part)
-        meta = pd.concat(metas, ignore_index=True)
-        meta["split"] = assign_group_splits(meta, spec, extra=[HIDDEN_COLUMN], fractions=fractions, seed=seed)
-        meta.insert(0, "label", lab_col)
-        meta.insert(0, "image", img_col)
-        cols = ["image", "label", "case_id", *spec.attributes, "split", HIDDEN_COLUMN]
-        meta[cols].to_csv(stage / manifest.name, index=False)
+        rows, strata = _write_cases(stage, task, n, spec, writer, seed=seed, image_size=image_size, **params)
+        splits = assign_splits(strata, fractions=fractions, stratify=list(strata.columns), seed=seed)
+        _write_manifest(stage / manifest.name, rows, splits.to_numpy(), strata[HIDDEN_COLUMN].to_numpy(), spec)
+        rows.unlink()
         write_json(
             stage / manifest.with_suffix(".json").name,
             {
@@ -806,6 +797,39 @@ def write_synthetic(
             },
         )
     return manifest
+
+
+def _write_cases(
+    stage: Path, task: str, n: int, spec: GroupSpec, writer: Any, **kwargs: Any
+) -> tuple[Path, pd.DataFrame]:
+    """Write the files of every case, chunk by chunk, streaming their manifest rows (without the
+    split) to a temporary CSV in ``stage``; memory stays one chunk whatever ``n``: per case only the
+    2 numbers the split is stratified by are kept (first attribute's code, hidden subtype).
+    Returns the rows file and those numbers (``__code_<attr>``, ``hidden_subtype``; int8 ``[n]``)."""
+    first = spec.attributes[0]
+    code, hidden = np.empty(int(n), dtype=np.int8), np.empty(int(n), dtype=np.int8)
+    rows = stage / ".rows.csv"
+    start = 0
+    with rows.open("w", encoding="utf-8", newline="") as f:
+        for images, labels, part in generate_chunks(task, n, **kwargs):
+            paths = [writer(stage, cid, images[i], labels[i]) for i, cid in enumerate(part["case_id"])]
+            part = part.assign(image=[p[0] for p in paths], label=[p[1] for p in paths])
+            part[["image", "label", "case_id", *spec.attributes]].to_csv(f, header=False, index=False)
+            stop = start + len(part)
+            code[start:stop] = spec.select([first]).encode_frame(part, require_columns=False)[:, 0]
+            hidden[start:stop] = part[HIDDEN_COLUMN].to_numpy(dtype=np.int64)
+            start = stop
+    return rows, pd.DataFrame({f"__code_{first}": code.astype(np.int64), HIDDEN_COLUMN: hidden.astype(np.int64)})
+
+
+def _write_manifest(path: Path, rows: Path, splits: np.ndarray, hidden: np.ndarray, spec: GroupSpec) -> None:
+    """``manifest.csv`` from the streamed rows: each line gets its split and hidden subtype
+    (columns ``image, label, case_id, <attributes>, split, hidden_subtype``), line by line."""
+    header = ",".join(["image", "label", "case_id", *spec.attributes, "split", HIDDEN_COLUMN])
+    with rows.open(encoding="utf-8", newline="") as src, path.open("w", encoding="utf-8", newline="") as dst:
+        dst.write(header + "\n")
+        for i, line in enumerate(src):
+            dst.write(f"{line.rstrip(chr(10)).rstrip(chr(13))},{splits[i]},{int(hidden[i])}\n")
 
 
 def _write_case_2d(root: Path, cid: str, image: torch.Tensor, label: torch.Tensor) -> tuple[str, str]:

@@ -65,7 +65,11 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
     payload = dict(state)
     payload["format_version"] = FORMAT_VERSION
     with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+        try:  # through a Python file, so a full disk is an OSError (ENOSPC), not torch's RuntimeError
+            with open(tmp, "wb") as f:
+                torch.save(payload, f)
+        except OSError as exc:
+            raise OSError(exc.errno, exc.strerror, str(path)) from None
     return Path(path)
 
 
@@ -77,11 +81,21 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     try:
         state = torch.load(p, map_location=map_location, weights_only=True)
     except Exception as exc:  # corrupt file, pickle with disallowed globals, ...
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DuetfairError(f"checkpoint {p}: cannot be loaded safely ({first[:160]})") from None
+        raise DuetfairError(f"checkpoint {p}: cannot be loaded safely ({_load_failure(exc)})") from None
     if not isinstance(state, dict) or "model" not in state:
         raise DuetfairError(f"checkpoint {p}: not a duetfair checkpoint (no 'model' entry)")
     return state
+
+
+def _load_failure(exc: Exception) -> str:
+    """Why ``torch.load(weights_only=True)`` failed, in words (PyTorch's own text is long and
+    suggests turning the safety off)."""
+    text = " ".join(str(exc).split())
+    if isinstance(exc, PermissionError):
+        return "permission denied"
+    if "Unsupported global" in text or "GLOBAL" in text:
+        return "it holds pickled objects other than tensors, which are never loaded; expected a duetfair checkpoint"
+    return "damaged, cut short or not a PyTorch checkpoint; expected a file written by 'duetfair train'"
 
 
 def model_state(state: dict[str, Any]) -> dict[str, torch.Tensor]:

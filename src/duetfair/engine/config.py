@@ -357,6 +357,8 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         raise DuetfairError(f"config {path}{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise DuetfairError(f"config {path}: cannot read ({getattr(exc, 'strerror', None) or exc})") from None
+    except RecursionError:
+        raise DuetfairError(f"config {path}: nested too deeply; expected a plain config") from None
     if data is None:
         raise DuetfairError(
             f"config {path} is empty; expected sections such as data, model, objective, train "
@@ -413,11 +415,27 @@ def load_raw(spec: str | Path, _seen: Optional[set[Path]] = None) -> dict[str, A
     parent = data.pop("extends", None)
     if parent is None:
         return data
-    if not isinstance(parent, str):
+    if not isinstance(parent, str) or not parent.strip():
         raise DuetfairError(f"config {path} extends: expected a file name, got {parent!r}")
-    local = path.parent / parent
-    base = load_raw(local if local.is_file() else parent, seen)
+    base = load_raw(_parent_config(path, parent.strip()), seen)
     return merge_configs(base, data)
+
+
+def _parent_config(path: Path, parent: str) -> Path:
+    """The file ``extends: parent`` of config ``path`` names: a file in the config's folder (or
+    below it), else a packaged config name. A path outside the folder (``../``, absolute) is refused."""
+    from duetfair.io import resolve_inside
+
+    local = resolve_inside(path.parent, parent, f"config {path} extends")
+    if local.is_file():
+        return local
+    packaged = packaged_config_dir() / (parent if parent.endswith((".yaml", ".yml")) else f"{parent}.yaml")
+    if Path(parent).name == parent and packaged.is_file():
+        return packaged
+    names = ", ".join(list_packaged_configs()[:12])
+    raise DuetfairError(
+        f"config {path} extends '{parent}': not found in {path.parent} nor a packaged config ({names}, ...)"
+    )
 
 
 def parse_override(item: str) -> tuple[list[str], Any]:
@@ -432,7 +450,7 @@ def parse_override(item: str) -> tuple[list[str], Any]:
         # YAML 1.1 reads on/off/yes/no as booleans; keep them as words (e.g. train.amp=off)
         keep = raw.strip().lower() in ("on", "off", "yes", "no", "y", "n")
         value = raw.strip() if keep else (yaml.safe_load(raw) if raw.strip() else "")
-    except yaml.YAMLError:
+    except (yaml.YAMLError, RecursionError):
         value = raw
     if isinstance(value, str):  # YAML 1.1 reads '3e-4' as a string
         try:

@@ -10,6 +10,7 @@ and audited with exactly the groups it was trained with.
 from __future__ import annotations
 
 import contextlib
+import sys
 import warnings
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional, Sequence
@@ -139,8 +140,22 @@ def load_model(
     cfg, record, spec = load_run(run_dir)
     require(checkpoint in ("best", "last"), f"--checkpoint '{checkpoint}': expected 'best' or 'last'")
     path = RunDir(run_dir).checkpoint("best" if checkpoint == "best" else "last")
-    if checkpoint == "best" and not path.is_file():
+    if checkpoint == "best" and not path.exists() and not path.is_symlink():
+        require(
+            record.best_epoch < 0,
+            f"checkpoint {path} is missing although epoch {record.best_epoch} was selected; the run folder is "
+            f"damaged: restore best.pt, or evaluate the final weights with --checkpoint last",
+        )
         path = RunDir(run_dir).checkpoint("last")
+        print(
+            f"warning: {run_dir}: no validation improved, so there is no best.pt; using the final weights "
+            f"({path.name})",
+            file=sys.stderr,
+        )
+    require(
+        path.is_file() or not path.exists(),
+        f"checkpoint {path} is not a file; expected the checkpoint written by 'duetfair train'",
+    )
     state = load_checkpoint(path, map_location="cpu")
     model = adapters.build_model(
         cfg.model.name,
@@ -262,6 +277,7 @@ def evaluate_run(
         write_json(out.audit, audit)
         used = "best" if checkpoint == "best" and run.checkpoint("best").is_file() else "last"
         summary = _summary(run.root, record, cfg, split, used, table, frame, audit, ds.hidden)
+        summary["data"] = {"kind": str(getattr(data_cfg.kind, "value", data_cfg.kind)), "args": dict(data_cfg.args)}
         write_json(out.summary, summary)
         if report:
             from duetfair.audit.report import TrainingView, provenance, render_html

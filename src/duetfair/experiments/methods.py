@@ -27,6 +27,7 @@ from typing import Any, Callable, Optional, Sequence
 import numpy as np
 import pandas as pd
 
+from duetfair.audit.compare import MIN_VERDICT_SEEDS
 from duetfair.engine.recipes import RECIPES
 from duetfair.errors import require
 from duetfair.metrics.bootstrap import bootstrap_means, percentile_ci
@@ -487,7 +488,8 @@ PAIRED_COLUMNS = ("dice", *VERDICT_COLUMNS)
 
 
 def verdict(ci: Sequence[float] | None) -> str:
-    """``better`` / ``worse`` when the paired interval excludes 0, else ``no clear difference``."""
+    """``better`` / ``worse`` when the paired interval excludes 0, else ``no clear difference``
+    (the benchmark tables give none below :data:`~duetfair.audit.compare.MIN_VERDICT_SEEDS` seeds)."""
     if ci is None or not all(math.isfinite(x) for x in ci):
         return "n/a"
     return "better" if ci[0] > 0 else "worse" if ci[1] < 0 else "no clear difference"
@@ -518,7 +520,18 @@ def benchmark_markdown(agg: pd.DataFrame, baselines: str | Sequence[str] = ("erm
         name = DISPLAY.get(b, b)
         paired = [c for c in PAIRED_COLUMNS if f"{c}_vs_{b}" in agg.columns]
         header = ["Method"] + [f"{LABELS.get(c, c)} vs {name}" for c in paired] + ["verdict"]
-        lines += ["", f"Paired difference to {name} (same seed; 95% interval across seeds):", ""]
+        thin = bool((agg["n_seeds"] < MIN_VERDICT_SEEDS).any())
+        lines += [
+            "",
+            f"Paired difference to {name} (same seed; 95% interval across seeds"
+            + (
+                f"; with fewer than {MIN_VERDICT_SEEDS} seeds it is about the seeds' range, not a 95% interval"
+                if thin
+                else ""
+            )
+            + "):",
+            "",
+        ]
         lines += _row(header) + ["|" + "|".join("---" for _ in header) + "|"]
         for _, r in agg.iterrows():
             if r["key"] == b:
@@ -529,7 +542,12 @@ def benchmark_markdown(agg: pd.DataFrame, baselines: str | Sequence[str] = ("erm
                 for c in VERDICT_COLUMNS
                 if f"{c}_vs_{b}" in agg.columns and math.isfinite(r[f"{c}_vs_{b}"])
             ]
-            cells.append("; ".join(marks) if r["n_seeds"] > 1 else "n/a (1 seed)")
+            if r["n_seeds"] <= 1:
+                cells.append("n/a (1 seed)")
+            elif r["n_seeds"] < MIN_VERDICT_SEEDS:
+                cells.append(f"none: {r['n_seeds']} seeds are too few for a verdict (at least {MIN_VERDICT_SEEDS})")
+            else:
+                cells.append("; ".join(marks))
             lines += _row(cells)
     return "\n".join(lines) + "\n"
 

@@ -45,10 +45,9 @@ from __future__ import annotations
 import math
 import os
 import re
-import sys
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,6 +57,7 @@ import numpy as np
 import pandas as pd
 
 from duetfair.errors import DuetfairError, require
+from duetfair.metrics.score_checks import check_label_names, check_nsd_tolerance
 from duetfair.options import EmptyPolicy, parse
 
 LABEL_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd", ".png", ".bmp", ".tif", ".tiff", ".npy", ".npz")
@@ -143,20 +143,23 @@ def parse_label_names(text: str | None, labels: Sequence[int] | None) -> dict[in
     if all("=" in s for s in items):
         pairs = [s.split("=", 1) for s in items]
         try:
-            return {int(k): v.strip() for k, v in pairs}
+            ids = [int(k) for k, _ in pairs]
         except ValueError:
             raise DuetfairError(f"--label-names '{text}': expected ID=NAME pairs such as 1=rim,2=cup") from None
+        twice = sorted({i for i in ids if ids.count(i) > 1})
+        require(not twice, f"--label-names '{text}': label {twice[0] if twice else ''} is named twice; name each once")
+        return check_label_names(text, {i: v.strip() for i, (_, v) in zip(ids, pairs)})
     require(
         not any("=" in s for s in items),
         f"--label-names '{text}': use either names (rim,cup) or ID=NAME pairs, not both",
     )
     if labels is None:
-        return {-(i + 1): name for i, name in enumerate(items)}
+        return check_label_names(text, {-(i + 1): name for i, name in enumerate(items)})
     require(
         len(items) == len(labels),
         f"--label-names '{text}': {len(items)} names for {len(labels)} labels ({', '.join(map(str, labels))})",
     )
-    return dict(zip(labels, items))
+    return check_label_names(text, dict(zip(labels, items)))
 
 
 def resolve_label_names(names: Mapping[int, str], labels: Sequence[int]) -> dict[int, str]:
@@ -284,7 +287,15 @@ def match_folders(
 def read_label_map(path: Path) -> tuple[np.ndarray, tuple[float, ...]]:
     """Read a label map with MONAI ``LoadImage`` -> ``(array [*S], spacing)`` (one value per axis;
     mm from the header of NIfTI / NRRD / MHA, 1.0 for formats without spacing)."""
+    arr, spacing, _ = read_label_image(path)
+    return arr, spacing
+
+
+def read_label_image(path: Path) -> tuple[np.ndarray, tuple[float, ...], np.ndarray | None]:
+    """:func:`read_label_map` and the voxel-to-world affine ``(D+1, D+1)`` of formats with a
+    header (None for PNG / NPY / NPZ). A volume with a 4th axis of several values is refused."""
     from duetfair.data.transforms import make_loader
+    from duetfair.metrics.geometry import affine_matrix
     from duetfair.metrics.overlap import read_nifti_labels
 
     try:
@@ -292,7 +303,7 @@ def read_label_map(path: Path) -> tuple[np.ndarray, tuple[float, ...]]:
     except Exception:  # noqa: BLE001 - MONAI's path below reports the unreadable file
         fast = None
     if fast is not None:
-        return fast[0], fast[1]
+        return fast[0], fast[1], fast[2] if fast[2].shape[0] == fast[0].ndim + 1 else None
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -309,6 +320,12 @@ def read_label_map(path: Path) -> tuple[np.ndarray, tuple[float, ...]]:
     spacing = (
         tuple(float(s) for s in np.asarray(img.pixdim, dtype=np.float64).reshape(-1)) if hasattr(img, "pixdim") else ()
     )
+    headered = not path.name.lower().endswith(NO_SPACING_SUFFIXES)
+    require(
+        arr.shape[0] == 1 or not headered,
+        f"{path}: a {arr.ndim}D image of shape {tuple(arr.shape[1:]) + (arr.shape[0],)}; expected a 2D or 3D "
+        f"label map (one value per voxel), not a series or several channels",
+    )
     if arr.shape[0] > 1:
         require(
             bool((arr == arr[:1]).all()),
@@ -318,7 +335,8 @@ def read_label_map(path: Path) -> tuple[np.ndarray, tuple[float, ...]]:
     require(arr.ndim in (2, 3), f"{path}: shape {tuple(arr.shape)}; expected a 2D or 3D label map")
     if len(spacing) != arr.ndim:
         spacing = (1.0,) * arr.ndim
-    return arr, spacing
+    affine = affine_matrix(img) if headered else None
+    return arr, spacing, affine if affine is not None and affine.shape[0] == arr.ndim + 1 else None
 
 
 def label_values(arr: np.ndarray, path: Path) -> tuple[np.ndarray, list[int]]:
@@ -399,12 +417,29 @@ def load_pair(
     pair: CasePair, allowed: frozenset[int] | None
 ) -> tuple[np.ndarray, np.ndarray, tuple[float, ...], list[int], list[int]]:
     """Read and check one case -> ``(pred [*S], ref [*S], reference spacing, pred labels, ref labels)``."""
-    ref, spacing = read_label_map(pair.ref)
+    ref, spacing, ref_affine = read_label_image(pair.ref)
     ref, ref_labels = label_values(ref, pair.ref)
     _check_allowed(ref_labels, allowed, pair.ref)
     if pair.pred is None:
         return np.zeros_like(ref), ref, spacing, [], ref_labels
-    pred, pred_spacing = read_label_map(pair.pred)
+    pred, pred_spacing, pred_affine = read_label_image(pair.pred)
+    geometry = None
+    if pred_affine is not None and ref_affine is not None:  # both placed in space: compare there
+        from duetfair.metrics.geometry import align_to_reference
+
+        try:
+            pred = align_to_reference(
+                pred,
+                pred_affine,
+                ref.shape,
+                ref_affine,
+                case_id=pair.case_id,
+                pred_name=pair.pred.name,
+                ref_name=pair.ref.name,
+            )
+            pred_spacing = spacing
+        except DuetfairError as exc:  # reported after the plainer shape and spacing messages
+            geometry = exc
     require(
         pred.shape == ref.shape,
         f"case '{pair.case_id}': prediction shape {tuple(pred.shape)} ({pair.pred.name}) differs from "
@@ -417,6 +452,8 @@ def load_pair(
             f"case '{pair.case_id}': prediction spacing {_fmt_tuple(pred_spacing)} ({pair.pred.name}) differs from "
             f"reference spacing {_fmt_tuple(spacing)} ({pair.ref.name}); resample the prediction to the reference grid",
         )
+    if geometry is not None:
+        raise geometry
     pred, pred_labels = label_values(pred, pair.pred)
     _check_allowed(pred_labels, allowed, pair.pred)
     return pred, ref, spacing, pred_labels, ref_labels
@@ -493,9 +530,10 @@ def score_chunk(pairs: Sequence[CasePair], spec: ScoreSpec) -> list[CaseScore]:
 
 
 def default_workers() -> int:
-    """``min(available CPU cores, 8)``."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, min(cores, 8))
+    """``min(available CPU cores, 8)``, fewer when memory is short (:func:`duetfair.procs.cap_workers`)."""
+    from duetfair.procs import cap_workers
+
+    return cap_workers(None)[0]
 
 
 def _init_worker() -> None:
@@ -534,27 +572,24 @@ def _run_here(pairs: Sequence[CasePair], spec: ScoreSpec, progress: Callable[[in
 def _run_pool(
     pairs: Sequence[CasePair], spec: ScoreSpec, workers: int, progress: Callable[[int], None] | None
 ) -> list[CaseScore]:
-    import multiprocessing as mp
+    from duetfair.procs import worker_pool
 
-    ctx = mp.get_context("fork" if sys.platform.startswith("linux") else "spawn")
     chunks = _chunks(pairs, workers)
     results: dict[int, list[CaseScore]] = {}
-    with ProcessPoolExecutor(max_workers=min(workers, len(chunks)), mp_context=ctx, initializer=_init_worker) as pool:
-        futures = {pool.submit(score_chunk, chunk, spec): i for i, chunk in enumerate(chunks)}
-        pending = set(futures)
-        try:
+    try:  # workers die with this process, and at once on Ctrl-C (duetfair.procs)
+        with worker_pool(min(workers, len(chunks)), initializer=_init_worker) as pool:
+            futures = {pool.submit(score_chunk, chunk, spec): i for i, chunk in enumerate(chunks)}
+            pending = set(futures)
             while pending:
                 done, pending = wait(pending, return_when=FIRST_COMPLETED)
                 for fut in done:
                     results[futures[fut]] = fut.result()
                     if progress is not None:
                         progress(len(chunks[futures[fut]]))
-        except BrokenProcessPool:
-            raise DuetfairError(
-                f"a scoring worker process died (out of memory?); retry with fewer --workers than {workers}"
-            ) from None
-        finally:
-            pool.shutdown(wait=False, cancel_futures=True)
+    except BrokenProcessPool:
+        raise DuetfairError(
+            f"a scoring worker process died (out of memory?); retry with fewer --workers than {workers}"
+        ) from None
     return [s for i in range(len(chunks)) for s in results[i]]
 
 
@@ -626,6 +661,7 @@ def check_spec(spec: ScoreSpec, label_names: Mapping[int, str] | None = None) ->
     """One-line errors for an unknown metric or empty-mask policy, or positional names that cannot apply."""
     unknown = [m for m in spec.metrics if m not in SCORE_METRICS]
     require(not unknown, f"--metric {unknown[0] if unknown else ''}: expected one of {', '.join(SCORE_METRICS)}")
+    check_nsd_tolerance(spec.nsd_tolerance)
     positional = bool(label_names) and any(k < 0 for k in (label_names or {}))
     require(
         not (positional and spec.labels is None and spec.regions),

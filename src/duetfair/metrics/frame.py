@@ -60,6 +60,7 @@ def metric_values(df: pd.DataFrame, metric: str) -> np.ndarray:
         f"metric column '{metric}' not in the table; available columns: {', '.join(map(str, df.columns))}",
     )
     col = df[metric]
+    require(not pd.api.types.is_bool_dtype(col), f"metric column '{metric}': holds true/false, not numbers")
     numeric = pd.to_numeric(col, errors="coerce")
     bad = col[
         numeric.isna()
@@ -270,11 +271,11 @@ class GroupMetricFrame:
                     self.values, self.codes, len(self.group_names), self.n_boot, rng
                 )
                 es_samples = equity_scaled(strat_overall, groups, self.es_variant) if self.es_defined else None
-                self._cache["boot"] = {
-                    "groups": percentile_ci_columns(groups, self.level),
-                    "es": percentile_ci(es_samples, self.level)
-                    if es_samples is not None
-                    else (float("nan"), float("nan")),
+                cis = [self._bounded(ci) for ci in percentile_ci_columns(groups, self.level)]
+                nan = (float("nan"), float("nan"))
+                self._cache["boot"] = {  # one case has no spread: its interval is undefined, not [x, x]
+                    "groups": [ci if k >= 2 else nan for ci, k in zip(cis, self.group_sizes)],
+                    "es": self._bounded(percentile_ci(es_samples, self.level)) if es_samples is not None else nan,
                     "es_samples": es_samples,
                 }
         return self._cache["boot"]
@@ -287,8 +288,15 @@ class GroupMetricFrame:
                 self._cache["overall"] = (float("nan"), float("nan"))
             else:
                 samples = bootstrap_means(self.values, self.n_boot, np.random.default_rng((self.seed, 0)))
-                self._cache["overall"] = percentile_ci(samples, self.level)
+                self._cache["overall"] = self._bounded(percentile_ci(samples, self.level))
         return self._cache["overall"]
+
+    def _bounded(self, ci: tuple[float, float]) -> tuple[float, float]:
+        """An interval of a metric bounded in [0, 1] clipped to it (sums of resamples can end a
+        rounding error outside, e.g. 1.0000000003)."""
+        if self.metric.lower() not in BOUNDED_METRICS:
+            return ci
+        return (float(np.clip(ci[0], 0.0, 1.0)), float(np.clip(ci[1], 0.0, 1.0)))
 
     @property
     def es_ci(self) -> tuple[float, float]:

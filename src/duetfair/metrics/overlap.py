@@ -26,8 +26,8 @@ NIFTI_SUFFIXES = (".nii", ".nii.gz")
 
 def read_nifti_labels(path: Path) -> tuple[np.ndarray, tuple[float, ...], np.ndarray] | None:
     """``(array [*S] in the file's dtype, spacing per axis, affine 4x4)`` of a 2D / 3D NIfTI label
-    map (a trailing channel axis of identical channels is dropped); None for anything else (the
-    caller then reads it with MONAI). Unreadable files raise nibabel's error."""
+    map (a trailing axis of length 1 is dropped); None for anything else (the caller then reads it
+    with MONAI, which refuses several volumes). Unreadable files raise nibabel's error."""
     import nibabel as nib
 
     if not path.name.lower().endswith(NIFTI_SUFFIXES):
@@ -35,8 +35,8 @@ def read_nifti_labels(path: Path) -> tuple[np.ndarray, tuple[float, ...], np.nda
     img: Any = nib.load(str(path))
     arr = np.asanyarray(img.dataobj)
     if arr.ndim == 4 and arr.shape[-1] >= 1:
-        if arr.shape[-1] > 1 and not bool((arr == arr[..., :1]).all()):
-            return None  # several different channels: MONAI's path reports it
+        if arr.shape[-1] > 1:
+            return None  # several volumes (a 4D series, channels): MONAI's path refuses it
         arr = arr[..., 0]
     if arr.ndim not in (2, 3) or arr.dtype.kind not in "uib" or not isinstance(arr, np.ndarray):
         return None

@@ -1,0 +1,97 @@
+"""Checks of score files written by other tools (nnU-Net's ``summary.json``, MONAI CSVs).
+
+A reader that accepts what it should question gives a silent wrong number: a JSON ``true`` read as
+Dice 1, a key given twice of which the last silently wins, a negative or fractional voxel count.
+These helpers refuse such values with one line naming the file, the entry and the value.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from duetfair.errors import DuetfairError
+
+MAX_JSON_BYTES = 1 << 30
+"""Largest score file read (1 GiB)."""
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise DuetfairError(f"key '{str(key)[:80]}' is given twice in one object; expected each key once")
+        out[key] = value
+    return out
+
+
+def load_json_strict(path: Path, what: str) -> Any:
+    """Parse a JSON file, refusing a key given twice in one object (JSON readers keep the last) and
+    nesting deeper than Python can follow, with one-line errors naming ``path``."""
+    try:
+        size = path.stat().st_size
+        if size > MAX_JSON_BYTES:
+            raise DuetfairError(f"{size} bytes; at most {MAX_JSON_BYTES} bytes are read")
+        return json.loads(path.read_text(encoding="utf-8"), object_pairs_hook=_no_duplicates)
+    except DuetfairError as exc:
+        raise DuetfairError(f"{path}: {exc} ({what})") from None
+    except RecursionError:
+        raise DuetfairError(f"{path}: nested too deeply to be {what}") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise DuetfairError(f"{path}: not valid JSON ({' '.join(str(exc).split())[:120]})") from None
+
+
+def score_value(value: Any, where: str) -> float:
+    """A metric value of a score file: a number or null (NaN); a boolean, text, list or object is
+    refused (``where`` names the file and entry)."""
+    if value is None:
+        return math.nan
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise DuetfairError(f"{where}: value {_show(value)} is not a number; expected a number or null")
+    return float(value)
+
+
+def count_value(value: Any, where: str) -> float:
+    """A voxel count (``n_ref``, ``n_pred``): a whole number >= 0 or null (NaN)."""
+    x = score_value(value, where)
+    if math.isnan(x):
+        return x
+    if not math.isfinite(x) or x < 0 or not x.is_integer():
+        raise DuetfairError(f"{where}: value {_show(value)} is not a voxel count; expected a whole number >= 0")
+    return x
+
+
+def _show(value: Any) -> str:
+    text = json.dumps(value) if not isinstance(value, float) else repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def numeric_column(values: Any, where: str, *, counts: bool = False) -> Any:
+    """A column of a score CSV as float numbers: empty cells and missing-number words (``nan``,
+    ``NA``) are NaN; any other text (``good``, ``True``) is refused naming the first such value;
+    with ``counts`` the numbers must be whole and >= 0 (voxel counts)."""
+    import pandas as pd
+
+    from duetfair.io import NUMBER_NA_TOKENS
+
+    series = pd.Series(values)
+    if series.dtype == bool:
+        raise DuetfairError(f"{where}: value {series.iloc[0]} is not a number; expected numbers")
+    text = series.astype(object).where(series.notna(), "").astype(str).str.strip()
+    numbers = pd.to_numeric(text.where(text != "", None), errors="coerce")
+    bad = numbers.isna() & (text != "") & ~text.str.lower().isin(NUMBER_NA_TOKENS)
+    if bad.any():
+        raise DuetfairError(f"{where}: value '{_cut(text[bad].iloc[0])}' is not a number; expected numbers")
+    out = numbers.astype("float64")
+    if counts:
+        finite = out.dropna()
+        wrong = finite[(finite < 0) | ~finite.map(lambda x: math.isfinite(x) and float(x).is_integer())]
+        if len(wrong):
+            raise DuetfairError(f"{where}: value {wrong.iloc[0]:g} is not a voxel count; expected a whole number >= 0")
+    return out.to_numpy()
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= 40 else text[:37] + "..."
