@@ -80,6 +80,18 @@ def w(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     for name in ("run_badjson", "run_nojson", "run_badckpt", "run_otherckpt", "run_nan"):
         shutil.copytree(root / "run", root / name)
+    for name in ("run_nobest", "run_bestdir", "run_deepjson", "run_randomckpt", "run_zipckpt"):
+        shutil.copytree(root / "run", root / name)
+    (root / "run_nobest" / "checkpoints" / "best.pt").unlink()  # run.json says an epoch was selected
+    (root / "run_bestdir" / "checkpoints" / "best.pt").unlink()
+    (root / "run_bestdir" / "checkpoints" / "best.pt").mkdir()
+    (root / "run_deepjson" / "run.json").write_text("[" * 100000 + "]" * 100000)
+    (root / "run_randomckpt" / "checkpoints" / "best.pt").write_bytes(np.random.default_rng(0).bytes(4096))
+    (root / "run_zipckpt" / "checkpoints" / "best.pt").write_bytes(b"PK\x03\x04" + bytes(600))
+    (root / "pm_escape.csv").write_text("image\n../../etc/passwd\n")
+    (root / "pm_abs.csv").write_text("image\n/etc/passwd\n")
+    (root / "pm_noimage.csv").write_text("case_id\na\n")
+    (root / "pm_empty.csv").write_text("image,case_id\n,a\n")
     (root / "run_badjson" / "run.json").write_text("{not json")
     (root / "run_nojson" / "run.json").unlink()
     (root / "run_badckpt" / "checkpoints" / "best.pt").write_bytes(b"garbage")
@@ -373,6 +385,17 @@ def _cases(w: Path) -> list[tuple[str, list[str], str]]:
         ("init-config not a manifest", ["init-config", str(w / "cases.csv"), "--out", str(w / "x.yaml")], "image"),
         ("demo tiny table", ["demo", "--table-only", "--n", "3", "--out", out], "at least 10"),
         ("demo out is file", ["demo", "--table-only", "--out", str(w / "file.txt")], "cannot use"),
+        # ---- damaged run folders and prediction manifests (issue 28) ----
+        ("evaluate best.pt gone", ["evaluate", str(w / "run_nobest")], "missing although epoch"),
+        ("evaluate best.pt a folder", ["evaluate", str(w / "run_bestdir")], "not a file"),
+        ("evaluate deep run.json", ["evaluate", str(w / "run_deepjson")], "nested too deeply"),
+        ("evaluate random-bytes checkpoint", ["evaluate", str(w / "run_randomckpt")], "damaged, cut short"),
+        ("evaluate broken zip checkpoint", ["evaluate", str(w / "run_zipckpt")], "damaged, cut short"),
+        ("predict best.pt gone", ["predict", str(w / "run_nobest"), str(w / "ok.png"), "--out", out], "missing"),
+        ("predict manifest escape", ["predict", r, "--manifest", str(w / "pm_escape.csv"), "--out", out], "escapes"),
+        ("predict manifest absolute", ["predict", r, "--manifest", str(w / "pm_abs.csv"), "--out", out], "absolute"),
+        ("predict manifest no image", ["predict", r, "--manifest", str(w / "pm_noimage.csv"), "--out", out], "image"),
+        ("predict manifest no file", ["predict", r, "--manifest", str(w / "pm_empty.csv"), "--out", out], "empty"),
     ]
 
 

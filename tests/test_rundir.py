@@ -68,3 +68,17 @@ def test_stale_lock_file_without_a_holder_is_recovered(tmp_path: Path) -> None:
     assert not run.locked()
     with run.lock("duetfair evaluate"):
         assert run.locked()
+
+
+def test_the_first_reader_rewrites_a_dead_run_as_interrupted(tmp_path: Path) -> None:
+    """After kill -9 the killed process cannot update run.json; whoever reads it next does."""
+    run = RunDir(tmp_path / "run")
+    run.root.mkdir()
+    run.write_record(_record("running"))
+    assert json.loads(run.record.read_text())["status"] == "running"
+    assert run.read_record().status == "interrupted"
+    assert json.loads(run.record.read_text())["status"] == "interrupted"  # on disk too
+    with run.lock("duetfair train"):  # a live writer: its running run.json is left as it is
+        run.write_record(_record("running"))
+        assert run.read_record().status == "running"
+        assert json.loads(run.record.read_text())["status"] == "running"

@@ -174,7 +174,9 @@ def read_table(
     raw = {"keep_default_na": False, "na_values": [""]}
     try:
         if suffix in (".xlsx", ".xls"):
-            table = pd.read_excel(p, sheet_name=sheet if sheet is not None else 0, engine="openpyxl", **raw)
+            table = pd.read_excel(
+                p, sheet_name=sheet if sheet is not None else 0, engine="openpyxl", dtype=object, **raw
+            )
         elif suffix in (".parquet", ".pq"):
             table = pd.read_parquet(p)
         else:

@@ -114,8 +114,15 @@ def test_aggregate_seeds_paired_differences() -> None:
     lo, hi = x["es_dice_vs_erm_ci"]
     assert 0.04 - 1e-9 <= lo <= hi <= 0.06 + 1e-9
     md = benchmark_markdown(agg)
-    assert "ES-Dice: better" in md  # every seed improved: the interval excludes 0
+    assert "ES-Dice: better" not in md and "3 seeds are too few for a verdict" in md  # 3 seeds: their range
     assert "Paired difference to ERM" in md and "| ERM |" in md.split("Paired")[0]
+    more = [
+        {**r, "seed": r["seed"] + 3 * k, "es_dice": r["es_dice"] + 0.001 * k, "dice": r["dice"] + 0.001 * k}
+        for k in range(2)
+        for r in rows
+    ]
+    md = benchmark_markdown(aggregate_seeds(pd.DataFrame(more)))
+    assert "ES-Dice: better" in md  # 6 seeds, every one improved: the interval excludes 0
     assert np.isnan(seed_ci(np.array([0.5]))[0])  # one seed: no interval
 
 

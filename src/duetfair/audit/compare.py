@@ -71,6 +71,10 @@ def run_row(
     audit = run.read_json(evaluation.audit, "audit")
     summary = run.read_json(evaluation.summary, "summary")
     record = run.read_record() if run.record.is_file() else None
+    require(
+        isinstance(audit.get("metrics"), dict) and isinstance(audit["metrics"].get("dice"), dict),
+        f"{root}: audit has no metric 'dice'; expected the audit.json of 'duetfair evaluate'",
+    )
     if attribute is None:
         attribute = (record.group_attribute if record else None) or next(
             iter(audit["metrics"]["dice"].get("attributes", {})), None

@@ -108,7 +108,8 @@ def manifest_datasets(
             ``{"image": "t1_path", "label": "mask", "case_id": "patient"}``.
     """
     path = Path(path)
-    df = rename_roles(read_table(path), columns, path)
+    ids = {n.lower() for n in ROLE_ALIASES["case_id"]} | {str((columns or {}).get("case_id", "")).lower()}
+    df = rename_roles(read_table(path, text_columns=lambda cols: [c for c in cols if c.lower() in ids]), columns, path)
     sidecar = _sidecar(path)
     hidden = HiddenColumn.parse(hidden_column)
     if hidden_column is not None:

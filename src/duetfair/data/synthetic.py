@@ -775,6 +775,7 @@ def write_synthetic(
         overwrite or not manifest.exists(),
         f"'{manifest}' already exists; choose another --out folder or pass --overwrite",
     )
+    require(isinstance(n, (int, np.integer)) and int(n) >= 1, f"number of cases must be >= 1, got {n}")
     require(int(n) <= MAX_CASES_ON_DISK, f"--n {n}: at most {MAX_CASES_ON_DISK} cases are written")
     p = make_params(task, image_size, **params)
     spec = group_spec(task, p)

@@ -107,7 +107,8 @@ def manifest_cases(
     from duetfair.io import read_table, resolve_inside
 
     path = Path(path)
-    df = read_table(path)
+    ids = set(ROLE_ALIASES["case_id"])
+    df = read_table(path, text_columns=lambda cols: [c for c in cols if c.lower() in ids])  # "007" stays "007"
     image_col = _role_column(df, "image")
     require(
         image_col is not None,
