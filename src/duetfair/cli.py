@@ -958,7 +958,8 @@ def benchmark_cmd(
     """Compare fairness methods over several seeds, on a synthetic task or on any config (your data).
 
     Per method: mean and bootstrap interval across seeds, paired difference to ERM and a verdict
-    (better / worse / no clear difference); writes methods.md and methods.json. On a CONFIG each
+    (better / worse / no clear difference; none from fewer than 5 seeds: too thin); writes methods.md and
+    methods.json. On a CONFIG each
     method is the config with the method shortcut applied (its model variant and objective), all
     else identical. Re-running the same command reuses finished runs and resumes interrupted ones.
 

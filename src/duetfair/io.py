@@ -96,7 +96,7 @@ def recover_stages(out_dir: str | os.PathLike[str]) -> list[Path]:
     import shutil
 
     out = Path(out_dir)
-    done = []
+    done: list[Path] = []
     if not out.is_dir():
         return done
     for entry in sorted(out.iterdir()):

@@ -1019,8 +1019,15 @@ def render_html(
         min_n = int((audit or {}).get("settings", {}).get("min_group_n", MIN_N))
     if gallery is not None and not hasattr(gallery, "entries") and audit is not None and cases is not None:
         gallery = _build_gallery(gallery, cases, audit)
-    figs = build_figures(audit, cases, comparison, paired=paired, baseline=baseline, training=training, min_n=min_n)
-    images = {k: _png(f) for k, f in figs.items()}
+    import warnings
+
+    import matplotlib
+
+    with matplotlib.rc_context({"text.parse_math": False}), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Glyph .* missing from")  # a control character in a name
+        # a group named "$x^{$" is text, not TeX
+        figs = build_figures(audit, cases, comparison, paired=paired, baseline=baseline, training=training, min_n=min_n)
+        images = {k: _png(f) for k, f in figs.items()}
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("duetfair.audit", "templates"), autoescape=jinja2.select_autoescape(["html"])
     )
