@@ -421,9 +421,10 @@ def load_raw(spec: str | Path, _seen: Optional[set[Path]] = None) -> dict[str, A
     return merge_configs(base, data)
 
 
-def _parent_config(path: Path, parent: str) -> Path:
-    """The file ``extends: parent`` of config ``path`` names: a file in the config's folder (or
-    below it), else a packaged config name. A path outside the folder (``../``, absolute) is refused."""
+def _parent_config(path: Path, parent: str) -> str | Path:
+    """What ``extends: parent`` of config ``path`` names: a file in the config's folder (or below
+    it), else a packaged config name (a file, or a ``<task>_<method>`` name). A path outside the
+    folder (``../``, absolute, a link out) is refused."""
     from duetfair.io import resolve_inside
 
     local = resolve_inside(path.parent, parent, f"config {path} extends")
@@ -432,6 +433,8 @@ def _parent_config(path: Path, parent: str) -> Path:
     packaged = packaged_config_dir() / (parent if parent.endswith((".yaml", ".yml")) else f"{parent}.yaml")
     if Path(parent).name == parent and packaged.is_file():
         return packaged
+    if Path(parent).name == parent and _method_config(parent) is not None:
+        return parent
     names = ", ".join(list_packaged_configs()[:12])
     raise DuetfairError(
         f"config {path} extends '{parent}': not found in {path.parent} nor a packaged config ({names}, ...)"
