@@ -137,9 +137,10 @@ window.addEventListener("load", () => {
   const pre = document.createElement("pre");
   pre.id = "hostile-check";
   pre.textContent = JSON.stringify({pwned: window.__pwned || 0,
-    scripts: document.scripts.length, imgs: [...document.images].map(i => i.getAttribute("src")).filter(
-      s => !s.startsWith("data:")),
-    js_links: [...document.querySelectorAll("a")].filter(a => /^javascript:/i.test(a.getAttribute("href") || "")).length});
+    scripts: document.scripts.length,
+    imgs: [...document.images].map(i => i.getAttribute("src")).filter(s => !s.startsWith("data:")),
+    js_links: [...document.querySelectorAll("a")].filter(
+      a => /^javascript:/i.test(a.getAttribute("href") || "")).length});
   document.body.appendChild(pre);
 });
 </script>"""
@@ -165,8 +166,8 @@ def test_no_script_runs_in_the_reports(audit_and_cases, tmp_path: Path) -> None:
     audit, cases, out = audit_and_cases
     pages = {"report.html": out / "report.html"}
     md_page = tmp_path / "audit_md.html"
-    md_page.write_text("<!DOCTYPE html><html><head><meta charset='utf-8'></head><body>"
-                       + markdown.markdown((out / "audit.md").read_text(), extensions=["tables"]) + "</body></html>")  # fmt: skip
+    body = markdown.markdown((out / "audit.md").read_text(), extensions=["tables"])
+    md_page.write_text(f"<!DOCTYPE html><html><head><meta charset='utf-8'></head><body>{body}</body></html>")
     pages["audit.md"] = md_page
     pages["run report"] = render_html(audit, tmp_path / "run.html", cases=cases, title=HOSTILE[0])
     for name, page in pages.items():
