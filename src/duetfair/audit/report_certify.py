@@ -219,8 +219,10 @@ def markdown_guarantees(audit: Mapping[str, Any]) -> list[str]:
     if ctx is None:
         return []
     cut = f"failing = {ctx['cutoff']}; " if ctx["cutoff"] else ""
+    from duetfair.audit.markdown import md_text  # values from the data render as text
+
     lines = [
-        f"## Guarantees, evidence and tested gaps ({ctx['metric']})",
+        f"## Guarantees, evidence and tested gaps ({md_text(ctx['metric'])})",
         "",
         f"{cut}bounds at {ctx['confidence']} confidence (Clopper-Pearson; 'all groups': Sidak over the attribute's "
         f"groups); new case: bound met with probability {ctx['content']:g} (order statistic); differences: "
@@ -228,10 +230,10 @@ def markdown_guarantees(audit: Mapping[str, Any]) -> list[str]:
         "",
     ]
     for a in ctx["attributes"]:
-        lines += [f"**{a['name']}** (reference: {a['reference']})", ""]
+        lines += [f"**{md_text(a['name'])}** (reference: {md_text(a['reference'])})", ""]
         lines.append("| " + " | ".join(HEADER.values()) + " |")
         lines.append("|" + "|".join("---" for _ in HEADER) + "|")
-        lines += ["| " + " | ".join(r[k] for k in HEADER) + " |" for r in a["rows"]]
+        lines += ["| " + " | ".join(md_text(r[k]) for k in HEADER) + " |" for r in a["rows"]]
         lines += [
             "",
             f"Worst-group mean {a['worst']}; gap {a['gap']}; worst-group CVaR10 {a['worst_cvar']} "
