@@ -22,7 +22,7 @@ import pytest
 from duetfair.cli import main
 
 OUTPUTS = ("cases.csv", "audit.json", "audit.md", "report.html")
-N_CASES = 48
+N_CASES = 32
 
 
 def alive(pid: int) -> bool:
@@ -67,7 +67,7 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def score(data: Path, meta: str, out: Path) -> subprocess.Popen:
     args = [sys.executable, "-m", "duetfair", "score", str(data / "preds"), str(data / "refs")]
-    args += ["--meta", str(data / meta), "--out", str(out), "--workers", "2", "--bootstrap", "50"]
+    args += ["--meta", str(data / meta), "--out", str(out), "--workers", "2", "--bootstrap", "20"]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     return subprocess.Popen(
         args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True
@@ -78,7 +78,7 @@ def score_here(data: Path, meta: str, out: Path) -> None:
     """The same command in this process (no interpreter start-up)."""
     args = ["score", str(data / "preds"), str(data / "refs"), "--meta", str(data / meta), "--out", str(out)]
     with pytest.raises(SystemExit) as info:
-        main([*args, "--workers", "2", "--bootstrap", "50"])
+        main([*args, "--workers", "2", "--bootstrap", "20"])
         raise SystemExit(0)
     assert info.value.code in (0, None)
 
