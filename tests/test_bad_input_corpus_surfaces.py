@@ -394,7 +394,7 @@ def _cases(w: Path) -> list[tuple[str, list[str], str]]:  # noqa: PLR0915 - one 
         ("nnunet infinite n_ref", nn("nn_nref_inf"), "not a voxel count"),
         ("nnunet no file name", nn("nn_no_file"), "neither 'prediction_file'"),
         ("nnunet no Dice", nn("nn_no_dice"), "no 'Dice'"),
-        ("nnunet bad metrics key", nn("nn_bad_key"), "neither a label nor a region"),
+        ("nnunet bad metrics key", nn("nn_bad_key"), "is neither a label"),
         ("nnunet case twice", nn("nn_twice"), "appears twice"),
         ("nnunet duplicate key", nn("nn_dup_key"), "given twice"),
         ("nnunet duplicate metric key", nn("nn_dup_metric"), "given twice"),

@@ -118,7 +118,7 @@ def test_outputs_and_schema(scored):
     assert audit["inputs"]["kind"] == "folders" and audit["inputs"]["join"]["n_without_metadata"] == 0
     groups = [g["value"] for g in audit["metrics"]["dice[rim]"]["attributes"]["age"]["groups"]]
     assert groups == ["<50", ">=50"]
-    assert "dice\\[disc\\] by race" in (out / "audit.md").read_text()  # Markdown-escaped brackets
+    assert "dice[disc] by race" in (out / "audit.md").read_text()
     assert "dice[rim]: overall" in res.stdout
 
 
