@@ -62,7 +62,7 @@ def strata_codes(
     ``columns`` (-1: unknown in any part)."""
     codes = np.zeros(len(frame), dtype=np.int64)
     parts = [size_codes] if size_codes is not None else []
-    parts += [np.asarray(spec.labels(frame, c).codes, dtype=np.int64) for c in columns]
+    parts += [np.asarray(spec.labels(frame, c).cat.codes, dtype=np.int64) for c in columns]
     for part in parts:
         codes = np.where((codes < 0) | (part < 0), -1, codes * (int(part.max(initial=0)) + 1) + part)
     return codes

@@ -69,7 +69,7 @@ class SliceSettings:
     fdr: float = 0.05
     redundancy_z: float | None = DEFAULT_REDUNDANCY_Z
     max_slices: int = 20
-    rank: str = "gap"
+    rank: str = "t"
     overall: str = "adjusted"
     level: float = 0.95
 
