@@ -6,6 +6,9 @@ written once to a temporary folder (not timed).
 
 (a) ``ours, 1 worker``: :func:`duetfair.metrics.folders.score_folders` in this process;
 (b) ``ours, 2 workers``: the same with 2 worker processes (what ``duetfair score --workers 2`` runs);
+(a', b') the same with the case descriptors (``descriptors=True``: the mask and error descriptors
+    of every structure, what ``duetfair score`` adds to ``cases.csv``; target: at least 75 % of the
+    throughput without them);
 (c) ``MONAI loop``: for each case, MONAI ``LoadImage`` of both files, one-hot, then
     ``DiceMetric``, ``compute_iou``, ``compute_hausdorff_distance(percentile=95, spacing)`` and
     ``compute_surface_dice(spacing)`` -- what a user would write by hand; once with torch's
@@ -290,12 +293,13 @@ def main() -> None:
             return
         score_folders(preds, refs, labels=[1, 2], workers=1, metrics=METRICS)  # warm-up: imports
         monai_loop(preds, refs)
-        paths: dict[str, Callable[[], pd.DataFrame]] = {
-            f"ours, {w} worker{'s' if w > 1 else ''}": partial(
-                score_folders, preds, refs, labels=[1, 2], workers=w, metrics=METRICS
+        paths: dict[str, Callable[[], pd.DataFrame]] = {}
+        for w in args.workers:
+            name = f"ours, {w} worker{'s' if w > 1 else ''}"
+            paths[name] = partial(score_folders, preds, refs, labels=[1, 2], workers=w, metrics=METRICS)
+            paths[name + " + descriptors"] = partial(
+                score_folders, preds, refs, labels=[1, 2], workers=w, metrics=METRICS, descriptors=True
             )
-            for w in args.workers
-        }
         paths["MONAI loop, torch default"] = partial(monai_loop, preds, refs)
         paths["MONAI loop, 1 torch thread"] = partial(monai_loop, preds, refs, threads=1)
         load_before = os.getloadavg()
@@ -325,6 +329,11 @@ def main() -> None:
     for name, sec in seconds.items():
         print(f"{name:<30}{sec:>10.2f}{args.cases / sec:>10.2f}{base / sec:>14.2f}")
     print("max |ours - MONAI loop|: " + ", ".join(f"{m} {v:.2e}" for m, v in diffs.items()))
+    keep = {
+        name: seconds[name] / seconds[name + " + descriptors"] for name in seconds if name + " + descriptors" in seconds
+    }
+    for name, ratio in keep.items():
+        print(f"throughput kept with descriptors ({name}): {ratio:.2f} (target >= 0.75)")
     write_json(
         args.out,
         {
@@ -338,6 +347,7 @@ def main() -> None:
             "seconds": seconds,
             "speedup_over_loop": {name: base / sec for name, sec in seconds.items()},
             "max_abs_difference_vs_loop": diffs,
+            "throughput_kept_with_descriptors": keep,
             "load_average_before_after": [load_before[0], load_after[0]],
             "overlap": overlap,
             "machine": {

@@ -1148,4 +1148,9 @@ def render_summary(audit: Mapping[str, Any], *, top_subgroups: int = 3) -> str:
                 f"  hidden hard subtype ({_hidden_name(h)}): {h['n']} cases, mean {fmt(h['mean'])} vs "
                 f"{fmt(h['mean_rest'])}; {_pct(h['share_in_worst_decile'])} of the worst 10% of cases"
             )
+    for s in audit.get("hidden_slices", [])[:top_subgroups]:
+        lines.append(
+            f"hidden failure slice ({s['within']}): {s['definition']}: n={s['n']}, mean {fmt(s['mean'])} vs "
+            f"{fmt(s['mean_rest'])}, gap {fmt_signed_ci(s['gap'], s['gap_ci'])}, q={_pvalue(s['q'])}"
+        )
     return "\n".join(lines) + "\n"

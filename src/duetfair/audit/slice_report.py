@@ -61,13 +61,18 @@ def _how_it_fails(s: Mapping[str, Any]) -> str:
     return ("; " + ", ".join(parts)) if parts else ""
 
 
+def _q(q: Any) -> str:
+    text = pvalue(q)
+    return f"q < {text[1:]}" if text.startswith("<") else f"q = {text}"
+
+
 def slice_sentence(s: Mapping[str, Any], metric: str, threshold: Any, higher_better: bool) -> str:
     """The finding of one slice in plain words."""
     scope = "of all cases" if s["within"] == OVERALL else "of the group"
     text = (
         f"{_within(s)}: {s['definition']} (n={s['n']}, {pct(s['share'])} {scope}) score {metric} "
         f"{fmt(s['mean'])} against {fmt(s['mean_rest'])} for the rest; gap {fmt_signed_ci(s['gap'], s['gap_ci'])}"
-        f"{' after adjusting for the groups' if s.get('gap_adjusted') else ''}, q = {pvalue(s['q'])}"
+        f"{' after adjusting for the groups' if s.get('gap_adjusted') else ''}, {_q(s['q'])}"
     )
     if s.get("failure_rate") is not None and threshold is not None:
         op = "<" if higher_better else ">"
@@ -113,7 +118,7 @@ def _no_slice(search: Mapping[str, Any]) -> dict[str, Any]:
     )
     top = search.get("most_divergent")
     if top:
-        text += f"; the closest, {top['definition']} ({top['within']}, n={top['n']}), has q = {pvalue(top['q'])}"
+        text += f"; the closest, {top['definition']} ({top['within']}, n={top['n']}), has {_q(top['q'])}"
     return {
         "kind": "no_hidden_slice",
         "level": "info",
@@ -189,6 +194,17 @@ def explanatory_columns(frame: pd.DataFrame, audit: Mapping[str, Any], metric: s
     return cols[:k]
 
 
+def _cuts(column: str, x: np.ndarray) -> list[float]:
+    """Where the words of a descriptor change: its tertiles (contrast: of its magnitude, both signs,
+    and 0 between darker and lighter)."""
+    if x.size < 3:
+        return []
+    if column.partition("[")[0] == "desc_contrast":
+        edges = np.quantile(np.abs(x), [1 / 3, 2 / 3])
+        return sorted({0.0, *edges.tolist(), *(-edges).tolist()})
+    return np.unique(np.quantile(x, [1 / 3, 2 / 3])).tolist()
+
+
 def plot_slices(
     frame: pd.DataFrame, metric: str, columns: Sequence[str], groups: pd.Series | None, members: Sequence[str] = ()
 ) -> Any:
@@ -209,9 +225,8 @@ def plot_slices(
             sel = ok & (labels == c)
             ax.scatter(x[sel], y[sel], s=14, alpha=0.7, marker=_style(i)["marker"], label=f"{c} (n={sel.sum()})")
         ax.scatter(x[ok & ring], y[ok & ring], s=46, facecolors="none", edgecolors="black", lw=0.9, label="first slice")
-        if ok.sum() >= 3:
-            for edge in np.unique(np.quantile(x[ok], [1 / 3, 2 / 3])):
-                ax.axvline(edge, color="0.4", ls="--", lw=0.8)
+        for edge in _cuts(col, x[ok]):
+            ax.axvline(edge, color="0.4", ls="--", lw=0.8)
         positive = x[ok] > 0
         if ok.sum() and positive.all() and x[ok].max() / max(x[ok].min(), 1e-12) > 100:
             ax.set_xscale("log")
