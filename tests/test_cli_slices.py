@@ -7,11 +7,11 @@ import json
 
 import numpy as np
 import pandas as pd
-from helpers import run
 from PIL import Image
-from slice_models import erm_like
 
 from duetfair.data.synthetic import write_synthetic
+from helpers import run
+from slice_models import erm_like
 
 
 def test_score_with_images_finds_the_hidden_slice(tmp_path, capsys):

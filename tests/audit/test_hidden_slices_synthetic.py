@@ -22,7 +22,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from slice_models import audit_predictions, erm_like, random_errors, suite
 
 from duetfair.audit import audit_table
 from duetfair.data.synthetic import group_spec
@@ -30,6 +29,7 @@ from duetfair.metrics.cases import case_level
 from duetfair.metrics.descriptors import describe_batch
 from duetfair.metrics.per_case import per_case_metrics
 from duetfair.options import HIDDEN_COLUMN
+from slice_models import audit_predictions, erm_like, random_errors, suite
 
 N_CASES = 240
 

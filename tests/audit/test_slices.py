@@ -7,7 +7,6 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import run
 
 from duetfair.audit import audit_table
 from duetfair.audit.confounding import adjusted_gaps
@@ -15,6 +14,7 @@ from duetfair.audit.report import render_html, render_markdown
 from duetfair.audit.slices import SliceSettings, definition, descriptor_levels, find_slices
 from duetfair.data.groups import GroupSpec
 from duetfair.errors import DuetfairError
+from helpers import run
 
 
 def planted(n: int = 400, seed: int = 0) -> tuple[pd.DataFrame, np.ndarray]:
