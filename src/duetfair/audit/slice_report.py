@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from duetfair.audit.findings import fmt, fmt_signed_ci, pct, pvalue
-from duetfair.audit.slices import OVERALL, case_frame, descriptor_levels
+from duetfair.audit.slices import OVERALL, case_frame, case_ids, descriptor_levels
 from duetfair.metrics.descriptors import descriptor_of
 
 SLICE_KINDS = ("hidden_slice", "no_hidden_slice")
@@ -215,7 +215,7 @@ def plot_slices(
     fig = _figure(4.6 * len(columns) + 0.6, 3.6)
     axes = fig.subplots(1, len(columns), squeeze=False)[0]
     y = pd.to_numeric(frame[metric], errors="coerce").to_numpy(dtype=np.float64)
-    ring = frame["case_id"].astype(str).isin(set(members)).to_numpy()
+    ring = np.isin(case_ids(frame), list(members))
     labels = groups.astype(object).to_numpy() if groups is not None else np.full(len(frame), "all", dtype=object)
     cats = [c for c in (groups.cat.categories if groups is not None else ["all"]) if (labels == c).any()]
     for ax, col in zip(axes, columns):
@@ -280,7 +280,7 @@ def slice_gallery(
     metric = str(search["metric"])
     hb = bool(search.get("higher_is_better", True))
     frame = case_frame(cases, metric, audit.get("settings", {}).get("class"))
-    score = dict(zip(frame["case_id"].astype(str), pd.to_numeric(frame[metric], errors="coerce")))
+    score = dict(zip(case_ids(frame), pd.to_numeric(frame[metric], errors="coerce")))
     rows = []
     for s in audit["hidden_slices"][:max_slices]:
         members = sorted(s["members"], key=lambda c: score.get(c, math.nan) * (1 if hb else -1))[:per_slice]

@@ -428,8 +428,14 @@ def _entry(r: _Record, c: _Context, settings: SliceSettings) -> dict[str, Any]:
     }
     out.update(_failures(a, b, c.threshold, c.higher_better))
     out.update(_error_profile(c.frame, inside))
-    out["members"] = c.frame["case_id"].astype(str).to_numpy()[inside].tolist()
+    out["members"] = case_ids(c.frame)[inside].tolist()
     return out
+
+
+def case_ids(frame: pd.DataFrame) -> np.ndarray:
+    """The case ids of a table as text (its ``case_id`` column, else its row labels)."""
+    ids = frame["case_id"] if "case_id" in frame.columns else pd.Series(frame.index, index=frame.index)
+    return ids.astype(str).to_numpy()
 
 
 def _failures(a: np.ndarray, b: np.ndarray, threshold: float | None, higher_better: bool) -> dict[str, Any]:
