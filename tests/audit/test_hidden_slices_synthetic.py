@@ -54,7 +54,10 @@ def test_top_slice_recovers_the_planted_subtype(task):
     assert top["definition"] in finding["text"]
 
 
-@pytest.mark.parametrize("task", ["fundus2d", "lesion2d", "tumor3d"])
+@pytest.mark.parametrize(
+    "task",
+    ["fundus2d", "lesion2d", pytest.param("tumor3d", marks=pytest.mark.slow)],  # 3D: 20 s, slow suite
+)
 def test_random_errors_give_no_significant_slice(task):
     images, labels, meta = suite(task, N_CASES, seed=100)
     num_classes = int(labels.max()) + 1
