@@ -42,3 +42,9 @@ def test_score_with_images_finds_the_hidden_slice(tmp_path, capsys):
     section = html[html.index('id="hidden-slices"') : html.index('<section id="metric-')]
     assert 'data-fig="slices"' in section and 'class="thumb" data-case=' in section
     assert "## Hidden failure slices" in (out / "audit.md").read_text()
+    plain_args = [*args[:5], "--out", str(tmp_path / "plain"), "--metric", "dice", "--bootstrap", "50"]
+    code, _, err = run([*plain_args, "--no-descriptors"], capsys)
+    assert code == 0, err
+    plain = pd.read_csv(tmp_path / "plain" / "cases.csv")
+    assert not any(c.startswith("desc_") for c in plain.columns)
+    assert "hidden_slices" not in json.loads((tmp_path / "plain" / "audit.json").read_text())

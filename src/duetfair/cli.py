@@ -338,6 +338,9 @@ def score_cmd(
         "default unknown (said in the report).",
     ),
     adjust: Optional[list[str]] = typer.Option(None, "--adjust", help=ADJUST_HELP),
+    no_descriptors: bool = typer.Option(
+        False, "--no-descriptors", help="Skip the case descriptors (desc_*) and the hidden failure slices: faster."
+    ),
 ) -> None:
     """Score predicted masks against reference masks and audit them by patient group, in one go.
 
@@ -426,6 +429,7 @@ def score_cmd(
             allow_missing,
             workers,
             images,
+            not no_descriptors,
         )
     else:
         table, source = _read_scores(
@@ -513,6 +517,7 @@ def _score_folders(
     allow_missing: bool,
     workers: Optional[int],
     images: Optional[str] = None,
+    descriptors: bool = True,
 ) -> tuple[object, dict[str, object]]:
     """``duetfair score`` on two folders: match, score (metrics and case descriptors, with image
     descriptors when ``images`` is given) in parallel with a progress bar on a terminal."""
@@ -539,8 +544,8 @@ def _score_folders(
         tuple(metric or SCORE_METRICS),
         empty,
         float(nsd_tolerance),
-        descriptors=True,
-        images=images is not None,
+        descriptors=descriptors,
+        images=descriptors and images is not None,
     )
     pairs = _with_images(pairs, images)
     bar = (
