@@ -399,6 +399,7 @@ def score_cmd(
             ref_pattern or pattern,
             allow_missing,
             workers,
+            not no_descriptors,
         )
         return
     if bootstrap < 0:
@@ -603,6 +604,7 @@ def _score_shard(
     ref_pattern: Optional[str],
     allow_missing: bool,
     workers: Optional[int],
+    descriptors: bool = True,
 ) -> None:
     """``duetfair score PRED REF --shard K/N --out PART`` (see :mod:`duetfair.metrics.shards`)."""
     from duetfair.cli_score import score_shard
@@ -622,6 +624,7 @@ def _score_shard(
         tuple(metric or SCORE_METRICS),
         empty,
         float(nsd_tolerance),
+        descriptors=descriptors,  # the mask and error descriptors, as unsharded scoring writes them
     )
     line = score_shard(
         str(pred_dir),
