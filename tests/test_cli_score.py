@@ -97,7 +97,10 @@ def test_outputs_and_schema(scored):
     assert res.exit_code == 0, res.output
     assert sorted(p.name for p in out.iterdir()) == ["audit.json", "audit.md", "cases.csv", "report.html"]
     cases = pd.read_csv(out / "cases.csv")
-    assert list(cases.columns) == [
+    descriptors = [c for c in cases.columns if c.startswith("desc_")]
+    assert {"desc_size", "desc_components", "desc_fn_size", "desc_error_boundary_share"} <= set(descriptors)
+    assert not {"desc_contrast", "desc_noise"} & set(descriptors)  # no --images: no image descriptors
+    assert [c for c in cases.columns if c not in descriptors] == [
         "case_id",
         "class",
         "dice",
@@ -162,6 +165,7 @@ def test_python_api_gives_the_cli_table(scored):
         label_names={1: "rim", 2: "cup"},
         regions=[Region("disc", (1, 2))],
         nsd_tolerance=1.5,
+        descriptors=True,
     )
     joined, report = join_metadata(table, read_metadata(meta))
     cli = pd.read_csv(out / "cases.csv")

@@ -42,6 +42,12 @@ def _root() -> None:
     """Fair medical image segmentation: audit subgroup performance, train fair models."""
 
 
+ADJUST_HELP = (
+    "Also stratify every group gap by this column (repeatable, e.g. site), besides structure size "
+    "(desc_size): a confounder-controlled gap next to the raw one."
+)
+
+
 # ---- audit -------------------------------------------------------------------------------------
 @app.command("audit")
 def audit_cmd(
@@ -118,6 +124,7 @@ def audit_cmd(
         "0/1, yes/no) or COLUMN=VALUE[,VALUE] (those values are hard), e.g. morphology=irregular. Default: "
         "hidden_subtype, or the run's data.hidden_column.",
     ),
+    adjust: Optional[list[str]] = typer.Option(None, "--adjust", help=ADJUST_HELP),
 ) -> None:
     """Audit subgroup performance from a per-case results table of any model.
 
@@ -131,6 +138,11 @@ def audit_cmd(
     those cases fare against the rest and how many of the worst 10% they are.
 
     Example: duetfair audit cases.csv --by race --by sex --bins age=20,40,60,80 --by age --metric dice --format md
+
+    A table with case descriptors (desc_* columns, written by duetfair score and evaluate) also
+    gets its hidden failure slices: cases described in words (small, low-contrast, ...) that fail,
+    overall and inside every group, and each group gap stratified by structure size (--adjust: also
+    by other columns).
 
     Example: duetfair audit cases.csv --by race --hidden morphology=irregular --format md
     """
@@ -172,6 +184,7 @@ def audit_cmd(
         fdr=fdr,
         hidden=hidden_col,
         **certify_options(confidence, detect, reference),
+        adjust=list(adjust or []),
     )
     if fmt == "html":
         from duetfair.audit.report import render_html
@@ -303,8 +316,9 @@ def score_cmd(
     images: Optional[str] = typer.Option(
         None,
         "--images",
-        help="Folder of the images (matched by case id; nnU-Net's case_0000 too): the report "
-        "shows the worst cases of every group with both contours (folders input only).",
+        help="Folder of the images (matched by case id; nnU-Net's case_0000 too): image descriptors "
+        "(contrast, texture, ...) for the hidden failure slices, and the worst cases of every group "
+        "and slice drawn with both contours (folders input only).",
     ),
     fail: Optional[list[str]] = typer.Option(
         None,
@@ -329,6 +343,10 @@ def score_cmd(
         "--hd95-unit",
         help="Unit of HD95 in --monai-csv files: mm, voxels (MONAI's MetricsSaver: no spacing), pixels; "
         "default unknown (said in the report).",
+    ),
+    adjust: Optional[list[str]] = typer.Option(None, "--adjust", help=ADJUST_HELP),
+    no_descriptors: bool = typer.Option(
+        False, "--no-descriptors", help="Skip the case descriptors (desc_*) and the hidden failure slices: faster."
     ),
 ) -> None:
     """Score predicted masks against reference masks and audit them by patient group, in one go.
@@ -388,6 +406,7 @@ def score_cmd(
             ref_pattern or pattern,
             allow_missing,
             workers,
+            not no_descriptors,
         )
         return
     if bootstrap < 0:
@@ -417,6 +436,8 @@ def score_cmd(
             ref_pattern or pattern,
             allow_missing,
             workers,
+            images,
+            not no_descriptors,
         )
     else:
         table, source = _read_scores(
@@ -444,6 +465,7 @@ def score_cmd(
         failure_threshold=fail,
         units=units_of(source, hd95_unit),
         **certify_options(confidence, detect, reference),
+        adjust=list(adjust or []),
     )
     typer.echo(render_summary(audit), nl=False)
     console.print(f"wrote {', '.join(p.name for p in paths.values())} in {out}", highlight=False, markup=False)
@@ -502,8 +524,11 @@ def _score_folders(
     ref_pattern: Optional[str],
     allow_missing: bool,
     workers: Optional[int],
+    images: Optional[str] = None,
+    descriptors: bool = True,
 ) -> tuple[object, dict[str, object]]:
-    """``duetfair score`` on two folders: match, score in parallel with a progress bar on a terminal."""
+    """``duetfair score`` on two folders: match, score (metrics and case descriptors, with image
+    descriptors when ``images`` is given) in parallel with a progress bar on a terminal."""
     from contextlib import nullcontext
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -528,10 +553,13 @@ def _score_folders(
         tuple(metric or SCORE_METRICS),
         empty,
         float(nsd_tolerance),
+        descriptors=descriptors,
+        images=descriptors and images is not None,
     )
     n_workers, note = cap_workers(workers, n_tasks=len(pairs))
     if note:
         err_console.print(f"note: {note}", highlight=False, markup=False)
+    pairs = _with_images(pairs, images)
     bar = (
         Progress(
             TextColumn("scoring"),
@@ -585,6 +613,7 @@ def _score_shard(
     ref_pattern: Optional[str],
     allow_missing: bool,
     workers: Optional[int],
+    descriptors: bool = True,
 ) -> None:
     """``duetfair score PRED REF --shard K/N --out PART`` (see :mod:`duetfair.metrics.shards`)."""
     from duetfair.cli_score import score_shard
@@ -598,6 +627,7 @@ def _score_shard(
         tuple(metric or SCORE_METRICS),
         empty,
         float(nsd_tolerance),
+        descriptors=descriptors,  # the mask and error descriptors, as unsharded scoring writes them
     )
     n_workers, note = cap_workers(workers)
     if note:
@@ -616,6 +646,30 @@ def _score_shard(
         make_progress=_log_progress,  # type: ignore[arg-type]
     )
     console.print(line, highlight=False, markup=False, soft_wrap=True)
+
+
+def _with_images(pairs: list, images: Optional[str]) -> list:
+    """Pairs with the image of each case from ``--images`` (matched by case id; a warning names
+    the cases without one)."""
+    if images is None:
+        return pairs
+    from dataclasses import replace
+    from pathlib import Path
+
+    from duetfair.audit.gallery import list_images
+
+    if not Path(images).is_dir():
+        raise DuetfairError(f"--images {images}: folder not found")
+    found = list_images(images)
+    lacking = [p.case_id for p in pairs if p.case_id not in found]
+    if lacking:
+        err_console.print(
+            f"warning: {len(lacking)} cases have no image in {images} (e.g. {lacking[0]}); their image descriptors "
+            "are unknown",
+            highlight=False,
+            markup=False,
+        )
+    return [replace(p, image=found.get(p.case_id)) for p in pairs]
 
 
 # ---- synth -------------------------------------------------------------------------------------

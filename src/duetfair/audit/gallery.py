@@ -59,13 +59,17 @@ IMAGE_SUFFIXES = (
 @dataclass
 class Gallery:
     """Thumbnails of the worst cases: ``entries`` (``case_id``, ``attribute``, ``group``, ``score``,
-    ``src`` data URI, ``slice`` for 3D), the ``metric`` they are ranked by and ``notes`` (cases left
-    out and why)."""
+    ``src`` data URI, ``slice`` for 3D), the ``metric`` they are ranked by, ``notes`` (cases left
+    out and why) and ``draw`` (case ids -> thumbnails, for more cases, e.g. the hidden failure
+    slices' worst; None when nothing can be drawn)."""
 
     entries: list[dict[str, Any]] = field(default_factory=list)
     metric: str = "dice"
     per_group: int = PER_GROUP
     notes: list[str] = field(default_factory=list)
+    draw: Callable[[Sequence[str]], Mapping[str, tuple[str, str] | str]] | None = field(
+        default=None, repr=False, compare=False
+    )
 
 
 # ---- selection -----------------------------------------------------------------------------------
@@ -234,7 +238,7 @@ def build_gallery(
     could draw, ``(data URI, note)`` (or the text of why it could not: a string without ``data:``)."""
     ids = list(dict.fromkeys(picks["case_id"].astype(str)))
     drawn = draw(ids) if ids else {}
-    gallery = Gallery(metric=metric, per_group=per_group)
+    gallery = Gallery(metric=metric, per_group=per_group, draw=draw)
     failed: dict[str, str] = {}
     for r in picks.itertuples(index=False):
         got = drawn.get(str(r.case_id))

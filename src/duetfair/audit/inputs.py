@@ -602,7 +602,8 @@ def write_audit(
 ) -> tuple[dict[str, Any], dict[str, Path]]:
     """Audit a joined per-case table and write ``cases.csv``, ``audit.json``, ``audit.md``, ``report.html``.
 
-    ``options`` go to :func:`duetfair.audit.audit_table` (e.g. ``confidence``, ``detect``, ``reference``).
+    ``options`` go to :func:`duetfair.audit.audit_table` (e.g. ``confidence``, ``detect``, ``reference``,
+    ``adjust``).
 
     ``inputs`` (sources, counts of the join) is stored under the ``"inputs"`` key of the audit;
     ``gallery`` (e.g. :class:`~duetfair.audit.gallery.FolderGallery`) adds the worst cases' images

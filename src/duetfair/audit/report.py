@@ -19,6 +19,9 @@ cells, line styles and markers besides colours). Its sections, each present when
   cell, cells with fewer than ``min_n`` cases greyed out); divergent subgroups;
 * ``gallery`` (:class:`~duetfair.audit.gallery.Gallery`): the worst cases of every group with the
   reference and predicted contours;
+* ``hidden-slices`` (at the top of the findings, when the audit has ``hidden_slices``): the slices in
+  words, metric against the most explanatory descriptors, each slice's worst cases
+  (:mod:`duetfair.audit.slice_report`);
 * ``provenance``: duetfair version, the exact command, date, seed, data source and the config.
 """
 
@@ -58,6 +61,7 @@ from duetfair.audit.findings import (
 from duetfair.audit.markdown import md_cells, md_plain, md_text
 from duetfair.audit.metric_notes import metric_title, missing_note
 from duetfair.audit.report_certify import certify_figures, guarantee_tables, markdown_guarantees, summary_lines
+from duetfair.audit.slice_report import SLICE_KINDS, markdown_slices, slice_context, slice_figures, slice_gallery
 from duetfair.errors import require
 from duetfair.io import write_text
 from duetfair.metrics.hidden import cvar
@@ -137,7 +141,7 @@ def markdown_findings(audit: Mapping[str, Any]) -> list[str]:
             f"- {'**Warning:** ' if f.get('level') == 'warning' else ''}{md_text(f['text'])}" for f in block["entries"]
         ]
         lines.append("")
-    return lines
+    return lines + markdown_slices(audit)
 
 
 def render_markdown(audit: Mapping[str, Any], *, title: str = "duetfair audit") -> str:
@@ -811,6 +815,7 @@ def build_figures(
     ``training/obj/<name>``."""
     figs: dict[str, Any] = _audit_figures(audit, cases, min_n) if audit is not None else {}
     figs.update(certify_figures(audit))
+    figs.update(slice_figures(audit, cases) if audit is not None else {})
     if comparison is not None:
         columns = _comparison_columns(comparison)
         if columns:
@@ -1035,6 +1040,7 @@ def render_html(
     env.filters["pct"] = _pct
     env.filters["pvalue"] = _pvalue
     env.globals["fmt_ci"] = fmt_ci
+    env.globals["fmt_signed_ci"] = fmt_signed_ci
     env.globals["itemset_label"] = itemset_label
     env.globals["hidden_name"] = _hidden_name
     env.globals["failure_header"] = _failure_header
@@ -1058,7 +1064,9 @@ def render_html(
     slugs = {key: _slug(key) for key in (audit or {}).get("metrics", {})}
     train = _training_context(training, figs)
     gal = _gallery_context(gallery) if gallery is not None and hasattr(gallery, "entries") else None
+    slices = slice_context(audit, slice_gallery(audit or {}, cases, getattr(gallery, "draw", None)))
     sections = [("findings", "Findings")]
+    sections += [("hidden-slices", "Hidden failure slices")] if slices else []
     sections += [("comparison", "Methods")] if comp else []
     sections += [("training", "Training")] if train else []
     sections += [(f"metric-{slugs[k]}", k) for k in slugs]
@@ -1077,6 +1085,7 @@ def render_html(
         comparison=comp,
         training=train,
         gallery=gal,
+        slices=slices,
         heatmaps={key: [k for k in images if k.startswith(f"heat/{key}/")] for key in slugs},
         slugs=slugs,
         sections=sections,
@@ -1096,10 +1105,12 @@ def _finding_blocks(findings: Sequence[Mapping[str, Any]]) -> list[dict[str, Any
             key = ("warnings", "Warnings")
         elif f.get("kind") in ("best_method", "vs_baseline"):
             key = ("methods", "Methods")
+        elif f.get("kind") in SLICE_KINDS:
+            key = ("slices", "Hidden failure slices")
         else:
             key = ("metric", str(f.get("metric") or ""))
         blocks.setdefault(key, []).append(f)
-    rank = {"methods": 0, "metric": 1, "warnings": 2}
+    rank = {"methods": 0, "slices": 1, "metric": 2, "warnings": 3}
     order = sorted(blocks, key=lambda k: rank[k[0]])
     out, metrics = [], 0
     for kind, title in order:
@@ -1154,4 +1165,9 @@ def render_summary(audit: Mapping[str, Any], *, top_subgroups: int = 3) -> str:
                 f"  hidden hard subtype ({_hidden_name(h)}): {h['n']} cases, mean {fmt(h['mean'])} vs "
                 f"{fmt(h['mean_rest'])}; {_pct(h['share_in_worst_decile'])} of the worst 10% of cases"
             )
+    for s in audit.get("hidden_slices", [])[:top_subgroups]:
+        lines.append(
+            f"hidden failure slice ({s['within']}): {s['definition']}: n={s['n']}, mean {fmt(s['mean'])} vs "
+            f"{fmt(s['mean_rest'])}, gap {fmt_signed_ci(s['gap'], s['gap_ci'])}, q={_pvalue(s['q'])}"
+        )
     return "\n".join(lines) + "\n"

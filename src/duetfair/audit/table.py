@@ -57,10 +57,13 @@ import pandas as pd
 from duetfair.audit.certify import CertifySettings, certify_metric, finish_gap_tests, parse_detect
 from duetfair.audit.discovery import DEFAULT_REDUNDANCY_Z, find_divergent_subgroups
 from duetfair.audit.findings import build_findings
+from duetfair.audit.slice_report import slice_findings
+from duetfair.audit.slices import SliceSettings, slice_audit
 from duetfair.data.groups import GroupSpec, HiddenColumn
 from duetfair.errors import DuetfairError, require
 from duetfair.io import read_table
 from duetfair.metrics.bootstrap import MAX_RESAMPLES
+from duetfair.metrics.descriptors import descriptor_columns
 from duetfair.metrics.frame import MIN_GROUP_N, GroupMetricFrame
 from duetfair.metrics.hidden import failure_thresholds, higher_is_better
 from duetfair.options import HIDDEN_COLUMN
@@ -166,6 +169,8 @@ def audit_table(
     reference: str | None = None,
     gap_test: str = "permutation",
     fdr_method: str = "bh",
+    adjust: Sequence[str] = (),
+    slices: SliceSettings | None = SliceSettings(),
 ) -> dict[str, Any]:
     """Audit a per-case table: overall, per-group, fairness and tail numbers, divergent subgroups.
 
@@ -207,6 +212,9 @@ def audit_table(
             ``"welch"`` test of a group against its reference.
         fdr_method: ``"bh"`` (Benjamini-Hochberg, default) or ``"by"`` (Benjamini-Yekutieli) over
             every gap test of the audit.
+        adjust: columns the group gaps are also stratified by (``adjusted_gaps``, e.g. the site).
+        slices: settings of the hidden failure slices, searched for the first metric when the table
+            has case descriptors (``desc_*``; :mod:`duetfair.audit.slices`); None: no slices.
 
     Returns:
         The audit dict (see the module docstring), JSON-ready except for NaN, which
@@ -285,7 +293,24 @@ def audit_table(
         "metrics": out_metrics,
         "gap_tests": gap_tests,
     }
-    result["findings"] = build_findings(result)
+    if slices is not None and (descriptor_columns(df) or adjust):
+        first = metrics[0]
+        result.update(
+            slice_audit(
+                df,
+                first,
+                by,
+                spec=spec,
+                bins=bins,
+                class_=class_,
+                failure_threshold=cutoffs[first],
+                settings=slices,
+                adjust=adjust,
+                n_boot=n_boot,
+                seed=seed,
+            )
+        )
+    result["findings"] = slice_findings(result) + build_findings(result)
     return result
 
 

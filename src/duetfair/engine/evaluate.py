@@ -80,12 +80,15 @@ def metrics_table(
     amp_dtype: Optional[torch.dtype] = None,
     channels_last: bool = False,
     progress: Optional[Callable[[int], None]] = None,
+    descriptors: bool = False,
 ) -> pd.DataFrame:
     """Per-case, per-class metrics of ``model`` on every case of ``source`` (``progress``: called
     with the number of cases of every finished batch).
 
     Under DDP each rank predicts a disjoint shard (no case twice) and all ranks receive the full
-    table, sorted by the split's case order. Columns: ``case_id``, ``class`` and the metric columns.
+    table, sorted by the split's case order. Columns: ``case_id``, ``class`` and the metric columns;
+    with ``descriptors`` also the case descriptors of the reference, the prediction and the model's
+    input image (``desc_*``, :func:`duetfair.metrics.descriptors.describe_batch`).
     """
     from duetfair.metrics.per_case import per_case_metrics
 
@@ -103,6 +106,17 @@ def metrics_table(
         df = per_case_metrics(
             pred, batch.label[:, 0], num_classes=num_classes, spacing=spacing, metrics=tuple(metrics), empty=empty
         )
+        if descriptors:
+            from duetfair.metrics.descriptors import describe_batch
+
+            extra = describe_batch(
+                pred.numpy(),
+                batch.label[:, 0].numpy(),
+                range(1, num_classes),
+                image=batch.image.float().numpy(),
+                spacing=spacing,
+            )
+            df = pd.concat([df, extra.set_index(df.index)], axis=1)
         df.insert(0, "case_id", [batch.case_ids[int(i)] for i in df["case"]])
         df.insert(1, "_order", [int(batch.index[int(i)]) for i in df["case"]])
         frames.append(df.drop(columns=["case"]))
@@ -254,6 +268,7 @@ def evaluate_run(
         metrics=cfg.eval.metrics,
         empty=cfg.eval.empty,
         progress=ProgressLine("cases", len(source), log, label="predicting").advance if log is not None else None,
+        descriptors=True,
     )
     # every output is staged and committed together: a failure leaves the previous evaluation intact
     target = RunDir(out_dir) if out_dir is not None else run

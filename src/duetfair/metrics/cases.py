@@ -2,7 +2,8 @@
 
 ``cases.csv`` (what ``duetfair evaluate`` writes) has one row per case and foreground class:
 ``case_id``, ``class``, the metric columns of :func:`duetfair.metrics.per_case.per_case_metrics`,
-the **raw** attribute columns and the hidden-subtype column when the data knows it. Raw values are
+the case descriptors (``desc_*``, when computed), the **raw** attribute columns and the
+hidden-subtype column when the data knows it. Raw values are
 kept so that the audit of the table applies the run's group spec (bins, unknown groups) itself.
 Fairness numbers are computed on the **case-level** table: one row per case, each metric the mean
 over the case's foreground classes (:func:`case_level`).
@@ -35,18 +36,26 @@ def attach_metadata(
 
 
 METRIC_COLUMNS = ("dice", "iou", "hd95", "normhd", "nsd", "n_ref", "n_pred")
-"""Per-class columns of :func:`duetfair.metrics.per_case.per_case_metrics` (besides ``case_id``, ``class``)."""
+"""Per-class columns of :func:`duetfair.metrics.per_case.per_case_metrics` (besides ``case_id``, ``class``).
+The case descriptors (``desc_*``, :mod:`duetfair.metrics.descriptors`) are per-class columns too,
+recognised by their prefix; neither is ever an attribute."""
 
 
 def case_level(cases: pd.DataFrame, metrics: Sequence[str] = ("dice", "iou")) -> pd.DataFrame:
     """Case-level table for audits from a per-case, per-class table (``cases.csv``): one row per
-    case with the mean of each metric over its classes, and every non-metric column (raw
-    attributes, hidden column) kept."""
+    case with the mean of each metric over its classes, every non-metric column (raw attributes,
+    hidden column) kept, and the case descriptors (``desc_*``), one column per class when a case
+    has several (``desc_size[2]``; :func:`duetfair.metrics.descriptors.case_descriptors`)."""
+    from duetfair.metrics.descriptors import case_descriptors, is_descriptor
+
     present = [m for m in metrics if m in cases.columns]
     require(len(present) > 0, f"per-case table has none of the metrics {list(metrics)}")
     scores = cases.groupby("case_id", sort=False)[present].mean().reset_index()
-    keep = [c for c in cases.columns if c not in (*METRIC_COLUMNS, "class")]
-    return scores.merge(cases[keep].drop_duplicates("case_id"), on="case_id", how="left")
+    keep = [c for c in cases.columns if c not in (*METRIC_COLUMNS, "class") and not is_descriptor(c)]
+    out = scores.merge(cases[keep].drop_duplicates("case_id"), on="case_id", how="left")
+    if any(is_descriptor(c) for c in cases.columns):
+        out = out.merge(case_descriptors(cases), on="case_id", how="left")
+    return out
 
 
 def label_frame(meta: pd.DataFrame, spec: GroupSpec, attributes: Optional[Sequence[str]] = None) -> pd.DataFrame:

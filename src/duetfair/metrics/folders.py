@@ -249,6 +249,7 @@ class CasePair:
     case_id: str
     pred: Path | None
     ref: Path
+    image: Path | None = None
 
 
 def match_folders(
@@ -371,6 +372,8 @@ class ScoreSpec:
         metrics: subset of :data:`SCORE_METRICS`.
         empty: empty-mask policy of :func:`~duetfair.metrics.per_case.per_case_metrics`.
         nsd_tolerance: NSD tolerance in the reference's unit (mm for NIfTI).
+        descriptors: add the case descriptors (``desc_*`` columns, :mod:`duetfair.metrics.descriptors`).
+        images: add the image descriptors too (from ``CasePair.image``; NaN for a case without one).
     """
 
     labels: tuple[int, ...] | None = None
@@ -378,6 +381,8 @@ class ScoreSpec:
     metrics: tuple[str, ...] = SCORE_METRICS
     empty: str = "nnunet"
     nsd_tolerance: float = 1.0
+    descriptors: bool = False
+    images: bool = False
 
     @property
     def allowed(self) -> frozenset[int] | None:
@@ -487,18 +492,23 @@ def _structures(spec: ScoreSpec, present: Sequence[int]) -> list[Region]:
 
 def score_case(pair: CasePair, spec: ScoreSpec) -> CaseScore:
     """Read, check and score one case -> one row per structure (``case_id``, ``class``, metrics, counts)."""
+    from duetfair.metrics import descriptors as desc
     from duetfair.metrics.per_case import per_case_metrics
 
     pred, ref, spacing, pred_labels, ref_labels = load_pair(pair, spec.allowed)
     structures = _structures(spec, sorted(set(pred_labels) | set(ref_labels)))
-    if set(spec.metrics) <= {"dice", "iou"} and max([0, *pred_labels, *ref_labels]) < OVERLAP_MAX_LABEL:
+    fast = set(spec.metrics) <= {"dice", "iou"} and max([0, *pred_labels, *ref_labels]) < OVERLAP_MAX_LABEL
+    if fast and not spec.descriptors:  # the descriptors need the masks themselves
         from duetfair.metrics.overlap import overlap_rows  # one histogram pass, no crop needed
 
         rows = overlap_rows(pred, ref, structures, metrics=spec.metrics, empty=spec.empty)
         if not rows.empty:
             rows.insert(0, "case_id", pair.case_id)
         return CaseScore(pair.case_id, rows if structures else pd.DataFrame(), ref_labels, pred_labels)
-    box = foreground_box(pred, ref)
+    image = _case_image(pair, ref.shape) if spec.descriptors and spec.images else None
+    std = desc.image_std(image) if image is not None else None
+    shape = ref.shape
+    box = foreground_box(pred, ref, desc.IMAGE_MARGIN if image is not None else CROP_MARGIN)
     pred, ref = pred[box], ref[box]
     frames = []
     for region in structures:
@@ -514,11 +524,32 @@ def score_case(pair: CasePair, spec: ScoreSpec) -> CaseScore:
             nsd_tolerance=spec.nsd_tolerance,
             empty=spec.empty,
         )
+        if spec.descriptors:
+            df = df.assign(**desc.describe_crop(r, p, box, shape, spacing, image, std, with_image=spec.images))
         frames.append(df.drop(columns=["case"]).assign(**{"class": [region.name]}))
     rows = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     if frames:
         rows.insert(0, "case_id", pair.case_id)
     return CaseScore(pair.case_id, rows, ref_labels, pred_labels)
+
+
+def _case_image(pair: CasePair, shape: tuple[int, ...]) -> np.ndarray | None:
+    """The case's image ``[C, *S]`` for its descriptors (None without one); a shape that differs
+    from the reference's is an error naming both."""
+    from duetfair.metrics.descriptors import read_image
+
+    if pair.image is None:
+        return None
+    try:
+        image = read_image(pair.image)
+    except Exception as exc:  # noqa: BLE001 - any reader failure is bad input here
+        raise DuetfairError(f"{pair.image}: cannot read the image ({' '.join(str(exc).split())[:200]})") from None
+    require(
+        tuple(image.shape[1:]) == tuple(shape),
+        f"case '{pair.case_id}': image shape {tuple(image.shape[1:])} ({pair.image.name}) differs from the "
+        f"reference shape {tuple(shape)} ({pair.ref.name})",
+    )
+    return image
 
 
 def score_chunk(pairs: Sequence[CasePair], spec: ScoreSpec) -> list[CaseScore]:
@@ -723,8 +754,11 @@ def score_folders(
     allow_missing: bool = False,
     workers: int = 1,
     progress: Callable[[int], None] | None = None,
+    descriptors: bool = False,
 ) -> pd.DataFrame:
-    """Match and score two folders in one call (see :func:`match_folders` and :func:`score_pairs`).
+    """Match and score two folders in one call (see :func:`match_folders` and :func:`score_pairs`;
+    ``descriptors``: add the mask and error descriptors, ``desc_*``; image descriptors need pairs
+    with ``CasePair.image`` and ``ScoreSpec(images=True)``).
 
     Example::
 
@@ -740,5 +774,6 @@ def score_folders(
         tuple(metrics),
         empty,
         float(nsd_tolerance),
+        descriptors=bool(descriptors),
     )
     return score_pairs(pairs, spec, workers=workers, label_names=label_names, progress=progress)
