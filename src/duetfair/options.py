@@ -34,6 +34,8 @@ class Method(StrEnum):
     FAIR_DRO = "fair_dro"
     SUBGROUP_DRO = "subgroup_dro"
     DIVERGENCE = "divergence"
+    JTT = "jtt"
+    SUBCLASS_DRO = "subclass_dro"
     ORACLE = "oracle"
 
 

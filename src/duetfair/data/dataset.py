@@ -145,6 +145,11 @@ class CaseDataset(Dataset):
         """Case ids in index order."""
         return self.meta["case_id"].tolist()
 
+    @property
+    def hidden_flags(self) -> list[int]:
+        """Per case 1 (hidden hard case), 0 (not) or -1 (unknown), in index order: analysis only."""
+        return list(self._hidden)
+
     def group_ids(self, attribute: str | None = None) -> torch.Tensor:
         """One group id per case ``[N]``: the code of ``attribute``, or the intersection id of all
         attributes when ``attribute`` is ``None`` (-1 unknown)."""

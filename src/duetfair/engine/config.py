@@ -102,6 +102,19 @@ class ModelConfig(_Section):
     is 0 unless enabled in the model, e.g. ``args.moe_kwargs.load_balance_weight``); 0 = never."""
 
 
+class FirstStageConfig(_Section):
+    """The first, plain training run of a two-stage objective (``jtt``, ``subclass_dro``): the same
+    model, data and optimiser with the ERM loss, for ``epochs`` epochs (default: ``fraction`` of
+    ``train.epochs``, at least 1). Its model and per-case results live in ``RUN/first_stage/``."""
+
+    epochs: Optional[int] = Field(None, ge=1)
+    fraction: float = Field(0.25, gt=0.0, le=1.0)
+
+    def resolve_epochs(self, main_epochs: int) -> int:
+        """Epochs of the first stage for a main run of ``main_epochs`` epochs."""
+        return self.epochs if self.epochs is not None else max(1, round(self.fraction * main_epochs))
+
+
 class ObjectiveConfig(_Section):
     """A fairness objective (``duetfair.objectives.build_objective``) on per-case Dice+CE losses."""
 
@@ -112,6 +125,9 @@ class ObjectiveConfig(_Section):
     discovery: dict[str, Any] = Field(default_factory=dict)
     """Options of the per-epoch subgroup mining of the ``divergence`` objective
     (``find_divergent_subgroups``: ``min_support``, ``max_length``)."""
+    first_stage: Optional[FirstStageConfig] = None
+    """The first training run of a two-stage objective (``jtt``, ``subclass_dro``); required by
+    them, ignored (and not hashed) for every other objective."""
 
 
 class OptimConfig(_Section):
@@ -241,6 +257,8 @@ class ExperimentConfig(_Section):
         mines = getattr(OBJECTIVES.get(self.objective.name), "needs_subgroups", True)
         if not mines:  # subgroup-mining options change nothing for an objective that mines none
             d["objective"]["discovery"] = {}
+        if not getattr(OBJECTIVES.get(self.objective.name), "needs_first_stage", False):
+            d["objective"].pop("first_stage", None)  # keeps the hashes of runs from before the setting
         if self.data.kind == DatasetKind.SYNTHETIC:  # the cases change with the generator's version
             from duetfair.data.synthetic import generator_version
 

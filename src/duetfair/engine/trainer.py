@@ -56,6 +56,7 @@ from duetfair.engine.distributed import (
     train_shard,
 )
 from duetfair.engine.evaluate import autocast_context, metrics_table
+from duetfair.engine.first_stage import first_stage_of, report_subgroups
 from duetfair.engine.selection import epoch_line, validation_row
 from duetfair.engine.step import StepModule
 from duetfair.errors import DuetfairError, require
@@ -195,6 +196,7 @@ class Trainer:
 
     def _build_model(self) -> None:
         cfg = self.cfg
+        first = first_stage_of(self)
         self.model = adapters.build_model(
             cfg.model.name,
             cfg.model.args,
@@ -208,14 +210,17 @@ class Trainer:
             self.model = self.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         compile_model(self.model, cfg.train.compile)
         ids = self.grouping.group_ids(self.datasets["train"].codes)
-        self.sample_weights = self._sample_weights(ids)
         context = ObjectiveContext(
             num_groups=self.grouping.num_groups,
             group_counts=tuple(torch.bincount(ids[ids >= 0], minlength=self.grouping.num_groups).tolist()),
             feature_dim=getattr(self.model, "feature_dim", None),
             loss=dict(cfg.objective.loss),
+            first_stage=first,
         )
         self.objective = adapters.build_objective(cfg.objective.name, cfg.objective.args, context).to(self.device)
+        self.sample_weights = self._sample_weights(ids)
+        if first is not None:
+            report_subgroups(self, first)
         self.loss_fn = adapters.build_loss(cfg.objective.loss).to(self.device)
         self.step_module = StepModule(self.model, self.loss_fn, self.objective, cfg.model.aux_loss_weight)
         self.ddp: nn.Module = self.step_module
@@ -230,8 +235,17 @@ class Trainer:
             self.ddp = DDP(self.step_module, device_ids=devices, find_unused_parameters=unused)
 
     def _sample_weights(self, group_ids: torch.Tensor) -> Optional[torch.Tensor]:
-        """Per-case sampling weights ``[N]`` of ``train.balance_by`` (``None``: plain permutation)."""
+        """Per-case sampling weights ``[N]``: the objective's own (JTT, subclass DRO), else those
+        of ``train.balance_by`` (``None``: a plain permutation)."""
         by = self.cfg.train.balance_by
+        own = self.objective.sampling_weights(self.datasets["train"].case_ids)
+        if own is not None:
+            require(
+                by is None,
+                f"config train.balance_by: objective '{self.cfg.objective.name}' decides how often "
+                f"cases are drawn itself; remove balance_by ('{by}')",
+            )
+            return own
         if by is None:
             return None
         if by == "groups":

@@ -47,11 +47,14 @@ BENCH_METHODS: tuple[str, ...] = (
     "dmoe",
     "subgroup_dro",
     "fair_dro",
+    "jtt",
+    "subclass_dro",
     "oracle",
 )
 """The published benchmark's rows (``duetfair benchmark --method all``): the baselines, FairMedSeg
 divergence, the sample-level robust losses, the DuetFair ablation (``dmoe`` alone, ``subgroup_dro``
-= the FairDRO loss on the plain model, ``fair_dro`` = both) and the ``oracle`` ceiling."""
+= the FairDRO loss on the plain model, ``fair_dro`` = both), the two-stage methods against hidden
+failures (``jtt``, ``subclass_dro``) and the ``oracle`` ceiling."""
 DEMO_THREADS = 1
 """CPU threads of the demo's training and evaluation. Its models are so small that a second torch
 thread gains little, and on a machine whose cores other jobs use, torch's threads wait on each

@@ -38,6 +38,8 @@ from duetfair.objectives.distributed import all_reduce_sum, rank_share
 if TYPE_CHECKING:
     import pandas as pd
 
+    from duetfair.objectives.stage import FirstStageCases
+
 __all__ = [
     "Objective",
     "ObjectiveContext",
@@ -59,12 +61,16 @@ class ObjectiveContext:
         group_counts: training cases per group id ``[G]`` (unknown cases not counted).
         feature_dim: width ``F`` of the model's pooled features (``None`` if it has none).
         loss: options of the per-case loss (``objective.loss`` of the config).
+        first_stage: what a first, plain training run learnt about every training case (only for
+            objectives with ``needs_first_stage``): a
+            :class:`~duetfair.objectives.stage.FirstStageCases`.
     """
 
     num_groups: int
     group_counts: tuple[int, ...] = ()
     feature_dim: int | None = None
     loss: Mapping[str, Any] = field(default_factory=dict)
+    first_stage: "FirstStageCases | None" = None
 
 
 @dataclass
@@ -156,6 +162,9 @@ class Objective(nn.Module, abc.ABC):
     requires: frozenset[str] = frozenset()
     needs_subgroups: ClassVar[bool] = False
     """True when :meth:`on_validation_end` needs the divergent subgroups of validation Dice."""
+    needs_first_stage: ClassVar[bool] = False
+    """True when :meth:`from_context` needs a first, plain training run's per-case results
+    (``ObjectiveContext.first_stage``; the trainer runs it, config ``objective.first_stage``)."""
 
     def __init__(self, num_groups: int) -> None:
         super().__init__()
@@ -202,3 +211,14 @@ class Objective(nn.Module, abc.ABC):
     def log_values(self) -> dict[str, float]:
         """Scalars worth logging after a step (e.g. GroupDRO weights); empty by default."""
         return {}
+
+    def sampling_weights(self, case_ids: Sequence[str]) -> torch.Tensor | None:
+        """Per-case sampling weights ``[N]`` (float64, > 0 somewhere) of the training cases
+        ``case_ids``, when the objective decides how often cases are drawn (JTT's up-sampling,
+        subclass-balanced batches); ``None`` (default): the trainer's own sampling."""
+        return None
+
+    def case_subgroups(self) -> "pd.DataFrame | None":
+        """The training cases' subgroups the objective found itself (columns ``case_id``,
+        ``subgroup``), written to the run folder and reported; ``None`` by default."""
+        return None

@@ -1,8 +1,9 @@
 """Objective registry: ``build_objective(name, num_groups=..., **options)``.
 
 Names: ``erm``, ``group_dro``, ``febs``, ``adversarial``, ``fair_dro`` (DuetFair), ``divergence``
-(FairMedSeg), ``cvar`` and ``focal`` (sample-level baselines). A new objective is one module plus
-one entry in :data:`OBJECTIVES`.
+(FairMedSeg), ``cvar`` and ``focal`` (sample-level baselines), ``jtt`` (Just Train Twice) and
+``subclass_dro`` (GroupDRO over clusters found inside every group; both need a first stage).
+A new objective is one module plus one entry in :data:`OBJECTIVES`.
 """
 
 from __future__ import annotations
@@ -18,9 +19,11 @@ from duetfair.objectives.erm import ERM
 from duetfair.objectives.fair_dro import FairDRO
 from duetfair.objectives.febs import FEBS
 from duetfair.objectives.group_dro import GroupDRO
+from duetfair.objectives.jtt import JustTrainTwice
 from duetfair.objectives.sample_robust import FocalWeighting, SampleCVaR
+from duetfair.objectives.subclass import SubclassDRO
 
-__all__ = ["OBJECTIVES", "build_objective", "available_objectives", "objective_options"]
+__all__ = ["OBJECTIVES", "build_objective", "available_objectives", "objective_options", "objective_class"]
 
 OBJECTIVES: dict[str, type[Objective]] = {
     "erm": ERM,
@@ -31,6 +34,8 @@ OBJECTIVES: dict[str, type[Objective]] = {
     "divergence": DivergenceReweighting,
     "cvar": SampleCVaR,
     "focal": FocalWeighting,
+    "jtt": JustTrainTwice,
+    "subclass_dro": SubclassDRO,
 }
 
 
@@ -68,6 +73,11 @@ def build_objective(
         require(not missing, f"objective '{name}': missing required option(s) {missing}")
         return cls(int(num_groups), **kwargs)  # type: ignore[arg-type]
     return cls.from_context(context, **kwargs)
+
+
+def objective_class(name: str) -> type[Objective]:
+    """The class registered as ``name`` (to read its facts, e.g. ``needs_first_stage``)."""
+    return _lookup(name)
 
 
 def _lookup(name: str) -> type[Objective]:
