@@ -8,14 +8,31 @@ import torch
 from duetfair.errors import DuetfairError
 from duetfair.objectives import Objective, available_objectives, build_objective
 from duetfair.objectives.base import EXTRA_INPUTS
-from duetfair.objectives.registry import objective_options
+from duetfair.objectives.registry import objective_class, objective_options
 
 EXTRA = {"adversarial": {"feature_dim": 4}}
 
 
+def _build(name: str) -> Objective:
+    """``name`` for 3 groups; a two-stage objective from a first stage over the cases c0..c5."""
+    if not objective_class(name).needs_first_stage:
+        return build_objective(name, num_groups=3, **EXTRA.get(name, {}))
+    import numpy as np
+    import pandas as pd
+
+    from duetfair.objectives.base import ObjectiveContext
+    from duetfair.objectives.stage import FirstStageCases
+
+    cases = pd.DataFrame(
+        {"case_id": [f"c{i}" for i in range(6)], "group": [0, 1, -1, 2, 0, 0], "dice": np.linspace(0, 1, 6)}
+    )
+    first = FirstStageCases(cases, np.random.default_rng(0).normal(size=(6, 4)).astype(np.float32))
+    return build_objective(name, context=ObjectiveContext(num_groups=3, group_counts=(3, 1, 1), first_stage=first))
+
+
 @pytest.mark.parametrize("name", available_objectives())
 def test_every_objective_builds_runs_and_backpropagates(name):
-    obj = build_objective(name, num_groups=3, **EXTRA.get(name, {}))
+    obj = _build(name)
     assert isinstance(obj, Objective) and obj.requires <= EXTRA_INPUTS
     g = torch.Generator().manual_seed(0)
     logits = torch.randn(6, 2, 5, 5, generator=g, requires_grad=True)

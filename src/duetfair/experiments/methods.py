@@ -20,17 +20,22 @@ the same command.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
-import numpy as np
 import pandas as pd
 
-from duetfair.audit.compare import MIN_VERDICT_SEEDS
-from duetfair.engine.recipes import RECIPES
 from duetfair.errors import require
-from duetfair.metrics.bootstrap import bootstrap_means, percentile_ci
+from duetfair.experiments.headroom import headroom_markdown, headroom_table
+from duetfair.experiments.tables import (  # noqa: F401  (re-exported: the benchmark's public tables)
+    BENCH_COLUMNS,
+    DISPLAY,
+    REFERENCE_METHODS,
+    aggregate_seeds,
+    benchmark_markdown,
+    seed_ci,
+    verdict,
+)
 from duetfair.progress import ProgressLine, epoch_hook
 from duetfair.rundir import RunDir
 
@@ -60,9 +65,6 @@ DEMO_THREADS = 1
 thread gains little, and on a machine whose cores other jobs use, torch's threads wait on each
 other: one epoch of the quick demo took 30-40 s with two threads and 3 s with one on a 2-core
 machine at load 6 (docs/benchmarks.md). ``--set train.threads=N`` overrides it."""
-REFERENCE_METHODS: tuple[str, ...] = ("oracle",)
-"""Rows shown as a reference (a ceiling), never marked as the best method."""
-
 _SMALL_VIT = [
     "model.args.preset=tiny",
     "model.args.dim=64",
@@ -183,7 +185,6 @@ def size_overrides(task: str, size: str) -> list[str]:
     return list(SIZES[family][size])
 
 
-DISPLAY = {method.value: recipe.display for method, recipe in RECIPES.items()}
 """Display names of the methods in tables and reports (from :mod:`duetfair.engine.recipes`)."""
 
 Log = Callable[[str], None]
@@ -433,131 +434,6 @@ def run_demo(
 
 # ---- multi-seed benchmark -------------------------------------------------------------------------
 
-BENCH_COLUMNS = ("es_dice", "dice", "es_iou", "iou", "worst_dice", "worst_cvar10", "hidden_dice")
-
-
-def seed_ci(values: np.ndarray, n_boot: int = 2000, seed: int = 0, level: float = 0.95) -> tuple[float, float]:
-    """Percentile bootstrap interval of the mean of per-seed ``values`` (resampling seeds; NaN
-    seeds left out; ``(nan, nan)`` with fewer than two)."""
-    v = np.asarray(values, dtype=float)
-    v = v[np.isfinite(v)]
-    if v.size < 2:
-        return (float("nan"), float("nan"))
-    return percentile_ci(bootstrap_means(v, n_boot, np.random.default_rng(seed)), level)
-
-
-def aggregate_seeds(per_seed: pd.DataFrame, baselines: str | Sequence[str] = ("erm",)) -> pd.DataFrame:
-    """Per method: mean over seeds and bootstrap interval across seeds of every headline column,
-    and the paired difference to each of ``baselines`` (same seed) with its interval
-    (``<col>_vs_<baseline>`` and ``<col>_vs_<baseline>_ci``)."""
-    names = [baselines] if isinstance(baselines, str) else list(baselines)
-    bases = {b: per_seed[per_seed["key"] == b].set_index("seed") for b in names}
-    rows = []
-    for key, part in per_seed.groupby("key", sort=False):
-        row: dict[str, Any] = {"method": part["method"].iloc[0], "key": key, "n_seeds": int(len(part))}
-        for col in BENCH_COLUMNS:
-            if col not in part:
-                continue
-            vals = part[col].to_numpy(dtype=float)
-            row[col] = _nanmean(vals)
-            row[f"{col}_ci"] = list(seed_ci(vals))
-            for b, base in bases.items():
-                if len(base) and col in base:
-                    diff = part.set_index("seed")[col] - base[col].reindex(part["seed"]).to_numpy()
-                    d = diff.to_numpy(dtype=float)
-                    row[f"{col}_vs_{b}"] = _nanmean(d)
-                    row[f"{col}_vs_{b}_ci"] = list(seed_ci(d))
-        rows.append(row)
-    return pd.DataFrame(rows)
-
-
-def _nanmean(v: np.ndarray) -> float:
-    return float(np.nanmean(v)) if np.isfinite(v).any() else float("nan")
-
-
-def _fmt(v: float, ci: Sequence[float] | None, signed: bool = False) -> str:
-    if v is None or not math.isfinite(v):
-        return "-"
-    s = f"{v:+.3f}" if signed else f"{v:.3f}"
-    if ci and all(math.isfinite(c) for c in ci):
-        s += f" ({ci[0]:+.3f} to {ci[1]:+.3f})" if signed else f" ({ci[0]:.3f}-{ci[1]:.3f})"
-    return s
-
-
-#: Scores of the paired-difference tables and of the verdicts (all higher-is-better; the hidden
-#: subtype only where the data knows it).
-VERDICT_COLUMNS = ("es_dice", "worst_dice", "worst_cvar10", "hidden_dice")
-PAIRED_COLUMNS = ("dice", *VERDICT_COLUMNS)
-
-
-def verdict(ci: Sequence[float] | None) -> str:
-    """``better`` / ``worse`` when the paired interval excludes 0, else ``no clear difference``
-    (the benchmark tables give none below :data:`~duetfair.audit.compare.MIN_VERDICT_SEEDS` seeds)."""
-    if ci is None or not all(math.isfinite(x) for x in ci):
-        return "n/a"
-    return "better" if ci[0] > 0 else "worse" if ci[1] < 0 else "no clear difference"
-
-
-def benchmark_markdown(agg: pd.DataFrame, baselines: str | Sequence[str] = ("erm",)) -> str:
-    """Markdown of :func:`aggregate_seeds`: the scores (mean over seeds, interval across seeds, best
-    mean per column in bold; the oracle ceiling is not a contender), then one table per baseline of
-    paired differences with a verdict per score of :data:`VERDICT_COLUMNS`."""
-    from duetfair.audit.compare import LABELS
-
-    names = [baselines] if isinstance(baselines, str) else list(baselines)
-    reference = agg["key"].isin(REFERENCE_METHODS)
-    contenders = agg[~reference]
-    cols = [c for c in BENCH_COLUMNS if c in agg.columns]
-    best = {c: contenders[c].max() for c in cols if contenders[c].notna().any()}
-    header = ["Method", "seeds"] + [LABELS.get(c, c) for c in cols]
-    lines = _row(header) + ["|" + "|".join("---" for _ in header) + "|"]
-    for i, r in agg.iterrows():
-        cells = [str(r["method"]), str(r["n_seeds"])]
-        for c in cols:
-            text = _fmt(r[c], r.get(f"{c}_ci"))
-            cells.append(f"**{text}**" if c in best and not reference[i] and r[c] == best[c] else text)
-        lines += _row(cells)
-    for b in names:
-        if f"dice_vs_{b}" not in agg.columns:
-            continue
-        name = DISPLAY.get(b, b)
-        paired = [c for c in PAIRED_COLUMNS if f"{c}_vs_{b}" in agg.columns]
-        header = ["Method"] + [f"{LABELS.get(c, c)} vs {name}" for c in paired] + ["verdict"]
-        thin = bool((agg["n_seeds"] < MIN_VERDICT_SEEDS).any())
-        lines += [
-            "",
-            f"Paired difference to {name} (same seed; 95% interval across seeds"
-            + (
-                f"; with fewer than {MIN_VERDICT_SEEDS} seeds it is about the seeds' range, not a 95% interval"
-                if thin
-                else ""
-            )
-            + "):",
-            "",
-        ]
-        lines += _row(header) + ["|" + "|".join("---" for _ in header) + "|"]
-        for _, r in agg.iterrows():
-            if r["key"] == b:
-                continue
-            cells = [str(r["method"])] + [_fmt(r[f"{c}_vs_{b}"], r.get(f"{c}_vs_{b}_ci"), signed=True) for c in paired]
-            marks = [
-                f"{LABELS.get(c, c)}: {verdict(r.get(f'{c}_vs_{b}_ci'))}"
-                for c in VERDICT_COLUMNS
-                if f"{c}_vs_{b}" in agg.columns and math.isfinite(r[f"{c}_vs_{b}"])
-            ]
-            if r["n_seeds"] <= 1:
-                cells.append("n/a (1 seed)")
-            elif r["n_seeds"] < MIN_VERDICT_SEEDS:
-                cells.append(f"none: {r['n_seeds']} seeds are too few for a verdict (at least {MIN_VERDICT_SEEDS})")
-            else:
-                cells.append("; ".join(marks))
-            lines += _row(cells)
-    return "\n".join(lines) + "\n"
-
-
-def _row(cells: Sequence[str]) -> list[str]:
-    return ["| " + " | ".join(cells) + " |"]
-
 
 def run_benchmark(
     out: str | Path,
@@ -611,6 +487,10 @@ def run_benchmark(
     baselines = [b for b in ("erm", "dmoe") if b in methods] or [methods[0]]
     agg = aggregate_seeds(per_seed, baselines)
     md = benchmark_markdown(agg, baselines)
+    runs = {(str(r["key"]), int(r["seed"])): root / f"seed{r['seed']}" / str(r["key"]) for r in rows}
+    headroom = headroom_table(per_seed, runs)
+    if not headroom.empty:
+        md += "\n" + headroom_markdown(headroom, DISPLAY)
     stem = "methods" if split in (None, "test") else f"methods-{split}"
     write_text(root / f"{stem}.md", md)
     result = {
@@ -623,6 +503,7 @@ def run_benchmark(
         "baselines": baselines,
         "aggregate": agg.to_dict(orient="records"),
         "per_seed": per_seed.to_dict(orient="records"),
+        "headroom": headroom.to_dict(orient="records"),
     }
     write_json(root / f"{stem}.json", result)
     _benchmark_report(

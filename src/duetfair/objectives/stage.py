@@ -9,14 +9,15 @@ prediction), plus the model's pooled encoder features. Every number is computed 
 the reference mask and the first model's prediction of *training* cases; nothing here knows a
 hidden subtype.
 
-Feature spaces (:meth:`FirstStageCases.space`), each standardised column by column:
+Feature spaces (:meth:`FirstStageCases.space`):
 
-* ``features``: the first model's pooled encoder features, reduced to at most ``max_dims``
-  principal components (``sklearn.decomposition.PCA``), as "No Subclass Left Behind" clusters a
-  first model's representation;
-* ``descriptors``: the case descriptors (missing values filled with the column median; constant
-  columns dropped);
-* ``error``: the first model's Dice alone (one column), the signal Just Train Twice uses.
+* ``features``: the first model's pooled encoder features, standardised, then reduced to at most
+  ``max_dims`` principal components (``sklearn.decomposition.PCA``; the components keep their
+  variances, so the directions that separate cases dominate), as "No Subclass Left Behind"
+  clusters a first model's representation;
+* ``descriptors``: the case descriptors, standardised column by column (missing values filled
+  with the column median; constant columns dropped);
+* ``error``: the first model's Dice alone (one standardised column), the signal Just Train Twice uses.
 """
 
 from __future__ import annotations
@@ -93,7 +94,7 @@ class FirstStageCases:
         dims = min(max_dims, x.shape[1], max(1, x.shape[0] - 1))
         if x.shape[1] <= dims:
             return x
-        return _standardise(PCA(n_components=dims, random_state=seed).fit_transform(x))
+        return PCA(n_components=dims, random_state=seed).fit_transform(x)  # components keep their variances
 
     def save(self, folder: str | Path) -> None:
         """Write the case table and the features into ``folder`` (atomically, file by file)."""
