@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from first_stage_cases import context_of, planted_first_stage
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from duetfair.errors import DuetfairError
 from duetfair.objectives import build_objective
 from duetfair.objectives.jtt import JustTrainTwice, error_set
+from first_stage_cases import context_of, planted_first_stage
 
 
 @settings(max_examples=40, deadline=None)

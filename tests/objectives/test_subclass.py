@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from first_stage_cases import context_of, planted_first_stage
 
 from duetfair.errors import DuetfairError
 from duetfair.objectives import build_objective
 from duetfair.objectives.group_dro import GroupDRO
 from duetfair.objectives.stage import FirstStageCases
 from duetfair.objectives.subclass import cluster_within_groups
+from first_stage_cases import context_of, planted_first_stage
 
 
 def test_clusters_recover_separated_blobs_inside_every_group():
