@@ -20,8 +20,9 @@ TINY_DDP = [
 ]
 
 
-def worker(rank: int, world: int, port: int, out: str) -> None:
-    """Train the tiny FairDRO config as rank ``rank`` of ``world`` (gloo) and dump its final state."""
+def worker(rank: int, world: int, port: int, out: str, method: str = "fair_dro") -> None:
+    """Train the tiny ``fundus2d_<method>`` config as rank ``rank`` of ``world`` (gloo) and dump its
+    final state."""
     os.environ.update(
         {
             "RANK": str(rank),
@@ -36,7 +37,7 @@ def worker(rank: int, world: int, port: int, out: str) -> None:
     from duetfair.engine.distributed import cleanup
     from duetfair.engine.trainer import Trainer
 
-    cfg = load_config("fundus2d_fair_dro", TINY_DDP)
+    cfg = load_config(f"fundus2d_{method}", [*TINY_DDP, "objective.first_stage.epochs=1"])
     trainer = Trainer(cfg, Path(out) / "run", resume=False)
     result = trainer.fit()
     torch.save(

@@ -7,6 +7,7 @@ import socket
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 import torch.multiprocessing as mp
 
@@ -31,8 +32,26 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_two_process_gloo_training_keeps_ranks_identical(tmp_path: Path) -> None:
-    mp.spawn(worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+def _method_of(objective: str) -> str:
+    """A method whose recipe trains ``objective`` (the plain model where there is one)."""
+    from duetfair.engine.recipes import RECIPES
+
+    methods = sorted((r.moe != "none", m.value) for m, r in RECIPES.items() if r.objective == objective)
+    assert methods, f"objective '{objective}' has no method recipe; add one so that it is benchmarked and tested"
+    return methods[0][1]
+
+
+def _objectives() -> list:
+    """Every registered objective (a new one cannot skip this test): FairDRO in the default suite, the rest slow."""
+    from duetfair.objectives.registry import available_objectives
+
+    fast = {"fair_dro"}
+    return [pytest.param(n, marks=() if n in fast else pytest.mark.slow) for n in available_objectives()]
+
+
+@pytest.mark.parametrize("objective", _objectives())
+def test_two_process_gloo_training_keeps_ranks_identical(tmp_path: Path, objective: str) -> None:
+    mp.spawn(worker, args=(2, _free_port(), str(tmp_path), _method_of(objective)), nprocs=2, join=True)
     r0 = torch.load(tmp_path / "rank0.pt", weights_only=True)
     r1 = torch.load(tmp_path / "rank1.pt", weights_only=True)
     assert r0["world"] == r1["world"] == 2
