@@ -16,6 +16,11 @@ number of seeds with F1 >= 0.6. Writes ``benchmarks/results/bench_slices.json``;
     python benchmarks/bench_slices.py --seeds 5                  # all three suites, about 8 minutes
     python benchmarks/bench_slices.py --task lesion2d --seeds 2  # quick
     python benchmarks/bench_slices.py --model standin --seeds 5  # the test's stand-in model, 2 minutes
+    python benchmarks/bench_slices.py --model bench --runs runs/bench --seeds 5  # the method benchmark's ERM runs
+
+``--model bench`` scores the ERM runs of the published method benchmark (``duetfair benchmark --task
+<suite> --size bench --out <runs>/<suite>``: ``<runs>/<suite>/seed<S>/erm``, trained at the
+``bench`` size and evaluated on the test split with descriptors); nothing is trained.
 """
 
 from __future__ import annotations
@@ -98,6 +103,14 @@ def run_once(task: str, seed: int, root: Path) -> Path:
     return run
 
 
+def bench_run(task: str, seed: int, root: Path) -> Path:
+    """The method benchmark's evaluated ERM run of ``task`` and ``seed`` under ``root``."""
+    run = root / task / f"seed{seed}" / "erm"
+    if not (run / "cases.csv").is_file():
+        raise SystemExit(f"{run / 'cases.csv'} not found: run `duetfair benchmark --task {task} --size bench` first")
+    return run
+
+
 def score_run(run: Path) -> dict:
     """Audit the run's cases without the hidden column; precision / recall / F1 of the top slice."""
     from duetfair.audit import audit_table
@@ -161,13 +174,22 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--runs", default=str(ROOT / "runs" / "bench_slices"))
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "bench_slices.json"))
-    parser.add_argument("--model", choices=["erm", "standin"], default="erm", help="trained ERM or the test's stand-in")
+    parser.add_argument(
+        "--model",
+        choices=["erm", "standin", "bench"],
+        default="erm",
+        help="small trained ERM, the test's stand-in, or the method benchmark's ERM runs (--runs: its root)",
+    )
     args = parser.parse_args()
     results: dict[str, list[dict]] = {}
     for task in args.task or list(SETUPS):
         for seed in range(args.seeds):
             t0 = time.perf_counter()
-            found = score_run(run_once(task, seed, Path(args.runs))) if args.model == "erm" else standin_run(task, seed)
+            if args.model == "standin":
+                found = standin_run(task, seed)
+            else:
+                make = run_once if args.model == "erm" else bench_run
+                found = score_run(make(task, seed, Path(args.runs)))
             row = {"seed": seed, **found}
             row["seconds"] = time.perf_counter() - t0
             results.setdefault(task, []).append(row)
@@ -180,7 +202,7 @@ def main() -> None:
         summary[task] = {**{k: list(v) for k, v in stats.items()}, "seeds_f1_at_least_0.6": hits, "seeds": len(rows)}
         cells = [f"{m:.2f} ({lo:.2f}-{hi:.2f})" for m, lo, hi in stats.values()]
         print(f"| `{task}` | {' | '.join(cells)} | {hits}/{len(rows)} |")
-    out = args.out if args.model == "erm" else args.out.replace(".json", "_standin.json")
+    out = args.out if args.model == "erm" else args.out.replace(".json", f"_{args.model}.json")
     write_json(out, {"benchmark": "slices", "model": args.model, "per_seed": results, "summary": summary})
     print(f"wrote {out}")
 
