@@ -22,7 +22,7 @@ def planted_first_stage(n_per_group: int = 40, groups: int = 2, hard_share: floa
                     "case_id": f"g{g}_{i}",
                     "group": g,
                     "dice": (0.4 if h else 0.9) + 0.02 * rng.standard_normal(),
-                    "desc_contrast": (-3.0 if h else 3.0) + rng.standard_normal(),
+                    "desc_contrast": (-5.0 if h else 5.0) + 0.5 * rng.standard_normal(),
                     "desc_size_mm2": float(rng.uniform(10, 20)),
                 }
             )
