@@ -24,18 +24,13 @@ import pandas as pd
 from duetfair.audit.markdown import md_text
 from duetfair.errors import DuetfairError, require
 from duetfair.io import read_table
+from duetfair.metrics.registry import column_label
 from duetfair.rundir import RunDir
 
 FORMATS = ("md", "csv", "json", "latex")
 HEADLINE = ("es_dice", "dice", "es_iou", "iou")
 LABELS = {
-    "es_dice": "ES-Dice",
-    "dice": "Dice",
-    "es_iou": "ES-IoU",
-    "iou": "IoU",
-    "worst_dice": "Worst-group Dice",
-    "worst_cvar10": "Worst-group CVaR10",
-    "hidden_dice": "Hidden-subtype Dice",
+    c: column_label(c) for c in ("es_dice", "dice", "es_iou", "iou", "worst_dice", "worst_cvar10", "hidden_dice")
 }
 
 

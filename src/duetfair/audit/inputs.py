@@ -38,13 +38,11 @@ from duetfair.audit.checks import count_value, load_json_strict, numeric_column,
 from duetfair.data.groups import attribute_kind, known_values
 from duetfair.errors import DuetfairError, require
 from duetfair.io import read_table
+from duetfair.metrics.registry import TABLE_METRICS as TABLE_METRICS  # re-exported: metric columns of per-case CSVs
 from duetfair.options import HIDDEN_COLUMN
 
 NNUNET_METRICS = {"Dice": "dice", "IoU": "iou", "n_ref": "n_ref", "n_pred": "n_pred"}
 """nnU-Net summary.json keys -> per-case table columns."""
-
-TABLE_METRICS = ("dice", "iou", "hd95", "normhd", "nsd")
-"""Metric columns recognised in per-case CSVs."""
 
 
 # ---- case ids ----------------------------------------------------------------------------------

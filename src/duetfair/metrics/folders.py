@@ -57,6 +57,7 @@ import numpy as np
 import pandas as pd
 
 from duetfair.errors import DuetfairError, require
+from duetfair.metrics.registry import SCORED_METRICS
 from duetfair.metrics.score_checks import check_label_names, check_nsd_tolerance
 from duetfair.options import EmptyPolicy, parse
 
@@ -66,7 +67,7 @@ LABEL_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd", ".png", "
 NO_SPACING_SUFFIXES = (".png", ".bmp", ".tif", ".tiff", ".npy", ".npz")
 """Formats that carry no voxel spacing (a prediction in one takes the reference's spacing)."""
 
-SCORE_METRICS = ("dice", "iou", "hd95", "nsd")
+SCORE_METRICS = SCORED_METRICS
 """Metrics :func:`score_pairs` can compute (``hd95`` also yields ``normhd``)."""
 
 SPACING_RTOL = 1e-3
