@@ -6,35 +6,37 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
+import importlib
+from typing import Any, Callable, cast
 
 from duetfair.data.dataset import CaseDataset, collate_cases
 from duetfair.data.groups import UNKNOWN, AttributeSpec, GroupSpec
+from duetfair.errors import DuetfairError
 from duetfair.options import DatasetKind, parse
 
-__all__ = ["build_datasets", "CaseDataset", "GroupSpec", "AttributeSpec", "collate_cases", "UNKNOWN"]
+__all__ = ["LOADERS", "build_datasets", "loader", "CaseDataset", "GroupSpec", "AttributeSpec", "collate_cases"]
+__all__ += ["UNKNOWN"]
 
 
-def _builder(kind: str) -> Callable[..., dict[str, CaseDataset]]:
-    if kind == "synthetic":
-        from duetfair.data.synthetic import synthetic_datasets
+LOADERS: dict[str, str] = {
+    "synthetic": "duetfair.data.synthetic:synthetic_datasets",
+    "manifest": "duetfair.data.manifest:manifest_datasets",
+    "fairseg": "duetfair.data.fairseg:fairseg_datasets",
+    "ham10000": "duetfair.data.ham10000:ham10000_datasets",
+    "mamamia": "duetfair.data.mamamia:mamamia_datasets",
+}
+"""Dataset kind -> ``"module:function"`` of its loader (imported on first use). A loader takes
+keyword arguments and returns ``{"train": CaseDataset, "val": ..., "test": ...}``; every
+:class:`~duetfair.options.DatasetKind` has one (``tests/data/test_loaders.py``)."""
 
-        return synthetic_datasets
-    if kind == "manifest":
-        from duetfair.data.manifest import manifest_datasets
 
-        return manifest_datasets
-    if kind == "fairseg":
-        from duetfair.data.fairseg import fairseg_datasets
-
-        return fairseg_datasets
-    if kind == "ham10000":
-        from duetfair.data.ham10000 import ham10000_datasets
-
-        return ham10000_datasets
-    from duetfair.data.mamamia import mamamia_datasets
-
-    return mamamia_datasets
+def loader(kind: str) -> Callable[..., dict[str, CaseDataset]]:
+    """The loader function of ``kind``; a one-line error listing the kinds when there is none."""
+    ref = LOADERS.get(str(kind))
+    if ref is None:
+        raise DuetfairError(f"dataset kind {str(kind)!r}: no loader; expected one of {', '.join(map(str, LOADERS))}")
+    module, _, name = ref.partition(":")
+    return cast(Callable[..., dict[str, CaseDataset]], getattr(importlib.import_module(module), name))
 
 
 def build_datasets(kind: str, /, **kwargs: Any) -> dict[str, CaseDataset]:
@@ -59,4 +61,4 @@ def build_datasets(kind: str, /, **kwargs: Any) -> dict[str, CaseDataset]:
 
         kwargs["task"] = synthetic_task(kwargs)
         kwargs.pop("kind", None)
-    return _builder(kind)(**kwargs)
+    return loader(kind)(**kwargs)
