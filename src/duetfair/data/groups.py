@@ -25,7 +25,6 @@ is plain data (:meth:`GroupSpec.to_dict` / :meth:`GroupSpec.from_dict`, :meth:`G
 from __future__ import annotations
 
 import itertools
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,7 +57,7 @@ from duetfair.data.attributes import (
     parse_bins,
 )
 from duetfair.errors import DuetfairError, require
-from duetfair.io import write_json
+from duetfair.io import read_json, write_json
 
 __all__ = [  # the names of duetfair.data.attributes are part of this module's interface
     "FAIRSEG_AGE_EDGES",
@@ -364,14 +363,13 @@ class GroupSpec:
         """Read a spec written by :meth:`save` (JSON, or YAML by suffix)."""
         p = Path(path)
         require(p.is_file(), f"group spec file '{p}' does not exist")
-        text = p.read_text(encoding="utf-8")
         try:
             if p.suffix.lower() in (".yaml", ".yml"):
                 import yaml
 
-                data = yaml.safe_load(text)
+                data = yaml.safe_load(p.read_text(encoding="utf-8"))
             else:
-                data = json.loads(text)
+                data = read_json(p, "a group spec")
         except Exception as exc:  # noqa: BLE001 - any parse failure is bad input
             raise DuetfairError(f"group spec file '{p}' cannot be parsed: {exc}".replace("\n", " ")) from exc
         return cls.from_dict(data)
