@@ -25,9 +25,10 @@ from duetfair.audit.markdown import md_text
 from duetfair.errors import DuetfairError, require
 from duetfair.io import read_table
 from duetfair.metrics.registry import column_label
+from duetfair.options import OutputFormat, choices
 from duetfair.rundir import RunDir
 
-FORMATS = ("md", "csv", "json", "latex")
+FORMATS = tuple(choices(OutputFormat))
 HEADLINE = ("es_dice", "dice", "es_iou", "iou")
 LABELS = {
     c: column_label(c) for c in ("es_dice", "dice", "es_iou", "iou", "worst_dice", "worst_cvar10", "hidden_dice")

@@ -26,6 +26,7 @@ from duetfair.data.splits import SPLITS, assign_group_splits
 from duetfair.data.transforms import CaseReader, Normalize
 from duetfair.errors import DuetfairError, require
 from duetfair.io import read_json, read_table, resolve_inside
+from duetfair.options import OnError, parse
 
 SUFFIXES_2D = (".png", ".jpg", ".jpeg", ".npy", ".npz", ".bmp", ".tif", ".tiff")
 SUFFIXES_3D = (".nii", ".nii.gz", ".mha", ".nrrd")
@@ -294,7 +295,7 @@ def _resolve(
     df: pd.DataFrame, root: Path, path: Path, on_error: str, skipped: list[dict[str, str]]
 ) -> tuple[list[Any], list[str], list[bool]]:
     """Resolve image/label paths inside ``root``; missing files raise or are skipped."""
-    require(on_error in ("raise", "skip"), f"on_error must be 'raise' or 'skip', got '{on_error}'")
+    on_error = parse(OnError, on_error, "on_error")
     images: list[Any] = []
     labels: list[str] = []
     keep: list[bool] = []
