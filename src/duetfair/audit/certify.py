@@ -117,6 +117,7 @@ class CertifySettings:
         return round(1.0 - self.confidence, 12)
 
     def to_dict(self) -> dict[str, Any]:
+        """The settings as stored in the audit JSON."""
         return {
             "confidence": self.confidence,
             "detect": dict(self.detect),

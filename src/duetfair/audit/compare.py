@@ -1,10 +1,10 @@
-"""``duetfair compare``: the papers' comparison table from evaluated runs.
+r"""``duetfair compare``: the papers' comparison table from evaluated runs.
 
 One row per run (method): ES-Dice, Dice, ES-IoU, IoU with bootstrap intervals, per-group Dice and
 IoU, the worst group and its Dice, and the hidden-failure number: the worst group's CVaR10 of
 per-case Dice (mean Dice of the worst 10 % of a group's cases, the tail a group mean hides), plus
 the hidden-subtype Dice when the data knows the subtype. Every column is higher-is-better; the best
-value per column is marked (``**bold**`` in Markdown, ``\\textbf`` in LaTeX, ``best`` entry in JSON,
+value per column is marked (``**bold**`` in Markdown, ``\textbf`` in LaTeX, ``best`` entry in JSON,
 ``best_*`` flags in CSV).
 
 Input is what ``duetfair evaluate`` writes into each run directory (``audit.json``, ``summary.json``,

@@ -59,7 +59,7 @@ def canonical_id(value: Any) -> str:
 
 
 def file_case_id(path: str, case_of: Callable[[str], str | None]) -> str | None:
-    """Case id of a path written by another tool (its file name, ``/`` or ``\\`` separated)."""
+    r"""Case id of a path written by another tool (its file name, ``/`` or ``\`` separated)."""
     name = re.split(r"[\\/]", str(path).strip())[-1]
     return case_of(name)
 

@@ -354,7 +354,7 @@ def _file_of(row: pd.Series) -> str:
 
 
 def _py(v: Any) -> Any:
-    """numpy scalar -> Python scalar (so attrs are JSON-safe)."""
+    """A numpy scalar as a Python scalar (so attrs are JSON-safe)."""
     return v.item() if isinstance(v, np.generic) else v
 
 

@@ -330,7 +330,8 @@ def fairseg_datasets(
         fractions: train/val/test fractions without any split (default 0.8/0.1/0.1).
         val_fraction: share of train moved to val when only train/test exist (default 0.1; the
             official split has no validation set).
-        seed: split seed. on_error: ``"raise"`` or ``"skip"`` (report in ``.skipped``).
+        seed: split seed.
+        on_error: ``"raise"`` or ``"skip"`` (report in ``.skipped``).
     """
     root = Path(root)
     require(root.is_dir(), f"FairSeg folder '{root}' does not exist")

@@ -1,4 +1,4 @@
-"""Score a folder of predicted masks against a folder of reference masks -> the per-case table.
+r"""Score a folder of predicted masks against a folder of reference masks -> the per-case table.
 
 This is the path for models trained anywhere (nnU-Net, MONAI, own code): no model is loaded, only
 label maps are read (MONAI ``LoadImage``) and scored with
@@ -10,7 +10,7 @@ Matching rule (case ids)
     ``.csv``, ...) and hidden files are ignored; sub-folders are not searched. A pattern changes
     the rule: ``{case}_seg.nii.gz`` (``{case}`` is the id, ``*`` matches anything, the rest is
     literal) or a regular expression prefixed with ``re:`` whose group ``case`` (or first group)
-    is the id, e.g. ``re:(?P<case>.+)_0000\\.nii\\.gz``. Files that do not match are ignored.
+    is the id, e.g. ``re:(?P<case>.+)_0000\.nii\.gz``. Files that do not match are ignored.
 
 Files
     2D: PNG, BMP, TIFF, NPY, NPZ; 3D: NIfTI (``.nii``, ``.nii.gz``), NRRD and MHA/MHD (read by

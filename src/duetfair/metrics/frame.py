@@ -216,14 +216,17 @@ class GroupMetricFrame:
 
     @property
     def worst_mean(self) -> float:
+        """Mean of the worst group."""
         return float(self.group_means[self._pick(True)])
 
     @property
     def best_group(self) -> str:
+        """Label of the group with the best mean."""
         return self.group_names[self._pick(False)]
 
     @property
     def best_mean(self) -> float:
+        """Mean of the best group."""
         return float(self.group_means[self._pick(False)])
 
     @property
@@ -254,6 +257,7 @@ class GroupMetricFrame:
 
     @property
     def es(self) -> float:
+        """Equity-scaled value with the frame's ``es_variant``."""
         return self.equity_scaled()
 
     # -- bootstrap --
