@@ -740,7 +740,8 @@ def _audit_figures(audit: Mapping[str, Any], cases: pd.DataFrame | None, min_n: 
         hb = bool(m.get("higher_is_better", True))
         base, view = _metric_view(cases, key) if cases is not None else (key, None)
         usable = view is not None and base in view.columns and len(view) > 0
-        values = pd.to_numeric(view[base], errors="coerce").to_numpy(dtype=float) if usable else None
+        numbers = pd.to_numeric(view[base], errors="coerce") if usable and view is not None else None
+        values = numbers.to_numpy(dtype=float) if numbers is not None else None
         groups = GroupSpec.for_table(view, list(m["attributes"]), base=spec) if usable else None
         for attr, summary in m["attributes"].items():
             figs[f"means/{key}/{attr}"] = plot_group_means(key, attr, summary, m["overall"])

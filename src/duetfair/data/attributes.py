@@ -183,7 +183,7 @@ class AttributeSpec:
                 return UNKNOWN
             if not math.isfinite(x):
                 return UNKNOWN
-            return int(np.digitize([x], self.edges, right=self.right)[0])
+            return int(np.digitize([x], self.edges or [], right=self.right)[0])  # binned: edges set
         key = self._key(canonical(value))
         if self.value_map is not None:
             mapped = self._map(key)

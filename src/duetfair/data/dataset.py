@@ -204,6 +204,11 @@ class CaseDataset(Dataset):
         )
 
 
+def _row_reader(read: Callable[[Any], Any], rows: Sequence[Any]) -> ReadFn:
+    """``i -> read(rows[i])``: a dataset's read function over a list of rows."""
+    return lambda i: read(rows[i])
+
+
 def drop_bad_cases(ds: CaseDataset, *, on_error: str) -> CaseDataset:
     """Apply the loaders' ``on_error`` policy: ``"raise"`` returns ``ds`` untouched (errors surface
     when a case is read), ``"skip"`` reads every case now and returns a dataset without the bad
@@ -323,7 +328,7 @@ def build_split_datasets(
             ds = CaseDataset(
                 part,
                 spec,
-                lambda i, rows=rows: read(rows[i]),
+                _row_reader(read, rows),
                 num_classes=num_classes,
                 in_channels=in_channels,
                 spatial_dims=spatial_dims,

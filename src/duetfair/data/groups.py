@@ -266,7 +266,7 @@ class GroupSpec:
         df: pd.DataFrame,
         attributes: Sequence[str],
         *,
-        bins: Mapping[str, Sequence[float] | Mapping[str, Any]] | None = None,
+        bins: Mapping[str, Sequence[float] | Mapping[str, Any] | AttributeSpec] | None = None,
         max_categories: int = 50,
         max_numeric_levels: int = MAX_NUMERIC_LEVELS,
     ) -> "GroupSpec":

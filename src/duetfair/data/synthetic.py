@@ -43,7 +43,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -365,7 +365,9 @@ def generate_chunks(
     gen = torch.Generator().manual_seed(
         int(np.random.SeedSequence([int(seed), TASKS.index(task)]).generate_state(1)[0])
     )
-    maker = {"fundus2d": _fundus, "lesion2d": _lesion, "tumor3d": _tumor}[task]
+    makers: dict[str, Callable[[Any, int, torch.Generator], tuple[torch.Tensor, torch.Tensor, pd.DataFrame]]]
+    makers = {"fundus2d": _fundus, "lesion2d": _lesion, "tumor3d": _tumor}
+    maker = makers[task]
     prefix = id_prefix or task
     for start in range(0, int(n), CHUNK):
         img, lab, meta = maker(p, min(CHUNK, int(n) - start), gen)
@@ -419,7 +421,7 @@ def synthetic_datasets(
         out[split] = CaseDataset(
             meta,
             spec,
-            lambda i, im=images, lb=labels: (im[i], lb[i]),
+            _tensor_reader(images, labels),
             num_classes=NUM_CLASSES[task],
             in_channels=int(images.shape[1]),
             channel_source="files" if SPATIAL_DIMS[task] == 3 else "native",
@@ -427,6 +429,11 @@ def synthetic_datasets(
         )
     require(len(out) > 0, "synthetic dataset: all of n_train, n_val, n_test are 0")
     return out
+
+
+def _tensor_reader(images: torch.Tensor, labels: torch.Tensor) -> Callable[[int], tuple[torch.Tensor, torch.Tensor]]:
+    """``i -> (images[i], labels[i])``: a dataset's read function over generated tensors."""
+    return lambda i: (images[i], labels[i])
 
 
 def write_synthetic(

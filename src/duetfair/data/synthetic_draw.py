@@ -9,7 +9,7 @@ hidden-subtype column). Split from :mod:`duetfair.data.synthetic`, which documen
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Sequence, cast
 
 import numpy as np
 import pandas as pd
@@ -62,7 +62,7 @@ def _level(
     if angle is not None:
         c, s = torch.cos(angle)[expand], torch.sin(angle)[expand]
         d = [c * d[0] + s * d[1], -s * d[0] + c * d[1]]
-    rho = torch.sqrt(sum((d[k] / radii[:, k][expand]) ** 2 for k in range(dims)) + 1e-12)
+    rho = torch.sqrt(cast(torch.Tensor, sum((d[k] / radii[:, k][expand]) ** 2 for k in range(dims))) + 1e-12)
     level = 1.0 - rho
     return level + irregular if irregular is not None else level
 
