@@ -88,6 +88,10 @@ class Adversarial(Objective):
         options.setdefault("feature_dim", context.feature_dim)
         return cls(context.num_groups, **options)
 
+    # buffers (register_buffer), typed for mypy
+    last_ce: torch.Tensor
+    last_accuracy: torch.Tensor
+
     def __init__(
         self,
         num_groups: int,

@@ -53,7 +53,7 @@ import math
 
 import torch
 
-from duetfair.errors import require
+from duetfair.errors import DuetfairError, require
 from duetfair.objectives.base import Objective, check_batch, erm_weights, mix_unknown, weighted_loss
 from duetfair.objectives.distributed import all_gather_cat, all_reduce_max, group_sums, rank_share
 
@@ -95,7 +95,8 @@ def across_group_weights(counts: torch.Tensor, *, across: str = "size", q: torch
     elif across == "size":
         a = counts
     else:
-        require(q is not None, "fair_dro: across='dro' needs the GroupDRO weights q")
+        if q is None:
+            raise DuetfairError("fair_dro: across='dro' needs the GroupDRO weights q")
         a = q.to(counts) * present
     return a / a.sum().clamp_min(torch.finfo(a.dtype).tiny)
 
@@ -148,6 +149,14 @@ class FairDRO(Objective):
         worst_half = FairDRO(num_groups=3, within="cvar", alpha=0.5, across="uniform")
         loss = objective(per_case_losses, group)
     """
+
+    # buffers (register_buffer), typed for mypy
+    q: torch.Tensor
+    group_value: torch.Tensor
+    ess_sum: torch.Tensor
+    ess_batches: torch.Tensor
+    eta: torch.Tensor
+    eta_ready: torch.Tensor
 
     def __init__(
         self,

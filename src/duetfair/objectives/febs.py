@@ -78,6 +78,11 @@ class FEBS(Objective):
 
     requires = frozenset({"logits", "target"})
 
+    # buffers (register_buffer), typed for mypy
+    class_weight: torch.Tensor | None
+    scale: torch.Tensor
+    group_dice_loss: torch.Tensor
+
     def __init__(
         self,
         num_groups: int,

@@ -16,7 +16,7 @@ rescales the present groups' weights to sum to one. Unknown-attribute cases (``-
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Sequence, cast
 
 import torch
 from torch.utils.data import WeightedRandomSampler
@@ -44,6 +44,10 @@ class GroupDRO(Objective):
         objective = GroupDRO(num_groups=3, step_size=0.01)
         loss = objective(per_case_losses, group)
     """
+
+    # buffers (register_buffer), typed for mypy
+    q: torch.Tensor
+    adjust: torch.Tensor
 
     def __init__(
         self,
@@ -109,7 +113,7 @@ def _adjustment(
         group_counts is not None and len(group_counts) == num_groups,
         f"group_dro: adjustment {c.tolist()} needs group_counts with {num_groups} training-set sizes",
     )
-    n = torch.as_tensor(list(group_counts), dtype=torch.float32)
+    n = torch.as_tensor(list(group_counts or []), dtype=torch.float32)  # checked above
     require(bool((n > 0).all()), f"group_dro: group_counts must all be > 0, got {n.tolist()}")
     return c.expand(num_groups) / n.sqrt()
 
@@ -154,4 +158,6 @@ def group_balanced_sampler(
     weights = group_balanced_weights(groups, unknown=unknown)
     n = weights.numel() if num_samples is None else num_samples
     require(n > 0, f"group_balanced_sampler: num_samples must be > 0, got {n}")
-    return WeightedRandomSampler(weights, num_samples=n, replacement=replacement, generator=generator)
+    return WeightedRandomSampler(
+        cast(Sequence[float], weights), num_samples=n, replacement=replacement, generator=generator
+    )  # a weight tensor [N] is what torch passes on

@@ -10,7 +10,7 @@ PyTorch normalises by the weights of the whole batch; the Dice part matches exac
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -48,6 +48,9 @@ class PerCaseDiceCE(nn.Module):
         per_case = loss_fn(logits, label)   # logits [B, K, H, W], label [B, 1, H, W] -> [B]
     """
 
+    # buffers (register_buffer), typed for mypy
+    weight: torch.Tensor | None
+
     def __init__(
         self,
         *,
@@ -73,7 +76,7 @@ class PerCaseDiceCE(nn.Module):
         self.softmax = softmax
         self.lambda_dice = float(lambda_dice)
         self.lambda_ce = float(lambda_ce)
-        self._dice_kwargs = dict(squared_pred=squared_pred, smooth_nr=smooth_nr, smooth_dr=smooth_dr)
+        self._dice_kwargs: dict[str, Any] = dict(squared_pred=squared_pred, smooth_nr=smooth_nr, smooth_dr=smooth_dr)
         self._dice_cache: dict[int, DiceLoss] = {}
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
