@@ -26,10 +26,13 @@ if TYPE_CHECKING:
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; rename it onto ``path`` if the block succeeds.
 
-    Example::
-
-        with atomic_path("out/table.parquet") as tmp:
-            df.to_parquet(tmp)
+    Example:
+        >>> import tempfile
+        >>> folder = Path(tempfile.mkdtemp())
+        >>> with atomic_path(folder / "out" / "table.csv") as tmp:
+        ...     _ = tmp.write_text("case_id,dice")
+        >>> [p.name for p in (folder / "out").iterdir()]  # no temporary file left
+        ['table.csv']
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)

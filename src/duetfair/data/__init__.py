@@ -50,10 +50,15 @@ def build_datasets(kind: str, /, **kwargs: Any) -> dict[str, CaseDataset]:
         **kwargs: the loader's arguments (see ``synthetic_datasets``, ``manifest_datasets``,
             ``fairseg_datasets``, ``ham10000_datasets``, ``mamamia_datasets``).
 
-    Example::
-
-        ds = build_datasets("synthetic", task="fundus2d", n_train=256, n_val=64, n_test=128, seed=0)
-        case = ds["train"][0]   # {"image", "label", "case_id", "attrs", "codes", "hidden"}
+    Example:
+        >>> ds = build_datasets("synthetic", task="fundus2d", n_train=8, n_val=4, n_test=4, image_size=32, seed=0)
+        >>> sorted(ds), len(ds["train"])
+        (['test', 'train', 'val'], 8)
+        >>> case = ds["train"][0]
+        >>> sorted(case)
+        ['attrs', 'case_id', 'codes', 'hidden', 'image', 'label']
+        >>> tuple(case["image"].shape), tuple(case["label"].shape)  # [C, H, W], [1, H, W]
+        ((1, 32, 32), (1, 32, 32))
     """
     kind = parse(DatasetKind, kind, "dataset kind")
     if kind == "synthetic":

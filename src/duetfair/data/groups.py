@@ -94,13 +94,15 @@ class GroupSpec:
         attributes: one :class:`AttributeSpec` per attribute, in code order (also accepted: their
             ``to_dict()`` mappings).
 
-    Example::
-
-        spec = GroupSpec([categorical("race", ["Asian", "Black", "White"],
-                                      value_map={0: "Asian", 1: "Black", 2: "White"}),
-                          binned("age", [60], ["<60", ">=60"])])
-        spec.encode({"race": 2, "age": 71.5})         # [2, 1]
-        spec.intersection(torch.tensor([[2, 1]]))      # tensor([5])
+    Example:
+        >>> spec = GroupSpec([
+        ...     categorical("race", ["Asian", "Black", "White"], value_map={0: "Asian", 1: "Black", 2: "White"}),
+        ...     binned("age", [60], ["<60", ">=60"]),
+        ... ])
+        >>> spec.encode({"race": 2, "age": 71.5})
+        [2, 1]
+        >>> spec.intersection(torch.tensor([[2, 1]]))
+        tensor([5])
     """
 
     def __init__(self, attributes: Iterable[AttributeSpec | Mapping[str, Any]]) -> None:

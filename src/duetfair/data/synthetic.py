@@ -322,9 +322,12 @@ def generate(
     Returns:
         :class:`SyntheticData` with ``images [n, C, *S]``, ``labels [n, 1, *S]`` and ``meta``.
 
-    Example::
-
-        data = generate("fundus2d", 200, seed=1, hidden_prob=0.2)
+    Example:
+        >>> data = generate("fundus2d", 8, seed=1, image_size=32, hidden_prob=0.2)
+        >>> tuple(data.images.shape), tuple(data.labels.shape)  # [N, C, H, W], [N, 1, H, W]
+        ((8, 1, 32, 32), (8, 1, 32, 32))
+        >>> list(data.meta.columns)
+        ['case_id', 'race', 'age', 'sex', 'hidden_subtype']
     """
     p = make_params(task, image_size, **params)
     need = int(n) * case_bytes(task, p.image_size)

@@ -602,9 +602,10 @@ def validate(raw: dict[str, Any]) -> ExperimentConfig:
 def load_config(spec: str | Path, overrides: Optional[list[str]] = None) -> ExperimentConfig:
     """Load, merge ``extends``, apply ``--set`` overrides, expand ``method`` and validate.
 
-    Example::
-
-        cfg = load_config("fundus2d_dmoe", ["train.epochs=2", "optim.lr=3e-4"])
+    Example:
+        >>> cfg = load_config("fundus2d_dmoe", ["train.epochs=2", "optim.lr=3e-4"])
+        >>> str(cfg.method), cfg.train.epochs, cfg.optim.lr
+        ('dmoe', 2, 0.0003)
     """
     raw = apply_overrides(load_raw(spec), list(overrides or []))
     if _count_nodes(raw, MAX_CONFIG_NODES) > MAX_CONFIG_NODES:

@@ -500,10 +500,22 @@ def score_folders(
     ``descriptors``: add the mask and error descriptors, ``desc_*``; image descriptors need pairs
     with ``CasePair.image`` and ``ScoreSpec(images=True)``).
 
-    Example::
-
-        table = score_folders("preds", "labelsTs", labels=[1, 2], label_names={1: "rim", 2: "cup"},
-                              regions=[Region("disc", (1, 2))], workers=4)
+    Example:
+        >>> import tempfile
+        >>> root = Path(tempfile.mkdtemp())
+        >>> ref = np.zeros((8, 8), dtype=np.uint8)
+        >>> ref[2:7, 2:7], ref[3:5, 3:5] = 1, 2  # rim around a cup
+        >>> pred = ref.copy()
+        >>> pred[5:7, 2:7] = 0  # the lower rim missed
+        >>> for folder, mask in (("preds", pred), ("refs", ref)):
+        ...     (root / folder).mkdir()
+        ...     np.save(root / folder / "case1.npy", mask)
+        >>> table = score_folders(
+        ...     root / "preds", root / "refs", labels=[1, 2], label_names={1: "rim", 2: "cup"},
+        ...     regions=[Region("disc", (1, 2))], metrics=("dice",),
+        ... )
+        >>> table[["case_id", "class", "dice", "n_ref", "n_pred"]].round(3).values.tolist()
+        [['case1', 'rim', 0.688, 21, 11], ['case1', 'cup', 1.0, 4, 4], ['case1', 'disc', 0.75, 25, 15]]
     """
     pairs = match_folders(
         pred_dir, ref_dir, pred_pattern=pred_pattern, ref_pattern=ref_pattern, allow_missing=allow_missing

@@ -117,11 +117,13 @@ class GroupMetricFrame:
         higher_better: metric direction; inferred from the name when None.
         min_group_n: groups with fewer cases are flagged ``small`` (estimate too unstable to rank).
 
-    Example::
-
-        frame = GroupMetricFrame(cases, "dice", "race", n_boot=1000)
-        frame.by_group            # DataFrame: n, mean, ci_low, ci_high, cvar, p10, std, failure_rate
-        frame.worst_group, frame.gap, frame.es, frame.es_ci
+    Example:
+        >>> cases = pd.DataFrame({"dice": [0.9, 0.8, 0.85, 0.6, 0.5, 0.7], "race": ["A", "A", "A", "B", "B", "B"]})
+        >>> frame = GroupMetricFrame(cases, "dice", "race", n_boot=0)
+        >>> frame.worst_group, round(frame.gap, 3), round(frame.es, 3)
+        ('B', 0.25, 0.58)
+        >>> frame.by_group[["n", "mean"]].round(3).to_dict("index")
+        {'A': {'n': 3, 'mean': 0.85}, 'B': {'n': 3, 'mean': 0.6}}
     """
 
     df: pd.DataFrame

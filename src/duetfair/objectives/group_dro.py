@@ -39,10 +39,11 @@ class GroupDRO(Objective):
         normalize_loss: divide the adjusted group losses by their sum before the ``q`` update.
         renormalize_present: weight only the groups present in the batch, rescaled to sum to one.
 
-    Example::
-
-        objective = GroupDRO(num_groups=3, step_size=0.01)
-        loss = objective(per_case_losses, group)
+    Example:
+        >>> objective = GroupDRO(num_groups=3, step_size=0.5)
+        >>> loss = objective(torch.tensor([1.0, 2.0, 3.0, 6.0]), torch.tensor([0, 1, 2, 2]))
+        >>> objective.q  # the worst group (2, mean loss 4.5) gains weight
+        tensor([0.1190, 0.1962, 0.6848])
     """
 
     # buffers (register_buffer), typed for mypy
@@ -150,10 +151,11 @@ def group_balanced_sampler(
 ) -> WeightedRandomSampler:
     """``WeightedRandomSampler`` drawing each group equally often (weights ``N / N_g``).
 
-    Example::
-
-        sampler = group_balanced_sampler(train_groups)           # one id per training case
-        loader = DataLoader(train_set, batch_size=8, sampler=sampler)
+    Example:
+        >>> train_groups = torch.tensor([0, 0, 0, 1])  # one id per training case
+        >>> sampler = group_balanced_sampler(train_groups, generator=torch.Generator().manual_seed(0))
+        >>> len(sampler), sampler.weights  # each group's cases weigh 4 in all: half of the draws each
+        (4, tensor([1.3333, 1.3333, 1.3333, 4.0000], dtype=torch.float64))
     """
     weights = group_balanced_weights(groups, unknown=unknown)
     n = weights.numel() if num_samples is None else num_samples

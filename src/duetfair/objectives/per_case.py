@@ -42,10 +42,11 @@ class PerCaseDiceCE(nn.Module):
         smooth_nr: Dice numerator smoothing.
         smooth_dr: Dice denominator smoothing.
 
-    Example::
-
-        loss_fn = PerCaseDiceCE(include_background=True)
-        per_case = loss_fn(logits, label)   # logits [B, K, H, W], label [B, 1, H, W] -> [B]
+    Example:
+        >>> loss_fn = PerCaseDiceCE(include_background=True)
+        >>> logits, label = torch.zeros(2, 3, 8, 8), torch.zeros(2, 1, 8, 8, dtype=torch.long)
+        >>> loss_fn(logits, label).shape  # logits [B, K, H, W], label [B, 1, H, W] -> [B]
+        torch.Size([2])
     """
 
     # buffers (register_buffer), typed for mypy
