@@ -12,22 +12,17 @@ from typing import Any, Callable, cast
 from duetfair.data.dataset import CaseDataset, collate_cases
 from duetfair.data.groups import UNKNOWN, AttributeSpec, GroupSpec
 from duetfair.errors import DuetfairError
-from duetfair.options import DatasetKind, parse
+from duetfair.options import DatasetKind, choices, parse
 
 __all__ = ["LOADERS", "build_datasets", "loader", "CaseDataset", "GroupSpec", "AttributeSpec", "collate_cases"]
 __all__ += ["UNKNOWN"]
 
 
-LOADERS: dict[str, str] = {
-    "synthetic": "duetfair.data.synthetic:synthetic_datasets",
-    "manifest": "duetfair.data.manifest:manifest_datasets",
-    "fairseg": "duetfair.data.fairseg:fairseg_datasets",
-    "ham10000": "duetfair.data.ham10000:ham10000_datasets",
-    "mamamia": "duetfair.data.mamamia:mamamia_datasets",
-}
-"""Dataset kind -> ``"module:function"`` of its loader (imported on first use). A loader takes
-keyword arguments and returns ``{"train": CaseDataset, "val": ..., "test": ...}``; every
-:class:`~duetfair.options.DatasetKind` has one (``tests/data/test_loaders.py``)."""
+LOADERS: dict[str, str] = {kind: f"duetfair.data.{kind}:{kind}_datasets" for kind in choices(DatasetKind)}
+"""Dataset kind -> ``"module:function"`` of its loader (imported on first use): every
+:class:`~duetfair.options.DatasetKind` ``k`` is read by ``duetfair.data.k.k_datasets``, which takes
+keyword arguments and returns ``{"train": CaseDataset, "val": ..., "test": ...}``
+(``tests/data/test_loaders.py`` checks that each one exists)."""
 
 
 def loader(kind: str) -> Callable[..., dict[str, CaseDataset]]:
