@@ -344,7 +344,7 @@ def _cases(w: Path) -> list[tuple[str, list[str], str]]:
         ("evaluate corrupt checkpoint", ["evaluate", str(w / "run_badckpt")], "best.pt"),
         ("evaluate checkpoint of another model", ["evaluate", str(w / "run_otherckpt")], "does not fit"),
         ("evaluate NaN weights", ["evaluate", str(w / "run_nan")], "NaN or inf"),
-        ("evaluate bad checkpoint name", ["evaluate", r, "--checkpoint", "final"], "'best' or 'last'"),
+        ("evaluate bad checkpoint name", ["evaluate", r, "--checkpoint", "final"], "not one of 'best', 'last'"),
         ("evaluate bad split", ["evaluate", r, "--split", "holdout"], "holdout"),
         ("evaluate bad data config", ["evaluate", r, "--data", str(w / "bad.yaml")], "not valid YAML"),
         ("evaluate negative bootstrap", ["evaluate", r, "--bootstrap", "-1"], "bootstrap"),

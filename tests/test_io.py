@@ -6,7 +6,7 @@ import stat
 import pytest
 
 from duetfair.errors import DuetfairError
-from duetfair.io import read_table, write_json, write_text
+from duetfair.io import read_json, read_table, write_json, write_text
 
 
 def test_written_files_have_ordinary_permissions(tmp_path):
@@ -33,3 +33,21 @@ def test_bad_tables_give_one_line_errors(tmp_path):
         with pytest.raises(DuetfairError, match=match) as info:
             read_table(tmp_path / name)
         assert "\n" not in str(info.value)
+
+
+def test_read_json_gives_one_line_errors(tmp_path):
+    good = tmp_path / "good.json"
+    good.write_text('{"a": [1, 2], "b": null}')
+    assert read_json(good) == {"a": [1, 2], "b": None}
+    cases = {
+        "dup.json": ('{"a": 1, "a": 2}', "key 'a' is given twice"),
+        "bad.json": ("{not json", "not valid JSON"),
+        "deep.json": ("[" * 100_000 + "]" * 100_000, "nested too deeply to be a spec"),
+    }
+    for name, (text, message) in cases.items():
+        (tmp_path / name).write_text(text)
+        with pytest.raises(DuetfairError, match=message) as err:
+            read_json(tmp_path / name, "a spec")
+        assert str(tmp_path / name) in str(err.value) and "\n" not in str(err.value)
+    with pytest.raises(DuetfairError, match="file not found; expected a spec"):
+        read_json(tmp_path / "missing.json", "a spec")

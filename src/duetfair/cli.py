@@ -362,7 +362,6 @@ def score_cmd(
     Instead of two folders, --nnunet summary.json or --monai-csv FILE audits scores already computed.
 
     Examples:
-
       duetfair score preds/ labelsTs/ --meta patients.csv --out audit --bins age=40,60,80
 
       duetfair score preds/ refs/ --meta fairseg.csv --out audit --labels 1,2 --label-names rim,cup --region disc=1+2

@@ -26,10 +26,13 @@ if TYPE_CHECKING:
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; rename it onto ``path`` if the block succeeds.
 
-    Example::
-
-        with atomic_path("out/table.parquet") as tmp:
-            df.to_parquet(tmp)
+    Example:
+        >>> import tempfile
+        >>> folder = Path(tempfile.mkdtemp())
+        >>> with atomic_path(folder / "out" / "table.csv") as tmp:
+        ...     _ = tmp.write_text("case_id,dice")
+        >>> [p.name for p in (folder / "out").iterdir()]  # no temporary file left
+        ['table.csv']
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -270,6 +273,39 @@ def _json_safe(obj: Any) -> Any:
     if hasattr(obj, "item") and callable(obj.item) and getattr(obj, "ndim", 1) == 0:
         return _json_safe(obj.item())
     return obj
+
+
+MAX_JSON_BYTES = 1 << 30
+"""Largest JSON file :func:`read_json` reads (1 GiB)."""
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise DuetfairError(f"key '{str(key)[:80]}' is given twice in one object; expected each key once")
+        out[key] = value
+    return out
+
+
+def read_json(path: str | os.PathLike[str], what: str = "a JSON file") -> Any:
+    """Parse a JSON file with one-line errors naming ``path``: not valid JSON or UTF-8, a key given
+    twice in one object (JSON readers silently keep the last), nesting deeper than Python can
+    follow, more than :data:`MAX_JSON_BYTES`. ``what`` says what the file should be."""
+    p = Path(path)
+    try:
+        size = p.stat().st_size
+        if size > MAX_JSON_BYTES:
+            raise DuetfairError(f"{size} bytes; at most {MAX_JSON_BYTES} bytes are read")
+        return json.loads(p.read_text(encoding="utf-8"), object_pairs_hook=_no_duplicates)
+    except DuetfairError as exc:
+        raise DuetfairError(f"{p}: {exc} ({what})") from None
+    except RecursionError:
+        raise DuetfairError(f"{p}: nested too deeply to be {what}") from None
+    except FileNotFoundError:
+        raise DuetfairError(f"{p}: file not found; expected {what}") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise DuetfairError(f"{p}: not valid JSON ({' '.join(str(exc).split())[:120]})") from None
 
 
 def resolve_inside(root: str | os.PathLike[str], relative: str | os.PathLike[str], what: str) -> Path:

@@ -76,12 +76,56 @@ class EmptyPolicy(StrEnum):
     MAMAMIA = "mamamia"
 
 
-class MultiAttribute(StrEnum):
-    """How dMoE routes on several attributes: summed per-attribute router logits, or one router
-    per combination of values."""
+class NormalizeMode(StrEnum):
+    """Intensity normalisation of an image (``data.transforms.normalize``): ``auto`` (2D integer
+    images scaled to [0, 1], the rest z-scored per channel), ``scale``, ``zscore`` (per channel),
+    ``zscore_global`` (over all channels), ``none``."""
 
-    SUM = "sum"
-    INTERSECTION = "intersection"
+    AUTO = "auto"
+    SCALE = "scale"
+    ZSCORE = "zscore"
+    ZSCORE_GLOBAL = "zscore_global"
+    NONE = "none"
+
+
+class ChannelSource(StrEnum):
+    """Where a case's image channels come from (``CaseDataset.channel_source``): the file's own
+    channels (``native``), one file per channel (``files``), or a grey image repeated (``repeat``)."""
+
+    NATIVE = "native"
+    FILES = "files"
+    REPEAT = "repeat"
+
+
+class MoeKind(StrEnum):
+    """Mixture-of-experts variant of a backbone: none, attribute-blind experts, attribute-routed (dMoE)."""
+
+    NONE = "none"
+    MOE = "moe"
+    DMOE = "dmoe"
+
+
+class OutputFormat(StrEnum):
+    """Formats of a comparison table (``duetfair compare --format``; ``html`` is a report)."""
+
+    MD = "md"
+    CSV = "csv"
+    JSON = "json"
+    LATEX = "latex"
+
+
+class Checkpoint(StrEnum):
+    """Checkpoint of a run to evaluate or predict with: selected on validation (``best``) or the last epoch."""
+
+    BEST = "best"
+    LAST = "last"
+
+
+class OnError(StrEnum):
+    """What a loader does with an unreadable case: stop (``raise``) or leave it out and report it (``skip``)."""
+
+    RAISE = "raise"
+    SKIP = "skip"
 
 
 HIDDEN_COLUMN = "hidden_subtype"

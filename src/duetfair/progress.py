@@ -71,6 +71,7 @@ class ProgressLine:
         self.total = max(self.done, self.total - int(units))
 
     def elapsed(self) -> float:
+        """Seconds since the start."""
         return time.perf_counter() - self.start
 
     def text(self, detail: str = "") -> str:

@@ -35,7 +35,7 @@ import numpy as np
 from duetfair.errors import DuetfairError, require
 from duetfair.metrics import certify as cert
 from duetfair.metrics.certify import cvar_bounds, simultaneous_confidence
-from duetfair.metrics.frame import BOUNDED_METRICS, GroupMetricFrame
+from duetfair.metrics.frame import GroupMetricFrame
 from duetfair.metrics.gaps import (
     FDR_METHODS,
     GAP_TESTS,
@@ -49,6 +49,7 @@ from duetfair.metrics.gaps import (
     worst_interval,
 )
 from duetfair.metrics.power import detectable_gap, required_n
+from duetfair.metrics.registry import is_bounded
 
 DEFAULT_DETECT = 0.05
 """Gap of the mean to detect for metrics in [0, 1] (Dice, IoU, NSD) unless set (``--detect``)."""
@@ -116,6 +117,7 @@ class CertifySettings:
         return round(1.0 - self.confidence, 12)
 
     def to_dict(self) -> dict[str, Any]:
+        """The settings as stored in the audit JSON."""
         return {
             "confidence": self.confidence,
             "detect": dict(self.detect),
@@ -136,7 +138,7 @@ def parse_detect(
     """Gap to detect per metric: a number applies to every metric in [0, 1]; ``"hd95=5"`` sets one
     metric; defaults: :data:`DEFAULT_DETECT` for metrics in [0, 1], None (not assessed) otherwise."""
     metrics = list(metrics)
-    out: dict[str, float | None] = {m: DEFAULT_DETECT if m.lower() in BOUNDED_METRICS else None for m in metrics}
+    out: dict[str, float | None] = {m: DEFAULT_DETECT if is_bounded(m) else None for m in metrics}
     if settings is None:
         return out
     if isinstance(settings, Mapping):
@@ -157,7 +159,7 @@ def parse_detect(
             f"--detect {item}: expected a positive gap, e.g. 0.05 or hd95=5",
         )
         if not name:
-            out.update({m: value for m in metrics if m.lower() in BOUNDED_METRICS})
+            out.update({m: value for m in metrics if is_bounded(m)})
             continue
         require(
             name.lower() in by_lower,
@@ -330,7 +332,7 @@ def _permutation_pvalues(
 
 def _support(metric: str, hb: bool) -> tuple[float, float]:
     """Possible range of a metric: [0, 1] for Dice-like metrics, [0, inf) for distances."""
-    if metric.lower() in BOUNDED_METRICS:
+    if is_bounded(metric):
         return 0.0, 1.0
     return (0.0, math.inf) if not hb else (-math.inf, math.inf)
 
@@ -455,7 +457,7 @@ def certify_metric(
     """Add the statements of one metric (overall population and every attribute) to ``result``."""
     first = frames[0]
     references = resolve_reference(settings.reference, {f.by: list(f.group_names) for f in frames})
-    grid = cert.cutoff_grid(first.values, bounded=metric.lower() in BOUNDED_METRICS, points=CURVE_POINTS)
+    grid = cert.cutoff_grid(first.values, bounded=is_bounded(metric), points=CURVE_POINTS)
     hb = bool(first.higher_better)
     result["overall"].update(population_blocks(first.values, first.cutoff, grid, hb, settings))
     detect = settings.detect.get(metric)

@@ -9,38 +9,15 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 from typing import Any
 
 from duetfair.errors import DuetfairError
+from duetfair.io import MAX_JSON_BYTES as MAX_JSON_BYTES  # re-exported
+from duetfair.io import read_json
 
-MAX_JSON_BYTES = 1 << 30
-"""Largest score file read (1 GiB)."""
-
-
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise DuetfairError(f"key '{str(key)[:80]}' is given twice in one object; expected each key once")
-        out[key] = value
-    return out
-
-
-def load_json_strict(path: Path, what: str) -> Any:
-    """Parse a JSON file, refusing a key given twice in one object (JSON readers keep the last) and
-    nesting deeper than Python can follow, with one-line errors naming ``path``."""
-    try:
-        size = path.stat().st_size
-        if size > MAX_JSON_BYTES:
-            raise DuetfairError(f"{size} bytes; at most {MAX_JSON_BYTES} bytes are read")
-        return json.loads(path.read_text(encoding="utf-8"), object_pairs_hook=_no_duplicates)
-    except DuetfairError as exc:
-        raise DuetfairError(f"{path}: {exc} ({what})") from None
-    except RecursionError:
-        raise DuetfairError(f"{path}: nested too deeply to be {what}") from None
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise DuetfairError(f"{path}: not valid JSON ({' '.join(str(exc).split())[:120]})") from None
+load_json_strict = read_json
+"""Parse a JSON file strictly (:func:`duetfair.io.read_json`: a key given twice, deep nesting and
+files over :data:`duetfair.io.MAX_JSON_BYTES` refused with one line naming the file)."""
 
 
 def score_value(value: Any, where: str) -> float:

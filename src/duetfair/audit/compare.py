@@ -1,10 +1,10 @@
-"""``duetfair compare``: the papers' comparison table from evaluated runs.
+r"""``duetfair compare``: the papers' comparison table from evaluated runs.
 
 One row per run (method): ES-Dice, Dice, ES-IoU, IoU with bootstrap intervals, per-group Dice and
 IoU, the worst group and its Dice, and the hidden-failure number: the worst group's CVaR10 of
 per-case Dice (mean Dice of the worst 10 % of a group's cases, the tail a group mean hides), plus
 the hidden-subtype Dice when the data knows the subtype. Every column is higher-is-better; the best
-value per column is marked (``**bold**`` in Markdown, ``\\textbf`` in LaTeX, ``best`` entry in JSON,
+value per column is marked (``**bold**`` in Markdown, ``\textbf`` in LaTeX, ``best`` entry in JSON,
 ``best_*`` flags in CSV).
 
 Input is what ``duetfair evaluate`` writes into each run directory (``audit.json``, ``summary.json``,
@@ -24,18 +24,14 @@ import pandas as pd
 from duetfair.audit.markdown import md_text
 from duetfair.errors import DuetfairError, require
 from duetfair.io import read_table
+from duetfair.metrics.registry import column_label
+from duetfair.options import OutputFormat, choices
 from duetfair.rundir import RunDir
 
-FORMATS = ("md", "csv", "json", "latex")
+FORMATS = tuple(choices(OutputFormat))
 HEADLINE = ("es_dice", "dice", "es_iou", "iou")
 LABELS = {
-    "es_dice": "ES-Dice",
-    "dice": "Dice",
-    "es_iou": "ES-IoU",
-    "iou": "IoU",
-    "worst_dice": "Worst-group Dice",
-    "worst_cvar10": "Worst-group CVaR10",
-    "hidden_dice": "Hidden-subtype Dice",
+    c: column_label(c) for c in ("es_dice", "dice", "es_iou", "iou", "worst_dice", "worst_cvar10", "hidden_dice")
 }
 
 
@@ -79,7 +75,8 @@ def run_row(
         attribute = (record.group_attribute if record else None) or next(
             iter(audit["metrics"]["dice"].get("attributes", {})), None
         )
-    require(attribute is not None, f"{root}: no attribute to compare; pass --by")
+    if attribute is None:
+        raise DuetfairError(f"{root}: no attribute to compare; pass --by")
     dice = _attr_entry(audit, "dice", attribute, root)
     # IoU only when the run evaluated it (eval.metrics may be [dice]); absent -> not a number
     iou = _attr_entry(audit, "iou", attribute, root) if "iou" in audit.get("metrics", {}) else _NO_METRIC

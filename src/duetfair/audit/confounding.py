@@ -99,7 +99,9 @@ def _gap_with_ci(
     draws = _stratified_gap(y[keep], group[keep], strata[keep], n_strata, boot[:, keep])
     draws = draws[np.isfinite(draws)]
     alpha = (1 - level) / 2
-    ci = [float(np.quantile(draws, alpha)), float(np.quantile(draws, 1 - alpha))] if draws.size else [None, None]
+    ci: list[float | None] = (
+        [float(np.quantile(draws, alpha)), float(np.quantile(draws, 1 - alpha))] if draws.size else [None, None]
+    )
     return (float(point) if np.isfinite(point) else None), ci
 
 

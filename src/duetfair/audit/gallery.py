@@ -342,8 +342,9 @@ class FolderGallery:
                     warnings.simplefilter("ignore")
                     img = loader(str(images[cid]))
                 image = np.asarray(img.detach().cpu().numpy() if hasattr(img, "detach") else img)
-                ref, _ = read_label_map(pairs[cid].ref)
-                pred = read_label_map(pairs[cid].pred)[0] if pairs[cid].pred is not None else np.zeros_like(ref)
+                pair = pairs[cid]
+                ref, _ = read_label_map(pair.ref)
+                pred = read_label_map(pair.pred)[0] if pair.pred is not None else np.zeros_like(ref)
                 out[cid] = thumbnail(image, ref, pred, size=self.size)
             except Exception as exc:  # noqa: BLE001 - a case that cannot be drawn is only left out
                 out[cid] = " ".join(str(exc).split())[:120] or type(exc).__name__

@@ -38,13 +38,11 @@ from duetfair.audit.checks import count_value, load_json_strict, numeric_column,
 from duetfair.data.groups import attribute_kind, known_values
 from duetfair.errors import DuetfairError, require
 from duetfair.io import read_table
+from duetfair.metrics.registry import TABLE_METRICS as TABLE_METRICS  # re-exported: metric columns of per-case CSVs
 from duetfair.options import HIDDEN_COLUMN
 
 NNUNET_METRICS = {"Dice": "dice", "IoU": "iou", "n_ref": "n_ref", "n_pred": "n_pred"}
 """nnU-Net summary.json keys -> per-case table columns."""
-
-TABLE_METRICS = ("dice", "iou", "hd95", "normhd", "nsd")
-"""Metric columns recognised in per-case CSVs."""
 
 
 # ---- case ids ----------------------------------------------------------------------------------
@@ -61,7 +59,7 @@ def canonical_id(value: Any) -> str:
 
 
 def file_case_id(path: str, case_of: Callable[[str], str | None]) -> str | None:
-    """Case id of a path written by another tool (its file name, ``/`` or ``\\`` separated)."""
+    r"""Case id of a path written by another tool (its file name, ``/`` or ``\`` separated)."""
     name = re.split(r"[\\/]", str(path).strip())[-1]
     return case_of(name)
 
@@ -190,7 +188,7 @@ def choose_attributes(
     for attr in bins:
         require(attr in columns, f"--bins {attr}: not a metadata column; metadata columns: {', '.join(columns)}")
     explicit = by is not None
-    specs = list(by) if explicit else columns
+    specs = list(by) if by is not None else columns
     chosen, notes = [], []
     one_per_case = cases.drop_duplicates("case_id")
     for spec in specs:
@@ -327,7 +325,7 @@ def read_nnunet_summary(
     )
     case_of = compile_pattern(pattern)
     cases = []
-    for i, entry in enumerate(entries):
+    for i, entry in enumerate(entries or []):
         require(
             isinstance(entry, dict) and isinstance(entry.get("metrics"), dict),
             f"{p}: metric_per_case[{i}] has no 'metrics'; expected nnU-Net v2's summary.json",
@@ -383,7 +381,7 @@ def name_classes(table: pd.DataFrame, names: Mapping[int, str] | None) -> pd.Dat
     ids = sorted({int(c) for c in table["class"] if isinstance(c, (int, np.integer))})
     mapping = resolve_label_names(names, ids)
     return table.assign(
-        **{"class": [mapping.get(c, c) if isinstance(c, (int, np.integer)) else c for c in table["class"]]}
+        **{"class": [mapping.get(int(c), c) if isinstance(c, (int, np.integer)) else c for c in table["class"]]}
     )
 
 
@@ -411,8 +409,8 @@ def _ordered(table: pd.DataFrame, order: Sequence[Any] | None = None) -> pd.Data
     classes = list(dict.fromkeys([*(order or []), *table["class"]]))
     ints = sorted(c for c in classes if isinstance(c, (int, np.integer)))
     rank = {c: i for i, c in enumerate(ints + [c for c in classes if not isinstance(c, (int, np.integer))])}
-    order = table.assign(_rank=table["class"].map(rank)).sort_values(["case_id", "_rank"], kind="stable")
-    return order.drop(columns="_rank").reset_index(drop=True)
+    ranked = table.assign(_rank=table["class"].map(rank)).sort_values(["case_id", "_rank"], kind="stable")
+    return ranked.drop(columns="_rank").reset_index(drop=True)
 
 
 # ---- MONAI CSV ---------------------------------------------------------------------------------

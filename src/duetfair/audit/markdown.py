@@ -1,10 +1,10 @@
-"""Markdown-safe text: values from user data (metadata values, column names, case ids, file names,
+r"""Markdown-safe text: values from user data (metadata values, column names, case ids, file names,
 group names) printed in a Markdown report render as the same text, never as markup.
 
 A metadata value may hold raw HTML (``<script>``), a ``|`` that splits a table cell, a newline that
 ends a table row, or Markdown syntax (``[link](javascript:...)``, ``**``, backticks). :func:`md_text`
 escapes all of it: whitespace runs (newlines included) become one space, ``&``, ``<``, ``>`` become
-HTML entities and the Markdown punctuation ``\\ ` * _ |`` is backslash-escaped, which CommonMark,
+HTML entities and the Markdown punctuation ``\ ` * _ |`` is backslash-escaped, which CommonMark,
 GitHub and python-markdown (with its tables extension) all read back as the character. A link or an
 image needs ``](``: in a value that ``(`` is escaped too, and the reports' own text never opens a
 parenthesis right after a ``]``, so no value can make a link (``[x](javascript:...)``); brackets
@@ -38,7 +38,7 @@ def md_plain(text: str) -> str:
 
 
 def md_cells(line: str) -> list[str]:
-    """The cells of a Markdown table row (``| a | b\\|c |`` -> ``["a", "b\\|c"]``): split at the
+    r"""The cells of a Markdown table row (``| a | b\|c |`` -> ``["a", "b\|c"]``): split at the
     ``|`` that are not backslash-escaped, each stripped, still escaped."""
     body = line.strip()
     body = body[1:] if body.startswith("|") else body

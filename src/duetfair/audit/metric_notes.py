@@ -18,8 +18,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-DISTANCE_METRICS = ("hd95", "normhd")
-"""Metrics with a unit (``normhd`` is HD95 divided by 150 mm: no unit, but only meaningful in mm)."""
+from duetfair.metrics.registry import DISTANCE_METRICS as DISTANCE_METRICS  # re-exported (hd95, normhd)
 
 
 def missing_note(block: Mapping[str, Any]) -> str:

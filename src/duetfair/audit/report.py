@@ -65,20 +65,15 @@ from duetfair.audit.slice_report import SLICE_KINDS, markdown_slices, slice_cont
 from duetfair.errors import require
 from duetfair.io import write_text
 from duetfair.metrics.hidden import cvar
+from duetfair.metrics.registry import column_label
 
 COMPARISON_COLUMNS = ("dice", "es_dice", "worst_group_dice", "cvar10")
 """Default comparison columns plotted when present."""
 
 COMPARISON_LABELS = {
-    "dice": "Dice",
-    "es_dice": "ES-Dice",
-    "iou": "IoU",
-    "es_iou": "ES-IoU",
-    "worst_group_dice": "Worst-group Dice",
-    "worst_dice": "Worst-group Dice",
-    "cvar10": "Worst-group CVaR10",
-    "worst_cvar10": "Worst-group CVaR10",
-    "hidden_dice": "Hidden-subtype Dice",
+    c: column_label(c)
+    for c in ("dice", "es_dice", "iou", "es_iou", "worst_group_dice", "worst_dice", "cvar10", "worst_cvar10")
+    + ("hidden_dice",)
 }
 """Display names of comparison columns."""
 
@@ -745,7 +740,8 @@ def _audit_figures(audit: Mapping[str, Any], cases: pd.DataFrame | None, min_n: 
         hb = bool(m.get("higher_is_better", True))
         base, view = _metric_view(cases, key) if cases is not None else (key, None)
         usable = view is not None and base in view.columns and len(view) > 0
-        values = pd.to_numeric(view[base], errors="coerce").to_numpy(dtype=float) if usable else None
+        numbers = pd.to_numeric(view[base], errors="coerce") if usable and view is not None else None
+        values = numbers.to_numpy(dtype=float) if numbers is not None else None
         groups = GroupSpec.for_table(view, list(m["attributes"]), base=spec) if usable else None
         for attr, summary in m["attributes"].items():
             figs[f"means/{key}/{attr}"] = plot_group_means(key, attr, summary, m["overall"])

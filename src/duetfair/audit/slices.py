@@ -151,9 +151,9 @@ def descriptor_levels(
             found.append(("polarity" + suffix, _polarity(values, min_share), False))
         else:
             found.append((d.name + suffix, _quantile_words(values, d.levels, levels), d.attributive))
-        for name, words, attributive in found:
-            if words is not None:
-                cols[name] = words
+        for name, named, attributive in found:
+            if named is not None:
+                cols[name] = named
                 attrs.append(SliceAttribute(name, column, structure, attributive))
     return pd.DataFrame(cols, index=frame.index), attrs
 

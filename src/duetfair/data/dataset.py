@@ -28,10 +28,13 @@ from torch.utils.data import Dataset
 from duetfair.data.groups import GroupSpec, HiddenColumn, is_missing
 from duetfair.data.splits import SPLITS
 from duetfair.errors import DuetfairError, require
+from duetfair.options import ChannelSource as ChannelSourceOption
+from duetfair.options import OnError, choices, parse
 
 ReadFn = Callable[[int], tuple[torch.Tensor, torch.Tensor]]
 ChannelSource = Literal["native", "files", "repeat"]
-CHANNEL_SOURCES: tuple[str, ...] = ("native", "files", "repeat")
+"""The values of :class:`~duetfair.options.ChannelSource`, for type checkers."""
+CHANNEL_SOURCES: tuple[str, ...] = tuple(choices(ChannelSourceOption))
 
 log = logging.getLogger("duetfair.data")
 
@@ -181,7 +184,7 @@ class CaseDataset(Dataset):
 
         ``on_error="raise"`` (default) stops at the first bad case; ``"skip"`` collects them all.
         """
-        require(on_error in ("raise", "skip"), f"on_error must be 'raise' or 'skip', got '{on_error}'")
+        on_error = parse(OnError, on_error, "on_error")
         rows = []
         for i in range(len(self)):
             try:
@@ -201,11 +204,16 @@ class CaseDataset(Dataset):
         )
 
 
+def _row_reader(read: Callable[[Any], Any], rows: Sequence[Any]) -> ReadFn:
+    """``i -> read(rows[i])``: a dataset's read function over a list of rows."""
+    return lambda i: read(rows[i])
+
+
 def drop_bad_cases(ds: CaseDataset, *, on_error: str) -> CaseDataset:
     """Apply the loaders' ``on_error`` policy: ``"raise"`` returns ``ds`` untouched (errors surface
     when a case is read), ``"skip"`` reads every case now and returns a dataset without the bad
     ones, their report in ``.skipped``."""
-    require(on_error in ("raise", "skip"), f"on_error must be 'raise' or 'skip', got '{on_error}'")
+    on_error = parse(OnError, on_error, "on_error")
     if on_error == "raise":
         return ds
     report = ds.check(on_error="skip")
@@ -252,7 +260,7 @@ def keep_readable(
     ``"skip"`` refuses only above ``max_skip_fraction`` (the final count, with unreadable files,
     is checked again by :func:`build_split_datasets`).
     """
-    require(on_error in ("raise", "skip"), f"on_error must be 'raise' or 'skip', got '{on_error}'")
+    on_error = parse(OnError, on_error, "on_error")
     require(0.0 <= max_skip_fraction <= 1.0, f"max_skip_fraction must be in [0, 1], got {max_skip_fraction}")
     require(len(meta) > 0, f"{what}: no cases to read")
     report = file_report(meta, columns, hint)
@@ -320,7 +328,7 @@ def build_split_datasets(
             ds = CaseDataset(
                 part,
                 spec,
-                lambda i, rows=rows: read(rows[i]),
+                _row_reader(read, rows),
                 num_classes=num_classes,
                 in_channels=in_channels,
                 spatial_dims=spatial_dims,
@@ -351,7 +359,7 @@ def _file_of(row: pd.Series) -> str:
 
 
 def _py(v: Any) -> Any:
-    """numpy scalar -> Python scalar (so attrs are JSON-safe)."""
+    """A numpy scalar as a Python scalar (so attrs are JSON-safe)."""
     return v.item() if isinstance(v, np.generic) else v
 
 

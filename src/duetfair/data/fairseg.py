@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from duetfair.data.dataset import CaseDataset, drop_bad_cases
+from duetfair.data.dataset import CaseDataset, ReadFn, drop_bad_cases
 from duetfair.data.groups import FAIRSEG_AGE_EDGES, FAIRSEG_AGE_LABELS, AttributeSpec, GroupSpec
 from duetfair.data.splits import SPLITS, assign_group_splits
 from duetfair.data.transforms import CaseReader, Normalize
@@ -295,6 +295,11 @@ def _name(code: Any, names: Mapping[int, str], file: str, key: str) -> str | Non
 # -- datasets --------------------------------------------------------------------------------------
 
 
+def _case_reader(reader: CaseReader, files: Sequence[str], ids: Sequence[str]) -> ReadFn:
+    """``i -> _read_case(reader, files[i], ids[i])``: a dataset's read function over the case files."""
+    return lambda i: _read_case(reader, Path(files[i]), ids[i])
+
+
 def fairseg_datasets(
     root: str | os.PathLike[str],
     *,
@@ -330,7 +335,8 @@ def fairseg_datasets(
         fractions: train/val/test fractions without any split (default 0.8/0.1/0.1).
         val_fraction: share of train moved to val when only train/test exist (default 0.1; the
             official split has no validation set).
-        seed: split seed. on_error: ``"raise"`` or ``"skip"`` (report in ``.skipped``).
+        seed: split seed.
+        on_error: ``"raise"`` or ``"skip"`` (report in ``.skipped``).
     """
     root = Path(root)
     require(root.is_dir(), f"FairSeg folder '{root}' does not exist")
@@ -359,7 +365,7 @@ def fairseg_datasets(
             ds = CaseDataset(
                 part,
                 spec,
-                lambda i, f=files, c=ids: _read_case(reader, Path(f[i]), c[i]),
+                _case_reader(reader, files, ids),
                 num_classes=3,
                 in_channels=channels or 1,
                 spatial_dims=2,

@@ -29,7 +29,7 @@ from duetfair.data.dataset import CaseDataset, build_split_datasets, keep_readab
 from duetfair.data.groups import HAM_AGE_EDGES, HAM_AGE_LABELS, AttributeSpec, GroupSpec, is_missing
 from duetfair.data.splits import SPLITS, assign_group_splits
 from duetfair.data.transforms import CaseReader, Normalize
-from duetfair.errors import require
+from duetfair.errors import DuetfairError, require
 from duetfair.io import read_table
 
 log = logging.getLogger("duetfair.data")
@@ -163,7 +163,8 @@ def _metadata_table(root: Path, name: str | None) -> pd.DataFrame:
     """The metadata with ``case_id`` first; sex and localization lower-cased."""
     names = (name,) if name else METADATA_NAMES
     path = next((root / n for n in names if (root / n).is_file()), None)
-    require(path is not None, f"HAM10000 folder '{root}' has no metadata file; looked for {list(names)}")
+    if path is None:
+        raise DuetfairError(f"HAM10000 folder '{root}' has no metadata file; looked for {list(names)}")
     meta = read_table(path)
     for col in ("lesion_id", "image_id"):
         require(
@@ -197,16 +198,17 @@ def _attach_files(
     wanted = [images_dirs] if isinstance(images_dirs, str) else list(images_dirs or IMAGE_DIRS)
     folders = [d for d in (_find_dir(root, n) for n in wanted) if d is not None]
     require(
-        folders,
+        bool(folders),
         f"HAM10000 folder '{root}' has none of the image folders {wanted} (unzip "
         f"HAM10000_images_part_1.zip and HAM10000_images_part_2.zip into folders of those names)",
     )
     mask_names = [masks_dir] if masks_dir else list(MASK_DIRS)
     masks = next((d for d in (_find_dir(root, n) for n in mask_names) if d is not None), None)
-    require(
-        masks is not None,
-        f"HAM10000 folder '{root}' has no mask folder {mask_names} (unzip HAM10000_segmentations_lesion_tschandl.zip)",
-    )
+    if masks is None:
+        raise DuetfairError(
+            f"HAM10000 folder '{root}' has no mask folder {mask_names} "
+            f"(unzip HAM10000_segmentations_lesion_tschandl.zip)"
+        )
     index: dict[str, Path] = {}
     for folder in reversed(folders):  # the first folder wins for an image found twice
         index.update({p.name.lower(): p for p in folder.glob("*") if p.suffix.lower() in (".jpg", ".jpeg")})

@@ -20,7 +20,6 @@ is therefore ``[z_min:z_max, y_min:y_max, x_min:x_max]``: its ``x`` keys index t
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from pathlib import Path
@@ -34,7 +33,7 @@ from duetfair.data.groups import MAMAMIA_AGE_EDGES, MAMAMIA_AGE_LABELS, Attribut
 from duetfair.data.splits import assign_group_splits
 from duetfair.data.transforms import CaseReader, Normalize
 from duetfair.errors import DuetfairError, require
-from duetfair.io import read_table
+from duetfair.io import read_json, read_table
 
 log = logging.getLogger("duetfair.data")
 
@@ -313,7 +312,7 @@ def breast_box(path: Path, case_id: str) -> dict[str, int]:
         path.is_file(), f"case '{case_id}': crop_to_breast needs '{path}' (patient_info_files of the challenge release)"
     )
     try:
-        coords = json.loads(path.read_text(encoding="utf-8"))["primary_lesion"]["breast_coordinates"]
+        coords = read_json(path, "a MAMA-MIA patient file")["primary_lesion"]["breast_coordinates"]
         return {k: int(coords[k]) for k in BOX_KEYS}
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise DuetfairError(

@@ -14,7 +14,6 @@ An optional ``<manifest>.json`` beside the CSV (written by ``duetfair synth``) m
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -26,7 +25,8 @@ from duetfair.data.groups import GroupSpec, HiddenColumn, is_missing
 from duetfair.data.splits import SPLITS, assign_group_splits
 from duetfair.data.transforms import CaseReader, Normalize
 from duetfair.errors import DuetfairError, require
-from duetfair.io import read_table, resolve_inside
+from duetfair.io import read_json, read_table, resolve_inside
+from duetfair.options import OnError, parse
 
 SUFFIXES_2D = (".png", ".jpg", ".jpeg", ".npy", ".npz", ".bmp", ".tif", ".tiff")
 SUFFIXES_3D = (".nii", ".nii.gz", ".mha", ".nrrd")
@@ -242,12 +242,7 @@ def _sidecar(path: Path) -> dict[str, Any]:
     side = path.with_suffix(".json")
     if not side.is_file():
         return {}
-    try:
-        data = json.loads(side.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DuetfairError(f"manifest sidecar '{side}' is not valid JSON: {exc}") from None
-    except RecursionError:
-        raise DuetfairError(f"manifest sidecar '{side}' is nested too deeply; expected a JSON object") from None
+    data = read_json(side, "a manifest sidecar (a JSON object)")
     require(isinstance(data, dict), f"manifest sidecar '{side}' must hold a JSON object")
     return data
 
@@ -300,7 +295,7 @@ def _resolve(
     df: pd.DataFrame, root: Path, path: Path, on_error: str, skipped: list[dict[str, str]]
 ) -> tuple[list[Any], list[str], list[bool]]:
     """Resolve image/label paths inside ``root``; missing files raise or are skipped."""
-    require(on_error in ("raise", "skip"), f"on_error must be 'raise' or 'skip', got '{on_error}'")
+    on_error = parse(OnError, on_error, "on_error")
     images: list[Any] = []
     labels: list[str] = []
     keep: list[bool] = []

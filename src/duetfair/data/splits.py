@@ -46,9 +46,13 @@ def assign_splits(
     Returns:
         Series of split names aligned with ``meta.index``.
 
-    Example::
-
-        meta["split"] = assign_splits(meta, stratify=["race"], group_by="patient_id", seed=0)
+    Example:
+        >>> meta = pd.DataFrame({"patient_id": [f"p{i // 2}" for i in range(40)], "race": ["A", "B"] * 20})
+        >>> meta["split"] = assign_splits(meta, stratify=["race"], group_by="patient_id", seed=0)
+        >>> meta["split"].value_counts().sort_index().to_dict()
+        {'test': 4, 'train': 32, 'val': 4}
+        >>> bool((meta.groupby("patient_id")["split"].nunique() == 1).all())  # a patient stays in one split
+        True
     """
     require(len(fractions) == len(names), f"assign_splits: {len(fractions)} fractions for {len(names)} names")
     require(

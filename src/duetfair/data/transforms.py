@@ -21,9 +21,11 @@ import numpy as np
 import torch
 
 from duetfair.errors import DuetfairError
+from duetfair.options import NormalizeMode, choices
 
 Normalize = Literal["auto", "scale", "zscore", "zscore_global", "none"]
-NORMALIZE_CHOICES = ("auto", "scale", "zscore", "zscore_global", "none")
+"""The values of :class:`~duetfair.options.NormalizeMode`, for type checkers."""
+NORMALIZE_CHOICES = tuple(choices(NormalizeMode))
 
 
 def make_loader(npz_key: str | None = None) -> Callable[[Any], torch.Tensor]:

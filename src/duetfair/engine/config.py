@@ -38,6 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from duetfair.engine.recipes import RECIPES, apply_recipe
 from duetfair.errors import DuetfairError, require
+from duetfair.metrics.registry import SCORED_METRICS
 from duetfair.options import DatasetKind, EmptyPolicy, EsVariant, Method, SelectRule, parse
 
 METHODS: dict[Method, tuple[str, str, SelectRule]] = {m: (r.moe, r.objective, r.select) for m, r in RECIPES.items()}
@@ -195,10 +196,19 @@ class EvalConfig(_Section):
     """Metrics of ``duetfair evaluate`` (validation during training always uses Dice and IoU)."""
 
     split: str = "test"
-    metrics: list[Literal["dice", "iou", "hd95", "nsd"]] = ["dice", "iou", "hd95", "nsd"]
+    metrics: list[str] = list(SCORED_METRICS)
+    """Metrics scored per case (``metrics.registry.SCORED_METRICS``)."""
     empty: EmptyPolicy = EmptyPolicy.NNUNET
     n_boot: int = Field(1000, ge=0)
     es_variant: EsVariant = EsVariant.SUM_ABS
+
+    @field_validator("metrics")
+    @classmethod
+    def _metrics(cls, value: list[str]) -> list[str]:
+        unknown = [m for m in value if m not in SCORED_METRICS]
+        if unknown:
+            raise ValueError(f"{unknown[0]!r} is not one of {', '.join(map(repr, SCORED_METRICS))}")
+        return value
 
 
 class ExperimentConfig(_Section):
@@ -592,9 +602,10 @@ def validate(raw: dict[str, Any]) -> ExperimentConfig:
 def load_config(spec: str | Path, overrides: Optional[list[str]] = None) -> ExperimentConfig:
     """Load, merge ``extends``, apply ``--set`` overrides, expand ``method`` and validate.
 
-    Example::
-
-        cfg = load_config("fundus2d_dmoe", ["train.epochs=2", "optim.lr=3e-4"])
+    Example:
+        >>> cfg = load_config("fundus2d_dmoe", ["train.epochs=2", "optim.lr=3e-4"])
+        >>> str(cfg.method), cfg.train.epochs, cfg.optim.lr
+        ('dmoe', 2, 0.0003)
     """
     raw = apply_overrides(load_raw(spec), list(overrides or []))
     if _count_nodes(raw, MAX_CONFIG_NODES) > MAX_CONFIG_NODES:

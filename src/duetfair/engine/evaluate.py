@@ -23,6 +23,7 @@ from torch import nn
 from duetfair.engine.batching import BatchSource
 from duetfair.engine.distributed import DistInfo, eval_shard, gather_objects
 from duetfair.errors import DuetfairError, require
+from duetfair.options import Checkpoint, parse
 from duetfair.progress import ProgressLine
 from duetfair.rundir import RunDir, RunRecord
 
@@ -152,7 +153,7 @@ def load_model(
     from duetfair.engine.checkpoint import load_checkpoint, model_state
 
     cfg, record, spec = load_run(run_dir)
-    require(checkpoint in ("best", "last"), f"--checkpoint '{checkpoint}': expected 'best' or 'last'")
+    checkpoint = parse(Checkpoint, checkpoint, "--checkpoint")
     path = RunDir(run_dir).checkpoint("best" if checkpoint == "best" else "last")
     if checkpoint == "best" and not path.exists() and not path.is_symlink():
         require(

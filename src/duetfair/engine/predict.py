@@ -30,11 +30,12 @@ import pandas as pd
 import torch
 
 from duetfair.errors import DuetfairError, require
+from duetfair.options import NormalizeMode, choices
 
 MASK_SUFFIX = "_mask"
 MIN_SIDE = 8
 """Smallest image side (pixels / voxels) accepted for segmentation."""
-NORMALIZE = ("auto", "scale", "zscore", "zscore_global", "none")
+NORMALIZE = tuple(choices(NormalizeMode))
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,8 @@ import pandas as pd
 
 from duetfair.data.groups import GroupSpec
 from duetfair.errors import require
+from duetfair.metrics import registry
+from duetfair.metrics.registry import METRIC_COLUMNS as METRIC_COLUMNS  # re-exported
 from duetfair.options import HIDDEN_COLUMN
 
 
@@ -35,10 +37,9 @@ def attach_metadata(
     return table.merge(_metadata(meta, spec, hidden_column), on="case_id", how="left")
 
 
-METRIC_COLUMNS = ("dice", "iou", "hd95", "normhd", "nsd", "n_ref", "n_pred")
-"""Per-class columns of :func:`duetfair.metrics.per_case.per_case_metrics` (besides ``case_id``, ``class``).
-The case descriptors (``desc_*``, :mod:`duetfair.metrics.descriptors`) are per-class columns too,
-recognised by their prefix; neither is ever an attribute."""
+# METRIC_COLUMNS (from the registry): per-class columns of per_case_metrics besides case_id and
+# class. The case descriptors (desc_*) are per-class columns too, recognised by their prefix; neither
+# is ever an attribute, nor is any metric the registry knows.
 
 
 def case_level(cases: pd.DataFrame, metrics: Sequence[str] = ("dice", "iou")) -> pd.DataFrame:
@@ -51,11 +52,31 @@ def case_level(cases: pd.DataFrame, metrics: Sequence[str] = ("dice", "iou")) ->
     present = [m for m in metrics if m in cases.columns]
     require(len(present) > 0, f"per-case table has none of the metrics {list(metrics)}")
     scores = cases.groupby("case_id", sort=False)[present].mean().reset_index()
-    keep = [c for c in cases.columns if c not in (*METRIC_COLUMNS, "class") and not is_descriptor(c)]
+    keep = [
+        c
+        for c in cases.columns
+        if c not in (*METRIC_COLUMNS, *present, "class") and registry.get(str(c)) is None and not is_descriptor(c)
+    ]
+    _refuse_per_class(cases, keep)
     out = scores.merge(cases[keep].drop_duplicates("case_id"), on="case_id", how="left")
     if any(is_descriptor(c) for c in cases.columns):
         out = out.merge(case_descriptors(cases), on="case_id", how="left")
     return out
+
+
+def _refuse_per_class(cases: pd.DataFrame, columns: Sequence[str]) -> None:
+    """A case's attributes are the same on all its rows: a column that differs between the classes
+    of one case is a per-class value (a metric the registry does not know), never an attribute."""
+    if "class" not in cases.columns or not columns or not cases["case_id"].duplicated().any():
+        return
+    varying = cases.groupby("case_id", sort=False)[list(columns)].nunique(dropna=False).max()
+    bad = [str(c) for c in columns if varying[c] > 1]
+    require(
+        not bad,
+        f"per-case table: column '{bad[0] if bad else ''}' differs between the classes of one case, so it is "
+        f"not an attribute; a per-class metric must be one of {', '.join(registry.REGISTRY)} "
+        f"(duetfair.metrics.registry), or the column dropped",
+    )
 
 
 def label_frame(meta: pd.DataFrame, spec: GroupSpec, attributes: Optional[Sequence[str]] = None) -> pd.DataFrame:

@@ -85,6 +85,7 @@ class Descriptor:
 
     @property
     def column(self) -> str:
+        """Column name in the per-case table (``desc_`` + name)."""
         return PREFIX + self.name
 
 

@@ -42,11 +42,9 @@ from duetfair.metrics.bootstrap import (
     stratified_bootstrap_means,
 )
 from duetfair.metrics.hidden import default_failure_threshold, higher_is_better, tail_stats
+from duetfair.metrics.registry import BOUNDED_METRICS as BOUNDED_METRICS  # re-exported: metrics in [0, 1]
+from duetfair.metrics.registry import is_bounded
 from duetfair.options import EsVariant, parse
-
-BOUNDED_METRICS = frozenset({"dice", "iou", "nsd", "sensitivity", "specificity", "precision", "recall"})
-"""Metrics that must lie in [0, 1]."""
-
 
 # ---- metric column --------------------------------------------------------------------------
 
@@ -70,7 +68,7 @@ def metric_values(df: pd.DataFrame, metric: str) -> np.ndarray:
     require(bad.empty, f"metric column '{metric}': value '{bad.iloc[0] if not bad.empty else ''}' is not numeric")
     values = numeric.to_numpy(dtype=np.float64)
     known = values[~np.isnan(values)]
-    if metric.lower() in BOUNDED_METRICS:
+    if is_bounded(metric):
         out = known[(known < 0) | (known > 1)]
         require(
             out.size == 0,
@@ -119,11 +117,13 @@ class GroupMetricFrame:
         higher_better: metric direction; inferred from the name when None.
         min_group_n: groups with fewer cases are flagged ``small`` (estimate too unstable to rank).
 
-    Example::
-
-        frame = GroupMetricFrame(cases, "dice", "race", n_boot=1000)
-        frame.by_group            # DataFrame: n, mean, ci_low, ci_high, cvar, p10, std, failure_rate
-        frame.worst_group, frame.gap, frame.es, frame.es_ci
+    Example:
+        >>> cases = pd.DataFrame({"dice": [0.9, 0.8, 0.85, 0.6, 0.5, 0.7], "race": ["A", "A", "A", "B", "B", "B"]})
+        >>> frame = GroupMetricFrame(cases, "dice", "race", n_boot=0)
+        >>> frame.worst_group, round(frame.gap, 3), round(frame.es, 3)
+        ('B', 0.25, 0.58)
+        >>> frame.by_group[["n", "mean"]].round(3).to_dict("index")
+        {'A': {'n': 3, 'mean': 0.85}, 'B': {'n': 3, 'mean': 0.6}}
     """
 
     df: pd.DataFrame
@@ -218,14 +218,17 @@ class GroupMetricFrame:
 
     @property
     def worst_mean(self) -> float:
+        """Mean of the worst group."""
         return float(self.group_means[self._pick(True)])
 
     @property
     def best_group(self) -> str:
+        """Label of the group with the best mean."""
         return self.group_names[self._pick(False)]
 
     @property
     def best_mean(self) -> float:
+        """Mean of the best group."""
         return float(self.group_means[self._pick(False)])
 
     @property
@@ -236,7 +239,7 @@ class GroupMetricFrame:
     @property
     def skewness(self) -> float | None:
         """``(1 - worst) / (1 - best)`` for metrics bounded in [0, 1] (None otherwise or if best = 1)."""
-        if self.metric.lower() not in BOUNDED_METRICS or self.best_mean >= 1.0:
+        if not is_bounded(self.metric) or self.best_mean >= 1.0:
             return None
         return (1.0 - self.worst_mean) / (1.0 - self.best_mean)
 
@@ -245,7 +248,7 @@ class GroupMetricFrame:
         """The equity-scaled value is defined for metrics bounded in [0, 1], higher better
         (Dice, IoU, NSD ...). For a distance such as HD95 dividing by ``1 + spread`` would make
         a less equitable model look *better*, so it is reported as undefined (NaN / null)."""
-        return self.metric.lower() in BOUNDED_METRICS and bool(self.higher_better)
+        return is_bounded(self.metric) and bool(self.higher_better)
 
     def equity_scaled(self, variant: str | None = None) -> float:
         """Equity-scaled value (point estimate) with ``variant`` (default: the frame's); NaN when
@@ -256,6 +259,7 @@ class GroupMetricFrame:
 
     @property
     def es(self) -> float:
+        """Equity-scaled value with the frame's ``es_variant``."""
         return self.equity_scaled()
 
     # -- bootstrap --
@@ -294,7 +298,7 @@ class GroupMetricFrame:
     def _bounded(self, ci: tuple[float, float]) -> tuple[float, float]:
         """An interval of a metric bounded in [0, 1] clipped to it (sums of resamples can end a
         rounding error outside, e.g. 1.0000000003)."""
-        if self.metric.lower() not in BOUNDED_METRICS:
+        if not is_bounded(self.metric):
             return ci
         return (float(np.clip(ci[0], 0.0, 1.0)), float(np.clip(ci[1], 0.0, 1.0)))
 

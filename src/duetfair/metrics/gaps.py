@@ -269,7 +269,7 @@ def selection_bootstrap(
 def simultaneous_mean_intervals(
     values: np.ndarray, codes: np.ndarray, num_groups: int, *, confidence: float = 0.95, correction: str = "sidak"
 ) -> tuple[np.ndarray, np.ndarray]:
-    """t intervals of every group mean that hold for all groups at once: ``(low [G], high [G])``.
+    """Student-t intervals of every group mean that hold for all groups at once: ``(low [G], high [G])``.
 
     Each group: ``mean +- t_{n-1} sd / sqrt(n)`` at the Šidák (or Bonferroni) per-group level;
     a group of one case gets ``(-inf, inf)``.

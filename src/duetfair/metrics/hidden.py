@@ -12,33 +12,31 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Iterable, Mapping, Sequence
+from typing import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
 
 from duetfair.errors import DuetfairError, require
-
-LOWER_IS_BETTER = frozenset({"hd95", "hd", "normhd", "assd", "masd", "loss"})
-"""Metric names whose worst cases are the largest values."""
+from duetfair.metrics import registry
+from duetfair.metrics.registry import DEFAULT_FAILURE_THRESHOLDS as DEFAULT_FAILURE_THRESHOLDS  # re-exported
+from duetfair.metrics.registry import LOWER_IS_BETTER as LOWER_IS_BETTER  # re-exported
 
 CVAR_METHODS = ("fractional", "discrete")
 """Accepted ``cvar_method`` values (see :func:`cvar`)."""
 
-DEFAULT_FAILURE_THRESHOLDS: Mapping[str, float] = {"dice": 0.5, "iou": 1.0 / 3.0, "nsd": 0.5}
-"""Per-metric failure cut-offs used unless the user sets one: a case fails below them.
-
-Dice < 0.5 is the usual per-case failure; IoU < 1/3 is the same cases (IoU = Dice / (2 - Dice)).
-Distances (HD95, NormHD, ASSD) have no unit-free cut-off, so they get none by default: their
-failure rate is NaN until the user sets one, e.g. ``"hd95>10"``.
-"""
+# DEFAULT_FAILURE_THRESHOLDS (registry): a case fails below them. Dice < 0.5 is the usual per-case
+# failure; IoU < 1/3 is the same cases (IoU = Dice / (2 - Dice)). Distances (HD95, NormHD, ASSD)
+# have no unit-free cut-off, so they get none by default: their failure rate is NaN until the user
+# sets one, e.g. ``"hd95>10"``.
 
 _SETTING = re.compile(r"^\s*([A-Za-z_][\w.-]*)\s*([<>])\s*([^<>=\s]+)\s*$")
 
 
 def higher_is_better(metric: str) -> bool:
-    """Direction of ``metric``: False for distances and losses (by name), True otherwise."""
-    return metric.lower() not in LOWER_IS_BETTER
+    """Direction of ``metric`` (a name or a per-class key such as ``hd95[1]``) from the metric
+    registry: False for distances and losses, True for scores and names it does not know."""
+    return registry.higher_is_better(metric)
 
 
 # ---- CVaR -----------------------------------------------------------------------------------
@@ -91,12 +89,13 @@ def _fractional_tail_mean(worst_first: np.ndarray, k: float) -> float:
 
 
 def default_failure_threshold(metric: str) -> float | None:
-    """Default per-case failure cut-off of ``metric`` (by name): see :data:`DEFAULT_FAILURE_THRESHOLDS`.
+    """Default per-case failure cut-off of ``metric`` (a name or per-class key) from the registry.
 
-    ``dice`` -> 0.5, ``iou`` -> 1/3, ``nsd`` -> 0.5; None (no failure rate) for any other metric,
-    distances included.
+    ``dice`` -> 0.5, ``iou`` -> 1/3, ``nsd`` -> 0.5 (also ``dice[1]``); None (no failure rate) for
+    any other metric, distances included.
     """
-    return DEFAULT_FAILURE_THRESHOLDS.get(metric.lower())
+    info = registry.get(metric)
+    return None if info is None else info.failure_cutoff
 
 
 def parse_failure_threshold(setting: str, *, higher_better: bool | None = None) -> tuple[str, float]:

@@ -9,7 +9,8 @@ Input is a batch of integer label maps ``pred`` and ``target`` of shape [B, H, W
   unit of ``spacing`` (pixels/voxels when None); the ``"fairseg"`` policy pools HD95 (see below).
 * NormHD = HD95 / ``hd_max`` (150 mm, MAMA-MIA); 1 when HD95 is inf.
 
-Empty masks (``n_ref`` or ``n_pred`` = 0) follow the named ``empty`` policy:
+Empty masks (``n_ref`` or ``n_pred`` = 0) follow the named ``empty`` policy (the values are
+``EMPTY_FILL``, derived from :mod:`duetfair.metrics.registry`):
 
 ============== =========================== =========================== ===========================
 policy         ref empty, pred empty       ref empty, pred not         ref not, pred empty
@@ -52,10 +53,11 @@ import pandas as pd
 import torch
 
 from duetfair.errors import require
+from duetfair.metrics.registry import EMPTY_FILL, SCORED_METRICS, TABLE_METRICS, check_scored
 from duetfair.options import EmptyPolicy, parse
 
-METRICS = ("dice", "iou", "hd95", "nsd")
-"""Metric names accepted by :func:`per_case_metrics` (``normhd`` comes with ``hd95``)."""
+METRICS = SCORED_METRICS
+"""Metric names accepted by :func:`per_case_metrics` (``normhd`` comes with ``hd95``; from the registry)."""
 
 HD_MAX_MAMAMIA = 150.0
 """Normalisation of HD95 in the MAMA-MIA challenge (mm)."""
@@ -123,24 +125,6 @@ def _surface_metrics(
             )
             out["nsd"] = nsd.double().numpy()
     return out
-
-
-_NAN, _INF = float("nan"), float("inf")
-_ALL_NAN = {"dice": _NAN, "iou": _NAN, "hd95": _NAN, "nsd": _NAN}
-_MISSED = {"dice": 0.0, "iou": 0.0, "hd95": _INF, "nsd": 0.0}
-EMPTY_FILL: dict[str, dict[str, dict[str, float]]] = {
-    "nnunet": {"both": _ALL_NAN, "ref": _MISSED, "pred": _MISSED},
-    # policy: {cell: {metric: value}}; cells "both" (both empty), "ref" (only the reference empty),
-    # "pred" (only the prediction empty)
-    "nan": {"both": _ALL_NAN, "ref": _ALL_NAN, "pred": _MISSED},
-    "fairseg": {
-        "both": {"dice": 0.0, "iou": 0.0, "hd95": 0.0, "nsd": _NAN},
-        "ref": {"dice": 1.0, "iou": 1.0, "hd95": 0.0, "nsd": 0.0},
-        "pred": {"dice": 0.0, "iou": 0.0, "hd95": 0.0, "nsd": 0.0},
-    },
-    "mamamia": {"both": {"dice": 0.0, "iou": 0.0, "hd95": 0.0, "nsd": 0.0}, "ref": _MISSED, "pred": _MISSED},
-}
-"""Metric values of empty-mask cells per policy (the table of the module docstring)."""
 
 
 def _apply_empty_policy(values: dict[str, np.ndarray], n_ref: np.ndarray, n_pred: np.ndarray, empty: str) -> None:
@@ -243,11 +227,7 @@ def per_case_metrics(
         the requested metrics (``dice, iou, hd95, normhd, nsd``), ``n_ref``, ``n_pred`` (voxels).
     """
     empty = parse(EmptyPolicy, empty, "empty")
-    unknown = [m for m in metrics if m not in METRICS]
-    require(
-        not unknown,
-        f"metrics: unknown metric '{unknown[0] if unknown else ''}'; expected a subset of {', '.join(METRICS)}",
-    )
+    metrics = check_scored(list(metrics))
     require(
         isinstance(num_classes, int) and num_classes >= 2,
         f"num_classes={num_classes!r}; expected an integer >= 2 (background included)",
@@ -294,7 +274,7 @@ def per_case_metrics(
     if case_ids is not None:
         table["case_id"] = np.repeat(np.asarray(list(case_ids), dtype=object), len(classes))
     table["class"] = np.tile(np.asarray(classes, dtype=np.int64), batch)
-    for name in ("dice", "iou", "hd95", "normhd", "nsd"):
+    for name in TABLE_METRICS:
         if name in values:
             table[name] = values[name].reshape(-1)
     table["n_ref"] = n_ref.reshape(-1)

@@ -28,7 +28,6 @@ Merging
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -39,6 +38,7 @@ import numpy as np
 import pandas as pd
 
 from duetfair.errors import DuetfairError, require
+from duetfair.io import read_json
 from duetfair.metrics.folders import CasePair, CaseScore, Region, ScoreSpec, finish_table
 
 SHARD_FILE = "shard.json"
@@ -186,10 +186,7 @@ def find_parts(locations: Sequence[str]) -> list[Path]:
 
 def read_part(path: Path) -> Part:
     """One part's ``shard.json`` and ``cases.csv``, with one-line errors."""
-    try:
-        info = json.loads((path / SHARD_FILE).read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise DuetfairError(f"{path / SHARD_FILE}: not valid JSON ({' '.join(str(exc).split())[:120]})") from None
+    info = read_json(path / SHARD_FILE, "a part written by duetfair score --shard")
     require(
         isinstance(info, dict) and info.get("schema") == SCHEMA,
         f"{path / SHARD_FILE}: not a part written by duetfair score --shard (schema {SCHEMA})",

@@ -24,6 +24,7 @@ from duetfair.errors import DuetfairError, require
 from duetfair.models.base import SegmentationModel
 from duetfair.models.resunet3d import ResUNet
 from duetfair.models.vit_seg import ViTSeg
+from duetfair.options import MoeKind
 
 __all__ = [
     "MODEL_NAMES",
@@ -202,7 +203,7 @@ def _swinunetr(
     )
 
 
-MOE_VARIANTS: dict[str, str] = {"none": "", "moe": "_moe", "dmoe": "_dmoe"}
+MOE_VARIANTS: dict[str, str] = {MoeKind.NONE.value: "", MoeKind.MOE.value: "_moe", MoeKind.DMOE.value: "_dmoe"}
 """MoE kind -> registry-name suffix of a backbone's variant (``vit_seg`` -> ``vit_seg_dmoe``)."""
 
 _BACKBONES: dict[str, Callable[[str], Callable[..., nn.Module]]] = {"vit_seg": _vit, "resunet3d": _resunet}

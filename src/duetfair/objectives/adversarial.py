@@ -69,11 +69,13 @@ class Adversarial(Objective):
         hidden: hidden width of the MLP head (0 = linear head).
         dropout: dropout before the head's output layer.
 
-    Example::
-
-        objective = Adversarial(num_groups=3, feature_dim=model.feature_dim, weight=0.1)
-        logits, feats = model.forward_features(image, group)
-        loss = objective(loss_fn(logits, label), group_ids, features=feats)
+    Example:
+        >>> _ = torch.manual_seed(0)
+        >>> objective = Adversarial(num_groups=3, feature_dim=16, weight=0.1)  # feature_dim: the model's
+        >>> feats = torch.randn(4, 16)  # as from model.forward_features(image, group)
+        >>> loss = objective(torch.ones(4), torch.tensor([0, 1, 2, 0]), features=feats)
+        >>> loss.ndim, bool(torch.isfinite(loss))
+        (0, True)
     """
 
     requires = frozenset({"features"})
@@ -87,6 +89,10 @@ class Adversarial(Objective):
         )
         options.setdefault("feature_dim", context.feature_dim)
         return cls(context.num_groups, **options)
+
+    # buffers (register_buffer), typed for mypy
+    last_ce: torch.Tensor
+    last_accuracy: torch.Tensor
 
     def __init__(
         self,

@@ -205,8 +205,9 @@ class Objective(nn.Module, abc.ABC):
         """Called after every validation (e.g. to refresh per-case weights); no-op by default."""
 
     @abc.abstractmethod
-    def compute(self, losses: torch.Tensor, group: torch.Tensor, **extras: Any) -> torch.Tensor:
-        """Objective-specific loss; receives only the extra inputs listed in ``requires``."""
+    def compute(self, *args: Any, **extras: Any) -> torch.Tensor:
+        """Objective-specific loss ``compute(losses [B], group [B], **extras) -> Tensor[]``; receives
+        only the extra inputs listed in ``requires`` (subclasses name them as keyword arguments)."""
 
     def log_values(self) -> dict[str, float]:
         """Scalars worth logging after a step (e.g. GroupDRO weights); empty by default."""

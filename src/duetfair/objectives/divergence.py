@@ -83,11 +83,12 @@ class DivergenceReweighting(Objective):
         alpha: weight of the plain mean (paper: 0.2).
         t_threshold, gain, normalize, higher_is_better: see :func:`divergence_weights`.
 
-    Example::
-
-        objective = DivergenceReweighting(num_groups=1, alpha=0.2)
-        objective.update(find_divergent_subgroups(val_cases, "dice", attrs), train_meta)  # per epoch
-        loss = objective(per_case_losses, group, case_ids=batch["case_id"])
+    Example:
+        >>> objective = DivergenceReweighting(num_groups=1, alpha=0.2)
+        >>> mined = pd.DataFrame({"itemset": [{"site": "b"}], "divergence": [-0.2], "t": [-3.0]})  # per epoch
+        >>> objective.update(mined, pd.DataFrame({"case_id": ["c1", "c2"], "site": ["a", "b"]}))
+        >>> objective(torch.tensor([1.0, 4.0]), torch.zeros(2, dtype=torch.long), case_ids=["c1", "c2"])
+        tensor(2.9000)
     """
 
     requires = frozenset({"case_ids"})

@@ -15,10 +15,10 @@ class ERM(Objective):
     Under DDP the mean is over all ranks' cases (global ``N``), so unequal per-rank batch sizes
     still give the single-process gradient.
 
-    Example::
-
-        objective = ERM(num_groups=3)
-        loss = objective(per_case_losses, group)   # [B], [B] -> scalar
+    Example:
+        >>> objective = ERM(num_groups=3)
+        >>> objective(torch.tensor([1.0, 2.0, 3.0, 6.0]), torch.tensor([0, 1, 2, 2]))  # [B], [B] -> scalar
+        tensor(3.)
     """
 
     def compute(self, losses: torch.Tensor, group: torch.Tensor) -> torch.Tensor:

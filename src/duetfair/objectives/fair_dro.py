@@ -53,7 +53,7 @@ import math
 
 import torch
 
-from duetfair.errors import require
+from duetfair.errors import DuetfairError, require
 from duetfair.objectives.base import Objective, check_batch, erm_weights, mix_unknown, weighted_loss
 from duetfair.objectives.distributed import all_gather_cat, all_reduce_max, group_sums, rank_share
 
@@ -95,7 +95,8 @@ def across_group_weights(counts: torch.Tensor, *, across: str = "size", q: torch
     elif across == "size":
         a = counts
     else:
-        require(q is not None, "fair_dro: across='dro' needs the GroupDRO weights q")
+        if q is None:
+            raise DuetfairError("fair_dro: across='dro' needs the GroupDRO weights q")
         a = q.to(counts) * present
     return a / a.sum().clamp_min(torch.finfo(a.dtype).tiny)
 
@@ -116,10 +117,13 @@ def fair_dro_weights(
     ``w_i = (n_known / N) * A_{g(i)} * W_i`` for known cases and ``1 / N`` for unknown ones, so the
     FairDRO loss is ``sum_i w_i l_i``. ``q [G]`` is required for ``across="dro"``.
 
-    Example::
-
-        w = fair_dro_weights(losses, group, 3, within="cvar", alpha=0.5)
-        loss = (w * losses).sum()
+    Example:
+        >>> losses, group = torch.tensor([1.0, 3.0, 2.0, 2.0]), torch.tensor([0, 0, 1, 1])
+        >>> w = fair_dro_weights(losses, group, 2, within="cvar", alpha=0.5)
+        >>> w  # the worse half of each group, groups weighted by size
+        tensor([0.0000, 0.5000, 0.2500, 0.2500])
+        >>> (w * losses).sum()
+        tensor(2.5000)
     """
     check_batch(losses, group, num_groups)
     _check_options(within, across, alpha, tau)
@@ -142,12 +146,21 @@ class FairDRO(Objective):
         step_size: exponentiated-gradient step of ``q`` for ``across="dro"``.
         eta_step: relative step of the thresholds ``eta_g`` (``within="dual_cvar"`` only).
 
-    Example::
-
-        objective = FairDRO(num_groups=3)  # within="kl", tau=1.0, across="size"
-        worst_half = FairDRO(num_groups=3, within="cvar", alpha=0.5, across="uniform")
-        loss = objective(per_case_losses, group)
+    Example:
+        >>> objective = FairDRO(num_groups=2)  # within="kl", tau=1.0, across="size"
+        >>> worst_half = FairDRO(num_groups=2, within="cvar", alpha=0.5, across="uniform")
+        >>> losses, group = torch.tensor([1.0, 3.0, 2.0, 2.0]), torch.tensor([0, 0, 1, 1])
+        >>> worst_half(losses, group)
+        tensor(2.5000)
     """
+
+    # buffers (register_buffer), typed for mypy
+    q: torch.Tensor
+    group_value: torch.Tensor
+    ess_sum: torch.Tensor
+    ess_batches: torch.Tensor
+    eta: torch.Tensor
+    eta_ready: torch.Tensor
 
     def __init__(
         self,

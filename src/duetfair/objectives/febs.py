@@ -70,13 +70,21 @@ class FEBS(Objective):
         include_background, weight, smooth_nr, smooth_dr: Dice options, as given to
             :class:`~duetfair.objectives.per_case.PerCaseDiceCE` for ``losses``.
 
-    Example::
-
-        objective = FEBS(num_groups=3)
-        loss = objective(per_case_losses, group, logits=logits, target=label)
+    Example:
+        >>> objective = FEBS(num_groups=2)
+        >>> logits, label = torch.zeros(4, 2, 8, 8), torch.zeros(4, 1, 8, 8, dtype=torch.long)
+        >>> label[:, :, 2:6, 2:6] = 1
+        >>> loss = objective(torch.ones(4), torch.tensor([0, 0, 1, 1]), logits=logits, target=label)
+        >>> loss.ndim, bool(torch.isfinite(loss))
+        (0, True)
     """
 
     requires = frozenset({"logits", "target"})
+
+    # buffers (register_buffer), typed for mypy
+    class_weight: torch.Tensor | None
+    scale: torch.Tensor
+    group_dice_loss: torch.Tensor
 
     def __init__(
         self,

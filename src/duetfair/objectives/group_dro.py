@@ -16,7 +16,7 @@ rescales the present groups' weights to sum to one. Unknown-attribute cases (``-
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Sequence, cast
 
 import torch
 from torch.utils.data import WeightedRandomSampler
@@ -39,11 +39,16 @@ class GroupDRO(Objective):
         normalize_loss: divide the adjusted group losses by their sum before the ``q`` update.
         renormalize_present: weight only the groups present in the batch, rescaled to sum to one.
 
-    Example::
-
-        objective = GroupDRO(num_groups=3, step_size=0.01)
-        loss = objective(per_case_losses, group)
+    Example:
+        >>> objective = GroupDRO(num_groups=3, step_size=0.5)
+        >>> loss = objective(torch.tensor([1.0, 2.0, 3.0, 6.0]), torch.tensor([0, 1, 2, 2]))
+        >>> objective.q  # the worst group (2, mean loss 4.5) gains weight
+        tensor([0.1190, 0.1962, 0.6848])
     """
+
+    # buffers (register_buffer), typed for mypy
+    q: torch.Tensor
+    adjust: torch.Tensor
 
     def __init__(
         self,
@@ -109,7 +114,7 @@ def _adjustment(
         group_counts is not None and len(group_counts) == num_groups,
         f"group_dro: adjustment {c.tolist()} needs group_counts with {num_groups} training-set sizes",
     )
-    n = torch.as_tensor(list(group_counts), dtype=torch.float32)
+    n = torch.as_tensor(list(group_counts or []), dtype=torch.float32)  # checked above
     require(bool((n > 0).all()), f"group_dro: group_counts must all be > 0, got {n.tolist()}")
     return c.expand(num_groups) / n.sqrt()
 
@@ -146,12 +151,15 @@ def group_balanced_sampler(
 ) -> WeightedRandomSampler:
     """``WeightedRandomSampler`` drawing each group equally often (weights ``N / N_g``).
 
-    Example::
-
-        sampler = group_balanced_sampler(train_groups)           # one id per training case
-        loader = DataLoader(train_set, batch_size=8, sampler=sampler)
+    Example:
+        >>> train_groups = torch.tensor([0, 0, 0, 1])  # one id per training case
+        >>> sampler = group_balanced_sampler(train_groups, generator=torch.Generator().manual_seed(0))
+        >>> len(sampler), sampler.weights  # each group's cases weigh 4 in all: half of the draws each
+        (4, tensor([1.3333, 1.3333, 1.3333, 4.0000], dtype=torch.float64))
     """
     weights = group_balanced_weights(groups, unknown=unknown)
     n = weights.numel() if num_samples is None else num_samples
     require(n > 0, f"group_balanced_sampler: num_samples must be > 0, got {n}")
-    return WeightedRandomSampler(weights, num_samples=n, replacement=replacement, generator=generator)
+    return WeightedRandomSampler(
+        cast(Sequence[float], weights), num_samples=n, replacement=replacement, generator=generator
+    )  # a weight tensor [N] is what torch passes on

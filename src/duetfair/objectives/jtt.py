@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from duetfair.errors import require
+from duetfair.errors import DuetfairError, require
 from duetfair.objectives.base import Objective, ObjectiveContext, erm_weights, weighted_loss
 
 __all__ = ["JustTrainTwice", "error_set"]
@@ -97,9 +97,10 @@ class JustTrainTwice(Objective):
     @classmethod
     def from_context(cls, context: ObjectiveContext, **options: Any) -> "JustTrainTwice":
         """The error set comes from the first stage's per-case Dice."""
-        require(context.first_stage is not None, "jtt: needs a first stage (config objective.first_stage)")
-        obj = cls(context.num_groups, **options)
         first = context.first_stage
+        if first is None:
+            raise DuetfairError("jtt: needs a first stage (config objective.first_stage)")
+        obj = cls(context.num_groups, **options)
         members = error_set(first.dice, first.groups, **obj.options)
         obj._errors = pd.Series(members, index=pd.Index(first.case_ids, name="case_id"))
         return obj

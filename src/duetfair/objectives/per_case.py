@@ -10,7 +10,7 @@ PyTorch normalises by the weights of the whole batch; the Dice part matches exac
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -42,11 +42,15 @@ class PerCaseDiceCE(nn.Module):
         smooth_nr: Dice numerator smoothing.
         smooth_dr: Dice denominator smoothing.
 
-    Example::
-
-        loss_fn = PerCaseDiceCE(include_background=True)
-        per_case = loss_fn(logits, label)   # logits [B, K, H, W], label [B, 1, H, W] -> [B]
+    Example:
+        >>> loss_fn = PerCaseDiceCE(include_background=True)
+        >>> logits, label = torch.zeros(2, 3, 8, 8), torch.zeros(2, 1, 8, 8, dtype=torch.long)
+        >>> loss_fn(logits, label).shape  # logits [B, K, H, W], label [B, 1, H, W] -> [B]
+        torch.Size([2])
     """
+
+    # buffers (register_buffer), typed for mypy
+    weight: torch.Tensor | None
 
     def __init__(
         self,
@@ -73,7 +77,7 @@ class PerCaseDiceCE(nn.Module):
         self.softmax = softmax
         self.lambda_dice = float(lambda_dice)
         self.lambda_ce = float(lambda_ce)
-        self._dice_kwargs = dict(squared_pred=squared_pred, smooth_nr=smooth_nr, smooth_dr=smooth_dr)
+        self._dice_kwargs: dict[str, Any] = dict(squared_pred=squared_pred, smooth_nr=smooth_nr, smooth_dr=smooth_dr)
         self._dice_cache: dict[int, DiceLoss] = {}
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -58,10 +58,11 @@ def build_objective(
     from the trainer's ``context`` (which fills in what the objective needs: training group counts,
     the model's feature width, the per-case loss options; see ``Objective.from_context``).
 
-    Example::
-
-        objective = build_objective("fair_dro", num_groups=3, within="cvar", alpha=0.5)
-        objective = build_objective("adversarial", num_groups=3, feature_dim=model.feature_dim)
+    Example:
+        >>> type(build_objective("fair_dro", num_groups=3, within="cvar", alpha=0.5)).__name__
+        'FairDRO'
+        >>> type(build_objective("adversarial", num_groups=3, feature_dim=16)).__name__  # the model's feature_dim
+        'Adversarial'
     """
     cls = _lookup(name)
     require((num_groups is None) != (context is None), f"objective '{name}': give num_groups or context, not both")

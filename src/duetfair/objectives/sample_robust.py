@@ -24,9 +24,9 @@ __all__ = ["SampleCVaR", "FocalWeighting"]
 class SampleCVaR(Objective):
     """Mean of the worst ``ceil(alpha * N)`` per-case losses of the global batch.
 
-    Example::
-
-        loss = SampleCVaR(num_groups=1, alpha=0.5)(per_case_losses, group)
+    Example:
+        >>> SampleCVaR(num_groups=1, alpha=0.5)(torch.tensor([1.0, 2.0, 3.0, 6.0]), torch.zeros(4, dtype=torch.long))
+        tensor(4.5000)
     """
 
     def __init__(self, num_groups: int = 1, *, alpha: float = 0.5) -> None:
@@ -43,9 +43,9 @@ class SampleCVaR(Objective):
 class FocalWeighting(Objective):
     """Focal-style weighted mean of per-case losses (``gamma`` = focusing strength).
 
-    Example::
-
-        loss = FocalWeighting(num_groups=1, gamma=2.0)(per_case_losses, group)
+    Example:
+        >>> FocalWeighting(num_groups=1, gamma=2.0)(torch.tensor([0.1, 2.0]), torch.zeros(2, dtype=torch.long))
+        tensor(1.9773)
     """
 
     def __init__(self, num_groups: int = 1, *, gamma: float = 2.0) -> None:

@@ -63,6 +63,7 @@ class FirstStageCases:
 
     @property
     def case_ids(self) -> list[str]:
+        """The cases' ids, in the order of the table."""
         return self.cases["case_id"].astype(str).tolist()
 
     @property
@@ -83,7 +84,7 @@ class FirstStageCases:
             return _standardise(x[:, None])
         if name == "descriptors":
             cols = [c for c in self.cases.columns if str(c).startswith("desc_")]
-            require(cols, "first stage: the case table holds no descriptor columns (desc_*)")
+            require(bool(cols), "first stage: the case table holds no descriptor columns (desc_*)")
             frame = self.cases[cols].apply(pd.to_numeric, errors="coerce").astype(float)
             frame = frame.replace([np.inf, -np.inf], np.nan)
             frame = frame.fillna(frame.median()).fillna(0.0)

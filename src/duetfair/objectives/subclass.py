@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from duetfair.errors import require
+from duetfair.errors import DuetfairError, require
 from duetfair.objectives.base import Objective, ObjectiveContext
 from duetfair.objectives.group_dro import GroupDRO, group_balanced_weights
 from duetfair.objectives.stage import FEATURE_SPACES, FeatureSpace
@@ -80,6 +80,9 @@ class SubclassDRO(Objective):
     needs_first_stage = True
     requires = frozenset({"case_ids"})
 
+    # buffers (register_buffer), typed for mypy
+    subclass: torch.Tensor
+
     def __init__(
         self,
         num_groups: int,
@@ -107,9 +110,10 @@ class SubclassDRO(Objective):
     @classmethod
     def from_context(cls, context: ObjectiveContext, **options: Any) -> "SubclassDRO":
         """Clusters the first stage's training cases inside every group."""
-        require(context.first_stage is not None, "subclass_dro: needs a first stage (config objective.first_stage)")
-        obj = cls(context.num_groups, **options)
         first = context.first_stage
+        if first is None:
+            raise DuetfairError("subclass_dro: needs a first stage (config objective.first_stage)")
+        obj = cls(context.num_groups, **options)
         x = first.space(obj.space, seed=obj.seed)
         sub = cluster_within_groups(x, first.groups, clusters=obj.clusters, min_size=obj.min_size, seed=obj.seed)
         obj._index = {c: i for i, c in enumerate(first.case_ids)}
