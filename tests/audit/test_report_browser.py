@@ -22,7 +22,7 @@ import pytest
 from PIL import Image
 
 from duetfair.audit import audit_table
-from duetfair.audit.compare import format_table
+from duetfair.audit.compare import paper_table
 from duetfair.audit.gallery import build_gallery, thumbnail, worst_cases
 from duetfair.audit.report import TrainingView, render_html
 
@@ -219,7 +219,7 @@ def test_comparison_report_in_a_browser(tmp_path):
         tmp_path / "comparison.html",
         comparison=comparison,
         paired=paired,
-        paper_table=format_table(paper, "md"),
+        paper_tables=[paper_table(paper)],
         baseline="ERM",
         title="comparison report",
     )
