@@ -225,3 +225,79 @@ def test_comparison_report_in_a_browser(tmp_path):
     )
     result = check_page(report, tmp_path, ["findings", "comparison", "provenance"], {"comparison", "paired"})
     assert not result["thumbs"]
+
+
+# what the browser made of every table of the comparison section
+TABLES_PROBE = """<script>
+window.addEventListener("load", () => {
+  const text = el => el.textContent.trim();
+  const tables = [...document.querySelectorAll("#comparison table")].map(t => ({
+    cls: t.className,
+    caption: t.caption ? text(t.caption) : null,
+    header: [...t.querySelectorAll("thead th, tr:first-child th")].map(text),
+    rows: [...t.querySelectorAll("tbody tr")].filter(r => r.querySelector("td")).map(r => [...r.cells].map(text)),
+    bold: [...t.querySelectorAll("td.best")].map(text),
+    next: t.nextElementSibling ? t.nextElementSibling.className + ":" + text(t.nextElementSibling) : null,
+  }));
+  const pre = document.createElement("pre");
+  pre.id = "tables-check";
+  pre.textContent = JSON.stringify(tables);
+  document.body.appendChild(pre);
+});
+</script>"""
+
+
+def _benchmark_aggregate() -> pd.DataFrame:
+    """Five seeds of ERM, dMoE and one more method, as ``duetfair benchmark`` aggregates them."""
+    from duetfair.experiments.methods import aggregate_seeds
+
+    rows = []
+    for seed, (a, b, c) in enumerate([(0.70, 0.75, 0.72), (0.60, 0.66, 0.61), (0.80, 0.84, 0.83), (0.65, 0.7, 0.69)]):
+        for key, name, v in (("erm", "ERM", a), ("dmoe", "dMoE", c), ("x", "X|y", b)):
+            rows.append({"key": key, "method": name, "seed": seed, "es_dice": v, "dice": v, "worst_dice": v - 0.1})
+    return aggregate_seeds(pd.DataFrame(rows), ["erm", "dmoe"])
+
+
+def test_benchmark_report_tables_in_a_browser(tmp_path):
+    """The benchmark's tables (scores, then paired differences to ERM and to dMoE) render as three
+    separate tables, each with its header and caption, none of them holding Markdown rows."""
+    from duetfair.audit.compare import seed_comparison_report
+    from duetfair.experiments.methods import benchmark_markdown, benchmark_tables
+
+    agg = _benchmark_aggregate()
+    tables = benchmark_tables(agg, ["erm", "dmoe"])
+    report = seed_comparison_report(agg, tables, "erm", tmp_path / "report.html", notes=["four seeds"])
+    probe = tmp_path / "probe.html"
+    probe.write_text(report.read_text(encoding="utf-8").replace("<head>", "<head>" + TABLES_PROBE, 1), "utf-8")
+    run = subprocess.run(
+        [CHROMIUM, *BROWSER, "--virtual-time-budget=10000", "--dump-dom", probe.as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    found = re.search(r'<pre id="tables-check">(.*?)</pre>', run.stdout, re.S)
+    assert found, f"the page did not finish loading:\n{run.stderr[-2000:]}"
+    shown = [t for t in json.loads(htmllib.unescape(found.group(1))) if t["cls"] == "paper"]
+    assert len(shown) == 3 == len(tables)
+    scores_header = ["Method", "seeds", "ES-Dice", "Dice", "Worst-group Dice"]
+    assert shown[0]["header"] == scores_header and shown[0]["caption"] is None
+    for t, base in zip(shown[1:], ("ERM", "dMoE")):
+        thin = "; with fewer than 5 seeds it is about the seeds' range, not a 95% interval"
+        assert t["caption"] == f"Paired difference to {base} (same seed; 95% interval across seeds{thin}):"
+        assert t["header"] == [
+            "Method",
+            f"Dice vs {base}",
+            f"ES-Dice vs {base}",
+            f"Worst-group Dice vs {base}",
+            "verdict",
+        ]
+        assert [r[0] for r in t["rows"]] == [m for m in ("ERM", "dMoE", "X|y") if m != base]
+    for t, typed in zip(shown, tables):
+        assert t["rows"] == [[c.text for c in row] for row in typed.rows]  # cells as built, "|" in a name kept
+        assert all(len(r) == len(t["header"]) for r in t["rows"])
+        assert not any(c in ("---", "Method") or c.startswith("|") for r in t["rows"] for c in r)
+        assert t["bold"] == [c.text for row in typed.rows for c in row if c.best]
+    assert len(shown[0]["bold"]) == 3 and not shown[1]["bold"]  # X|y has the best mean of every score
+    assert not (shown[-1]["next"] or "").startswith("note:Paired")  # no caption left below the tables
+    md = benchmark_markdown(agg, ["erm", "dmoe"])  # methods.md holds the same three tables
+    assert md.count("\n|---|") == 3 and "X\\|y" in md

@@ -79,7 +79,8 @@ def run_row(
         attribute = (record.group_attribute if record else None) or next(
             iter(audit["metrics"]["dice"].get("attributes", {})), None
         )
-    require(attribute is not None, f"{root}: no attribute to compare; pass --by")
+    if attribute is None:
+        raise DuetfairError(f"{root}: no attribute to compare; pass --by")
     dice = _attr_entry(audit, "dice", attribute, root)
     # IoU only when the run evaluated it (eval.metrics may be [dice]); absent -> not a number
     iou = _attr_entry(audit, "iou", attribute, root) if "iou" in audit.get("metrics", {}) else _NO_METRIC

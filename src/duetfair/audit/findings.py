@@ -57,7 +57,8 @@ def _separation(a: Mapping[str, Any], higher_better: bool) -> tuple[list[str], l
     worst = next((g for g in groups if str(g["value"]) == str(a.get("worst_group"))), None)
     if worst is None or num(worst["ci"][0]) is None:
         return None
-    separated, overlaps = [], []
+    separated: list[str] = []
+    overlaps: list[str] = []
     for g in groups:
         if g is worst or g.get("n", 0) == 0:
             continue
