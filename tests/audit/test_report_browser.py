@@ -24,7 +24,7 @@ from PIL import Image
 from duetfair.audit import audit_table
 from duetfair.audit.compare import paper_table
 from duetfair.audit.gallery import build_gallery, thumbnail, worst_cases
-from duetfair.audit.report import TrainingView, render_html
+from duetfair.audit.report import SECTIONS, ReportData, TrainingView, build_figures, render_html
 
 CHROMIUM = next((p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p), None)
 pytestmark = pytest.mark.skipif(
@@ -127,7 +127,8 @@ def test_audit_report_in_a_browser(tmp_path, table, audit):
     check_page(report, tmp_path, ["findings", "metric-dice", "provenance"], figures | {"heat/dice/race+sex"})
 
 
-def test_run_report_in_a_browser(tmp_path, table, audit):
+@pytest.fixture(scope="module")
+def gallery(table):
     rng = np.random.default_rng(0)
     picks = worst_cases(table, "dice", ["race", "sex"], per_group=2)
 
@@ -140,7 +141,11 @@ def test_run_report_in_a_browser(tmp_path, table, audit):
             out[cid] = thumbnail(rng.random((3, 48, 48)), ref, np.roll(ref, int(rng.integers(1, 6)), axis=1))
         return out
 
-    gallery = build_gallery(picks, draw, metric="dice", per_group=2)
+    return build_gallery(picks, draw, metric="dice", per_group=2)
+
+
+@pytest.fixture(scope="module")
+def view():
     epochs = np.arange(1, 9)
     history = pd.DataFrame(
         {
@@ -152,30 +157,14 @@ def test_run_report_in_a_browser(tmp_path, table, audit):
             **{f"obj/q_{g}": np.linspace(1 / 3, w, 8) for g, w in enumerate((0.2, 0.5, 0.3))},
         }
     )
-    view = TrainingView(
+    return TrainingView(
         history, best_epoch=6, select="worst_group", group_names=["Asian", "Black", "White"], objective="group_dro"
     )
-    report = render_html(
-        audit,
-        tmp_path / "run.html",
-        cases=table,
-        gallery=gallery,
-        training=view,
-        provenance={"config": "seed: 0\n"},
-        title="run report",
-    )
-    figures = {f"{kind}/dice/{attr}" for kind in ("means", "tail", "dist", "certify") for attr in ("race", "sex")}
-    figures |= {"heat/dice/race+sex", "training/curves", "training/obj/q"}
-    check_page(
-        report,
-        tmp_path,
-        ["findings", "training", "metric-dice", "gallery", "provenance"],
-        figures,
-        thumbs=len(gallery.entries),
-    )
 
 
-def test_comparison_report_in_a_browser(tmp_path):
+@pytest.fixture(scope="module")
+def methods():
+    """A comparison of three methods: the methods frame, the paired differences and the paper table."""
     comparison = pd.DataFrame(
         {
             "method": ["ERM", "GroupDRO", "FairDRO"],
@@ -214,17 +203,49 @@ def test_comparison_report_in_a_browser(tmp_path):
             "worst_cvar10": comparison["cvar10"],
         }
     )
+    return {"comparison": comparison, "paired": paired, "paper_tables": [paper_table(paper)], "baseline": "ERM"}
+
+
+AUDIT_FIGURES = {f"{kind}/dice/{attr}" for kind in ("means", "tail", "dist", "certify") for attr in ("race", "sex")}
+AUDIT_FIGURES |= {"heat/dice/race+sex"}
+
+
+def test_run_report_in_a_browser(tmp_path, table, audit, gallery, view):
     report = render_html(
-        None,
-        tmp_path / "comparison.html",
-        comparison=comparison,
-        paired=paired,
-        paper_tables=[paper_table(paper)],
-        baseline="ERM",
-        title="comparison report",
+        audit,
+        tmp_path / "run.html",
+        cases=table,
+        gallery=gallery,
+        training=view,
+        provenance={"config": "seed: 0\n"},
+        title="run report",
     )
+    check_page(
+        report,
+        tmp_path,
+        ["findings", "training", "metric-dice", "gallery", "provenance"],
+        AUDIT_FIGURES | {"training/curves", "training/obj/q"},
+        thumbs=len(gallery.entries),
+    )
+
+
+def test_comparison_report_in_a_browser(tmp_path, methods):
+    report = render_html(None, tmp_path / "comparison.html", **methods, title="comparison report")
     result = check_page(report, tmp_path, ["findings", "comparison", "provenance"], {"comparison", "paired"})
     assert not result["thumbs"]
+
+
+def test_every_section_in_a_browser(tmp_path, table, audit, gallery, view, methods):
+    """Every section of the page (``SECTIONS``: a new one is tested here too) has something to show
+    given every input, and shows it: present, not empty, in the navigation, its figures decoded."""
+    data = ReportData(audit, cases=table, gallery=gallery, training=view, **methods)
+    figs = build_figures(audit, table, methods["comparison"], paired=methods["paired"], training=view)
+    shown = {s.name: s.context(data, figs) for s in SECTIONS}
+    assert all(ctx is not None for ctx in shown.values()), [name for name, ctx in shown.items() if ctx is None]
+    anchors = [a for s in SECTIONS for a, _ in s.nav(shown[s.name])]
+    report = render_html(audit, tmp_path / "all.html", cases=table, gallery=gallery, training=view, **methods)
+    result = check_page(report, tmp_path, anchors, set(figs), thumbs=len(gallery.entries))
+    assert [s["id"] for s in result["sections"]] == anchors
 
 
 # what the browser made of every table of the comparison section
