@@ -6,7 +6,7 @@ trained and evaluated on the test split, then the audit layer must show the subt
 
 * the ``hidden_subtype`` summary of ``audit.json``: its mean Dice is clearly below the rest's;
 * the tail: the subtype fills far more of the worst 10 % of the test cases than its base rate, and
-  its own failure rate and CVaR10 are worse than the rest's (:func:`hidden_failure_table`);
+  its own failure rate and CVaR10 are worse than the rest's (:func:`~duetfair.metrics.hidden.tail_stats`);
 * subgroup discovery with ``hidden_subtype`` as an analysis column: ``hidden_subtype=1`` is a
   significant under-performing subgroup near the top of the list.
 
@@ -50,7 +50,7 @@ from duetfair.engine.config import load_config
 from duetfair.engine.evaluate import evaluate_run
 from duetfair.engine.trainer import train
 from duetfair.metrics.cases import case_level
-from duetfair.metrics.hidden import hidden_failure_table
+from duetfair.metrics.hidden import default_failure_threshold, tail_stats
 from duetfair.options import HIDDEN_COLUMN
 from helpers import TINY_MODEL
 
@@ -180,7 +180,10 @@ def train_and_audit(task: str, seed: int, root: Path) -> Measured:
     audit = json.loads((run / "audit.json").read_text())
     frame = case_level(pd.read_csv(run / "cases.csv"))
     hidden = audit["metrics"]["dice"]["hidden_subtype"]
-    tails = hidden_failure_table(frame, "dice", HIDDEN_COLUMN)
+    cutoff = default_failure_threshold("dice")
+    tails = {
+        h: tail_stats(part["dice"].to_numpy(), failure_threshold=cutoff) for h, part in frame.groupby(HIDDEN_COLUMN)
+    }
     # discovery over the run's attributes plus the analysis-only column
     spec = GroupSpec.load(run / "group_spec.json")
     found = audit_table(frame, by=[*audit["by"], HIDDEN_COLUMN], metrics=("dice",), n_boot=0, spec=spec)
@@ -190,10 +193,10 @@ def train_and_audit(task: str, seed: int, root: Path) -> Measured:
         mean_hidden=hidden["mean"],
         mean_rest=hidden["mean_rest"],
         share_worst_decile=hidden["share_in_worst_decile"],
-        failure_hidden=float(tails.loc[1, "failure_rate"]),
-        failure_rest=float(tails.loc[0, "failure_rate"]),
-        cvar_hidden=float(tails.loc[1, "cvar"]),
-        cvar_rest=float(tails.loc[0, "cvar"]),
+        failure_hidden=float(tails[1]["failure_rate"]),
+        failure_rest=float(tails[0]["failure_rate"]),
+        cvar_hidden=float(tails[1]["cvar"]),
+        cvar_rest=float(tails[0]["cvar"]),
         subgroups=found["metrics"]["dice"]["subgroups"],
         audit=audit,
         frame=frame,

@@ -9,15 +9,10 @@ import numpy as np
 import pandas as pd
 
 from duetfair.audit import audit_table
-from duetfair.audit.findings import (
-    build_findings,
-    comparison_findings,
-    fmt_ci,
-    fmt_signed_ci,
-    headline_cards,
-    verdict,
-)
+from duetfair.audit.findings import build_findings, headline_cards
+from duetfair.audit.formatting import fmt_ci, fmt_signed_ci
 from duetfair.audit.markdown import md_text
+from duetfair.audit.method_findings import comparison_findings, verdict
 from duetfair.audit.report import render_html, render_markdown
 from duetfair.io import write_json
 

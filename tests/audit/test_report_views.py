@@ -299,20 +299,20 @@ def test_comparison_report_has_every_view(runs, tmp_path):
 
 
 def test_benchmark_report_from_seed_aggregate(tmp_path):
-    from duetfair.experiments.methods import aggregate_seeds, benchmark_markdown
+    from duetfair.experiments.methods import aggregate_seeds, benchmark_markdown, benchmark_tables
 
     rows = []
     for seed, (a, b) in enumerate([(0.70, 0.75), (0.60, 0.66), (0.80, 0.84), (0.65, 0.70), (0.75, 0.80)]):
         rows.append({"key": "erm", "method": "ERM", "seed": seed, "es_dice": a, "dice": a, "worst_dice": a - 0.1})
         rows.append({"key": "x", "method": "X", "seed": seed, "es_dice": b, "dice": b, "worst_dice": a - 0.1})
     few = aggregate_seeds(pd.DataFrame(rows[:6]))  # 3 seeds: the interval is their range, no verdict
-    thin = seed_comparison_report(few, benchmark_markdown(few), "erm", tmp_path / "t.html").read_text()
+    thin = seed_comparison_report(few, benchmark_tables(few), "erm", tmp_path / "t.html").read_text()
     assert 'class="verdict-too-few-seeds"' in thin and 'class="verdict-better"' not in thin
     assert "3 seeds are too few for a verdict" in benchmark_markdown(few)
     agg = aggregate_seeds(pd.DataFrame(rows))
     path = seed_comparison_report(
         agg,
-        benchmark_markdown(agg),
+        benchmark_tables(agg),
         "erm",
         tmp_path / "b.html",
         notes=["three seeds"],
@@ -343,7 +343,7 @@ def test_provenance_and_refusals(tmp_path, cases):
 
 
 def test_reference_rows_are_never_the_best(tmp_path):
-    from duetfair.audit.findings import comparison_findings
+    from duetfair.audit.method_findings import comparison_findings
 
     frame = pd.DataFrame(
         {"method": ["ERM", "FairDRO", "Oracle"], "contender": [True, True, False], "dice": [0.7, 0.75, 0.9]}

@@ -21,7 +21,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 import pandas as pd
 
-from duetfair.audit.markdown import md_text
+from duetfair.audit.report.tables import Cell, Table
 from duetfair.errors import DuetfairError, require
 from duetfair.io import read_table
 from duetfair.metrics.registry import column_label
@@ -30,9 +30,7 @@ from duetfair.rundir import RunDir
 
 FORMATS = tuple(choices(OutputFormat))
 HEADLINE = ("es_dice", "dice", "es_iou", "iou")
-LABELS = {
-    c: column_label(c) for c in ("es_dice", "dice", "es_iou", "iou", "worst_dice", "worst_cvar10", "hidden_dice")
-}
+LABELS = {c: column_label(c) for c in ("es_dice", "dice", "es_iou", "iou", "worst_dice", "worst_cvar10", "hidden_dice")}
 
 
 def _attr_entry(audit: dict[str, Any], metric: str, attribute: str, where: Path) -> dict[str, Any]:
@@ -227,71 +225,69 @@ def _cell(value: float, ci: Optional[list[float]], digits: int) -> str:
     return text
 
 
+def paper_table(df: pd.DataFrame, digits: int = 3) -> Table:
+    """The papers' comparison table (one row per method, :func:`value_columns` with intervals, the
+    best value per column marked, the worst group) as a typed :class:`~duetfair.audit.report.tables.Table`."""
+    best = best_rows(df)
+    cols = value_columns(df)
+    header = ["Method"] + [LABELS.get(c, c.replace("dice[", "Dice ").replace("iou[", "IoU ").rstrip("]")) for c in cols]
+    header += ["Worst group"] if "worst_group" in df.columns else []
+    rows = []
+    for _, r in df.iterrows():
+        cells = [Cell(str(r["method"]))]
+        for c in cols:
+            ci = r.get(f"{c}_ci") if f"{c}_ci" in df.columns else None
+            cells.append(Cell(_cell(r[c], ci, digits), best=r["method"] in best.get(c, [])))
+        cells += [Cell(str(r["worst_group"]))] if "worst_group" in df.columns else []
+        rows.append(cells)
+    note = (
+        f"Groups: {df['attribute'].iloc[0]}. Values: point estimate (95 % bootstrap interval); best per column in "
+        "bold. Worst-group CVaR10 = mean Dice of the worst 10 % of cases in the worst group (hidden failures)."
+    )
+    return Table.of(header, rows, note=note)
+
+
+def _json(df: pd.DataFrame) -> str:
+    records = [
+        {k: (v if not isinstance(v, float) or math.isfinite(v) else None) for k, v in r.items()}
+        for _, r in df.iterrows()
+    ]
+    body = {
+        "attribute": str(df["attribute"].iloc[0]),
+        "higher_is_better": True,
+        "methods": records,
+        "best": best_rows(df),
+    }
+    return json.dumps(body, indent=2) + "\n"
+
+
+def _csv(df: pd.DataFrame) -> str:
+    out = df.drop(columns=[c for c in df.columns if c.endswith("_ci")]).copy()
+    for c in HEADLINE:
+        out[f"{c}_ci_low"] = [ci[0] for ci in df[f"{c}_ci"]]
+        out[f"{c}_ci_high"] = [ci[1] for ci in df[f"{c}_ci"]]
+    for c, methods in best_rows(df).items():
+        out[f"best_{c}"] = out["method"].isin(methods)
+    return out.to_csv(index=False)
+
+
+def _latex(table: Table) -> str:
+    header, *rows = table.render(latex_text, lambda t: f"\\textbf{{{t}}}")
+    spec = "l" + "c" * (len(header) - 1)
+    lines = ["\\begin{tabular}{" + spec + "}", "\\toprule", " & ".join(header) + " \\\\", "\\midrule"]
+    lines += [" & ".join(cells) + " \\\\" for cells in rows]
+    return "\n".join([*lines, "\\bottomrule", "\\end{tabular}"]) + "\n"
+
+
 def format_table(df: pd.DataFrame, fmt: str = "md", digits: int = 3) -> str:
     """Render the comparison as ``md``, ``csv``, ``json`` or ``latex``."""
     require(fmt in FORMATS, f"--format '{fmt}': expected one of {', '.join(FORMATS)}")
-    best = best_rows(df)
-    cols = value_columns(df)
     if fmt == "json":
-        records = []
-        for _, r in df.iterrows():
-            rec = {k: (v if not isinstance(v, float) or math.isfinite(v) else None) for k, v in r.items()}
-            records.append(rec)
-        return (
-            json.dumps(
-                {"attribute": str(df["attribute"].iloc[0]), "higher_is_better": True, "methods": records, "best": best},
-                indent=2,
-            )
-            + "\n"
-        )
+        return _json(df)
     if fmt == "csv":
-        out = df.drop(columns=[c for c in df.columns if c.endswith("_ci")]).copy()
-        for c in HEADLINE:
-            out[f"{c}_ci_low"] = [ci[0] for ci in df[f"{c}_ci"]]
-            out[f"{c}_ci_high"] = [ci[1] for ci in df[f"{c}_ci"]]
-        for c, methods in best.items():
-            out[f"best_{c}"] = out["method"].isin(methods)
-        return out.to_csv(index=False)
-    header = [LABELS.get(c, c.replace("dice[", "Dice ").replace("iou[", "IoU ").rstrip("]")) for c in cols]
-    esc = md_text if fmt == "md" else latex_text  # method and group names come from user data
-    lines: list[list[str]] = []
-    for _, r in df.iterrows():
-        cells = [esc(r["method"])]
-        for c in cols:
-            ci = r.get(f"{c}_ci") if f"{c}_ci" in df.columns else None
-            text = _cell(r[c], ci, digits)
-            if r["method"] in best.get(c, []):
-                text = f"**{text}**" if fmt == "md" else f"\\textbf{{{text}}}"
-            cells.append(text)
-        if "worst_group" in df.columns:
-            cells.append(esc(r["worst_group"]))
-        lines.append(cells)
-    header = [esc(h) for h in ["Method"] + header + (["Worst group"] if "worst_group" in df.columns else [])]
-    if fmt == "md":
-        attr = df["attribute"].iloc[0]
-        rows = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-        rows += ["| " + " | ".join(c for c in cells) + " |" for cells in lines]
-        note = (
-            f"\nGroups: {md_text(attr)}. Values: point estimate (95 % bootstrap interval); best per column in bold. "
-            "Worst-group CVaR10 = mean Dice of the worst 10 % of cases in the worst group (hidden failures).\n"
-        )
-        return "\n".join(rows) + "\n" + note
-    body = [" & ".join(cells) + " \\\\" for cells in lines]
-    spec = "l" + "c" * (len(header) - 1)
-    return (
-        "\n".join(
-            [
-                "\\begin{tabular}{" + spec + "}",
-                "\\toprule",
-                " & ".join(header) + " \\\\",
-                "\\midrule",
-                *body,
-                "\\bottomrule",
-                "\\end{tabular}",
-            ]
-        )
-        + "\n"
-    )
+        return _csv(df)
+    table = paper_table(df, digits)
+    return table.markdown() if fmt == "md" else _latex(table)
 
 
 # ---- the comparison report ---------------------------------------------------------------------
@@ -338,6 +334,29 @@ def _paired_stats(values: np.ndarray, codes: np.ndarray, k: int, idx: np.ndarray
     return np.vstack([overall, worst, equity_scaled(overall, means, variant)])
 
 
+def _paired_bootstrap(
+    both: pd.DataFrame, variant: str, n_boot: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Differences ``b - a`` of the :data:`PAIRED` scores on the cases of ``both`` (columns ``a``,
+    ``b``, ``group``): the point values ``[3]`` and ``n_boot`` paired resamples ``[3, n_boot]``."""
+    cats = [g for g in pd.unique(both["group"].dropna())]
+    codes = np.array([cats.index(g) if g in cats else -1 for g in both["group"]], dtype=np.int64)
+    a, b = both["a"].to_numpy(dtype=float), both["b"].to_numpy(dtype=float)
+    full = np.arange(len(both))[None, :]
+    point = (
+        _paired_stats(b, codes, len(cats), full, variant)[:, 0]
+        - _paired_stats(a, codes, len(cats), full, variant)[:, 0]
+    )
+    diffs = []
+    block = max(1, min(n_boot, (1 << 20) // len(both)))
+    for start in range(0, n_boot, block):
+        idx = rng.integers(0, len(both), size=(min(block, n_boot - start), len(both)))
+        diffs.append(
+            _paired_stats(b, codes, len(cats), idx, variant) - _paired_stats(a, codes, len(cats), idx, variant)
+        )
+    return point, (np.concatenate(diffs, axis=1) if diffs else np.empty((3, 0)))
+
+
 def paired_differences(
     run_dirs: Sequence[str | Path],
     *,
@@ -360,7 +379,7 @@ def paired_differences(
         ``method``, ``metric``, ``diff``, ``low``, ``high``, ``verdict``, ``n_cases``; empty when
         the runs share fewer than 2 cases.
     """
-    from duetfair.audit.findings import verdict
+    from duetfair.audit.method_findings import verdict
     from duetfair.metrics.bootstrap import percentile_ci
 
     require(0 <= baseline < len(run_dirs), f"baseline {baseline}: expected an index into the {len(run_dirs)} runs")
@@ -380,22 +399,7 @@ def paired_differences(
         ).dropna(subset=["a", "b"])
         if len(both) < 2:
             continue
-        cats = [g for g in pd.unique(both["group"].dropna())]
-        codes = np.array([cats.index(g) if g in cats else -1 for g in both["group"]], dtype=np.int64)
-        a, b = both["a"].to_numpy(dtype=float), both["b"].to_numpy(dtype=float)
-        full = np.arange(len(both))[None, :]
-        point = (
-            _paired_stats(b, codes, len(cats), full, variant)[:, 0]
-            - _paired_stats(a, codes, len(cats), full, variant)[:, 0]
-        )
-        diffs = []
-        block = max(1, min(n_boot, (1 << 20) // len(both)))
-        for start in range(0, n_boot, block):
-            idx = rng.integers(0, len(both), size=(min(block, n_boot - start), len(both)))
-            diffs.append(
-                _paired_stats(b, codes, len(cats), idx, variant) - _paired_stats(a, codes, len(cats), idx, variant)
-            )
-        boot = np.concatenate(diffs, axis=1) if diffs else np.empty((3, 0))
+        point, boot = _paired_bootstrap(both, variant, n_boot, rng)
         for j, metric in enumerate(PAIRED):
             lo, hi = percentile_ci(boot[j][np.isfinite(boot[j])], level) if boot.shape[1] else (math.nan, math.nan)
             rows.append(
@@ -427,6 +431,23 @@ def report_frame(df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def _runs_provenance(table: pd.DataFrame, seed: int) -> dict[str, Any]:
+    """Provenance of a comparison: the runs compared, the bootstrap seed and the runs' configs."""
+    runs = {str(m): str(r) for m, r in zip(table["method"], table["run"])}
+    configs = {m: RunDir(r).config.read_text(encoding="utf-8") for m, r in runs.items() if RunDir(r).config.is_file()}
+    return {
+        "data": "evaluated runs: " + "; ".join(f"{m}: {r}" for m, r in runs.items()),
+        "seed": f"{seed} (paired bootstrap)",
+        **({"configs": configs} if configs else {}),
+    }
+
+
+def _method_of(table: pd.DataFrame, run_dir: str | Path) -> str:
+    """The method name of ``run_dir`` in a comparison table (its folder name when not compared)."""
+    rows = zip(table["method"], table["run"])
+    return next((str(m) for m, r in rows if Path(r).resolve() == Path(run_dir).resolve()), Path(run_dir).name)
+
+
 def comparison_report(
     run_dirs: Sequence[str | Path],
     out: str | Path,
@@ -443,7 +464,7 @@ def comparison_report(
     """The HTML comparison report of evaluated runs (``duetfair compare --format html``, the demo).
 
     Methods side by side with their intervals, paired differences to the ``baseline`` run with
-    verdicts (:func:`paired_differences`), the papers' table (:func:`format_table`), and, with
+    verdicts (:func:`paired_differences`), the papers' table (:func:`paper_table`), and, with
     ``audit_run``, that run's full audit (with its cases) below.
     """
     from duetfair.audit.report import render_html
@@ -456,14 +477,6 @@ def comparison_report(
         run = RunDir(audit_run)
         audit = run.read_json(run.audit, "audit")
         cases = case_level(read_table(run.cases, text_columns=["case_id"])) if run.cases.is_file() else None
-    runs = {str(m): str(r) for m, r in zip(table["method"], table["run"])}
-    configs = {m: RunDir(r).config.read_text(encoding="utf-8") for m, r in runs.items() if RunDir(r).config.is_file()}
-    prov = {
-        "data": "evaluated runs: " + "; ".join(f"{m}: {r}" for m, r in runs.items()),
-        "seed": f"{seed} (paired bootstrap)",
-        **({"configs": configs} if configs else {}),
-        **(provenance or {}),
-    }
     attr = str(table["attribute"].iloc[0])
     n = int(paired["n_cases"].max()) if len(paired) else 0
     notes = [
@@ -471,25 +484,17 @@ def comparison_report(
         f"differences resample the {n} test cases the runs share ({n_boot} resamples), the same cases for both "
         f"methods."
     ]
-    shown = (
-        None
-        if audit_run is None
-        else next(
-            (str(m) for m, r in zip(table["method"], table["run"]) if Path(r).resolve() == Path(audit_run).resolve()),
-            Path(audit_run).name,
-        )
-    )
     return render_html(
         audit,
         out,
         cases=cases,
         comparison=report_frame(table),
         paired=paired,
-        paper_table=format_table(table, "md"),
+        paper_tables=[paper_table(table)],
         baseline=str(table["method"].iloc[baseline]),
         comparison_notes=notes,
-        audit_name=shown,
-        provenance=prov,
+        audit_name=None if audit_run is None else _method_of(table, audit_run),
+        provenance={**_runs_provenance(table, seed), **(provenance or {})},
         title=title,
     )
 
@@ -504,38 +509,28 @@ def seed_verdict(low: Any, high: Any, n_seeds: Any) -> str:
     """Verdict of a difference across seeds: ``too few seeds`` below :data:`MIN_VERDICT_SEEDS`
     (the evidence is too thin to call), else ``better`` / ``worse`` / ``no clear difference`` as for
     cases."""
-    from duetfair.audit.findings import verdict
+    from duetfair.audit.method_findings import verdict
 
     n = int(n_seeds) if n_seeds is not None and n_seeds == n_seeds else 0
     return "too few seeds" if n < MIN_VERDICT_SEEDS else verdict(low, high)
 
 
-def seed_comparison_report(
-    aggregate: pd.DataFrame,
-    markdown: str,
-    baseline: str,
-    out: str | Path,
-    *,
-    columns: Sequence[str] = ("es_dice", "dice", "worst_dice", "worst_cvar10", "hidden_dice"),
-    title: str = "duetfair benchmark",
-    notes: Sequence[str] = (),
-    provenance: Optional[dict[str, Any]] = None,
-    references: Sequence[str] = (),
-) -> Path:
-    """The HTML report of a multi-seed benchmark: ``aggregate`` has one row per method (``method``,
-    ``key``, per score ``<col>``, ``<col>_ci`` across seeds and ``<col>_vs_<baseline>`` /
-    ``..._ci``, as :func:`duetfair.experiments.methods.aggregate_seeds` writes it); ``markdown``
-    is its table. ``references``: keys of rows shown as a reference (a ceiling), never the best."""
-    from duetfair.audit.findings import CONTENDER
-    from duetfair.audit.report import render_html
+def _seed_frame(aggregate: pd.DataFrame, cols: Sequence[str], references: Sequence[str]) -> pd.DataFrame:
+    """The report's method frame of a benchmark aggregate: scores with their intervals across seeds,
+    reference rows (``references`` keys) marked as no contenders."""
+    from duetfair.audit.method_findings import CONTENDER
 
-    cols = [c for c in columns if c in aggregate.columns and aggregate[c].notna().any()]
     frame = pd.DataFrame({"method": aggregate["method"].astype(str)})
     frame[CONTENDER] = ~aggregate["key"].isin(list(references))
     for c in cols:
         frame[c] = aggregate[c].astype(float)
         frame[f"{c}_low"] = [ci[0] if isinstance(ci, (list, tuple)) else math.nan for ci in aggregate[f"{c}_ci"]]
         frame[f"{c}_high"] = [ci[1] if isinstance(ci, (list, tuple)) else math.nan for ci in aggregate[f"{c}_ci"]]
+    return frame
+
+
+def _seed_paired(aggregate: pd.DataFrame, cols: Sequence[str], baseline: str) -> pd.DataFrame:
+    """Paired differences across seeds to ``baseline`` (the aggregate's ``<col>_vs_<baseline>``)."""
     rows = []
     for _, r in aggregate.iterrows():
         if r["key"] == baseline:
@@ -555,19 +550,37 @@ def seed_comparison_report(
                     "n_cases": None,
                 }
             )
-    paired = pd.DataFrame(rows, columns=["method", "metric", "diff", "low", "high", "verdict", "n_cases"])
-    base_name = (
-        str(aggregate.loc[aggregate["key"] == baseline, "method"].iloc[0])
-        if (aggregate["key"] == baseline).any()
-        else baseline
-    )
+    return pd.DataFrame(rows, columns=["method", "metric", "diff", "low", "high", "verdict", "n_cases"])
+
+
+def seed_comparison_report(
+    aggregate: pd.DataFrame,
+    tables: Sequence[Table],
+    baseline: str,
+    out: str | Path,
+    *,
+    columns: Sequence[str] = ("es_dice", "dice", "worst_dice", "worst_cvar10", "hidden_dice"),
+    title: str = "duetfair benchmark",
+    notes: Sequence[str] = (),
+    provenance: Optional[dict[str, Any]] = None,
+    references: Sequence[str] = (),
+) -> Path:
+    """The HTML report of a multi-seed benchmark: ``aggregate`` has one row per method (``method``,
+    ``key``, per score ``<col>``, ``<col>_ci`` across seeds and ``<col>_vs_<baseline>`` /
+    ``..._ci``, as :func:`duetfair.experiments.methods.aggregate_seeds` writes it); ``tables`` are
+    its tables (:func:`duetfair.experiments.methods.benchmark_tables`), each shown with its caption.
+    ``references``: keys of rows shown as a reference (a ceiling), never the best."""
+    from duetfair.audit.report import render_html
+
+    cols = [c for c in columns if c in aggregate.columns and aggregate[c].notna().any()]
+    is_base = aggregate["key"] == baseline
     return render_html(
         None,
         out,
-        comparison=frame,
-        paired=paired,
-        paper_table=markdown,
-        baseline=base_name,
+        comparison=_seed_frame(aggregate, cols, references),
+        paired=_seed_paired(aggregate, cols, baseline),
+        paper_tables=tables,
+        baseline=str(aggregate.loc[is_base, "method"].iloc[0]) if is_base.any() else baseline,
         comparison_notes=list(notes),
         provenance=provenance,
         title=title,

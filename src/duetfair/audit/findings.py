@@ -22,18 +22,16 @@ sentences, so the three forms say the same thing with the same numbers. Kinds:
 * ``unknowns`` (warning): attributes whose value is unknown for at least ``unknown_share`` of the
   cases (they count in the overall mean only).
 
-:func:`headline_cards` gives the report's summary cards (headline numbers with intervals) and
-:func:`comparison_findings` the plain-words summary of a method comparison.
+:func:`headline_cards` gives the report's summary cards (headline numbers with intervals);
+:mod:`duetfair.audit.method_findings` the plain-words summary of a method comparison.
 """
 
 from __future__ import annotations
 
-import math
 from typing import Any, Mapping, Sequence
 
-import numpy as np
-
 from duetfair.audit.discovery import itemset_label
+from duetfair.audit.formatting import cutoff_text, fmt, fmt_ci, join_names, num, p_equals, pct
 from duetfair.audit.statements import certified_cards, certified_findings, evidence_warnings, selection_cis
 from duetfair.metrics.frame import MIN_GROUP_N
 
@@ -43,76 +41,6 @@ MIN_N = MIN_GROUP_N
 
 UNKNOWN_SHARE = 0.10
 """Attributes whose value is unknown for at least this share of the cases are flagged."""
-
-
-# ---- number formatting (shared by every report form) -------------------------------------------
-
-
-def _num(x: Any) -> float | None:
-    try:
-        v = float(x)
-    except (TypeError, ValueError):
-        return None
-    return None if math.isnan(v) else v
-
-
-def fmt(x: Any, digits: int = 3) -> str:
-    """Number -> fixed-point text; None/NaN -> ``n/a``."""
-    if x is None:
-        return "n/a"
-    try:
-        v = float(x)
-    except (TypeError, ValueError):
-        return str(x)
-    if math.isnan(v):
-        return "n/a"
-    if math.isinf(v):
-        return "inf" if v > 0 else "-inf"
-    return f"{v:.{digits}f}"
-
-
-def fmt_ci(mean: Any, ci: Sequence[Any] | None, digits: int = 3) -> str:
-    """``value (low-high)`` as the papers print it (``low to high`` when a bound is negative)."""
-    if not ci or len(ci) < 2 or _num(ci[0]) is None or _num(ci[1]) is None:
-        return fmt(mean, digits)
-    lo, hi = float(ci[0]), float(ci[1])
-    sep = " to " if lo < 0 or hi < 0 else "-"
-    return f"{fmt(mean, digits)} ({fmt(lo, digits)}{sep}{fmt(hi, digits)})"
-
-
-def fmt_signed_ci(value: Any, ci: Sequence[Any] | None, digits: int = 3) -> str:
-    """A difference with its interval: ``+0.012 (-0.003 to +0.027)``."""
-    v = _num(value)
-    if v is None:
-        return "n/a"
-    text = f"{v:+.{digits}f}"
-    if ci and len(ci) == 2 and _num(ci[0]) is not None and _num(ci[1]) is not None:
-        text += f" ({float(ci[0]):+.{digits}f} to {float(ci[1]):+.{digits}f})"
-    return text
-
-
-def pct(x: Any) -> str:
-    """Share -> ``12.3%``; None/NaN -> ``n/a``."""
-    v = _num(x)
-    return "n/a" if v is None else f"{100 * v:.1f}%"
-
-
-def pvalue(p: Any) -> str:
-    """A p- or q-value: 3 decimals, ``<0.001`` below that, ``-`` when undefined."""
-    v = _num(p)
-    if v is None or not math.isfinite(v):
-        return "-"
-    return "<0.001" if v < 0.001 else f"{v:.3f}"
-
-
-def _eq(name: str, p: Any) -> str:
-    """``q = 0.012`` or ``q < 0.001``."""
-    text = pvalue(p)
-    return f"{name} < {text[1:]}" if text.startswith("<") else f"{name} = {text}"
-
-
-def _cutoff_text(metric: str, threshold: Any, higher_better: bool) -> str:
-    return f"{metric} {'<' if higher_better else '>'} {fmt(threshold, 3).rstrip('0').rstrip('.')}"
 
 
 def _base(key: str) -> str:
@@ -127,26 +55,19 @@ def _separation(a: Mapping[str, Any], higher_better: bool) -> tuple[list[str], l
     the others; None without intervals."""
     groups = a["groups"]
     worst = next((g for g in groups if str(g["value"]) == str(a.get("worst_group"))), None)
-    if worst is None or _num(worst["ci"][0]) is None:
+    if worst is None or num(worst["ci"][0]) is None:
         return None
-    separated: list[Any] = []
-    overlaps: list[Any] = []
+    separated: list[str] = []
+    overlaps: list[str] = []
     for g in groups:
         if g is worst or g.get("n", 0) == 0:
             continue
-        lo, hi = _num(g["ci"][0]), _num(g["ci"][1])
+        lo, hi = num(g["ci"][0]), num(g["ci"][1])
         if lo is None or hi is None:
             return None
         apart = worst["ci"][1] < lo if higher_better else worst["ci"][0] > hi
         (separated if apart else overlaps).append(str(g["value"]))
     return separated, overlaps
-
-
-def _names(values: Sequence[str]) -> str:
-    values = list(values)
-    if len(values) <= 1:
-        return "".join(values)
-    return ", ".join(values[:-1]) + " and " + values[-1]
 
 
 def _worst_group(key: str, attr: str, a: Mapping[str, Any], hb: bool, level: float = 0.95) -> dict[str, Any] | None:
@@ -174,8 +95,8 @@ def _worst_group(key: str, attr: str, a: Mapping[str, Any], hb: bool, level: flo
         elif separated:
             text += (
                 f" Its {share} interval lies {side} {'that' if len(separated) == 1 else 'those'} of "
-                f"{_names(separated)} but overlaps {'that' if len(overlaps) == 1 else 'those'} of "
-                f"{_names(overlaps)}."
+                f"{join_names(separated)} but overlaps {'that' if len(overlaps) == 1 else 'those'} of "
+                f"{join_names(overlaps)}."
             )
         else:
             text += f" Its {share} interval overlaps those of all other groups, so the gap may be chance."
@@ -189,11 +110,11 @@ def _worst_group(key: str, attr: str, a: Mapping[str, Any], hb: bool, level: flo
         "text": text,
         "group": str(worst["value"]),
         "n": int(worst["n"]),
-        "mean": _num(worst["mean"]),
+        "mean": num(worst["mean"]),
         "ci": list(worst["ci"]),
         "best_group": None if best is None else str(best),
-        "best_mean": _num(a.get("best_mean")),
-        "gap": _num(a.get("gap")),
+        "best_mean": num(a.get("best_mean")),
+        "gap": num(a.get("gap")),
         "separated_from": None if sep is None else sep[0],
         "overlaps": None if sep is None else sep[1],
     }
@@ -201,7 +122,7 @@ def _worst_group(key: str, attr: str, a: Mapping[str, Any], hb: bool, level: flo
 
 def _failures(key: str, attr: str, a: Mapping[str, Any], higher_better: bool) -> dict[str, Any] | None:
     threshold = a.get("failure_threshold")
-    groups = [g for g in a["groups"] if g.get("n", 0) > 0 and _num(g.get("failure_rate")) is not None]
+    groups = [g for g in a["groups"] if g.get("n", 0) > 0 and num(g.get("failure_rate")) is not None]
     if threshold is None or not groups:
         return None
     ranked = sorted(groups, key=lambda g: -float(g["failure_rate"]))
@@ -211,13 +132,13 @@ def _failures(key: str, attr: str, a: Mapping[str, Any], higher_better: bool) ->
             "n": int(g["n"]),
             "failures": int(round(float(g["failure_rate"]) * g["n"])),
             "share": float(g["failure_rate"]),
-            "cvar10": _num(g.get("cvar10")),
+            "cvar10": num(g.get("cvar10")),
         }
         for g in ranked
     ]
     parts = [f"{s['group']} {pct(s['share'])} ({s['failures']}/{s['n']})" for s in shares]
-    cutoff = _cutoff_text(_base(key), threshold, higher_better)
-    tail = [g for g in groups if _num(g.get("cvar10")) is not None]
+    cutoff = cutoff_text(_base(key), threshold, higher_better)
+    tail = [g for g in groups if num(g.get("cvar10")) is not None]
     text = f"Hidden failures in {key} by {attr} (share of cases with {cutoff}): {', '.join(parts)}."
     worst_tail = None
     if tail:
@@ -235,7 +156,7 @@ def _failures(key: str, attr: str, a: Mapping[str, Any], higher_better: bool) ->
         "threshold": float(threshold),
         "shares": shares,
         "worst_cvar_group": None if worst_tail is None else str(worst_tail["value"]),
-        "worst_cvar10": None if worst_tail is None else _num(worst_tail["cvar10"]),
+        "worst_cvar10": None if worst_tail is None else num(worst_tail["cvar10"]),
     }
 
 
@@ -244,7 +165,7 @@ def _tail(key: str, m: Mapping[str, Any], higher_better: bool) -> dict[str, Any]
         (attr, g)
         for attr, a in m["attributes"].items()
         for g in a["groups"]
-        if g.get("n", 0) > 0 and _num(g.get("cvar10")) is not None
+        if g.get("n", 0) > 0 and num(g.get("cvar10")) is not None
     ]
     if not candidates:
         return None
@@ -261,8 +182,8 @@ def _tail(key: str, m: Mapping[str, Any], higher_better: bool) -> dict[str, Any]
         "attribute": attr,
         "text": text,
         "group": str(g["value"]),
-        "cvar10": _num(g["cvar10"]),
-        "mean": _num(g["mean"]),
+        "cvar10": num(g["cvar10"]),
+        "mean": num(g["mean"]),
     }
 
 
@@ -275,7 +196,7 @@ def _subgroup(key: str, m: Mapping[str, Any], fdr: float) -> dict[str, Any] | No
         top = subgroups[0]
         text = (
             f"No subgroup of {key} diverges significantly (Benjamini-Hochberg q <= {fmt(fdr, 2)}); the most "
-            f"divergent, {itemset_label(top['itemset'])} (n={top['n']}), has {_eq('q', top.get('q_value'))}."
+            f"divergent, {itemset_label(top['itemset'])} (n={top['n']}), has {p_equals('q', top.get('q_value'))}."
         )
         return _subgroup_finding(key, top, text, significant=False)
     d = float(sig["divergence"])
@@ -283,7 +204,7 @@ def _subgroup(key: str, m: Mapping[str, Any], fdr: float) -> dict[str, Any] | No
     text = (
         f"Most divergent significant subgroup of {key}: {itemset_label(sig['itemset'])} (n={sig['n']}, "
         f"{pct(sig['support'])} of cases) with mean {fmt(sig['mean'])}, {fmt(abs(d))} {where} the overall mean "
-        f"(Welch t = {fmt(sig.get('welch_t'), 1)}, {_eq('q', sig.get('q_value'))})."
+        f"(Welch t = {fmt(sig.get('welch_t'), 1)}, {p_equals('q', sig.get('q_value'))})."
     )
     return _subgroup_finding(key, sig, text, significant=True)
 
@@ -299,12 +220,12 @@ def _subgroup_finding(key: str, sg: Mapping[str, Any], text: str, *, significant
         "significant": significant,
         "itemset": dict(sg["itemset"]),
         "n": int(sg["n"]),
-        "support": _num(sg["support"]),
-        "mean": _num(sg["mean"]),
-        "divergence": _num(sg["divergence"]),
-        "welch_t": _num(sg.get("welch_t")),
-        "p_value": _num(sg.get("p_value")),
-        "q_value": _num(sg.get("q_value")),
+        "support": num(sg["support"]),
+        "mean": num(sg["mean"]),
+        "divergence": num(sg["divergence"]),
+        "welch_t": num(sg.get("welch_t")),
+        "p_value": num(sg.get("p_value")),
+        "q_value": num(sg.get("q_value")),
     }
 
 
@@ -328,9 +249,9 @@ def _hidden(key: str, m: Mapping[str, Any]) -> dict[str, Any] | None:
         "text": text,
         "column": name,
         "n": int(h["n"]),
-        "mean": _num(h["mean"]),
-        "mean_rest": _num(h["mean_rest"]),
-        "share_in_worst_decile": _num(h["share_in_worst_decile"]),
+        "mean": num(h["mean"]),
+        "mean_rest": num(h["mean_rest"]),
+        "share_in_worst_decile": num(h["share_in_worst_decile"]),
     }
 
 
@@ -340,7 +261,7 @@ def _warnings(key: str, m: Mapping[str, Any], min_n: int, unknown_share: float) 
     for attr, a in m["attributes"].items():
         small = [g for g in a["groups"] if 0 < g.get("n", 0) < min_n]
         if small:
-            listed = _names([f"{g['value']} (n={g['n']})" for g in small])
+            listed = join_names([f"{g['value']} (n={g['n']})" for g in small])
             text = (
                 f"{attr}: {'group' if len(small) == 1 else 'groups'} {listed} "
                 f"{'has' if len(small) == 1 else 'have'} fewer than {min_n} cases; "
@@ -427,6 +348,48 @@ def findings_of(audit: Mapping[str, Any]) -> list[dict[str, Any]]:
 # ---- summary cards -----------------------------------------------------------------------------
 
 
+def _card(label: str, value: Any, ci: Sequence[Any] | None, text: str, note: str) -> dict[str, Any]:
+    return {"label": label, "value": num(value), "ci": list(ci or []), "text": text, "note": note}
+
+
+def _worst_cards(attrs: Sequence[tuple[str, Mapping[str, Any]]]) -> list[dict[str, Any]]:
+    """The worst group of every attribute, with intervals that hold whichever group is the worst."""
+    cards = []
+    for attr, a in attrs:
+        worst = next((g for g in a["groups"] if str(g["value"]) == str(a.get("worst_group"))), None)
+        if worst is None:
+            continue
+        ci, gap_ci = selection_cis(a, worst["ci"])
+        note = f"n={worst['n']}; gap {fmt_ci(a.get('gap'), gap_ci)}"
+        cards.append(_card(f"worst {attr}: {worst['value']}", worst["mean"], ci, fmt_ci(worst["mean"], ci), note))
+    return cards
+
+
+def _tail_cards(key: str, m: Mapping[str, Any], attrs: Sequence[tuple[str, Mapping[str, Any]]]) -> list[dict[str, Any]]:
+    """The worst-group CVaR10 and the highest failure share (with its interval)."""
+    hb = bool(m.get("higher_is_better", True))
+    cards = []
+    tails = [(attr, g) for attr, a in attrs for g in a["groups"] if g.get("n", 0) and num(g.get("cvar10")) is not None]
+    if tails:
+        attr, g = (min if hb else max)(tails, key=lambda t: float(t[1]["cvar10"]))
+        ci = list(((m["attributes"][attr].get("selection") or {}).get("worst_cvar10") or {}).get("ci") or [])
+        note = f"{g['value']} ({attr}): mean of its worst 10% of cases"
+        cards.append(_card("worst-group CVaR10", g["cvar10"], ci, fmt_ci(g["cvar10"], ci), note))
+    rates = [
+        (attr, a, g)
+        for attr, a in attrs
+        for g in a["groups"]
+        if g.get("n", 0) and num(g.get("failure_rate")) is not None
+    ]
+    if rates:
+        attr, a, g = max(rates, key=lambda t: float(t[2]["failure_rate"]))
+        ci = list((g.get("certificate") or {}).get("share_ci") or [])
+        text = pct(g["failure_rate"]) + (f" ({pct(ci[0])}-{pct(ci[1])})" if len(ci) == 2 else "")
+        note = f"{g['value']} ({attr}): {cutoff_text(key, a['failure_threshold'], hb)}"
+        cards.append(_card("highest failure share", g["failure_rate"], ci, text, note))
+    return cards
+
+
 def headline_cards(audit: Mapping[str, Any], *, max_attributes: int = 4) -> list[dict[str, Any]]:
     """Headline numbers of the first metric: overall, the worst group of each attribute, the
     equity-scaled value, the worst-group CVaR10 and the highest failure share; each card is
@@ -434,169 +397,14 @@ def headline_cards(audit: Mapping[str, Any], *, max_attributes: int = 4) -> list
     if not audit.get("metrics"):
         return []
     key, m = next(iter(audit["metrics"].items()))
-    hb = bool(m.get("higher_is_better", True))
-    cards = [
-        {
-            "label": f"overall {key}",
-            "value": _num(m["overall"]["mean"]),
-            "ci": list(m["overall"]["ci"]),
-            "text": fmt_ci(m["overall"]["mean"], m["overall"]["ci"]),
-            "note": f"{m['n_cases']} cases",
-        }
-    ]
+    o = m["overall"]
+    cards = [_card(f"overall {key}", o["mean"], o["ci"], fmt_ci(o["mean"], o["ci"]), f"{m['n_cases']} cases")]
     attrs = list(m["attributes"].items())
-    for attr, a in attrs[:max_attributes]:
-        worst = next((g for g in a["groups"] if str(g["value"]) == str(a.get("worst_group"))), None)
-        if worst is None:
-            continue
-        ci, gap_ci = selection_cis(a, worst["ci"])  # intervals that hold whichever group is the worst
-        cards.append(
-            {
-                "label": f"worst {attr}: {worst['value']}",
-                "value": _num(worst["mean"]),
-                "ci": ci,
-                "text": fmt_ci(worst["mean"], ci),
-                "note": f"n={worst['n']}; gap {fmt_ci(a.get('gap'), gap_ci)}",
-            }
-        )
-    if attrs and _num(attrs[0][1].get("es")) is not None:
+    cards += _worst_cards(attrs[:max_attributes])
+    if attrs and num(attrs[0][1].get("es")) is not None:
         attr, a = attrs[0]
         variant = audit.get("settings", {}).get("es_variant", "sum_abs")
         cards.append(
-            {
-                "label": f"ES-{key} ({attr})",
-                "value": _num(a["es"]),
-                "ci": list(a.get("es_ci") or []),
-                "text": fmt_ci(a["es"], a.get("es_ci")),
-                "note": f"{variant} variant",
-            }
+            _card(f"ES-{key} ({attr})", a["es"], a.get("es_ci"), fmt_ci(a["es"], a.get("es_ci")), f"{variant} variant")
         )
-    tails = [(attr, g) for attr, a in attrs for g in a["groups"] if g.get("n", 0) and _num(g.get("cvar10")) is not None]
-    if tails:
-        attr, g = (min if hb else max)(tails, key=lambda t: float(t[1]["cvar10"]))
-        ci = list(((m["attributes"][attr].get("selection") or {}).get("worst_cvar10") or {}).get("ci") or [])
-        cards.append(
-            {
-                "label": "worst-group CVaR10",
-                "value": _num(g["cvar10"]),
-                "ci": ci,
-                "text": fmt_ci(g["cvar10"], ci),
-                "note": f"{g['value']} ({attr}): mean of its worst 10% of cases",
-            }
-        )
-    rates = [
-        (attr, a, g)
-        for attr, a in attrs
-        for g in a["groups"]
-        if g.get("n", 0) and _num(g.get("failure_rate")) is not None
-    ]
-    if rates:
-        attr, a, g = max(rates, key=lambda t: float(t[2]["failure_rate"]))
-        ci = list((g.get("certificate") or {}).get("share_ci") or [])
-        cards.append(
-            {
-                "label": "highest failure share",
-                "value": _num(g["failure_rate"]),
-                "ci": ci,
-                "text": pct(g["failure_rate"]) + (f" ({pct(ci[0])}-{pct(ci[1])})" if len(ci) == 2 else ""),
-                "note": f"{g['value']} ({attr}): {_cutoff_text(_base(key), a['failure_threshold'], hb)}",
-            }
-        )
-    cards += certified_cards(key, m)
-    return cards
-
-
-# ---- findings of a method comparison -----------------------------------------------------------
-
-CONTENDER = "contender"
-"""Optional boolean column of a comparison frame: False marks a reference row (e.g. an oracle
-ceiling) shown beside the methods but never ranked as the best."""
-
-
-def contenders(comparison: Any) -> Any:
-    """Boolean array ``[rows]``: which rows compete for "best" (all unless ``contender`` says no)."""
-    if CONTENDER not in comparison.columns:
-        return np.ones(len(comparison), dtype=bool)
-    return comparison[CONTENDER].fillna(True).astype(bool).to_numpy()
-
-
-def comparison_findings(
-    comparison: Any, paired: Any = None, baseline: str | None = None, labels: Mapping[str, str] | None = None
-) -> list[dict[str, Any]]:
-    """Plain-words summary of a method comparison.
-
-    Args:
-        comparison: one row per method (``method`` and score columns, optional ``_low``/``_high``),
-            every score higher-is-better; an optional boolean ``contender`` column marks reference
-            rows (a ceiling such as the benchmark's oracle) that are never named the best.
-        paired: differences to the baseline (``method``, ``metric``, ``diff``, ``low``, ``high``,
-            ``verdict``), optional.
-        baseline: name of the baseline method.
-        labels: display names of the score columns.
-    """
-    labels = dict(labels or {})
-    out: list[dict[str, Any]] = []
-    columns = [
-        c
-        for c in comparison.columns
-        if c not in ("method", CONTENDER)
-        and not str(c).endswith(("_low", "_high"))
-        and str(comparison[c].dtype) != "object"
-    ]
-    for col in columns:
-        values = comparison[col].astype(float).where(contenders(comparison))
-        if not values.notna().any() or len(comparison) < 2:
-            continue
-        i = int(values.idxmax())
-        row = comparison.loc[i]
-        ci = [row.get(f"{col}_low"), row.get(f"{col}_high")]
-        name = labels.get(col, col)
-        tied = [str(m) for m, v in zip(comparison["method"], values) if fmt(v) == fmt(row[col])]
-        who = f"{_names(tied)} (tied)" if len(tied) > 1 else str(row["method"])
-        out.append(
-            {
-                "kind": "best_method",
-                "level": "info",
-                "metric": col,
-                "method": str(row["method"]),
-                "tied": tied,
-                "value": float(row[col]),
-                "ci": [_num(c) for c in ci],
-                "text": f"Highest {name}: {who} with {fmt_ci(row[col], ci)}.",
-            }
-        )
-    if paired is not None and len(paired):
-        for method, part in paired.groupby("method", sort=False):
-            verdicts = [
-                f"{labels.get(r.metric, r.metric)} {fmt_signed_ci(r.diff, [r.low, r.high])}: {r.verdict}"
-                for r in part.itertuples(index=False)
-            ]
-            out.append(
-                {
-                    "kind": "vs_baseline",
-                    "level": "info",
-                    "metric": None,
-                    "method": str(method),
-                    "baseline": baseline,
-                    "differences": [
-                        {
-                            "metric": r.metric,
-                            "diff": _num(r.diff),
-                            "ci": [_num(r.low), _num(r.high)],
-                            "verdict": r.verdict,
-                        }
-                        for r in part.itertuples(index=False)
-                    ],
-                    "text": f"{method} vs {baseline}: {'; '.join(verdicts)}.",
-                }
-            )
-    return out
-
-
-def verdict(low: Any, high: Any) -> str:
-    """``better`` when the interval of a difference lies above 0, ``worse`` below, else ``no clear
-    difference`` (``n/a`` without an interval)."""
-    lo, hi = _num(low), _num(high)
-    if lo is None or hi is None:
-        return "n/a"
-    return "better" if lo > 0 else "worse" if hi < 0 else "no clear difference"
+    return cards + _tail_cards(key, m, attrs) + certified_cards(key, m)

@@ -21,26 +21,9 @@ An audit written before these blocks existed gives no certified findings.
 
 from __future__ import annotations
 
-import math
 from typing import Any, Mapping, Sequence
 
-
-def _num(x: Any) -> float | None:
-    try:
-        v = float(x)
-    except (TypeError, ValueError):
-        return None
-    return None if math.isnan(v) else v
-
-
-def _fmt(x: Any, digits: int = 3) -> str:
-    v = _num(x)
-    return "n/a" if v is None else f"{v:.{digits}f}"
-
-
-def _pct(x: Any) -> str:
-    v = _num(x)
-    return "n/a" if v is None else f"{100 * v:.1f}%"
+from duetfair.audit.formatting import cutoff_text, fmt, fmt_ci, fmt_signed_ci, join_names, num, pct
 
 
 def _conf(c: Any) -> str:
@@ -50,35 +33,10 @@ def _conf(c: Any) -> str:
 
 
 def _q(p: Any) -> str:
-    v = _num(p)
+    v = num(p)
     if v is None:
         return "n/a"
     return "< 0.001" if v < 0.001 else f"= {v:.3f}"
-
-
-def _names(values: Sequence[str]) -> str:
-    values = list(values)
-    return values[0] if len(values) == 1 else ", ".join(values[:-1]) + " and " + values[-1]
-
-
-def _cutoff(key: str, cutoff: Any, hb: bool) -> str:
-    return f"{key.partition('[')[0]} {'<' if hb else '>'} {_fmt(cutoff, 3).rstrip('0').rstrip('.')}"
-
-
-def _signed(value: Any, ci: Sequence[Any] | None) -> str:
-    v = _num(value)
-    if v is None:
-        return "n/a"
-    text = f"{v:+.3f}"
-    if ci and _num(ci[0]) is not None and _num(ci[1]) is not None:
-        text += f" ({float(ci[0]):+.3f} to {float(ci[1]):+.3f})"
-    return text
-
-
-def _ci(value: Any, ci: Sequence[Any] | None) -> str:
-    if not ci or _num(ci[0]) is None or _num(ci[1]) is None:
-        return _fmt(value)
-    return f"{_fmt(value)} ({_fmt(ci[0])}-{_fmt(ci[1])})"
 
 
 def _finding(kind: str, key: str, attr: str | None, text: str, level: str = "info", **extra: Any) -> dict[str, Any]:
@@ -96,13 +54,11 @@ def _overall(key: str, m: Mapping[str, Any], hb: bool) -> dict[str, Any] | None:
     parts = []
     if cert.get("cutoff") is not None:
         parts.append(
-            f"at most {_pct(cert['upper'])} of all {cert['n']} cases have {_cutoff(key, cert['cutoff'], hb)} "
+            f"at most {pct(cert['upper'])} of all {cert['n']} cases have {cutoff_text(key, cert['cutoff'], hb)} "
             f"({cert['failures']} observed)"
         )
     if new.get("bound") is not None:
-        parts.append(
-            f"a new case has {key} {new['direction']} {_fmt(new['bound'])} with probability {new['content']:g}"
-        )
+        parts.append(f"a new case has {key} {new['direction']} {fmt(new['bound'])} with probability {new['content']:g}")
     if not parts:
         return None
     text = f"With {conf} confidence, " + ", and ".join(parts) + " (cases exchangeable, no distribution assumed)."
@@ -111,9 +67,9 @@ def _overall(key: str, m: Mapping[str, Any], hb: bool) -> dict[str, Any] | None:
         key,
         None,
         text,
-        upper=_num(cert.get("upper")),
+        upper=num(cert.get("upper")),
         cutoff=cert.get("cutoff"),
-        new_case=_num(new.get("bound")),
+        new_case=num(new.get("bound")),
     )
 
 
@@ -123,26 +79,26 @@ def _certificate(key: str, attr: str, a: Mapping[str, Any], hb: bool) -> dict[st
         return None
     ranked = sorted(groups, key=lambda g: -float(g["certificate"]["upper"]))
     first = ranked[0]["certificate"]
-    cutoff = _cutoff(key, first["cutoff"], hb)
+    cutoff = cutoff_text(key, first["cutoff"], hb)
     head = (
-        f"With {_conf(first['confidence'])} confidence, at most {_pct(first['upper'])} of {attr} {ranked[0]['value']} "
+        f"With {_conf(first['confidence'])} confidence, at most {pct(first['upper'])} of {attr} {ranked[0]['value']} "
         f"cases have {cutoff} ({first['failures']} of {first['n']} observed)"
     )
     rest = [
-        f"{_pct(g['certificate']['upper'])} of {g['value']} ({g['certificate']['failures']}/{g['n']})"
+        f"{pct(g['certificate']['upper'])} of {g['value']} ({g['certificate']['failures']}/{g['n']})"
         for g in ranked[1:]
     ]
     text = head + (f"; at most {', '.join(rest)}." if rest else ".")
     if len(groups) > 1 and ranked[0]["certificate"].get("upper_all_groups") is not None:
-        together = [f"{g['value']} {_pct(g['certificate']['upper_all_groups'])}" for g in ranked]
+        together = [f"{g['value']} {pct(g['certificate']['upper_all_groups'])}" for g in ranked]
         text += f" Holding for all {attr} groups at once: {', '.join(together)}."
     bounds = [
         {
             "group": str(g["value"]),
             "n": int(g["n"]),
             "failures": int(g["certificate"]["failures"]),
-            "upper": _num(g["certificate"]["upper"]),
-            "upper_all_groups": _num(g["certificate"].get("upper_all_groups")),
+            "upper": num(g["certificate"]["upper"]),
+            "upper_all_groups": num(g["certificate"].get("upper_all_groups")),
         }
         for g in ranked
     ]
@@ -161,17 +117,17 @@ def _new_case(key: str, attr: str, a: Mapping[str, Any]) -> dict[str, Any] | Non
         first, *others = have
         text = (
             f"With {_conf(new['confidence'])} confidence, a new {attr} {first['value']} case has {key} {direction} "
-            f"{_fmt(first['new_case']['bound'])} with probability {content}"
+            f"{fmt(first['new_case']['bound'])} with probability {content}"
         )
-        more = [f"{g['value']} {direction} {_fmt(g['new_case']['bound'])}" for g in others]
+        more = [f"{g['value']} {direction} {fmt(g['new_case']['bound'])}" for g in others]
         text += f"; likewise {', '.join(more)}." if more else "."
     else:
         text = f"No {attr} group has enough cases for a bound on a new case's {key}."
     if lacking and have:
-        text += f" {_names(lacking)}: too few cases for this bound (at least {new['min_n']} needed)."
+        text += f" {join_names(lacking)}: too few cases for this bound (at least {new['min_n']} needed)."
     elif lacking:
         text += f" It needs at least {new['min_n']} cases per group."
-    bounds = {str(g["value"]): _num(g["new_case"].get("bound")) for g in groups}
+    bounds = {str(g["value"]): num(g["new_case"].get("bound")) for g in groups}
     return _finding("new_case", key, attr, text, content=new["content"], bounds=bounds, min_n=new["min_n"])
 
 
@@ -186,16 +142,16 @@ def _selection_text(key: str, a: Mapping[str, Any]) -> str:
     share = (sel.get("worst_share") or {}).get(str(a.get("worst_group")))
     text = (
         f" With intervals that hold whichever group is the worst, the worst-group mean {key} is "
-        f"{_ci(worst['estimate'], worst['ci'])} and the gap between the best and worst group "
-        f"{_ci(sel['gap']['estimate'], sel['gap']['ci'])}"
+        f"{fmt_ci(worst['estimate'], worst['ci'])} and the gap between the best and worst group "
+        f"{fmt_ci(sel['gap']['estimate'], sel['gap']['ci'])}"
     )
     if share is not None:
-        text += f"; {a.get('worst_group')} is the worst group in {_pct(share)} of bootstrap resamples"
+        text += f"; {a.get('worst_group')} is the worst group in {pct(share)} of bootstrap resamples"
     return text + "."
 
 
 def _gap_tests(key: str, attr: str, a: Mapping[str, Any], n_tests: int) -> dict[str, Any] | None:
-    tested = [g for g in a["groups"] if g.get("gap_test") and _num(g["gap_test"].get("p_value")) is not None]
+    tested = [g for g in a["groups"] if g.get("gap_test") and num(g["gap_test"].get("p_value")) is not None]
     if not tested:
         return None
     ref = a.get("reference", "rest")
@@ -205,7 +161,7 @@ def _gap_tests(key: str, attr: str, a: Mapping[str, Any], n_tests: int) -> dict[
     conf = _conf((a.get("selection") or {}).get("confidence", 0.95))
     parts = [
         f"{g['value']} is {g['gap_test']['direction']} than {against} (difference in mean {key} "
-        f"{_signed(g['gap_test']['diff'], g['gap_test']['ci'])}, q {_q(g['gap_test']['q_value'])})"
+        f"{fmt_signed_ci(g['gap_test']['diff'], g['gap_test']['ci'])}, q {_q(g['gap_test']['q_value'])})"
         for g in sorted(sig, key=lambda g: float(g["gap_test"]["q_value"]))
     ]
     if parts:
@@ -215,16 +171,16 @@ def _gap_tests(key: str, attr: str, a: Mapping[str, Any], n_tests: int) -> dict[
         top, name = best["gap_test"], best["value"]
         text = (
             f"{attr}: no group differs from {against} after {family}; the smallest q is {name}'s "
-            f"(difference {_signed(top['diff'], top['ci'])}, q {_q(top['q_value'])}; the interval is not "
+            f"(difference {fmt_signed_ci(top['diff'], top['ci'])}, q {_q(top['q_value'])}; the interval is not "
             "corrected for the number of tests)."
         )
     text += _selection_text(key, a)
     tests = [
         {
             "group": str(g["value"]),
-            "diff": _num(g["gap_test"]["diff"]),
+            "diff": num(g["gap_test"]["diff"]),
             "ci": list(g["gap_test"]["ci"]),
-            "q_value": _num(g["gap_test"].get("q_value")),
+            "q_value": num(g["gap_test"].get("q_value")),
             "significant": bool(g["gap_test"].get("significant")),
             "direction": g["gap_test"].get("direction"),
         }
@@ -252,10 +208,10 @@ def certified_findings(key: str, m: Mapping[str, Any], audit: Mapping[str, Any])
 
 def _need_text(g: Mapping[str, Any]) -> str:
     e = g["evidence"]
-    mde = f"smallest detectable gap {_fmt(e['detectable_gap'])}" if _num(e.get("detectable_gap")) else None
+    mde = f"smallest detectable gap {fmt(e['detectable_gap'])}" if num(e.get("detectable_gap")) else None
     if e.get("n_needed") is not None:
         need = f"about {e['n_needed']} cases needed, {e['more_cases']} more"
-    elif _num(e.get("sd")) is None or int(g["n"]) < 3:
+    elif num(e.get("sd")) is None or int(g["n"]) < 3:
         need = "too few cases to estimate its spread"
     else:
         need = "more cases of this group alone would not suffice (the reference varies too much)"
@@ -269,12 +225,12 @@ def _detectable_gaps(key: str, m: Mapping[str, Any]) -> list[dict[str, Any]]:
         gaps = [(g, (g.get("evidence") or {}).get("detectable_gap")) for g in a["groups"] if g.get("evidence")]
         if not gaps:
             continue
-        parts = [f"{g['value']} {_fmt(d) if d is not None else 'n/a (n < 3)'}" for g, d in gaps]
+        parts = [f"{g['value']} {fmt(d) if d is not None else 'n/a (n < 3)'}" for g, d in gaps]
         text = (
             f"{attr}: no gap to detect is set for {key} (--detect {key.partition('[')[0]}=GAP); the smallest gaps "
             f"to the reference the data could detect (80% power) are {', '.join(parts)}."
         )
-        found = {str(g["value"]): _num(d) for g, d in gaps}
+        found = {str(g["value"]): num(d) for g, d in gaps}
         out.append(_finding("detectable_gaps", key, attr, text, detectable_gaps=found))
     return out
 
@@ -297,16 +253,16 @@ def evidence_warnings(audit: Mapping[str, Any]) -> list[dict[str, Any]] | None:
             if not short:
                 continue
             e = short[0]["evidence"]
-            listed = _names([_need_text(g) for g in short])
+            listed = join_names([_need_text(g) for g in short])
             text = (
-                f"{attr}: insufficient evidence to detect a gap of {_fmt(detect)} in mean {key} "
+                f"{attr}: insufficient evidence to detect a gap of {fmt(detect)} in mean {key} "
                 f"({_conf(e['power'])} power, two-sided test at {_conf(e['alpha'])}) for {listed}."
             )
             groups = [
                 {
                     "group": str(g["value"]),
                     "n": int(g["n"]),
-                    "detectable_gap": _num(g["evidence"].get("detectable_gap")),
+                    "detectable_gap": num(g["evidence"].get("detectable_gap")),
                     "n_needed": g["evidence"].get("n_needed"),
                     "more_cases": g["evidence"].get("more_cases"),
                 }
@@ -335,10 +291,10 @@ def certified_cards(key: str, m: Mapping[str, Any]) -> list[dict[str, Any]]:
     return [
         {
             "label": f"failure share, {_conf(c['confidence'])} bound",
-            "value": _num(c["upper"]),
+            "value": num(c["upper"]),
             "ci": [],
-            "text": f"\u2264 {_pct(c['upper'])}",
-            "note": f"{g['value']} ({attr}): {c['failures']}/{c['n']} with {_cutoff(key, c['cutoff'], hb)}",
+            "text": f"\u2264 {pct(c['upper'])}",
+            "note": f"{g['value']} ({attr}): {c['failures']}/{c['n']} with {cutoff_text(key, c['cutoff'], hb)}",
         }
     ]
 

@@ -57,7 +57,7 @@ import pandas as pd
 from duetfair.audit.certify import CertifySettings, certify_metric, finish_gap_tests, parse_detect
 from duetfair.audit.discovery import DEFAULT_REDUNDANCY_Z, find_divergent_subgroups
 from duetfair.audit.findings import build_findings
-from duetfair.audit.slice_report import slice_findings
+from duetfair.audit.slice_findings import slice_findings
 from duetfair.audit.slices import SliceSettings, slice_audit
 from duetfair.data.groups import GroupSpec, HiddenColumn
 from duetfair.errors import DuetfairError, require

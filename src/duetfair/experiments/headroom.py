@@ -26,9 +26,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from duetfair.audit.report.tables import Table
 from duetfair.errors import require
 
-__all__ = ["headroom_share", "first_stage_match", "headroom_table", "headroom_markdown"]
+__all__ = ["headroom_share", "first_stage_match", "headroom_table", "headroom_report_table"]
 
 
 def headroom_share(
@@ -123,24 +124,19 @@ def headroom_table(per_seed: pd.DataFrame, runs: dict[tuple[str, int], Path]) ->
     return pd.DataFrame(rows)
 
 
-def headroom_markdown(table: pd.DataFrame, display: dict[str, str]) -> str:
-    """Markdown of :func:`headroom_table` (empty text for an empty table)."""
-    if table.empty:
-        return ""
-    lines = [
+def headroom_report_table(table: pd.DataFrame, display: dict[str, str]) -> Table:
+    """:func:`headroom_table` for people (a :class:`~duetfair.audit.report.tables.Table` with its caption)."""
+    caption = (
         "Hidden subtype: share of the oracle headroom captured (method - ERM over oracle - ERM, "
         "hidden-subtype Dice, paired by seed, 95% interval across seeds) and, for two-stage methods, "
-        "how well the first step found the subtype (best-matching subgroup of every group, mean over seeds):",
-        "",
-        "| Method | hidden-subtype Dice vs ERM | share of oracle headroom | first step: purity | recall | "
-        "subtype prevalence |",
-        "|---|---|---|---|---|---|",
-    ]
+        "how well the first step found the subtype (best-matching subgroup of every group, mean over seeds):"
+    )
+    header = ["Method", "hidden-subtype Dice vs ERM", "share of oracle headroom", "first step: purity", "recall"]
+    rows = []
     for _, r in table.iterrows():
         cells = [display.get(r["key"], r["key"]), _signed(r["hidden_gain"]), _share(r["share"], r["share_ci"])]
-        cells += [_num(r[k]) for k in ("purity", "recall", "prevalence")]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+        rows.append(cells + [_num(r[k]) for k in ("purity", "recall", "prevalence")])
+    return Table.of([*header, "subtype prevalence"], rows, caption=caption)
 
 
 def _signed(v: float) -> str:

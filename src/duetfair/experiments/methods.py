@@ -25,14 +25,16 @@ from typing import Any, Callable, Optional, Sequence
 
 import pandas as pd
 
+from duetfair.audit.report.tables import Table, tables_markdown
 from duetfair.errors import require
-from duetfair.experiments.headroom import headroom_markdown, headroom_table
+from duetfair.experiments.headroom import headroom_report_table, headroom_table
 from duetfair.experiments.tables import (  # noqa: F401  (re-exported: the benchmark's public tables)
     BENCH_COLUMNS,
     DISPLAY,
     REFERENCE_METHODS,
     aggregate_seeds,
     benchmark_markdown,
+    benchmark_tables,
     seed_ci,
     verdict,
 )
@@ -486,11 +488,12 @@ def run_benchmark(
     per_seed = pd.DataFrame(rows)
     baselines = [b for b in ("erm", "dmoe") if b in methods] or [methods[0]]
     agg = aggregate_seeds(per_seed, baselines)
-    md = benchmark_markdown(agg, baselines)
+    tables = benchmark_tables(agg, baselines)
     runs = {(str(r["key"]), int(r["seed"])): root / f"seed{r['seed']}" / str(r["key"]) for r in rows}
     headroom = headroom_table(per_seed, runs)
     if not headroom.empty:
-        md += "\n" + headroom_markdown(headroom, DISPLAY)
+        tables.append(headroom_report_table(headroom, DISPLAY))
+    md = tables_markdown(tables)
     stem = "methods" if split in (None, "test") else f"methods-{split}"
     write_text(root / f"{stem}.md", md)
     result = {
@@ -509,7 +512,7 @@ def run_benchmark(
     _benchmark_report(
         root,
         agg,
-        md,
+        tables,
         baselines[0],
         seeds=seeds,
         config=config,
@@ -523,7 +526,7 @@ def run_benchmark(
 def _benchmark_report(
     root: Path,
     agg: pd.DataFrame,
-    md: str,
+    tables: Sequence[Table],
     baseline: str,
     *,
     seeds: Sequence[int],
@@ -552,7 +555,7 @@ def _benchmark_report(
     try:
         seed_comparison_report(
             agg,
-            md,
+            tables,
             baseline,
             root / name,
             notes=[note],

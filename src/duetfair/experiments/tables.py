@@ -1,6 +1,6 @@
 """The benchmark's tables: per method the mean over seeds with a bootstrap interval across seeds,
 paired differences to the baselines and their verdicts (:func:`aggregate_seeds`,
-:func:`benchmark_markdown`)."""
+:func:`benchmark_tables`, :func:`benchmark_markdown`)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from duetfair.audit.compare import MIN_VERDICT_SEEDS
+from duetfair.audit.report.tables import Cell, Table, tables_markdown
 from duetfair.engine.recipes import RECIPES
 from duetfair.metrics.bootstrap import bootstrap_means, percentile_ci
 
@@ -83,62 +84,62 @@ def verdict(ci: Sequence[float] | None) -> str:
     return "better" if ci[0] > 0 else "worse" if ci[1] < 0 else "no clear difference"
 
 
-def benchmark_markdown(agg: pd.DataFrame, baselines: str | Sequence[str] = ("erm",)) -> str:
-    """Markdown of :func:`aggregate_seeds`: the scores (mean over seeds, interval across seeds, best
-    mean per column in bold; the oracle ceiling is not a contender), then one table per baseline of
+def benchmark_tables(agg: pd.DataFrame, baselines: str | Sequence[str] = ("erm",)) -> list[Table]:
+    """The tables of :func:`aggregate_seeds`: the scores (mean over seeds, interval across seeds, best
+    mean per column marked; the oracle ceiling is not a contender), then one table per baseline of
     paired differences with a verdict per score of :data:`VERDICT_COLUMNS`."""
     from duetfair.audit.compare import LABELS
 
-    names = [baselines] if isinstance(baselines, str) else list(baselines)
     reference = agg["key"].isin(REFERENCE_METHODS)
-    contenders = agg[~reference]
     cols = [c for c in BENCH_COLUMNS if c in agg.columns]
-    best = {c: contenders[c].max() for c in cols if contenders[c].notna().any()}
-    header = ["Method", "seeds"] + [LABELS.get(c, c) for c in cols]
-    lines = _row(header) + ["|" + "|".join("---" for _ in header) + "|"]
-    for i, r in agg.iterrows():
-        cells = [str(r["method"]), str(r["n_seeds"])]
-        for c in cols:
-            text = _fmt(r[c], r.get(f"{c}_ci"))
-            cells.append(f"**{text}**" if c in best and not reference[i] and r[c] == best[c] else text)
-        lines += _row(cells)
-    for b in names:
-        if f"dice_vs_{b}" not in agg.columns:
+    best = {c: agg.loc[~reference, c].max() for c in cols if agg.loc[~reference, c].notna().any()}
+    rows = [
+        [str(r["method"]), str(r["n_seeds"])]
+        + [Cell(_fmt(r[c], r.get(f"{c}_ci")), best=c in best and not reference[i] and r[c] == best[c]) for c in cols]
+        for i, r in agg.iterrows()
+    ]
+    tables = [Table.of(["Method", "seeds"] + [LABELS.get(c, c) for c in cols], rows)]
+    names = [baselines] if isinstance(baselines, str) else list(baselines)
+    return tables + [_paired_table(agg, b) for b in names if f"dice_vs_{b}" in agg.columns]
+
+
+def _paired_table(agg: pd.DataFrame, b: str) -> Table:
+    """Paired differences to baseline ``b`` (same seed) with the verdicts."""
+    from duetfair.audit.compare import LABELS
+
+    name = DISPLAY.get(b, b)
+    paired = [c for c in PAIRED_COLUMNS if f"{c}_vs_{b}" in agg.columns]
+    thin = bool((agg["n_seeds"] < MIN_VERDICT_SEEDS).any())
+    caption = (
+        f"Paired difference to {name} (same seed; 95% interval across seeds"
+        + (
+            f"; with fewer than {MIN_VERDICT_SEEDS} seeds it is about the seeds' range, not a 95% interval"
+            if thin
+            else ""
+        )
+        + "):"
+    )
+    rows = []
+    for _, r in agg.iterrows():
+        if r["key"] == b:
             continue
-        name = DISPLAY.get(b, b)
-        paired = [c for c in PAIRED_COLUMNS if f"{c}_vs_{b}" in agg.columns]
-        header = ["Method"] + [f"{LABELS.get(c, c)} vs {name}" for c in paired] + ["verdict"]
-        thin = bool((agg["n_seeds"] < MIN_VERDICT_SEEDS).any())
-        lines += [
-            "",
-            f"Paired difference to {name} (same seed; 95% interval across seeds"
-            + (
-                f"; with fewer than {MIN_VERDICT_SEEDS} seeds it is about the seeds' range, not a 95% interval"
-                if thin
-                else ""
-            )
-            + "):",
-            "",
+        cells = [str(r["method"])] + [_fmt(r[f"{c}_vs_{b}"], r.get(f"{c}_vs_{b}_ci"), signed=True) for c in paired]
+        marks = [
+            f"{LABELS.get(c, c)}: {verdict(r.get(f'{c}_vs_{b}_ci'))}"
+            for c in VERDICT_COLUMNS
+            if f"{c}_vs_{b}" in agg.columns and math.isfinite(r[f"{c}_vs_{b}"])
         ]
-        lines += _row(header) + ["|" + "|".join("---" for _ in header) + "|"]
-        for _, r in agg.iterrows():
-            if r["key"] == b:
-                continue
-            cells = [str(r["method"])] + [_fmt(r[f"{c}_vs_{b}"], r.get(f"{c}_vs_{b}_ci"), signed=True) for c in paired]
-            marks = [
-                f"{LABELS.get(c, c)}: {verdict(r.get(f'{c}_vs_{b}_ci'))}"
-                for c in VERDICT_COLUMNS
-                if f"{c}_vs_{b}" in agg.columns and math.isfinite(r[f"{c}_vs_{b}"])
-            ]
-            if r["n_seeds"] <= 1:
-                cells.append("n/a (1 seed)")
-            elif r["n_seeds"] < MIN_VERDICT_SEEDS:
-                cells.append(f"none: {r['n_seeds']} seeds are too few for a verdict (at least {MIN_VERDICT_SEEDS})")
-            else:
-                cells.append("; ".join(marks))
-            lines += _row(cells)
-    return "\n".join(lines) + "\n"
+        if r["n_seeds"] <= 1:
+            cells.append("n/a (1 seed)")
+        elif r["n_seeds"] < MIN_VERDICT_SEEDS:
+            cells.append(f"none: {r['n_seeds']} seeds are too few for a verdict (at least {MIN_VERDICT_SEEDS})")
+        else:
+            cells.append("; ".join(marks))
+        rows.append(cells)
+    header = ["Method"] + [f"{LABELS.get(c, c)} vs {name}" for c in paired] + ["verdict"]
+    return Table.of(header, rows, caption=caption)
 
 
-def _row(cells: Sequence[str]) -> list[str]:
-    return ["| " + " | ".join(cells) + " |"]
+def benchmark_markdown(agg: pd.DataFrame, baselines: str | Sequence[str] = ("erm",)) -> str:
+    """Markdown of :func:`benchmark_tables` (``methods.md``)."""
+    return tables_markdown(benchmark_tables(agg, baselines))

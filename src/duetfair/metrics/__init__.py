@@ -12,7 +12,7 @@ Pure functions of tensors and tables: this layer never imports models.
 from duetfair.metrics.bootstrap import bootstrap_means, equity_scaled, percentile_ci, stratified_bootstrap_means
 from duetfair.metrics.challenge import mamamia_scores
 from duetfair.metrics.frame import GroupMetricFrame
-from duetfair.metrics.hidden import cvar, hidden_failure_table, tail_stats
+from duetfair.metrics.hidden import cvar, tail_stats
 from duetfair.metrics.per_case import per_case_metrics
 
 __all__ = [
@@ -20,7 +20,6 @@ __all__ = [
     "bootstrap_means",
     "cvar",
     "equity_scaled",
-    "hidden_failure_table",
     "mamamia_scores",
     "per_case_metrics",
     "percentile_ci",

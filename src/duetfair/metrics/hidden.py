@@ -15,7 +15,6 @@ import re
 from typing import Iterable, Sequence
 
 import numpy as np
-import pandas as pd
 
 from duetfair.errors import DuetfairError, require
 from duetfair.metrics import registry
@@ -171,7 +170,7 @@ def failure_rate(values: np.ndarray, threshold: float | None, *, higher_better: 
 # ---- per-group tables -----------------------------------------------------------------------
 
 TAIL_COLUMNS = ["n", "mean", "std", "cvar", "p10", "failure_rate"]
-"""Keys of :func:`tail_stats` (columns of :func:`hidden_failure_table`)."""
+"""Keys of :func:`tail_stats`."""
 
 
 def tail_stats(
@@ -209,59 +208,3 @@ def tail_stats(
         "p10": float(np.percentile(v, 10.0 if higher_better else 90.0)),
         "failure_rate": failure_rate(v, failure_threshold, higher_better=higher_better),
     }
-
-
-def hidden_failure_table(
-    df: pd.DataFrame,
-    metric: str,
-    group: str,
-    *,
-    alpha: float = 0.1,
-    failure_threshold: float | None | str = "default",
-    higher_better: bool | None = None,
-    cvar_method: str = "fractional",
-) -> pd.DataFrame:
-    """Per-group tail statistics of ``df[metric]`` grouped by ``df[group]``.
-
-    Args:
-        df: per-case table (one row per case).
-        metric: numeric column (e.g. ``"dice"``); NaN rows are ignored.
-        group: column of group labels; NaN labels (unknown attribute) are in no group.
-        alpha: CVaR fraction (0.1 = worst 10 %).
-        failure_threshold: failure cut-off in metric units; ``"default"`` ->
-            :func:`default_failure_threshold` (Dice < 0.5; none for distances); None disables the rate.
-        higher_better: metric direction; inferred from the name when None.
-        cvar_method: ``"fractional"`` (default) or ``"discrete"``, see :func:`cvar`.
-
-    Returns:
-        DataFrame indexed by group label with columns ``n, mean, std, cvar, p10, failure_rate``,
-        in the order of first appearance of the categories (sorted labels for plain columns).
-    """
-    require(metric in df.columns, f"hidden: column '{metric}' not in the table")
-    require(group in df.columns, f"hidden: column '{group}' not in the table")
-    if isinstance(failure_threshold, str):
-        require(
-            failure_threshold == "default",
-            f"hidden: failure_threshold={failure_threshold!r}; expected a number, None or 'default'",
-        )
-        failure_threshold = default_failure_threshold(metric)
-    hb = higher_is_better(metric) if higher_better is None else higher_better
-    rows = {
-        label: tail_stats(
-            part[metric].to_numpy(dtype=np.float64),
-            alpha=alpha,
-            failure_threshold=failure_threshold,
-            higher_better=hb,
-            cvar_method=cvar_method,
-        )
-        for label, part in df.groupby(group, sort=True, observed=True, dropna=True)
-    }
-    return pd.DataFrame.from_dict(rows, orient="index", columns=TAIL_COLUMNS)
-
-
-def worst_group_cvar(table: pd.DataFrame, *, higher_better: bool = True) -> tuple[str, float]:
-    """Group with the worst CVaR in a :func:`hidden_failure_table` -> ``(label, cvar)``."""
-    require(len(table) > 0, "hidden: no group to compare")
-    col = table["cvar"]
-    label = col.idxmin() if higher_better else col.idxmax()
-    return str(label), float(col[label])

@@ -7,7 +7,7 @@ renders nothing here. :func:`certify_figures` draws, for the first metric, one f
 cut-off, its one-sided upper bound at that cut-off (Clopper-Pearson), the band that holds at all
 cut-offs at once and the band that holds for all cut-offs and all groups of the attribute at once;
 the failure cut-off is marked with its bound. :func:`guarantee_tables` gives the rows of the table
-that the HTML report (``templates/certify.html``) and :func:`markdown_guarantees` print.
+that the HTML report (``templates/certify.html``, inside the findings) and :func:`markdown_guarantees` print.
 """
 
 from __future__ import annotations
@@ -17,7 +17,10 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from duetfair.audit.findings import fmt, fmt_ci, fmt_signed_ci, pct, pvalue
+from duetfair.audit.formatting import fmt, fmt_ci, fmt_signed_ci, pct, pvalue
+from duetfair.audit.markdown import md_text
+from duetfair.audit.report.figures import figure
+from duetfair.audit.report.tables import markdown_table
 
 MAX_PANELS = 12
 """At most this many groups (highest bound at the cut-off first) get a panel."""
@@ -89,12 +92,10 @@ def _panel(ax: Any, g: Mapping[str, Any], *, hb: bool, conf: str, first: bool) -
 def plot_failure_bounds(key: str, attr: str, a: Mapping[str, Any], *, higher_better: bool, confidence: float) -> Any:
     """Figure: one panel per group of ``attr``: the share of cases failing against the cut-off with
     its upper confidence bounds (see the module docstring)."""
-    from matplotlib.figure import Figure
-
     groups = _rank([g for g in a["groups"] if g.get("failure_curve")])[:MAX_PANELS]
     ncol = min(len(groups), 4)
     nrow = math.ceil(len(groups) / ncol)
-    fig = Figure(figsize=(3.0 * ncol + 0.6, 2.5 * nrow + 0.7), dpi=100, layout="constrained")
+    fig = figure(3.0 * ncol + 0.6, 2.5 * nrow + 0.7)
     axes = fig.subplots(nrow, ncol, sharex=True, sharey=True, squeeze=False)
     conf = f"{100 * confidence:g}%"
     for i, g in enumerate(groups):
@@ -219,7 +220,6 @@ def markdown_guarantees(audit: Mapping[str, Any]) -> list[str]:
     if ctx is None:
         return []
     cut = f"failing = {ctx['cutoff']}; " if ctx["cutoff"] else ""
-    from duetfair.audit.markdown import md_text  # values from the data render as text
 
     lines = [
         f"## Guarantees, evidence and tested gaps ({md_text(ctx['metric'])})",
@@ -231,9 +231,7 @@ def markdown_guarantees(audit: Mapping[str, Any]) -> list[str]:
     ]
     for a in ctx["attributes"]:
         lines += [f"**{md_text(a['name'])}** (reference: {md_text(a['reference'])})", ""]
-        lines.append("| " + " | ".join(HEADER.values()) + " |")
-        lines.append("|" + "|".join("---" for _ in HEADER) + "|")
-        lines += ["| " + " | ".join(md_text(r[k]) for k in HEADER) + " |" for r in a["rows"]]
+        lines += markdown_table(list(HEADER.values()), [[r[k] for k in HEADER] for r in a["rows"]])
         lines += [
             "",
             f"Worst-group mean {a['worst']}; gap {a['gap']}; worst-group CVaR10 {a['worst_cvar']} "

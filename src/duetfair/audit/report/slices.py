@@ -1,18 +1,13 @@
-"""Where people look: the hidden failure slices in words, a figure and pictures.
+"""The "Hidden failure slices" part of the findings section: the ``hidden_slices`` of an audit
+(:mod:`duetfair.audit.slices`) as a table, a figure and pictures; their sentences are the findings
+of :mod:`duetfair.audit.slice_findings`.
 
-The report's "Hidden failure slices" section, at the top of the findings, renders the
-``hidden_slices`` of an audit (:mod:`duetfair.audit.slices`):
-
-* :func:`slice_findings`: one plain sentence per slice (its definition, n, share, mean against the
-  rest, gap with its interval, q, failure shares and how it fails), or that no slice passes the
-  multiple-testing threshold; and, from ``adjusted_gaps`` (:mod:`duetfair.audit.confounding`), a
-  sentence for every attribute whose gap is mostly explained by structure size (or persists);
 * :func:`plot_slices`: small multiples of the metric against the two most explanatory descriptors,
   coloured (and marked) by the group of the first attribute, tertile cuts dashed, the first
   slice's members ringed;
 * :func:`slice_gallery`: the worst cases of each slice as thumbnails, drawn by the report's
   gallery (``duetfair score --images``, ``duetfair evaluate``);
-* :func:`markdown_slices`: the same as a Markdown table.
+* :func:`markdown_slices`: the same as a Markdown table; :func:`slice_context`: the template's.
 """
 
 from __future__ import annotations
@@ -23,151 +18,18 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from duetfair.audit.findings import fmt, fmt_signed_ci, pct, pvalue
-from duetfair.audit.slices import OVERALL, case_frame, case_ids, descriptor_levels
+from duetfair.audit.formatting import fmt, fmt_signed_ci, pct, pvalue
+from duetfair.audit.report.figures import figure, style
+from duetfair.audit.report.tables import markdown_table
+from duetfair.audit.slice_findings import no_slice
+from duetfair.audit.slices import case_frame, case_ids, descriptor_levels
 from duetfair.metrics.descriptors import descriptor_of
-
-SLICE_KINDS = ("hidden_slice", "no_hidden_slice")
-"""Finding kinds of the "Hidden failure slices" block."""
-
-MAX_FINDINGS = 5
-"""Slices stated as findings (the table lists all)."""
 
 PER_SLICE = 4
 """Worst cases shown per slice in the gallery."""
 
 MAX_GALLERY = 6
 """Slices with a gallery row."""
-
-
-# ---- findings ----------------------------------------------------------------------------------
-
-
-def _within(s: Mapping[str, Any]) -> str:
-    if s["within"] == OVERALL:
-        return "All cases" + (" (compared with cases of the same groups)" if s.get("gap_adjusted") else "")
-    return f"Within {s['attribute']} = {s['group']}"
-
-
-def _how_it_fails(s: Mapping[str, Any]) -> str:
-    parts = []
-    err = s.get("median_volume_error")
-    if err is not None and math.isfinite(err) and abs(err) >= 0.25:
-        kind = "under-segmented or missed" if err < 0 else "over-segmented"
-        parts.append(f"mostly {kind} (median volume error {100 * err:+.0f}%)")
-    near = s.get("median_error_boundary_share")
-    if near is not None and math.isfinite(near):
-        parts.append("errors mostly along the boundary" if near >= 0.7 else "errors mostly away from the boundary")
-    return ("; " + ", ".join(parts)) if parts else ""
-
-
-def _q(q: Any) -> str:
-    text = pvalue(q)
-    return f"q < {text[1:]}" if text.startswith("<") else f"q = {text}"
-
-
-def slice_sentence(s: Mapping[str, Any], metric: str, threshold: Any, higher_better: bool) -> str:
-    """The finding of one slice in plain words."""
-    scope = "of all cases" if s["within"] == OVERALL else "of the group"
-    text = (
-        f"{_within(s)}: {s['definition']} (n={s['n']}, {pct(s['share'])} {scope}) score {metric} "
-        f"{fmt(s['mean'])} against {fmt(s['mean_rest'])} for the rest; gap {fmt_signed_ci(s['gap'], s['gap_ci'])}"
-        f"{' after adjusting for the groups' if s.get('gap_adjusted') else ''}, {_q(s['q'])}"
-    )
-    if s.get("failure_rate") is not None and threshold is not None:
-        op = "<" if higher_better else ">"
-        share = s.get("share_of_failures")
-        text += f"; {pct(s['failure_rate'])} of them fail ({metric} {op} {fmt(threshold, 2)})"
-        if share is not None:
-            text += (
-                f", {pct(share)} of the {'failures' if s['within'] == OVERALL else 'group' + chr(39) + 's failures'}"
-            )
-    return text + _how_it_fails(s) + "."
-
-
-def slice_findings(audit: Mapping[str, Any], *, max_findings: int = MAX_FINDINGS) -> list[dict[str, Any]]:
-    """Findings of the hidden failure slices and of the size-controlled gaps (module docstring)."""
-    search = audit.get("slice_search")
-    out: list[dict[str, Any]] = []
-    if search:
-        metric = str(search["metric"])
-        hb = bool(search.get("higher_is_better", True))
-        threshold = search.get("failure_threshold")
-        for s in audit.get("hidden_slices", [])[:max_findings]:
-            out.append(
-                {
-                    "kind": "hidden_slice",
-                    "level": "info",
-                    "metric": metric,
-                    "attribute": s.get("attribute"),
-                    "text": slice_sentence(s, metric, threshold, hb),
-                    **{k: s[k] for k in ("definition", "within", "n", "mean", "gap", "q")},
-                }
-            )
-        if not audit.get("hidden_slices"):
-            out.append(_no_slice(search))
-    out += _gap_findings(audit.get("adjusted_gaps"))
-    return out
-
-
-def _no_slice(search: Mapping[str, Any]) -> dict[str, Any]:
-    fdr = search.get("settings", {}).get("fdr", 0.05)
-    text = (
-        f"No descriptor slice of {search['metric']} fails significantly (Benjamini-Hochberg q <= {fmt(fdr, 2)} "
-        f"over {search['n_tests']} slices in {len(search['scopes'])} scopes)"
-    )
-    top = search.get("most_divergent")
-    if top:
-        text += f"; the closest, {top['definition']} ({top['within']}, n={top['n']}), has {_q(top['q'])}"
-    return {
-        "kind": "no_hidden_slice",
-        "level": "info",
-        "metric": search["metric"],
-        "attribute": None,
-        "text": text + ".",
-        "n_tests": int(search["n_tests"]),
-    }
-
-
-def _gap_findings(gaps: Mapping[str, Any] | None) -> list[dict[str, Any]]:
-    """A sentence per attribute whose gap size (and ``--adjust``) stratification mostly explains,
-    or that persists after it."""
-    from duetfair.audit.confounding import EXPLAINED
-
-    if not gaps:
-        return []
-    out = []
-    metric = gaps["metric"]
-    for attr, g in gaps["attributes"].items():
-        for kind, by in (("size", ["structure size"]), ("adjusted", g.get("adjusted_by") or [])):
-            value, share = g.get(f"{kind}_gap"), g.get(f"{kind}_explained")
-            if value is None or share is None or not by:
-                continue
-            words = " and ".join(b if b != "size" else "structure size" for b in by)
-            pair = f"{g['worst_group']} vs {g['best_group']}"
-            raw = fmt_signed_ci(g["raw_gap"], g["raw_ci"])
-            strat = fmt_signed_ci(value, g.get(f"{kind}_ci"))
-            if share >= EXPLAINED:
-                text = (
-                    f"Most of the {metric} gap by {attr} ({pair}, {raw}) is explained by {words}: stratified by "
-                    f"{words} it is {strat} ({pct(share)} of it explained)."
-                )
-            else:
-                text = f"The {metric} gap by {attr} ({pair}, {raw}) persists after stratifying by {words}: {strat}."
-            out.append(
-                {
-                    "kind": "size_explained" if share >= EXPLAINED else "gap_persists",
-                    "level": "info",
-                    "metric": metric,
-                    "attribute": attr,
-                    "text": text,
-                    "stratified_by": list(by),
-                    "raw_gap": g["raw_gap"],
-                    "stratified_gap": value,
-                    "explained": share,
-                }
-            )
-    return out
 
 
 # ---- figure ------------------------------------------------------------------------------------
@@ -210,9 +72,7 @@ def plot_slices(
 ) -> Any:
     """Figure: one panel per descriptor column, ``metric`` against it, colour and marker by group,
     tertile cuts dashed, the ``members`` (case ids) of the first slice ringed in black."""
-    from duetfair.audit.report import _figure, _style
-
-    fig = _figure(4.6 * len(columns) + 0.6, 3.6)
+    fig = figure(4.6 * len(columns) + 0.6, 3.6)
     axes = fig.subplots(1, len(columns), squeeze=False)[0]
     y = pd.to_numeric(frame[metric], errors="coerce").to_numpy(dtype=np.float64)
     ring = np.isin(case_ids(frame), list(members))
@@ -223,7 +83,7 @@ def plot_slices(
         ok = np.isfinite(x) & np.isfinite(y)
         for i, c in enumerate(cats):
             sel = ok & (labels == c)
-            ax.scatter(x[sel], y[sel], s=14, alpha=0.7, marker=_style(i)["marker"], label=f"{c} (n={sel.sum()})")
+            ax.scatter(x[sel], y[sel], s=14, alpha=0.7, marker=style(i)["marker"], label=f"{c} (n={sel.sum()})")
         ax.scatter(x[ok & ring], y[ok & ring], s=46, facecolors="none", edgecolors="black", lw=0.9, label="first slice")
         for edge in _cuts(col, x[ok]):
             ax.axvline(edge, color="0.4", ls="--", lw=0.8)
@@ -310,11 +170,10 @@ def markdown_slices(audit: Mapping[str, Any]) -> list[str]:
     lines = ["## Hidden failure slices", ""]
     slices = audit.get("hidden_slices", [])
     if not slices:
-        return lines + [_no_slice(search)["text"], ""]
+        return lines + [no_slice(search)["text"], ""]
     header = ["slice", "within", "n", "share", "mean", "rest", "gap (95% CI)", "q", "failing"]
-    lines += ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    for s in slices:
-        cells = [
+    rows = [
+        [
             s["definition"],
             s["within"],
             str(s["n"]),
@@ -325,8 +184,9 @@ def markdown_slices(audit: Mapping[str, Any]) -> list[str]:
             pvalue(s["q"]),
             pct(s.get("failure_rate")),
         ]
-        lines.append("| " + " | ".join(cells) + " |")
-    return lines + [""]
+        for s in slices
+    ]
+    return lines + markdown_table(header, rows) + [""]
 
 
 def slice_context(audit: Mapping[str, Any] | None, gallery_rows: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
