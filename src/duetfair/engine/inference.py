@@ -86,12 +86,27 @@ def metrics_table(
     """
     frames: list[pd.DataFrame] = []
     shard = eval_shard(len(source), info)
-    options = {"device": device, "batch_size": batch_size, "route_fn": route_fn}
     for batch, pred in predict_batches(
-        model, source, shard, amp_dtype=amp_dtype, channels_last=channels_last, **options
+        model,
+        source,
+        shard,
+        device=device,
+        batch_size=batch_size,
+        route_fn=route_fn,
+        amp_dtype=amp_dtype,
+        channels_last=channels_last,
     ):
-        scores = dict(num_classes=num_classes, metrics=tuple(metrics), empty=empty, spacing=spacing)
-        frames.append(batch_table(batch, pred, descriptors=descriptors, **scores))
+        frames.append(
+            batch_table(
+                batch,
+                pred,
+                num_classes=num_classes,
+                metrics=tuple(metrics),
+                empty=empty,
+                spacing=spacing,
+                descriptors=descriptors,
+            )
+        )
         if progress is not None:
             progress(int(pred.shape[0]))
     parts = gather_objects(pd.concat(frames, ignore_index=True) if frames else None, info)
