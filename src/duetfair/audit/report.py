@@ -44,6 +44,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from duetfair import history as H
 from duetfair.audit.discovery import itemset_label
 from duetfair.audit.findings import (
     CONTENDER,
@@ -550,7 +551,7 @@ def plot_learning_curves(history: pd.DataFrame, best_epoch: int | None, select: 
     fig = _figure(5.6, 3.2)
     ax = fig.add_subplot()
     epochs = pd.to_numeric(history["epoch"], errors="coerce")
-    series = [("val_dice", "overall"), ("val_worst_dice", "worst group"), ("val_es_dice", "ES-Dice")]
+    series = [(H.VAL_DICE, "overall"), (H.VAL_WORST_DICE, "worst group"), (H.VAL_ES_DICE, "ES-Dice")]
     for i, (col, label) in enumerate(c for c in series if c[0] in history.columns):
         v = pd.to_numeric(history[col], errors="coerce")
         ok = v.notna() & epochs.notna()
@@ -921,11 +922,11 @@ def _training_context(training: TrainingView | None, figs: Mapping[str, Any]) ->
             r = rows.iloc[0]
             selected = {
                 k: fmt(r[c])
-                for k, c in (("dice", "val_dice"), ("worst", "val_worst_dice"), ("es", "val_es_dice"))
+                for k, c in (("dice", H.VAL_DICE), ("worst", H.VAL_WORST_DICE), ("es", H.VAL_ES_DICE))
                 if c in h.columns
             }
-            if "val_worst_group" in h.columns:
-                selected["worst_group"] = str(r["val_worst_group"])
+            if H.VAL_WORST_GROUP in h.columns:
+                selected["worst_group"] = str(r[H.VAL_WORST_GROUP])
     families = [k for k in figs if k.startswith("training/obj/")]
     return {
         "best_epoch": training.best_epoch,
