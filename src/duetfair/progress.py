@@ -14,7 +14,6 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 
 def fmt_duration(seconds: float) -> str:
@@ -90,17 +89,3 @@ class ProgressLine:
         if due or (last and (self._printed or now - self.start >= self.every)):
             self.log(self.text(detail))
             self._last, self._printed = now, True
-
-
-def epoch_hook(name: str, progress: ProgressLine) -> Callable[[Any, str], None]:
-    """A trainer hook (``hooks=[...]`` of ``engine.trainer.train``) that counts every finished
-    epoch in ``progress``, with the method ``name``, the epoch and its validation Dice."""
-
-    def hook(trainer: Any, event: str) -> None:
-        if event != "epoch":
-            return
-        row = trainer.history[-1] if trainer.history else {}
-        val = f", val Dice {row['val_dice']:.3f}" if isinstance(row.get("val_dice"), float) else ""
-        progress.advance(1, detail=f"{name} epoch {trainer.epoch}/{trainer.cfg.train.epochs}{val}")
-
-    return hook

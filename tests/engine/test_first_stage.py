@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
+from duetfair.engine.callbacks import Callback
 from duetfair.engine.checkpoint import load_checkpoint
 from duetfair.engine.config import load_config
 from duetfair.engine.first_stage import first_stage_config
@@ -47,11 +48,12 @@ def test_two_stage_run_resumes_exactly_and_reports_its_subgroups(tmp_path: Path,
     summary = pd.read_csv(tmp_path / "full" / "first_stage" / "subgroup_summary.csv")
     assert summary["n"].sum() == 24 and {"purity", "recall"} <= set(summary.columns)
 
-    def stop(trainer: Trainer, event: str) -> None:
-        if event == "step" and trainer.global_step == 3:  # inside epoch 2 of the main run
-            trainer.request_stop()
+    class Stop(Callback):
+        def on_step_end(self, trainer: Trainer) -> None:
+            if trainer.global_step == 3:  # inside epoch 2 of the main run
+                trainer.request_stop()
 
-    part = train(cfg, tmp_path / "resumed", hooks=[stop])
+    part = train(cfg, tmp_path / "resumed", callbacks=[Stop()])
     assert part.status == "interrupted"
     stage_ckpt = tmp_path / "resumed" / "first_stage" / "checkpoints" / "last.pt"
     stamp = stage_ckpt.stat().st_mtime_ns

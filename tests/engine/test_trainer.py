@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 import torch
 
+from duetfair.engine.callbacks import Callback
 from duetfair.engine.checkpoint import load_checkpoint
 from duetfair.engine.trainer import NonFiniteLossError, Trainer, epoch_order, lr_factor, train
 from duetfair.errors import DuetfairError
@@ -50,11 +51,12 @@ def test_interrupted_and_resumed_run_matches_uninterrupted(tmp_path: Path, tiny)
     full = train(cfg, tmp_path / "full")
     assert full.status == "completed"
 
-    def stop_mid_epoch(trainer: Trainer, event: str) -> None:
-        if event == "step" and trainer.global_step == 4:  # epoch 2, step 1 of 3
-            trainer.request_stop()
+    class StopMidEpoch(Callback):
+        def on_step_end(self, trainer: Trainer) -> None:
+            if trainer.global_step == 4:  # epoch 2, step 1 of 3
+                trainer.request_stop()
 
-    part = train(cfg, tmp_path / "resumed", hooks=[stop_mid_epoch])
+    part = train(cfg, tmp_path / "resumed", callbacks=[StopMidEpoch()])
     assert part.status == "interrupted" and part.global_step == 4
     state = load_checkpoint(tmp_path / "resumed" / "checkpoints" / "last.pt")
     assert (state["epoch"], state["epoch_step"]) == (1, 1)
@@ -70,13 +72,14 @@ def test_interrupted_and_resumed_run_matches_uninterrupted(tmp_path: Path, tiny)
 
 
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path: Path, tiny) -> None:
-    def poison(trainer: Trainer, event: str) -> None:
-        if event == "epoch" and trainer.epoch == 1:
-            with torch.no_grad():
-                next(trainer.model.parameters()).fill_(float("nan"))
+    class Poison(Callback):
+        def on_epoch_end(self, trainer: Trainer, row: dict) -> None:
+            if trainer.epoch == 1:
+                with torch.no_grad():
+                    next(trainer.model.parameters()).fill_(float("nan"))
 
     with pytest.raises(NonFiniteLossError) as err:
-        train(tiny("erm"), tmp_path / "run", hooks=[poison])
+        train(tiny("erm"), tmp_path / "run", callbacks=[Poison()])
     msg = str(err.value)
     assert "nan" in msg and "epoch 2 step 1" in msg and "last.pt (epoch 1)" in msg and "\n" not in msg
     state = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")

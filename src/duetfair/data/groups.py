@@ -87,6 +87,7 @@ __all__ = [  # the names of duetfair.data.attributes are part of this module's i
     "split_intersection",
 ]
 
+
 class GroupSpec:
     """Which attributes define subgroups and how raw values become codes.
 

@@ -22,6 +22,7 @@ from duetfair.options import HIDDEN_COLUMN
 if TYPE_CHECKING:
     from duetfair.data.synthetic import FundusParams, LesionParams, TumorParams
 
+
 # ---- shared building blocks --------------------------------------------------------------------
 def _choice(gen: torch.Generator, probs: Sequence[float], n: int) -> torch.Tensor:
     return torch.multinomial(torch.tensor(probs, dtype=torch.float64), n, replacement=True, generator=gen)

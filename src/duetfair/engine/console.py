@@ -1,9 +1,12 @@
 """What a training run shows while it runs, and its learning-rate schedule.
 
 * :func:`progress_display`: progress bars on a terminal only (a log file, CI or a cluster job gets
-  the plain per-epoch lines the trainer prints, never bars).
-* :func:`tensorboard_writer`: TensorBoard scalars when ``train.tensorboard`` and TensorBoard is
-  installed (otherwise the CSV history only).
+  the plain per-epoch lines of :class:`EpochLines`, never bars).
+* :class:`EpochLines`: one plain line per epoch (``train.log_every_epoch``, main process);
+  :class:`EpochProgress`: finished epochs counted in a :class:`~duetfair.progress.ProgressLine`
+  (the demo and the benchmark).
+* :func:`tensorboard_writer`, :class:`TensorBoardScalars`: TensorBoard scalars when
+  ``train.tensorboard`` and TensorBoard is installed (otherwise the CSV history only).
 * :func:`install_stop_handler`: the first Ctrl-C asks the run to stop at the next step with a
   checkpoint, the second aborts at once.
 * :func:`lr_factor`: the multiplier of the base learning rate at every iteration.
@@ -14,8 +17,17 @@ from __future__ import annotations
 import math
 import signal
 import threading
+import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from duetfair import history as H
+from duetfair.engine.callbacks import Callback
+from duetfair.engine.selection import epoch_line
+from duetfair.progress import ProgressLine, time_text
+
+if TYPE_CHECKING:
+    from duetfair.engine.trainer import Trainer
 
 
 def progress_display(*, bars: bool) -> Any:
@@ -45,6 +57,76 @@ def tensorboard_writer(log_dir: Path, *, enabled: bool) -> Any:
     except ImportError:  # tensorboard not installed: CSV history only
         return None
     return SummaryWriter(log_dir=str(log_dir))
+
+
+class EpochLines(Callback):
+    """One plain line per finished epoch on ``console`` (a ``rich`` console): loss, validation
+    Dice, seconds, the selection, time elapsed and left (:func:`~duetfair.engine.selection.epoch_line`)."""
+
+    def __init__(self, console: Any) -> None:
+        self.console = console
+        self._started = (time.perf_counter(), 0)
+
+    def on_fit_start(self, trainer: Trainer) -> None:
+        """Start the clock (a resumed run counts from where it resumed)."""
+        self._started = (time.perf_counter(), trainer.epoch)
+
+    def on_epoch_end(self, trainer: Trainer, row: dict[str, Any]) -> None:
+        """Print the epoch's line."""
+        epochs = trainer.cfg.train.epochs
+        line = epoch_line(
+            row,
+            epochs=epochs,
+            rule=trainer.cfg.select_rule,
+            improved=trainer.best_epoch == trainer.epoch,
+            val_seconds=trainer.validation_seconds,
+        )
+        t0, e0 = self._started
+        left = time_text(row[H.EPOCH] - e0, epochs - e0, time.perf_counter() - t0)
+        self.console.print(line + "  " + left, highlight=False, markup=False, soft_wrap=True)
+
+
+class TensorBoardScalars(Callback):
+    """Every finite number of an epoch's history row as a TensorBoard scalar (``val_dice`` as
+    ``val/dice``, step = the epoch); nothing when TensorBoard is not installed."""
+
+    def __init__(self, log_dir: Path) -> None:
+        self.log_dir = log_dir
+        self.writer: Any = None
+
+    def on_fit_start(self, trainer: Trainer) -> None:
+        """Open the writer."""
+        self.writer = tensorboard_writer(self.log_dir, enabled=True)
+
+    def on_epoch_end(self, trainer: Trainer, row: dict[str, Any]) -> None:
+        """Write the row's scalars."""
+        if self.writer is None:
+            return
+        for k, v in row.items():
+            if k != H.EPOCH and isinstance(v, (int, float)) and math.isfinite(v):
+                self.writer.add_scalar(H.tensorboard_tag(k), v, trainer.epoch)
+        self.writer.flush()
+
+    def on_fit_end(self, trainer: Trainer) -> None:
+        """Close the writer."""
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+
+
+class EpochProgress(Callback):
+    """Count every finished epoch in ``progress``, with the method ``name``, the epoch and its
+    validation Dice (the demo's and the benchmark's progress lines)."""
+
+    def __init__(self, name: str, progress: ProgressLine) -> None:
+        self.name = name
+        self.progress = progress
+
+    def on_epoch_end(self, trainer: Trainer, row: dict[str, Any]) -> None:
+        """Advance the progress line by one epoch."""
+        dice = row.get(H.VAL_DICE)
+        val = f", val Dice {dice:.3f}" if isinstance(dice, float) else ""
+        self.progress.advance(1, detail=f"{self.name} epoch {trainer.epoch}/{trainer.cfg.train.epochs}{val}")
 
 
 def lr_factor(step: int, total: int, warmup: int, name: str, power: float, min_ratio: float) -> float:

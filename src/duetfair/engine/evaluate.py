@@ -4,16 +4,17 @@
 checkpoint, predicts the chosen split, and writes ``cases.csv`` (the per-case table of
 :mod:`duetfair.metrics.cases`), ``summary.json``, ``audit.json`` and ``report.html`` into the run
 folder. Attributes are encoded and labelled with the run's saved group spec, so a run is evaluated
-and audited with exactly the groups it was trained with.
+and audited with exactly the groups it was trained with. Inference itself is
+:mod:`duetfair.engine.inference` (its functions are re-exported here for older imports).
 """
 
 from __future__ import annotations
 
-import contextlib
 import sys
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 import pandas as pd
@@ -21,115 +22,14 @@ import torch
 from torch import nn
 
 from duetfair.engine.batching import BatchSource
-from duetfair.engine.distributed import DistInfo, eval_shard, gather_objects
+from duetfair.engine.inference import RouteFn as RouteFn
+from duetfair.engine.inference import autocast_context as autocast_context
+from duetfair.engine.inference import metrics_table as metrics_table
+from duetfair.engine.inference import predict_batches as predict_batches
 from duetfair.errors import DuetfairError, require
 from duetfair.options import Checkpoint, parse
 from duetfair.progress import ProgressLine
 from duetfair.rundir import RunDir, RunRecord
-
-RouteFn = Callable[[torch.Tensor], Optional[torch.Tensor]]
-
-
-def autocast_context(device: torch.device, amp_dtype: Optional[torch.dtype]) -> contextlib.AbstractContextManager:
-    """``torch.autocast`` on CUDA with ``amp_dtype``; a no-op context otherwise."""
-    if amp_dtype is None or device.type != "cuda":
-        return contextlib.nullcontext()
-    return torch.autocast(device_type="cuda", dtype=amp_dtype)
-
-
-@torch.no_grad()
-def predict_batches(
-    model: nn.Module,
-    source: BatchSource,
-    indices: Sequence[int],
-    *,
-    device: torch.device,
-    batch_size: int,
-    route_fn: RouteFn,
-    amp_dtype: Optional[torch.dtype] = None,
-    channels_last: bool = False,
-) -> Iterator[tuple[Any, torch.Tensor]]:
-    """Yield ``(batch, pred)`` with ``pred [B, *S]`` int64 class maps (argmax of the logits) on CPU.
-
-    ``route_fn(codes [B, A])`` gives what the model routes on (``[B]``, ``[B, A']`` or ``None``).
-    """
-    model.eval()
-    order = torch.as_tensor(list(indices), dtype=torch.long)
-    for batch in source.batches(order, batch_size):
-        image = batch.image.to(device, non_blocking=True)
-        if channels_last and image.ndim == 4:
-            image = image.contiguous(memory_format=torch.channels_last)
-        group = route_fn(batch.codes)
-        group = group.to(device) if group is not None else None
-        with autocast_context(device, amp_dtype):
-            logits = model(image, group=group)
-        yield batch, logits.argmax(1).cpu()
-
-
-def metrics_table(
-    model: nn.Module,
-    source: BatchSource,
-    *,
-    num_classes: int,
-    device: torch.device,
-    batch_size: int,
-    route_fn: RouteFn,
-    metrics: Sequence[str] = ("dice", "iou"),
-    empty: str = "nnunet",
-    spacing: Optional[Sequence[float]] = None,
-    info: DistInfo = DistInfo(),
-    amp_dtype: Optional[torch.dtype] = None,
-    channels_last: bool = False,
-    progress: Optional[Callable[[int], None]] = None,
-    descriptors: bool = False,
-) -> pd.DataFrame:
-    """Per-case, per-class metrics of ``model`` on every case of ``source`` (``progress``: called
-    with the number of cases of every finished batch).
-
-    Under DDP each rank predicts a disjoint shard (no case twice) and all ranks receive the full
-    table, sorted by the split's case order. Columns: ``case_id``, ``class`` and the metric columns;
-    with ``descriptors`` also the case descriptors of the reference, the prediction and the model's
-    input image (``desc_*``, :func:`duetfair.metrics.descriptors.describe_batch`).
-    """
-    from duetfair.metrics.per_case import per_case_metrics
-
-    frames: list[pd.DataFrame] = []
-    for batch, pred in predict_batches(
-        model,
-        source,
-        eval_shard(len(source), info),
-        device=device,
-        batch_size=batch_size,
-        route_fn=route_fn,
-        amp_dtype=amp_dtype,
-        channels_last=channels_last,
-    ):
-        df = per_case_metrics(
-            pred, batch.label[:, 0], num_classes=num_classes, spacing=spacing, metrics=tuple(metrics), empty=empty
-        )
-        if descriptors:
-            from duetfair.metrics.descriptors import describe_batch
-
-            extra = describe_batch(
-                pred.numpy(),
-                batch.label[:, 0].numpy(),
-                range(1, num_classes),
-                image=batch.image.float().numpy(),
-                spacing=spacing,
-            )
-            df = pd.concat([df, extra.set_index(df.index)], axis=1)
-        df.insert(0, "case_id", [batch.case_ids[int(i)] for i in df["case"]])
-        df.insert(1, "_order", [int(batch.index[int(i)]) for i in df["case"]])
-        frames.append(df.drop(columns=["case"]))
-        if progress is not None:
-            progress(int(pred.shape[0]))
-    parts = gather_objects(pd.concat(frames, ignore_index=True) if frames else None, info)
-    table = pd.concat([p for p in parts if p is not None], ignore_index=True)
-    table = table.sort_values(["_order", "class"], kind="stable").drop(columns="_order")
-    return table.reset_index(drop=True)
-
-
-# ---- duetfair evaluate ---------------------------------------------------------------------------
 
 
 def load_run(run_dir: str | Path) -> tuple[Any, RunRecord, Any]:
@@ -205,6 +105,26 @@ def recode(dataset: Any, spec: Any) -> torch.Tensor:
     return torch.as_tensor(spec.encode_frame(dataset.meta, require_columns=False), dtype=torch.long)
 
 
+@dataclass
+class Evaluation:
+    """A run's model on one split: what the steps of :func:`evaluate_run` share."""
+
+    run: RunDir
+    model: nn.Module
+    cfg: Any
+    record: RunRecord
+    spec: Any
+    data_cfg: Any
+    split: str
+    dataset: Any
+    source: BatchSource
+    route_fn: RouteFn
+    batch_size: int
+    device: torch.device
+    checkpoint: str
+    data_config: Optional[str | Path] = None
+
+
 def evaluate_run(
     run_dir: str | Path,
     *,
@@ -235,15 +155,26 @@ def evaluate_run(
         log: receives a plain progress line every 10 seconds while the split is predicted (cases
             done, time elapsed, time left); None: silent.
     """
-    from duetfair.audit import audit_table
+    from duetfair.engine.distributed import set_threads
+    from duetfair.io import staged_outputs
+
+    set_threads(threads)
+    ev = prepare_evaluation(run_dir, split=split, data_config=data_config, checkpoint=checkpoint, device=device)
+    table = predict_split(ev, log)
+    # every output is staged and committed together: a failure leaves the previous evaluation intact
+    target = RunDir(out_dir) if out_dir is not None else ev.run
+    with ev.run.lock("duetfair evaluate"), staged_outputs(target.root) as stage:
+        return _write_outputs(ev, table, RunDir(stage), target, n_boot=n_boot, report=report)
+
+
+def prepare_evaluation(
+    run_dir: str | Path, *, split: Optional[str], data_config: Optional[str | Path], checkpoint: str, device: str
+) -> Evaluation:
+    """Load a run's model and the split to evaluate (its attributes encoded with the run's spec)."""
     from duetfair.engine import adapters
     from duetfair.engine.batching import make_source
     from duetfair.engine.config import load_config
-    from duetfair.engine.distributed import set_threads
-    from duetfair.io import staged_outputs, write_json
-    from duetfair.metrics.cases import attach_metadata, case_level
 
-    set_threads(threads)
     run = RunDir(run_dir)
     dev = torch.device("cuda" if device in ("auto", "cuda") and torch.cuda.is_available() else "cpu")
     model, cfg, record, spec = load_model(run.root, checkpoint, dev)
@@ -256,86 +187,131 @@ def evaluate_run(
         int(ds.num_classes) == record.num_classes,
         f"data has {ds.num_classes} classes but the run was trained with {record.num_classes}",
     )
-    source = make_source(ds, data_cfg.cache, data_cfg.num_workers, codes=recode(ds, spec))
-    route_fn = adapters.grouping(spec, cfg).route_codes
-    batch_size = cfg.train.eval_batch_size or cfg.train.batch_size
-    table = metrics_table(
-        model,
-        source,
-        num_classes=record.num_classes,
+    return Evaluation(
+        run=run,
+        model=model,
+        cfg=cfg,
+        record=record,
+        spec=spec,
+        data_cfg=data_cfg,
+        split=split,
+        dataset=ds,
+        source=make_source(ds, data_cfg.cache, data_cfg.num_workers, codes=recode(ds, spec)),
+        route_fn=adapters.grouping(spec, cfg).route_codes,
+        batch_size=cfg.train.eval_batch_size or cfg.train.batch_size,
         device=dev,
-        batch_size=batch_size,
-        route_fn=route_fn,
-        metrics=cfg.eval.metrics,
-        empty=cfg.eval.empty,
-        progress=ProgressLine("cases", len(source), log, label="predicting").advance if log is not None else None,
+        checkpoint=checkpoint,
+        data_config=data_config,
+    )
+
+
+def predict_split(ev: Evaluation, log: Optional[Callable[[str], None]] = None) -> pd.DataFrame:
+    """Per-case, per-class metrics and descriptors of every case of the split (``log``: progress lines)."""
+    return metrics_table(
+        ev.model,
+        ev.source,
+        num_classes=ev.record.num_classes,
+        device=ev.device,
+        batch_size=ev.batch_size,
+        route_fn=ev.route_fn,
+        metrics=ev.cfg.eval.metrics,
+        empty=ev.cfg.eval.empty,
+        progress=ProgressLine("cases", len(ev.source), log, label="predicting").advance if log is not None else None,
         descriptors=True,
     )
-    # every output is staged and committed together: a failure leaves the previous evaluation intact
-    target = RunDir(out_dir) if out_dir is not None else run
-    with run.lock("duetfair evaluate"), staged_outputs(target.root) as stage:
-        out = RunDir(stage)
-        cases = attach_metadata(table, ds.meta, spec, hidden_column=ds.hidden.name)
-        cases.to_csv(out.cases, index=False)
-        attributes = cfg.data.audit_attributes or list(spec.attributes)
-        frame = case_level(cases)
-        boot = cfg.eval.n_boot if n_boot is None else int(n_boot)
-        audit = audit_table(
-            frame,
-            by=attributes,
-            metrics=tuple(m for m in ("dice", "iou") if m in frame.columns),  # as the config evaluates
-            es_variant=cfg.eval.es_variant,
-            n_boot=boot,
-            seed=cfg.seed,
-            spec=spec,
-            hidden=ds.hidden,
-        )
-        write_json(out.audit, audit)
-        used = "best" if checkpoint == "best" and run.checkpoint("best").is_file() else "last"
-        summary = _summary(run.root, record, cfg, split, used, table, frame, audit, ds.hidden)
-        summary["data"] = {"kind": str(getattr(data_cfg.kind, "value", data_cfg.kind)), "args": dict(data_cfg.args)}
-        write_json(out.summary, summary)
-        if report:
-            from duetfair.audit.report import TrainingView, provenance, render_html
 
-            try:
-                gallery = worst_case_gallery(
-                    model,
-                    source,
-                    list(ds.meta["case_id"]),
-                    frame,
-                    spec,
-                    attributes,
-                    device=dev,
-                    batch_size=batch_size,
-                    route_fn=route_fn,
-                    rgb=record.channel_source in (None, "native"),
-                )
-                prov = provenance(
-                    config=run.config.read_text(encoding="utf-8"),
-                    seed=cfg.seed,
-                    data=f"{data_cfg.kind} {dict(data_cfg.args)}, split {split}"
-                    + (f" (data config {data_config})" if data_config is not None else ""),
-                    run=str(run.root),
-                    checkpoint=checkpoint,
-                )
-                render_html(
-                    audit,
-                    out.report,
-                    cases=frame,
-                    title=f"duetfair evaluation: {record.name} ({split})",
-                    gallery=gallery,
-                    training=TrainingView.from_run(run.root),
-                    provenance=prov,
-                )
-            except ValueError as exc:  # a plotting problem must not lose the evaluation already written
-                target.report.unlink(missing_ok=True)  # an older report would not match the new numbers
-                warnings.warn(
-                    f"report.html not written ({exc}); cases.csv, summary.json and audit.json are complete",
-                    RuntimeWarning,
-                    stacklevel=2,
-                )
+
+def _write_outputs(
+    ev: Evaluation, table: pd.DataFrame, out: RunDir, target: RunDir, *, n_boot: Optional[int], report: bool
+) -> dict[str, Any]:
+    """Write ``cases.csv``, ``audit.json``, ``summary.json`` (and ``report.html``) into the stage
+    ``out`` of the folder ``target``; return the summary."""
+    from duetfair.io import write_json
+    from duetfair.metrics.cases import attach_metadata, case_level
+
+    ds, cfg = ev.dataset, ev.cfg
+    cases = attach_metadata(table, ds.meta, ev.spec, hidden_column=ds.hidden.name)
+    cases.to_csv(out.cases, index=False)
+    frame = case_level(cases)
+    audit = audit_split(ev, frame, n_boot=cfg.eval.n_boot if n_boot is None else int(n_boot))
+    write_json(out.audit, audit)
+    used = "best" if ev.checkpoint == "best" and ev.run.checkpoint("best").is_file() else "last"
+    summary = _summary(ev.run.root, ev.record, cfg, ev.split, used, table, frame, audit, ds.hidden)
+    summary["data"] = {
+        "kind": str(getattr(ev.data_cfg.kind, "value", ev.data_cfg.kind)),
+        "args": dict(ev.data_cfg.args),
+    }
+    write_json(out.summary, summary)
+    if report:
+        try:
+            write_report(ev, audit, frame, out.report)
+        except ValueError as exc:  # a plotting problem must not lose the evaluation already written
+            target.report.unlink(missing_ok=True)  # an older report would not match the new numbers
+            warnings.warn(
+                f"report.html not written ({exc}); cases.csv, summary.json and audit.json are complete",
+                RuntimeWarning,
+                stacklevel=3,
+            )
     return summary
+
+
+def audit_attributes(ev: Evaluation) -> list[str]:
+    """The attributes audited: ``data.audit_attributes`` of the run's config, else all of its spec."""
+    return list(ev.cfg.data.audit_attributes or ev.spec.attributes)
+
+
+def audit_split(ev: Evaluation, frame: pd.DataFrame, *, n_boot: int) -> dict[str, Any]:
+    """The audit of the case-level table ``frame`` (one row per case) with the run's spec."""
+    from duetfair.audit import audit_table
+
+    return audit_table(
+        frame,
+        by=audit_attributes(ev),
+        metrics=tuple(m for m in ("dice", "iou") if m in frame.columns),  # as the config evaluates
+        es_variant=ev.cfg.eval.es_variant,
+        n_boot=n_boot,
+        seed=ev.cfg.seed,
+        spec=ev.spec,
+        hidden=ev.dataset.hidden,
+    )
+
+
+def write_report(ev: Evaluation, audit: dict[str, Any], frame: pd.DataFrame, path: Path) -> None:
+    """``report.html`` of an evaluation: the audit, the worst cases of every group drawn, the
+    training curves and the provenance."""
+    from duetfair.audit.report import TrainingView, provenance, render_html
+
+    gallery = worst_case_gallery(
+        ev.model,
+        ev.source,
+        list(ev.dataset.meta["case_id"]),
+        frame,
+        ev.spec,
+        audit_attributes(ev),
+        device=ev.device,
+        batch_size=ev.batch_size,
+        route_fn=ev.route_fn,
+        rgb=ev.record.channel_source in (None, "native"),
+    )
+    data = f"{ev.data_cfg.kind} {dict(ev.data_cfg.args)}, split {ev.split}"
+    if ev.data_config is not None:
+        data += f" (data config {ev.data_config})"
+    prov = provenance(
+        config=ev.run.config.read_text(encoding="utf-8"),
+        seed=ev.cfg.seed,
+        data=data,
+        run=str(ev.run.root),
+        checkpoint=ev.checkpoint,
+    )
+    render_html(
+        audit,
+        path,
+        cases=frame,
+        title=f"duetfair evaluation: {ev.record.name} ({ev.split})",
+        gallery=gallery,
+        training=TrainingView.from_run(ev.run.root),
+        provenance=prov,
+    )
 
 
 def worst_case_gallery(

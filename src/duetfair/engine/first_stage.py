@@ -103,7 +103,7 @@ def first_stage(cfg: ExperimentConfig, run_root: Path, datasets: dict[str, Any])
 @torch.no_grad()
 def describe_training_cases(trainer: Any) -> FirstStageCases:
     """Dice, descriptors and pooled features of every training case under ``trainer``'s model."""
-    from duetfair.engine.evaluate import metrics_table
+    from duetfair.engine.inference import metrics_table
     from duetfair.metrics.cases import case_level
 
     train = trainer.datasets["train"]
@@ -129,7 +129,7 @@ def describe_training_cases(trainer: Any) -> FirstStageCases:
 
 def _features(trainer: Any, batch_size: int) -> np.ndarray:
     """``[N, F]`` pooled encoder features of every training case, in split order (every rank)."""
-    from duetfair.engine.evaluate import autocast_context
+    from duetfair.engine.inference import autocast_context
 
     model = trainer.model
     model.eval()

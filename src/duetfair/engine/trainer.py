@@ -6,11 +6,13 @@ group / ES-Dice, selection score, objective log values such as GroupDRO weights)
 TensorBoard scalars.
 
 Model selection: :mod:`duetfair.engine.selection` (``train.select`` on validation per-case Dice,
-groups labelled as the audit labels them). The trainer knows no objective by name: objectives
-receive what they need through :class:`~duetfair.objectives.base.ObjectiveContext` and
-:meth:`~duetfair.objectives.base.Objective.on_validation_end`. Output: one plain line per epoch on
-rank 0 (``train.log_every_epoch``), bars only on a terminal (:mod:`duetfair.engine.console`).
-Accelerators: :mod:`duetfair.engine.acceleration`.
+groups labelled as the audit labels them); history columns: :mod:`duetfair.history`; inference:
+:mod:`duetfair.engine.inference`. The trainer knows no objective by name: objectives receive what
+they need through :class:`~duetfair.objectives.base.ObjectiveContext` and
+:meth:`~duetfair.objectives.base.Objective.on_validation_end`. Events of a run go to callbacks
+(:mod:`duetfair.engine.callbacks`): the objective's validation feedback, one plain line per epoch on
+rank 0 (``train.log_every_epoch``; bars only on a terminal) and TensorBoard scalars
+(:mod:`duetfair.engine.console`), and the caller's own. Accelerators: :mod:`duetfair.engine.acceleration`.
 
 Reproducibility: every epoch's order is a permutation drawn from ``seed`` and the epoch number, the
 augmentation generator and all RNG states are checkpointed, and a checkpoint taken mid-epoch (Ctrl-C)
@@ -20,7 +22,6 @@ records the step, so ``--resume`` continues on exactly the batches an uninterrup
 from __future__ import annotations
 
 import contextlib
-import functools
 import math
 import os
 import signal
@@ -28,12 +29,13 @@ import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Literal, Optional
+from typing import Any, Literal, Optional, Sequence
 
 import pandas as pd
 import torch
 from torch import nn
 
+from duetfair import history as H
 from duetfair.engine import adapters
 from duetfair.engine.acceleration import (
     LossMonitor,
@@ -43,9 +45,10 @@ from duetfair.engine.acceleration import (
     seed_everything,
 )
 from duetfair.engine.batching import BatchSource, augment_batch, epoch_order, make_source
+from duetfair.engine.callbacks import Callback, CallbackList, Hook, HookCallback, ObjectiveFeedback
 from duetfair.engine.checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
 from duetfair.engine.config import ExperimentConfig, save_config
-from duetfair.engine.console import install_stop_handler, lr_factor, progress_display, tensorboard_writer
+from duetfair.engine.console import EpochLines, TensorBoardScalars, install_stop_handler, lr_factor, progress_display
 from duetfair.engine.distributed import (
     all_reduce_mean,
     average_buffers,
@@ -55,19 +58,18 @@ from duetfair.engine.distributed import (
     set_threads,
     train_shard,
 )
-from duetfair.engine.evaluate import autocast_context, metrics_table
 from duetfair.engine.first_stage import first_stage_of, report_subgroups
-from duetfair.engine.selection import epoch_line, validation_row
+from duetfair.engine.inference import autocast_context, metrics_table
+from duetfair.engine.selection import validation_row
 from duetfair.engine.step import StepModule
 from duetfair.errors import DuetfairError, require
 from duetfair.io import atomic_path
-from duetfair.metrics.cases import attach_metadata, case_level, label_frame
-from duetfair.objectives.base import ObjectiveContext, ValidationResult
+from duetfair.metrics.cases import attach_metadata, case_level
+from duetfair.objectives.base import ObjectiveContext
 from duetfair.objectives.group_dro import group_balanced_weights
-from duetfair.progress import time_text
 from duetfair.rundir import RunDir, RunRecord
 
-Hook = Callable[["Trainer", str], None]
+__all__ = ["Trainer", "TrainResult", "NonFiniteLossError", "train", "Callback", "Hook", "epoch_order", "lr_factor"]
 
 
 class NonFiniteLossError(DuetfairError):
@@ -94,9 +96,10 @@ class Trainer:
         cfg: validated experiment config.
         run_dir: output folder (default ``cfg.output_dir``).
         resume: continue from ``run_dir/checkpoints/last.pt`` (refused if the config hash differs).
-        hooks: callables ``hook(trainer, event)`` with ``event`` in ``"step"`` (after every
-            optimiser step) and ``"epoch"`` (after validation and checkpointing); they may call
-            :meth:`request_stop`.
+        hooks: old-style callables ``hook(trainer, event)`` with ``event`` in ``"step"`` (after
+            every optimiser step) and ``"epoch"`` (after validation and checkpointing); they may
+            call :meth:`request_stop`. Run after ``callbacks``.
+        callbacks: :class:`~duetfair.engine.callbacks.Callback` objects, run after the trainer's own.
         datasets: pre-built ``{"train", "val", ...}`` datasets (skips ``build_datasets``).
     """
 
@@ -107,14 +110,16 @@ class Trainer:
         *,
         resume: bool = False,
         hooks: Optional[list[Hook]] = None,
+        callbacks: Optional[Sequence[Callback]] = None,
         datasets: Optional[dict[str, Any]] = None,
     ) -> None:
         self.cfg = cfg
         self.run = RunDir(run_dir if run_dir is not None else cfg.output_dir)
         self.run_dir = self.run.root
         self.resume = resume
-        self.hooks = list(hooks or [])
-        self._console: Any = None  # the progress display's console, set by fit()
+        self.callbacks: list[Callback] = [*(callbacks or []), *(HookCallback(h) for h in hooks or [])]
+        self.events = CallbackList()  # the trainer's own callbacks and ``callbacks``, set by fit()
+        self.console: Any = None  # the progress display's console, set by fit()
         self._stop = False
         self.info, self.device = init_from_env(cfg.train.device)
         set_threads(cfg.train.threads, self.info)
@@ -132,6 +137,7 @@ class Trainer:
         self.best_epoch = -1
         self._loss_sum, self._loss_n = 0.0, 0
         self._epoch_time = float("nan")
+        self.validation_seconds = float("nan")  # of the last epoch: validation, selection, history
         self.history: list[dict[str, Any]] = []
         if resume:
             self._load_last()
@@ -306,6 +312,7 @@ class Trainer:
         if self.info.is_main:
             save_checkpoint(self.run.checkpoints / name, state)
         barrier()
+        self.events.on_checkpoint(self, name, self.run.checkpoints / name)
 
     def _load_last(self) -> None:
         state = load_checkpoint(self.run.checkpoint("last"), map_location=self.device)
@@ -341,32 +348,16 @@ class Trainer:
             return self._fit()
 
     def _fit(self) -> TrainResult:
-        self._started = (time.perf_counter(), self.epoch)  # elapsed / time left of the epoch lines
         self._write_run_files(status="running")
         old = install_stop_handler(self)
-        status: Literal["completed", "interrupted"] = "completed"
-        writer = tensorboard_writer(self.run.tensorboard, enabled=self.cfg.train.tensorboard and self.info.is_main)
         try:
             with progress_display(bars=self.cfg.train.progress and self.info.is_main) as progress:
-                self._console = progress.console
-                if self.info.is_main and self.determinism.note:
-                    self._console.print(self.determinism.note, highlight=False, markup=False, soft_wrap=True)
-                task = progress.add_task(
-                    "epoch", total=self.cfg.train.epochs * self.steps_per_epoch, completed=self.global_step
-                )
-                while self.epoch < self.cfg.train.epochs:
-                    if not self._train_epoch(progress, task):
-                        status = "interrupted"
-                        break
-                    self._end_epoch(writer)
-                    if self._stop:
-                        status = "interrupted"
-                        break
+                self.console = progress.console
+                self.events = CallbackList([*self._own_callbacks(), *self.callbacks])
+                status = self._run_epochs(progress)
         finally:
             if old is not None:
                 signal.signal(signal.SIGINT, old)
-            if writer is not None:
-                writer.close()
         self._write_run_files(status=status)
         return TrainResult(
             self.run_dir,
@@ -377,6 +368,34 @@ class Trainer:
             self.best_score,
             pd.DataFrame(self.history),
         )
+
+    def _own_callbacks(self) -> list[Callback]:
+        """The objective's validation feedback; on the main process the epoch lines and TensorBoard."""
+        own: list[Callback] = [ObjectiveFeedback()]
+        if self.info.is_main and self.cfg.train.log_every_epoch:
+            own.append(EpochLines(self.console))
+        if self.info.is_main and self.cfg.train.tensorboard:
+            own.append(TensorBoardScalars(self.run.tensorboard))
+        return own
+
+    def _run_epochs(self, progress: Any) -> Literal["completed", "interrupted"]:
+        """Train epoch by epoch until ``train.epochs`` or a stop request."""
+        if self.info.is_main and self.determinism.note:
+            self.console.print(self.determinism.note, highlight=False, markup=False, soft_wrap=True)
+        task = progress.add_task(
+            "epoch", total=self.cfg.train.epochs * self.steps_per_epoch, completed=self.global_step
+        )
+        self.events.on_fit_start(self)
+        try:
+            while self.epoch < self.cfg.train.epochs:
+                if not self._train_epoch(progress, task):
+                    return "interrupted"
+                self._end_epoch()
+                if self._stop:
+                    return "interrupted"
+            return "completed"
+        finally:
+            self.events.on_fit_end(self)
 
     # ---- loop ------------------------------------------------------------------------------
     def _train_epoch(self, progress: Any, task: Any) -> bool:
@@ -396,8 +415,7 @@ class Trainer:
             self._account(monitor.push(self._step(batch)), progress, task)
             self.epoch_step += 1
             self.global_step += 1
-            for hook in self.hooks:
-                hook(self, "step")
+            self.events.on_step_end(self)
             if self._stop_requested() and self.epoch_step < self.steps_per_epoch:
                 self._account(monitor.drain(), progress, task)
                 self._save("last.pt")
@@ -457,68 +475,37 @@ class Trainer:
         last = self.run.checkpoint("last")
         return f"{last} (epoch {self.epoch})" if last.is_file() else "none (failed in the first epoch)"
 
-    def _end_epoch(self, writer: Any) -> None:
+    def _end_epoch(self) -> None:
+        """Validate (every ``train.val_every`` epochs and the last), select, checkpoint, write the history."""
         t0 = time.perf_counter()
         average_buffers(self.model, self.info)
         row: dict[str, Any] = {
-            "epoch": self.epoch + 1,
-            "step": self.global_step,
-            "lr": float(self.optimizer.param_groups[0]["lr"]),
-            "train_loss": self._loss_sum / max(self._loss_n, 1),
-            "epoch_seconds": self._epoch_time,
+            H.EPOCH: self.epoch + 1,
+            H.STEP: self.global_step,
+            H.LR: float(self.optimizer.param_groups[0]["lr"]),
+            H.TRAIN_LOSS: self._loss_sum / max(self._loss_n, 1),
+            H.EPOCH_SECONDS: self._epoch_time,
         }
         if (self.epoch + 1) % self.cfg.train.val_every == 0 or self.epoch + 1 == self.cfg.train.epochs:
             row.update(self._validate())
-        row.update({f"obj/{k}": float(v) for k, v in self.objective.log_values().items()})
+        row.update({H.objective_column(k): float(v) for k, v in self.objective.log_values().items()})
         self.epoch += 1
         self.epoch_step = 0
-        improved = "score" in row and math.isfinite(row["score"]) and row["score"] > self.best_score
+        score = row.get(H.SCORE, math.nan)
+        improved = math.isfinite(score) and score > self.best_score
         if improved:
-            self.best_score, self.best_epoch = float(row["score"]), self.epoch
-        row["best_epoch"] = self.best_epoch
+            self.best_score, self.best_epoch = float(score), self.epoch
+        row[H.BEST_EPOCH] = self.best_epoch
         self.history.append(row)
-        if self.info.is_main and self.cfg.train.log_every_epoch and self._console is not None:
-            self._console.print(
-                epoch_line(
-                    row,
-                    epochs=self.cfg.train.epochs,
-                    rule=self.cfg.select_rule,
-                    improved=improved,
-                    val_seconds=time.perf_counter() - t0,
-                )
-                + "  "
-                + self._time_left(row["epoch"]),
-                highlight=False,
-                markup=False,
-                soft_wrap=True,
-            )
+        self.validation_seconds = time.perf_counter() - t0
         state = self._state()
         if improved:
-            self._save(
-                "best.pt",
-                {
-                    "model": state["model"],
-                    "epoch": self.epoch,
-                    "score": self.best_score,
-                    "select": self.cfg.select_rule.value,
-                    "config_hash": state["config_hash"],
-                },
-            )
+            keep = {"model": state["model"], "epoch": self.epoch, "score": self.best_score}
+            self._save("best.pt", {**keep, "select": self.cfg.select_rule.value, "config_hash": state["config_hash"]})
         self._save("last.pt", state)
         if self.info.is_main:
             self._write_history()
-            if writer is not None:
-                for k, v in row.items():
-                    if k not in ("epoch",) and isinstance(v, (int, float)) and math.isfinite(v):
-                        writer.add_scalar(k.replace("val_", "val/").replace("train_", "train/"), v, self.epoch)
-                writer.flush()
-        for hook in self.hooks:
-            hook(self, "epoch")
-
-    def _time_left(self, epoch: int) -> str:
-        """``12 s elapsed, about 40 s left`` of this call of fit (a resumed run counts from where it resumed)."""
-        t0, e0 = getattr(self, "_started", (time.perf_counter(), 0))
-        return time_text(epoch - e0, self.cfg.train.epochs - e0, time.perf_counter() - t0)
+        self.events.on_epoch_end(self, row)
 
     def _validate(self) -> dict[str, Any]:
         """Validation per-case Dice/IoU -> overall, worst-group and ES-Dice, selection score."""
@@ -539,25 +526,8 @@ class Trainer:
         row = validation_row(
             cases, by=self.grouping.by, spec=self.spec, es_variant=self.cfg.eval.es_variant, rule=self.cfg.select_rule
         )
-        self.objective.on_validation_end(self._validation_result(cases))
+        self.events.on_validation_end(self, row, cases)  # the objective's feedback first
         return row
-
-    @functools.cached_property
-    def _train_labels(self) -> pd.DataFrame:
-        """The training cases' attribute labels (fixed for the run: computed once)."""
-        return label_frame(self.datasets["train"].meta, self.spec, self.audit_attributes)
-
-    def _validation_result(self, cases: pd.DataFrame) -> ValidationResult:
-        """What objectives see after validation; subgroups are mined only for those that ask."""
-        train_labels = self._train_labels
-        subgroups = None
-        if self.objective.needs_subgroups:
-            from duetfair.audit.discovery import find_divergent_subgroups
-
-            subgroups = find_divergent_subgroups(
-                cases, "dice", self.audit_attributes, spec=self.spec, **self.cfg.objective.discovery
-            )
-        return ValidationResult(cases=cases, train_labels=train_labels, subgroups=subgroups)
 
     # ---- output ----------------------------------------------------------------------------
     def _write_history(self) -> None:
@@ -607,6 +577,7 @@ def train(
     *,
     resume: bool = False,
     hooks: Optional[list[Hook]] = None,
+    callbacks: Optional[Sequence[Callback]] = None,
 ) -> TrainResult:
-    """Build a :class:`Trainer` and run it (``duetfair train``)."""
-    return Trainer(cfg, run_dir, resume=resume, hooks=hooks).fit()
+    """Build a :class:`Trainer` and run it (``duetfair train``); see :class:`Trainer` for the arguments."""
+    return Trainer(cfg, run_dir, resume=resume, hooks=hooks, callbacks=callbacks).fit()

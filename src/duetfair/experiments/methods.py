@@ -38,7 +38,7 @@ from duetfair.experiments.tables import (  # noqa: F401  (re-exported: the bench
     seed_ci,
     verdict,
 )
-from duetfair.progress import ProgressLine, epoch_hook
+from duetfair.progress import ProgressLine
 from duetfair.rundir import RunDir
 
 DEMO_METHODS: tuple[str, ...] = ("erm", "group_dro", "febs", "moe", "dmoe", "fair_dro")
@@ -256,6 +256,7 @@ def train_and_evaluate(
     interrupted one resumed; a run folder of another config is refused. ``progress`` (epochs of
     the whole demo / benchmark) gets a line per trained epoch, so a log shows how far it is and
     about how long is left. Returns the folder of the evaluation."""
+    from duetfair.engine.console import EpochProgress
     from duetfair.engine.evaluate import evaluate_run
     from duetfair.engine.trainer import train
 
@@ -278,8 +279,8 @@ def train_and_evaluate(
     if state != "trained":
         if state == "partial":
             log(f"  {name}: resuming unfinished run {run_dir}")
-        hooks = [epoch_hook(name, progress)] if progress is not None else None
-        result = train(cfg, run_dir, resume=state == "partial", hooks=hooks)
+        callbacks = [EpochProgress(name, progress)] if progress is not None else None
+        result = train(cfg, run_dir, resume=state == "partial", callbacks=callbacks)
         if result.status != "completed":
             raise KeyboardInterrupt
     elif progress is not None:
@@ -458,41 +459,15 @@ def run_benchmark(
     ``split``: the split evaluated (default ``test``); ``"val"`` is the one to choose defaults and
     hyper-parameters on, and its evaluations sit beside the test ones in ``<run>/eval-val``.
     Paired differences are to ERM and, when benchmarked, to dMoE alone."""
-    from duetfair.audit.compare import run_row
     from duetfair.io import write_json, write_text
 
     require(len(seeds) >= 1, "benchmark: give at least one seed")
     require(len(set(methods)) == len(methods), f"benchmark: a method is listed twice in {list(methods)}")
     root = Path(out)
-    rows = []
     progress = epoch_progress(methods, len(seeds), log, task=task, size=size, config=config, extra=extra)
-    for s in seeds:
-        log(f"seed {s}")
-        results = run_methods(
-            root / f"seed{s}",
-            task=task,
-            methods=methods,
-            size=size,
-            seed=int(s),
-            extra=extra,
-            n_boot=n_boot,
-            config=config,
-            split=split,
-            report=True,  # each run's own report.html: why a run won or lost
-            log=log,
-            progress=progress,
-        )
-        for m, res in zip(methods, results):
-            row = run_row(root / f"seed{s}" / m, name=DISPLAY.get(m, m), results=res)
-            rows.append({"key": m, "seed": int(s), **{k: v for k, v in row.items() if not k.endswith("_ci")}})
-    per_seed = pd.DataFrame(rows)
-    baselines = [b for b in ("erm", "dmoe") if b in methods] or [methods[0]]
-    agg = aggregate_seeds(per_seed, baselines)
-    tables = benchmark_tables(agg, baselines)
-    runs = {(str(r["key"]), int(r["seed"])): root / f"seed{r['seed']}" / str(r["key"]) for r in rows}
-    headroom = headroom_table(per_seed, runs)
-    if not headroom.empty:
-        tables.append(headroom_report_table(headroom, DISPLAY))
+    options: dict[str, Any] = dict(task=task, size=size, extra=extra, n_boot=n_boot, config=config, split=split)
+    per_seed = benchmark_rows(root, methods=methods, seeds=seeds, log=log, progress=progress, **options)
+    agg, baselines, tables, headroom = benchmark_summary(per_seed, root, methods)
     md = tables_markdown(tables)
     stem = "methods" if split in (None, "test") else f"methods-{split}"
     write_text(root / f"{stem}.md", md)
@@ -521,6 +496,51 @@ def run_benchmark(
         name="report.html" if stem == "methods" else f"report-{split}.html",
     )
     return {"markdown": md, **result}
+
+
+def benchmark_rows(
+    root: Path,
+    *,
+    methods: Sequence[str],
+    seeds: Sequence[int],
+    log: Log,
+    progress: Optional[ProgressLine],
+    **options: Any,
+) -> pd.DataFrame:
+    """Train and evaluate every method for every seed into ``root/seed<S>/<method>`` (``options``:
+    those of :func:`run_methods`); one row per run (``key`` the method, ``seed``, its scores
+    without intervals, :func:`duetfair.audit.compare.run_row`)."""
+    from duetfair.audit.compare import run_row
+
+    rows = []
+    for s in seeds:
+        log(f"seed {s}")
+        # each run's own report.html: why a run won or lost
+        results = run_methods(
+            root / f"seed{s}", methods=methods, seed=int(s), report=True, log=log, progress=progress, **options
+        )
+        for m, res in zip(methods, results):
+            row = run_row(root / f"seed{s}" / m, name=DISPLAY.get(m, m), results=res)
+            rows.append({"key": m, "seed": int(s), **{k: v for k, v in row.items() if not k.endswith("_ci")}})
+    return pd.DataFrame(rows)
+
+
+def benchmark_summary(
+    per_seed: pd.DataFrame, root: Path, methods: Sequence[str]
+) -> tuple[pd.DataFrame, list[str], list[Table], pd.DataFrame]:
+    """``(aggregate, baselines, tables, headroom)`` of the :func:`benchmark_rows` of runs in
+    ``root``: means over seeds with paired differences to the baselines (ERM and dMoE when
+    benchmarked, else the first method), and the share of the oracle headroom on the hidden subtype."""
+    baselines = [b for b in ("erm", "dmoe") if b in methods] or [methods[0]]
+    agg = aggregate_seeds(per_seed, baselines)
+    tables = benchmark_tables(agg, baselines)
+    runs = {
+        (str(r["key"]), int(r["seed"])): root / f"seed{r['seed']}" / str(r["key"]) for r in per_seed.to_dict("records")
+    }
+    headroom = headroom_table(per_seed, runs)
+    if not headroom.empty:
+        tables.append(headroom_report_table(headroom, DISPLAY))
+    return agg, baselines, tables, headroom
 
 
 def _benchmark_report(

@@ -110,13 +110,9 @@ _DISTANCE = (0.0, _INF)
 REGISTRY: dict[str, MetricInfo] = {
     m.name: m
     for m in (
-        MetricInfo(
-            "dice", "Dice", True, _UNIT, 1.0, failure_cutoff=0.5, scored_by="dice", empty=_overlap_empty()
-        ),
+        MetricInfo("dice", "Dice", True, _UNIT, 1.0, failure_cutoff=0.5, scored_by="dice", empty=_overlap_empty()),
         # IoU < 1/3 is the same cases as Dice < 0.5 (IoU = Dice / (2 - Dice)).
-        MetricInfo(
-            "iou", "IoU", True, _UNIT, 1.0, failure_cutoff=1.0 / 3.0, scored_by="iou", empty=_overlap_empty()
-        ),
+        MetricInfo("iou", "IoU", True, _UNIT, 1.0, failure_cutoff=1.0 / 3.0, scored_by="iou", empty=_overlap_empty()),
         MetricInfo(
             "hd95",
             "HD95",
@@ -212,8 +208,8 @@ def column_label(column: str) -> str:
         return "Worst-group CVaR10"
     prefixes = {"es_": "ES-", "worst_group_": "Worst-group ", "worst_": "Worst-group ", "hidden_": "Hidden-subtype "}
     for prefix, words in prefixes.items():
-        if column.startswith(prefix) and get(column[len(prefix):]) is not None:
-            return words + label(column[len(prefix):])
+        if column.startswith(prefix) and get(column[len(prefix) :]) is not None:
+            return words + label(column[len(prefix) :])
     return label(column)
 
 

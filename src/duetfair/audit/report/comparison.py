@@ -16,14 +16,14 @@ from duetfair.audit.formatting import fmt, fmt_ci, fmt_signed_ci
 from duetfair.audit.method_findings import CONTENDER, comparison_findings, contenders
 from duetfair.audit.report.figures import BLUE, figure
 from duetfair.audit.report.section import ReportData, Section
-from duetfair.metrics.registry import column_label
+from duetfair.metrics.registry import column_label as registry_label
 
 COMPARISON_COLUMNS = ("dice", "es_dice", "worst_group_dice", "cvar10")
 """Default comparison columns plotted when present."""
 
 
 COMPARISON_LABELS = {
-    c: column_label(c)
+    c: registry_label(c)
     for c in ("dice", "es_dice", "iou", "es_iou", "worst_group_dice", "worst_dice", "cvar10", "worst_cvar10")
     + ("hidden_dice",)
 }

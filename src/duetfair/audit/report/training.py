@@ -12,6 +12,7 @@ from typing import Any, Mapping, Sequence
 
 import pandas as pd
 
+from duetfair import history as H
 from duetfair.audit.formatting import fmt
 from duetfair.audit.report.figures import figure, style
 from duetfair.audit.report.section import ReportData, Section
@@ -82,7 +83,7 @@ def plot_learning_curves(history: pd.DataFrame, best_epoch: int | None, select: 
     fig = figure(5.6, 3.2)
     ax = fig.add_subplot()
     epochs = pd.to_numeric(history["epoch"], errors="coerce")
-    series = [("val_dice", "overall"), ("val_worst_dice", "worst group"), ("val_es_dice", "ES-Dice")]
+    series = [(H.VAL_DICE, "overall"), (H.VAL_WORST_DICE, "worst group"), (H.VAL_ES_DICE, "ES-Dice")]
     for i, (col, label) in enumerate(c for c in series if c[0] in history.columns):
         v = pd.to_numeric(history[col], errors="coerce")
         ok = v.notna() & epochs.notna()
@@ -164,11 +165,11 @@ def _selected(training: TrainingView) -> dict[str, Any] | None:
             r = rows.iloc[0]
             selected = {
                 k: fmt(r[c])
-                for k, c in (("dice", "val_dice"), ("worst", "val_worst_dice"), ("es", "val_es_dice"))
+                for k, c in (("dice", H.VAL_DICE), ("worst", H.VAL_WORST_DICE), ("es", H.VAL_ES_DICE))
                 if c in h.columns
             }
-            if "val_worst_group" in h.columns:
-                selected["worst_group"] = str(r["val_worst_group"])
+            if H.VAL_WORST_GROUP in h.columns:
+                selected["worst_group"] = str(r[H.VAL_WORST_GROUP])
     return selected
 
 
