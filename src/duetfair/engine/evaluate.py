@@ -240,7 +240,8 @@ def evaluate_run(
     from duetfair.engine.config import load_config
     from duetfair.engine.distributed import set_threads
     from duetfair.io import staged_outputs, write_json
-    from duetfair.metrics.cases import attach_metadata, case_level
+    from duetfair.engine.run_audit import RunAudit
+    from duetfair.metrics.cases import attach_metadata, audit_view
 
     set_threads(threads)
     run = RunDir(run_dir)
@@ -276,16 +277,16 @@ def evaluate_run(
         out = RunDir(stage)
         cases = attach_metadata(table, ds.meta, spec, hidden_column=ds.hidden.name)
         cases.to_csv(out.cases, index=False)
-        attributes = cfg.data.audit_attributes or list(spec.attributes)
-        frame = case_level(cases)
-        boot = cfg.eval.n_boot if n_boot is None else int(n_boot)
+        plan = RunAudit.of_config(cfg, spec, ds.hidden)  # what `duetfair audit RUN/cases.csv` uses too
+        attributes = list(plan.attributes)
+        frame = audit_view(cases, plan.granularity)
         audit = audit_table(
             frame,
             by=attributes,
-            metrics=tuple(m for m in ("dice", "iou") if m in frame.columns),  # as the config evaluates
-            es_variant=cfg.eval.es_variant,
-            n_boot=boot,
-            seed=cfg.seed,
+            metrics=plan.present(frame),
+            es_variant=plan.es_variant,
+            n_boot=plan.n_boot if n_boot is None else int(n_boot),
+            seed=plan.seed,
             spec=spec,
             hidden=ds.hidden,
         )
