@@ -11,7 +11,7 @@ code 2, never a traceback (:mod:`~duetfair.cli.main`).
 
 from __future__ import annotations
 
-from duetfair.cli import audit, runs, compare, starter  # noqa: F401 - each module registers its commands
+from duetfair.cli import audit, compare, runs, starter  # noqa: F401 - each module registers its commands
 from duetfair.cli.app import app, console, err_console
 from duetfair.cli.main import main, os_error_message
 

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
-from duetfair.cli.app import app, console, err_console
+from duetfair.cli.app import app, console, note
 from duetfair.cli.options import AuditOptions, with_options
 from duetfair.cli.score import ScoreInputs, run_score
 from duetfair.errors import DuetfairError, require
@@ -95,15 +95,17 @@ def audit_request(path: str, table: pd.DataFrame, settings: AuditOptions) -> tup
     spec = GroupSpec.load(spec_path) if spec_path is not None else None
     hidden = _audit_hidden(settings.hidden, plan, table, path)
     if spec_path is not None:
-        err_console.print(f"groups: {spec_path}", highlight=False)
+        note(f"groups: {spec_path}")
     by = settings.by or (list(plan.attributes) if plan is not None else [])
     if not by:
         raise DuetfairError("--by: expected an attribute to audit, e.g. --by race (a run's cases.csv needs none)")
     metrics = list(settings.metric or (plan.present(table) if plan is not None else ()) or ["dice"])
     granularity = Granularity.CASE if plan is not None and settings.class_ is None else Granularity.CLASS
     frame = audit_view(table, granularity, [m for m in metrics if m in table.columns] or metrics)
-    defaults = {"es_variant": plan.es_variant, "n_boot": plan.n_boot, "seed": plan.seed} if plan is not None else {}
-    kwargs = settings.audit_kwargs(**defaults)
+    if plan is not None:
+        kwargs = settings.audit_kwargs(es_variant=plan.es_variant, n_boot=plan.n_boot, seed=plan.seed)
+    else:
+        kwargs = settings.audit_kwargs()
     return frame, {"by": by, "metrics": tuple(metrics), "spec": spec, "hidden": hidden, **kwargs}
 
 

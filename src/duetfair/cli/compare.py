@@ -19,9 +19,7 @@ TableFormatOpt = Annotated[
 CompareByOpt = Annotated[
     Optional[str], typer.Option("--by", help="Attribute of the groups (default: the runs' training attribute).")
 ]
-NameOpt = Annotated[
-    Optional[list[str]], typer.Option("--name", help="Display name per run, in order (repeatable).")
-]
+NameOpt = Annotated[Optional[list[str]], typer.Option("--name", help="Display name per run, in order (repeatable).")]
 CompareOutOpt = Annotated[Optional[str], typer.Option("--out", help="Also write the table to this file.")]
 
 
@@ -155,7 +153,9 @@ def benchmark_cmd(
     console.print(f"wrote {out}/{stem}.md and {out}/{stem}.json", highlight=False, markup=False)
 
 
-def _benchmark_source(config: Optional[str], config_opt: Optional[str], task: Optional[str], seeds: int) -> Optional[str]:
+def _benchmark_source(
+    config: Optional[str], config_opt: Optional[str], task: Optional[str], seeds: int
+) -> Optional[str]:
     """The config benchmarked (the argument or ``--config``), None for a synthetic task."""
     if seeds < 1:
         raise DuetfairError(f"--seeds {seeds}: expected at least 1")

@@ -102,9 +102,7 @@ DataOpt = Annotated[
     Optional[str],
     typer.Option("--data", help="Evaluate on the data section of this config instead (external test set)."),
 ]
-CheckpointOpt = Annotated[
-    Checkpoint, typer.Option("--checkpoint", help="'best' (selected on validation) or 'last'.")
-]
+CheckpointOpt = Annotated[Checkpoint, typer.Option("--checkpoint", help="'best' (selected on validation) or 'last'.")]
 BootstrapOpt = Annotated[
     Optional[int],
     typer.Option("--bootstrap", help="Bootstrap resamples for the intervals (default eval.n_boot, 1000)."),

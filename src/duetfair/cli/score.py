@@ -180,7 +180,9 @@ def run_score(pred_dir: Optional[str], ref_dir: Optional[str], inputs: ScoreInpu
     _score_and_audit(pred_dir, ref_dir, inputs, settings)
 
 
-def _score_and_audit(pred_dir: Optional[str], ref_dir: Optional[str], inputs: ScoreInputs, settings: AuditOptions) -> None:
+def _score_and_audit(
+    pred_dir: Optional[str], ref_dir: Optional[str], inputs: ScoreInputs, settings: AuditOptions
+) -> None:
     """Score (or read) the per-case table, join the metadata, audit it and write the output folder."""
     from duetfair.audit.inputs import read_metadata, write_audit
     from duetfair.audit.report import render_summary

@@ -10,9 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Optional
-
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Optional
 
 from duetfair.cli.app import console, err_console
 from duetfair.errors import DuetfairError, require
@@ -180,7 +178,12 @@ def read_scores(
 
 
 def score_spec(
-    labels: Optional[list[int]], regions: list, inputs: ScoreInputs, metrics: Optional[list[str]], *, images: bool = False
+    labels: Optional[list[int]],
+    regions: list,
+    inputs: ScoreInputs,
+    metrics: Optional[list[str]],
+    *,
+    images: bool = False,
 ) -> Any:
     """The :class:`~duetfair.metrics.folders.ScoreSpec` of ``duetfair score``'s options."""
     from duetfair.metrics.folders import SCORE_METRICS, ScoreSpec

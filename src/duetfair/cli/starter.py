@@ -3,7 +3,7 @@ data) and ``synth`` (a synthetic benchmark written as files)."""
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -89,10 +89,10 @@ KindArg = Annotated[str, typer.Argument(help="Synthetic task: fundus2d, lesion2d
 SynthNOpt = Annotated[int, typer.Option("--n", help="Number of cases.")]
 SynthOutOpt = Annotated[str, typer.Option("--out", help="Output folder (manifest.csv, images/, labels/).")]
 SynthSeedOpt = Annotated[int, typer.Option("--seed", help="Random seed (same seed -> same files).")]
-SizeOpt = Annotated[
-    Optional[int], typer.Option("--size", help="Image side in pixels/voxels (default 64 2D, 32 3D).")
+SizeOpt = Annotated[Optional[int], typer.Option("--size", help="Image side in pixels/voxels (default 64 2D, 32 3D).")]
+HiddenProbOpt = Annotated[
+    Optional[float], typer.Option("--hidden-prob", help="Hidden hard subtype share (default 0.15).")
 ]
-HiddenProbOpt = Annotated[Optional[float], typer.Option("--hidden-prob", help="Hidden hard subtype share (default 0.15).")]
 OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace an existing manifest in --out.")]
 
 
@@ -117,7 +117,7 @@ def synth(
 
     if kind not in TASKS:
         raise DuetfairError(f"unknown synthetic task '{kind}'; expected one of {list(TASKS)}")
-    params = {} if hidden_prob is None else {"hidden_prob": hidden_prob}
+    params: dict[str, Any] = {} if hidden_prob is None else {"hidden_prob": hidden_prob}
     path = write_synthetic(kind, n, out, seed=seed, image_size=size, overwrite=overwrite, **params)
     console.print(f"wrote {n} {kind} cases: {path}")
 

@@ -239,8 +239,8 @@ def evaluate_run(
     from duetfair.engine.batching import make_source
     from duetfair.engine.config import load_config
     from duetfair.engine.distributed import set_threads
-    from duetfair.io import staged_outputs, write_json
     from duetfair.engine.run_audit import RunAudit
+    from duetfair.io import staged_outputs, write_json
     from duetfair.metrics.cases import attach_metadata, audit_view
 
     set_threads(threads)
