@@ -101,7 +101,8 @@ def audit_request(path: str, table: pd.DataFrame, settings: AuditOptions) -> tup
         raise DuetfairError("--by: expected an attribute to audit, e.g. --by race (a run's cases.csv needs none)")
     metrics = list(settings.metric or (plan.present(table) if plan is not None else ()) or ["dice"])
     granularity = Granularity.CASE if plan is not None and settings.class_ is None else Granularity.CLASS
-    frame = audit_view(table, granularity, [m for m in metrics if m in table.columns] or metrics)
+    present = [m for m in metrics if m in table.columns]  # a metric not in the table: the audit names it
+    frame = audit_view(table, granularity, present) if present else table
     if plan is not None:
         kwargs = settings.audit_kwargs(es_variant=plan.es_variant, n_boot=plan.n_boot, seed=plan.seed)
     else:
