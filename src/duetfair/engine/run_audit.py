@@ -5,7 +5,7 @@ reproduces the numbers of ``RUN/audit.json``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from duetfair.data.groups import GroupSpec, HiddenColumn
@@ -29,7 +29,8 @@ class RunAudit:
         attributes: ``data.audit_attributes`` of the config, else every attribute of the group spec.
         metrics: :data:`AUDITED_METRICS` (those present in the table are audited).
         es_variant: ``eval.es_variant``.
-        n_boot: ``eval.n_boot`` (bootstrap resamples of the intervals).
+        n_boot: ``eval.n_boot`` (bootstrap resamples of the intervals; for a run folder, that of
+            its ``audit.json``).
         seed: the run's ``seed`` (the bootstrap's).
         spec: the run's ``group_spec.json``.
         hidden: the analysis-only column of known hard cases (``data.hidden_column``).
@@ -60,11 +61,17 @@ class RunAudit:
 
     @classmethod
     def of_run(cls, run: RunDir) -> RunAudit:
-        """The audit of the run folder ``run`` (its ``config.yaml`` and ``group_spec.json``)."""
+        """The audit of the run folder ``run`` (its ``config.yaml`` and ``group_spec.json``); the
+        bootstrap size that of its ``audit.json`` when there is one (``evaluate --bootstrap N``
+        overrides the config's)."""
         from duetfair.engine.config import load_config
 
         cfg = load_config(run.config)
-        return cls.of_config(cfg, GroupSpec.load(run.group_spec), HiddenColumn.parse(cfg.data.hidden_column))
+        plan = cls.of_config(cfg, GroupSpec.load(run.group_spec), HiddenColumn.parse(cfg.data.hidden_column))
+        if not run.audit.is_file():
+            return plan
+        n_boot = run.read_json(run.audit, "audit").get("settings", {}).get("n_boot")
+        return replace(plan, n_boot=n_boot) if isinstance(n_boot, int) and n_boot >= 0 else plan
 
     def present(self, frame: pd.DataFrame) -> tuple[str, ...]:
         """The audited metrics that ``frame`` has."""
