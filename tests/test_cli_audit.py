@@ -101,7 +101,7 @@ def _bad_tables(tmp_path):
         ("empty", ["--by", "race"], "empty"),
         ("ok", ["--by", "race", "--bins", "age=x"], "--bins"),
         ("ok", ["--by", "race", "--format", "pdf"], "--format"),
-        ("ok", ["--by", "race", "--es-variant", "max"], "es_variant"),
+        ("ok", ["--by", "race", "--es-variant", "max"], "--es-variant: 'max' is not one of 'sum_abs', 'std'"),
     ],
 )
 def test_bad_input_one_line_exit_2(tmp_path, capsys, case, extra, message):

@@ -60,7 +60,7 @@ def test_train_evaluate_compare_predict(tmp_path: Path, capsys: pytest.CaptureFi
         (["evaluate", "no/such/run"], "run directory no/such/run not found"),
         (["compare", "."], "missing audit.json"),
         (["predict", ".", "x.png", "--out", "o", "--attr", "race"], "expected NAME=VALUE"),
-        (["compare", ".", "--format", "docx"], "--format 'docx': expected one of md, csv, json, latex or html"),
+        (["compare", ".", "--format", "docx"], "--format: 'docx' is not one of 'md', 'csv', 'json', 'latex', 'html'"),
     ],
 )
 def test_user_errors_exit_2_with_one_line(

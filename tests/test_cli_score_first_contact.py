@@ -281,7 +281,7 @@ def test_progress_lines():
 
 def test_score_prints_progress_in_a_log(tmp_path, capsys, monkeypatch):
     """Not a terminal (as under pytest): plain lines instead of a bar."""
-    import duetfair.cli_score as cs
+    import duetfair.cli.scoring as cs
 
     monkeypatch.setattr(
         cs,

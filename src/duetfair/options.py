@@ -8,7 +8,7 @@ their string value (``Method.ERM == "erm"``), so plain strings keep working ever
 from __future__ import annotations
 
 from enum import Enum
-from typing import TypeVar
+from typing import Sequence, TypeVar
 
 from duetfair.errors import DuetfairError
 
@@ -128,6 +128,51 @@ class OnError(StrEnum):
     SKIP = "skip"
 
 
+class CvarMethod(StrEnum):
+    """CVaR of a group's tail: ``fractional`` (exactly ``alpha n`` cases, the boundary case weighted)
+    or ``discrete`` (the worst ``ceil(alpha n)`` cases); see ``metrics.hidden.cvar``."""
+
+    FRACTIONAL = "fractional"
+    DISCRETE = "discrete"
+
+
+class Granularity(StrEnum):
+    """What one row of an audited per-case table is: ``case`` (the mean over a case's classes, as
+    ``duetfair evaluate`` audits) or ``class`` (each class on its own, ``dice[rim]``); see
+    ``metrics.cases.audit_view``."""
+
+    CASE = "case"
+    CLASS = "class"
+
+
+class ReportFormat(StrEnum):
+    """Output of ``duetfair audit``: the audit JSON, Markdown or an HTML report."""
+
+    JSON = "json"
+    MD = "md"
+    HTML = "html"
+
+
+class TableFormat(StrEnum):
+    """Output of ``duetfair compare``: the papers' table as Markdown, CSV, JSON or LaTeX, or an
+    HTML report."""
+
+    MD = "md"
+    CSV = "csv"
+    JSON = "json"
+    LATEX = "latex"
+    HTML = "html"
+
+
+class DistanceUnit(StrEnum):
+    """Unit of a distance metric (HD95) read from another tool's table."""
+
+    MM = "mm"
+    VOXELS = "voxels"
+    PIXELS = "pixels"
+    UNKNOWN = "unknown"
+
+
 HIDDEN_COLUMN = "hidden_subtype"
 """Default name of the analysis-only column of a known hard subtype (1) vs the rest (0): never an
 input of training, reported in audits as hidden failures. Another column is named with
@@ -142,10 +187,19 @@ def choices(enum: type[StrEnum]) -> list[str]:
     return [m.value for m in enum]
 
 
+def not_one_of(what: str, value: object, allowed: Sequence[str]) -> str:
+    """The one-line message of a value outside a closed set, with the closest allowed value when
+    one is close: ``--empty: 'nnunt' is not one of 'nnunet', 'nan' (did you mean 'nnunet'?)``."""
+    from difflib import get_close_matches
+
+    near = get_close_matches(str(value), list(allowed), n=1)
+    hint = f" (did you mean {near[0]!r}?)" if near else ""
+    return f"{what}: {value!r} is not one of {', '.join(repr(c) for c in allowed)}{hint}"
+
+
 def parse(enum: type[E], value: object, what: str) -> E:
     """``value`` as a member of ``enum``; a one-line error naming ``what`` and the allowed values."""
     try:
         return enum(value)
     except ValueError:
-        allowed = ", ".join(repr(c) for c in choices(enum))
-        raise DuetfairError(f"{what}: {value!r} is not one of {allowed}") from None
+        raise DuetfairError(not_one_of(what, value, choices(enum))) from None

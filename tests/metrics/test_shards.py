@@ -115,7 +115,7 @@ def test_merge_fills_labels_a_shard_never_saw(tmp_path):
         pred = np.roll(ref, int(rng.integers(0, 2)), axis=0)
         nib.save(nib.Nifti1Image(ref, np.eye(4)), str(tmp_path / "r" / f"c{i}.nii.gz"))
         nib.save(nib.Nifti1Image(pred, np.eye(4)), str(tmp_path / "p" / f"c{i}.nii.gz"))
-    from duetfair.cli_score import score_shard
+    from duetfair.cli.scoring import score_shard
     from duetfair.metrics.folders import ScoreSpec
 
     for k in (1, 2, 3):
@@ -139,7 +139,7 @@ def test_merge_fills_labels_a_shard_never_saw(tmp_path):
 @pytest.fixture(scope="module")
 def parts(tmp_path_factory):
     """Three parts of the fixture cohort, written as ``--shard K/3`` writes them."""
-    from duetfair.cli_score import score_shard
+    from duetfair.cli.scoring import score_shard
     from duetfair.metrics.folders import ScoreSpec
 
     root = tmp_path_factory.mktemp("parts")

@@ -13,7 +13,8 @@ columns, ``n_ref`` / ``n_pred`` where known):
   (``case_id`` or ``filename``), metric columns (``dice``, ``iou``, ``hd95``, ``nsd``) and an
   optional ``class`` column.
 
-:func:`join_metadata` adds the metadata columns by case id: metadata rows that match no case are
+:func:`~duetfair.metrics.cases.join_metadata` (the owner of the per-case table; importable from here
+too) adds the metadata columns by case id: metadata rows that match no case are
 ignored with a warning (the metadata often covers the whole cohort and the predictions only the
 test split); cases without a metadata row keep unknown attributes (they count in the overall mean
 and in no group) and are counted. :func:`write_audit` audits the table and writes ``cases.csv``,
@@ -27,7 +28,6 @@ import os
 import re
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,7 @@ from duetfair.audit.checks import count_value, load_json_strict, numeric_column,
 from duetfair.data.groups import attribute_kind, known_values
 from duetfair.errors import DuetfairError, require
 from duetfair.io import read_table
+from duetfair.metrics.cases import JoinReport, join_metadata  # noqa: F401 - the joiner's former home
 from duetfair.metrics.registry import TABLE_METRICS as TABLE_METRICS  # re-exported: metric columns of per-case CSVs
 from duetfair.options import HIDDEN_COLUMN
 
@@ -103,70 +104,6 @@ def read_metadata(
         f"metadata {path}: {len(dupes)} case ids appear twice in column '{col}', e.g. '{dupes[0] if dupes else ''}'",
     )
     return df
-
-
-@dataclass
-class JoinReport:
-    """How the per-case table and the metadata matched (all lists sorted)."""
-
-    n_cases: int
-    unmatched_metadata: list[str] = field(default_factory=list)
-    without_metadata: list[str] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready counts and the first 20 ids of each list."""
-        return {
-            "n_cases": self.n_cases,
-            "n_without_metadata": len(self.without_metadata),
-            "without_metadata": self.without_metadata[:20],
-            "n_unmatched_metadata_rows": len(self.unmatched_metadata),
-            "unmatched_metadata_rows": self.unmatched_metadata[:20],
-        }
-
-    def messages(self) -> list[str]:
-        """One-line warnings for people (empty when everything matched)."""
-        out = []
-        if self.without_metadata:
-            out.append(
-                f"{len(self.without_metadata)} of {self.n_cases} cases have no metadata row "
-                f"({_listing(self.without_metadata)}); "
-                f"their attributes are unknown: they count in the overall means and in no group"
-            )
-        if self.unmatched_metadata:
-            out.append(
-                f"{len(self.unmatched_metadata)} metadata rows match no case "
-                f"({_listing(self.unmatched_metadata)}); ignored"
-            )
-        return out
-
-
-def _listing(names: Sequence[str], k: int = 5) -> str:
-    return ", ".join(names[:k]) + (f" and {len(names) - k} more" if len(names) > k else "")
-
-
-def join_metadata(table: pd.DataFrame, meta: pd.DataFrame) -> tuple[pd.DataFrame, JoinReport]:
-    """Add the metadata columns (raw values) to a per-case table by ``case_id``.
-
-    Returns the joined table (rows and order of ``table``) and the :class:`JoinReport`. No case
-    matching any metadata row is an error (wrong id column or pattern).
-    """
-    require("case_id" in meta.columns, "metadata: expected a 'case_id' column (see read_metadata)")
-    clash = [c for c in meta.columns if c != "case_id" and c in table.columns]
-    require(
-        not clash,
-        f"metadata column '{clash[0] if clash else ''}' clashes with a column of the per-case table; rename it",
-    )
-    cases = list(dict.fromkeys(table["case_id"].astype(str)))
-    known = set(meta["case_id"])
-    without = sorted(c for c in cases if c not in known)
-    require(
-        len(without) < len(cases),
-        f"no case id matches the metadata ids (cases: {_listing(cases, 3)}; metadata: "
-        f"{_listing(list(meta['case_id']), 3)}); check --id-column and --pattern",
-    )
-    unmatched = sorted(set(meta["case_id"]) - set(cases))
-    joined = table.assign(case_id=table["case_id"].astype(str)).merge(meta, on="case_id", how="left")
-    return joined, JoinReport(len(cases), unmatched, without)
 
 
 def choose_attributes(

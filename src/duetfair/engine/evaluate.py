@@ -226,14 +226,16 @@ def _write_outputs(
 ) -> dict[str, Any]:
     """Write ``cases.csv``, ``audit.json``, ``summary.json`` (and ``report.html``) into the stage
     ``out`` of the folder ``target``; return the summary."""
+    from duetfair.engine.run_audit import RunAudit
     from duetfair.io import write_json
-    from duetfair.metrics.cases import attach_metadata, case_level
+    from duetfair.metrics.cases import attach_metadata, audit_view
 
     ds, cfg = ev.dataset, ev.cfg
     cases = attach_metadata(table, ds.meta, ev.spec, hidden_column=ds.hidden.name)
     cases.to_csv(out.cases, index=False)
-    frame = case_level(cases)
-    audit = audit_split(ev, frame, n_boot=cfg.eval.n_boot if n_boot is None else int(n_boot))
+    plan = RunAudit.of_config(cfg, ev.spec, ds.hidden)  # what `duetfair audit RUN/cases.csv` uses too
+    frame = audit_view(cases, plan.granularity)
+    audit = audit_split(ev, frame, plan, n_boot=plan.n_boot if n_boot is None else int(n_boot))
     write_json(out.audit, audit)
     used = "best" if ev.checkpoint == "best" and ev.run.checkpoint("best").is_file() else "last"
     summary = _summary(ev.run.root, ev.record, cfg, ev.split, used, table, frame, audit, ds.hidden)
@@ -260,17 +262,18 @@ def audit_attributes(ev: Evaluation) -> list[str]:
     return list(ev.cfg.data.audit_attributes or ev.spec.attributes)
 
 
-def audit_split(ev: Evaluation, frame: pd.DataFrame, *, n_boot: int) -> dict[str, Any]:
-    """The audit of the case-level table ``frame`` (one row per case) with the run's spec."""
+def audit_split(ev: Evaluation, frame: pd.DataFrame, plan: Any, *, n_boot: int) -> dict[str, Any]:
+    """The audit of ``frame`` (:func:`~duetfair.metrics.cases.audit_view` of the cases) as the run's
+    :class:`~duetfair.engine.run_audit.RunAudit` ``plan`` says, with the run's spec."""
     from duetfair.audit import audit_table
 
     return audit_table(
         frame,
-        by=audit_attributes(ev),
-        metrics=tuple(m for m in ("dice", "iou") if m in frame.columns),  # as the config evaluates
-        es_variant=ev.cfg.eval.es_variant,
+        by=list(plan.attributes),
+        metrics=plan.present(frame),
+        es_variant=plan.es_variant,
         n_boot=n_boot,
-        seed=ev.cfg.seed,
+        seed=plan.seed,
         spec=ev.spec,
         hidden=ev.dataset.hidden,
     )

@@ -26,7 +26,7 @@ from typing import Any, Callable, Optional, Sequence
 import pandas as pd
 
 from duetfair.audit.report.tables import Table, tables_markdown
-from duetfair.errors import require
+from duetfair.errors import DuetfairError, require
 from duetfair.experiments.headroom import headroom_report_table, headroom_table
 from duetfair.experiments.tables import (  # noqa: F401  (re-exported: the benchmark's public tables)
     BENCH_COLUMNS,
@@ -334,7 +334,8 @@ def run_methods(
     for m in methods:
         parse(Method, m, "--method")
     if config is None:
-        require(size is not None, "a synthetic task needs a size")
+        if size is None:
+            raise DuetfairError("a synthetic task needs a size")
         sizes = size_overrides(task, size)
         available = set(list_packaged_configs())
         for m in methods:

@@ -7,11 +7,17 @@ hidden-subtype column when the data knows it. Raw values are
 kept so that the audit of the table applies the run's group spec (bins, unknown groups) itself.
 Fairness numbers are computed on the **case-level** table: one row per case, each metric the mean
 over the case's foreground classes (:func:`case_level`).
+
+This module is the one owner of the table: :func:`join_metadata` adds metadata to per-case scores
+(``duetfair score``, ``duetfair evaluate`` through :func:`attach_metadata`), and
+:func:`audit_view` chooses the granularity an audit reads (:class:`~duetfair.options.Granularity`:
+the case-level mean of ``evaluate`` and of a run's ``cases.csv``, or each class of ``score``).
 """
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Optional, Sequence
 
 import pandas as pd
 
@@ -19,7 +25,7 @@ from duetfair.data.groups import GroupSpec
 from duetfair.errors import require
 from duetfair.metrics import registry
 from duetfair.metrics.registry import METRIC_COLUMNS as METRIC_COLUMNS  # re-exported
-from duetfair.options import HIDDEN_COLUMN
+from duetfair.options import HIDDEN_COLUMN, Granularity
 
 
 def _metadata(meta: pd.DataFrame, spec: GroupSpec, hidden_column: str) -> pd.DataFrame:
@@ -33,8 +39,74 @@ def _metadata(meta: pd.DataFrame, spec: GroupSpec, hidden_column: str) -> pd.Dat
 def attach_metadata(
     table: pd.DataFrame, meta: pd.DataFrame, spec: GroupSpec, *, hidden_column: str = HIDDEN_COLUMN
 ) -> pd.DataFrame:
-    """Add the raw attribute columns (and the hidden column when present) to ``table`` by ``case_id``."""
-    return table.merge(_metadata(meta, spec, hidden_column), on="case_id", how="left")
+    """Add the raw attribute columns (and the hidden column when present) to ``table`` by ``case_id``
+    (:func:`join_metadata` on a loader's metadata: the spec's attributes and the hidden column)."""
+    return join_metadata(table, _metadata(meta, spec, hidden_column))[0]
+
+
+@dataclass
+class JoinReport:
+    """How the per-case table and the metadata matched (all lists sorted)."""
+
+    n_cases: int
+    unmatched_metadata: list[str] = field(default_factory=list)
+    without_metadata: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready counts and the first 20 ids of each list."""
+        return {
+            "n_cases": self.n_cases,
+            "n_without_metadata": len(self.without_metadata),
+            "without_metadata": self.without_metadata[:20],
+            "n_unmatched_metadata_rows": len(self.unmatched_metadata),
+            "unmatched_metadata_rows": self.unmatched_metadata[:20],
+        }
+
+    def messages(self) -> list[str]:
+        """One-line warnings for people (empty when everything matched)."""
+        out = []
+        if self.without_metadata:
+            out.append(
+                f"{len(self.without_metadata)} of {self.n_cases} cases have no metadata row "
+                f"({_listing(self.without_metadata)}); "
+                f"their attributes are unknown: they count in the overall means and in no group"
+            )
+        if self.unmatched_metadata:
+            out.append(
+                f"{len(self.unmatched_metadata)} metadata rows match no case "
+                f"({_listing(self.unmatched_metadata)}); ignored"
+            )
+        return out
+
+
+def _listing(names: Sequence[str], k: int = 5) -> str:
+    return ", ".join(names[:k]) + (f" and {len(names) - k} more" if len(names) > k else "")
+
+
+def join_metadata(table: pd.DataFrame, meta: pd.DataFrame) -> tuple[pd.DataFrame, JoinReport]:
+    """Add the metadata columns (raw values) to a per-case table by ``case_id``.
+
+    Returns the joined table (rows and order of ``table``) and the :class:`JoinReport`. No case
+    matching any metadata row is an error (wrong id column or pattern); so is a metadata column
+    named like a column of the table. An empty table is returned with the metadata columns.
+    """
+    require("case_id" in meta.columns, "metadata: expected a 'case_id' column (see read_metadata)")
+    clash = [c for c in meta.columns if c != "case_id" and c in table.columns]
+    require(
+        not clash,
+        f"metadata column '{clash[0] if clash else ''}' clashes with a column of the per-case table; rename it",
+    )
+    cases = list(dict.fromkeys(table["case_id"].astype(str)))
+    known = set(meta["case_id"])
+    without = sorted(c for c in cases if c not in known)
+    require(
+        len(without) < len(cases) or not cases,
+        f"no case id matches the metadata ids (cases: {_listing(cases, 3)}; metadata: "
+        f"{_listing(list(meta['case_id']), 3)}); check --id-column and --pattern",
+    )
+    unmatched = sorted(set(meta["case_id"]) - set(cases))
+    joined = table.assign(case_id=table["case_id"].astype(str)).merge(meta, on="case_id", how="left")
+    return joined, JoinReport(len(cases), unmatched, without)
 
 
 # METRIC_COLUMNS (from the registry): per-class columns of per_case_metrics besides case_id and
@@ -85,3 +157,15 @@ def label_frame(meta: pd.DataFrame, spec: GroupSpec, attributes: Optional[Sequen
     for attr in attributes or spec.attributes:
         out[attr] = spec.labels(meta, attr).astype(object).to_numpy()
     return out
+
+
+def audit_view(
+    cases: pd.DataFrame, granularity: Granularity | str, metrics: Sequence[str] = ("dice", "iou")
+) -> pd.DataFrame:
+    """The table an audit reads from a per-case table, at ``granularity``: ``case`` the case-level
+    table of :func:`case_level` (what ``duetfair evaluate`` audits), ``class`` the table as it is
+    (every class of a multi-class table audited on its own, ``dice[rim]``). A table without a
+    ``class`` column is one row per case either way."""
+    if Granularity(granularity) is Granularity.CLASS or "class" not in cases.columns:
+        return cases
+    return case_level(cases, metrics)
