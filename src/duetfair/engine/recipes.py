@@ -76,7 +76,7 @@ RECIPES: dict[Method, Recipe] = {
         "subclass_dro",
         SelectRule.WORST_GROUP,
         "Subclass DRO (clusters)",
-        {"clusters": 2, "space": "features"},
+        {"clusters": 2, "space": "descriptors"},
         first_stage={"fraction": 0.25},
     ),
     # the benchmark's ceiling: routes on the planted subtype too (packaged <task>_oracle configs)
