@@ -36,6 +36,8 @@ from typing import Any, Literal, Optional
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from duetfair.engine.config_yaml import MAX_CONFIG_NODES, count_nodes
+from duetfair.engine.config_yaml import read_yaml as _read_yaml
 from duetfair.engine.recipes import RECIPES, apply_recipe
 from duetfair.errors import DuetfairError, require
 from duetfair.metrics.registry import SCORED_METRICS
@@ -333,74 +335,6 @@ def find_config(spec: str | Path) -> Path:
     raise DuetfairError(f"config '{spec}' not found; expected a YAML file or a packaged config name ({names}, ...)")
 
 
-MAX_CONFIG_BYTES = 1 << 20
-"""Largest config file read (1 MiB)."""
-MAX_CONFIG_NODES = 100_000
-"""Largest number of values a config may expand to (YAML aliases included): no alias bomb."""
-
-
-class _StrictLoader(yaml.SafeLoader):
-    """``yaml.SafeLoader`` that refuses a key given twice in one mapping (YAML would keep the last)."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: set[Any] = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            if key in seen:
-                raise DuetfairError(
-                    f"line {key_node.start_mark.line + 1}: key '{str(key)[:80]}' is given twice; expected each key once"
-                )
-            seen.add(key)
-        return super().construct_mapping(node, deep=deep)
-
-
-def _count_nodes(obj: Any, limit: int) -> int:
-    """Number of values in ``obj`` with shared (aliased) parts counted each time, up to ``limit``."""
-    count, stack = 0, [obj]
-    while stack and count <= limit:
-        item = stack.pop()
-        count += 1
-        if isinstance(item, dict):
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-    return count
-
-
-def _read_yaml(path: Path) -> dict[str, Any]:
-    try:
-        size = path.stat().st_size
-        if size > MAX_CONFIG_BYTES:
-            raise DuetfairError(f"config {path}: {size} bytes; a config is at most {MAX_CONFIG_BYTES} bytes")
-        loader = _StrictLoader(path.read_text(encoding="utf-8"))
-        try:
-            data = loader.get_single_data()
-        finally:
-            loader.dispose()
-    except DuetfairError as exc:
-        raise DuetfairError(f"config {path}: {exc}") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark is not None else ""
-        raise DuetfairError(f"config {path}{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DuetfairError(f"config {path}: cannot read ({getattr(exc, 'strerror', None) or exc})") from None
-    except RecursionError:
-        raise DuetfairError(f"config {path}: nested too deeply; expected a plain config") from None
-    if data is None:
-        raise DuetfairError(
-            f"config {path} is empty; expected sections such as data, model, objective, train "
-            f"(or 'extends: fundus2d.yaml')"
-        )
-    if not isinstance(data, dict):
-        raise DuetfairError(f"config {path}: expected a mapping of sections at top level, got {type(data).__name__}")
-    if _count_nodes(data, MAX_CONFIG_NODES) > MAX_CONFIG_NODES:
-        raise DuetfairError(
-            f"config {path}: expands to more than {MAX_CONFIG_NODES} values (YAML aliases?); expected a plain config"
-        )
-    return data
-
-
 def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     """Recursive dict merge; ``over`` wins; nested dicts are merged, everything else replaced."""
     out = copy.deepcopy(base)
@@ -585,7 +519,7 @@ def _format_error(exc: ValidationError) -> str:
 
 def _short(value: Any, limit: int = 80) -> str:
     """``repr(value)`` cut to ``limit`` characters (an error never echoes a huge value)."""
-    if isinstance(value, (dict, list)) and _count_nodes(value, 1000) > 1000:
+    if isinstance(value, (dict, list)) and count_nodes(value, 1000) > 1000:
         return f"<{type(value).__name__} of more than 1000 values>"
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
@@ -608,7 +542,7 @@ def load_config(spec: str | Path, overrides: Optional[list[str]] = None) -> Expe
         ('dmoe', 2, 0.0003)
     """
     raw = apply_overrides(load_raw(spec), list(overrides or []))
-    if _count_nodes(raw, MAX_CONFIG_NODES) > MAX_CONFIG_NODES:
+    if count_nodes(raw, MAX_CONFIG_NODES) > MAX_CONFIG_NODES:
         raise DuetfairError(f"config {spec}: the overrides expand to more than {MAX_CONFIG_NODES} values")
     return validate(raw)
 
