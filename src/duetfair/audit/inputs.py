@@ -26,7 +26,6 @@ from __future__ import annotations
 import math
 import os
 import re
-import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -549,6 +548,7 @@ def write_audit(
     """
     from duetfair.audit import audit_table
     from duetfair.audit.report import render_html, render_markdown
+    from duetfair.audit.report.guard import render_or_warn
     from duetfair.io import staged_outputs, write_json, write_text
 
     out = Path(out_dir)
@@ -580,16 +580,12 @@ def write_audit(
         cases.to_csv(stage / names["cases"], index=False)
         write_json(stage / names["audit"], audit)
         write_text(stage / names["markdown"], render_markdown(audit, title=title))
-        written = {"html": True}
-        try:
-            render_html(audit, stage / names["html"], cases=cases, title=title, gallery=gallery)
-        except ValueError as exc:
-            written["html"] = False  # a plotting problem must not lose the audit already written
-            warnings.warn(
-                f"report.html not written ({exc}); cases.csv, audit.json and audit.md are complete",
-                RuntimeWarning,
-                stacklevel=2,
+        written = {
+            "html": render_or_warn(
+                lambda: render_html(audit, stage / names["html"], cases=cases, title=title, gallery=gallery),
+                complete="cases.csv, audit.json and audit.md",
             )
+        }
     if not written["html"]:
         (out / names["html"]).unlink(missing_ok=True)  # an older report would not match the new numbers
     return audit, {k: out / v for k, v in names.items() if written.get(k, True)}

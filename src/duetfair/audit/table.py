@@ -49,24 +49,23 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Any, Mapping, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
 
-from duetfair.audit.certify import CertifySettings, certify_metric, finish_gap_tests, parse_detect
-from duetfair.audit.discovery import DEFAULT_REDUNDANCY_Z, find_divergent_subgroups
+from duetfair.audit.certify import CertifySettings, certify_metric, finish_gap_tests
+from duetfair.audit.discovery import find_divergent_subgroups
 from duetfair.audit.findings import build_findings
+from duetfair.audit.settings import AuditSettings
 from duetfair.audit.slice_findings import slice_findings
-from duetfair.audit.slices import SliceSettings, slice_audit
+from duetfair.audit.slices import slice_audit
 from duetfair.data.groups import GroupSpec, HiddenColumn
 from duetfair.errors import DuetfairError, require
 from duetfair.io import read_table
-from duetfair.metrics.bootstrap import MAX_RESAMPLES
 from duetfair.metrics.descriptors import descriptor_columns
-from duetfair.metrics.frame import MIN_GROUP_N, GroupMetricFrame
+from duetfair.metrics.frame import GroupMetricFrame
 from duetfair.metrics.hidden import failure_thresholds, higher_is_better
-from duetfair.options import HIDDEN_COLUMN
 
 SCHEMA = "duetfair.audit/1"
 """Identifier of the audit JSON schema written by :func:`audit_table`."""
@@ -142,192 +141,87 @@ def _class_views(df: pd.DataFrame, metrics: Sequence[str], class_: Any | None) -
 
 
 def audit_table(
-    df: pd.DataFrame,
-    by: Sequence[str],
-    metrics: Sequence[str] = ("dice",),
-    bins: Mapping[str, Sequence[float] | Mapping[str, Any]] | None = None,
-    es_variant: str = "sum_abs",
-    n_boot: int = 1000,
-    seed: int = 0,
-    min_support: float = 0.05,
-    *,
-    max_length: int | None = 3,
-    level: float = 0.95,
-    cvar_alpha: float = 0.1,
-    cvar_method: str = "fractional",
-    failure_threshold: Sequence[str] | None = None,
-    discovery: bool = True,
-    max_subgroups: int | None = 20,
-    redundancy_threshold: float | None = None,
-    redundancy_z: float | None = DEFAULT_REDUNDANCY_Z,
-    fdr: float = 0.05,
-    class_: Any | None = None,
-    spec: GroupSpec | None = None,
-    hidden: str | HiddenColumn | None = HIDDEN_COLUMN,
-    confidence: float | None = None,
-    detect: float | str | Sequence[float | str] | Mapping[str, float | None] | None = None,
-    reference: str | None = None,
-    gap_test: str = "permutation",
-    fdr_method: str = "bh",
-    adjust: Sequence[str] = (),
-    slices: SliceSettings | None = SliceSettings(),
+    df: pd.DataFrame, by: Sequence[str], *, settings: AuditSettings | None = None, **options: Any
 ) -> dict[str, Any]:
     """Audit a per-case table: overall, per-group, fairness and tail numbers, divergent subgroups.
 
     Args:
         df: per-case table (one row per case, or per case and class with a ``class`` column).
         by: attributes to audit; each a column or an intersection ``"race+sex"``.
-        metrics: per-case metric columns (default ``("dice",)``).
-        bins: edges per continuous attribute, e.g. ``{"age": [20, 40, 60, 80]}`` (left-closed) or
-            ``{"age": {"edges": [40, 50, 60, 70], "right": True}}``.
-        es_variant: ``"sum_abs"`` (default; FairSeg/dMoE/DuetFair) or ``"std"`` (FairMedFM).
-        n_boot: bootstrap resamples for the intervals (0: none).
-        seed: bootstrap seed.
-        min_support: minimum subgroup support of the discovery (fraction of cases).
-        max_length: longest attribute conjunction of the discovery.
-        level: confidence level of the intervals.
-        cvar_alpha: CVaR fraction of the per-group tail (``cvar10`` = worst 10 %).
-        cvar_method: ``"fractional"`` (default) or ``"discrete"`` CVaR (:func:`duetfair.metrics.hidden.cvar`).
-        failure_threshold: per-metric failure cut-offs overriding the defaults, e.g.
-            ``["hd95>10", "dice<0.6"]`` (defaults: Dice 0.5, IoU 1/3, NSD 0.5, none for distances).
-        discovery: run divergent-subgroup discovery (DivExplorer).
-        max_subgroups: keep at most this many subgroups per metric (worst first; None: all).
-        redundancy_threshold: DivExplorer's absolute redundancy pruning threshold (None: not used).
-        redundancy_z: prune an itemset whose divergence changes by at most ``z`` standard errors
-            when one item is removed (default 3; None: no such pruning).
-        fdr: false discovery rate of the Benjamini-Hochberg ``significant`` flag of subgroups.
-        class_: audit only this class of a multi-class table.
-        spec: group spec of the table's attributes (e.g. the ``group_spec.json`` of the run that
-            wrote it); attributes it lacks are inferred from the table.
-        hidden: analysis-only column of known hard cases (``"hidden_subtype"``, ``"morphology"``,
-            ``"morphology=irregular"``; :class:`~duetfair.data.groups.HiddenColumn`), reported as
-            ``hidden_subtype`` when the table has it.
-        confidence: confidence of the guarantees, tests and new intervals
-            (:mod:`duetfair.audit.certify`; default ``level``).
-        detect: gap of the mean to detect per metric (``0.05``, ``"hd95=5"``, a list or a mapping;
-            default 0.05 for metrics in [0, 1], not assessed for distances).
-        reference: group every other group is tested against (a value, or ``ATTRIBUTE=VALUE``;
-            None: the rest of the population).
-        gap_test: ``"permutation"`` (default; studentized, exact when no group differs) or
-            ``"welch"`` test of a group against its reference.
-        fdr_method: ``"bh"`` (Benjamini-Hochberg, default) or ``"by"`` (Benjamini-Yekutieli) over
-            every gap test of the audit.
-        adjust: columns the group gaps are also stratified by (``adjusted_gaps``, e.g. the site).
-        slices: settings of the hidden failure slices, searched for the first metric when the table
-            has case descriptors (``desc_*``; :mod:`duetfair.audit.slices`); None: no slices.
+        settings: the audit's settings (:class:`~duetfair.audit.settings.AuditSettings`; default
+            its defaults).
+        **options: single settings by name, overriding ``settings`` (``metrics=("dice", "iou")``,
+            ``n_boot=0``, ...; an unknown name is a ``TypeError``).
 
     Returns:
         The audit dict (see the module docstring), JSON-ready except for NaN, which
         :func:`duetfair.io.write_json` writes as null.
     """
+    s = AuditSettings.resolve(settings, **options)
     require(len(df) > 0, "the per-case table is empty; expected at least one case")
     require(len(by) >= 1, "expected at least one attribute (--by)")
-    require(len(metrics) >= 1, "expected at least one metric (--metric)")
-    require(0.0 < min_support <= 1.0, f"--min-support {min_support}: expected a fraction in (0, 1]")
-    require(0 <= int(n_boot) <= MAX_RESAMPLES, f"--bootstrap {n_boot}: expected 0 to at most {MAX_RESAMPLES} resamples")
-    require(0 <= int(seed) < 2**63, f"--seed {seed}: expected an integer in [0, 2^63)")
-    require(max_length is None or max_length >= 1, f"--max-length {max_length}: expected at least 1")
-    require(0.0 < fdr < 1.0, f"--fdr {fdr}: expected a false discovery rate in (0, 1)")
+    s.check()
     _require_unique_cases(df)
-    groups = GroupSpec.for_table(df, by, bins=bins, base=spec)
-    hidden_col = HiddenColumn.parse(hidden)
-    cutoffs = failure_thresholds(list(metrics), failure_threshold)
-    views = _class_views(df, metrics, class_)
-    certify = CertifySettings(
-        confidence=level if confidence is None else float(confidence),
-        detect=parse_detect(detect, metrics),
-        reference=None if reference is None else str(reference),
-        gap_test=gap_test,
-        fdr_method=fdr_method,
-        fdr=fdr,
-        n_views=len(views),
-    )
-    out_metrics: dict[str, Any] = {}
-    for key, metric, table in views:
-        out_metrics[key] = _audit_metric(
-            table,
-            metric,
-            by,
-            groups,
-            es_variant=es_variant,
-            n_boot=n_boot,
-            seed=seed,
-            min_support=min_support,
-            max_length=max_length,
-            level=level,
-            cvar_alpha=cvar_alpha,
-            cvar_method=cvar_method,
-            failure_threshold=cutoffs[metric],
-            discovery=discovery,
-            max_subgroups=max_subgroups,
-            redundancy_threshold=redundancy_threshold,
-            redundancy_z=redundancy_z,
-            fdr=fdr,
-            hidden=hidden_col,
-            certify=certify,
-        )
-    gap_tests = finish_gap_tests(out_metrics, fdr=fdr, method=certify.fdr_method)
+    groups = GroupSpec.for_table(df, by, bins=s.bins, base=s.spec)
+    cutoffs = failure_thresholds(list(s.metrics), s.failure_threshold)
+    views = _class_views(df, s.metrics, s.class_)
+    certify = s.certify_settings(len(views))
+    out_metrics = {
+        key: _audit_metric(table, metric, by, groups, s, cutoffs[metric], certify) for key, metric, table in views
+    }
     result = {
         "schema": SCHEMA,
         "n_rows": int(len(df)),
         "by": list(by),
         "bins": {a.name: {"edges": list(a.edges), "right": a.right} for a in groups.specs if a.edges is not None},
         "group_spec": groups.to_dict(),
-        "settings": {
-            "es_variant": es_variant,
-            "n_boot": int(n_boot),
-            "seed": int(seed),
-            "level": float(level),
-            "cvar_alpha": float(cvar_alpha),
-            "cvar_method": cvar_method,
-            "failure_thresholds": cutoffs,
-            "redundancy_z": redundancy_z,
-            "fdr": float(fdr),
-            "min_support": float(min_support),
-            "min_group_n": MIN_GROUP_N,
-            "max_length": max_length,
-            "class": None if class_ is None else str(class_),
-            "hidden_column": str(hidden_col),
-            **certify.to_dict(),
-        },
+        "settings": s.to_dict(cutoffs, certify),
         "metrics": out_metrics,
-        "gap_tests": gap_tests,
+        "gap_tests": finish_gap_tests(out_metrics, fdr=s.fdr, method=certify.fdr_method),
     }
-    if slices is not None and (descriptor_columns(df) or adjust):
-        first = metrics[0]
+    if s.slices is not None and (descriptor_columns(df) or s.adjust):
+        first = s.metrics[0]
         result.update(
             slice_audit(
                 df,
                 first,
                 by,
-                spec=spec,
-                bins=bins,
-                class_=class_,
+                spec=s.spec,
+                bins=s.bins,
+                class_=s.class_,
                 failure_threshold=cutoffs[first],
-                settings=slices,
-                adjust=adjust,
-                n_boot=n_boot,
-                seed=seed,
+                settings=s.slices,
+                adjust=s.adjust,
+                n_boot=s.n_boot,
+                seed=s.seed,
             )
         )
     result["findings"] = slice_findings(result) + build_findings(result)
     return result
 
 
-def _audit_metric(df: pd.DataFrame, metric: str, by: Sequence[str], spec: GroupSpec, **kw: Any) -> dict[str, Any]:
+def _audit_metric(
+    df: pd.DataFrame,
+    metric: str,
+    by: Sequence[str],
+    spec: GroupSpec,
+    s: AuditSettings,
+    failure_threshold: Any,
+    certify: CertifySettings,
+) -> dict[str, Any]:
     frames = [
         GroupMetricFrame(
             df,
             metric,
             attr,
             spec=spec,
-            es_variant=kw["es_variant"],
-            n_boot=kw["n_boot"],
-            seed=kw["seed"],
-            level=kw["level"],
-            cvar_alpha=kw["cvar_alpha"],
-            cvar_method=kw["cvar_method"],
-            failure_threshold=kw["failure_threshold"],
+            es_variant=s.es_variant,
+            n_boot=s.n_boot,
+            seed=s.seed,
+            level=s.level,
+            cvar_alpha=s.cvar_alpha,
+            cvar_method=s.cvar_method,
+            failure_threshold=failure_threshold,
         )
         for attr in by
     ]
@@ -341,31 +235,31 @@ def _audit_metric(df: pd.DataFrame, metric: str, by: Sequence[str], spec: GroupS
         "attributes": {attr: frame.to_dict() for attr, frame in zip(by, frames)},
         "subgroups": [],
     }
-    certify_metric(result, frames, metric=metric, settings=kw["certify"], n_boot=kw["n_boot"], seed=kw["seed"])
-    if kw["discovery"]:
-        result["subgroups"] = _subgroups(df, metric, spec, kw)
-    hidden = _hidden_summary(df, metric, kw["hidden"])
+    certify_metric(result, frames, metric=metric, settings=certify, n_boot=s.n_boot, seed=s.seed)
+    if s.discovery:
+        result["subgroups"] = _subgroups(df, metric, spec, s)
+    hidden = _hidden_summary(df, metric, s.hidden_column)
     if hidden is not None:
         result["hidden_subtype"] = hidden
     return result
 
 
-def _subgroups(df: pd.DataFrame, metric: str, spec: GroupSpec, kw: Mapping[str, Any]) -> list[dict[str, Any]]:
+def _subgroups(df: pd.DataFrame, metric: str, spec: GroupSpec, s: AuditSettings) -> list[dict[str, Any]]:
     found = find_divergent_subgroups(
         df,
         metric,
         spec.attributes,
-        min_support=kw["min_support"],
-        max_length=kw["max_length"],
+        min_support=s.min_support,
+        max_length=s.max_length,
         spec=spec,
-        redundancy_threshold=kw["redundancy_threshold"],
-        redundancy_z=kw["redundancy_z"],
-        fdr=kw["fdr"],
+        redundancy_threshold=s.redundancy_threshold,
+        redundancy_z=s.redundancy_z,
+        fdr=s.fdr,
     )
     if not higher_is_better(metric):
         found = found.iloc[::-1].reset_index(drop=True)
-    if kw["max_subgroups"] is not None:
-        found = found.head(kw["max_subgroups"])
+    if s.max_subgroups is not None:
+        found = found.head(s.max_subgroups)
     return [
         {
             "itemset": dict(r.itemset),

@@ -11,7 +11,6 @@ and audited with exactly the groups it was trained with. Inference itself is
 from __future__ import annotations
 
 import sys
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
@@ -226,6 +225,7 @@ def _write_outputs(
 ) -> dict[str, Any]:
     """Write ``cases.csv``, ``audit.json``, ``summary.json`` (and ``report.html``) into the stage
     ``out`` of the folder ``target``; return the summary."""
+    from duetfair.audit.report.guard import render_or_warn
     from duetfair.engine.run_audit import RunAudit
     from duetfair.io import write_json
     from duetfair.metrics.cases import attach_metadata, audit_view
@@ -244,16 +244,10 @@ def _write_outputs(
         "args": dict(ev.data_cfg.args),
     }
     write_json(out.summary, summary)
-    if report:
-        try:
-            write_report(ev, audit, frame, out.report)
-        except ValueError as exc:  # a plotting problem must not lose the evaluation already written
-            target.report.unlink(missing_ok=True)  # an older report would not match the new numbers
-            warnings.warn(
-                f"report.html not written ({exc}); cases.csv, summary.json and audit.json are complete",
-                RuntimeWarning,
-                stacklevel=3,
-            )
+    if report and not render_or_warn(
+        lambda: write_report(ev, audit, frame, out.report), complete="cases.csv, summary.json and audit.json"
+    ):
+        target.report.unlink(missing_ok=True)  # an older report would not match the new numbers
     return summary
 
 

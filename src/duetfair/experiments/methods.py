@@ -558,10 +558,9 @@ def _benchmark_report(
 ) -> None:
     """``report.html`` of a benchmark (methods with intervals across seeds, paired differences to
     the baseline with verdicts, the table); a plotting failure only warns (the results are written)."""
-    import warnings
-
     from duetfair.audit.compare import seed_comparison_report
     from duetfair.audit.report import provenance
+    from duetfair.audit.report.guard import render_or_warn
 
     source = f"config {config}" if config is not None else f"synthetic task {task} ({size} size)"
     prov = provenance(
@@ -573,8 +572,8 @@ def _benchmark_report(
         f"Each score: mean over {len(seeds)} seed(s) with a 95% bootstrap interval across seeds; differences "
         f"to {DISPLAY.get(baseline, baseline)} are paired by seed. Runs in {root}/seed<S>/<method>."
     )
-    try:
-        seed_comparison_report(
+    render_or_warn(
+        lambda: seed_comparison_report(
             agg,
             tables,
             baseline,
@@ -583,8 +582,6 @@ def _benchmark_report(
             provenance=prov,
             references=REFERENCE_METHODS,
             title=f"duetfair benchmark: {source}, {len(seeds)} seed(s)",
-        )
-    except ValueError as exc:
-        warnings.warn(
-            f"report.html not written ({exc}); methods.md and methods.json are complete", RuntimeWarning, stacklevel=2
-        )
+        ),
+        complete="methods.md and methods.json",
+    )
