@@ -16,8 +16,8 @@ from duetfair.audit.inputs import (
     read_metadata,
     read_monai_csv,
     read_nnunet_summary,
-    write_audit,
 )
+from duetfair.audit.writer import write_audit
 from duetfair.errors import DuetfairError
 
 

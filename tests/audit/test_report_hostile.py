@@ -22,8 +22,8 @@ import pandas as pd
 import pytest
 
 from duetfair.audit.compare import format_table
-from duetfair.audit.inputs import write_audit
 from duetfair.audit.report import render_markdown
+from duetfair.audit.writer import write_audit
 
 CHROMIUM = next((p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p), None)
 

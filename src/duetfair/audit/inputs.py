@@ -225,6 +225,26 @@ def _nnunet_selection(
     return {by_sorted[ids]: n for ids, n in wanted.items()}
 
 
+def _nnunet_entries(entries: list[Any], case_of: Any, pattern: str | None, p: Path) -> list[tuple[str, dict[Any, Any]]]:
+    """``(case id, {label ids: checked metrics})`` of every ``metric_per_case`` entry of summary ``p``."""
+    cases = []
+    for i, entry in enumerate(entries):
+        require(
+            isinstance(entry, dict) and isinstance(entry.get("metrics"), dict),
+            f"{p}: metric_per_case[{i}] has no 'metrics'; expected nnU-Net v2's summary.json",
+        )
+        file = entry.get("prediction_file") or entry.get("reference_file")
+        require(file is not None, f"{p}: metric_per_case[{i}] has neither 'prediction_file' nor 'reference_file'")
+        cid = file_case_id(str(file), case_of)
+        require(cid is not None, f"{p}: file name '{file}' does not match --pattern '{pattern}'")
+        metrics = {
+            _nnunet_ids(str(k), p): _nnunet_checked(v, f"{p}: metric_per_case[{i}].metrics['{k}']")
+            for k, v in entry["metrics"].items()
+        }
+        cases.append((str(cid), metrics))
+    return cases
+
+
 def read_nnunet_summary(
     path: str | os.PathLike[str],
     *,
@@ -259,37 +279,18 @@ def read_nnunet_summary(
         isinstance(entries, list) and len(entries) > 0,
         f"{p}: no 'metric_per_case' list; expected nnU-Net v2's summary.json",
     )
-    case_of = compile_pattern(pattern)
-    cases = []
-    for i, entry in enumerate(entries or []):
-        require(
-            isinstance(entry, dict) and isinstance(entry.get("metrics"), dict),
-            f"{p}: metric_per_case[{i}] has no 'metrics'; expected nnU-Net v2's summary.json",
-        )
-        file = entry.get("prediction_file") or entry.get("reference_file")
-        require(file is not None, f"{p}: metric_per_case[{i}] has neither 'prediction_file' nor 'reference_file'")
-        cid = file_case_id(str(file), case_of)
-        require(cid is not None, f"{p}: file name '{file}' does not match --pattern '{pattern}'")
-        cases.append(
-            (
-                cid,
-                {
-                    _nnunet_ids(str(k), p): _nnunet_checked(v, f"{p}: metric_per_case[{i}].metrics['{k}']")
-                    for k, v in entry["metrics"].items()
-                },
-            )
-        )
+    cases = _nnunet_entries(entries or [], compile_pattern(pattern), pattern, p)
     keep = _nnunet_selection([k for _, m in cases for k in m], labels, regions or {}, p)
-    rows = []
-    for cid, metrics in cases:
-        for ids, values in metrics.items():
-            if ids not in keep:
-                continue
-            row: dict[str, Any] = {"case_id": cid, "class": keep[ids]}
-            for src, dst in NNUNET_METRICS.items():
-                if src in values:
-                    row[dst] = values[src]
-            rows.append(row)
+    rows = [
+        {
+            "case_id": cid,
+            "class": keep[ids],
+            **{dst: values[src] for src, dst in NNUNET_METRICS.items() if src in values},
+        }
+        for cid, metrics in cases
+        for ids, values in metrics.items()
+        if ids in keep
+    ]
     table = pd.DataFrame(rows)
     require("dice" in table.columns, f"{p}: no 'Dice' in the per-case metrics; expected nnU-Net v2's summary.json")
     return _finish(name_classes(_ordered(table, list(keep.values())), label_names), p)
@@ -514,78 +515,3 @@ def _melt_monai(
 
 
 # ---- audit and outputs -------------------------------------------------------------------------
-
-
-def write_audit(
-    cases: pd.DataFrame,
-    out_dir: str | os.PathLike[str],
-    *,
-    by: Sequence[str],
-    metrics: Sequence[str],
-    bins: Mapping[str, Sequence[float]] | None = None,
-    es_variant: str = "sum_abs",
-    n_boot: int = 1000,
-    seed: int = 0,
-    discovery: bool = True,
-    title: str = "duetfair audit",
-    inputs: Mapping[str, Any] | None = None,
-    gallery: Any = None,
-    failure_threshold: Sequence[str] | None = None,
-    units: Mapping[str, str] | None = None,
-    **options: Any,
-) -> tuple[dict[str, Any], dict[str, Path]]:
-    """Audit a joined per-case table and write ``cases.csv``, ``audit.json``, ``audit.md``, ``report.html``.
-
-    ``options`` go to :func:`duetfair.audit.audit_table` (e.g. ``confidence``, ``detect``, ``reference``,
-    ``adjust``).
-
-    ``inputs`` (sources, counts of the join) is stored under the ``"inputs"`` key of the audit;
-    ``gallery`` (e.g. :class:`~duetfair.audit.gallery.FolderGallery`) adds the worst cases' images
-    to the report; ``failure_threshold`` the ``--fail`` cut-offs (``["hd95>10"]``); ``units`` the
-    unit of each distance metric (``{"hd95": "mm"}``, stored under ``"units"``; ``unknown`` when
-    not given). Returns ``(audit, {name: path})``; a plotting failure skips ``report.html`` with a
-    warning.
-    """
-    from duetfair.audit import audit_table
-    from duetfair.audit.report import render_html, render_markdown
-    from duetfair.audit.report.guard import render_or_warn
-    from duetfair.io import staged_outputs, write_json, write_text
-
-    out = Path(out_dir)
-    require(not out.exists() or out.is_dir(), f"--out {out}: exists and is not a folder")
-    missing = [m for m in metrics if m not in cases.columns]
-    require(
-        not missing,
-        f"--metric {missing[0] if missing else ''}: not available from this input; "
-        f"available: {', '.join(c for c in TABLE_METRICS if c in cases.columns)}",
-    )
-    audit = audit_table(
-        cases,
-        list(by),
-        metrics=tuple(metrics),
-        bins=dict(bins or {}),
-        es_variant=es_variant,
-        n_boot=n_boot,
-        seed=seed,
-        discovery=discovery,
-        failure_threshold=list(failure_threshold) if failure_threshold else None,
-        **options,
-    )
-    if inputs:
-        audit["inputs"] = dict(inputs)
-    if any(m.split("[")[0] == "hd95" for m in metrics):
-        audit["units"] = {"hd95": str((units or {}).get("hd95", "unknown"))}
-    names = {"cases": "cases.csv", "audit": "audit.json", "markdown": "audit.md", "html": "report.html"}
-    with staged_outputs(out) as stage:  # all four files replace the previous ones together, or none does
-        cases.to_csv(stage / names["cases"], index=False)
-        write_json(stage / names["audit"], audit)
-        write_text(stage / names["markdown"], render_markdown(audit, title=title))
-        written = {
-            "html": render_or_warn(
-                lambda: render_html(audit, stage / names["html"], cases=cases, title=title, gallery=gallery),
-                complete="cases.csv, audit.json and audit.md",
-            )
-        }
-    if not written["html"]:
-        (out / names["html"]).unlink(missing_ok=True)  # an older report would not match the new numbers
-    return audit, {k: out / v for k, v in names.items() if written.get(k, True)}

@@ -184,8 +184,9 @@ def _score_and_audit(
     pred_dir: Optional[str], ref_dir: Optional[str], inputs: ScoreInputs, settings: AuditOptions
 ) -> None:
     """Score (or read) the per-case table, join the metadata, audit it and write the output folder."""
-    from duetfair.audit.inputs import read_metadata, write_audit
+    from duetfair.audit.inputs import read_metadata
     from duetfair.audit.report import render_summary
+    from duetfair.audit.writer import write_audit
     from duetfair.cli.scoring import folder_gallery, units_of
     from duetfair.metrics.cases import join_metadata
     from duetfair.metrics.folders import SCORE_METRICS
