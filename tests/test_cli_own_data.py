@@ -147,3 +147,21 @@ def test_benchmark_of_a_config_is_resumable(data: Path, capsys: pytest.CaptureFi
     ):
         code, _, err = run([*args[:2], *bad, "--out", str(data / "bad")], capsys)
         assert code == 2 and expected in err, err
+
+
+def test_benchmark_of_a_config_with_the_two_stage_methods(data: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config, out_dir = data / "own.yaml", data / "bench_two_stage"
+    if not config.is_file():
+        pytest.skip("needs the config of test_init_config_writes_a_commented_config_that_trains")
+    methods = ["--method", "erm", "--method", "jtt", "--method", "subclass_dro"]
+    args = ["benchmark", str(config), *methods, "--seeds", "1", *SETS, "--set", "train.progress=false"]
+    code, out, err = run([*args, "--set", "objective.first_stage.epochs=1", "--out", str(out_dir)], capsys)
+    assert code == 0, err
+    table = (out_dir / "methods.md").read_text()
+    assert "| JTT (up-sample errors) |" in table and "| Subclass DRO (clusters) |" in table
+    html = (out_dir / "report.html").read_text()
+    assert "JTT (up-sample errors)" in html and "Subclass DRO (clusters)" in html
+    for method in ("jtt", "subclass_dro"):
+        found = pd.read_csv(out_dir / "seed0" / method / "first_stage" / "subgroups.csv")
+        # the user's own hidden column (morphology=irregular) is what the first step is measured against
+        assert set(found["hidden"]) <= {0, 1} and found["hidden"].sum() > 0 and found["subgroup"].notna().all()

@@ -103,28 +103,15 @@ def first_stage(cfg: ExperimentConfig, run_root: Path, datasets: dict[str, Any])
 @torch.no_grad()
 def describe_training_cases(trainer: Any) -> FirstStageCases:
     """Dice, descriptors and pooled features of every training case under ``trainer``'s model."""
-    from duetfair.engine.inference import metrics_table
     from duetfair.metrics.cases import case_level
 
     train = trainer.datasets["train"]
-    batch_size = trainer.cfg.train.eval_batch_size or trainer.cfg.train.batch_size
-    table = metrics_table(
-        trainer.model,
-        trainer.train_source,
-        num_classes=trainer.num_classes,
-        device=trainer.device,
-        batch_size=batch_size,
-        route_fn=trainer.grouping.route_codes,
-        metrics=("dice",),
-        info=trainer.info,
-        amp_dtype=trainer.amp_dtype,
-        descriptors=True,
-    )
+    table = trainer.case_metrics(trainer.train_source, metrics=("dice",), descriptors=True)
     cases = case_level(table, ("dice",))
     cases = cases.set_index("case_id").reindex(train.meta["case_id"].astype(str)).reset_index()
     groups = trainer.grouping.group_ids(train.codes).numpy()
     cases.insert(1, "group", groups)
-    return FirstStageCases(cases, _features(trainer, batch_size))
+    return FirstStageCases(cases, _features(trainer, trainer.eval_batch_size))
 
 
 def _features(trainer: Any, batch_size: int) -> np.ndarray:

@@ -507,21 +507,31 @@ class Trainer:
             self._write_history()
         self.events.on_epoch_end(self, row)
 
-    def _validate(self) -> dict[str, Any]:
-        """Validation per-case Dice/IoU -> overall, worst-group and ES-Dice, selection score."""
-        ebs = self.cfg.train.eval_batch_size or self.cfg.train.batch_size
-        table = metrics_table(
+    @property
+    def eval_batch_size(self) -> int:
+        return self.cfg.train.eval_batch_size or self.cfg.train.batch_size
+
+    def case_metrics(
+        self, source: BatchSource, *, metrics: tuple[str, ...] = ("dice", "iou"), descriptors: bool = False
+    ) -> pd.DataFrame:
+        """Per-case, per-class ``metrics`` (and descriptors) of the current model on ``source``."""
+        return metrics_table(
             self.model,
-            self.val_source,
+            source,
             num_classes=self.num_classes,
             device=self.device,
-            batch_size=ebs,
+            batch_size=self.eval_batch_size,
             route_fn=self.grouping.route_codes,
-            metrics=("dice", "iou"),
+            metrics=metrics,
             info=self.info,
             amp_dtype=self.amp_dtype,
             channels_last=self.channels_last,
+            descriptors=descriptors,
         )
+
+    def _validate(self) -> dict[str, Any]:
+        """Validation per-case Dice/IoU -> overall, worst-group and ES-Dice, selection score."""
+        table = self.case_metrics(self.val_source)
         cases = case_level(attach_metadata(table, self.datasets["val"].meta, self.spec))
         row = validation_row(
             cases, by=self.grouping.by, spec=self.spec, es_variant=self.cfg.eval.es_variant, rule=self.cfg.select_rule
