@@ -3,8 +3,6 @@ and short command functions."""
 
 from __future__ import annotations
 
-import ast
-from pathlib import Path
 from typing import get_type_hints
 
 import pytest
@@ -80,19 +78,3 @@ def test_usage_errors_are_one_line_exit_2(args: list[str], message: str, capsys:
 def test_no_command_prints_the_help(capsys: pytest.CaptureFixture[str]) -> None:
     code, stdout, _ = run([], capsys)
     assert code == 2 and "Commands" in stdout and "audit" in stdout
-
-
-MAX_LINES = 60
-
-
-def test_cli_functions_are_short() -> None:
-    """Every function of the CLI package is under 60 lines, its signature and docstring included."""
-    root = Path(__file__).parents[1] / "src" / "duetfair" / "cli"
-    long = []
-    for path in sorted(root.glob("*.py")):
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                start = min([node.lineno, *(d.lineno for d in node.decorator_list)])
-                if node.end_lineno is not None and node.end_lineno - start + 1 > MAX_LINES:
-                    long.append(f"{path.name}:{node.name} ({node.end_lineno - start + 1} lines)")
-    assert not long, long
