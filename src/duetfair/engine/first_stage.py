@@ -86,9 +86,9 @@ def first_stage(cfg: ExperimentConfig, run_root: Path, datasets: dict[str, Any])
     folder = run_root / FOLDER
     stage_cfg = first_stage_config(cfg, folder)
     saved = FirstStageCases.load(folder)
+    if saved is not None and _finished(folder, stage_cfg):
+        return saved  # no model built, no checkpoint read
     trainer = Trainer(stage_cfg, folder, resume=(folder / "checkpoints" / "last.pt").is_file(), datasets=datasets)
-    if saved is not None and trainer.epoch >= stage_cfg.train.epochs:
-        return saved
     trainer.fit()
     require(
         trainer.epoch >= stage_cfg.train.epochs,
@@ -98,6 +98,18 @@ def first_stage(cfg: ExperimentConfig, run_root: Path, datasets: dict[str, Any])
     if trainer.info.is_main:
         cases.save(folder)
     return cases
+
+
+def _finished(folder: Path, stage_cfg: ExperimentConfig) -> bool:
+    """The first stage in ``folder`` completed all its epochs with this very config."""
+    from duetfair.rundir import RunDir
+
+    run = RunDir(folder)
+    if not run.record.is_file():
+        return False
+    record = run.read_record()
+    done = record.status == "completed" and record.epochs_done >= stage_cfg.train.epochs
+    return done and record.config_hash == stage_cfg.config_hash()
 
 
 @torch.no_grad()

@@ -107,8 +107,8 @@ class JustTrainTwice(Objective):
 
     def sampling_weights(self, case_ids: Sequence[str]) -> torch.Tensor:
         """``upweight`` for error-set cases, 1 for the others (``[N]`` float64)."""
-        require(self._errors is not None, "jtt: no error set; build the objective from a first stage")
-        assert self._errors is not None
+        if self._errors is None:
+            raise DuetfairError("jtt: no error set; build the objective from a first stage")
         flags = self._errors.reindex([str(c) for c in case_ids])
         require(
             not flags.isna().any(), "jtt: training cases differ from the first stage's; delete its folder to redo it"
