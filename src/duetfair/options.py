@@ -36,6 +36,7 @@ class Method(StrEnum):
     DIVERGENCE = "divergence"
     JTT = "jtt"
     SUBCLASS_DRO = "subclass_dro"
+    SUBCLASS_MOE = "subclass_moe"
     ORACLE = "oracle"
 
 

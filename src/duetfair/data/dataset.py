@@ -25,6 +25,7 @@ import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
+from duetfair.data.attributes import AttributeSpec
 from duetfair.data.groups import GroupSpec, HiddenColumn, is_missing
 from duetfair.data.splits import SPLITS
 from duetfair.errors import DuetfairError, require
@@ -178,6 +179,32 @@ class CaseDataset(Dataset):
             channel_source=self.channel_source,
         )
         return sub
+
+    def with_attribute(self, attribute: AttributeSpec, values: Sequence[Any]) -> "CaseDataset":
+        """The same cases (sharing the reader) with one more attribute: ``values`` (one raw value
+        per case, ``None`` unknown) in the metadata column ``attribute.name``, encoded by the
+        extended spec. Used for derived attributes such as discovered subclasses."""
+        require(len(values) == len(self), f"attribute '{attribute.name}': {len(values)} values for {len(self)} cases")
+        require(
+            attribute.name not in self.group_spec.attributes,
+            f"attribute '{attribute.name}' is already one of the data's attributes {self.group_spec.attributes}",
+        )
+        spec = GroupSpec([*(self.group_spec[a] for a in self.group_spec.attributes), attribute])
+        meta = self.meta.copy()
+        meta[attribute.name] = list(values)
+        return CaseDataset(
+            meta,
+            spec,
+            self.read,
+            num_classes=self.num_classes,
+            in_channels=self.in_channels,
+            spatial_dims=self.spatial_dims,
+            transform=self.transform,
+            skipped=self.skipped,
+            split_source=self.split_source,
+            hidden=self.hidden,
+            channel_source=self.channel_source,
+        )
 
     def check(self, *, on_error: str = "raise") -> pd.DataFrame:
         """Read every case once; return the report of bad cases (``case_id``, ``file``, ``reason``).

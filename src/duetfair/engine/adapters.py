@@ -77,7 +77,11 @@ class Grouping:
 
 def grouping(spec: GroupSpec, cfg: Any) -> Grouping:
     """The :class:`Grouping` of an experiment config (``data.group_attribute``, ``model.route_attributes``)."""
-    route = cfg.model.route_attributes
+    from duetfair.engine.subclasses import SUBCLASS, route_attributes
+
+    route = route_attributes(cfg)
+    if route is not None and SUBCLASS not in spec.attributes:  # before the subclasses are found
+        route = [a for a in route if a != SUBCLASS]
     return Grouping(spec, cfg.data.group_attribute, tuple(route) if route else None)
 
 

@@ -91,6 +91,16 @@ class AugmentConfig(_Section):
     enabled: bool = True
 
 
+class SubclassRoutingConfig(_Section):
+    """Subclasses a dMoE model routes on: k-means clusters of every ``data.group_attribute`` group
+    in the first stage model's pooled features (computed from the image alone, so every new case
+    gets its subclass too). The derived attribute is ``subclass`` (``c0`` the largest cluster)."""
+
+    clusters: int = Field(2, ge=1)
+    min_size: int = Field(8, ge=1)
+    """A group with fewer than ``clusters * min_size`` training cases gets fewer clusters."""
+
+
 class ModelConfig(_Section):
     """A registry model (``duetfair.models.registry.build_model``)."""
 
@@ -103,6 +113,9 @@ class ModelConfig(_Section):
     aux_loss_weight: float = Field(1.0, ge=0.0)
     """Factor on ``model.aux_loss()`` added to the objective (MoE load balancing; the loss itself
     is 0 unless enabled in the model, e.g. ``args.moe_kwargs.load_balance_weight``); 0 = never."""
+    subclasses: Optional[SubclassRoutingConfig] = None
+    """Route a dMoE model on subclasses discovered inside every group too
+    (:mod:`duetfair.engine.subclasses`; needs ``objective.first_stage``); ``None``: off."""
 
 
 class FirstStageConfig(_Section):
@@ -243,6 +256,14 @@ class ExperimentConfig(_Section):
         plain = self.objective.name == "erm" and moe_kind(self.model.name) == "none"
         return SelectRule.OVERALL if plain else SelectRule.WORST_GROUP
 
+    @property
+    def needs_first_stage(self) -> bool:
+        """A two-stage objective (``jtt``, ``subclass_dro``) or routing on subclasses (``model.subclasses``)."""
+        from duetfair.objectives.registry import OBJECTIVES
+
+        two_stage = getattr(OBJECTIVES.get(self.objective.name), "needs_first_stage", False)
+        return bool(two_stage) or self.model.subclasses is not None
+
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON/YAML-safe dict of the resolved config."""
         return self.model_dump(mode="json")
@@ -269,8 +290,10 @@ class ExperimentConfig(_Section):
         mines = getattr(OBJECTIVES.get(self.objective.name), "needs_subgroups", True)
         if not mines:  # subgroup-mining options change nothing for an objective that mines none
             d["objective"]["discovery"] = {}
-        if not getattr(OBJECTIVES.get(self.objective.name), "needs_first_stage", False):
+        if not self.needs_first_stage:
             d["objective"].pop("first_stage", None)  # keeps the hashes of runs from before the setting
+        if self.model.subclasses is None:
+            d["model"].pop("subclasses", None)
         if self.data.kind == DatasetKind.SYNTHETIC:  # the cases change with the generator's version
             from duetfair.data.synthetic import generator_version
 
@@ -492,6 +515,8 @@ def with_method(raw: dict[str, Any], method: str) -> dict[str, Any]:
     out["method"] = target.value
     model = out["model"] = dict(out.get("model") or {})
     model["name"] = own.model.name.removesuffix(MOE_VARIANTS[moe_kind(own.model.name)])
+    if not RECIPES[target].subclasses:
+        model.pop("subclasses", None)  # routing on subclasses is the subclass_moe recipe's
     if kind == "none" and isinstance(model.get("args"), dict):
         model["args"] = {k: v for k, v in model["args"].items() if k != "moe_kwargs"}
     obj = out["objective"] = dict(out.get("objective") or {})

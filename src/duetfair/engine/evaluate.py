@@ -182,6 +182,10 @@ def prepare_evaluation(
     datasets = adapters.build_datasets(data_cfg.kind, data_cfg.args, data_cfg.hidden_column)
     require(split in datasets, f"--split '{split}': the data has splits {sorted(datasets)}")
     ds = datasets[split]
+    if cfg.model.subclasses is not None:  # the derived attribute, from the run's first stage
+        from duetfair.engine.subclasses import attach_subclasses
+
+        ds = attach_subclasses(run.root, ds, device=dev)
     require(
         int(ds.num_classes) == record.num_classes,
         f"data has {ds.num_classes} classes but the run was trained with {record.num_classes}",
@@ -252,8 +256,10 @@ def _write_outputs(
 
 
 def audit_attributes(ev: Evaluation) -> list[str]:
-    """The attributes audited: ``data.audit_attributes`` of the run's config, else all of its spec."""
-    return list(ev.cfg.data.audit_attributes or ev.spec.attributes)
+    """The attributes audited (:func:`~duetfair.engine.run_audit.audited_attributes`)."""
+    from duetfair.engine.run_audit import audited_attributes
+
+    return audited_attributes(ev.cfg, ev.spec)
 
 
 def audit_split(ev: Evaluation, frame: pd.DataFrame, plan: Any, *, n_boot: int) -> dict[str, Any]:

@@ -23,6 +23,7 @@ import pandas as pd
 import torch
 
 from duetfair.engine.config import ExperimentConfig, validate
+from duetfair.engine.subclasses import SUBCLASS
 from duetfair.errors import require
 from duetfair.objectives.stage import FirstStageCases
 
@@ -40,13 +41,20 @@ FOLDER = "first_stage"
 
 
 def first_stage_config(cfg: ExperimentConfig, folder: Path) -> ExperimentConfig:
-    """The first stage's config: ``cfg`` with the ERM loss, natural batches, overall-Dice selection
-    and ``objective.first_stage`` epochs (the learning-rate schedule spans those epochs)."""
-    require(cfg.objective.first_stage is not None, f"objective '{cfg.objective.name}' needs objective.first_stage")
+    """The first stage's config: ``cfg`` with the ERM loss, natural batches, overall-Dice selection,
+    routing on the groups only (no subclasses yet) and ``objective.first_stage`` epochs (the
+    learning-rate schedule spans those epochs)."""
+    require(
+        cfg.objective.first_stage is not None,
+        f"objective '{cfg.objective.name}'{' with model.subclasses' if cfg.model.subclasses else ''} "
+        "needs objective.first_stage",
+    )
     assert cfg.objective.first_stage is not None
     raw = copy.deepcopy(cfg.to_dict())
     raw.update(method=None, name=f"{cfg.name}_first_stage", output_dir=str(folder))
     raw["objective"] = {"name": "erm", "args": {}, "loss": raw["objective"]["loss"]}
+    route = [a for a in raw["model"].get("route_attributes") or [] if a != SUBCLASS]
+    raw["model"].update(subclasses=None, route_attributes=route or None)  # routes on the groups only
     epochs = cfg.objective.first_stage.resolve_epochs(cfg.train.epochs)
     raw["train"].update(epochs=epochs, balance_by=None, select="overall")
     return validate(raw)
@@ -57,12 +65,16 @@ def first_stage_of(trainer: Any) -> FirstStageCases | None:
     has none. The main run then starts from the random state it would have without a first stage
     (same model initialisation, exact resume)."""
     from duetfair.engine.acceleration import seed_everything
-    from duetfair.objectives.registry import objective_class
+    from duetfair.engine.subclasses import check_subclass_config, route_on_subclasses
 
     cfg = trainer.cfg
-    if not objective_class(cfg.objective.name).needs_first_stage:
+    if not cfg.needs_first_stage:
         return None
+    if cfg.model.subclasses is not None:
+        check_subclass_config(cfg)
     first = first_stage(cfg, trainer.run_dir, trainer.datasets)
+    if cfg.model.subclasses is not None:
+        route_on_subclasses(trainer, first)
     seed_everything(cfg.seed + trainer.info.rank, trainer.determinism.enabled)
     trainer.generator = torch.Generator().manual_seed(cfg.seed * 7919 + trainer.info.rank)
     return first
@@ -128,18 +140,16 @@ def describe_training_cases(trainer: Any) -> FirstStageCases:
 
 def _features(trainer: Any, batch_size: int) -> np.ndarray:
     """``[N, F]`` pooled encoder features of every training case, in split order (every rank)."""
-    from duetfair.engine.inference import autocast_context
+    from duetfair.engine.inference import pooled_features
 
-    model = trainer.model
-    model.eval()
-    order = torch.arange(len(trainer.train_source))
-    parts = []
-    for batch in trainer.train_source.batches(order, batch_size):
-        route = trainer.grouping.route_codes(batch.codes)
-        with autocast_context(trainer.device, trainer.amp_dtype):
-            _, feats = model.forward_features(batch.image.to(trainer.device), group=route.to(trainer.device))
-        parts.append(feats.float().cpu().numpy())
-    return np.concatenate(parts, axis=0)
+    return pooled_features(
+        trainer.model,
+        trainer.train_source,
+        device=trainer.device,
+        batch_size=batch_size,
+        route_fn=trainer.grouping.route_codes,
+        amp_dtype=trainer.amp_dtype,
+    )
 
 
 def summarize_subgroups(subgroups: pd.DataFrame) -> pd.DataFrame:

@@ -5,6 +5,7 @@ evaluate`` (:mod:`duetfair.engine.evaluate`); it knows nothing of run folders or
 
 * :func:`autocast_context`: mixed precision on CUDA, nothing elsewhere;
 * :func:`predict_batches`: ``(batch, pred [B, *S])`` for chosen cases of a source;
+* :func:`pooled_features`: ``[N, F]`` pooled encoder features of every case of a source;
 * :func:`metrics_table`: per-case, per-class metrics (and descriptors) of every case, DDP-aware.
 """
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 import contextlib
 from typing import Any, Callable, Iterator, Optional, Sequence
 
+import numpy as np
 import pandas as pd
 import torch
 from torch import nn
@@ -28,6 +30,30 @@ def autocast_context(device: torch.device, amp_dtype: Optional[torch.dtype]) -> 
     if amp_dtype is None or device.type != "cuda":
         return contextlib.nullcontext()
     return torch.autocast(device_type="cuda", dtype=amp_dtype)
+
+
+@torch.no_grad()
+def pooled_features(
+    model: nn.Module,
+    source: BatchSource,
+    *,
+    device: torch.device,
+    batch_size: int,
+    route_fn: RouteFn,
+    amp_dtype: Optional[torch.dtype] = None,
+) -> np.ndarray:
+    """``[N, F]`` float32 pooled encoder features (``model.forward_features``) of every case of
+    ``source``, in source order."""
+    model.eval()
+    parts = []
+    for batch in source.batches(torch.arange(len(source)), batch_size):
+        group = route_fn(batch.codes)
+        with autocast_context(device, amp_dtype):
+            _, feats = model.forward_features(  # type: ignore[operator]
+                batch.image.to(device), group=group.to(device) if group is not None else None
+            )
+        parts.append(feats.float().cpu().numpy())
+    return np.concatenate(parts, axis=0)
 
 
 @torch.no_grad()

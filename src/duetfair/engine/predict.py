@@ -334,6 +334,7 @@ def predict_files(
     the predicted voxel count of every foreground class (``n_pred_<k>``).
     """
     from duetfair.engine.evaluate import load_model
+    from duetfair.engine.subclasses import SubclassOfImage
     from duetfair.io import staged_outputs
 
     require(len(inputs) > 0 or manifest is not None, "predict: give at least one input image or --manifest")
@@ -342,6 +343,7 @@ def predict_files(
     set_threads(threads)
     dev = torch.device("cuda" if device in ("auto", "cuda") and torch.cuda.is_available() else "cpu")
     model, cfg, run, spec = load_model(run_dir, checkpoint, dev)
+    subclass = SubclassOfImage.of_run(Path(run_dir), cfg, dev)
     mode = _normalize_mode(normalize, cfg)
     cases = input_cases(inputs, attrs)
     if manifest is not None:
@@ -349,28 +351,43 @@ def predict_files(
     _check_names(cases)
     out = Path(out_dir)
     with staged_outputs(out) as stage:  # all masks and predictions.csv, or nothing
-        table = pd.DataFrame([_predict_case(case, model, cfg, run, spec, mode, dev, stage) for case in cases])
+        rows = [_predict_case(case, model, cfg, run, spec, mode, dev, stage, subclass) for case in cases]
+        table = pd.DataFrame(rows)
         table["mask"] = [str(out / Path(m).name) for m in table["mask"]]
         table.to_csv(stage / "predictions.csv", index=False)
     return table
 
 
 def _predict_case(
-    case: PredictCase, model: Any, cfg: Any, run: Any, spec: Any, normalize: str, dev: torch.device, out: Path
+    case: PredictCase,
+    model: Any,
+    cfg: Any,
+    run: Any,
+    spec: Any,
+    normalize: str,
+    dev: torch.device,
+    out: Path,
+    subclass: Any = None,
 ) -> dict[str, Any]:
-    """Segment one case with its own group; the row of ``predictions.csv``."""
+    """Segment one case with its own group (and, for a run routed on subclasses, the subclass of
+    its image: ``subclass``, a :class:`~duetfair.engine.subclasses.SubclassOfImage`); the row of
+    ``predictions.csv``."""
     from duetfair.engine import adapters
 
     dims = run.spatial_dims
     where = "--attr" if case.where.startswith("input") else f"{case.where}:"
-    codes, source = encode_attributes(spec, case.attrs, where)
-    grouping = adapters.grouping(spec, cfg)
-    batch_codes = torch.tensor([codes], dtype=torch.long)
-    route, gid = grouping.route_codes(batch_codes), int(grouping.group_ids(batch_codes)[0])
     image = read_case(case, dims, run.in_channels, normalize, run.channel_source)
     size = list(image.shape[1:])
     train_size = [int(s) for s in run.image_shape[1:]]
     x = _resize(image, train_size, "area" if dims == 2 else "trilinear").unsqueeze(0).to(dev)
+    if subclass is None:
+        codes, source = encode_attributes(spec, case.attrs, where)
+    else:  # the derived attribute (the spec's last) comes from the image, never from the user
+        codes, source = encode_attributes(spec.select(spec.attributes[:-1]), case.attrs, where)
+        codes = [*codes, subclass.code(x, codes)]
+    grouping = adapters.grouping(spec, cfg)
+    batch_codes = torch.tensor([codes], dtype=torch.long)
+    route, gid = grouping.route_codes(batch_codes), int(grouping.group_ids(batch_codes)[0])
     pred = model(x, group=route.to(dev)).argmax(1).cpu()
     mask = _resize(pred.float(), size, "nearest")[0].round().to(torch.uint8).numpy()
     target = write_mask(mask, case.files[0], out, case.case_id)

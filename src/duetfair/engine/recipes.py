@@ -36,6 +36,8 @@ class Recipe:
     """Default ``train.balance_by`` (``None``: a plain permutation every epoch)."""
     first_stage: dict[str, Any] = field(default_factory=dict)
     """Default ``objective.first_stage`` (the first run of a two-stage objective)."""
+    subclasses: dict[str, Any] = field(default_factory=dict)
+    """Default ``model.subclasses`` (routing on discovered subclasses; empty: off)."""
 
 
 _DRO = {"within": "kl", "tau": 1.0, "across": "size"}  # DuetFair: KL-DRO inside groups, sizes across
@@ -79,6 +81,15 @@ RECIPES: dict[Method, Recipe] = {
         {"clusters": 2, "space": "descriptors"},
         first_stage={"fraction": 0.25},
     ),
+    # the oracle's routing on a subtype the run finds itself (the first model's features, k-means)
+    Method.SUBCLASS_MOE: Recipe(
+        "dmoe",
+        "erm",
+        SelectRule.WORST_GROUP,
+        "Subclass dMoE (routes on clusters)",
+        first_stage={"fraction": 0.25},
+        subclasses={"clusters": 2},
+    ),
     # the benchmark's ceiling: routes on the planted subtype too (packaged <task>_oracle configs)
     Method.ORACLE: Recipe("dmoe", "erm", SelectRule.WORST_GROUP, "Oracle (knows the subtype)"),
 }
@@ -100,6 +111,9 @@ def apply_recipe(raw: dict[str, Any], recipe: Recipe) -> dict[str, Any]:
             own = obj.get(key)
             if default and (own is None or isinstance(own, dict)):
                 obj[key] = {**default, **(own or {})}
+    model = out.get("model")
+    if recipe.subclasses and isinstance(model, dict) and model.get("subclasses") is None:
+        model["subclasses"] = dict(recipe.subclasses)
     train = out.setdefault("train", {})
     if recipe.balance_by is not None and isinstance(train, dict) and "balance_by" not in train:
         train["balance_by"] = recipe.balance_by

@@ -9,6 +9,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from duetfair.data.groups import GroupSpec, HiddenColumn
+from duetfair.errors import require
 from duetfair.options import Granularity
 
 if TYPE_CHECKING:
@@ -50,7 +51,7 @@ class RunAudit:
     def of_config(cls, cfg: ExperimentConfig, spec: GroupSpec, hidden: HiddenColumn) -> RunAudit:
         """The audit of a run with config ``cfg`` and group spec ``spec``."""
         return cls(
-            attributes=tuple(cfg.data.audit_attributes or spec.attributes),
+            attributes=tuple(audited_attributes(cfg, spec)),
             metrics=AUDITED_METRICS,
             es_variant=str(cfg.eval.es_variant),
             n_boot=int(cfg.eval.n_boot),
@@ -76,3 +77,14 @@ class RunAudit:
     def present(self, frame: pd.DataFrame) -> tuple[str, ...]:
         """The audited metrics that ``frame`` has."""
         return tuple(m for m in self.metrics if m in frame.columns)
+
+
+def audited_attributes(cfg: ExperimentConfig, spec: GroupSpec) -> list[str]:
+    """``data.audit_attributes``, else every attribute of ``spec`` but the derived ``subclass`` (a
+    run's own clusters; audit it by naming it)."""
+    from duetfair.engine.subclasses import SUBCLASS
+
+    attrs = list(cfg.data.audit_attributes or [a for a in spec.attributes if a != SUBCLASS])
+    for a in attrs:
+        require(a in spec.attributes, f"config data.audit_attributes: '{a}' is not one of {spec.attributes}")
+    return attrs

@@ -60,6 +60,7 @@ from duetfair.engine.distributed import (
 )
 from duetfair.engine.first_stage import first_stage_of, report_subgroups
 from duetfair.engine.inference import autocast_context, metrics_table
+from duetfair.engine.run_audit import audited_attributes
 from duetfair.engine.selection import validation_row
 from duetfair.engine.step import StepModule
 from duetfair.errors import DuetfairError, require
@@ -182,14 +183,17 @@ class Trainer:
         first = self.datasets["train"][0]
         self.image_shape = list(first["image"].shape)
 
+    def use_datasets(self, datasets: dict[str, Any]) -> None:
+        """The same cases with a derived attribute (subclasses): spec, grouping, sources' codes follow."""
+        self.datasets, self.spec = datasets, datasets["train"].group_spec
+        self.grouping = adapters.grouping(self.spec, self.cfg)
+        for source, split in ((self.train_source, "train"), (self.val_source, "val")):
+            old = getattr(source, "codes", None)
+            source.codes = datasets[split].codes.to(old.device if old is not None else "cpu")  # type: ignore[attr-defined]
+
     @property
     def audit_attributes(self) -> list[str]:
-        attrs = self.cfg.data.audit_attributes or list(self.spec.attributes)
-        for a in attrs:
-            require(
-                a in self.spec.attributes, f"config data.audit_attributes: '{a}' is not one of {self.spec.attributes}"
-            )
-        return attrs
+        return audited_attributes(self.cfg, self.spec)
 
     @property
     def amp_dtype(self) -> Optional[torch.dtype]:
@@ -569,7 +573,7 @@ class Trainer:
                 image_shape=self.image_shape,
                 channel_source=self.channel_source,
                 group_attribute=cfg.data.group_attribute,
-                route_attributes=cfg.model.route_attributes,
+                route_attributes=list(self.grouping.route) if self.grouping.route else None,
                 pid=os.getpid(),
                 host=socket.gethostname(),
                 group_names=self.grouping.names,

@@ -56,12 +56,13 @@ BENCH_METHODS: tuple[str, ...] = (
     "fair_dro",
     "jtt",
     "subclass_dro",
+    "subclass_moe",
     "oracle",
 )
 """The published benchmark's rows (``duetfair benchmark --method all``): the baselines, FairMedSeg
 divergence, the sample-level robust losses, the DuetFair ablation (``dmoe`` alone, ``subgroup_dro``
 = the FairDRO loss on the plain model, ``fair_dro`` = both), the two-stage methods against hidden
-failures (``jtt``, ``subclass_dro``) and the ``oracle`` ceiling."""
+failures (``jtt``, ``subclass_dro``, ``subclass_moe``) and the ``oracle`` ceiling."""
 DEMO_THREADS = 1
 """CPU threads of the demo's training and evaluation. Its models are so small that a second torch
 thread gains little, and on a machine whose cores other jobs use, torch's threads wait on each

@@ -31,7 +31,7 @@ import pandas as pd
 
 from duetfair.errors import require
 
-__all__ = ["FirstStageCases", "FeatureSpace", "FEATURE_SPACES"]
+__all__ = ["FirstStageCases", "FeatureTransform", "FeatureSpace", "FEATURE_SPACES"]
 
 FeatureSpace = Literal["features", "descriptors", "error"]
 FEATURE_SPACES: tuple[str, ...] = ("features", "descriptors", "error")
@@ -89,13 +89,7 @@ class FirstStageCases:
             frame = frame.replace([np.inf, -np.inf], np.nan)
             frame = frame.fillna(frame.median()).fillna(0.0)
             return _standardise(frame.to_numpy())
-        from sklearn.decomposition import PCA
-
-        x = _standardise(self.features.astype(np.float64))
-        dims = min(max_dims, x.shape[1], max(1, x.shape[0] - 1))
-        if x.shape[1] <= dims:
-            return x
-        return PCA(n_components=dims, random_state=seed).fit_transform(x)  # components keep their variances
+        return FeatureTransform.fit(self.features, max_dims=max_dims, seed=seed)(self.features)
 
     def save(self, folder: str | Path) -> None:
         """Write the case table and the features into ``folder`` (atomically, file by file)."""
@@ -126,3 +120,77 @@ def _standardise(x: np.ndarray) -> np.ndarray:
     if not keep.any():
         return np.zeros((x.shape[0], 1))
     return (x[:, keep] - x[:, keep].mean(axis=0)) / std[keep]
+
+
+@dataclass(frozen=True)
+class FeatureTransform:
+    """The ``features`` space, fitted on the training cases and applicable to new cases:
+    standardisation column by column (constant columns dropped), then the projection on at most
+    ``max_dims`` principal components (their variances kept).
+
+    Attributes:
+        mean: ``[F]`` feature means of the training cases.
+        scale: ``[F]`` their standard deviations.
+        keep: ``[F]`` bool, the non-constant columns.
+        centre: ``[F']`` mean of the standardised kept columns (PCA), ``None`` without reduction.
+        components: ``[D, F']`` principal axes, ``None`` without reduction (``F' <= max_dims``).
+    """
+
+    mean: np.ndarray
+    scale: np.ndarray
+    keep: np.ndarray
+    centre: np.ndarray | None = None
+    components: np.ndarray | None = None
+
+    @classmethod
+    def fit(cls, features: np.ndarray, *, max_dims: int = 8, seed: int = 0) -> "FeatureTransform":
+        """Fit on ``[N, F]`` training features (``sklearn.decomposition.PCA``)."""
+        from sklearn.decomposition import PCA
+
+        x = np.asarray(features, dtype=np.float64)
+        mean, scale = x.mean(axis=0), x.std(axis=0)
+        plain = cls(mean, scale, scale > 1e-12)
+        z = plain(x)
+        dims = min(max_dims, z.shape[1], max(1, z.shape[0] - 1))
+        if z.shape[1] <= dims:
+            return plain
+        pca = PCA(n_components=dims, random_state=seed).fit(z)
+        return cls(mean, scale, plain.keep, pca.mean_, pca.components_)
+
+    def __call__(self, features: np.ndarray) -> np.ndarray:
+        """``[N, D]`` float64 coordinates of ``[N, F]`` features."""
+        x = np.asarray(features, dtype=np.float64)
+        require(
+            x.ndim == 2 and x.shape[1] == self.mean.shape[0],
+            f"first stage: features must be [N, {self.mean.shape[0]}], got {tuple(x.shape)}",
+        )
+        if not self.keep.any():
+            return np.zeros((x.shape[0], 1))
+        z = (x[:, self.keep] - self.mean[self.keep]) / self.scale[self.keep]
+        if self.components is None or self.centre is None:
+            return z
+        return (z - self.centre) @ self.components.T
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The fitted arrays by name (for ``np.savez``; without reduction, empty PCA arrays)."""
+        empty = np.zeros((0,))
+        return {
+            "mean": self.mean,
+            "scale": self.scale,
+            "keep": self.keep,
+            "centre": empty if self.centre is None else self.centre,
+            "components": empty if self.components is None else self.components,
+        }
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray]) -> "FeatureTransform":
+        """Inverse of :meth:`arrays`."""
+        centre, components = arrays["centre"], arrays["components"]
+        reduced = components.size > 0
+        return cls(
+            arrays["mean"],
+            arrays["scale"],
+            arrays["keep"].astype(bool),
+            centre if reduced else None,
+            components if reduced else None,
+        )

@@ -18,6 +18,7 @@ ERM weights (``-1``), as in GroupDRO.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
@@ -29,39 +30,85 @@ from duetfair.objectives.base import Objective, ObjectiveContext
 from duetfair.objectives.group_dro import GroupDRO, group_balanced_weights
 from duetfair.objectives.stage import FEATURE_SPACES, FeatureSpace
 
-__all__ = ["SubclassDRO", "cluster_within_groups"]
+__all__ = ["SubclassDRO", "GroupClusters", "cluster_within_groups", "fit_group_clusters"]
 
 
-def cluster_within_groups(
+@dataclass(frozen=True)
+class GroupClusters:
+    """k-means clusters found inside every group, numbered by size (largest ``c0``).
+
+    Attributes:
+        labels: ``[N]`` int64 subclass ids ``g * clusters + c`` of the clustered cases (``-1``
+            for unknown groups).
+        centroids: ``[G, clusters, D]`` float64 cluster centres, row ``[g, c]`` = cluster ``c``
+            of group ``g``; NaN for the clusters a small group does not have.
+        clusters: clusters per group ``k``.
+    """
+
+    labels: np.ndarray
+    centroids: np.ndarray
+    clusters: int
+
+    def assign(self, x: np.ndarray, groups: np.ndarray) -> np.ndarray:
+        """Subclass ids ``[N]`` of new cases: the nearest centre of their own group.
+
+        Args:
+            x: ``[N, D]`` coordinates in the clustering's space.
+            groups: ``[N]`` group ids (``-1`` unknown, or a group never clustered: subclass ``-1``).
+        """
+        groups = np.asarray(groups, dtype=np.int64)
+        out = np.full(groups.shape, -1, dtype=np.int64)
+        for g in np.unique(groups[(groups >= 0) & (groups < self.centroids.shape[0])]):
+            idx = np.flatnonzero(groups == g)
+            dist = ((x[idx, None, :] - self.centroids[g][None]) ** 2).sum(-1)  # [n, k], NaN = no cluster
+            if np.isnan(dist).all():
+                continue
+            out[idx] = g * self.clusters + np.argmin(np.where(np.isnan(dist), np.inf, dist), axis=1)
+        return out
+
+
+def fit_group_clusters(
     x: np.ndarray, groups: np.ndarray, *, clusters: int, min_size: int = 8, seed: int = 0
-) -> np.ndarray:
-    """Subclass id per case: k-means inside every group, clusters numbered by size (largest 0).
+) -> GroupClusters:
+    """k-means inside every group (``sklearn.cluster.KMeans``), clusters numbered by size.
 
     Args:
         x: ``[N, D]`` coordinates of the cases.
         groups: ``[N]`` group ids (``-1`` unknown: subclass ``-1``).
         clusters: clusters per group (fewer for a group smaller than ``clusters * min_size``).
-
-    Returns:
-        ``[N]`` int64 subclass ids ``g * clusters + c`` (``-1`` for unknown groups).
+        min_size: smallest cluster size aimed at.
+        seed: k-means initialisation seed.
     """
     from sklearn.cluster import KMeans
 
     require(clusters >= 1, f"subclass_dro: clusters must be >= 1, got {clusters}")
     require(min_size >= 1, f"subclass_dro: min_size must be >= 1, got {min_size}")
+    x = np.asarray(x, dtype=np.float64)
     groups = np.asarray(groups, dtype=np.int64)
     out = np.full(groups.shape, -1, dtype=np.int64)
-    for g in np.unique(groups[groups >= 0]):
+    known = np.unique(groups[groups >= 0])
+    centroids = np.full((int(known.max()) + 1 if known.size else 0, clusters, x.shape[1]), np.nan)
+    for g in known:
         idx = np.flatnonzero(groups == g)
         k = max(1, min(clusters, idx.size // min_size))
-        labels = np.zeros(idx.size, dtype=np.int64)
+        labels, centres = np.zeros(idx.size, dtype=np.int64), x[idx].mean(axis=0, keepdims=True)
         if k > 1:
-            labels = KMeans(n_clusters=k, n_init=10, random_state=seed).fit_predict(x[idx]).astype(np.int64)
+            km = KMeans(n_clusters=k, n_init=10, random_state=seed).fit(x[idx])
+            labels, centres = km.labels_.astype(np.int64), km.cluster_centers_
         by_size = np.argsort(-np.bincount(labels, minlength=k), kind="stable")
         rank = np.empty(k, dtype=np.int64)
         rank[by_size] = np.arange(k)
         out[idx] = g * clusters + rank[labels]
-    return out
+        centroids[g, rank] = centres
+    return GroupClusters(out, centroids, clusters)
+
+
+def cluster_within_groups(
+    x: np.ndarray, groups: np.ndarray, *, clusters: int, min_size: int = 8, seed: int = 0
+) -> np.ndarray:
+    """Subclass id per case (``[N]`` int64 ``g * clusters + c``, ``-1`` for unknown groups):
+    the labels of :func:`fit_group_clusters`."""
+    return fit_group_clusters(x, groups, clusters=clusters, min_size=min_size, seed=seed).labels
 
 
 class SubclassDRO(Objective):
