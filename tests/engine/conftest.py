@@ -46,3 +46,18 @@ def evaluated_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         evaluate_run(run)
         runs[method] = run
     return runs
+
+
+@pytest.fixture(scope="session")
+def subclass_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny ``subclass_moe`` run (dMoE routed on race and the discovered subclasses), evaluated on test."""
+    from duetfair.engine.evaluate import evaluate_run
+    from duetfair.engine.trainer import train
+
+    run = tmp_path_factory.mktemp("subclass") / "run"
+    cfg = tiny_config(  # seed 2: the test split has cases of both clusters of group White
+        "subclass_moe", "train.epochs=2", "objective.first_stage.epochs=1", "model.subclasses.min_size=3", "seed=2"
+    )
+    assert train(cfg, run).status == "completed"
+    evaluate_run(run, split="test", report=False)
+    return run

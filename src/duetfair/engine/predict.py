@@ -330,8 +330,9 @@ def predict_files(
         device: ``auto``, ``cpu`` or ``cuda``.
         threads: CPU threads (default: one per core, at most 8).
 
-    Returns the table: ``case_id``, ``input``, ``mask``, ``shape``, ``group_source``, ``group``, and
-    the predicted voxel count of every foreground class (``n_pred_<k>``).
+    Returns the table: ``case_id``, ``input``, ``mask``, ``shape``, ``group_source``, ``group``
+    (``subclass`` too for a run routed on subclasses), and the predicted voxel count of every
+    foreground class (``n_pred_<k>``).
     """
     from duetfair.engine.evaluate import load_model
     from duetfair.engine.subclasses import SubclassOfImage
@@ -399,6 +400,8 @@ def _predict_case(
         "group_source": source,
         "group": grouping.names[gid] if gid >= 0 else "unknown",
     }
+    if subclass is not None:  # the subclass the model routed on
+        row["subclass"] = subclass.router.names[codes[-1]] if codes[-1] >= 0 else "unknown"
     for k in range(1, run.num_classes):
         row[f"n_pred_{k}"] = int((mask == k).sum())
     return row
