@@ -41,17 +41,18 @@ def _method_of(objective: str) -> str:
     return methods[0][1]
 
 
-def _objectives() -> list:
-    """Every registered objective (a new one cannot skip this test): FairDRO in the default suite, the rest slow."""
+def _methods() -> list:
+    """A method per registered objective (a new one cannot skip this test), and routing on discovered
+    subclasses (a model setting): the FairDRO loss in the default suite, the rest slow."""
     from duetfair.objectives.registry import available_objectives
 
-    fast = {"fair_dro"}
-    return [pytest.param(n, marks=() if n in fast else pytest.mark.slow) for n in available_objectives()]
+    methods = [_method_of(n) for n in available_objectives()] + ["subclass_moe"]
+    return [pytest.param(m, marks=() if m == "subgroup_dro" else pytest.mark.slow) for m in methods]
 
 
-@pytest.mark.parametrize("objective", _objectives())
-def test_two_process_gloo_training_keeps_ranks_identical(tmp_path: Path, objective: str) -> None:
-    mp.spawn(worker, args=(2, _free_port(), str(tmp_path), _method_of(objective)), nprocs=2, join=True)
+@pytest.mark.parametrize("method", _methods())
+def test_two_process_gloo_training_keeps_ranks_identical(tmp_path: Path, method: str) -> None:
+    mp.spawn(worker, args=(2, _free_port(), str(tmp_path), method), nprocs=2, join=True)
     r0 = torch.load(tmp_path / "rank0.pt", weights_only=True)
     r1 = torch.load(tmp_path / "rank1.pt", weights_only=True)
     assert r0["world"] == r1["world"] == 2

@@ -38,7 +38,10 @@ def test_first_stage_settings_change_only_two_stage_hashes() -> None:
     assert load_config("fundus2d_jtt", ["objective.first_stage.epochs=3"]).config_hash() != jtt.config_hash()
 
 
-@pytest.mark.parametrize("method", ["jtt", pytest.param("subclass_dro", marks=pytest.mark.slow)])
+@pytest.mark.parametrize(
+    "method",
+    ["jtt", pytest.param("subclass_dro", marks=pytest.mark.slow), pytest.param("subclass_moe", marks=pytest.mark.slow)],
+)
 def test_two_stage_run_resumes_exactly_and_reports_its_subgroups(tmp_path: Path, tiny, method: str) -> None:
     cfg = tiny(method, "train.epochs=3", "objective.first_stage.epochs=1")
     full = train(cfg, tmp_path / "full")
