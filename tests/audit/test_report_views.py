@@ -235,6 +235,30 @@ def test_training_view_of_a_run(tmp_path, cases):
     page = render_html(audit, tmp_path / "r.html", training=view).read_text()
     assert 'id="training"' in page and "selected epoch <b>3</b>" in page and "worst group 0.450 (Black)" in page
     assert TrainingView.from_run(tmp_path / "missing") is None
+    assert view.subgroups is None and "Subgroups found by the first stage" not in page
+
+
+def test_training_view_shows_the_first_stage_subgroups(tmp_path, cases):
+    history = pd.DataFrame({"epoch": [1, 2], "val_dice": [0.5, 0.6], "best_epoch": [1, 2]})
+    run = _fake_run(tmp_path / "run", history)
+    (run / "first_stage").mkdir()
+    summary = pd.DataFrame(
+        {
+            "group": ["White", "White"],
+            "subgroup": ["c0", "c1"],
+            "n": [150, 40],
+            "mean_dice": [0.88, 0.61],
+            "hidden": [2, 25],
+            "purity": [2 / 150, 25 / 40],
+            "recall": [2 / 27, 25 / 27],
+        }
+    )
+    summary.to_csv(run / "first_stage" / "subgroup_summary.csv", index=False)
+    view = TrainingView.from_run(run)
+    audit = audit_table(cases, ["race"], n_boot=0, discovery=False)
+    page = render_html(audit, tmp_path / "r.html", training=view).read_text()
+    assert "Subgroups found by the first stage" in page
+    assert "<td>c1</td><td>40</td><td>0.610</td><td>25</td><td>0.625</td><td>0.926</td>" in page
 
 
 # ---- comparison views ---------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from duetfair import history as H
 from duetfair.audit.formatting import fmt
 from duetfair.audit.report.figures import figure, style
 from duetfair.audit.report.section import ReportData, Section
+from duetfair.audit.report.tables import Table
 
 
 @dataclass
@@ -29,6 +30,9 @@ class TrainingView:
         select: the selection rule (``overall``, ``worst_group``, ``es``).
         group_names: names of the objective's group ids (labels of ``obj/<name>_<id>``).
         objective: the objective's name.
+        subgroups: ``first_stage/subgroup_summary.csv`` of a two-stage run (per group and
+            subgroup: ``n``, ``mean_dice`` and, with a known hidden subtype, ``hidden``,
+            ``purity``, ``recall``); None for other runs.
     """
 
     history: pd.DataFrame
@@ -36,6 +40,7 @@ class TrainingView:
     select: str | None = None
     group_names: list[str] = field(default_factory=list)
     objective: str | None = None
+    subgroups: pd.DataFrame | None = None
 
     @classmethod
     def from_run(cls, run_dir: str | os.PathLike[str]) -> "TrainingView | None":
@@ -66,7 +71,39 @@ class TrainingView:
             select=record.select if record is not None else None,
             group_names=list(record.group_names) if record is not None else [],
             objective=record.objective if record is not None else None,
+            subgroups=_read_optional(run.root / "first_stage" / "subgroup_summary.csv"),
         )
+
+
+def _read_optional(path: Any) -> pd.DataFrame | None:
+    """A small CSV the run may have, None when it is missing or unreadable (the report still renders)."""
+    try:
+        return pd.read_csv(path) if path.is_file() else None
+    except (OSError, ValueError):
+        return None
+
+
+def subgroup_table(summary: pd.DataFrame) -> Table:
+    """The first stage's subgroups per group: cases, first-stage Dice and, with a known hidden
+    subtype, its cases, purity and recall."""
+    known = "purity" in summary.columns
+    header = ["group", "subgroup", "cases", "first-stage Dice"] + (
+        ["hidden cases", "purity", "recall"] if known else []
+    )
+    rows = []
+    for _, r in summary.iterrows():
+        row = [str(r["group"]), str(r["subgroup"]), str(int(r["n"])), fmt(r["mean_dice"])]
+        if known:
+            hidden = "" if pd.isna(r["hidden"]) else str(int(r["hidden"]))
+            row += [hidden, fmt(r["purity"]), fmt(r["recall"])]
+        rows.append(row)
+    return Table.of(
+        header,
+        rows,
+        caption="Subgroups found by the first stage (training cases)",
+        note="Purity: share of the subgroup that is of the hidden subtype; recall: share of the group's "
+        "hidden cases it holds (only where the data knows the subtype; the method never sees it).",
+    )
 
 
 def _epoch_axis(ax: Any, epochs: pd.Series) -> None:
@@ -200,6 +237,7 @@ def context(data: ReportData, figs: Mapping[str, Any]) -> dict[str, Any] | None:
             "selected": _selected(training),
             "families": families,
             "names": {k: OBJECTIVE_STATE.get(k.split("/")[-1], k.split("/")[-1]) for k in families},
+            "subgroups": None if training.subgroups is None else subgroup_table(training.subgroups),
         }
     }
 
