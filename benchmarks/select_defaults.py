@@ -11,7 +11,8 @@ plain model for GroupDRO variants).
     python benchmarks/select_defaults.py --study two_stage --runs runs/select_two_stage --seeds 3
 
 ``--study dro`` (default): the FairDRO and GroupDRO variants. ``--study two_stage``: Just Train
-Twice (up-weight) and subclass DRO (feature space, subclass-balanced batches), each against ERM.
+Twice (up-weight), subclass DRO (feature space, subclass-balanced batches) and the subclass dMoE
+(clusters per group, subclass-balanced batches), each against ERM.
 
 Writes ``benchmarks/results/select_defaults.json``; finished runs in ``--runs`` are reused, so a
 killed study continues with the same command. ``--only`` trains a subset (e.g. to run two
@@ -67,6 +68,9 @@ TWO_STAGE: dict[str, tuple[str, list[str], str]] = {
         ["objective.args.space=features", "objective.args.balance=false"],
         "erm",
     ),
+    "subclass_moe 2 clusters, natural batches": ("subclass_moe", [], "erm"),
+    "subclass_moe 2 clusters, subclass-balanced": ("subclass_moe", ["train.balance_by=subclass"], "erm"),
+    "subclass_moe 3 clusters, natural batches": ("subclass_moe", ["model.subclasses.clusters=3"], "erm"),
 }
 STUDIES = {"dro": VARIANTS, "two_stage": TWO_STAGE}
 SCORES = ("dice", "worst_dice", "worst_cvar10", "hidden_dice")
