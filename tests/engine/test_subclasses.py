@@ -12,8 +12,7 @@ import torch
 
 from duetfair.engine.config import load_config, with_method
 from duetfair.engine.predict import predict_files
-from duetfair.engine.subclasses import SUBCLASS, SubclassRouter
-from duetfair.engine.trainer import Trainer
+from duetfair.engine.subclasses import SUBCLASS, SubclassRouter, check_subclass_config
 from duetfair.errors import DuetfairError
 from duetfair.objectives.stage import FeatureTransform
 from first_stage_cases import planted_first_stage
@@ -61,10 +60,13 @@ def test_method_sets_the_routing_and_another_method_drops_it(tiny) -> None:
     assert "subclasses" not in switched["model"]
 
 
-def test_routing_needs_a_dmoe_model(tmp_path: Path, tiny) -> None:
+def test_routing_needs_a_dmoe_model_and_a_group_attribute(tiny) -> None:
     cfg = tiny("erm", "model.subclasses.clusters=2", "objective.first_stage.epochs=1")
     with pytest.raises(DuetfairError, match="needs a dMoE model"):
-        Trainer(cfg, tmp_path / "run")
+        check_subclass_config(cfg)
+    with pytest.raises(DuetfairError, match="needs data.group_attribute"):
+        check_subclass_config(tiny("subclass_moe", "data.group_attribute=null"))
+    check_subclass_config(tiny("subclass_moe"))
 
 
 def test_run_routes_on_its_groups_and_subclasses_and_reports_them(subclass_run: Path) -> None:
