@@ -166,19 +166,7 @@ class CaseDataset(Dataset):
     def subset(self, indices: Sequence[int]) -> "CaseDataset":
         """A dataset with only rows ``indices`` (sharing the reader and spec)."""
         idx = [int(i) for i in indices]
-        sub = CaseDataset(
-            self.meta.iloc[idx].copy(),
-            self.group_spec,
-            lambda k: self.read(idx[k]),
-            num_classes=self.num_classes,
-            in_channels=self.in_channels,
-            spatial_dims=self.spatial_dims,
-            transform=self.transform,
-            split_source=self.split_source,
-            hidden=self.hidden,
-            channel_source=self.channel_source,
-        )
-        return sub
+        return self._like(self.meta.iloc[idx].copy(), self.group_spec, lambda k: self.read(idx[k]))
 
     def with_attribute(self, attribute: AttributeSpec, values: Sequence[Any]) -> "CaseDataset":
         """The same cases (sharing the reader) with one more attribute: ``values`` (one raw value
@@ -192,15 +180,20 @@ class CaseDataset(Dataset):
         spec = GroupSpec([*(self.group_spec[a] for a in self.group_spec.attributes), attribute])
         meta = self.meta.copy()
         meta[attribute.name] = list(values)
+        out = self._like(meta, spec, self.read)
+        out.skipped = self.skipped
+        return out
+
+    def _like(self, meta: pd.DataFrame, spec: GroupSpec, read: ReadFn) -> "CaseDataset":
+        """A dataset of ``meta`` with this one's settings (classes, channels, transform, hidden column)."""
         return CaseDataset(
             meta,
             spec,
-            self.read,
+            read,
             num_classes=self.num_classes,
             in_channels=self.in_channels,
             spatial_dims=self.spatial_dims,
             transform=self.transform,
-            skipped=self.skipped,
             split_source=self.split_source,
             hidden=self.hidden,
             channel_source=self.channel_source,
