@@ -55,7 +55,8 @@ RANKS = ("gap", "t", "deficit", "explained")
 by splitting it into the slice and the rest (``n (N - n) / N gap^2 / SS``)."""
 
 OVERALL_MODES = ("adjusted", "raw")
-"""Outcome of the ``overall`` scope: adjusted for the audited groups (:func:`group_adjusted`) or raw."""
+"""Outcome of the ``overall`` scope: adjusted for the audited groups (:func:`group_adjusted`) or raw;
+of a group's scope (``within``): adjusted for the groups of the other audited attributes, or raw."""
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,8 @@ class SliceSettings:
     max_slices: int = 20
     rank: str = "t"
     overall: str = "adjusted"
+    within: str = "adjusted"
+    merge_scopes: bool = True
     level: float = 0.95
 
     def check(self) -> None:
@@ -81,6 +84,7 @@ class SliceSettings:
         require(self.max_length in (1, 2), f"slice max_length={self.max_length}: expected 1 or 2")
         require(self.rank in RANKS, f"slice rank '{self.rank}': expected one of {', '.join(RANKS)}")
         require(self.overall in OVERALL_MODES, f"slice overall '{self.overall}': expected adjusted or raw")
+        require(self.within in OVERALL_MODES, f"slice within '{self.within}': expected adjusted or raw")
         require(0.0 < self.fdr < 1.0, f"slice fdr={self.fdr}: expected a false discovery rate in (0, 1)")
 
 
@@ -262,6 +266,7 @@ class _Scope:
     group: str | None
     rows: np.ndarray  # row positions of the scope's cases with a finite outcome
     y: np.ndarray  # the outcome the scope's slices are tested on, [len(rows)]
+    adjusted_for: tuple[str, ...] = ()  # attributes whose groups ``y`` is adjusted for
 
 
 def group_adjusted(y: np.ndarray, labels: Mapping[str, pd.Series]) -> np.ndarray:
@@ -280,18 +285,23 @@ def group_adjusted(y: np.ndarray, labels: Mapping[str, pd.Series]) -> np.ndarray
 def _scopes(
     y: np.ndarray, labels: Mapping[str, pd.Series], finite: np.ndarray, settings: SliceSettings
 ) -> list[_Scope]:
-    """The whole table (outcome adjusted for the groups unless ``overall="raw"``) and every group
-    with at least ``2 min_n`` cases with a finite outcome (raw outcome)."""
-    rows = np.flatnonzero(finite)
-    adjust = settings.overall == "adjusted"
-    overall = group_adjusted(y[rows], {a: lab[rows] for a, lab in labels.items()}) if adjust else y[rows]
-    out = [_Scope(OVERALL, None, None, rows, overall)]
+    """The whole table and every group with at least ``2 min_n`` cases with a finite outcome. The
+    outcome of the whole table is adjusted for the groups of every attribute (``overall="adjusted"``),
+    that of a group for the groups of the other attributes (``within="adjusted"``): a slice is then
+    compared with cases of the same groups, and a known group's gap cannot pass for a hidden slice
+    (inside ``sex=Female``, a slice of the descriptors that go with a worse race is not hidden)."""
+
+    def scope(within: str, attr: str | None, group: str | None, rows: np.ndarray, adjust: bool) -> _Scope:
+        others = {a: lab[rows] for a, lab in labels.items() if a != attr} if adjust else {}
+        return _Scope(within, attr, group, rows, group_adjusted(y[rows], others), tuple(others))
+
+    out = [scope(OVERALL, None, None, np.flatnonzero(finite), settings.overall == "adjusted")]
     for attr, lab in labels.items():
         values = lab.astype(object).to_numpy()
         for group in lab.cat.categories:
             rows = np.flatnonzero(finite & (values == group))
             if rows.size >= 2 * settings.min_n:
-                out.append(_Scope(f"{attr}={group}", attr, str(group), rows, y[rows]))
+                out.append(scope(f"{attr}={group}", attr, str(group), rows, settings.within == "adjusted"))
     return out
 
 
@@ -336,6 +346,8 @@ def find_slices(
     sign = 1.0 if higher_better else -1.0
     worse = [r for r in records if np.isfinite(r.mined.t[r.k]) and sign * r.mined.t[r.k] < 0]
     chosen = [r for r in worse if r.q <= settings.fdr and not r.mined.redundant[r.k]]
+    if settings.merge_scopes:
+        chosen = _broadest_scopes(chosen, sign, settings.redundancy_z or 0.0)
     chosen.sort(key=lambda r: r.rank_key(settings.rank, sign))
     context = _Context(frame, y_all, x_all, items, {a.name: a for a in attrs}, failure_threshold, higher_better)
     slices = [_entry(r, context, settings) for r in chosen[: settings.max_slices]]
@@ -357,6 +369,24 @@ def find_slices(
     }
 
 
+def _broadest_scopes(chosen: list[_Record], sign: float, z: float) -> list[_Record]:
+    """One finding per slice definition at its broadest significant scope: a slice significant in
+    the whole table is kept inside a group only when it is worse there by more than ``z`` standard
+    errors of the difference of the nested means (the rule of
+    :func:`~duetfair.audit.discovery.redundant_itemsets`, the group as the added item)."""
+    overall = {r.key: r for r in chosen if r.scope.within == OVERALL}
+    kept = []
+    for r in chosen:
+        parent = overall.get(r.key)
+        if parent is not None and r is not parent:
+            sd = float(np.std(parent.scope.y))
+            se = sd * math.sqrt(max(1.0 / r.mined.n[r.k] - 1.0 / parent.mined.n[parent.k], 0.0))
+            if sign * (r.divergence() - parent.divergence()) >= -z * se:
+                continue
+        kept.append(r)
+    return kept
+
+
 @dataclass
 class _Record:
     """One tested slice: its scope, the scope's mined slices, its index there, items and q-value."""
@@ -366,6 +396,10 @@ class _Record:
     k: int
     key: tuple[int, ...]
     q: float
+
+    def divergence(self) -> float:
+        """Mean of the scope's outcome in the slice minus the scope's mean."""
+        return float(self.mined.mean[self.k] - self.scope.y.mean())
 
     def gap(self) -> float:
         """Mean of the scope's outcome in the slice minus the rest's."""
@@ -421,7 +455,8 @@ def _entry(r: _Record, c: _Context, settings: SliceSettings) -> dict[str, Any]:
         "mean_rest": float(b.mean()),
         "gap": r.gap(),
         "gap_ci": [float(ci.low), float(ci.high)],
-        "gap_adjusted": r.scope.within == OVERALL and settings.overall == "adjusted",
+        "gap_adjusted": bool(r.scope.adjusted_for),
+        "adjusted_for": list(r.scope.adjusted_for),
         "p": float(r.mined.p[r.k]),
         "q": float(r.q),
         "significant": bool(r.q <= settings.fdr),
