@@ -74,6 +74,7 @@ class SliceSettings:
     overall: str = "adjusted"
     within: str = "adjusted"
     merge_scopes: bool = True
+    refine: bool = True
     level: float = 0.95
 
     def check(self) -> None:
@@ -349,6 +350,8 @@ def find_slices(
     if settings.merge_scopes:
         chosen = _broadest_scopes(chosen, sign, settings.redundancy_z or 0.0)
     chosen.sort(key=lambda r: r.rank_key(settings.rank, sign))
+    if settings.refine:
+        chosen = _refined(chosen, x_all, sign, settings.redundancy_z or 0.0)
     context = _Context(frame, y_all, x_all, items, {a.name: a for a in attrs}, failure_threshold, higher_better)
     slices = [_entry(r, context, settings) for r in chosen[: settings.max_slices]]
     top = min(worse, key=lambda r: r.q, default=None) if not slices else None
@@ -387,6 +390,39 @@ def _broadest_scopes(chosen: list[_Record], sign: float, z: float) -> list[_Reco
     return kept
 
 
+def _refined(chosen: list[_Record], x: np.ndarray, sign: float, z: float) -> list[_Record]:
+    """Each single-descriptor slice replaced, at its place in the ranking, by a significant
+    two-descriptor refinement of it in the same scope when the rest of the broad slice does not
+    fail: its mean is within ``z`` standard errors of the mean of the scope's cases outside the
+    broad slice, or better (``x [n, m]``: the one-hot levels of every case). The failure then lies
+    in the refinement; of several, the one whose split explains most of the scope's variance
+    (``n (N - n) / N gap^2``). A slice is listed once, at its first place."""
+    out: list[_Record] = []
+    seen: set[tuple[str, tuple[int, ...]]] = set()
+    for r in chosen:
+        if len(r.key) == 1:
+            children = [c for c in chosen if c.scope is r.scope and len(c.key) == 2 and r.key[0] in c.key]
+            children = [c for c in children if _rest_holds(r, c, x, sign, z)]
+            r = max(children, key=lambda c: c.between_ss(sign), default=r)
+        if (r.scope.within, r.key) not in seen:
+            seen.add((r.scope.within, r.key))
+            out.append(r)
+    return out
+
+
+def _rest_holds(parent: _Record, child: _Record, x: np.ndarray, sign: float, z: float) -> bool:
+    """Whether the cases of ``parent`` outside ``child`` score within ``z`` standard errors of the
+    scope's cases outside ``parent`` (Welch), or better."""
+    xs = x[parent.scope.rows]
+    in_parent = xs[:, list(parent.key)].all(1)
+    rest = in_parent & ~xs[:, list(child.key)].all(1)
+    a, b = parent.scope.y[rest], parent.scope.y[~in_parent]
+    if a.size < 2 or b.size < 2:
+        return True
+    se = math.sqrt(a.var(ddof=1) / a.size + b.var(ddof=1) / b.size)
+    return bool(sign * (a.mean() - b.mean()) >= -z * se)
+
+
 @dataclass
 class _Record:
     """One tested slice: its scope, the scope's mined slices, its index there, items and q-value."""
@@ -406,6 +442,12 @@ class _Record:
         n, total = self.mined.n[self.k], self.scope.y.size
         rest = (self.scope.y.sum() - self.mined.mean[self.k] * n) / (total - n)
         return float(self.mined.mean[self.k] - rest)
+
+    def between_ss(self, sign: float) -> float:
+        """Between-groups sum of squares of the split of the scope into the slice and the rest
+        (``n (N - n) / N gap^2``), 0 when the slice scores better than the rest."""
+        n, total, gap = self.mined.n[self.k], self.scope.y.size, self.gap()
+        return float(n * (total - n) / total * gap**2) if sign * gap < 0 else 0.0
 
     def rank_key(self, rank: str, sign: float) -> float:
         """Sort key of :data:`RANKS` (smaller first)."""
