@@ -25,7 +25,9 @@ MAX_FINDINGS = 5
 def _within(s: Mapping[str, Any]) -> str:
     if s["within"] == OVERALL:
         return "All cases" + (" (compared with cases of the same groups)" if s.get("gap_adjusted") else "")
-    return f"Within {s['attribute']} = {s['group']}"
+    others = s.get("adjusted_for") or [] if s.get("gap_adjusted") else []
+    same = f" (compared with cases of the same {' and '.join(others)} groups)" if others else ""
+    return f"Within {s['attribute']} = {s['group']}{same}"
 
 
 def _how_it_fails(s: Mapping[str, Any]) -> str:

@@ -18,7 +18,11 @@ the whole table and inside every patient group, whose metric is worse than the r
   products of the one-hot level matrix (DivExplorer's miner enumerates every frequent itemset
   whatever its length, which on correlated descriptors takes minutes).
 * **Scopes**: the whole table (``overall``) and every group of every audited attribute with at
-  least ``2 min_n`` cases; a slice is compared with the rest of its scope.
+  least ``2 min_n`` cases; a slice is compared with the rest of its scope. The outcome of the
+  whole table is adjusted for the audited groups (``overall="adjusted"``, :func:`group_adjusted`),
+  that of a group for the groups of the other attributes (``within="adjusted"``): a slice is
+  compared with cases of the same groups, so that a known group's gap does not pass for a hidden
+  slice (inside ``sex=Female``, the descriptors that go with a harder race).
 * **Tests** as in :mod:`duetfair.audit.discovery`: Welch's t-test of the slice against the rest
   (:func:`~duetfair.audit.discovery.welch_vs_rest`), Benjamini-Hochberg q-values over every slice
   tested in **every** scope together (one family, so that more groups do not mean more false
@@ -26,7 +30,9 @@ the whole table and inside every patient group, whose metric is worse than the r
   conjunction whose divergence is within ``redundancy_z`` standard errors of one of its parts').
   A slice needs ``min_n`` cases and ``min_support`` of its scope, and leaves ``min_n`` outside.
 * **Reported** (``hidden_slices``): the significant slices that score worse than the rest of their
-  scope, worst first by ``rank`` (default ``gap``), at most ``max_slices``: the definition in
+  scope, one finding per slice at its broadest scope (``merge_scopes``) and a broad slice replaced
+  by its refinement where the failure lies (``refine``; both in :mod:`duetfair.audit.slice_choice`),
+  worst first by ``rank`` (default ``t``), at most ``max_slices``: the definition in
   words, ``within`` (``overall`` or ``attribute=group``), ``n`` and ``share`` of the scope, ``mean``,
   ``mean_rest``, ``gap`` (slice minus rest) with a Welch confidence interval, ``p`` and ``q``,
   ``failure_rate`` (share of its cases beyond the failure cut-off), ``share_of_failures`` (share of
@@ -43,11 +49,9 @@ import numpy as np
 import pandas as pd
 
 from duetfair.audit.discovery import DEFAULT_REDUNDANCY_Z, bh_q_values, redundant_itemsets, welch_vs_rest
+from duetfair.audit.slice_choice import OVERALL, Mined, Record, Scope, broadest_scopes, refined
 from duetfair.errors import require
 from duetfair.metrics.descriptors import POLARITY_WORDS, descriptor_columns, descriptor_of
-
-OVERALL = "overall"
-"""``within`` of a slice of the whole table."""
 
 RANKS = ("gap", "t", "deficit", "explained")
 """Orders of the reported slices: most negative gap, most negative Welch t, largest deficit
@@ -61,7 +65,11 @@ of a group's scope (``within``): adjusted for the groups of the other audited at
 
 @dataclass(frozen=True)
 class SliceSettings:
-    """Settings of the slice search (each a named choice, stored in ``audit.json``)."""
+    """Settings of the slice search (each a named choice, stored in ``audit.json``; module
+    docstring). ``overall`` / ``within``: the outcome of the whole table / of a group adjusted for
+    the (other) audited groups, or ``"raw"``. ``merge_scopes``: one finding per slice at its
+    broadest significant scope. ``refine``: a broad slice replaced by the refinement that holds
+    its failure. ``redundancy_z`` is the tolerance of the last two as of the redundancy pruning."""
 
     levels: int = 3
     min_support: float = 0.05
@@ -189,18 +197,6 @@ def definition(itemset: Mapping[str, str], attrs: Mapping[str, SliceAttribute]) 
 # ---- mining ------------------------------------------------------------------------------------
 
 
-@dataclass
-class _Mined:
-    """Slices of one scope: item index tuples, sizes, means, p-values and redundancy."""
-
-    items: list[tuple[int, ...]]
-    n: np.ndarray
-    mean: np.ndarray
-    t: np.ndarray
-    p: np.ndarray
-    redundant: np.ndarray
-
-
 def _one_hot(levels: pd.DataFrame) -> tuple[np.ndarray, list[tuple[str, str]], np.ndarray]:
     """``(X [n, m] bool, items [(attribute, word)], attribute index of each item [m])``."""
     blocks, items, owner = [], [], []
@@ -214,7 +210,7 @@ def _one_hot(levels: pd.DataFrame) -> tuple[np.ndarray, list[tuple[str, str]], n
     return x, items, np.asarray(owner, dtype=np.int64)
 
 
-def _mine(y: np.ndarray, x: np.ndarray, owner: np.ndarray, settings: SliceSettings) -> _Mined:
+def _mine(y: np.ndarray, x: np.ndarray, owner: np.ndarray, settings: SliceSettings) -> Mined:
     """Every slice of length 1..``max_length`` of one scope (``y [n]`` finite outcomes, ``x [n, m]``)."""
     n_all = y.size
     mu = float(y.mean())
@@ -247,7 +243,7 @@ def _mine(y: np.ndarray, x: np.ndarray, owner: np.ndarray, settings: SliceSettin
         if settings.redundancy_z is not None
         else set()
     )
-    return _Mined(
+    return Mined(
         items=[keys[k] for k in idx],
         n=n[idx].astype(np.int64),
         mean=mean[idx],
@@ -258,16 +254,6 @@ def _mine(y: np.ndarray, x: np.ndarray, owner: np.ndarray, settings: SliceSettin
 
 
 # ---- the search --------------------------------------------------------------------------------
-
-
-@dataclass
-class _Scope:
-    within: str
-    attribute: str | None
-    group: str | None
-    rows: np.ndarray  # row positions of the scope's cases with a finite outcome
-    y: np.ndarray  # the outcome the scope's slices are tested on, [len(rows)]
-    adjusted_for: tuple[str, ...] = ()  # attributes whose groups ``y`` is adjusted for
 
 
 def group_adjusted(y: np.ndarray, labels: Mapping[str, pd.Series]) -> np.ndarray:
@@ -283,18 +269,16 @@ def group_adjusted(y: np.ndarray, labels: Mapping[str, pd.Series]) -> np.ndarray
     return y - design @ coef + y.mean()
 
 
-def _scopes(
-    y: np.ndarray, labels: Mapping[str, pd.Series], finite: np.ndarray, settings: SliceSettings
-) -> list[_Scope]:
+def _scopes(y: np.ndarray, labels: Mapping[str, pd.Series], finite: np.ndarray, settings: SliceSettings) -> list[Scope]:
     """The whole table and every group with at least ``2 min_n`` cases with a finite outcome. The
     outcome of the whole table is adjusted for the groups of every attribute (``overall="adjusted"``),
     that of a group for the groups of the other attributes (``within="adjusted"``): a slice is then
     compared with cases of the same groups, and a known group's gap cannot pass for a hidden slice
     (inside ``sex=Female``, a slice of the descriptors that go with a worse race is not hidden)."""
 
-    def scope(within: str, attr: str | None, group: str | None, rows: np.ndarray, adjust: bool) -> _Scope:
+    def scope(within: str, attr: str | None, group: str | None, rows: np.ndarray, adjust: bool) -> Scope:
         others = {a: lab[rows] for a, lab in labels.items() if a != attr} if adjust else {}
-        return _Scope(within, attr, group, rows, group_adjusted(y[rows], others), tuple(others))
+        return Scope(within, attr, group, rows, group_adjusted(y[rows], others), tuple(others))
 
     out = [scope(OVERALL, None, None, np.flatnonzero(finite), settings.overall == "adjusted")]
     for attr, lab in labels.items():
@@ -342,16 +326,17 @@ def find_slices(
     q_all = bh_q_values(p_all)
     records, start = [], 0
     for scope, m in zip(scopes, mined):
-        records += [_Record(scope, m, k, key, float(q_all[start + k])) for k, key in enumerate(m.items)]
+        records += [Record(scope, m, k, key, float(q_all[start + k])) for k, key in enumerate(m.items)]
         start += len(m.items)
     sign = 1.0 if higher_better else -1.0
     worse = [r for r in records if np.isfinite(r.mined.t[r.k]) and sign * r.mined.t[r.k] < 0]
     chosen = [r for r in worse if r.q <= settings.fdr and not r.mined.redundant[r.k]]
+    n_significant = len(chosen)
     if settings.merge_scopes:
-        chosen = _broadest_scopes(chosen, sign, settings.redundancy_z or 0.0)
+        chosen = broadest_scopes(chosen, sign, settings.redundancy_z or 0.0)
     chosen.sort(key=lambda r: r.rank_key(settings.rank, sign))
     if settings.refine:
-        chosen = _refined(chosen, x_all, sign, settings.redundancy_z or 0.0)
+        chosen = refined(chosen, x_all, sign, settings.redundancy_z or 0.0)
     context = _Context(frame, y_all, x_all, items, {a.name: a for a in attrs}, failure_threshold, higher_better)
     slices = [_entry(r, context, settings) for r in chosen[: settings.max_slices]]
     top = min(worse, key=lambda r: r.q, default=None) if not slices else None
@@ -362,105 +347,15 @@ def find_slices(
             "higher_is_better": bool(higher_better),
             "attributes": [a.name for a in attrs],
             "overall_adjusted_for": list(labels) if settings.overall == "adjusted" else [],
+            "within_adjusted": settings.within == "adjusted" and len(labels) > 1,
             "scopes": [{"within": s.within, "n": int(s.rows.size)} for s in scopes],
             "n_tests": int(p_all.size),
-            "n_significant": len(chosen),
+            "n_significant": n_significant,
             "most_divergent": None if top is None else _entry(top, context, settings),
             "failure_threshold": failure_threshold,
             "settings": asdict(settings),
         },
     }
-
-
-def _broadest_scopes(chosen: list[_Record], sign: float, z: float) -> list[_Record]:
-    """One finding per slice definition at its broadest significant scope: a slice significant in
-    the whole table is kept inside a group only when it is worse there by more than ``z`` standard
-    errors of the difference of the nested means (the rule of
-    :func:`~duetfair.audit.discovery.redundant_itemsets`, the group as the added item)."""
-    overall = {r.key: r for r in chosen if r.scope.within == OVERALL}
-    kept = []
-    for r in chosen:
-        parent = overall.get(r.key)
-        if parent is not None and r is not parent:
-            sd = float(np.std(parent.scope.y))
-            se = sd * math.sqrt(max(1.0 / r.mined.n[r.k] - 1.0 / parent.mined.n[parent.k], 0.0))
-            if sign * (r.divergence() - parent.divergence()) >= -z * se:
-                continue
-        kept.append(r)
-    return kept
-
-
-def _refined(chosen: list[_Record], x: np.ndarray, sign: float, z: float) -> list[_Record]:
-    """Each single-descriptor slice replaced, at its place in the ranking, by a significant
-    two-descriptor refinement of it in the same scope when the rest of the broad slice does not
-    fail: its mean is within ``z`` standard errors of the mean of the scope's cases outside the
-    broad slice, or better (``x [n, m]``: the one-hot levels of every case). The failure then lies
-    in the refinement; of several, the one whose split explains most of the scope's variance
-    (``n (N - n) / N gap^2``). A slice is listed once, at its first place."""
-    out: list[_Record] = []
-    seen: set[tuple[str, tuple[int, ...]]] = set()
-    for r in chosen:
-        if len(r.key) == 1:
-            children = [c for c in chosen if c.scope is r.scope and len(c.key) == 2 and r.key[0] in c.key]
-            children = [c for c in children if _rest_holds(r, c, x, sign, z)]
-            r = max(children, key=lambda c: c.between_ss(sign), default=r)
-        if (r.scope.within, r.key) not in seen:
-            seen.add((r.scope.within, r.key))
-            out.append(r)
-    return out
-
-
-def _rest_holds(parent: _Record, child: _Record, x: np.ndarray, sign: float, z: float) -> bool:
-    """Whether the cases of ``parent`` outside ``child`` score within ``z`` standard errors of the
-    scope's cases outside ``parent`` (Welch), or better."""
-    xs = x[parent.scope.rows]
-    in_parent = xs[:, list(parent.key)].all(1)
-    rest = in_parent & ~xs[:, list(child.key)].all(1)
-    a, b = parent.scope.y[rest], parent.scope.y[~in_parent]
-    if a.size < 2 or b.size < 2:
-        return True
-    se = math.sqrt(a.var(ddof=1) / a.size + b.var(ddof=1) / b.size)
-    return bool(sign * (a.mean() - b.mean()) >= -z * se)
-
-
-@dataclass
-class _Record:
-    """One tested slice: its scope, the scope's mined slices, its index there, items and q-value."""
-
-    scope: _Scope
-    mined: _Mined
-    k: int
-    key: tuple[int, ...]
-    q: float
-
-    def divergence(self) -> float:
-        """Mean of the scope's outcome in the slice minus the scope's mean."""
-        return float(self.mined.mean[self.k] - self.scope.y.mean())
-
-    def gap(self) -> float:
-        """Mean of the scope's outcome in the slice minus the rest's."""
-        n, total = self.mined.n[self.k], self.scope.y.size
-        rest = (self.scope.y.sum() - self.mined.mean[self.k] * n) / (total - n)
-        return float(self.mined.mean[self.k] - rest)
-
-    def between_ss(self, sign: float) -> float:
-        """Between-groups sum of squares of the split of the scope into the slice and the rest
-        (``n (N - n) / N gap^2``), 0 when the slice scores better than the rest."""
-        n, total, gap = self.mined.n[self.k], self.scope.y.size, self.gap()
-        return float(n * (total - n) / total * gap**2) if sign * gap < 0 else 0.0
-
-    def rank_key(self, rank: str, sign: float) -> float:
-        """Sort key of :data:`RANKS` (smaller first)."""
-        gap = sign * self.gap()
-        n, total = self.mined.n[self.k], self.scope.y.size
-        if rank == "t":
-            return float(sign * self.mined.t[self.k])
-        if rank == "deficit":
-            return float(gap * n)
-        if rank == "explained":  # share of the scope's variance the split explains, signed
-            ss = float(((self.scope.y - self.scope.y.mean()) ** 2).sum())
-            return float(-(n * (total - n) / total) * gap**2 / ss) if ss > 0 else 0.0
-        return float(gap)
 
 
 @dataclass
@@ -474,7 +369,7 @@ class _Context:
     higher_better: bool
 
 
-def _entry(r: _Record, c: _Context, settings: SliceSettings) -> dict[str, Any]:
+def _entry(r: Record, c: _Context, settings: SliceSettings) -> dict[str, Any]:
     """The reported form of one slice (``gap`` and its interval on the scope's tested outcome)."""
     from scipy import stats
 
