@@ -322,21 +322,11 @@ def find_slices(
     x_all, items, owner = _one_hot(levels)
     scopes = _scopes(y_all, labels, finite, settings) if x_all.shape[1] else []
     mined = [_mine(s.y, x_all[s.rows], owner, settings) for s in scopes]
-    p_all = np.concatenate([m.p for m in mined]) if mined else np.zeros(0)
-    q_all = bh_q_values(p_all)
-    records, start = [], 0
-    for scope, m in zip(scopes, mined):
-        records += [Record(scope, m, k, key, float(q_all[start + k])) for k, key in enumerate(m.items)]
-        start += len(m.items)
+    records = _records(scopes, mined)
     sign = 1.0 if higher_better else -1.0
     worse = [r for r in records if np.isfinite(r.mined.t[r.k]) and sign * r.mined.t[r.k] < 0]
-    chosen = [r for r in worse if r.q <= settings.fdr and not r.mined.redundant[r.k]]
-    n_significant = len(chosen)
-    if settings.merge_scopes:
-        chosen = broadest_scopes(chosen, sign, settings.redundancy_z or 0.0)
-    chosen.sort(key=lambda r: r.rank_key(settings.rank, sign))
-    if settings.refine:
-        chosen = refined(chosen, x_all, sign, settings.redundancy_z or 0.0)
+    significant = [r for r in worse if r.q <= settings.fdr and not r.mined.redundant[r.k]]
+    chosen = _reported(significant, x_all, sign, settings)
     context = _Context(frame, y_all, x_all, items, {a.name: a for a in attrs}, failure_threshold, higher_better)
     slices = [_entry(r, context, settings) for r in chosen[: settings.max_slices]]
     top = min(worse, key=lambda r: r.q, default=None) if not slices else None
@@ -349,13 +339,31 @@ def find_slices(
             "overall_adjusted_for": list(labels) if settings.overall == "adjusted" else [],
             "within_adjusted": settings.within == "adjusted" and len(labels) > 1,
             "scopes": [{"within": s.within, "n": int(s.rows.size)} for s in scopes],
-            "n_tests": int(p_all.size),
-            "n_significant": n_significant,
+            "n_tests": len(records),
+            "n_significant": len(significant),
             "most_divergent": None if top is None else _entry(top, context, settings),
             "failure_threshold": failure_threshold,
             "settings": asdict(settings),
         },
     }
+
+
+def _records(scopes: list[Scope], mined: list[Mined]) -> list[Record]:
+    """Every tested slice of every scope with its Benjamini-Hochberg q-value over all of them."""
+    q_all = bh_q_values(np.concatenate([m.p for m in mined]) if mined else np.zeros(0))
+    records, start = [], 0
+    for scope, m in zip(scopes, mined):
+        records += [Record(scope, m, k, key, float(q_all[start + k])) for k, key in enumerate(m.items)]
+        start += len(m.items)
+    return records
+
+
+def _reported(significant: list[Record], x: np.ndarray, sign: float, settings: SliceSettings) -> list[Record]:
+    """The significant slices as reported: merged to their broadest scopes, ranked, refined."""
+    z = settings.redundancy_z or 0.0
+    chosen = broadest_scopes(significant, sign, z) if settings.merge_scopes else list(significant)
+    chosen.sort(key=lambda r: r.rank_key(settings.rank, sign))
+    return refined(chosen, x, sign, z) if settings.refine else chosen
 
 
 @dataclass
