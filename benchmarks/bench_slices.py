@@ -20,7 +20,13 @@ number of seeds with F1 >= 0.6. Writes ``benchmarks/results/bench_slices.json``;
 
 ``--model bench`` scores the ERM runs of the published method benchmark (``duetfair benchmark --task
 <suite> --size bench --out <runs>/<suite>``: ``<runs>/<suite>/seed<S>/erm``, trained at the
-``bench`` size and evaluated on the test split with descriptors); nothing is trained.
+``bench`` size and evaluated on the test split with descriptors); nothing is trained. With
+``--export DIR`` it also writes each run's per-case table, cut to what the slice search reads
+(case id, class, Dice, the group columns, ``hidden_subtype``, the descriptors with words and the
+two error descriptors; 5 significant digits), as ``DIR/<suite>_seed<S>.csv.gz``: the fixtures of
+``tests/audit/test_hidden_slices_bench.py``.
+
+    python benchmarks/bench_slices.py --model bench --runs runs/bench --seeds 5 --export tests/audit/data/bench_erm
 """
 
 from __future__ import annotations
@@ -111,17 +117,39 @@ def bench_run(task: str, seed: int, root: Path) -> Path:
     return run
 
 
+ERROR_DESCRIPTORS = ("desc_volume_error", "desc_error_boundary_share")
+"""Error descriptors the slice entries report (how a slice fails)."""
+
+
+def export_cases(run: Path, out: Path) -> None:
+    """The run's per-case table cut to what the slice search reads (module docstring), gzipped."""
+    from duetfair.io import atomic_path
+    from duetfair.metrics.descriptors import descriptor_columns, descriptor_of
+
+    cases = pd.read_csv(run / "cases.csv")
+    groups = [a["name"] for a in json.loads((run / "group_spec.json").read_text())["attributes"]]
+    words = [c for c in descriptor_columns(cases) if (d := descriptor_of(c)) is not None and d.levels is not None]
+    keep = ["case_id", "class", "dice", *groups, "hidden_subtype", *words, *ERROR_DESCRIPTORS]
+    with atomic_path(out) as tmp:
+        cases[[c for c in keep if c in cases.columns]].to_csv(tmp, index=False, float_format="%.5g", compression="gzip")
+
+
 def score_run(run: Path) -> dict:
     """Audit the run's cases without the hidden column; precision / recall / F1 of the top slice."""
+    from duetfair.data.groups import GroupSpec
+
+    by = json.loads((run / "audit.json").read_text())["by"]
+    return score_cases(pd.read_csv(run / "cases.csv"), GroupSpec.load(run / "group_spec.json"), by)
+
+
+def score_cases(cases: pd.DataFrame, spec, by: list[str]) -> dict:  # noqa: ANN001
+    """Precision / recall / F1 of the top slice of the audit of ``cases`` without the hidden column."""
     from duetfair.audit import audit_table
     from duetfair.audit.slices import OVERALL
-    from duetfair.data.groups import GroupSpec
     from duetfair.metrics.cases import case_level
 
-    frame = case_level(pd.read_csv(run / "cases.csv"))
+    frame = case_level(cases)
     hidden = frame.pop("hidden_subtype").to_numpy() == 1
-    spec = GroupSpec.load(run / "group_spec.json")
-    by = json.loads((run / "audit.json").read_text())["by"]
     audit = audit_table(frame, by=by, metrics=("dice",), n_boot=0, spec=spec, hidden=None)
     worst = audit["metrics"]["dice"]["attributes"][by[0]]["worst_group"]
     scopes = {OVERALL, f"{by[0]}={worst}"}
@@ -180,6 +208,7 @@ def main() -> None:
         default="erm",
         help="small trained ERM, the test's stand-in, or the method benchmark's ERM runs (--runs: its root)",
     )
+    parser.add_argument("--export", help="--model bench: also write the fixtures of the bench test into this folder")
     args = parser.parse_args()
     results: dict[str, list[dict]] = {}
     for task in args.task or list(SETUPS):
@@ -189,7 +218,10 @@ def main() -> None:
                 found = standin_run(task, seed)
             else:
                 make = run_once if args.model == "erm" else bench_run
-                found = score_run(make(task, seed, Path(args.runs)))
+                run = make(task, seed, Path(args.runs))
+                found = score_run(run)
+                if args.export and args.model == "bench":
+                    export_cases(run, Path(args.export) / f"{task}_seed{seed}.csv.gz")
             row = {"seed": seed, **found}
             row["seconds"] = time.perf_counter() - t0
             results.setdefault(task, []).append(row)
