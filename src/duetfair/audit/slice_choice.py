@@ -77,7 +77,7 @@ class Record:
         return float(n * (total - n) / total * gap**2) if sign * gap < 0 else 0.0
 
     def rank_key(self, rank: str, sign: float) -> float:
-        """Sort key of :data:`RANKS` (smaller first)."""
+        """Sort key of :data:`duetfair.audit.slices.RANKS` (smaller first)."""
         gap = sign * self.gap()
         n, total = self.mined.n[self.k], self.scope.y.size
         if rank == "t":
@@ -115,12 +115,16 @@ def refined(chosen: list[Record], x: np.ndarray, sign: float, z: float) -> list[
     broad slice, or better (``x [n, m]``: the one-hot levels of every case). The failure then lies
     in the refinement; of several, the one whose split explains most of the scope's variance
     (``n (N - n) / N gap^2``). A slice is listed once, at its first place."""
+    pairs: dict[tuple[str, int], list[Record]] = {}
+    for c in chosen:
+        if len(c.key) == 2:
+            for item in c.key:
+                pairs.setdefault((c.scope.within, item), []).append(c)
     out: list[Record] = []
     seen: set[tuple[str, tuple[int, ...]]] = set()
     for r in chosen:
         if len(r.key) == 1:
-            children = [c for c in chosen if c.scope is r.scope and len(c.key) == 2 and r.key[0] in c.key]
-            children = [c for c in children if _rest_holds(r, c, x, sign, z)]
+            children = [c for c in pairs.get((r.scope.within, r.key[0]), []) if _rest_holds(r, c, x, sign, z)]
             r = max(children, key=lambda c: c.between_ss(sign), default=r)
         if (r.scope.within, r.key) not in seen:
             seen.add((r.scope.within, r.key))
