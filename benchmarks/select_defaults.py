@@ -68,8 +68,12 @@ TWO_STAGE: dict[str, tuple[str, list[str], str]] = {
         ["objective.args.space=features", "objective.args.balance=false"],
         "erm",
     ),
-    "subclass_moe 2 clusters, natural batches": ("subclass_moe", [], "erm"),
-    "subclass_moe 2 clusters, subclass-balanced": ("subclass_moe", ["train.balance_by=subclass"], "erm"),
+    "subclass_moe 2 clusters, natural batches": ("subclass_moe", ["model.subclasses.clusters=2"], "erm"),
+    "subclass_moe 2 clusters, subclass-balanced": (
+        "subclass_moe",
+        ["model.subclasses.clusters=2", "train.balance_by=subclass"],
+        "erm",
+    ),
     "subclass_moe 3 clusters, natural batches": ("subclass_moe", ["model.subclasses.clusters=3"], "erm"),
 }
 STUDIES = {"dro": VARIANTS, "two_stage": TWO_STAGE}

@@ -56,7 +56,11 @@ def subclass_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     run = tmp_path_factory.mktemp("subclass") / "run"
     cfg = tiny_config(  # seed 2: the test split has cases of both clusters of group White
-        "subclass_moe", "train.epochs=2", "objective.first_stage.epochs=1", "model.subclasses.min_size=3", "seed=2"
+        "subclass_moe",
+        "train.epochs=2",
+        "objective.first_stage.epochs=1",
+        "model.subclasses={clusters: 2, min_size: 3}",
+        "seed=2",
     )
     assert train(cfg, run).status == "completed"
     evaluate_run(run, split="test", report=False)

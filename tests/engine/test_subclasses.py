@@ -53,7 +53,7 @@ def test_feature_transform_equals_a_scaler_and_pca_fitted_by_sklearn() -> None:
 
 def test_method_sets_the_routing_and_another_method_drops_it(tiny) -> None:
     cfg = tiny("subclass_moe")
-    assert cfg.model.subclasses is not None and cfg.model.subclasses.clusters == 2
+    assert cfg.model.subclasses is not None and cfg.model.subclasses.clusters == 3
     assert cfg.objective.first_stage is not None and cfg.needs_first_stage
     assert load_config("fundus2d_erm").config_hash() == load_config("fundus2d").config_hash()
     switched = with_method(cfg.to_dict(), "erm")

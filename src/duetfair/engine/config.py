@@ -96,7 +96,8 @@ class SubclassRoutingConfig(_Section):
     in the first stage model's pooled features (computed from the image alone, so every new case
     gets its subclass too). The derived attribute is ``subclass`` (``c0`` the largest cluster)."""
 
-    clusters: int = Field(2, ge=1)
+    clusters: int = Field(3, ge=1)
+    """Clusters per group (3: chosen on validation, docs/benchmarks.md)."""
     min_size: int = Field(8, ge=1)
     """A group with fewer than ``clusters * min_size`` training cases gets fewer clusters."""
 

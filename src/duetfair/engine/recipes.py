@@ -81,14 +81,15 @@ RECIPES: dict[Method, Recipe] = {
         {"clusters": 2, "space": "descriptors"},
         first_stage={"fraction": 0.25},
     ),
-    # the oracle's routing on a subtype the run finds itself (the first model's features, k-means)
+    # the oracle's routing on a subtype the run finds itself (the first model's features, k-means;
+    # 3 clusters per group and natural batches chosen on validation)
     Method.SUBCLASS_MOE: Recipe(
         "dmoe",
         "erm",
         SelectRule.WORST_GROUP,
         "Subclass dMoE (routes on clusters)",
         first_stage={"fraction": 0.25},
-        subclasses={"clusters": 2},
+        subclasses={"clusters": 3},
     ),
     # the benchmark's ceiling: routes on the planted subtype too (packaged <task>_oracle configs)
     Method.ORACLE: Recipe("dmoe", "erm", SelectRule.WORST_GROUP, "Oracle (knows the subtype)"),
