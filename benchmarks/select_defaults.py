@@ -75,6 +75,16 @@ TWO_STAGE: dict[str, tuple[str, list[str], str]] = {
         "erm",
     ),
     "subclass_moe 3 clusters, natural batches": ("subclass_moe", ["model.subclasses.clusters=3"], "erm"),
+    "jtt upweight 5, first stage half": (
+        "jtt",
+        ["objective.args.upweight=5.0", "objective.first_stage.fraction=0.5"],
+        "erm",
+    ),
+    "subclass_moe 3 clusters, first stage half": (
+        "subclass_moe",
+        ["model.subclasses.clusters=3", "objective.first_stage.fraction=0.5"],
+        "erm",
+    ),
 }
 STUDIES = {"dro": VARIANTS, "two_stage": TWO_STAGE}
 SCORES = ("dice", "worst_dice", "worst_cvar10", "hidden_dice")
