@@ -153,7 +153,7 @@ def test_benchmark_of_a_config_with_the_two_stage_methods(data: Path, capsys: py
     config, out_dir = data / "own.yaml", data / "bench_two_stage"
     if not config.is_file():
         pytest.skip("needs the config of test_init_config_writes_a_commented_config_that_trains")
-    methods = ["--method", "erm", "--method", "jtt", "--method", "subclass_dro"]
+    methods = ["--method", "erm", "--method", "jtt", "--method", "subclass_dro", "--method", "subclass_moe"]
     args = ["benchmark", str(config), *methods, "--seeds", "1", *SETS, "--set", "train.progress=false"]
     code, out, err = run([*args, "--set", "objective.first_stage.epochs=1", "--out", str(out_dir)], capsys)
     assert code == 0, err
@@ -161,7 +161,10 @@ def test_benchmark_of_a_config_with_the_two_stage_methods(data: Path, capsys: py
     assert "| JTT (up-sample errors) |" in table and "| Subclass DRO (clusters) |" in table
     html = (out_dir / "report.html").read_text()
     assert "JTT (up-sample errors)" in html and "Subclass DRO (clusters)" in html
-    for method in ("jtt", "subclass_dro"):
+    assert "| Subclass dMoE (routes on clusters) |" in table
+    cases = pd.read_csv(out_dir / "seed0" / "subclass_moe" / "cases.csv")
+    assert cases["subclass"].str.fullmatch(r"c\d").all()  # every test case routed on its cluster
+    for method in ("jtt", "subclass_dro", "subclass_moe"):
         found = pd.read_csv(out_dir / "seed0" / method / "first_stage" / "subgroups.csv")
         # the user's own hidden column (morphology=irregular) is what the first step is measured against
         assert set(found["hidden"]) <= {0, 1} and found["hidden"].sum() > 0 and found["subgroup"].notna().all()
