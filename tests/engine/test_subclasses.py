@@ -106,3 +106,15 @@ def test_predict_gives_a_new_image_the_subclass_evaluate_gave_it(subclass_run: P
     assert table.set_index("case_id")[SUBCLASS].to_dict() == evaluated.to_dict()
     with pytest.raises(DuetfairError, match="not an attribute"):
         predict_files(subclass_run, [path], tmp_path / "bad", attrs={SUBCLASS: "c1"}, normalize="none")
+
+
+def test_reaudit_of_a_run_routed_on_subclasses_reproduces_its_audit(
+    subclass_run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from helpers import run
+
+    code, stdout, err = run(["audit", str(subclass_run / "cases.csv")], capsys)
+    assert code == 0, err
+    assert json.loads(stdout) == json.loads((subclass_run / "audit.json").read_text())
