@@ -44,6 +44,8 @@ __all__ = [
     "route_attributes",
     "route_on_subclasses",
     "attach_subclasses",
+    "FirstModel",
+    "SubclassOfImage",
 ]
 
 SUBCLASS = "subclass"
@@ -133,21 +135,43 @@ def _first_stage_folder(run_root: Path) -> Path:
     return Path(run_root) / FOLDER
 
 
-def first_model_features(run_root: Path, dataset: Any, *, device: torch.device) -> tuple[np.ndarray, np.ndarray]:
-    """``([N, F] pooled features, [N] group ids)`` of ``dataset``'s cases under the first stage's
-    final model (``RUN/first_stage/checkpoints/last.pt``), its attributes encoded with that run's spec."""
-    from duetfair.engine import adapters
-    from duetfair.engine.batching import make_source
-    from duetfair.engine.evaluate import load_model, recode
-    from duetfair.engine.inference import pooled_features
+@dataclass(frozen=True)
+class FirstModel:
+    """The first stage's final model (``RUN/first_stage/checkpoints/last.pt``; routes on the groups
+    only), with that run's config, spec and grouping."""
 
-    model, cfg, _, spec = load_model(_first_stage_folder(run_root), "last", device)
-    codes = recode(dataset, spec)
-    grouping = adapters.grouping(spec, cfg)
-    source = make_source(dataset, cfg.data.cache, cfg.data.num_workers, codes=codes)
-    batch = cfg.train.eval_batch_size or cfg.train.batch_size
-    feats = pooled_features(model, source, device=device, batch_size=batch, route_fn=grouping.route_codes)
-    return feats, grouping.group_ids(codes).numpy()
+    model: Any
+    cfg: Any
+    spec: Any
+    grouping: Any
+    device: torch.device
+
+    @classmethod
+    def load(cls, run_root: Path, device: torch.device) -> "FirstModel":
+        """The first model of the run in ``run_root`` on ``device``."""
+        from duetfair.engine import adapters
+        from duetfair.engine.evaluate import load_model
+
+        model, cfg, _, spec = load_model(_first_stage_folder(run_root), "last", device)
+        return cls(model, cfg, spec, adapters.grouping(spec, cfg), device)
+
+    def features(self, source: Any, codes: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        """``([N, F] pooled features, [N] group ids)`` of the cases of ``source`` whose attribute
+        codes under the first stage's spec are ``codes [N, A]``."""
+        from duetfair.engine.inference import pooled_features
+
+        batch = self.cfg.train.eval_batch_size or self.cfg.train.batch_size
+        route = self.grouping.route_codes
+        feats = pooled_features(self.model, source, device=self.device, batch_size=batch, route_fn=route)
+        return feats, self.grouping.group_ids(codes).numpy()
+
+    def dataset_features(self, dataset: Any) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`features` of a dataset, its attributes encoded with the first stage's spec."""
+        from duetfair.engine.batching import make_source
+        from duetfair.engine.evaluate import recode
+
+        codes = recode(dataset, self.spec)
+        return self.features(make_source(dataset, self.cfg.data.cache, self.cfg.data.num_workers, codes=codes), codes)
 
 
 def subclass_attribute(router: SubclassRouter) -> Any:
@@ -160,7 +184,7 @@ def subclass_attribute(router: SubclassRouter) -> Any:
 def attach_subclasses(run_root: Path, dataset: Any, *, device: torch.device) -> Any:
     """``dataset`` with the ``subclass`` attribute of every case (first stage model + router of the run)."""
     router = SubclassRouter.load(_first_stage_folder(run_root) / ROUTER_FILE)
-    feats, groups = first_model_features(run_root, dataset, device=device)
+    feats, groups = FirstModel.load(run_root, device).dataset_features(dataset)
     return dataset.with_attribute(subclass_attribute(router), router.assign(feats, groups))
 
 
@@ -178,11 +202,12 @@ def route_on_subclasses(trainer: Any, first: FirstStageCases) -> None:
         list(train.case_ids) == first.case_ids,
         f"{folder}: its cases differ from the training split's; delete the folder to redo the first stage",
     )
-    feats, groups = first_model_features(trainer.run_dir, trainer.datasets["val"], device=trainer.device)
+    val = trainer.datasets["val"]  # the trainer's own validation cases, read once
+    feats, groups = FirstModel.load(trainer.run_dir, trainer.device).features(trainer.val_source, val.codes)
     attribute = subclass_attribute(router)
     datasets = dict(trainer.datasets)
     datasets["train"] = train.with_attribute(attribute, train_words)
-    datasets["val"] = trainer.datasets["val"].with_attribute(attribute, router.assign(feats, groups))
+    datasets["val"] = val.with_attribute(attribute, router.assign(feats, groups))
     trainer.use_datasets(datasets)
     if trainer.info.is_main:
         router.save(folder / ROUTER_FILE)
@@ -196,37 +221,29 @@ class SubclassOfImage:
     """The subclass of single images (``duetfair predict``): the first stage's model and the router.
 
     Attributes:
-        model: the first stage's final model (routes on the groups only).
+        first: the first stage's :class:`FirstModel`.
         router: the run's :class:`SubclassRouter`.
-        grouping: the first stage's :class:`~duetfair.engine.adapters.Grouping`.
-        device: where the model runs.
     """
 
-    model: Any
+    first: FirstModel
     router: SubclassRouter
-    grouping: Any
-    device: torch.device
 
     @classmethod
     def of_run(cls, run_root: Path, cfg: Any, device: torch.device) -> "SubclassOfImage | None":
         """Loaded for a run with ``model.subclasses``; ``None`` for every other run."""
-        from duetfair.engine import adapters
-        from duetfair.engine.evaluate import load_model
-
         if cfg.model.subclasses is None:
             return None
-        folder = _first_stage_folder(run_root)
-        router = SubclassRouter.load(folder / ROUTER_FILE)
-        model, first_cfg, _, spec = load_model(folder, "last", device)
-        return cls(model, router, adapters.grouping(spec, first_cfg), device)
+        router = SubclassRouter.load(_first_stage_folder(run_root) / ROUTER_FILE)
+        return cls(FirstModel.load(run_root, device), router)
 
     @torch.no_grad()
     def code(self, image: torch.Tensor, codes: list[int]) -> int:
         """Code of the ``subclass`` attribute (``-1``: unknown group) of ``image [1, C, *S]`` (at
         the training size) whose other attributes have ``codes`` (the first stage's spec order)."""
-        batch = torch.tensor([codes], dtype=torch.long)
-        route = self.grouping.route_codes(batch)
-        self.model.eval()
-        _, feats = self.model.forward_features(image.to(self.device), group=route.to(self.device))
-        word = self.router.assign(feats.float().cpu().numpy(), self.grouping.group_ids(batch).numpy())[0]
+        first, batch = self.first, torch.tensor([codes], dtype=torch.long)
+        first.model.eval()
+        _, feats = first.model.forward_features(
+            image.to(first.device), group=first.grouping.route_codes(batch).to(first.device)
+        )
+        word = self.router.assign(feats.float().cpu().numpy(), first.grouping.group_ids(batch).numpy())[0]
         return -1 if word is None else self.router.names.index(word)
