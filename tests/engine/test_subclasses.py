@@ -69,6 +69,13 @@ def test_routing_needs_a_dmoe_model_and_a_group_attribute(tiny) -> None:
     check_subclass_config(tiny("subclass_moe"))
 
 
+def test_trainer_names_the_missing_group_attribute_first(tmp_path: Path, tiny) -> None:
+    from duetfair.engine.trainer import Trainer
+
+    with pytest.raises(DuetfairError, match="^config model.subclasses: needs data.group_attribute"):
+        Trainer(tiny("subclass_moe", "data.group_attribute=null"), tmp_path / "run")
+
+
 def test_run_routes_on_its_groups_and_subclasses_and_reports_them(subclass_run: Path) -> None:
     import json
 

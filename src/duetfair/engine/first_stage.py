@@ -65,13 +65,11 @@ def first_stage_of(trainer: Any) -> FirstStageCases | None:
     has none. The main run then starts from the random state it would have without a first stage
     (same model initialisation, exact resume)."""
     from duetfair.engine.acceleration import seed_everything
-    from duetfair.engine.subclasses import check_subclass_config, route_on_subclasses
+    from duetfair.engine.subclasses import route_on_subclasses
 
     cfg = trainer.cfg
     if not cfg.needs_first_stage:
         return None
-    if cfg.model.subclasses is not None:
-        check_subclass_config(cfg)
     first = first_stage(cfg, trainer.run_dir, trainer.datasets)
     if cfg.model.subclasses is not None:
         route_on_subclasses(trainer, first)

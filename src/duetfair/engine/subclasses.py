@@ -124,9 +124,12 @@ def check_subclass_config(cfg: Any) -> None:
 def route_attributes(cfg: Any) -> Optional[list[str]]:
     """``model.route_attributes``, or for a run with ``model.subclasses``: the group attribute and
     :data:`SUBCLASS`."""
-    if cfg.model.route_attributes is not None or cfg.model.subclasses is None:
+    if cfg.model.subclasses is None:
         return cfg.model.route_attributes
-    return [cfg.data.group_attribute, SUBCLASS]
+    check_subclass_config(cfg)  # the first place a run's grouping is made: its errors come first
+    return (
+        cfg.model.route_attributes if cfg.model.route_attributes is not None else [cfg.data.group_attribute, SUBCLASS]
+    )
 
 
 def _first_stage_folder(run_root: Path) -> Path:
